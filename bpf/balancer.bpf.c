@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdplb balancer: Katran-style L4 load balancing in XDP.
+ *
+ * VIP lookup -> backend choice (SYN: ring; else connection table, then ring)
+ * -> IPIP encapsulation -> XDP_TX to the next hop. The real answers the client
+ * directly (DSR). Packets not for a VIP go to the kernel untouched.
+ */
+#include "include/encap.h"
+#include "include/jhash.h"
+#include "include/parse.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XDPLB_MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, struct vip_meta);
+} vip_map SEC(".maps");
+
+/* Addresses that carry at least one VIP, with how many: decides whether a
+ * fragment or a broken packet was meant for us (drop) or for the host (pass). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XDPLB_MAX_VIPS);
+	__type(key, struct xdplb_addr);
+	__type(value, __u32);
+} vip_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPLB_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct xdplb_addr);
+} reals SEC(".maps");
+
+/* Maglev rings, one slice of XDPLB_RING_SIZE real ids per vip_num. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPLB_MAX_VIPS * XDPLB_RING_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} ring SEC(".maps");
+
+/* One table, per-CPU LRU lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on
+ * the hot path, and a flow that RSS moves to another CPU still finds its real. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPLB_LRU_SIZE);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} conn_table SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ctl_config);
+} ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPLB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_stats);
+} vip_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPLB_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct real_stats);
+} real_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPLB_REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} reason_stats SEC(".maps");
+
+/* Keeps enum xdplb_reason in the BTF for the layout test. */
+const volatile enum xdplb_reason xdplb_reason_btf_anchor = XDPLB_TX_ENCAP;
+
+static __always_inline int verdict(enum xdplb_reason reason)
+{
+	__u32 key = reason;
+	__u64 *count = bpf_map_lookup_elem(&reason_stats, &key);
+
+	if (count)
+		*count += 1;
+	if (reason >= XDPLB_FIRST_DROP_REASON)
+		return XDP_DROP;
+	if (reason >= XDPLB_FIRST_PASS_REASON)
+		return XDP_PASS;
+	return XDP_TX;
+}
+
+static __always_inline int is_vip_addr(const struct flow_key *flow)
+{
+	struct xdplb_addr key = { .family = flow->family };
+
+	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
+	return bpf_map_lookup_elem(&vip_addrs, &key) != NULL;
+}
+
+static __always_inline struct vip_meta *find_vip(const struct flow_key *flow)
+{
+	struct vip_key key = { .port = flow->dport, .proto = flow->proto, .family = flow->family };
+	struct vip_meta *vip;
+
+	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
+	vip = bpf_map_lookup_elem(&vip_map, &key);
+	if (vip)
+		return vip;
+	key.port = 0;
+	return bpf_map_lookup_elem(&vip_map, &key);
+}
+
+static __always_inline __u32 flow_hash(const struct flow_key *flow)
+{
+	__u32 src = flow->family == XDPLB_FAMILY_V6 ?
+			    xdplb_jhash_4words(flow->src, XDPLB_FLOW_HASH_SEED) :
+			    flow->src[0];
+	__u32 ports = ((__u32)flow->sport << 16) | flow->dport;
+
+	return xdplb_jhash_2words(src, ports, XDPLB_FLOW_HASH_SEED);
+}
+
+static __always_inline struct xdplb_addr *real_by_id(__u32 id)
+{
+	struct xdplb_addr *real;
+
+	if (!id)
+		return NULL;
+	real = bpf_map_lookup_elem(&reals, &id);
+	return real && real->family ? real : NULL;
+}
+
+SEC("xdp")
+int xdplb_balancer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 frame_len = data_end - data;
+	struct xdplb_packet p = {};
+	struct xdplb_addr *real = NULL;
+	struct vip_stats *vs;
+	struct real_stats *rs;
+	struct ctl_config *cfg;
+	struct vip_meta *vip;
+	__u32 zero = 0, real_id = 0, hash, slot;
+	int rc;
+
+	rc = xdplb_parse(&p, data, data_end);
+	switch (rc) {
+	case XDPLB_PARSED:
+		break;
+	case XDPLB_PARSE_NOT_IP:
+		return verdict(XDPLB_PASS_NOT_IP);
+	case XDPLB_PARSE_NO_DST:
+		return verdict(XDPLB_PASS_MALFORMED);
+	case XDPLB_PARSE_MALFORMED:
+		return verdict(is_vip_addr(&p.flow) ? XDPLB_DROP_MALFORMED : XDPLB_PASS_MALFORMED);
+	case XDPLB_PARSE_FRAGMENT:
+		return verdict(is_vip_addr(&p.flow) ? XDPLB_DROP_FRAGMENT : XDPLB_PASS_NOT_VIP);
+	default: /* XDPLB_PARSE_OTHER_L4 */
+		return verdict(is_vip_addr(&p.flow) ? XDPLB_PASS_VIP_NOT_TCP_UDP :
+						      XDPLB_PASS_NOT_VIP);
+	}
+
+	vip = find_vip(&p.flow);
+	if (!vip)
+		return verdict(XDPLB_PASS_NOT_VIP);
+	vs = bpf_map_lookup_elem(&vip_stats, &vip->vip_num);
+	if (vs) {
+		vs->packets += 1;
+		vs->bytes += frame_len;
+	}
+	if (vip->flags & XDPLB_VIP_F_HASH_NO_SRC_PORT)
+		p.flow.sport = 0;
+
+	if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS) && !p.tcp_syn) {
+		struct flow_value *fv = bpf_map_lookup_elem(&conn_table, &p.flow);
+
+		/* An entry whose real has since been removed counts as a miss. */
+		if (fv && (real = real_by_id(fv->real_id)))
+			real_id = fv->real_id;
+	}
+	hash = flow_hash(&p.flow);
+	if (!real) {
+		__u32 *ring_id;
+
+		slot = vip->vip_num * XDPLB_RING_SIZE + hash % XDPLB_RING_SIZE;
+		ring_id = bpf_map_lookup_elem(&ring, &slot);
+		real_id = ring_id ? *ring_id : 0;
+		real = real_by_id(real_id);
+		if (!real)
+			return verdict(XDPLB_DROP_NO_REAL);
+		if (vs)
+			vs->lru_misses += 1;
+		if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
+			struct flow_value fv = { .real_id = real_id };
+
+			bpf_map_update_elem(&conn_table, &p.flow, &fv, BPF_ANY);
+		}
+	}
+
+	cfg = bpf_map_lookup_elem(&ctl, &zero);
+	if (!cfg)
+		return verdict(XDPLB_DROP_NOT_CONFIGURED);
+	rc = xdplb_encap(ctx, &p, real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK);
+	if (rc == XDPLB_TX_ENCAP) {
+		rs = bpf_map_lookup_elem(&real_stats, &real_id);
+		if (rs) {
+			rs->packets += 1;
+			rs->bytes += frame_len;
+		}
+	}
+	return verdict(rc);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

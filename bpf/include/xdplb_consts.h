@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Build-time constants of the xdplb dataplane, each named once.
+ * src/agent/bpf/layout.ts mirrors them; test/bpf/layout.test.ts checks the
+ * mirror against the compiled object's BTF and map definitions.
+ */
+#ifndef XDPLB_CONSTS_H
+#define XDPLB_CONSTS_H
+
+/* Capacities (Katran-like defaults). */
+#define XDPLB_MAX_VIPS 512
+#define XDPLB_MAX_REALS 4096     /* real id 0 is reserved: "no real" */
+#define XDPLB_RING_SIZE 65537    /* Maglev ring slots per VIP; must be prime */
+#define XDPLB_LRU_SIZE 1048576   /* connection table entries (shared by all CPUs) */
+#define XDPLB_MAX_DECAP_ADDRS 64 /* local addresses the decap program accepts */
+
+/* Address families as stored in map keys (not the host's AF_* values, which
+ * differ between platforms). 0 means "unset". */
+#define XDPLB_FAMILY_V4 4
+#define XDPLB_FAMILY_V6 6
+
+/* Per-VIP flags (struct vip_meta.flags). */
+#define XDPLB_VIP_F_HASH_NO_SRC_PORT (1U << 0) /* client-IP stickiness */
+#define XDPLB_VIP_F_LRU_BYPASS (1U << 1)       /* never use the connection table */
+
+/* IPv6 extension headers skipped before the transport header. */
+#define XDPLB_MAX_EXT_HDRS 4
+
+/* Seed of the flow hash. Every balancer node must use the same one so that a
+ * flow moved between nodes by ECMP picks the same ring slot. */
+#define XDPLB_FLOW_HASH_SEED 0x7864706cU /* "xdpl" */
+
+/*
+ * Why the balancer did what it did with a packet. Every packet increments
+ * exactly one counter. Ranges decide the XDP action: TX, then PASS, then DROP.
+ */
+enum xdplb_reason {
+	XDPLB_TX_ENCAP = 0,           /* VIP packet encapsulated to a real and sent */
+	XDPLB_PASS_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...) */
+	XDPLB_PASS_NOT_VIP,           /* IP packet not addressed to a VIP */
+	XDPLB_PASS_MALFORMED,         /* truncated/invalid header, not to a VIP address */
+	XDPLB_PASS_VIP_NOT_TCP_UDP,   /* to a VIP address, neither TCP nor UDP (ICMP...) */
+	XDPLB_DROP_MALFORMED,         /* truncated/invalid header to a VIP address */
+	XDPLB_DROP_FRAGMENT,          /* IP fragment to a VIP address */
+	XDPLB_DROP_NO_REAL,           /* the VIP's ring has no real */
+	XDPLB_DROP_TOO_BIG,           /* encapsulated packet exceeds max_pkt_size */
+	XDPLB_DROP_UNSUPPORTED_ENCAP, /* IPv6 packet for an IPv4 real */
+	XDPLB_DROP_NOT_CONFIGURED,    /* next hop MAC or outer source address unset */
+	XDPLB_DROP_ENCAP_FAILED,      /* no headroom for the outer header */
+	XDPLB_REASON_MAX,
+};
+#define XDPLB_FIRST_PASS_REASON XDPLB_PASS_NOT_IP
+#define XDPLB_FIRST_DROP_REASON XDPLB_DROP_MALFORMED
+
+/* What the decap program did with a packet; one counter each. */
+enum xdplb_decap_reason {
+	XDPLB_DECAP_V4_IN_V4 = 0,  /* IPv4 inner stripped of an IPv4 outer header */
+	XDPLB_DECAP_V4_IN_V6,      /* IPv4 inner stripped of an IPv6 outer header */
+	XDPLB_DECAP_V6_IN_V6,      /* IPv6 inner stripped of an IPv6 outer header */
+	XDPLB_DECAP_PASS_NOT_ENCAP,/* not an IPIP packet for a local address */
+	XDPLB_DECAP_DROP_MALFORMED,/* IPIP for us, but the inner header is broken */
+	XDPLB_DECAP_REASON_MAX,
+};
+
+#endif
