@@ -1,0 +1,71 @@
+/**
+ * Mirror of bpf/include/xdplb_consts.h. The C header is the definition;
+ * test/bpf/layout.test.ts fails when this file disagrees with the object's BTF
+ * and map definitions.
+ */
+export const MAX_VIPS = 512;
+export const MAX_REALS = 4096;
+/** Real id 0 means "no real"; usable ids are 1..MAX_REALS-1. */
+export const NO_REAL_ID = 0;
+export const RING_SIZE = 65537;
+export const LRU_SIZE = 1048576;
+export const MAX_DECAP_ADDRS = 64;
+
+export const FAMILY_V4 = 4;
+export const FAMILY_V6 = 6;
+export type Family = typeof FAMILY_V4 | typeof FAMILY_V6;
+
+export const VIP_F_HASH_NO_SRC_PORT = 1 << 0;
+export const VIP_F_LRU_BYPASS = 1 << 1;
+
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+/** enum xdplb_reason, by its C name without the XDPLB_ prefix. */
+export const REASONS = [
+  'TX_ENCAP',
+  'PASS_NOT_IP',
+  'PASS_NOT_VIP',
+  'PASS_MALFORMED',
+  'PASS_VIP_NOT_TCP_UDP',
+  'DROP_MALFORMED',
+  'DROP_FRAGMENT',
+  'DROP_NO_REAL',
+  'DROP_TOO_BIG',
+  'DROP_UNSUPPORTED_ENCAP',
+  'DROP_NOT_CONFIGURED',
+  'DROP_ENCAP_FAILED',
+] as const;
+export type Reason = (typeof REASONS)[number];
+export const reasonIndex = (r: Reason): number => REASONS.indexOf(r);
+
+/** enum xdplb_decap_reason, by its C name without the XDPLB_ prefix. */
+export const DECAP_REASONS = [
+  'DECAP_V4_IN_V4',
+  'DECAP_V4_IN_V6',
+  'DECAP_V6_IN_V6',
+  'DECAP_PASS_NOT_ENCAP',
+  'DECAP_DROP_MALFORMED',
+] as const;
+export type DecapReason = (typeof DECAP_REASONS)[number];
+
+export const BALANCER_PROGRAM = 'xdplb_balancer';
+export const DECAP_PROGRAM = 'xdplb_decap';
+
+/** Map names as in the objects (the kernel keeps 15 characters). */
+export const BalancerMaps = {
+  vips: 'vip_map',
+  vipAddrs: 'vip_addrs',
+  reals: 'reals',
+  ring: 'ring',
+  connTable: 'conn_table',
+  ctl: 'ctl',
+  vipStats: 'vip_stats',
+  realStats: 'real_stats',
+  reasonStats: 'reason_stats',
+} as const;
+
+export const DecapMaps = {
+  addrs: 'decap_addrs',
+  stats: 'decap_stats',
+} as const;

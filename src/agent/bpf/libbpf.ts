@@ -1,0 +1,179 @@
+/**
+ * libbpf through koffi: the only place that calls into C. libbpf does the ELF
+ * loading, relocation and map creation; this module turns its return codes
+ * into exceptions that say which call failed, the errno, and what to check.
+ */
+import koffi from 'koffi';
+
+const LIBBPF_SONAME = 'libbpf.so.1';
+
+const lib = (() => {
+  try {
+    return koffi.load(LIBBPF_SONAME);
+  } catch (err) {
+    throw new Error(
+      `cannot load ${LIBBPF_SONAME}: ${(err as Error).message}. Install libbpf 1.x (Debian: apt-get install libbpf1).`,
+    );
+  }
+})();
+const libc = koffi.load('libc.so.6');
+
+koffi.opaque('bpf_object');
+koffi.opaque('bpf_program');
+koffi.opaque('bpf_map');
+
+export type BpfObjectPtr = unknown;
+export type BpfProgramPtr = unknown;
+export type BpfMapPtr = unknown;
+
+/** struct bpf_test_run_opts (bpf/bpf.h of libbpf 1.x). */
+const TestRunOpts = koffi.struct('bpf_test_run_opts', {
+  sz: 'size_t',
+  data_in: 'void *',
+  data_out: 'void *',
+  data_size_in: 'uint32_t',
+  data_size_out: 'uint32_t',
+  ctx_in: 'void *',
+  ctx_out: 'void *',
+  ctx_size_in: 'uint32_t',
+  ctx_size_out: 'uint32_t',
+  retval: 'uint32_t',
+  repeat: 'int',
+  duration: 'uint32_t',
+  flags: 'uint32_t',
+  cpu: 'uint32_t',
+  batch_size: 'uint32_t',
+});
+
+/** struct bpf_xdp_attach_opts: old_prog_fd makes an attach a compare-and-swap. */
+const XdpAttachOpts = koffi.struct('bpf_xdp_attach_opts', {
+  sz: 'size_t',
+  old_prog_fd: 'int',
+});
+
+const PrintFn = koffi.proto('int xdplb_libbpf_print_fn(int level, const char *fmt, void *ap)');
+
+export const c = {
+  openFile: lib.func('bpf_object *bpf_object__open_file(const char *path, void *opts)'),
+  load: lib.func('int bpf_object__load(bpf_object *obj)'),
+  close: lib.func('void bpf_object__close(bpf_object *obj)'),
+  findMap: lib.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
+  findProgram: lib.func('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
+  mapFd: lib.func('int bpf_map__fd(bpf_map *map)'),
+  mapSetPinPath: lib.func('int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
+  mapSetMaxEntries: lib.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)'),
+  mapMaxEntries: lib.func('uint32_t bpf_map__max_entries(bpf_map *map)'),
+  mapKeySize: lib.func('uint32_t bpf_map__key_size(bpf_map *map)'),
+  mapValueSize: lib.func('uint32_t bpf_map__value_size(bpf_map *map)'),
+  mapUnpin: lib.func('int bpf_map__unpin(bpf_map *map, const char *path)'),
+  programFd: lib.func('int bpf_program__fd(bpf_program *prog)'),
+  programPin: lib.func('int bpf_program__pin(bpf_program *prog, const char *path)'),
+  objGet: lib.func('int bpf_obj_get(const char *path)'),
+  objPin: lib.func('int bpf_obj_pin(int fd, const char *path)'),
+  xdpAttach: lib.func('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, bpf_xdp_attach_opts *opts)'),
+  xdpDetach: lib.func('int bpf_xdp_detach(int ifindex, uint32_t flags, bpf_xdp_attach_opts *opts)'),
+  xdpQueryId: lib.func('int bpf_xdp_query_id(int ifindex, int flags, _Out_ uint32_t *prog_id)'),
+  progGetFdById: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
+  mapUpdate: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  mapLookup: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  mapDelete: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  mapGetNextKey: lib.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+  mapUpdateBatch: lib.func(
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, void *opts)',
+  ),
+  testRun: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
+  numPossibleCpus: lib.func('int libbpf_num_possible_cpus(void)'),
+  setPrint: lib.func('void *libbpf_set_print(xdplb_libbpf_print_fn *fn)'),
+  closeFd: libc.func('int close(int fd)'),
+  vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
+  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
+};
+
+export { TestRunOpts, XdpAttachOpts };
+
+/** An errno as libbpf reports it, with the call that failed and a hint. */
+export class LibbpfError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    detail: string,
+    hint?: string,
+    readonly libbpfLog: string[] = [],
+  ) {
+    const name = errnoName(errno);
+    const logTail = libbpfLog.length ? `\nlibbpf said:\n${libbpfLog.slice(-40).join('')}` : '';
+    super(`${call} failed: ${name} (${errno})${detail ? `: ${detail}` : ''}${hint ? `. ${hint}` : ''}${logTail}`);
+    this.name = 'LibbpfError';
+  }
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(koffi.os.errno).map(([name, value]) => [value as number, name]),
+);
+
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+/** Hints for the errors a user can act on. */
+export function hintFor(errno: number): string | undefined {
+  switch (errnoNames.get(errno)) {
+    case 'EPERM':
+      return 'BPF needs root or CAP_BPF+CAP_NET_ADMIN (a privileged pod)';
+    case 'ENOENT':
+      return 'the path, map, program or key does not exist';
+    case 'E2BIG':
+      return 'a map is full or a value is larger than the map allows';
+    case 'EINVAL':
+      return 'the kernel rejected the arguments: check map layouts and pinned maps of an older version';
+    case 'EBUSY':
+      return 'another XDP program is attached to this interface in another mode or by another owner';
+    case 'EOPNOTSUPP':
+      return 'the driver has no native XDP: use generic mode';
+    default:
+      return undefined;
+  }
+}
+
+/** libbpf messages since the last takeLog(); kept for error reports. */
+let pendingLog: string[] = [];
+const MAX_PENDING_LOG_LINES = 2000;
+const LOG_LINE_BUFFER = 4096;
+
+const printCallback = koffi.register((_level: number, fmt: string, ap: unknown) => {
+  const buf = Buffer.alloc(LOG_LINE_BUFFER);
+  const n = c.vsnprintf(buf, buf.length, fmt, ap) as number;
+  pendingLog.push(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8'));
+  if (pendingLog.length > MAX_PENDING_LOG_LINES) pendingLog = pendingLog.slice(-MAX_PENDING_LOG_LINES / 2);
+  return 0;
+}, koffi.pointer(PrintFn));
+c.setPrint(printCallback);
+
+export function takeLog(): string[] {
+  const out = pendingLog;
+  pendingLog = [];
+  return out;
+}
+
+/** Throws a LibbpfError for a negative return code (libbpf 1.x returns -errno). */
+export function check(call: string, rc: number, detail = ''): number {
+  if (rc < 0) throw new LibbpfError(call, -rc, detail, hintFor(-rc), takeLog());
+  return rc;
+}
+
+/** Throws for a NULL pointer result, reading errno as libbpf 1.x sets it. */
+export function checkPtr<T>(call: string, ptr: T | null, detail = ''): T {
+  if (ptr === null) {
+    const errno = koffi.errno();
+    throw new LibbpfError(call, errno, detail, hintFor(errno), takeLog());
+  }
+  return ptr;
+}
+
+export const possibleCpus: number = check('libbpf_num_possible_cpus', c.numPossibleCpus() as number);
+
+export function ifIndex(name: string): number {
+  const index = c.ifNameToIndex(name) as number;
+  if (!index) throw new Error(`network interface "${name}" does not exist (check the NIC name with "ip link")`);
+  return index;
+}

@@ -1,0 +1,97 @@
+/** A BPF map by file descriptor: typed-less byte access plus a write counter. */
+import { c, check, possibleCpus } from './libbpf.js';
+
+const BPF_ANY = 0;
+const PERCPU_VALUE_ALIGN = 8;
+
+export class BpfMap {
+  /** Element writes issued (updates, deletes, batch elements): lets tests prove "no change, no writes". */
+  writes = 0;
+
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    readonly keySize: number,
+    readonly valueSize: number,
+    readonly maxEntries: number,
+    readonly perCpu: boolean,
+  ) {}
+
+  /** Bytes one lookup returns: per-CPU maps return one aligned copy per possible CPU. */
+  get lookupSize(): number {
+    return this.perCpu ? this.perCpuStride * possibleCpus : this.valueSize;
+  }
+
+  get perCpuStride(): number {
+    return Math.ceil(this.valueSize / PERCPU_VALUE_ALIGN) * PERCPU_VALUE_ALIGN;
+  }
+
+  update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    this.checkKey(key);
+    if (value.length !== this.lookupSize) {
+      throw new Error(`map ${this.name}: value is ${value.length} bytes, the map takes ${this.lookupSize}`);
+    }
+    this.writes++;
+    check(`bpf_map_update_elem(${this.name})`, c.mapUpdate(this.fd, key, value, flags) as number);
+  }
+
+  lookup(key: Buffer): Buffer | null {
+    this.checkKey(key);
+    const value = Buffer.alloc(this.lookupSize);
+    const rc = c.mapLookup(this.fd, key, value) as number;
+    if (rc === -2 /* ENOENT */) return null;
+    check(`bpf_map_lookup_elem(${this.name})`, rc);
+    return value;
+  }
+
+  /** Per-CPU lookup split into one buffer per CPU. */
+  lookupPerCpu(key: Buffer): Buffer[] | null {
+    const all = this.lookup(key);
+    if (!all) return null;
+    const stride = this.perCpuStride;
+    return Array.from({ length: possibleCpus }, (_, i) => all.subarray(i * stride, i * stride + this.valueSize));
+  }
+
+  /** Returns false when the key was not there. */
+  delete(key: Buffer): boolean {
+    this.checkKey(key);
+    this.writes++;
+    const rc = c.mapDelete(this.fd, key) as number;
+    if (rc === -2 /* ENOENT */) return false;
+    check(`bpf_map_delete_elem(${this.name})`, rc);
+    return true;
+  }
+
+  /** One syscall for many elements: keys and values packed back to back. */
+  updateBatch(keys: Buffer, values: Buffer, count: number): void {
+    if (count === 0) return;
+    if (keys.length < count * this.keySize || values.length < count * this.lookupSize) {
+      throw new Error(`map ${this.name}: batch of ${count} needs larger key/value buffers`);
+    }
+    const n = [count];
+    this.writes += count;
+    check(`bpf_map_update_batch(${this.name})`, c.mapUpdateBatch(this.fd, keys, values, n, null) as number,
+      `${n[0]} of ${count} elements written`);
+    if (n[0] !== count) throw new Error(`map ${this.name}: batch wrote ${n[0]} of ${count} elements`);
+  }
+
+  /** All keys of a hash map (for adoption and cleanup). */
+  keys(): Buffer[] {
+    const out: Buffer[] = [];
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      const rc = c.mapGetNextKey(this.fd, prev, next) as number;
+      if (rc === -2 /* ENOENT: end */) return out;
+      check(`bpf_map_get_next_key(${this.name})`, rc);
+      out.push(next);
+      prev = next;
+    }
+  }
+
+  private checkKey(key: Buffer): void {
+    if (key.length !== this.keySize) {
+      throw new Error(`map ${this.name}: key is ${key.length} bytes, the map takes ${this.keySize}`);
+    }
+  }
+}

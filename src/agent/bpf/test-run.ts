@@ -1,0 +1,58 @@
+/** BPF_PROG_TEST_RUN: run an XDP program on a packet without a NIC. */
+import { TestRunOpts, c, check } from './libbpf.js';
+import koffi from 'koffi';
+
+/** XDP actions (enum xdp_action). */
+export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+export type XdpActionName = keyof typeof XdpAction;
+export const actionName = (n: number): XdpActionName | `UNKNOWN(${number})` =>
+  (Object.keys(XdpAction) as XdpActionName[]).find((k) => XdpAction[k] === n) ?? `UNKNOWN(${n})`;
+
+/** BPF_F_TEST_XDP_LIVE_FRAMES: each repetition starts from the original frame and is really sent. */
+export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
+
+/** Room for the largest encapsulation plus the frame itself. */
+const OUTPUT_SLACK = 256;
+
+export interface TestRunResult {
+  action: number;
+  output: Buffer;
+  /** Mean ns per repetition, as the kernel measured it. */
+  durationNs: number;
+}
+
+export interface TestRunOptions {
+  repeat?: number;
+  flags?: number;
+  /** struct xdp_md for the run (e.g. ingress_ifindex for live frames). */
+  ctx?: Buffer;
+  batchSize?: number;
+}
+
+export function testRun(progFd: number, packet: Buffer, opts: TestRunOptions = {}): TestRunResult {
+  const live = ((opts.flags ?? 0) & BPF_F_TEST_XDP_LIVE_FRAMES) !== 0;
+  const out = live ? null : Buffer.alloc(packet.length + OUTPUT_SLACK);
+  const o = {
+    sz: koffi.sizeof(TestRunOpts),
+    data_in: packet,
+    data_out: out,
+    data_size_in: packet.length,
+    data_size_out: out?.length ?? 0,
+    ctx_in: opts.ctx ?? null,
+    ctx_out: null,
+    ctx_size_in: opts.ctx?.length ?? 0,
+    ctx_size_out: 0,
+    retval: 0,
+    repeat: opts.repeat ?? 1,
+    duration: 0,
+    flags: opts.flags ?? 0,
+    cpu: 0,
+    batch_size: opts.batchSize ?? 0,
+  };
+  check('bpf_prog_test_run_opts', c.testRun(progFd, o) as number);
+  return {
+    action: o.retval,
+    output: out ? out.subarray(0, o.data_size_out) : Buffer.alloc(0),
+    durationNs: o.duration,
+  };
+}

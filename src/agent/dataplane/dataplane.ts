@@ -1,0 +1,299 @@
+/**
+ * Keeps the balancer's maps equal to a desired state, writing only what
+ * differs. Write order guarantees no packet sees a half-programmed VIP:
+ * reals before the ring, the ring before the VIP entry; the reverse on removal.
+ */
+import { maglevRing } from '../../lib/maglev.js';
+import { componentLog } from '../../lib/log.js';
+import {
+  type CtlConfig,
+  encodeAddr,
+  encodeCtlConfig,
+  encodeVipKey,
+  encodeVipMeta,
+  U32_BYTES,
+  u32Key,
+} from '../bpf/codecs.js';
+import { MAX_REALS, MAX_VIPS, NO_REAL_ID, RING_SIZE, type Family } from '../bpf/layout.js';
+import type { BalancerMapSet } from '../bpf/objects.js';
+import { parseIp, type IpAddress } from '../../lib/ip.js';
+import {
+  type DesiredState,
+  InvalidStateError,
+  MAX_USABLE_REALS,
+  type NormalizedVip,
+  normalize,
+} from './desired-state.js';
+import { IdAllocator } from './id-allocator.js';
+
+const log = componentLog('dataplane');
+
+interface InstalledReal {
+  id: number;
+  address: IpAddress;
+  /** VIPs that list this real (in the ring or draining). */
+  refs: number;
+}
+
+interface InstalledVip {
+  spec: NormalizedVip;
+  num: number;
+  /** What the ring slice holds; null when unknown (a write failed half way). */
+  ring: Uint32Array | null;
+  realIds: Set<number>;
+  /** Flags in the VIP's map entry. */
+  flags: number;
+}
+
+export interface ApplyResult {
+  vipsAdded: number;
+  vipsRemoved: number;
+  vipsChanged: number;
+  realsAdded: number;
+  realsRemoved: number;
+  ringSlotsWritten: number;
+  /** Map element writes in this apply (0: the maps already matched). */
+  writes: number;
+}
+
+export class Dataplane {
+  private readonly vips = new Map<string, InstalledVip>();
+  private readonly reals = new Map<string, InstalledReal>();
+  private readonly vipNums = new IdAllocator(0, MAX_VIPS, 'VIP');
+  private readonly realIds = new IdAllocator(NO_REAL_ID + 1, MAX_REALS, 'real');
+  private readonly vipAddrRefs = new Map<string, number>();
+  private ctl: Buffer | null = null;
+
+  constructor(private readonly maps: BalancerMapSet) {}
+
+  /** Element writes across all maps so far. */
+  totalWrites(): number {
+    return Object.values(this.maps).reduce((n, m) => n + m.writes, 0);
+  }
+
+  vipNum(id: string): number | undefined {
+    return this.vips.get(id)?.num;
+  }
+
+  realId(address: string): number | undefined {
+    return this.reals.get(parseIp(address).text)?.id;
+  }
+
+  installedVips(): string[] {
+    return [...this.vips.keys()];
+  }
+
+  installedReals(): { address: string; id: number }[] {
+    return [...this.reals.values()].map((r) => ({ address: r.address.text, id: r.id }));
+  }
+
+  apply(desired: DesiredState): ApplyResult {
+    const state = normalize(desired);
+    const before = this.totalWrites();
+    const result: ApplyResult = {
+      vipsAdded: 0,
+      vipsRemoved: 0,
+      vipsChanged: 0,
+      realsAdded: 0,
+      realsRemoved: 0,
+      ringSlotsWritten: 0,
+      writes: 0,
+    };
+    const wanted = new Map(state.vips.map((v) => [v.id, v]));
+    this.checkPeakCapacity(wanted);
+
+    this.writeCtl(state.encap);
+    for (const [id, vip] of [...this.vips]) {
+      if (!wanted.has(id)) {
+        this.removeVip(vip, result);
+        result.vipsRemoved++;
+      }
+    }
+    for (const spec of state.vips) {
+      const installed = this.vips.get(spec.id);
+      if (!installed) {
+        this.addVip(spec, result);
+        result.vipsAdded++;
+      } else if (this.updateVip(installed, spec, result)) {
+        result.vipsChanged++;
+      }
+    }
+    result.writes = this.totalWrites() - before;
+    if (result.writes) log.debug({ ...result }, 'dataplane applied');
+    return result;
+  }
+
+  /**
+   * Reals of a changed VIP are added before its old ones are released, so for
+   * a moment both are installed: refuse up front if that cannot fit.
+   */
+  private checkPeakCapacity(wanted: Map<string, NormalizedVip>): void {
+    const peak = new Set<string>();
+    for (const [id, vip] of this.vips) {
+      if (wanted.has(id)) vip.spec.reals.forEach((r) => peak.add(r.address.text));
+    }
+    for (const vip of wanted.values()) vip.reals.forEach((r) => peak.add(r.address.text));
+    if (peak.size > MAX_USABLE_REALS) {
+      throw new InvalidStateError([
+        `the change needs ${peak.size} reals installed at once (old and new reals of changed VIPs), over the capacity of ${MAX_USABLE_REALS}: apply it in two steps`,
+      ]);
+    }
+  }
+
+  private writeCtl(encap: DesiredState['encap']): void {
+    const cfg: CtlConfig = {
+      nextHopMac: encap.nextHopMac,
+      srcMac: encap.srcMac,
+      srcV4: encap.srcV4 === undefined ? undefined : parseIp(encap.srcV4),
+      srcV6: encap.srcV6 === undefined ? undefined : parseIp(encap.srcV6),
+      maxPktSize: encap.maxPktSize,
+    };
+    const value = encodeCtlConfig(cfg);
+    if (this.ctl?.equals(value)) return;
+    this.maps.ctl.update(u32Key(0), value);
+    this.ctl = value;
+  }
+
+  private acquireReal(address: IpAddress, result: ApplyResult): number {
+    const existing = this.reals.get(address.text);
+    if (existing) {
+      existing.refs++;
+      return existing.id;
+    }
+    const id = this.realIds.allocate();
+    try {
+      // Fresh counters: Prometheus must not see another real's history.
+      this.maps.realStats.update(u32Key(id), Buffer.alloc(this.maps.realStats.lookupSize));
+      this.maps.reals.update(u32Key(id), encodeAddr({ family: address.family as Family, bytes: address.bytes }));
+    } catch (err) {
+      this.realIds.free(id);
+      throw err;
+    }
+    this.reals.set(address.text, { id, address, refs: 1 });
+    result.realsAdded++;
+    return id;
+  }
+
+  private releaseReal(id: number, result: ApplyResult): void {
+    const real = [...this.reals.values()].find((r) => r.id === id);
+    if (!real || --real.refs > 0) return;
+    this.maps.reals.update(u32Key(id), encodeAddr(null));
+    this.reals.delete(real.address.text);
+    this.realIds.free(id);
+    result.realsRemoved++;
+  }
+
+  private ringFor(spec: NormalizedVip): Uint32Array {
+    const owners = maglevRing(
+      spec.reals.map((r) => ({ key: r.address.text, weight: r.weight, value: r.address.text })),
+      RING_SIZE,
+    );
+    const sortedIds = [...spec.reals]
+      .sort((a, b) => (a.address.text < b.address.text ? -1 : a.address.text > b.address.text ? 1 : 0))
+      .map((r) => this.reals.get(r.address.text)!.id);
+    const ring = new Uint32Array(RING_SIZE);
+    for (let i = 0; i < RING_SIZE; i++) {
+      const owner = owners[i]!;
+      ring[i] = owner < 0 ? NO_REAL_ID : sortedIds[owner]!;
+    }
+    return ring;
+  }
+
+  /** Writes the slots of `next` that differ from `prev` (all when prev is null). */
+  private writeRing(num: number, prev: Uint32Array | null, next: Uint32Array): number {
+    let count = 0;
+    const keys = Buffer.alloc(RING_SIZE * U32_BYTES);
+    const values = Buffer.alloc(RING_SIZE * U32_BYTES);
+    const base = num * RING_SIZE;
+    for (let i = 0; i < RING_SIZE; i++) {
+      if (prev && prev[i] === next[i]) continue;
+      keys.writeUInt32LE(base + i, count * U32_BYTES);
+      values.writeUInt32LE(next[i]!, count * U32_BYTES);
+      count++;
+    }
+    this.maps.ring.updateBatch(keys, values, count);
+    return count;
+  }
+
+  private vipAddrKey(spec: NormalizedVip): Buffer {
+    return encodeAddr({ family: spec.address.family as Family, bytes: spec.address.bytes });
+  }
+
+  private addVip(spec: NormalizedVip, result: ApplyResult): void {
+    const realIds = new Set<number>();
+    const num = this.vipNums.allocate();
+    const installed: InstalledVip = { spec, num, ring: null, realIds, flags: spec.flags };
+    try {
+      for (const r of spec.reals) realIds.add(this.acquireReal(r.address, result));
+      const ring = this.ringFor(spec);
+      this.maps.vipStats.update(u32Key(num), Buffer.alloc(this.maps.vipStats.lookupSize));
+      result.ringSlotsWritten += this.writeRing(num, null, ring);
+      installed.ring = ring;
+      this.addVipAddr(spec);
+      this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: num }));
+      this.vips.set(spec.id, installed);
+    } catch (err) {
+      // Nothing points at this VIP yet: give back what it took.
+      for (const id of realIds) this.releaseReal(id, result);
+      this.vipNums.free(num);
+      throw err;
+    }
+  }
+
+  private addVipAddr(spec: NormalizedVip): void {
+    const key = spec.address.text;
+    const n = (this.vipAddrRefs.get(key) ?? 0) + 1;
+    this.maps.vipAddrs.update(this.vipAddrKey(spec), u32Key(n));
+    this.vipAddrRefs.set(key, n);
+  }
+
+  private removeVipAddr(spec: NormalizedVip): void {
+    const key = spec.address.text;
+    const n = (this.vipAddrRefs.get(key) ?? 1) - 1;
+    if (n > 0) this.maps.vipAddrs.update(this.vipAddrKey(spec), u32Key(n));
+    else this.maps.vipAddrs.delete(this.vipAddrKey(spec));
+    if (n > 0) this.vipAddrRefs.set(key, n);
+    else this.vipAddrRefs.delete(key);
+  }
+
+  private removeVip(vip: InstalledVip, result: ApplyResult): void {
+    this.maps.vips.delete(encodeVipKey(vip.spec));
+    this.vips.delete(vip.spec.id);
+    this.removeVipAddr(vip.spec);
+    for (const id of vip.realIds) this.releaseReal(id, result);
+    // The ring slice is left as it is: the next VIP given this number gets a
+    // full ring written before its VIP entry exists.
+    this.vipNums.free(vip.num);
+  }
+
+  /** Returns whether anything was written. */
+  private updateVip(vip: InstalledVip, spec: NormalizedVip, result: ApplyResult): boolean {
+    const writesBefore = this.totalWrites();
+    const newIds = new Set<number>();
+    for (const r of spec.reals) {
+      const known = this.reals.get(r.address.text);
+      if (known && vip.realIds.has(known.id)) newIds.add(known.id);
+      else newIds.add(this.acquireReal(r.address, result));
+    }
+    // Reals are in the maps before the ring names them.
+    for (const id of newIds) vip.realIds.add(id);
+    vip.spec = spec;
+    const ring = this.ringFor(spec);
+    const prev = vip.ring;
+    vip.ring = null;
+    result.ringSlotsWritten += this.writeRing(vip.num, prev, ring);
+    vip.ring = ring;
+    if (spec.flags !== vip.flags) {
+      this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: vip.num }));
+      vip.flags = spec.flags;
+    }
+    // The ring no longer names removed reals: now they may go.
+    for (const id of [...vip.realIds]) {
+      if (!newIds.has(id)) {
+        vip.realIds.delete(id);
+        this.releaseReal(id, result);
+      }
+    }
+    return this.totalWrites() > writesBefore;
+  }
+}

@@ -1,0 +1,26 @@
+// Runs every compiled test (dist/test/**/*.test.js) with node's test runner.
+// Kernel tests share bpffs, interfaces and namespaces: one file at a time.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+function find(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) return find(p);
+    return p.endsWith('.test.js') ? [p] : [];
+  });
+}
+
+const only = process.argv.slice(2);
+const files = find('dist/test')
+  .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
+  .sort();
+if (files.length === 0) {
+  console.error('no test files found under dist/test: run "npm run build" first');
+  process.exit(1);
+}
+const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...files], {
+  stdio: 'inherit',
+});
+process.exit(r.status ?? 1);
