@@ -79,8 +79,7 @@ struct {
 	__type(value, __u64);
 } reason_stats SEC(".maps");
 
-/* Keeps enum xdplb_reason in the BTF for the layout test. */
-const volatile enum xdplb_reason xdplb_reason_btf_anchor = XDPLB_TX_ENCAP;
+XDPLB_BTF_ANCHOR;
 
 static __always_inline int verdict(enum xdplb_reason reason)
 {

@@ -21,7 +21,7 @@ struct {
 	__type(value, __u64);
 } decap_stats SEC(".maps");
 
-const volatile enum xdplb_decap_reason xdplb_decap_reason_btf_anchor = XDPLB_DECAP_V4_IN_V4;
+XDPLB_BTF_ANCHOR;
 
 static __always_inline int count(enum xdplb_decap_reason reason)
 {

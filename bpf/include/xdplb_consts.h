@@ -7,24 +7,31 @@
 #ifndef XDPLB_CONSTS_H
 #define XDPLB_CONSTS_H
 
+/* Constants are enums, not macros, so they are in the object's BTF where the
+ * layout test can compare them with the TypeScript mirror. */
+
 /* Capacities (Katran-like defaults). */
-#define XDPLB_MAX_VIPS 512
-#define XDPLB_MAX_REALS 4096     /* real id 0 is reserved: "no real" */
-#define XDPLB_RING_SIZE 65537    /* Maglev ring slots per VIP; must be prime */
-#define XDPLB_LRU_SIZE 1048576   /* connection table entries (shared by all CPUs) */
-#define XDPLB_MAX_DECAP_ADDRS 64 /* local addresses the decap program accepts */
+enum xdplb_capacity {
+	XDPLB_MAX_VIPS = 512,
+	XDPLB_MAX_REALS = 4096,       /* real id 0 is reserved: "no real" */
+	XDPLB_RING_SIZE = 65537,      /* Maglev ring slots per VIP; must be prime */
+	XDPLB_LRU_SIZE = 1048576,     /* connection table entries (shared by all CPUs) */
+	XDPLB_MAX_DECAP_ADDRS = 64,   /* local addresses the decap program accepts */
+	XDPLB_MAX_EXT_HDRS = 4,       /* IPv6 extension headers walked before L4 */
+};
 
 /* Address families as stored in map keys (not the host's AF_* values, which
  * differ between platforms). 0 means "unset". */
-#define XDPLB_FAMILY_V4 4
-#define XDPLB_FAMILY_V6 6
+enum xdplb_family {
+	XDPLB_FAMILY_V4 = 4,
+	XDPLB_FAMILY_V6 = 6,
+};
 
 /* Per-VIP flags (struct vip_meta.flags). */
-#define XDPLB_VIP_F_HASH_NO_SRC_PORT (1U << 0) /* client-IP stickiness */
-#define XDPLB_VIP_F_LRU_BYPASS (1U << 1)       /* never use the connection table */
-
-/* IPv6 extension headers skipped before the transport header. */
-#define XDPLB_MAX_EXT_HDRS 4
+enum xdplb_vip_flag {
+	XDPLB_VIP_F_HASH_NO_SRC_PORT = 1 << 0, /* client-IP stickiness */
+	XDPLB_VIP_F_LRU_BYPASS = 1 << 1,       /* never use the connection table */
+};
 
 /* Seed of the flow hash. Every balancer node must use the same one so that a
  * flow moved between nodes by ECMP picks the same ring slot. */
@@ -61,5 +68,15 @@ enum xdplb_decap_reason {
 	XDPLB_DECAP_DROP_MALFORMED,/* IPIP for us, but the inner header is broken */
 	XDPLB_DECAP_REASON_MAX,
 };
+
+/* Referenced by each program so that every enum above is in its BTF. */
+struct xdplb_btf_anchor {
+	enum xdplb_capacity capacity;
+	enum xdplb_family family;
+	enum xdplb_vip_flag vip_flag;
+	enum xdplb_reason reason;
+	enum xdplb_decap_reason decap_reason;
+};
+#define XDPLB_BTF_ANCHOR const volatile struct xdplb_btf_anchor xdplb_btf_anchor = {}
 
 #endif

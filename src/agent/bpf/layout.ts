@@ -10,6 +10,7 @@ export const NO_REAL_ID = 0;
 export const RING_SIZE = 65537;
 export const LRU_SIZE = 1048576;
 export const MAX_DECAP_ADDRS = 64;
+export const MAX_EXT_HDRS = 4;
 
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;

@@ -140,7 +140,11 @@ let pendingLog: string[] = [];
 const MAX_PENDING_LOG_LINES = 2000;
 const LOG_LINE_BUFFER = 4096;
 
-const printCallback = koffi.register((_level: number, fmt: string, ap: unknown) => {
+/** enum libbpf_print_level: WARN 0, INFO 1, DEBUG 2. Debug lines are noise in error reports. */
+const LIBBPF_DEBUG = 2;
+
+const printCallback = koffi.register((level: number, fmt: string, ap: unknown) => {
+  if (level >= LIBBPF_DEBUG) return 0;
   const buf = Buffer.alloc(LOG_LINE_BUFFER);
   const n = c.vsnprintf(buf, buf.length, fmt, ap) as number;
   pendingLog.push(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8'));

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from './map.js';
-import { type BpfMapPtr, type BpfObjectPtr, c, check, checkPtr } from './libbpf.js';
+import { type BpfMapPtr, type BpfObjectPtr, c, check, checkPtr, takeLog } from './libbpf.js';
 
 export interface LoadOptions {
   /** bpffs directory: maps are pinned there, and reused when already pinned. */
@@ -60,6 +60,7 @@ export class BpfObject {
       }
       check('bpf_object__load', c.load(obj) as number,
         `${path}${opts.pinDir ? ` with maps pinned in ${opts.pinDir} (a pinned map of another layout cannot be reused: remove it to start fresh)` : ''}`);
+      takeLog(); // a successful load's messages are not a later error's context
       return new BpfObject(path, obj, mapPtrs, opts.pinDir, specs);
     } catch (err) {
       c.close(obj);

@@ -1,0 +1,51 @@
+/** A loaded balancer programmed through the Dataplane, and helpers to run packets through it. */
+import { type LoadedBalancer, loadBalancer } from '../../src/agent/bpf/objects.js';
+import { testRun } from '../../src/agent/bpf/test-run.js';
+import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
+import type { EncapConfig, VipSpec } from '../../src/agent/dataplane/desired-state.js';
+import { readReasons } from '../../src/agent/dataplane/counters.js';
+import type { Reason } from '../../src/agent/bpf/layout.js';
+
+export const ENCAP: EncapConfig = {
+  nextHopMac: '02:00:00:00:00:fe',
+  srcMac: '02:00:00:00:00:01',
+  srcV4: '198.18.0.1',
+  srcV6: '2001:db8::1',
+  maxPktSize: 1500,
+};
+
+export class BalancerHarness {
+  readonly lb: LoadedBalancer;
+  readonly dp: Dataplane;
+
+  constructor(lruSize?: number) {
+    this.lb = loadBalancer(lruSize ? { maxEntries: { conn_table: lruSize } } : {});
+    this.dp = new Dataplane(this.lb.maps);
+  }
+
+  apply(vips: VipSpec[], encap: EncapConfig = ENCAP) {
+    return this.dp.apply({ encap, vips });
+  }
+
+  run(packet: Buffer) {
+    return testRun(this.lb.progFd, packet);
+  }
+
+  reasons(): Record<Reason, bigint> {
+    return readReasons(this.lb.maps);
+  }
+
+  /** Runs a packet and returns its result with the reason counters that changed. */
+  runCounted(packet: Buffer) {
+    const before = this.reasons();
+    const result = this.run(packet);
+    const after = this.reasons();
+    const changed: Partial<Record<Reason, bigint>> = {};
+    for (const k of Object.keys(after) as Reason[]) if (after[k] !== before[k]) changed[k] = after[k] - before[k];
+    return { ...result, changed };
+  }
+
+  close(): void {
+    this.lb.object.close();
+  }
+}
