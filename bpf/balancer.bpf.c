@@ -144,6 +144,7 @@ int xdplb_balancer(struct xdp_md *ctx)
 	__u64 frame_len = data_end - data;
 	struct xdplb_packet p = {};
 	struct xdplb_addr *real = NULL;
+	struct flow_value *conn = NULL;
 	struct vip_stats *vs;
 	struct real_stats *rs;
 	struct ctl_config *cfg;
@@ -179,12 +180,12 @@ int xdplb_balancer(struct xdp_md *ctx)
 	if (vip->flags & XDPLB_VIP_F_HASH_NO_SRC_PORT)
 		p.flow.sport = 0;
 
-	if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS) && !p.tcp_syn) {
-		struct flow_value *fv = bpf_map_lookup_elem(&conn_table, &p.flow);
-
-		/* An entry whose real has since been removed counts as a miss. */
-		if (fv && (real = real_by_id(fv->real_id)))
-			real_id = fv->real_id;
+	if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
+		conn = bpf_map_lookup_elem(&conn_table, &p.flow);
+		/* A SYN starts a new connection: it re-hashes even when the 5-tuple
+		 * is known. An entry whose real has since been removed is a miss. */
+		if (conn && !p.tcp_syn && (real = real_by_id(conn->real_id)))
+			real_id = conn->real_id;
 	}
 	hash = flow_hash(&p.flow);
 	if (!real) {
@@ -198,7 +199,11 @@ int xdplb_balancer(struct xdp_md *ctx)
 			return verdict(XDPLB_DROP_NO_REAL);
 		if (vs)
 			vs->lru_misses += 1;
-		if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
+		if (conn) {
+			/* Overwriting in place costs a fraction of an update, which
+			 * allocates a new element and frees the old one. */
+			conn->real_id = real_id;
+		} else if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
 			struct flow_value fv = { .real_id = real_id };
 
 			bpf_map_update_elem(&conn_table, &p.flow, &fv, BPF_ANY);
