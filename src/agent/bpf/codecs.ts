@@ -2,8 +2,14 @@
  * Byte codecs for every map key and value, mirroring bpf/include/xdplb_structs.h
  * field by field. `offsets` are what test/bpf/layout.test.ts checks against BTF.
  */
+import { endianness } from 'node:os';
 import { type IpAddress, IP_BYTES } from '../../lib/ip.js';
 import type { Family } from './layout.js';
+
+// Host-order fields (flags, ids, counters) are written little-endian below.
+if (endianness() !== 'LE') {
+  throw new Error('xdplb supports little-endian hosts only (x86_64, arm64): map values would be written byte-swapped');
+}
 
 export interface StructLayout {
   readonly cName: string;
