@@ -5,6 +5,7 @@ import { decodeAddr, decodeVipMeta, encodeVipKey, u32Key } from '../../src/agent
 import { MAX_VIPS, RING_SIZE } from '../../src/agent/bpf/layout.js';
 import type { BpfMap } from '../../src/agent/bpf/map.js';
 import { XdpAction } from '../../src/agent/bpf/test-run.js';
+import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import { InvalidStateError, type VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { parseIp } from '../../src/lib/ip.js';
 import { BalancerHarness, ENCAP } from '../support/balancer-harness.js';
@@ -182,5 +183,28 @@ describe('dataplane', () => {
     const old = h.dp.realId('198.18.7.1')!;
     h.apply([vip('198.19.1.16', [{ address: '198.18.7.2', weight: 1 }])]);
     assert.notEqual(h.dp.realId('198.18.7.2'), old);
+  });
+
+  test('a restarted agent adopts the maps: the same state writes nothing, a change writes only itself', (t) => {
+    if (!requireKernel(t)) return;
+    const state: VipSpec[] = [
+      vip('198.19.1.20', [{ address: '198.18.9.1', weight: 0 }, ...reals(3, '198.18.9.1')]),
+      { ...vip('2001:db8:19::20', reals(2, '2001:db8:9::')), hashNoSrcPort: true },
+      vip('198.19.1.21', reals(4, '198.18.9.1')),
+    ];
+    state[0]!.reals = [{ address: '198.18.9.100', weight: 0 }, ...reals(3, '198.18.9.1')];
+    h.apply(state);
+    const restarted = new Dataplane(h.lb.maps);
+    const adopted = restarted.adopt();
+    assert.deepEqual(adopted, { vips: 3, reals: 7, dirtyRings: 0 });
+    const writes = restarted.totalWrites();
+    assert.equal(restarted.apply({ encap: ENCAP, vips: state }).writes, 0, 'nothing changed, nothing written');
+    assert.equal(restarted.totalWrites(), writes);
+    assert.deepEqual(restarted.installedVips().sort(), h.dp.installedVips().sort());
+    const changed = restarted.apply({ encap: ENCAP, vips: state.slice(1) });
+    assert.equal(changed.vipsRemoved, 1);
+    assert.equal(changed.realsRemoved, 1, 'only the draining real of the removed VIP goes; its other reals are shared');
+    assert.equal(h.lb.maps.vips.keys().length, 2);
+    h.dp = restarted; // the harness's Dataplane must describe the maps for later tests
   });
 });

@@ -16,7 +16,8 @@ export const ENCAP: EncapConfig = {
 
 export class BalancerHarness {
   readonly lb: LoadedBalancer;
-  readonly dp: Dataplane;
+  /** Replaceable: a test may hand the maps to a new Dataplane, as a restarted agent does. */
+  dp: Dataplane;
 
   constructor(lruSize?: number) {
     this.lb = loadBalancer(lruSize ? { maxEntries: { conn_table: lruSize } } : {});

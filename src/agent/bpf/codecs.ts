@@ -62,6 +62,16 @@ export function encodeVipKey(k: VipKey): Buffer {
   return buf;
 }
 
+export function decodeVipKey(buf: Buffer): { family: number; bytes: Buffer; port: number; proto: number } {
+  const o = VipKeyLayout.offsets;
+  return {
+    family: buf.readUInt8(o.family),
+    bytes: Buffer.from(buf.subarray(o.addr, o.addr + IP_BYTES)),
+    port: buf.readUInt16BE(o.port),
+    proto: buf.readUInt8(o.proto),
+  };
+}
+
 export interface VipMeta {
   flags: number;
   vipNum: number;

@@ -81,6 +81,9 @@ export const c = {
   mapUpdateBatch: lib.func(
     'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, void *opts)',
   ),
+  mapLookupBatch: lib.func(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, void *opts)',
+  ),
   testRun: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
   numPossibleCpus: lib.func('int libbpf_num_possible_cpus(void)'),
   setPrint: lib.func('void *libbpf_set_print(xdplb_libbpf_print_fn *fn)'),

@@ -2,6 +2,12 @@
 import { c, check, possibleCpus } from './libbpf.js';
 
 const BPF_ANY = 0;
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
 const PERCPU_VALUE_ALIGN = 8;
 
 export class BpfMap {
@@ -73,6 +79,29 @@ export class BpfMap {
     check(`bpf_map_update_batch(${this.name})`, c.mapUpdateBatch(this.fd, keys, values, n, null) as number,
       `${n[0]} of ${count} elements written`);
     if (n[0] !== count) throw new Error(`map ${this.name}: batch wrote ${n[0]} of ${count} elements`);
+  }
+
+  /**
+   * Values of array indexes start..start+count-1, in one syscall per chunk.
+   * The kernel resumes a batch *after* the key it is given, hence start - 1.
+   */
+  lookupArrayRange(start: number, count: number): Buffer {
+    const values = Buffer.alloc(count * this.lookupSize);
+    let done = 0;
+    while (done < count) {
+      const first = start + done;
+      const inBatch = first === 0 ? null : u32(first - 1);
+      const n = [count - done];
+      const keys = Buffer.alloc(n[0]! * this.keySize);
+      const chunk = Buffer.alloc(n[0]! * this.lookupSize);
+      const rc = c.mapLookupBatch(this.fd, inBatch, Buffer.alloc(this.keySize), keys, chunk, n, null) as number;
+      if (rc < 0 && rc !== -2 /* ENOENT: reached the end */) check(`bpf_map_lookup_batch(${this.name})`, rc);
+      const got = n[0] ?? 0;
+      if (got === 0) throw new Error(`map ${this.name}: no elements from index ${first} (has ${this.maxEntries})`);
+      chunk.copy(values, done * this.lookupSize, 0, got * this.lookupSize);
+      done += got;
+    }
+    return values;
   }
 
   /** All keys of a hash map (for adoption and cleanup). */

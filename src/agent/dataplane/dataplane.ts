@@ -7,6 +7,9 @@ import { maglevRing } from '../../lib/maglev.js';
 import { componentLog } from '../../lib/log.js';
 import {
   type CtlConfig,
+  decodeAddr,
+  decodeVipKey,
+  decodeVipMeta,
   encodeAddr,
   encodeCtlConfig,
   encodeVipKey,
@@ -14,15 +17,23 @@ import {
   U32_BYTES,
   u32Key,
 } from '../bpf/codecs.js';
-import { MAX_REALS, MAX_VIPS, NO_REAL_ID, RING_SIZE, type Family } from '../bpf/layout.js';
+import {
+  IPPROTO_TCP,
+  MAX_REALS,
+  MAX_VIPS,
+  NO_REAL_ID,
+  RING_SIZE,
+  type Family,
+} from '../bpf/layout.js';
 import type { BalancerMapSet } from '../bpf/objects.js';
-import { parseIp, type IpAddress } from '../../lib/ip.js';
+import { formatIp, parseIp, type IpAddress } from '../../lib/ip.js';
 import {
   type DesiredState,
   InvalidStateError,
   MAX_USABLE_REALS,
   type NormalizedVip,
   normalize,
+  vipId,
 } from './desired-state.js';
 import { IdAllocator } from './id-allocator.js';
 
@@ -56,6 +67,13 @@ export interface ApplyResult {
   writes: number;
 }
 
+export interface AdoptResult {
+  vips: number;
+  reals: number;
+  /** VIPs whose ring named a real that is not in the reals map: rewritten in full on the next apply. */
+  dirtyRings: number;
+}
+
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
@@ -87,6 +105,78 @@ export class Dataplane {
     return [...this.reals.values()].map((r) => ({ address: r.address.text, id: r.id }));
   }
 
+  /**
+   * Takes over what pinned maps already hold (an agent restart), so that the
+   * next apply writes only real differences and traffic never sees a gap.
+   * Call once, on a fresh Dataplane, before the first apply.
+   */
+  adopt(): AdoptResult {
+    if (this.vips.size || this.reals.size) throw new Error('adopt() must run before anything is applied');
+    const m = this.maps;
+    const ctl = m.ctl.lookup(u32Key(0));
+    this.ctl = ctl && ctl.some((b) => b !== 0) ? ctl : null;
+
+    const reals = m.reals.lookupArrayRange(0, MAX_REALS);
+    const byId = new Map<number, InstalledReal>();
+    for (let id = NO_REAL_ID + 1; id < MAX_REALS; id++) {
+      const a = decodeAddr(reals.subarray(id * m.reals.valueSize, (id + 1) * m.reals.valueSize));
+      if (!a.family) continue;
+      const address = parseIp(formatIp({ family: a.family as Family, bytes: a.bytes }));
+      const real: InstalledReal = { id, address, refs: 0 };
+      this.reals.set(address.text, real);
+      byId.set(id, real);
+      this.realIds.claim(id);
+    }
+
+    let dirtyRings = 0;
+    for (const key of m.vips.keys()) {
+      const k = decodeVipKey(key);
+      const value = m.vips.lookup(key);
+      if (!value) continue; // removed under us: nothing to adopt
+      const meta = decodeVipMeta(value);
+      const address = parseIp(formatIp({ family: k.family as Family, bytes: k.bytes }));
+      const protocol = k.proto === IPPROTO_TCP ? 'TCP' : 'UDP';
+      const ringBytes = m.ring.lookupArrayRange(meta.vipNum * RING_SIZE, RING_SIZE);
+      const ring = new Uint32Array(RING_SIZE);
+      const realIds = new Set<number>();
+      let dirty = false;
+      for (let i = 0; i < RING_SIZE; i++) {
+        const id = ringBytes.readUInt32LE(i * U32_BYTES);
+        ring[i] = id;
+        if (id === NO_REAL_ID) continue;
+        if (!byId.has(id)) dirty = true;
+        else realIds.add(id);
+      }
+      for (const id of realIds) byId.get(id)!.refs++;
+      if (dirty) dirtyRings++;
+      const spec: NormalizedVip = {
+        id: vipId(address, k.port, protocol),
+        address,
+        port: k.port,
+        proto: k.proto,
+        flags: meta.flags,
+        reals: [...realIds].map((id) => ({ address: byId.get(id)!.address, weight: 1 })),
+      };
+      this.vips.set(spec.id, { spec, num: meta.vipNum, ring: dirty ? null : ring, realIds, flags: meta.flags });
+      this.vipNums.claim(meta.vipNum);
+      this.vipAddrRefs.set(address.text, (this.vipAddrRefs.get(address.text) ?? 0) + 1);
+    }
+    // vip_addrs must agree with the VIPs: repair any difference now.
+    const wantAddrs = new Map<string, Buffer>();
+    for (const v of this.vips.values()) wantAddrs.set(this.vipAddrKey(v.spec).toString('hex'), this.vipAddrKey(v.spec));
+    for (const key of m.vipAddrs.keys()) {
+      if (!wantAddrs.has(key.toString('hex'))) m.vipAddrs.delete(key);
+    }
+    for (const v of this.vips.values()) {
+      const key = this.vipAddrKey(v.spec);
+      const want = u32Key(this.vipAddrRefs.get(v.spec.address.text)!);
+      if (!m.vipAddrs.lookup(key)?.equals(want)) m.vipAddrs.update(key, want);
+    }
+    const result = { vips: this.vips.size, reals: this.reals.size, dirtyRings };
+    log.info(result, 'adopted dataplane state from the maps');
+    return result;
+  }
+
   apply(desired: DesiredState): ApplyResult {
     const state = normalize(desired);
     const before = this.totalWrites();
@@ -116,6 +206,13 @@ export class Dataplane {
         result.vipsAdded++;
       } else if (this.updateVip(installed, spec, result)) {
         result.vipsChanged++;
+      }
+    }
+    // Reals no VIP lists any more (left over from an adopted state) go last.
+    for (const real of [...this.reals.values()]) {
+      if (real.refs === 0) {
+        real.refs = 1;
+        this.releaseReal(real.id, result);
       }
     }
     result.writes = this.totalWrites() - before;
