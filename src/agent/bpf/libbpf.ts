@@ -74,6 +74,7 @@ export const c = {
   xdpDetach: lib.func('int bpf_xdp_detach(int ifindex, uint32_t flags, bpf_xdp_attach_opts *opts)'),
   xdpQueryId: lib.func('int bpf_xdp_query_id(int ifindex, int flags, _Out_ uint32_t *prog_id)'),
   progGetFdById: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
+  objGetInfoByFd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Out_ uint8_t *info, _Inout_ uint32_t *len)'),
   mapUpdate: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
   mapLookup: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   mapDelete: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),

@@ -101,6 +101,11 @@ export class Dataplane {
     return [...this.vips.keys()];
   }
 
+  /** VIP ids with their stats slot. */
+  installedVipNums(): { id: string; num: number }[] {
+    return [...this.vips.values()].map((v) => ({ id: v.spec.id, num: v.num }));
+  }
+
   installedReals(): { address: string; id: number }[] {
     return [...this.reals.values()].map((r) => ({ address: r.address.text, id: r.id }));
   }

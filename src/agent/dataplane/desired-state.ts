@@ -14,7 +14,9 @@ import {
 } from '../bpf/layout.js';
 import { parseMac } from '../bpf/codecs.js';
 
-export type Protocol = 'TCP' | 'UDP';
+import type { Protocol } from '../../api/types.js';
+
+export type { Protocol };
 
 export interface RealSpec {
   address: string;

@@ -1,0 +1,189 @@
+/**
+ * The balancer agent: keeps the XDP program attached to the NIC and its maps
+ * equal to the desired VIPs. Maps and program are pinned, so a restarted or
+ * upgraded agent adopts them and traffic never sees a gap.
+ */
+import { existsSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { componentLog } from '../lib/log.js';
+import { BALANCER_PROGRAM } from './bpf/layout.js';
+import { type LoadedBalancer, loadBalancer } from './bpf/objects.js';
+import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from './bpf/pins.js';
+import { attachXdp, detachXdp, type XdpMode } from './bpf/xdp.js';
+import { Dataplane } from './dataplane/dataplane.js';
+import type { VipSpec } from './dataplane/desired-state.js';
+import { AgentMetrics } from './metrics.js';
+import { discoverNextHop, type NextHop, NextHopWatcher } from './net/next-hop.js';
+
+const log = componentLog('agent');
+
+export type XdpModeOption = 'auto' | XdpMode;
+
+export interface AgentOptions {
+  nic?: string;
+  xdpMode: XdpModeOption;
+  pinDir: string;
+  /** HOST:PORT for /metrics, /healthz, /readyz; empty: no server. */
+  metricsAddress?: string;
+  nextHopMac?: string;
+  srcV4?: string;
+  srcV6?: string;
+  /** Connection table entries (default: the compiled capacity). */
+  lruSize?: number;
+  nextHopPollMs?: number;
+}
+
+const PROGRAM_PIN = `${BALANCER_PROGRAM}_prog`;
+
+export class Agent {
+  private lb: LoadedBalancer | null = null;
+  private dataplane: Dataplane | null = null;
+  private nextHop: NextHop | null = null;
+  private watcher: NextHopWatcher | null = null;
+  private server: Server | null = null;
+  private vips: VipSpec[] = [];
+  private queue: Promise<void> = Promise.resolve();
+  metrics: AgentMetrics | null = null;
+  mode: XdpMode | null = null;
+
+  constructor(private readonly opts: AgentOptions) {}
+
+  get nic(): string {
+    if (!this.nextHop) throw new Error('agent not started');
+    return this.nextHop.nic;
+  }
+
+  /** Loads (adopting pinned state), programs the initial VIPs, then attaches. */
+  async start(initialVips: VipSpec[]): Promise<void> {
+    this.nextHop = await discoverNextHop(this.opts);
+    log.info({ nextHop: this.nextHop }, 'next hop');
+    this.lb = loadBalancer({
+      pinDir: this.opts.pinDir,
+      maxEntries: this.opts.lruSize ? { conn_table: this.opts.lruSize } : undefined,
+    });
+    this.dataplane = new Dataplane(this.lb.maps);
+    this.dataplane.adopt();
+    this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
+    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
+    // Program before attaching: the program must never see empty maps it would pass traffic through.
+    this.vips = initialVips;
+    await this.reconcile();
+    this.attach();
+    this.metrics.setReady(true);
+    this.watcher = new NextHopWatcher(this.nextHop, { ...this.opts, nic: this.nextHop.nic }, (next) => {
+      this.nextHop = next;
+      void this.reconcile();
+    }, this.opts.nextHopPollMs);
+    this.watcher.start();
+  }
+
+  /** Replaces the desired VIPs; resolves when applied (rejects if they were refused). */
+  setVips(vips: VipSpec[]): Promise<void> {
+    const previous = this.vips;
+    this.vips = vips;
+    return this.reconcile().catch((err: unknown) => {
+      this.vips = previous;
+      throw err;
+    });
+  }
+
+  private reconcile(): Promise<void> {
+    const run = this.queue.then(() => {
+      const end = this.metrics!.reconcileDuration.startTimer();
+      try {
+        const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips });
+        this.metrics!.reconciles.inc({ result: 'ok' });
+        if (result.writes) log.info(result, 'reconciled');
+      } catch (err) {
+        this.metrics!.reconciles.inc({ result: 'error' });
+        log.error({ err: (err as Error).message }, 'desired state refused; the maps keep the running state');
+        throw err;
+      } finally {
+        end();
+      }
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private attach(): void {
+    const lb = this.lb!;
+    const nic = this.nextHop!.nic;
+    const pinPath = join(this.opts.pinDir, PROGRAM_PIN);
+    const current = attachedProgram(nic);
+    if (current) {
+      if (current.id !== pinnedProgramId(pinPath)) {
+        throw new Error(
+          `another XDP program (id ${current.id}) is attached to ${nic}: xdplb will not replace a program it did not attach. Detach it (ip link set dev ${nic} xdp off) or choose another NIC`,
+        );
+      }
+      if (this.opts.xdpMode !== 'auto' && this.opts.xdpMode !== current.mode) {
+        throw new Error(`xdplb is attached to ${nic} in ${current.mode} mode, ${this.opts.xdpMode} was asked: run "xdplb-agent cleanup" first to change modes`);
+      }
+      // Atomic swap: the new program shares the pinned maps, so no packet notices.
+      const oldFd = programFdById(current.id);
+      try {
+        attachXdp(nic, lb.progFd, { mode: current.mode, replaceFd: oldFd });
+      } finally {
+        closeFd(oldFd);
+      }
+      this.mode = current.mode;
+      log.info({ nic, mode: current.mode, replaced: current.id }, 'took over the attached program');
+    } else if (this.opts.xdpMode === 'auto') {
+      try {
+        attachXdp(nic, lb.progFd, { mode: 'native' });
+        this.mode = 'native';
+      } catch (err) {
+        log.warn({ nic, err: (err as Error).message }, 'native XDP failed; falling back to generic');
+        attachXdp(nic, lb.progFd, { mode: 'generic' });
+        this.mode = 'generic';
+      }
+      log.info({ nic, mode: this.mode }, 'attached');
+    } else {
+      attachXdp(nic, lb.progFd, { mode: this.opts.xdpMode });
+      this.mode = this.opts.xdpMode;
+      log.info({ nic, mode: this.mode }, 'attached');
+    }
+    pinProgram(lb.progFd, pinPath);
+    this.metrics!.setMode(this.mode, nic);
+  }
+
+  /**
+   * Stops the agent. By default the program stays attached and the maps
+   * pinned, so traffic keeps flowing until the next agent takes over.
+   */
+  async stop(opts: { detach?: boolean } = {}): Promise<void> {
+    this.watcher?.stop();
+    await this.queue;
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    if (opts.detach && this.nextHop && this.mode) {
+      detachXdp(this.nextHop.nic, this.mode);
+      removePins(this.opts.pinDir);
+      log.info({ nic: this.nextHop.nic }, 'detached and unpinned');
+    }
+    this.lb?.object.close();
+  }
+}
+
+/** Removes every pin in an xdplb pin directory, and the directory. */
+export function removePins(pinDir: string): void {
+  if (!existsSync(pinDir)) return;
+  for (const name of readdirSync(pinDir)) rmSync(join(pinDir, name));
+  rmdirSync(pinDir);
+}
+
+/** Detaches whatever xdplb attached to a NIC and removes its pins (xdplb-agent cleanup). */
+export function cleanup(nic: string, pinDir: string): { detached: boolean } {
+  const current = attachedProgram(nic);
+  const ours = pinnedProgramId(join(pinDir, PROGRAM_PIN));
+  let detached = false;
+  if (current && current.id === ours) {
+    detachXdp(nic, current.mode);
+    detached = true;
+  } else if (current) {
+    log.warn({ nic, id: current.id }, 'the program on the NIC is not ours: left attached');
+  }
+  removePins(pinDir);
+  return { detached };
+}

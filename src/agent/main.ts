@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+/** xdplb-agent: the per-node balancer daemon (standalone mode: a YAML file of VIPs). */
+import { parseArgs } from 'node:util';
+import { componentLog } from '../lib/log.js';
+import { Agent, cleanup, type XdpModeOption } from './agent.js';
+import { defaultNic } from './net/next-hop.js';
+import { FileSource } from './sources/file-source.js';
+import { toVipSpecs } from './sources/standalone-config.js';
+
+const log = componentLog('main');
+
+const USAGE = `usage: xdplb-agent [run] --config FILE [options]
+       xdplb-agent cleanup [--nic IF] [--pin-dir DIR]
+
+  --config FILE         YAML file of VIPs, watched for changes        (XDPLB_CONFIG)
+  --nic IF              NIC to attach to; default: the default route's (XDPLB_NIC)
+  --xdp-mode MODE       auto | native | generic; default auto          (XDPLB_XDP_MODE)
+  --pin-dir DIR         bpffs directory; default /sys/fs/bpf/xdplb/default (XDPLB_PIN_DIR)
+  --metrics-address A   HOST:PORT of /metrics /healthz /readyz; default 0.0.0.0:9641 (XDPLB_METRICS_ADDRESS)
+  --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
+  --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
+  --lru-size N          connection table entries; default 1048576     (XDPLB_LRU_SIZE)
+  --detach-on-exit      detach and unpin on SIGTERM (default: stay attached, traffic keeps flowing)
+`;
+
+const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
+const DEFAULT_METRICS_ADDRESS = '0.0.0.0:9641';
+const XDP_MODES: XdpModeOption[] = ['auto', 'native', 'generic'];
+
+function fail(message: string): never {
+  process.stderr.write(`xdplb-agent: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        nic: { type: 'string' },
+        'xdp-mode': { type: 'string' },
+        'pin-dir': { type: 'string' },
+        'metrics-address': { type: 'string' },
+        'next-hop-mac': { type: 'string' },
+        'src-v4': { type: 'string' },
+        'src-v6': { type: 'string' },
+        'lru-size': { type: 'string' },
+        'detach-on-exit': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const env = process.env;
+  const command = positionals[0] ?? 'run';
+  const pinDir = v['pin-dir'] ?? env.XDPLB_PIN_DIR ?? DEFAULT_PIN_DIR;
+  const nic = v.nic ?? env.XDPLB_NIC;
+
+  if (command === 'cleanup') {
+    const target = nic ?? (await defaultNic());
+    const { detached } = cleanup(target, pinDir);
+    log.info({ nic: target, pinDir, detached }, 'cleaned up');
+    return;
+  }
+  if (command !== 'run') fail(`unknown command "${command}"`);
+
+  const config = v.config ?? env.XDPLB_CONFIG;
+  if (!config) fail('--config is required (cluster mode comes with the operator)');
+  const xdpMode = (v['xdp-mode'] ?? env.XDPLB_XDP_MODE ?? 'auto') as XdpModeOption;
+  if (!XDP_MODES.includes(xdpMode)) fail(`--xdp-mode must be one of ${XDP_MODES.join(', ')}`);
+  const lruRaw = v['lru-size'] ?? env.XDPLB_LRU_SIZE;
+  const lruSize = lruRaw === undefined ? undefined : Number(lruRaw);
+  if (lruSize !== undefined && (!Number.isInteger(lruSize) || lruSize < 1)) fail('--lru-size must be a positive integer');
+
+  const agent = new Agent({
+    nic,
+    xdpMode,
+    pinDir,
+    metricsAddress: v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
+    nextHopMac: v['next-hop-mac'] ?? env.XDPLB_NEXT_HOP_MAC,
+    srcV4: v['src-v4'] ?? env.XDPLB_SRC_V4,
+    srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
+    lruSize,
+  });
+  const source = new FileSource(config, {
+    onVips: (vips) => {
+      agent.setVips(toVipSpecs(vips)).catch(() => undefined); // refused: logged, running state kept
+    },
+  });
+  const initial = await source.start();
+  await agent.start(toVipSpecs(initial));
+  log.info({ config, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, detach: !!v['detach-on-exit'] }, 'stopping');
+    source.stop();
+    agent.stop({ detach: !!v['detach-on-exit'] }).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: (err as Error).message }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err: (err as Error).message }, 'xdplb-agent failed');
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100).unref();
+});

@@ -1,0 +1,129 @@
+/**
+ * Prometheus metrics of an agent. Dataplane counters are read from the
+ * per-CPU maps at scrape time; label sets are bounded by the map capacities
+ * (VIPs, reals, reasons).
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { MAX_VIPS, REASONS, type Reason } from './bpf/layout.js';
+import type { BalancerMapSet } from './bpf/objects.js';
+import { readReasons, readRealStats, readVipStats } from './dataplane/counters.js';
+import type { Dataplane } from './dataplane/dataplane.js';
+import { MAX_USABLE_REALS } from './dataplane/desired-state.js';
+import { componentLog } from '../lib/log.js';
+
+const log = componentLog('metrics');
+
+export function verdictOf(reason: Reason): 'tx' | 'pass' | 'drop' {
+  return reason.startsWith('TX') ? 'tx' : reason.startsWith('PASS') ? 'pass' : 'drop';
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly reconciles: Counter<'result'>;
+  readonly reconcileDuration: Histogram;
+  private readonly xdpMode: Gauge<'mode' | 'nic'>;
+  private ready = false;
+
+  constructor(maps: BalancerMapSet, dataplane: () => Dataplane) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'xdplb_agent_' });
+    const perVip = (name: string, help: string, pick: (s: ReturnType<typeof readVipStats>) => bigint) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['vip'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const { id, num } of dataplane().installedVipNums()) this.inc({ vip: id }, Number(pick(readVipStats(maps, num))));
+        },
+      });
+    perVip('xdplb_vip_packets_total', 'Packets received for the VIP (any verdict).', (s) => s.packets);
+    perVip('xdplb_vip_bytes_total', 'Frame bytes received for the VIP.', (s) => s.bytes);
+    perVip('xdplb_vip_new_flows_total', 'Packets of the VIP whose real came from the Maglev ring (connection table misses).', (s) => s.lruMisses);
+    const perReal = (name: string, help: string, pick: (s: ReturnType<typeof readRealStats>) => bigint) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['real'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const { address, id } of dataplane().installedReals()) this.inc({ real: address }, Number(pick(readRealStats(maps, id))));
+        },
+      });
+    perReal('xdplb_real_packets_total', 'Packets encapsulated to the real.', (s) => s.packets);
+    perReal('xdplb_real_bytes_total', 'Frame bytes (before encapsulation) sent to the real.', (s) => s.bytes);
+    new Counter({
+      name: 'xdplb_packets_total',
+      help: 'Packets seen by the balancer program, by verdict and reason (see the README).',
+      labelNames: ['verdict', 'reason'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const counts = readReasons(maps);
+        for (const reason of REASONS) this.inc({ verdict: verdictOf(reason), reason: reason.toLowerCase() }, Number(counts[reason]));
+      },
+    });
+    new Gauge({
+      name: 'xdplb_vips', help: 'VIPs programmed in the maps.', registers: [r],
+      collect() { this.set(dataplane().installedVips().length); },
+    });
+    new Gauge({ name: 'xdplb_vips_capacity', help: 'VIPs the maps can hold.', registers: [r] }).set(MAX_VIPS);
+    new Gauge({
+      name: 'xdplb_reals', help: 'Reals programmed in the maps (including draining ones).', registers: [r],
+      collect() { this.set(dataplane().installedReals().length); },
+    });
+    new Gauge({ name: 'xdplb_reals_capacity', help: 'Reals the maps can hold.', registers: [r] }).set(MAX_USABLE_REALS);
+    this.xdpMode = new Gauge({ name: 'xdplb_xdp_mode_info', help: 'The XDP mode the program is attached in (1).', labelNames: ['mode', 'nic'], registers: [r] });
+    this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
+    this.reconcileDuration = new Histogram({
+      name: 'xdplb_reconcile_duration_seconds',
+      help: 'Time to validate and apply a desired state.',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+      registers: [r],
+    });
+  }
+
+  setMode(mode: string, nic: string): void {
+    this.xdpMode.reset();
+    this.xdpMode.set({ mode, nic }, 1);
+  }
+
+  setReady(ready: boolean): void {
+    this.ready = ready;
+  }
+
+  /** Serves /metrics, /healthz and /readyz. */
+  listen(address: string): Promise<Server> {
+    const idx = address.lastIndexOf(':');
+    const host = address.slice(0, idx).replace(/^\[|\]$/g, '') || '0.0.0.0';
+    const port = Number(address.slice(idx + 1));
+    if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new Error(`metrics address "${address}" is not HOST:PORT`);
+    }
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        this.registry.metrics().then(
+          (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
+          (err: Error) => res.writeHead(500).end(`metrics failed: ${err.message}\n`),
+        );
+      } else if (path === '/healthz') {
+        res.writeHead(200).end('ok\n');
+      } else if (path === '/readyz') {
+        res.writeHead(this.ready ? 200 : 503).end(this.ready ? 'ready\n' : 'not programmed yet\n');
+      } else {
+        res.writeHead(404).end('try /metrics, /healthz or /readyz\n');
+      }
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        log.info({ address }, 'serving metrics');
+        resolve(server);
+      });
+    });
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Reading routes, links, addresses and neighbours through `ip -j` (netlink, so
+ * it sees the process's network namespace; /sys/class/net would not under
+ * `nsenter --net`).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+async function ipJson<T>(args: string[]): Promise<T> {
+  try {
+    const { stdout } = await run('ip', ['-j', ...args], { encoding: 'utf8' });
+    return (stdout.trim() ? JSON.parse(stdout) : []) as T;
+  } catch (err) {
+    throw new Error(`"ip -j ${args.join(' ')}" failed: ${(err as Error).message.trim()} (is iproute2 installed?)`);
+  }
+}
+
+export interface Route {
+  gateway?: string;
+  dev?: string;
+}
+
+export async function defaultRoute(family: 4 | 6): Promise<Route | null> {
+  const routes = await ipJson<(Route & { nexthops?: Route[] })[]>([`-${family}`, 'route', 'show', 'default']);
+  const r = routes[0];
+  if (!r) return null;
+  // A multipath default route: the first next hop (all must lead to the same fabric).
+  return r.gateway ? r : (r.nexthops?.[0] ?? null);
+}
+
+export interface Link {
+  ifname: string;
+  address: string;
+  mtu: number;
+}
+
+export async function link(dev: string): Promise<Link> {
+  const links = await ipJson<Link[]>(['link', 'show', 'dev', dev]);
+  const l = links[0];
+  if (!l) throw new Error(`network interface "${dev}" does not exist (check with "ip link")`);
+  return l;
+}
+
+export async function globalAddresses(dev: string): Promise<{ v4: string[]; v6: string[] }> {
+  const out = await ipJson<{ addr_info?: { family: string; local: string; scope: string }[] }[]>(['addr', 'show', 'dev', dev]);
+  const info = out[0]?.addr_info ?? [];
+  const global = info.filter((a) => a.scope === 'global');
+  return {
+    v4: global.filter((a) => a.family === 'inet').map((a) => a.local),
+    v6: global.filter((a) => a.family === 'inet6').map((a) => a.local),
+  };
+}
+
+const USABLE_NEIGH_STATES = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
+
+export async function neighbourMac(address: string, dev: string): Promise<string | null> {
+  const out = await ipJson<{ lladdr?: string; state?: string[] }[]>(['neigh', 'show', 'to', address, 'dev', dev]);
+  const n = out.find((e) => e.lladdr && (e.state ?? []).some((s) => USABLE_NEIGH_STATES.has(s)));
+  return n?.lladdr ?? null;
+}

@@ -1,0 +1,35 @@
+/**
+ * The parts of the xdplb API that the agent's standalone file shares with the
+ * LoadBalancerVip custom resource (crds/ is the schema's source of truth).
+ */
+export type Protocol = 'TCP' | 'UDP';
+
+export interface VipPort {
+  port: number;
+  protocol: Protocol;
+}
+
+export interface HashingOptions {
+  /** Hash on the client address only: every connection of a client reaches one real. */
+  ignoreSourcePort?: boolean;
+}
+
+/** What a VIP is, independent of where its backends come from. */
+export interface VipSpecBase {
+  address: string;
+  ports: VipPort[];
+  hashing?: HashingOptions;
+  /** Never use the connection table: every packet follows the current ring. */
+  lruBypass?: boolean;
+}
+
+export interface Backend {
+  address: string;
+  /** Relative share; 0 drains (established flows continue, no new ones). */
+  weight: number;
+}
+
+export const MIN_PORT = 1;
+export const MAX_PORT = 65535;
+export const MAX_PORTS_PER_VIP = 16;
+export const DEFAULT_WEIGHT = 1;
