@@ -1,0 +1,317 @@
+/**
+ * The network-namespace lab: a client, an ECMP router, two balancer nodes and
+ * N reals, each in its own namespace, on 198.18.0.0/15 and 2001:db8::/32.
+ *
+ *   client ── router ─┬─ lb1 (xdplb-agent, XDP on eth0)
+ *                     ├─ lb2 (xdplb-agent, XDP on eth0)
+ *                     └─ real1..N (decap XDP on eth0, VIPs on lo)
+ *
+ * The router sends the VIP prefixes to lb1 and lb2 by ECMP (L4 hash); the
+ * balancers encapsulate back to the router, which routes to the reals; the
+ * reals answer the client through the router directly (DSR).
+ * Everything is removed by down(), also on process exit or interrupt.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
+import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
+
+const DIST = fileURLToPath(new URL('../../', import.meta.url)); // dist/
+const AGENT = join(DIST, 'src/agent/main.js');
+const DECAP = join(DIST, 'src/agent/decap-main.js');
+const SERVER = join(DIST, 'test/lab/programs/server.js');
+const CLIENT = join(DIST, 'test/lab/programs/client.js');
+
+export const LAB_PREFIX = 'xdplb-lab';
+// Room for the outer header behind a 1500-byte client; native XDP on veth needs a frame to fit a page.
+const FABRIC_MTU = 3000;
+const CLIENT_MTU = 1500;
+const METRICS_PORT = 9641;
+const READY_TIMEOUT_MS = 15_000;
+
+export const VIP4 = '198.19.0.10';
+export const VIP4_V6REALS = '198.19.0.11';
+export const VIP6 = '2001:db8:19::10';
+export const CLIENT4 = '198.18.10.2';
+
+export interface LabReal {
+  name: string;
+  ns: string;
+  v4: string;
+  v6: string;
+}
+
+export interface Balancer {
+  name: string;
+  ns: string;
+  v4: string;
+  v6: string;
+  pinDir: string;
+  agent: ChildProcess | null;
+  log: string[];
+}
+
+const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+
+export class Lab {
+  readonly router: string;
+  readonly client: string;
+  readonly balancers: Balancer[];
+  readonly reals: LabReal[];
+  readonly pinRoot: string;
+  readonly workDir: string;
+  readonly configPath: string;
+  private readonly namespaces: string[] = [];
+  private readonly children = new Set<ChildProcess>();
+  private readonly exitHook = () => this.downSync();
+  private isDown = false;
+
+  private constructor(readonly tag: string, realCount: number) {
+    const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
+    this.router = ns('router');
+    this.client = ns('client');
+    this.pinRoot = `/sys/fs/bpf/${LAB_PREFIX}-${tag}`;
+    this.balancers = [1, 2].map((i) => ({
+      name: `lb${i}`,
+      ns: ns(`lb${i}`),
+      v4: `198.18.2${i}.2`,
+      v6: `2001:db8:2${i}::2`,
+      pinDir: `${this.pinRoot}/lb${i}`,
+      agent: null,
+      log: [],
+    }));
+    this.reals = Array.from({ length: realCount }, (_, j) => ({
+      name: `real${j + 1}`,
+      ns: ns(`real${j + 1}`),
+      v4: `198.18.3${j + 1}.2`,
+      v6: `2001:db8:3${j + 1}::2`,
+    }));
+    this.workDir = mkdtempSync(join(tmpdir(), `${LAB_PREFIX}-`));
+    this.configPath = join(this.workDir, 'vips.yaml');
+  }
+
+  /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
+  static async up(opts: { tag?: string; reals?: number } = {}): Promise<Lab> {
+    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3);
+    process.on('exit', lab.exitHook);
+    try {
+      lab.removeStale();
+      await lab.build();
+    } catch (err) {
+      lab.downSync();
+      throw err;
+    }
+    return lab;
+  }
+
+  /** Runs `ip` inside a namespace. */
+  ip(ns: string, ...args: string[]): string {
+    return run('ip', ['-n', ns, ...args]);
+  }
+
+  private sysctl(ns: string, ...settings: string[]): void {
+    run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', ...settings]);
+  }
+
+  private addNs(name: string): void {
+    run('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    this.ip(name, 'link', 'set', 'lo', 'up');
+    this.sysctl(name, 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv6.conf.default.accept_ra=0');
+  }
+
+  /** A veth between the router (routerIf) and a node's eth0, with /24 and /64 on both ends. */
+  private wire(ns: string, routerIf: string, v4net: string, v6net: string, mtu: number): void {
+    this.ip(this.router, 'link', 'add', routerIf, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns, 'mtu', String(mtu));
+    this.ip(this.router, 'addr', 'add', `${v4net}.1/24`, 'dev', routerIf);
+    this.ip(this.router, '-6', 'addr', 'add', `${v6net}::1/64`, 'dev', routerIf, 'nodad');
+    this.ip(ns, 'addr', 'add', `${v4net}.2/24`, 'dev', 'eth0');
+    this.ip(ns, '-6', 'addr', 'add', `${v6net}::2/64`, 'dev', 'eth0', 'nodad');
+    this.ip(this.router, 'link', 'set', routerIf, 'up');
+    this.ip(ns, 'link', 'set', 'eth0', 'up');
+    this.ip(ns, 'route', 'add', 'default', 'via', `${v4net}.1`);
+    this.ip(ns, '-6', 'route', 'add', 'default', 'via', `${v6net}::1`);
+  }
+
+  private async build(): Promise<void> {
+    this.addNs(this.router);
+    this.sysctl(this.router, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1',
+      'net.ipv4.fib_multipath_hash_policy=1', 'net.ipv6.fib_multipath_hash_policy=1');
+    this.addNs(this.client);
+    this.wire(this.client, 'c1', '198.18.10', '2001:db8:10', CLIENT_MTU);
+    // With checksum offload, veth hands XDP frames whose TCP/UDP checksum is not
+    // filled in yet (CHECKSUM_PARTIAL); the balancer sends the bytes as they are
+    // and the real drops them. A physical NIC never delivers such frames, so the
+    // lab's client computes checksums in software, as a host across a wire does.
+    run('ip', ['netns', 'exec', this.client, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+    for (const [i, b] of this.balancers.entries()) {
+      this.addNs(b.ns);
+      this.wire(b.ns, b.name, `198.18.2${i + 1}`, `2001:db8:2${i + 1}`, FABRIC_MTU);
+      // A veth receives XDP_TX frames only if its peer runs XDP: decap with no addresses passes everything.
+      await this.runNode(this.router, DECAP, ['attach', '--nic', b.name, '--pin-dir', `${this.pinRoot}/router-${b.name}`]);
+    }
+    for (const [j, r] of this.reals.entries()) {
+      this.addNs(r.ns);
+      this.wire(r.ns, `r${j + 1}`, `198.18.3${j + 1}`, `2001:db8:3${j + 1}`, FABRIC_MTU);
+      for (const vip of [VIP4, VIP4_V6REALS]) this.ip(r.ns, 'addr', 'add', `${vip}/32`, 'dev', 'lo');
+      this.ip(r.ns, '-6', 'addr', 'add', `${VIP6}/128`, 'dev', 'lo', 'nodad');
+      await this.runNode(r.ns, DECAP, ['attach', '--nic', 'eth0', '--addr', r.v4, '--addr', r.v6, '--pin-dir', `${this.pinRoot}/${r.name}`]);
+      await this.startServer(r);
+    }
+    this.routeVia(this.balancers);
+  }
+
+  /** Points the router's VIP routes at these balancers (ECMP when several). */
+  routeVia(balancers: Balancer[]): void {
+    const hops4 = balancers.flatMap((b) => ['nexthop', 'via', b.v4, 'dev', b.name]);
+    const hops6 = balancers.flatMap((b) => ['nexthop', 'via', b.v6, 'dev', b.name]);
+    this.ip(this.router, 'route', 'replace', '198.19.0.0/24', ...hops4);
+    this.ip(this.router, '-6', 'route', 'replace', '2001:db8:19::/64', ...hops6);
+  }
+
+  /** Spawns node in a namespace (network only: bpffs stays visible). */
+  spawnNode(ns: string, script: string, args: string[]): ChildProcess {
+    const child = spawn('nsenter', [`--net=/var/run/netns/${ns}`, process.execPath, script, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, XDPLB_LOG_LEVEL: process.env.XDPLB_LOG_LEVEL ?? 'info' },
+    });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Runs node in a namespace to completion; rejects with its stderr on failure. */
+  runNode(ns: string, script: string, args: string[]): Promise<string> {
+    const child = this.spawnNode(ns, script, args);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    return new Promise((resolve, reject) =>
+      child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} in ${ns} exited ${code}: ${err || out}`)))),
+    );
+  }
+
+  private startServer(r: LabReal): Promise<void> {
+    const cfg = {
+      name: r.name,
+      tcp: [VIP4, VIP4_V6REALS, VIP6].map((address) => ({ address, port: 80 })),
+      udp: [VIP4, VIP6].map((address) => ({ address, port: 53 })),
+    };
+    const child = this.spawnNode(r.ns, SERVER, [JSON.stringify(cfg)]);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server on ${r.name} did not start`)), READY_TIMEOUT_MS);
+      child.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`server on ${r.name} exited ${code}`)));
+    });
+  }
+
+  /** Writes the standalone VIP file the agents watch (atomically, as a ConfigMap update would). */
+  writeVips(vips: StandaloneVip[] | string): void {
+    const text = typeof vips === 'string' ? vips : yaml.dump({ vips });
+    const tmp = `${this.configPath}.tmp`;
+    writeFileSync(tmp, text);
+    execFileSync('mv', [tmp, this.configPath]);
+  }
+
+  /** Starts the agent of a balancer node and waits until it is ready. */
+  async startAgent(b: Balancer, extraArgs: string[] = []): Promise<void> {
+    if (b.agent) throw new Error(`${b.name} already runs an agent`);
+    const child = this.spawnNode(b.ns, AGENT, [
+      '--config', this.configPath, '--nic', 'eth0', '--pin-dir', b.pinDir,
+      '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--lru-size', '65536', ...extraArgs,
+    ]);
+    b.agent = child;
+    const collect = (d: Buffer) => b.log.push(...d.toString().split('\n').filter(Boolean));
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    child.on('exit', () => {
+      if (b.agent === child) b.agent = null;
+    });
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (!b.agent) throw new Error(`agent on ${b.name} exited:\n${b.log.slice(-20).join('\n')}`);
+      if ((await this.httpGet(b, '/readyz').catch(() => '')) === 'ready\n') return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`agent on ${b.name} not ready after ${READY_TIMEOUT_MS} ms:\n${b.log.slice(-20).join('\n')}`);
+  }
+
+  /** Sends a signal to the agent of a balancer node and waits for it to exit. */
+  async stopAgent(b: Balancer, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = b.agent;
+    if (!child) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    // nsenter execs node, so this PID is the agent itself.
+    child.kill(signal);
+    await exited;
+  }
+
+  /** GET on the agent's HTTP endpoint, from inside its namespace. */
+  httpGet(b: Balancer, path: string): Promise<string> {
+    const script = `fetch('http://127.0.0.1:${METRICS_PORT}${path}').then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 1); }, () => process.exit(1))`;
+    return this.runNode(b.ns, '-e', [script]);
+  }
+
+  /** Runs the client program with a command; returns its JSON result. */
+  async clientRun<T>(cmd: object): Promise<T> {
+    return JSON.parse(await this.runNode(this.client, CLIENT, [JSON.stringify(cmd)])) as T;
+  }
+
+  /** Starts the client program and returns a promise of its result (for traffic during other actions). */
+  clientStart<T>(cmd: object): Promise<T> {
+    return this.clientRun<T>(cmd);
+  }
+
+  private removeStale(): void {
+    const mine = `${LAB_PREFIX}-${this.tag}-`;
+    for (const line of run('ip', ['netns', 'list']).split('\n')) {
+      const name = line.split(' ')[0];
+      if (name?.startsWith(mine)) run('ip', ['netns', 'del', name]);
+    }
+    if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
+  }
+
+  /** Kills what the lab started and removes its namespaces, pins and files. */
+  async down(): Promise<void> {
+    const waits = [...this.children].map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))));
+    for (const c of this.children) c.kill('SIGKILL');
+    await Promise.all(waits);
+    this.downSync();
+  }
+
+  private downSync(): void {
+    if (this.isDown) return;
+    this.isDown = true;
+    process.off('exit', this.exitHook);
+    for (const c of this.children) c.kill('SIGKILL');
+    // Deleting a namespace deletes its veths and with them the XDP attachments.
+    for (const ns of this.namespaces.reverse()) {
+      try {
+        run('ip', ['netns', 'del', ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    rmSync(this.pinRoot, { recursive: true, force: true });
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
+
+/** The lab's standard VIPs: IPv4 TCP+UDP, IPv4 with IPv6 reals, IPv6 TCP+UDP. */
+export function labVips(lab: Lab, realsOf: (r: LabReal) => boolean = () => true): StandaloneVip[] {
+  const reals = lab.reals.filter(realsOf);
+  return [
+    { name: 'web4', address: VIP4, ports: [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }], reals: reals.map((r) => ({ address: r.v4, weight: 1 })) },
+    { name: 'web4-v6reals', address: VIP4_V6REALS, ports: [{ port: 80, protocol: 'TCP' }], reals: reals.map((r) => ({ address: r.v6, weight: 1 })) },
+    { name: 'web6', address: VIP6, ports: [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }], reals: reals.map((r) => ({ address: r.v6, weight: 1 })) },
+  ];
+}

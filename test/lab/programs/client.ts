@@ -1,0 +1,154 @@
+/**
+ * Runs on a client (in its namespace) and prints one JSON result.
+ * argv[2]: JSON command:
+ *  { mode: 'connect', vip, port, count, concurrency }      new TCP connections, each reads the greeting
+ *  { mode: 'udp', vip, port, sourcePorts: number[] }        one datagram per source port, answers by port
+ *  { mode: 'long', vip, port, durationMs, intervalMs }      one connection, a line every interval
+ *  { mode: 'continuous', vip, port, durationMs }            back-to-back connections for a while
+ */
+import { createSocket } from 'node:dgram';
+import { connect, isIPv6 } from 'node:net';
+
+const CONNECT_TIMEOUT_MS = 3000;
+const UDP_TIMEOUT_MS = 2000;
+
+interface Cmd {
+  mode: string;
+  vip: string;
+  port: number;
+  count?: number;
+  concurrency?: number;
+  sourcePorts?: number[];
+  durationMs?: number;
+  intervalMs?: number;
+}
+const cmd = JSON.parse(process.argv[2] ?? '{}') as Cmd;
+
+/** One connection: resolves with the real's name from the greeting. */
+function greet(vip: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: vip, port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error('timeout'));
+    }, CONNECT_TIMEOUT_MS);
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d.toString();
+      const i = buf.indexOf('\n');
+      if (i >= 0) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(buf.slice(0, i).replace(/^real=/, ''));
+      }
+    });
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+async function connectMany(): Promise<object> {
+  const byReal: Record<string, number> = {};
+  const errors: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < (cmd.count ?? 1)) {
+      next++;
+      try {
+        const real = await greet(cmd.vip, cmd.port);
+        byReal[real] = (byReal[real] ?? 0) + 1;
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: cmd.concurrency ?? 1 }, worker));
+  return { byReal, failures: errors.length, errors: errors.slice(0, 10) };
+}
+
+async function udp(): Promise<object> {
+  const byPort: Record<number, string> = {};
+  const errors: string[] = [];
+  for (const sport of cmd.sourcePorts ?? []) {
+    const sock = createSocket(isIPv6(cmd.vip) ? 'udp6' : 'udp4');
+    try {
+      await new Promise<void>((res, rej) => {
+        sock.once('error', rej);
+        sock.bind(sport, () => res());
+      });
+      const answer = await new Promise<string>((res, rej) => {
+        const timer = setTimeout(() => rej(new Error(`timeout from port ${sport}`)), UDP_TIMEOUT_MS);
+        sock.on('message', (m) => {
+          clearTimeout(timer);
+          res(m.toString());
+        });
+        sock.send(`hello ${sport}`, cmd.port, cmd.vip);
+      });
+      byPort[sport] = answer.split(' ')[0]!.replace(/^real=/, '');
+    } catch (err) {
+      errors.push((err as Error).message);
+    } finally {
+      sock.close();
+    }
+  }
+  return { byPort, failures: errors.length, errors: errors.slice(0, 10) };
+}
+
+function long(): Promise<object> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: cmd.vip, port: cmd.port });
+    sock.setNoDelay(true);
+    let real = '';
+    let sent = 0;
+    let received = 0;
+    let buf = '';
+    let error = '';
+    const finish = () => {
+      clearInterval(tick);
+      sock.destroy();
+      resolve({ real, sent, received, error });
+    };
+    const tick = setInterval(() => {
+      if (real) sock.write(`ping ${sent++}\n`);
+    }, cmd.intervalMs ?? 100);
+    sock.on('data', (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (!real) real = line.replace(/^real=/, '');
+        else if (line.startsWith(`real=${real} ping`)) received++;
+      }
+    });
+    sock.on('error', (err) => {
+      error = err.message;
+      finish();
+    });
+    setTimeout(finish, cmd.durationMs ?? 1000);
+  });
+}
+
+async function continuous(): Promise<object> {
+  const end = Date.now() + (cmd.durationMs ?? 1000);
+  let ok = 0;
+  const errors: string[] = [];
+  while (Date.now() < end) {
+    try {
+      await greet(cmd.vip, cmd.port);
+      ok++;
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+  }
+  return { ok, failures: errors.length, errors: errors.slice(0, 10) };
+}
+
+const run = { connect: connectMany, udp, long, continuous }[cmd.mode];
+if (!run) {
+  process.stderr.write(`unknown mode ${cmd.mode}\n`);
+  process.exit(2);
+}
+run().then((r) => process.stdout.write(`${JSON.stringify(r)}\n`));
