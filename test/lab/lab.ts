@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
+import { parseMetrics, sample, type Samples } from '../support/prometheus.js';
 
 const DIST = fileURLToPath(new URL('../../', import.meta.url)); // dist/
 const AGENT = join(DIST, 'src/agent/main.js');
@@ -259,6 +260,25 @@ export class Lab {
   httpGet(b: Balancer, path: string): Promise<string> {
     const script = `fetch('http://127.0.0.1:${METRICS_PORT}${path}').then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 1); }, () => process.exit(1))`;
     return this.runNode(b.ns, '-e', [script]);
+  }
+
+  async metrics(b: Balancer): Promise<Samples> {
+    return parseMetrics(await this.httpGet(b, '/metrics'));
+  }
+
+  /** Writes the VIP file and waits until every running agent has applied it. */
+  async applyVips(vips: StandaloneVip[]): Promise<void> {
+    const running = this.balancers.filter((b) => b.agent);
+    const okCount = async (b: Balancer) => sample(await this.metrics(b), 'xdplb_reconciles_total', { result: 'ok' });
+    const before = await Promise.all(running.map(okCount));
+    this.writeVips(vips);
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (const [i, b] of running.entries()) {
+      while ((await okCount(b)) <= before[i]!) {
+        if (Date.now() > deadline) throw new Error(`agent on ${b.name} did not apply the VIP file:\n${b.log.slice(-10).join('\n')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   /** Runs the client program with a command; returns its JSON result. */

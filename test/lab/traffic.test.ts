@@ -1,0 +1,209 @@
+/**
+ * Real traffic through the lab: TCP and UDP from a client, through two XDP
+ * balancer nodes running xdplb-agent, to reals that answer directly (DSR).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { requireKernel } from '../support/kernel.js';
+import { type Samples, sample, sum } from '../support/prometheus.js';
+import { Lab, labVips, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
+
+interface ConnectResult {
+  byReal: Record<string, number>;
+  failures: number;
+  errors: string[];
+}
+interface UdpResult {
+  byPort: Record<string, string>;
+  failures: number;
+  errors: string[];
+}
+interface LongResult {
+  real: string;
+  sent: number;
+  received: number;
+  error: string;
+}
+interface ContinuousResult {
+  ok: number;
+  failures: number;
+  errors: string[];
+}
+
+const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+const UDP_ETH_IP_UDP = 14 + 20 + 8;
+
+describe('lab: real traffic through XDP balancers', () => {
+  let lab: Lab;
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    lab = await Lab.up();
+    lab.writeVips(labVips(lab));
+    for (const b of lab.balancers) await lab.startAgent(b);
+  });
+  after(async () => {
+    await lab?.down();
+  });
+
+  const connect = (vip: string, count: number, port = 80) =>
+    lab.clientRun<ConnectResult>({ mode: 'connect', vip, port, count, concurrency: 8 });
+
+  test('hundreds of TCP connections to an IPv4 VIP: all answered, spread by Maglev, replies bypass the balancers', async (t) => {
+    if (!requireKernel(t)) return;
+    const before = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    const n = 600;
+    const r = await connect(VIP4, n);
+    assert.equal(r.failures, 0, `failed: ${r.errors.join(', ')}`);
+    const total = Object.values(r.byReal).reduce((a, b) => a + b, 0);
+    assert.equal(total, n);
+    assert.deepEqual(Object.keys(r.byReal).sort(), ['real1', 'real2', 'real3']);
+    // Maglev splits the ring evenly; random client ports add binomial noise (sd ~ 11.5 at 200).
+    for (const [real, count] of Object.entries(r.byReal)) assert.ok(Math.abs(count - n / 3) < n / 3 / 4, `${real}: ${count} of ${n}`);
+    const after = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    // Every packet that reached a balancer was for the VIP: the replies went real -> router -> client.
+    const delta = (i: number, reason: string) => sample(after[i]!, 'xdplb_packets_total', { verdict: 'pass', reason }) - sample(before[i]!, 'xdplb_packets_total', { verdict: 'pass', reason });
+    for (let i = 0; i < 2; i++) assert.ok(delta(i, 'pass_not_vip') <= 4, `balancer ${i + 1} saw ${delta(i, 'pass_not_vip')} non-VIP packets`);
+    const tx = (s: Samples[]) => s.reduce((acc, m) => acc + sample(m, 'xdplb_packets_total', { verdict: 'tx', reason: 'tx_encap' }), 0);
+    assert.ok(tx(after) - tx(before) >= n * 3, 'at least SYN, ACK and FIN of every connection went through XDP');
+    for (const b of lab.balancers) assert.ok(sample(after[lab.balancers.indexOf(b)]!, 'xdplb_vip_packets_total', { vip: `${VIP4}:80/TCP` }) > 0, `${b.name} took part (ECMP)`);
+  });
+
+  test('IPv6 VIP with IPv6 reals, IPv4 VIP with IPv6 reals, and UDP, end to end', async (t) => {
+    if (!requireKernel(t)) return;
+    for (const vip of [VIP6, VIP4_V6REALS]) {
+      const r = await connect(vip, 90);
+      assert.equal(r.failures, 0, `${vip}: ${r.errors.join(', ')}`);
+      assert.equal(Object.keys(r.byReal).length, 3, `${vip} spread: ${JSON.stringify(r.byReal)}`);
+    }
+    for (const vip of [VIP4, VIP6]) {
+      const u = await lab.clientRun<UdpResult>({ mode: 'udp', vip, port: 53, sourcePorts: ports(41000, 60) });
+      assert.equal(u.failures, 0, `${vip} UDP: ${u.errors.join(', ')}`);
+      assert.equal(new Set(Object.values(u.byPort)).size, 3);
+    }
+  });
+
+  test('the same flow reaches the same real through either balancer node', async (t) => {
+    if (!requireKernel(t)) return;
+    const flows = ports(42000, 150);
+    try {
+      lab.routeVia([lab.balancers[0]!]);
+      const via1 = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: flows });
+      lab.routeVia([lab.balancers[1]!]);
+      const via2 = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: flows });
+      assert.equal(via1.failures + via2.failures, 0);
+      assert.deepEqual(via2.byPort, via1.byPort);
+      assert.equal(new Set(Object.values(via1.byPort)).size, 3);
+    } finally {
+      lab.routeVia(lab.balancers);
+    }
+  });
+
+  test('a draining real keeps its connections and gets no new ones; removing a real moves only its flows', async (t) => {
+    if (!requireKernel(t)) return;
+    // Long-lived connections on every real (24: all three reals get some), opened before the drain.
+    const longs = Array.from({ length: 24 }, () =>
+      lab.clientStart<LongResult>({ mode: 'long', vip: VIP4, port: 80, durationMs: 3000, intervalMs: 100 }));
+    // UDP flows mapped through lb1 only, replayed later through lb2 (no connection table there).
+    const flows = ports(43000, 150);
+    lab.routeVia([lab.balancers[0]!]);
+    let mapped: UdpResult;
+    try {
+      mapped = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: flows });
+    } finally {
+      lab.routeVia(lab.balancers);
+    }
+    const drained = labVips(lab).map((v) => ({ ...v, reals: v.reals.map((r) => ({ ...r, weight: r.address === lab.reals[0]!.v4 ? 0 : 1 })) }));
+    await lab.applyVips(drained);
+    const fresh = await connect(VIP4, 300);
+    assert.equal(fresh.failures, 0);
+    assert.equal(fresh.byReal.real1 ?? 0, 0, `new connections reached the draining real: ${JSON.stringify(fresh.byReal)}`);
+    const results = await Promise.all(longs);
+    assert.ok(results.some((r) => r.real === 'real1'), 'no long-lived connection landed on real1');
+    for (const r of results) {
+      assert.equal(r.error, '', `a connection to ${r.real} broke: ${r.error}`);
+      assert.ok(r.received >= r.sent - 1 && r.sent >= 20, `connection to ${r.real}: ${r.received}/${r.sent}`);
+    }
+
+    // Remove real1 for good, and replay the UDP flows through the other node.
+    await lab.applyVips(labVips(lab, (r) => r.name !== 'real1'));
+    lab.routeVia([lab.balancers[1]!]);
+    try {
+      const replay = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: flows });
+      assert.equal(replay.failures, 0);
+      let moved = 0;
+      for (const p of flows) {
+        const was = mapped.byPort[p]!;
+        const now = replay.byPort[p]!;
+        if (was === 'real1') {
+          assert.notEqual(now, 'real1');
+          moved++;
+        } else assert.equal(now, was, `flow ${p} moved from ${was} to ${now} although its real stayed`);
+      }
+      assert.ok(moved > 10, `only ${moved} flows were on real1`);
+    } finally {
+      lab.routeVia(lab.balancers);
+      await lab.applyVips(labVips(lab));
+    }
+  });
+
+  test('kill -9 of an agent during traffic, then a restart: zero failed requests, long-lived connections survive', async (t) => {
+    if (!requireKernel(t)) return;
+    const [lb1] = lab.balancers;
+    const long = lab.clientStart<LongResult>({ mode: 'long', vip: VIP4, port: 80, durationMs: 7000, intervalMs: 50 });
+    const traffic = lab.clientStart<ContinuousResult>({ mode: 'continuous', vip: VIP4, port: 80, durationMs: 7000 });
+    const udpBefore = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: ports(44000, 50) });
+    await sleep(1000);
+    await lab.stopAgent(lb1!, 'SIGKILL');
+    await sleep(1500); // the program runs on without its agent
+    await lab.startAgent(lb1!);
+    const [l, c] = await Promise.all([long, traffic]);
+    assert.equal(c.failures, 0, `failed requests: ${c.errors.join(', ')}`);
+    assert.ok(c.ok > 100, `only ${c.ok} requests in 7 s`);
+    assert.equal(l.error, '');
+    assert.ok(l.received >= l.sent - 1 && l.sent > 100, `long-lived connection: ${l.received}/${l.sent}`);
+    const udpAfter = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: ports(44000, 50) });
+    assert.deepEqual(udpAfter.byPort, udpBefore.byPort, 'flows kept their reals across the restart');
+    assert.ok(lb1!.log.some((line) => line.includes('took over the attached program')), 'the new agent replaced its predecessor in place');
+  });
+
+  test('a bad VIP file is rejected with file, path and reason, and the balancer keeps serving', async (t) => {
+    if (!requireKernel(t)) return;
+    const bad = labVips(lab).map((v, i) => (i === 0 ? { ...v, ports: [{ port: 70000, protocol: 'TCP' as const }] } : v));
+    const logLength = lab.balancers.map((b) => b.log.length);
+    lab.writeVips(bad);
+    const deadline = Date.now() + 5000;
+    const rejected = (i: number) =>
+      lab.balancers[i]!.log.slice(logLength[i]).find((l) => l.includes('rejected the VIP file') && l.includes('vips[0].ports[0].port') && l.includes(lab.configPath));
+    while (!(rejected(0) && rejected(1)) && Date.now() < deadline) await sleep(50);
+    assert.ok(rejected(0) && rejected(1), 'both agents logged the rejection with the path of the bad field');
+    assert.match(rejected(0)!, /70000 is not an integer in 1\.\.65535/);
+    const r = await connect(VIP4, 60);
+    assert.equal(r.failures, 0);
+    await lab.applyVips(labVips(lab));
+  });
+
+  test('the metrics endpoint counts the traffic exactly, per VIP and per real', async (t) => {
+    if (!requireKernel(t)) return;
+    const before = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    const payload = 'hello 45000'.length; // the client sends "hello <port>"
+    const flows = ports(45000, 200);
+    const u = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: flows });
+    assert.equal(u.failures, 0);
+    const after = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    const delta = (name: string, labels: Record<string, string>) =>
+      after.reduce((acc, m, i) => acc + sum(m, name, labels) - sum(before[i]!, name, labels), 0);
+    const vip = `${VIP4}:53/UDP`;
+    assert.equal(delta('xdplb_vip_packets_total', { vip }), flows.length);
+    assert.equal(delta('xdplb_vip_bytes_total', { vip }), flows.length * (UDP_ETH_IP_UDP + payload));
+    assert.equal(delta('xdplb_vip_new_flows_total', { vip }), flows.length);
+    const perReal = new Map<string, number>();
+    for (const real of Object.values(u.byPort)) perReal.set(real, (perReal.get(real) ?? 0) + 1);
+    for (const real of lab.reals) {
+      assert.equal(delta('xdplb_real_packets_total', { real: real.v4 }), perReal.get(real.name) ?? 0, `packets to ${real.name}`);
+    }
+    assert.equal(sample(after[0]!, 'xdplb_vips'), 5);
+    assert.equal(sample(after[0]!, 'xdplb_vips_capacity'), 512);
+    assert.equal(sample(after[0]!, 'xdplb_xdp_mode_info', { mode: 'native', nic: 'eth0' }), 1);
+  });
+});
