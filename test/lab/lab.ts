@@ -12,7 +12,7 @@
  * Everything is removed by down(), also on process exit or interrupt.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +55,17 @@ export interface Balancer {
   log: string[];
 }
 
+/** Where `npm run lab -- up` keeps what `down` needs. */
+export const LAB_STATE_DIR = '/run/xdplb-lab';
+
+export interface LabState {
+  tag: string;
+  namespaces: string[];
+  pinRoot: string;
+  workDir: string;
+  pids: number[];
+}
+
 const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
 
 export class Lab {
@@ -69,8 +80,9 @@ export class Lab {
   private readonly children = new Set<ChildProcess>();
   private readonly exitHook = () => this.downSync();
   private isDown = false;
+  private readonly pids: number[] = [];
 
-  private constructor(readonly tag: string, realCount: number) {
+  private constructor(readonly tag: string, realCount: number, readonly persistent: boolean) {
     const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
     this.router = ns('router');
     this.client = ns('client');
@@ -95,8 +107,8 @@ export class Lab {
   }
 
   /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
-  static async up(opts: { tag?: string; reals?: number } = {}): Promise<Lab> {
-    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3);
+  static async up(opts: { tag?: string; reals?: number; persistent?: boolean } = {}): Promise<Lab> {
+    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false);
     process.on('exit', lab.exitHook);
     try {
       lab.removeStale();
@@ -173,15 +185,49 @@ export class Lab {
     this.ip(this.router, '-6', 'route', 'replace', '2001:db8:19::/64', ...hops6);
   }
 
-  /** Spawns node in a namespace (network only: bpffs stays visible). */
-  spawnNode(ns: string, script: string, args: string[]): ChildProcess {
-    const child = spawn('nsenter', [`--net=/var/run/netns/${ns}`, process.execPath, script, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, XDPLB_LOG_LEVEL: process.env.XDPLB_LOG_LEVEL ?? 'info' },
-    });
+  /**
+   * Spawns node in a namespace (network only: bpffs stays visible). A
+   * long-running process of a persistent lab (logName) is detached and logs
+   * to workDir/<logName>.log, so it outlives this process.
+   */
+  spawnNode(ns: string, script: string, args: string[], logName?: string): ChildProcess {
+    const argv = [`--net=/var/run/netns/${ns}`, process.execPath, script, ...args];
+    const env = { ...process.env, XDPLB_LOG_LEVEL: process.env.XDPLB_LOG_LEVEL ?? 'info' };
+    let child: ChildProcess;
+    if (this.persistent && logName) {
+      const fd = openSync(this.logPath(logName), 'a');
+      child = spawn('nsenter', argv, { stdio: ['ignore', fd, fd], env, detached: true });
+      closeSync(fd);
+      child.unref();
+      if (child.pid) this.pids.push(child.pid);
+    } else {
+      child = spawn('nsenter', argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    }
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;
+  }
+
+  logPath(name: string): string {
+    return join(this.workDir, `${name}.log`);
+  }
+
+  /** Calls back with each chunk of a child's output, from its pipe or its log file. */
+  private follow(child: ChildProcess, logName: string, onText: (text: string) => void): () => void {
+    if (child.stdout) {
+      const h = (d: Buffer) => onText(d.toString());
+      child.stdout.on('data', h);
+      child.stderr!.on('data', h);
+      return () => undefined;
+    }
+    let offset = 0;
+    const timer = setInterval(() => {
+      if (!existsSync(this.logPath(logName))) return;
+      const text = readFileSync(this.logPath(logName), 'utf8');
+      if (text.length > offset) onText(text.slice(offset));
+      offset = text.length;
+    }, 50);
+    return () => clearInterval(timer);
   }
 
   /** Runs node in a namespace to completion; rejects with its stderr on failure. */
@@ -202,12 +248,17 @@ export class Lab {
       tcp: [VIP4, VIP4_V6REALS, VIP6].map((address) => ({ address, port: 80 })),
       udp: [VIP4, VIP6].map((address) => ({ address, port: 53 })),
     };
-    const child = this.spawnNode(r.ns, SERVER, [JSON.stringify(cfg)]);
+    const child = this.spawnNode(r.ns, SERVER, [JSON.stringify(cfg)], `server-${r.name}`);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server on ${r.name} did not start`)), READY_TIMEOUT_MS);
-      child.stdout!.on('data', (d: Buffer) => {
-        if (d.toString().includes('ready')) {
+      let unfollow = () => undefined as void;
+      const timer = setTimeout(() => {
+        unfollow();
+        reject(new Error(`server on ${r.name} did not start`));
+      }, READY_TIMEOUT_MS);
+      unfollow = this.follow(child, `server-${r.name}`, (text) => {
+        if (text.includes('ready')) {
           clearTimeout(timer);
+          unfollow();
           resolve();
         }
       });
@@ -229,12 +280,11 @@ export class Lab {
     const child = this.spawnNode(b.ns, AGENT, [
       '--config', this.configPath, '--nic', 'eth0', '--pin-dir', b.pinDir,
       '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--lru-size', '65536', ...extraArgs,
-    ]);
+    ], `agent-${b.name}`);
     b.agent = child;
-    const collect = (d: Buffer) => b.log.push(...d.toString().split('\n').filter(Boolean));
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
+    const unfollow = this.follow(child, `agent-${b.name}`, (text) => b.log.push(...text.split('\n').filter(Boolean)));
     child.on('exit', () => {
+      unfollow();
       if (b.agent === child) b.agent = null;
     });
     const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -298,6 +348,39 @@ export class Lab {
       if (name?.startsWith(mine)) run('ip', ['netns', 'del', name]);
     }
     if (existsSync(this.pinRoot)) rmSync(this.pinRoot, { recursive: true, force: true });
+  }
+
+  /** Saves what `Lab.downFromState` needs and lets this process go without tearing down. */
+  detach(): LabState {
+    const state: LabState = { tag: this.tag, namespaces: this.namespaces, pinRoot: this.pinRoot, workDir: this.workDir, pids: this.pids };
+    mkdirSync(LAB_STATE_DIR, { recursive: true });
+    writeFileSync(join(LAB_STATE_DIR, `${this.tag}.json`), JSON.stringify(state, null, 2));
+    process.off('exit', this.exitHook);
+    this.isDown = true;
+    return state;
+  }
+
+  /** Tears down a lab that `detach` left running. */
+  static downFromState(tag: string): boolean {
+    const file = join(LAB_STATE_DIR, `${tag}.json`);
+    if (!existsSync(file)) return false;
+    const state = JSON.parse(readFileSync(file, 'utf8')) as LabState;
+    for (const pid of state.pids) {
+      // Only processes this lab started: their command line names the lab's own scripts.
+      const cmdline = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
+      if (cmdline.includes(DIST)) process.kill(pid, 'SIGKILL');
+    }
+    for (const ns of [...state.namespaces].reverse()) {
+      try {
+        run('ip', ['netns', 'del', ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    rmSync(state.pinRoot, { recursive: true, force: true });
+    rmSync(state.workDir, { recursive: true, force: true });
+    rmSync(file);
+    return true;
   }
 
   /** Kills what the lab started and removes its namespaces, pins and files. */

@@ -1,0 +1,44 @@
+/** Readable tables of what the lab's traffic did, from the client's view and the agents' metrics. */
+import { type Samples, sum } from '../support/prometheus.js';
+import type { Lab } from './lab.js';
+
+function table(head: string[], rows: (string | number)[][]): string {
+  const cells = [head, ...rows.map((r) => r.map(String))];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('   ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('   '), ...cells.slice(1).map(line)].join('\n');
+}
+
+export function connectionsTable(results: { vip: string; byReal: Record<string, number>; failures: number }[], reals: string[]): string {
+  return table(
+    ['VIP', ...reals, 'failed'],
+    results.map((r) => [r.vip, ...reals.map((n) => r.byReal[n] ?? 0), r.failures]),
+  );
+}
+
+export function metricsTable(lab: Lab, metrics: Samples[]): string {
+  const vips = new Set<string>();
+  for (const m of metrics) for (const key of m.keys()) {
+    const v = /^xdplb_vip_packets_total\{vip="([^"]+)"\}/.exec(key)?.[1];
+    if (v) vips.add(v);
+  }
+  const vipRows = [...vips].sort().map((vip) => [
+    vip,
+    ...metrics.map((m) => sum(m, 'xdplb_vip_packets_total', { vip })),
+    metrics.reduce((a, m) => a + sum(m, 'xdplb_vip_new_flows_total', { vip }), 0),
+  ]);
+  const realRows = lab.reals.flatMap((r) => [r.v4, r.v6].map((addr) => [`${r.name} ${addr}`, ...metrics.map((m) => sum(m, 'xdplb_real_packets_total', { real: addr }))]));
+  const reasons = ['tx_encap', 'pass_not_vip', 'pass_not_ip', 'drop_no_real', 'drop_fragment', 'drop_malformed'];
+  const reasonRows = reasons.map((reason) => [reason, ...metrics.map((m) => sum(m, 'xdplb_packets_total', { reason }))]);
+  const nodes = lab.balancers.map((b) => b.name);
+  return [
+    'Packets per VIP (from each agent\'s /metrics):',
+    table(['VIP', ...nodes, 'new flows'], vipRows),
+    '',
+    'Packets per real:',
+    table(['real', ...nodes], realRows),
+    '',
+    'Verdicts:',
+    table(['reason', ...nodes], reasonRows),
+  ].join('\n');
+}
