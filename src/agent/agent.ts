@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { componentLog } from '../lib/log.js';
 import { BALANCER_PROGRAM } from './bpf/layout.js';
-import { type LoadedBalancer, loadBalancer } from './bpf/objects.js';
+import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from './bpf/objects.js';
 import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from './bpf/pins.js';
 import { attachXdp, detachXdp, type XdpMode } from './bpf/xdp.js';
 import { Dataplane } from './dataplane/dataplane.js';
@@ -29,8 +29,8 @@ export interface AgentOptions {
   nextHopMac?: string;
   srcV4?: string;
   srcV6?: string;
-  /** Connection table entries (default: the compiled capacity). */
-  lruSize?: number;
+  /** Map capacities (default: the compiled ones). */
+  capacity?: BalancerCapacity;
   nextHopPollMs?: number;
 }
 
@@ -58,10 +58,7 @@ export class Agent {
   async start(initialVips: VipSpec[]): Promise<void> {
     this.nextHop = await discoverNextHop(this.opts);
     log.info({ nextHop: this.nextHop }, 'next hop');
-    this.lb = loadBalancer({
-      pinDir: this.opts.pinDir,
-      maxEntries: this.opts.lruSize ? { conn_table: this.opts.lruSize } : undefined,
-    });
+    this.lb = loadBalancer({ pinDir: this.opts.pinDir, capacity: this.opts.capacity });
     this.dataplane = new Dataplane(this.lb.maps);
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);

@@ -20,6 +20,8 @@ const USAGE = `usage: xdplb-agent [run] --config FILE [options]
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
   --lru-size N          connection table entries; default 1048576     (XDPLB_LRU_SIZE)
+  --max-vips N          VIP capacity; default 512 (ring memory: N x 256 KiB) (XDPLB_MAX_VIPS)
+  --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
   --detach-on-exit      detach and unpin on SIGTERM (default: stay attached, traffic keeps flowing)
 `;
 
@@ -47,6 +49,8 @@ async function main(): Promise<void> {
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
         'lru-size': { type: 'string' },
+        'max-vips': { type: 'string' },
+        'max-reals': { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -76,9 +80,18 @@ async function main(): Promise<void> {
   if (!config) fail('--config is required (cluster mode comes with the operator)');
   const xdpMode = (v['xdp-mode'] ?? env.XDPLB_XDP_MODE ?? 'auto') as XdpModeOption;
   if (!XDP_MODES.includes(xdpMode)) fail(`--xdp-mode must be one of ${XDP_MODES.join(', ')}`);
-  const lruRaw = v['lru-size'] ?? env.XDPLB_LRU_SIZE;
-  const lruSize = lruRaw === undefined ? undefined : Number(lruRaw);
-  if (lruSize !== undefined && (!Number.isInteger(lruSize) || lruSize < 1)) fail('--lru-size must be a positive integer');
+  const count = (flag: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) fail(`--${flag} must be a positive integer, not "${raw}"`);
+    return n;
+  };
+  const maxReals = count('max-reals', v['max-reals'] ?? env.XDPLB_MAX_REALS);
+  const capacity = {
+    lru: count('lru-size', v['lru-size'] ?? env.XDPLB_LRU_SIZE),
+    vips: count('max-vips', v['max-vips'] ?? env.XDPLB_MAX_VIPS),
+    reals: maxReals === undefined ? undefined : maxReals + 1, // + the reserved id 0
+  };
 
   const agent = new Agent({
     nic,
@@ -88,7 +101,7 @@ async function main(): Promise<void> {
     nextHopMac: v['next-hop-mac'] ?? env.XDPLB_NEXT_HOP_MAC,
     srcV4: v['src-v4'] ?? env.XDPLB_SRC_V4,
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
-    lruSize,
+    capacity,
   });
   const source = new FileSource(config, {
     onVips: (vips) => {

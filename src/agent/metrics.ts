@@ -5,11 +5,10 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { MAX_VIPS, REASONS, type Reason } from './bpf/layout.js';
+import { REASONS, type Reason } from './bpf/layout.js';
 import type { BalancerMapSet } from './bpf/objects.js';
 import { readReasons, readRealStats, readVipStats } from './dataplane/counters.js';
 import type { Dataplane } from './dataplane/dataplane.js';
-import { MAX_USABLE_REALS } from './dataplane/desired-state.js';
 import { componentLog } from '../lib/log.js';
 
 const log = componentLog('metrics');
@@ -70,12 +69,18 @@ export class AgentMetrics {
       name: 'xdplb_vips', help: 'VIPs programmed in the maps.', registers: [r],
       collect() { this.set(dataplane().installedVips().length); },
     });
-    new Gauge({ name: 'xdplb_vips_capacity', help: 'VIPs the maps can hold.', registers: [r] }).set(MAX_VIPS);
+    new Gauge({
+      name: 'xdplb_vips_capacity', help: 'VIPs the maps can hold.', registers: [r],
+      collect() { this.set(dataplane().capacity.vips); },
+    });
     new Gauge({
       name: 'xdplb_reals', help: 'Reals programmed in the maps (including draining ones).', registers: [r],
       collect() { this.set(dataplane().installedReals().length); },
     });
-    new Gauge({ name: 'xdplb_reals_capacity', help: 'Reals the maps can hold.', registers: [r] }).set(MAX_USABLE_REALS);
+    new Gauge({
+      name: 'xdplb_reals_capacity', help: 'Reals the maps can hold.', registers: [r],
+      collect() { this.set(dataplane().capacity.reals); },
+    });
     this.xdpMode = new Gauge({ name: 'xdplb_xdp_mode_info', help: 'The XDP mode the program is attached in (1).', labelNames: ['mode', 'nic'], registers: [r] });
     this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
     this.reconcileDuration = new Histogram({

@@ -207,4 +207,33 @@ describe('dataplane', () => {
     assert.equal(h.lb.maps.vips.keys().length, 2);
     h.dp = restarted; // the harness's Dataplane must describe the maps for later tests
   });
+
+  test('capacities chosen at load time are what the dataplane enforces', (t) => {
+    if (!requireKernel(t)) return;
+    const small = new BalancerHarness({ vips: 4, reals: 6, lru: 1024 });
+    try {
+      assert.deepEqual(small.dp.capacity, { vips: 4, reals: 5 });
+      assert.equal(small.lb.maps.ring.maxEntries, 4 * RING_SIZE);
+      const four = ['198.19.5.1', '198.19.5.2', '198.19.5.3', '198.19.5.4'].map((a) => vip(a, reals(5, '198.18.5.')));
+      assert.equal(small.apply(four).vipsAdded, 4);
+      assert.throws(() => small.apply([...four, vip('198.19.5.5', reals(1, '198.18.5.'))]), /5 VIPs exceed the capacity of 4/);
+      assert.throws(() => small.apply([vip('198.19.5.1', reals(6, '198.18.5.'))]), /6 distinct reals exceed the capacity of 5/);
+      const pkt = buildPacket({ src: '198.18.100.1', dst: '198.19.5.4', proto: 'tcp', sport: 1, dport: 80, syn: true });
+      assert.equal(small.run(pkt).action, XdpAction.TX, 'the last VIP slot works');
+    } finally {
+      small.close();
+    }
+    assert.throws(() => new BalancerHarness({ vips: 70000 }), /VIP capacity 70000 is not an integer in 1\.\.65535/);
+  });
+
+  test('an unchanged VIP costs nothing; a changed one is diffed against the ring map', (t) => {
+    if (!requireKernel(t)) return;
+    const state = Array.from({ length: 20 }, (_, i) => vip(`198.19.6.${i + 1}`, reals(10, '198.18.6.')));
+    h.apply(state);
+    const changed = state.map((v, i) => (i === 7 ? { ...v, reals: v.reals.slice(1) } : v));
+    const res = h.apply(changed);
+    assert.equal(res.vipsChanged, 1);
+    assert.ok(res.ringSlotsWritten < RING_SIZE / 10 + RING_SIZE / 100, `${res.ringSlotsWritten} slots`);
+    h.apply([]);
+  });
 });

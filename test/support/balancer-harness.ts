@@ -1,5 +1,5 @@
 /** A loaded balancer programmed through the Dataplane, and helpers to run packets through it. */
-import { type LoadedBalancer, loadBalancer } from '../../src/agent/bpf/objects.js';
+import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from '../../src/agent/bpf/objects.js';
 import { testRun } from '../../src/agent/bpf/test-run.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import type { EncapConfig, VipSpec } from '../../src/agent/dataplane/desired-state.js';
@@ -19,8 +19,8 @@ export class BalancerHarness {
   /** Replaceable: a test may hand the maps to a new Dataplane, as a restarted agent does. */
   dp: Dataplane;
 
-  constructor(lruSize?: number) {
-    this.lb = loadBalancer(lruSize ? { maxEntries: { conn_table: lruSize } } : {});
+  constructor(capacity?: BalancerCapacity) {
+    this.lb = loadBalancer({ capacity });
     this.dp = new Dataplane(this.lb.maps);
   }
 

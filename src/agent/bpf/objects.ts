@@ -1,7 +1,7 @@
 /** The two xdplb objects and their maps, loaded by name from bpf/build. */
 import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from './object.js';
-import { BALANCER_PROGRAM, BalancerMaps, DECAP_PROGRAM, DecapMaps } from './layout.js';
+import { BALANCER_PROGRAM, BalancerMaps, DECAP_PROGRAM, DecapMaps, NO_REAL_ID, RING_SIZE } from './layout.js';
 import type { BpfMap } from './map.js';
 
 const BPF_BUILD_DIR = fileURLToPath(new URL('../../../../bpf/build/', import.meta.url));
@@ -34,8 +34,41 @@ function mapSet<N extends Record<string, string>>(object: BpfObject, names: N): 
   };
 }
 
-export function loadBalancer(opts: LoadOptions = {}, path = BALANCER_OBJECT): LoadedBalancer {
-  const object = BpfObject.load(path, specs(BalancerMaps), opts);
+/** Map capacities chosen at load time; absent: the compiled defaults. */
+export interface BalancerCapacity {
+  vips?: number;
+  /** Real ids, including the reserved id 0. */
+  reals?: number;
+  /** Connection table entries. */
+  lru?: number;
+}
+
+/** vip_num * RING_SIZE must stay a u32 ring index. */
+export const MAX_VIP_CAPACITY = Math.floor(0xffffffff / RING_SIZE);
+
+function capacityEntries(c: BalancerCapacity): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (c.vips !== undefined) {
+    if (!Number.isInteger(c.vips) || c.vips < 1 || c.vips > MAX_VIP_CAPACITY) {
+      throw new Error(`VIP capacity ${c.vips} is not an integer in 1..${MAX_VIP_CAPACITY}`);
+    }
+    for (const m of [BalancerMaps.vips, BalancerMaps.vipAddrs, BalancerMaps.vipStats]) out[m] = c.vips;
+    out[BalancerMaps.ring] = c.vips * RING_SIZE;
+  }
+  if (c.reals !== undefined) {
+    if (!Number.isInteger(c.reals) || c.reals < NO_REAL_ID + 2) throw new Error(`real capacity ${c.reals} is not an integer >= ${NO_REAL_ID + 2}`);
+    for (const m of [BalancerMaps.reals, BalancerMaps.realStats]) out[m] = c.reals;
+  }
+  if (c.lru !== undefined) {
+    if (!Number.isInteger(c.lru) || c.lru < 1) throw new Error(`connection table size ${c.lru} is not a positive integer`);
+    out[BalancerMaps.connTable] = c.lru;
+  }
+  return out;
+}
+
+export function loadBalancer(opts: LoadOptions & { capacity?: BalancerCapacity } = {}, path = BALANCER_OBJECT): LoadedBalancer {
+  const maxEntries = { ...opts.maxEntries, ...capacityEntries(opts.capacity ?? {}) };
+  const object = BpfObject.load(path, specs(BalancerMaps), { ...opts, maxEntries });
   return { object, maps: mapSet(object, BalancerMaps), progFd: object.programFd(BALANCER_PROGRAM) };
 }
 

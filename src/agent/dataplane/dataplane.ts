@@ -17,20 +17,13 @@ import {
   U32_BYTES,
   u32Key,
 } from '../bpf/codecs.js';
-import {
-  IPPROTO_TCP,
-  MAX_REALS,
-  MAX_VIPS,
-  NO_REAL_ID,
-  RING_SIZE,
-  type Family,
-} from '../bpf/layout.js';
+import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, type Family } from '../bpf/layout.js';
 import type { BalancerMapSet } from '../bpf/objects.js';
 import { formatIp, parseIp, type IpAddress } from '../../lib/ip.js';
 import {
   type DesiredState,
   InvalidStateError,
-  MAX_USABLE_REALS,
+  type Capacity,
   type NormalizedVip,
   normalize,
   vipId,
@@ -49,8 +42,12 @@ interface InstalledReal {
 interface InstalledVip {
   spec: NormalizedVip;
   num: number;
-  /** What the ring slice holds; null when unknown (a write failed half way). */
-  ring: Uint32Array | null;
+  /**
+   * What the ring slice was computed from (reals, weights); null when unknown
+   * (adopted, or a write failed half way): the next apply diffs it against
+   * the map. Rings themselves are not kept: 256 KiB each.
+   */
+  ringKey: string | null;
   realIds: Set<number>;
   /** Flags in the VIP's map entry. */
   flags: number;
@@ -70,19 +67,33 @@ export interface ApplyResult {
 export interface AdoptResult {
   vips: number;
   reals: number;
-  /** VIPs whose ring named a real that is not in the reals map: rewritten in full on the next apply. */
+  /** VIPs whose ring named a real that is not in the reals map: those slots are rewritten on the next apply. */
   dirtyRings: number;
+}
+
+/** The inputs of a VIP's ring: equal keys give equal rings. */
+function ringKeyOf(spec: NormalizedVip): string {
+  return spec.reals
+    .map((r) => `${r.address.text}=${r.weight}`)
+    .sort()
+    .join(',');
 }
 
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
-  private readonly vipNums = new IdAllocator(0, MAX_VIPS, 'VIP');
-  private readonly realIds = new IdAllocator(NO_REAL_ID + 1, MAX_REALS, 'real');
+  private readonly vipNums: IdAllocator;
+  private readonly realIds: IdAllocator;
   private readonly vipAddrRefs = new Map<string, number>();
   private ctl: Buffer | null = null;
+  /** What the loaded maps hold (capacities are a load-time choice). */
+  readonly capacity: Capacity;
 
-  constructor(private readonly maps: BalancerMapSet) {}
+  constructor(private readonly maps: BalancerMapSet) {
+    this.capacity = { vips: maps.vips.maxEntries, reals: maps.reals.maxEntries - 1 - NO_REAL_ID };
+    this.vipNums = new IdAllocator(0, this.capacity.vips, 'VIP');
+    this.realIds = new IdAllocator(NO_REAL_ID + 1, maps.reals.maxEntries, 'real');
+  }
 
   /** Element writes across all maps so far. */
   totalWrites(): number {
@@ -121,9 +132,9 @@ export class Dataplane {
     const ctl = m.ctl.lookup(u32Key(0));
     this.ctl = ctl && ctl.some((b) => b !== 0) ? ctl : null;
 
-    const reals = m.reals.lookupArrayRange(0, MAX_REALS);
+    const reals = m.reals.lookupArrayRange(0, m.reals.maxEntries);
     const byId = new Map<number, InstalledReal>();
-    for (let id = NO_REAL_ID + 1; id < MAX_REALS; id++) {
+    for (let id = NO_REAL_ID + 1; id < m.reals.maxEntries; id++) {
       const a = decodeAddr(reals.subarray(id * m.reals.valueSize, (id + 1) * m.reals.valueSize));
       if (!a.family) continue;
       const address = parseIp(formatIp({ family: a.family as Family, bytes: a.bytes }));
@@ -141,13 +152,10 @@ export class Dataplane {
       const meta = decodeVipMeta(value);
       const address = parseIp(formatIp({ family: k.family as Family, bytes: k.bytes }));
       const protocol = k.proto === IPPROTO_TCP ? 'TCP' : 'UDP';
-      const ringBytes = m.ring.lookupArrayRange(meta.vipNum * RING_SIZE, RING_SIZE);
-      const ring = new Uint32Array(RING_SIZE);
+      const ring = this.readRing(meta.vipNum);
       const realIds = new Set<number>();
       let dirty = false;
-      for (let i = 0; i < RING_SIZE; i++) {
-        const id = ringBytes.readUInt32LE(i * U32_BYTES);
-        ring[i] = id;
+      for (const id of ring) {
         if (id === NO_REAL_ID) continue;
         if (!byId.has(id)) dirty = true;
         else realIds.add(id);
@@ -162,7 +170,7 @@ export class Dataplane {
         flags: meta.flags,
         reals: [...realIds].map((id) => ({ address: byId.get(id)!.address, weight: 1 })),
       };
-      this.vips.set(spec.id, { spec, num: meta.vipNum, ring: dirty ? null : ring, realIds, flags: meta.flags });
+      this.vips.set(spec.id, { spec, num: meta.vipNum, ringKey: null, realIds, flags: meta.flags });
       this.vipNums.claim(meta.vipNum);
       this.vipAddrRefs.set(address.text, (this.vipAddrRefs.get(address.text) ?? 0) + 1);
     }
@@ -183,7 +191,7 @@ export class Dataplane {
   }
 
   apply(desired: DesiredState): ApplyResult {
-    const state = normalize(desired);
+    const state = normalize(desired, this.capacity);
     const before = this.totalWrites();
     const result: ApplyResult = {
       vipsAdded: 0,
@@ -235,9 +243,9 @@ export class Dataplane {
       if (wanted.has(id)) vip.spec.reals.forEach((r) => peak.add(r.address.text));
     }
     for (const vip of wanted.values()) vip.reals.forEach((r) => peak.add(r.address.text));
-    if (peak.size > MAX_USABLE_REALS) {
+    if (peak.size > this.capacity.reals) {
       throw new InvalidStateError([
-        `the change needs ${peak.size} reals installed at once (old and new reals of changed VIPs), over the capacity of ${MAX_USABLE_REALS}: apply it in two steps`,
+        `the change needs ${peak.size} reals installed at once (old and new reals of changed VIPs), over the capacity of ${this.capacity.reals}: apply it in two steps`,
       ]);
     }
   }
@@ -301,6 +309,11 @@ export class Dataplane {
     return ring;
   }
 
+  private readRing(num: number): Uint32Array {
+    const bytes = this.maps.ring.lookupArrayRange(num * RING_SIZE, RING_SIZE);
+    return new Uint32Array(bytes.buffer, bytes.byteOffset, RING_SIZE).slice();
+  }
+
   /** Writes the slots of `next` that differ from `prev` (all when prev is null). */
   private writeRing(num: number, prev: Uint32Array | null, next: Uint32Array): number {
     let count = 0;
@@ -324,13 +337,13 @@ export class Dataplane {
   private addVip(spec: NormalizedVip, result: ApplyResult): void {
     const realIds = new Set<number>();
     const num = this.vipNums.allocate();
-    const installed: InstalledVip = { spec, num, ring: null, realIds, flags: spec.flags };
+    const installed: InstalledVip = { spec, num, ringKey: null, realIds, flags: spec.flags };
     try {
       for (const r of spec.reals) realIds.add(this.acquireReal(r.address, result));
       const ring = this.ringFor(spec);
       this.maps.vipStats.update(u32Key(num), Buffer.alloc(this.maps.vipStats.lookupSize));
       result.ringSlotsWritten += this.writeRing(num, null, ring);
-      installed.ring = ring;
+      installed.ringKey = ringKeyOf(spec);
       this.addVipAddr(spec);
       this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: num }));
       this.vips.set(spec.id, installed);
@@ -370,6 +383,8 @@ export class Dataplane {
 
   /** Returns whether anything was written. */
   private updateVip(vip: InstalledVip, spec: NormalizedVip, result: ApplyResult): boolean {
+    const ringKey = ringKeyOf(spec);
+    if (ringKey === vip.ringKey && spec.flags === vip.flags) return false; // the common case: untouched
     const writesBefore = this.totalWrites();
     const newIds = new Set<number>();
     for (const r of spec.reals) {
@@ -380,11 +395,11 @@ export class Dataplane {
     // Reals are in the maps before the ring names them.
     for (const id of newIds) vip.realIds.add(id);
     vip.spec = spec;
-    const ring = this.ringFor(spec);
-    const prev = vip.ring;
-    vip.ring = null;
-    result.ringSlotsWritten += this.writeRing(vip.num, prev, ring);
-    vip.ring = ring;
+    if (ringKey !== vip.ringKey) {
+      vip.ringKey = null;
+      result.ringSlotsWritten += this.writeRing(vip.num, this.readRing(vip.num), this.ringFor(spec));
+      vip.ringKey = ringKey;
+    }
     if (spec.flags !== vip.flags) {
       this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: vip.num }));
       vip.flags = spec.flags;
@@ -398,4 +413,5 @@ export class Dataplane {
     }
     return this.totalWrites() > writesBefore;
   }
+
 }

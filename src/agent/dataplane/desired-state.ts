@@ -74,6 +74,14 @@ export interface NormalizedState {
 const MAX_PORT = 65535;
 export const MAX_USABLE_REALS = MAX_REALS - 1 - NO_REAL_ID;
 
+/** How many VIPs and (usable) reals the loaded maps hold. */
+export interface Capacity {
+  vips: number;
+  reals: number;
+}
+
+export const DEFAULT_CAPACITY: Capacity = { vips: MAX_VIPS, reals: MAX_USABLE_REALS };
+
 export function vipId(address: IpAddress, port: number, protocol: Protocol): string {
   const a = address.family === 6 ? `[${address.text}]` : address.text;
   return `${a}:${port}/${protocol}`;
@@ -97,7 +105,7 @@ function tryParse(text: unknown, what: string, problems: string[]): IpAddress | 
 }
 
 /** Validates and canonicalises; throws InvalidStateError listing every problem. */
-export function normalize(state: DesiredState): NormalizedState {
+export function normalize(state: DesiredState, capacity: Capacity = DEFAULT_CAPACITY): NormalizedState {
   const problems: string[] = [];
   const { encap } = state;
   for (const field of ['nextHopMac', 'srcMac'] as const) {
@@ -152,10 +160,10 @@ export function normalize(state: DesiredState): NormalizedState {
     vips.push({ id, address, port: v.port, proto: v.protocol === 'TCP' ? IPPROTO_TCP : IPPROTO_UDP, flags, reals });
   });
 
-  if (vips.length > MAX_VIPS) problems.push(`${vips.length} VIPs exceed the capacity of ${MAX_VIPS}`);
+  if (vips.length > capacity.vips) problems.push(`${vips.length} VIPs exceed the capacity of ${capacity.vips}`);
   const allReals = new Set(vips.flatMap((v) => v.reals.map((r) => r.address.text)));
-  if (allReals.size > MAX_USABLE_REALS) {
-    problems.push(`${allReals.size} distinct reals exceed the capacity of ${MAX_USABLE_REALS}`);
+  if (allReals.size > capacity.reals) {
+    problems.push(`${allReals.size} distinct reals exceed the capacity of ${capacity.reals}`);
   }
   if (problems.length) throw new InvalidStateError(problems);
   vips.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
