@@ -33,10 +33,12 @@ struct {
 	__type(value, struct xdplb_addr);
 } reals SEC(".maps");
 
-/* Maglev rings, one slice of XDPLB_RING_SIZE real ids per vip_num. */
+/* Maglev rings, one slice of XDPLB_RING_SIZE real ids per vip_num. Mappable:
+ * the agent writes slots through mmap instead of a syscall per batch. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XDPLB_MAX_VIPS * XDPLB_RING_SIZE);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } ring SEC(".maps");

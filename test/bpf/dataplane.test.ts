@@ -18,10 +18,10 @@ const vip = (address: string, r = reals(3), port = 80): VipSpec => ({ address, p
 /** Records the order of writes on every map of the harness. */
 function recordWrites(h: BalancerHarness): { log: string[]; restore: () => void } {
   const log: string[] = [];
-  const originals: [BpfMap, BpfMap['update'], BpfMap['delete'], BpfMap['updateBatch']][] = [];
+  const originals: [BpfMap, BpfMap['update'], BpfMap['delete'], BpfMap['writeU32Slots']][] = [];
   for (const m of Object.values(h.lb.maps)) {
-    const { update, delete: del, updateBatch } = m;
-    originals.push([m, update, del, updateBatch]);
+    const { update, delete: del, writeU32Slots } = m;
+    originals.push([m, update, del, writeU32Slots]);
     m.update = (k, v, f) => {
       log.push(`update ${m.name}`);
       update.call(m, k, v, f);
@@ -30,15 +30,15 @@ function recordWrites(h: BalancerHarness): { log: string[]; restore: () => void 
       log.push(`delete ${m.name}`);
       return del.call(m, k);
     };
-    m.updateBatch = (k, v, n) => {
-      log.push(`batch ${m.name}`);
-      updateBatch.call(m, k, v, n);
+    m.writeU32Slots = (start, next) => {
+      log.push(`slots ${m.name}`);
+      return writeU32Slots.call(m, start, next);
     };
   }
   return {
     log,
     restore: () => {
-      for (const [m, u, d, b] of originals) Object.assign(m, { update: u, delete: d, updateBatch: b });
+      for (const [m, u, d, w] of originals) Object.assign(m, { update: u, delete: d, writeU32Slots: w });
     },
   };
 }
@@ -80,7 +80,7 @@ describe('dataplane', () => {
     const rec = recordWrites(h);
     try {
       h.apply([vip('198.19.1.4', reals(2, '198.18.4.'))]);
-      const firstRing = rec.log.indexOf('batch ring');
+      const firstRing = rec.log.indexOf('slots ring');
       const lastReal = rec.log.lastIndexOf('update reals');
       const vipWrite = rec.log.indexOf('update vip_map');
       assert.ok(lastReal >= 0 && lastReal < firstRing && firstRing < vipWrite, rec.log.join(', '));

@@ -89,6 +89,9 @@ export const c = {
   numPossibleCpus: lib.func('int libbpf_num_possible_cpus(void)'),
   setPrint: lib.func('void *libbpf_set_print(xdplb_libbpf_print_fn *fn)'),
   closeFd: libc.func('int close(int fd)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
+  getpagesize: libc.func('int getpagesize(void)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
 };

@@ -1,7 +1,14 @@
 /** A BPF map by file descriptor: typed-less byte access plus a write counter. */
+import koffi from 'koffi';
 import { c, check, possibleCpus } from './libbpf.js';
 
 const BPF_ANY = 0;
+const PROT_READ = 0x1;
+const PROT_WRITE = 0x2;
+const MAP_SHARED = 0x01;
+const MAP_FAILED = 0xffffffffffffffffn;
+/** Array maps store each value in a multiple of 8 bytes. */
+const ARRAY_ELEM_ALIGN = 8;
 
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
@@ -13,6 +20,7 @@ const PERCPU_VALUE_ALIGN = 8;
 export class BpfMap {
   /** Element writes issued (updates, deletes, batch elements): lets tests prove "no change, no writes". */
   writes = 0;
+  private mapping: { ptr: unknown; length: number; u32: Uint32Array; stride: number } | null = null;
 
   constructor(
     readonly name: string,
@@ -102,6 +110,54 @@ export class BpfMap {
       done += got;
     }
     return values;
+  }
+
+  /**
+   * The memory of a BPF_F_MMAPABLE array of u32, shared with the kernel: a
+   * store to a slot is what the program reads next (aligned 4-byte stores are
+   * atomic). The kernel stores each element in round_up(value_size, 8) bytes,
+   * so slot i is at u32 index i * stride.
+   */
+  private mapped(): { u32: Uint32Array; stride: number } {
+    if (this.mapping) return this.mapping;
+    if (this.valueSize !== 4) throw new Error(`map ${this.name}: values are ${this.valueSize} bytes, not u32`);
+    const elemSize = Math.ceil(this.valueSize / ARRAY_ELEM_ALIGN) * ARRAY_ELEM_ALIGN;
+    const page = c.getpagesize() as number;
+    const length = Math.ceil((this.maxEntries * elemSize) / page) * page;
+    const ptr = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
+    if (ptr === null || koffi.address(ptr) === MAP_FAILED) {
+      throw new Error(`mmap of map ${this.name} failed (errno ${koffi.errno()}): is it a BPF_F_MMAPABLE array?`);
+    }
+    this.mapping = { ptr, length, u32: new Uint32Array(koffi.view(ptr, length)), stride: elemSize / 4 };
+    return this.mapping;
+  }
+
+  readU32Slots(start: number, count: number): Uint32Array {
+    const { u32, stride } = this.mapped();
+    const out = new Uint32Array(count);
+    for (let i = 0; i < count; i++) out[i] = u32[(start + i) * stride]!;
+    return out;
+  }
+
+  /** Writes next into slots start.. where it differs from what they hold; returns how many. */
+  writeU32Slots(start: number, next: Uint32Array): number {
+    const { u32, stride } = this.mapped();
+    let n = 0;
+    for (let i = 0; i < next.length; i++) {
+      const at = (start + i) * stride;
+      if (u32[at] !== next[i]) {
+        u32[at] = next[i]!;
+        n++;
+      }
+    }
+    this.writes += n;
+    return n;
+  }
+
+  unmap(): void {
+    if (!this.mapping) return;
+    c.munmap(this.mapping.ptr, this.mapping.length);
+    this.mapping = null;
   }
 
   /** All keys of a hash map (for adoption and cleanup). */

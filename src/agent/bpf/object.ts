@@ -91,6 +91,7 @@ export class BpfObject {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const m of this.maps.values()) m.unmap();
     c.close(this.obj);
   }
 }

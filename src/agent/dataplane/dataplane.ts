@@ -14,7 +14,6 @@ import {
   encodeCtlConfig,
   encodeVipKey,
   encodeVipMeta,
-  U32_BYTES,
   u32Key,
 } from '../bpf/codecs.js';
 import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, type Family } from '../bpf/layout.js';
@@ -310,24 +309,12 @@ export class Dataplane {
   }
 
   private readRing(num: number): Uint32Array {
-    const bytes = this.maps.ring.lookupArrayRange(num * RING_SIZE, RING_SIZE);
-    return new Uint32Array(bytes.buffer, bytes.byteOffset, RING_SIZE).slice();
+    return this.maps.ring.readU32Slots(num * RING_SIZE, RING_SIZE);
   }
 
-  /** Writes the slots of `next` that differ from `prev` (all when prev is null). */
-  private writeRing(num: number, prev: Uint32Array | null, next: Uint32Array): number {
-    let count = 0;
-    const keys = Buffer.alloc(RING_SIZE * U32_BYTES);
-    const values = Buffer.alloc(RING_SIZE * U32_BYTES);
-    const base = num * RING_SIZE;
-    for (let i = 0; i < RING_SIZE; i++) {
-      if (prev && prev[i] === next[i]) continue;
-      keys.writeUInt32LE(base + i, count * U32_BYTES);
-      values.writeUInt32LE(next[i]!, count * U32_BYTES);
-      count++;
-    }
-    this.maps.ring.updateBatch(keys, values, count);
-    return count;
+  /** Writes the slots of a VIP's ring that differ from what the map holds. */
+  private writeRing(num: number, next: Uint32Array): number {
+    return this.maps.ring.writeU32Slots(num * RING_SIZE, next);
   }
 
   private vipAddrKey(spec: NormalizedVip): Buffer {
@@ -342,7 +329,7 @@ export class Dataplane {
       for (const r of spec.reals) realIds.add(this.acquireReal(r.address, result));
       const ring = this.ringFor(spec);
       this.maps.vipStats.update(u32Key(num), Buffer.alloc(this.maps.vipStats.lookupSize));
-      result.ringSlotsWritten += this.writeRing(num, null, ring);
+      result.ringSlotsWritten += this.writeRing(num, ring);
       installed.ringKey = ringKeyOf(spec);
       this.addVipAddr(spec);
       this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: num }));
@@ -397,7 +384,7 @@ export class Dataplane {
     vip.spec = spec;
     if (ringKey !== vip.ringKey) {
       vip.ringKey = null;
-      result.ringSlotsWritten += this.writeRing(vip.num, this.readRing(vip.num), this.ringFor(spec));
+      result.ringSlotsWritten += this.writeRing(vip.num, this.ringFor(spec));
       vip.ringKey = ringKey;
     }
     if (spec.flags !== vip.flags) {
