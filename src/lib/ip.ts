@@ -1,6 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
-/** An IP address as 16 network-order bytes; IPv4 uses the first four. */
+/** An IP address as 16 network-order bytes; IPv4 uses the first four. Shared: never modify. */
 export interface IpAddress {
   readonly family: 4 | 6;
   readonly bytes: Buffer;
@@ -9,7 +9,21 @@ export interface IpAddress {
 
 export const IP_BYTES = 16;
 
+/** Parsed addresses are immutable and the same few recur in every apply. */
+const parsed = new Map<string, IpAddress>();
+const PARSED_MAX = 65536;
+
 export function parseIp(text: string): IpAddress {
+  let addr = parsed.get(text);
+  if (!addr) {
+    addr = parseIpUncached(text);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(text, addr);
+  }
+  return addr;
+}
+
+function parseIpUncached(text: string): IpAddress {
   const bytes = Buffer.alloc(IP_BYTES);
   if (isIPv4(text)) {
     text.split('.').forEach((part, i) => bytes.writeUInt8(Number(part), i));

@@ -60,13 +60,14 @@ function isPrime(n: number): boolean {
 }
 
 /**
- * Returns, for each of `size` slots, the index into the sorted backend list
+ * Returns (in `out` when given: rings are large, reuse saves garbage), for each of `size` slots, the index into the sorted backend list
  * (see sortBackends) of the backend that owns it, or -1 for every slot when no
  * backend has weight. `size` must be prime so every skip visits every slot.
  */
-export function maglevRing<T>(backends: readonly MaglevBackend<T>[], size: number): Int32Array {
+export function maglevRing<T>(backends: readonly MaglevBackend<T>[], size: number, out?: Int32Array): Int32Array {
   if (!isPrime(size)) throw new Error(`Maglev ring size ${size} is not prime`);
-  const ring = new Int32Array(size).fill(-1);
+  if (out && out.length !== size) throw new Error(`output ring has ${out.length} slots, not ${size}`);
+  const ring = (out ?? new Int32Array(size)).fill(-1);
   const sorted = sortBackends(backends);
   const active = sorted
     .map((b, index) => ({ b, index }))

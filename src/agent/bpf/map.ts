@@ -20,7 +20,6 @@ const PERCPU_VALUE_ALIGN = 8;
 export class BpfMap {
   /** Element writes issued (updates, deletes, batch elements): lets tests prove "no change, no writes". */
   writes = 0;
-  private mapping: { ptr: unknown; length: number; u32: Uint32Array; stride: number } | null = null;
 
   constructor(
     readonly name: string,
@@ -113,51 +112,58 @@ export class BpfMap {
   }
 
   /**
-   * The memory of a BPF_F_MMAPABLE array of u32, shared with the kernel: a
-   * store to a slot is what the program reads next (aligned 4-byte stores are
-   * atomic). The kernel stores each element in round_up(value_size, 8) bytes,
-   * so slot i is at u32 index i * stride.
+   * Runs fn over slots start..start+count-1 of a BPF_F_MMAPABLE array of u32,
+   * mapped for the duration of the call: memory shared with the kernel, so a
+   * store is what the program reads next (aligned 4-byte stores are atomic).
+   * Only that window is mapped: the kernel maps every page of a mapping at
+   * once, and a whole ring map would count hundreds of MB to our RSS.
+   * The kernel keeps each element in round_up(value_size, 8) bytes: slot
+   * start + i is at u32 index first + i * stride.
    */
-  private mapped(): { u32: Uint32Array; stride: number } {
-    if (this.mapping) return this.mapping;
+  private withSlots<T>(start: number, count: number, fn: (u32: Uint32Array, first: number, stride: number) => T): T {
     if (this.valueSize !== 4) throw new Error(`map ${this.name}: values are ${this.valueSize} bytes, not u32`);
+    if (start < 0 || start + count > this.maxEntries) {
+      throw new Error(`map ${this.name}: slots ${start}..${start + count - 1} out of 0..${this.maxEntries - 1}`);
+    }
     const elemSize = Math.ceil(this.valueSize / ARRAY_ELEM_ALIGN) * ARRAY_ELEM_ALIGN;
     const page = c.getpagesize() as number;
-    const length = Math.ceil((this.maxEntries * elemSize) / page) * page;
-    const ptr = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
+    const from = start * elemSize;
+    const offset = Math.floor(from / page) * page;
+    const length = Math.ceil((from + count * elemSize - offset) / page) * page;
+    const ptr = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, offset);
     if (ptr === null || koffi.address(ptr) === MAP_FAILED) {
       throw new Error(`mmap of map ${this.name} failed (errno ${koffi.errno()}): is it a BPF_F_MMAPABLE array?`);
     }
-    this.mapping = { ptr, length, u32: new Uint32Array(koffi.view(ptr, length)), stride: elemSize / 4 };
-    return this.mapping;
+    try {
+      return fn(new Uint32Array(koffi.view(ptr, length)), (from - offset) / 4, elemSize / 4);
+    } finally {
+      c.munmap(ptr, length);
+    }
   }
 
   readU32Slots(start: number, count: number): Uint32Array {
-    const { u32, stride } = this.mapped();
-    const out = new Uint32Array(count);
-    for (let i = 0; i < count; i++) out[i] = u32[(start + i) * stride]!;
-    return out;
+    return this.withSlots(start, count, (u32, first, stride) => {
+      const out = new Uint32Array(count);
+      for (let i = 0; i < count; i++) out[i] = u32[first + i * stride]!;
+      return out;
+    });
   }
 
   /** Writes next into slots start.. where it differs from what they hold; returns how many. */
   writeU32Slots(start: number, next: Uint32Array): number {
-    const { u32, stride } = this.mapped();
-    let n = 0;
-    for (let i = 0; i < next.length; i++) {
-      const at = (start + i) * stride;
-      if (u32[at] !== next[i]) {
-        u32[at] = next[i]!;
-        n++;
+    const n = this.withSlots(start, next.length, (u32, first, stride) => {
+      let written = 0;
+      for (let i = 0; i < next.length; i++) {
+        const at = first + i * stride;
+        if (u32[at] !== next[i]) {
+          u32[at] = next[i]!;
+          written++;
+        }
       }
-    }
+      return written;
+    });
     this.writes += n;
     return n;
-  }
-
-  unmap(): void {
-    if (!this.mapping) return;
-    c.munmap(this.mapping.ptr, this.mapping.length);
-    this.mapping = null;
   }
 
   /** All keys of a hash map (for adoption and cleanup). */

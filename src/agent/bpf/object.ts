@@ -2,7 +2,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap } from './map.js';
-import { type BpfMapPtr, type BpfObjectPtr, c, check, checkPtr, takeLog } from './libbpf.js';
+import koffi from 'koffi';
+import { type BpfMapPtr, type BpfObjectPtr, c, check, checkPtr, LibbpfError, takeLog } from './libbpf.js';
+
+const EAGAIN = koffi.os.errno.EAGAIN as number;
+const LOAD_ATTEMPTS = 5;
 
 export interface LoadOptions {
   /** bpffs directory: maps are pinned there, and reused when already pinned. */
@@ -43,7 +47,21 @@ export class BpfObject {
     }
   }
 
+  /**
+   * The verifier gives up with EAGAIN when a signal arrives while it works (a
+   * profiler's, or SIGCHLD): that load is simply tried again.
+   */
   static load(path: string, specs: readonly MapSpec[], opts: LoadOptions = {}): BpfObject {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return BpfObject.loadOnce(path, specs, opts);
+      } catch (err) {
+        if (!(err instanceof LibbpfError && err.errno === EAGAIN && attempt < LOAD_ATTEMPTS)) throw err;
+      }
+    }
+  }
+
+  private static loadOnce(path: string, specs: readonly MapSpec[], opts: LoadOptions): BpfObject {
     const obj = checkPtr('bpf_object__open_file', c.openFile(path, null), `${path} (run "npm run build:bpf")`);
     try {
       const mapPtrs = new Map<string, BpfMapPtr>();
@@ -91,7 +109,6 @@ export class BpfObject {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const m of this.maps.values()) m.unmap();
     c.close(this.obj);
   }
 }

@@ -85,6 +85,9 @@ export class Dataplane {
   private readonly realIds: IdAllocator;
   private readonly vipAddrRefs = new Map<string, number>();
   private ctl: Buffer | null = null;
+  /** Scratch rings, reused: each is 256 KiB and a big apply computes hundreds. */
+  private readonly owners = new Int32Array(RING_SIZE);
+  private readonly ring = new Uint32Array(RING_SIZE);
   /** What the loaded maps hold (capacities are a load-time choice). */
   readonly capacity: Capacity;
 
@@ -237,6 +240,10 @@ export class Dataplane {
    * a moment both are installed: refuse up front if that cannot fit.
    */
   private checkPeakCapacity(wanted: Map<string, NormalizedVip>): void {
+    // Cheap bound first: what is installed plus every wanted real not yet installed.
+    let bound = this.reals.size;
+    for (const vip of wanted.values()) for (const r of vip.reals) if (!this.reals.has(r.address.text)) bound++;
+    if (bound <= this.capacity.reals) return;
     const peak = new Set<string>();
     for (const [id, vip] of this.vips) {
       if (wanted.has(id)) vip.spec.reals.forEach((r) => peak.add(r.address.text));
@@ -292,15 +299,17 @@ export class Dataplane {
     result.realsRemoved++;
   }
 
+  /** The VIP's ring of real ids, in a scratch buffer valid until the next call. */
   private ringFor(spec: NormalizedVip): Uint32Array {
     const owners = maglevRing(
       spec.reals.map((r) => ({ key: r.address.text, weight: r.weight, value: r.address.text })),
       RING_SIZE,
+      this.owners,
     );
     const sortedIds = [...spec.reals]
       .sort((a, b) => (a.address.text < b.address.text ? -1 : a.address.text > b.address.text ? 1 : 0))
       .map((r) => this.reals.get(r.address.text)!.id);
-    const ring = new Uint32Array(RING_SIZE);
+    const ring = this.ring;
     for (let i = 0; i < RING_SIZE; i++) {
       const owner = owners[i]!;
       ring[i] = owner < 0 ? NO_REAL_ID : sortedIds[owner]!;
