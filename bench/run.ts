@@ -1,4 +1,5 @@
 /** npm run bench: prints the benchmark tables as Markdown (root and a BPF kernel needed). */
+import { agentReconcile } from './agent.js';
 import { maglevGeneration, packetPaths, ringProgramming } from './dataplane.js';
 import { machine } from './stats.js';
 
@@ -9,4 +10,5 @@ if (process.getuid?.() !== 0) {
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
 console.log(packetPaths(), '\n');
 console.log(maglevGeneration(), '\n');
-console.log(ringProgramming());
+console.log(ringProgramming(), '\n');
+console.log(agentReconcile());
