@@ -14,6 +14,31 @@ int floor_tx(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
+/* Frames a counted floor handled (the balancer counts every frame too). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} floor_seen SEC(".maps");
+
+SEC("xdp")
+int floor_tx_counted(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&floor_seen, &zero);
+
+	if (n)
+		*n += 1;
+	return XDP_TX;
+}
+
+SEC("xdp")
+int floor_drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
+}
+
 SEC("xdp")
 int floor_pass(struct xdp_md *ctx)
 {
