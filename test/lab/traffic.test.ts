@@ -3,6 +3,8 @@
  * balancer nodes running xdplb-agent, to reals that answer directly (DSR).
  */
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireKernel } from '../support/kernel.js';
@@ -33,6 +35,7 @@ interface ContinuousResult {
 
 const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 const UDP_ETH_IP_UDP = 14 + 20 + 8;
+const AGENT = fileURLToPath(new URL('../../src/agent/main.js', import.meta.url));
 
 describe('lab: real traffic through XDP balancers', () => {
   let lab: Lab;
@@ -205,5 +208,55 @@ describe('lab: real traffic through XDP balancers', () => {
     assert.equal(sample(after[0]!, 'xdplb_vips'), 5);
     assert.equal(sample(after[0]!, 'xdplb_vips_capacity'), 512);
     assert.equal(sample(after[0]!, 'xdplb_xdp_mode_info', { mode: 'native', nic: 'eth0' }), 1);
+  });
+
+  test('a changed next hop MAC is followed without dropping traffic for long', async (t) => {
+    if (!requireKernel(t)) return;
+    const b = lab.balancers[0]!;
+    lab.routeVia([b]);
+    try {
+      const logFrom = b.log.length;
+      const newMac = '02:00:00:00:21:01';
+      // The router's leg gets a new MAC and announces it (what a gratuitous ARP does to lb1's table).
+      lab.ip(lab.router, 'link', 'set', 'dev', b.name, 'address', newMac);
+      lab.ip(b.ns, 'neigh', 'replace', '198.18.21.1', 'lladdr', newMac, 'dev', 'eth0', 'nud', 'reachable');
+      const deadline = Date.now() + 10_000;
+      while (!b.log.slice(logFrom).some((l) => l.includes('next hop changed')) && Date.now() < deadline) await sleep(100);
+      assert.ok(b.log.slice(logFrom).some((l) => l.includes('next hop changed') && l.includes(newMac)), 'the agent logged the new next hop');
+      // Frames to the old MAC would be dropped by the router as "other host": these work only if the agent followed.
+      const r = await connect(VIP4, 60);
+      assert.equal(r.failures, 0, r.errors.join(', '));
+    } finally {
+      lab.routeVia(lab.balancers);
+    }
+  });
+
+  test('SIGTERM leaves the balancer serving; --detach-on-exit and cleanup remove program and pins', async (t) => {
+    if (!requireKernel(t)) return;
+    const b = lab.balancers[1]!;
+    const xdpOn = () => lab.ip(b.ns, 'link', 'show', 'dev', 'eth0').includes('prog/xdp');
+    lab.routeVia([b]);
+    try {
+      await lab.stopAgent(b, 'SIGTERM');
+      assert.ok(xdpOn(), 'the program stays attached without its agent');
+      assert.ok(readdirSync(b.pinDir).includes('xdplb_balancer_prog'));
+      const served = await connect(VIP4, 60);
+      assert.equal(served.failures, 0, 'traffic flows while no agent runs');
+
+      await lab.runNode(b.ns, AGENT, ['cleanup', '--nic', 'eth0', '--pin-dir', b.pinDir]);
+      assert.ok(!xdpOn(), 'cleanup detached the program');
+      assert.ok(!existsSync(b.pinDir), 'cleanup removed the pins');
+
+      await lab.startAgent(b, ['--detach-on-exit']);
+      assert.ok(xdpOn());
+      await lab.stopAgent(b, 'SIGTERM');
+      assert.ok(!xdpOn(), '--detach-on-exit detached on SIGTERM');
+      assert.ok(!existsSync(b.pinDir));
+    } finally {
+      if (!b.agent) await lab.startAgent(b);
+      lab.routeVia(lab.balancers);
+    }
+    const back = await connect(VIP4, 60);
+    assert.equal(back.failures, 0);
   });
 });
