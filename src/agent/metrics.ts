@@ -27,31 +27,26 @@ export class AgentMetrics {
   constructor(maps: BalancerMapSet, dataplane: () => Dataplane) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'xdplb_agent_' });
-    const perVip = (name: string, help: string, pick: (s: ReturnType<typeof readVipStats>) => bigint) =>
-      new Counter({
-        name,
-        help,
-        labelNames: ['vip'],
-        registers: [r],
-        collect() {
-          this.reset();
-          for (const { id, num } of dataplane().installedVipNums()) this.inc({ vip: id }, Number(pick(readVipStats(maps, num))));
-        },
-      });
+    /** A counter with one series per map slot, read from the maps at scrape time. */
+    const perSlot = <S>(label: string, slots: () => { label: string; stats: () => S }[]) =>
+      (name: string, help: string, pick: (s: S) => bigint) =>
+        new Counter({
+          name,
+          help,
+          labelNames: [label],
+          registers: [r],
+          collect() {
+            this.reset();
+            for (const slot of slots()) this.inc({ [label]: slot.label }, Number(pick(slot.stats())));
+          },
+        });
+    const perVip = perSlot('vip', () =>
+      dataplane().installedVipNums().map(({ id, num }) => ({ label: id, stats: () => readVipStats(maps, num) })));
     perVip('xdplb_vip_packets_total', 'Packets received for the VIP (any verdict).', (s) => s.packets);
     perVip('xdplb_vip_bytes_total', 'Frame bytes received for the VIP.', (s) => s.bytes);
     perVip('xdplb_vip_new_flows_total', 'Packets of the VIP whose real came from the Maglev ring (connection table misses).', (s) => s.lruMisses);
-    const perReal = (name: string, help: string, pick: (s: ReturnType<typeof readRealStats>) => bigint) =>
-      new Counter({
-        name,
-        help,
-        labelNames: ['real'],
-        registers: [r],
-        collect() {
-          this.reset();
-          for (const { address, id } of dataplane().installedReals()) this.inc({ real: address }, Number(pick(readRealStats(maps, id))));
-        },
-      });
+    const perReal = perSlot('real', () =>
+      dataplane().installedReals().map(({ address, id }) => ({ label: address, stats: () => readRealStats(maps, id) })));
     perReal('xdplb_real_packets_total', 'Packets encapsulated to the real.', (s) => s.packets);
     perReal('xdplb_real_bytes_total', 'Frame bytes (before encapsulation) sent to the real.', (s) => s.bytes);
     new Counter({
@@ -65,22 +60,12 @@ export class AgentMetrics {
         for (const reason of REASONS) this.inc({ verdict: verdictOf(reason), reason: reason.toLowerCase() }, Number(counts[reason]));
       },
     });
-    new Gauge({
-      name: 'xdplb_vips', help: 'VIPs programmed in the maps.', registers: [r],
-      collect() { this.set(dataplane().installedVips().length); },
-    });
-    new Gauge({
-      name: 'xdplb_vips_capacity', help: 'VIPs the maps can hold.', registers: [r],
-      collect() { this.set(dataplane().capacity.vips); },
-    });
-    new Gauge({
-      name: 'xdplb_reals', help: 'Reals programmed in the maps (including draining ones).', registers: [r],
-      collect() { this.set(dataplane().installedReals().length); },
-    });
-    new Gauge({
-      name: 'xdplb_reals_capacity', help: 'Reals the maps can hold.', registers: [r],
-      collect() { this.set(dataplane().capacity.reals); },
-    });
+    const scraped = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
+    scraped('xdplb_vips', 'VIPs programmed in the maps.', () => dataplane().installedVips().length);
+    scraped('xdplb_vips_capacity', 'VIPs the maps can hold.', () => dataplane().capacity.vips);
+    scraped('xdplb_reals', 'Reals programmed in the maps (including draining ones).', () => dataplane().installedReals().length);
+    scraped('xdplb_reals_capacity', 'Reals the maps can hold.', () => dataplane().capacity.reals);
     this.xdpMode = new Gauge({ name: 'xdplb_xdp_mode_info', help: 'The XDP mode the program is attached in (1).', labelNames: ['mode', 'nic'], registers: [r] });
     this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
     this.reconcileDuration = new Histogram({
