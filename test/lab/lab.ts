@@ -331,14 +331,9 @@ export class Lab {
     }
   }
 
-  /** Runs the client program with a command; returns its JSON result. */
+  /** Runs the client program with a command; resolves with its JSON result (start several to overlap them). */
   async clientRun<T>(cmd: object): Promise<T> {
     return JSON.parse(await this.runNode(this.client, CLIENT, [JSON.stringify(cmd)])) as T;
-  }
-
-  /** Starts the client program and returns a promise of its result (for traffic during other actions). */
-  clientStart<T>(cmd: object): Promise<T> {
-    return this.clientRun<T>(cmd);
   }
 
   private removeStale(): void {

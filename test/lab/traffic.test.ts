@@ -106,7 +106,7 @@ describe('lab: real traffic through XDP balancers', () => {
     if (!requireKernel(t)) return;
     // Long-lived connections on every real (24: all three reals get some), opened before the drain.
     const longs = Array.from({ length: 24 }, () =>
-      lab.clientStart<LongResult>({ mode: 'long', vip: VIP4, port: 80, durationMs: 3000, intervalMs: 100 }));
+      lab.clientRun<LongResult>({ mode: 'long', vip: VIP4, port: 80, durationMs: 3000, intervalMs: 100 }));
     // UDP flows mapped through lb1 only, replayed later through lb2 (no connection table there).
     const flows = ports(43000, 150);
     lab.routeVia([lab.balancers[0]!]);
@@ -153,8 +153,8 @@ describe('lab: real traffic through XDP balancers', () => {
   test('kill -9 of an agent during traffic, then a restart: zero failed requests, long-lived connections survive', async (t) => {
     if (!requireKernel(t)) return;
     const [lb1] = lab.balancers;
-    const long = lab.clientStart<LongResult>({ mode: 'long', vip: VIP4, port: 80, durationMs: 7000, intervalMs: 50 });
-    const traffic = lab.clientStart<ContinuousResult>({ mode: 'continuous', vip: VIP4, port: 80, durationMs: 7000 });
+    const long = lab.clientRun<LongResult>({ mode: 'long', vip: VIP4, port: 80, durationMs: 7000, intervalMs: 50 });
+    const traffic = lab.clientRun<ContinuousResult>({ mode: 'continuous', vip: VIP4, port: 80, durationMs: 7000 });
     const udpBefore = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: ports(44000, 50) });
     await sleep(1000);
     await lab.stopAgent(lb1!, 'SIGKILL');
