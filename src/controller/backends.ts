@@ -1,0 +1,80 @@
+/**
+ * A VIP's backends from the pods it selects: Ready pods with an address of a
+ * family the VIP can reach, weighted by annotation. A backend that stops being
+ * usable drains for a grace period (no new flows, established ones continue),
+ * then leaves.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import { isIPv4, isIPv6 } from 'node:net';
+import { type BackendStatus, type LoadBalancerVip, WEIGHT_ANNOTATION } from '../api/loadbalancervip.js';
+import { DEFAULT_WEIGHT } from '../api/types.js';
+import { canonicalIp } from '../lib/ip.js';
+import { isEmptySelector, matchesSelector } from './selector.js';
+
+/** The largest weight an annotation may give: weights are relative, this keeps rings meaningful. */
+export const MAX_WEIGHT = 1000;
+
+export interface Resolution {
+  backends: BackendStatus[];
+  /** Seconds until the next draining backend is due to leave, if any. */
+  requeueAfterSeconds?: number;
+  /** Pods whose weight annotation was unusable (the default weight was used). */
+  badWeights: { pod: string; value: string }[];
+}
+
+function isReady(pod: V1Pod): boolean {
+  if (pod.metadata?.deletionTimestamp) return false; // terminating: drain
+  if (pod.status?.phase !== 'Running') return false;
+  return (pod.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+/** The pod address the VIP sends to: same family first; an IPv4 VIP may use an IPv6 pod (4in6), not the reverse. */
+export function backendIp(vipAddress: string, pod: V1Pod): string | undefined {
+  const ips = (pod.status?.podIPs?.map((p) => p.ip) ?? [pod.status?.podIP]).filter((x): x is string => !!x);
+  const v4 = ips.find((ip) => isIPv4(ip));
+  const v6 = ips.find((ip) => isIPv6(ip));
+  const ip = isIPv6(vipAddress) ? v6 : (v4 ?? v6);
+  return ip ? canonicalIp(ip) : undefined;
+}
+
+function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
+  const raw = pod.metadata?.annotations?.[WEIGHT_ANNOTATION];
+  if (raw === undefined) return DEFAULT_WEIGHT;
+  const n = Number(raw);
+  if (/^\d+$/.test(raw.trim()) && n <= MAX_WEIGHT) return n;
+  bad.push({ pod: pod.metadata?.name ?? '?', value: raw });
+  return DEFAULT_WEIGHT;
+}
+
+export function resolveBackends(
+  vip: LoadBalancerVip,
+  pods: readonly V1Pod[],
+  now: Date,
+  drainSeconds: number,
+): Resolution {
+  const badWeights: Resolution['badWeights'] = [];
+  const active = new Map<string, BackendStatus>();
+  const selector = vip.spec.backendSelector;
+  if (!isEmptySelector(selector)) {
+    for (const pod of pods) {
+      if (pod.metadata?.namespace !== vip.metadata.namespace) continue;
+      if (!matchesSelector(selector, pod.metadata?.labels) || !isReady(pod)) continue;
+      const ip = backendIp(vip.spec.address, pod);
+      if (!ip || active.has(ip)) continue; // two pods with one IP (host network): the first wins
+      active.set(ip, { ip, weight: weightOf(pod, badWeights), pod: pod.metadata!.name!, node: pod.spec?.nodeName });
+    }
+  }
+  // Backends we had that are no longer usable drain, then go.
+  let requeue: number | undefined;
+  const draining: BackendStatus[] = [];
+  for (const prev of vip.status?.backends ?? []) {
+    if (active.has(prev.ip)) continue;
+    const since = prev.draining && prev.drainingSince ? new Date(prev.drainingSince) : now;
+    const left = drainSeconds - (now.getTime() - since.getTime()) / 1000;
+    if (left <= 0) continue;
+    draining.push({ ip: prev.ip, weight: 0, pod: prev.pod, node: prev.node, draining: true, drainingSince: since.toISOString() });
+    requeue = Math.min(requeue ?? Infinity, Math.ceil(left));
+  }
+  const backends = [...active.values(), ...draining].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
+  return { backends, requeueAfterSeconds: requeue, badWeights };
+}

@@ -1,0 +1,77 @@
+/**
+ * A VIP's status conditions, in the standard Condition shape. A condition's
+ * lastTransitionTime changes only when its status does, so a status write
+ * happens only when something a user can see changed.
+ */
+import type { V1Condition } from '@kubernetes/client-node';
+import { ConditionType, type LoadBalancerVip, type LoadBalancerVipStatus } from '../api/loadbalancervip.js';
+import type { ConflictInfo } from './conflicts.js';
+
+export interface ConditionInputs {
+  vip: LoadBalancerVip;
+  activeBackends: number;
+  drainingBackends: number;
+  conflict?: ConflictInfo;
+  /** Agents the balancer should have (its DaemonSet's desired pods). */
+  desiredNodes: number;
+  now: Date;
+}
+
+function cond(type: string, ok: boolean, reason: string, message: string, generation: number | undefined): Omit<V1Condition, 'lastTransitionTime'> {
+  return { type, status: ok ? 'True' : 'False', reason, message, observedGeneration: generation };
+}
+
+export function computeConditions(i: ConditionInputs): V1Condition[] {
+  const gen = i.vip.metadata.generation;
+  const nodes = i.vip.status?.nodes ?? [];
+  const programmed = nodes.filter((n) => n.programmedGeneration === gen && !n.lastError);
+  const failing = nodes.filter((n) => n.lastError);
+  const inConflict = !!i.conflict?.lost.length;
+  const backends = cond(
+    ConditionType.BackendsAvailable,
+    i.activeBackends > 0,
+    i.activeBackends > 0 ? 'ReadyPods' : 'NoReadyPods',
+    `${i.activeBackends} ready backend(s), ${i.drainingBackends} draining`,
+    gen,
+  );
+  const conflict = cond(
+    ConditionType.Conflict,
+    inConflict,
+    inConflict ? 'AddressInUse' : 'NoConflict',
+    inConflict ? i.conflict!.lost.map((l) => `${l.claim} is held by ${l.heldBy}`).join('; ') : 'no other VIP claims these ports',
+    gen,
+  );
+  const allProgrammed = !inConflict && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
+  const programmedCond = cond(
+    ConditionType.Programmed,
+    allProgrammed,
+    inConflict ? 'Conflict' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
+    failing.length
+      ? failing.map((n) => `${n.node}: ${n.lastError}`).join('; ')
+      : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}`,
+    gen,
+  );
+  const ready = backends.status === 'True' && allProgrammed;
+  const why = [
+    ...(backends.status === 'True' ? [] : [backends.message]),
+    ...(inConflict ? [conflict.message] : []),
+    ...(allProgrammed ? [] : [programmedCond.message]),
+  ];
+  const readyCond = cond(ConditionType.Ready, ready, ready ? 'Serving' : 'NotServing',
+    ready ? 'traffic is balanced on every node' : why.join('; '), gen);
+  return [backends, programmedCond, readyCond, conflict].map((c) => withTransition(c, i.vip.status, i.now));
+}
+
+function withTransition(c: Omit<V1Condition, 'lastTransitionTime'>, status: LoadBalancerVipStatus | undefined, now: Date): V1Condition {
+  const prev = status?.conditions?.find((p) => p.type === c.type);
+  const lastTransitionTime = prev && prev.status === c.status ? new Date(prev.lastTransitionTime) : now;
+  return { ...c, lastTransitionTime };
+}
+
+/** Whether two condition lists differ in anything but their order. */
+export function conditionsEqual(a: readonly V1Condition[] = [], b: readonly V1Condition[] = []): boolean {
+  if (a.length !== b.length) return false;
+  const key = (c: V1Condition) => JSON.stringify([c.type, c.status, c.reason, c.message, c.observedGeneration, new Date(c.lastTransitionTime).getTime()]);
+  const bs = new Set(b.map(key));
+  return a.every((c) => bs.has(key(c)));
+}

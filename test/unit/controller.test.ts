@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { V1Pod } from '@kubernetes/client-node';
+import { type LoadBalancerVip, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
+import { backendIp, resolveBackends } from '../../src/controller/backends.js';
+import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
+import { findConflicts } from '../../src/controller/conflicts.js';
+import { matchesSelector } from '../../src/controller/selector.js';
+
+const NOW = new Date('2026-11-24T12:00:00Z');
+const DRAIN = 60;
+
+function vip(name: string, over: Partial<LoadBalancerVip['spec']> = {}, meta: Partial<LoadBalancerVip['metadata']> = {}): LoadBalancerVip {
+  return {
+    metadata: { name, namespace: 'shop', generation: 3, creationTimestamp: new Date('2026-11-01T00:00:00Z'), ...meta },
+    spec: { address: '198.19.0.10', ports: [{ port: 80, protocol: 'TCP' }], backendSelector: { matchLabels: { app: 'web' } }, ...over },
+  };
+}
+
+function pod(name: string, ip: string | string[], opts: { ready?: boolean; labels?: Record<string, string>; ns?: string; weight?: string; deleting?: boolean; node?: string } = {}): V1Pod {
+  const ips = Array.isArray(ip) ? ip : [ip];
+  return {
+    metadata: {
+      name,
+      namespace: opts.ns ?? 'shop',
+      labels: opts.labels ?? { app: 'web' },
+      annotations: opts.weight === undefined ? {} : { [WEIGHT_ANNOTATION]: opts.weight },
+      deletionTimestamp: opts.deleting ? NOW : undefined,
+    },
+    spec: { containers: [], nodeName: opts.node ?? 'node-a' },
+    status: {
+      phase: 'Running',
+      podIP: ips[0],
+      podIPs: ips.map((x) => ({ ip: x })),
+      conditions: [{ type: 'Ready', status: opts.ready === false ? 'False' : 'True' }],
+    },
+  };
+}
+
+describe('label selectors', () => {
+  test('matchLabels and every matchExpressions operator', () => {
+    const labels = { app: 'web', tier: 'front' };
+    assert.ok(matchesSelector({ matchLabels: { app: 'web' } }, labels));
+    assert.ok(!matchesSelector({ matchLabels: { app: 'db' } }, labels));
+    assert.ok(matchesSelector({ matchExpressions: [{ key: 'tier', operator: 'In', values: ['front', 'edge'] }] }, labels));
+    assert.ok(!matchesSelector({ matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['front'] }] }, labels));
+    assert.ok(matchesSelector({ matchExpressions: [{ key: 'canary', operator: 'DoesNotExist' }] }, labels));
+    assert.ok(!matchesSelector({ matchExpressions: [{ key: 'canary', operator: 'Exists' }] }, labels));
+    assert.ok(!matchesSelector({ matchExpressions: [{ key: 'app', operator: 'Bogus' }] }, labels));
+  });
+});
+
+describe('backend resolution', () => {
+  test('Ready pods of the namespace that match, by IP, with weights from the annotation', () => {
+    const pods = [
+      pod('web-2', '198.18.40.9', {}),
+      pod('web-1', '198.18.40.1', { weight: '3', node: 'node-b' }),
+      pod('web-3', '198.18.40.3', { ready: false }),
+      pod('other', '198.18.40.4', { labels: { app: 'db' } }),
+      pod('web-elsewhere', '198.18.40.5', { ns: 'other' }),
+    ];
+    const r = resolveBackends(vip('v'), pods, NOW, DRAIN);
+    assert.deepEqual(r.backends, [
+      { ip: '198.18.40.1', weight: 3, pod: 'web-1', node: 'node-b' },
+      { ip: '198.18.40.9', weight: 1, pod: 'web-2', node: 'node-a' },
+    ]);
+    assert.equal(r.requeueAfterSeconds, undefined);
+  });
+
+  test('an unusable weight annotation falls back to the default and is reported', () => {
+    for (const bad of ['-1', 'heavy', '1.5', '1001', '']) {
+      const r = resolveBackends(vip('v'), [pod('p', '198.18.40.1', { weight: bad })], NOW, DRAIN);
+      assert.equal(r.backends[0]!.weight, 1, bad);
+      assert.deepEqual(r.badWeights, [{ pod: 'p', value: bad }]);
+    }
+    assert.equal(resolveBackends(vip('v'), [pod('p', '198.18.40.1', { weight: '0' })], NOW, DRAIN).backends[0]!.weight, 0);
+  });
+
+  test('address family: IPv4 VIPs prefer IPv4 pod IPs and may use IPv6; IPv6 VIPs need IPv6', () => {
+    const dual = pod('d', ['2001:db8:40::1', '198.18.40.1']);
+    assert.equal(backendIp('198.19.0.10', dual), '198.18.40.1');
+    assert.equal(backendIp('2001:db8:19::10', dual), '2001:db8:40::1');
+    assert.equal(backendIp('198.19.0.10', pod('v6', '2001:db8:40:0::2')), '2001:db8:40::2');
+    assert.equal(backendIp('2001:db8:19::10', pod('v4', '198.18.40.1')), undefined);
+    const r = resolveBackends(vip('v', { address: '2001:db8:19::10' }), [pod('v4', '198.18.40.1')], NOW, DRAIN);
+    assert.deepEqual(r.backends, []);
+  });
+
+  test('a pod that stops being Ready or starts terminating drains, then leaves', () => {
+    const v = vip('v');
+    const first = resolveBackends(v, [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], NOW, DRAIN);
+    v.status = { backends: first.backends };
+    const later = new Date(NOW.getTime() + 10_000);
+    const r = resolveBackends(v, [pod('a', '198.18.40.1', { ready: false }), pod('b', '198.18.40.2', { deleting: true })], later, DRAIN);
+    assert.deepEqual(r.backends.map((b) => [b.pod, b.weight, b.draining, b.drainingSince]), [
+      ['a', 0, true, later.toISOString()],
+      ['b', 0, true, later.toISOString()],
+    ]);
+    assert.equal(r.requeueAfterSeconds, DRAIN);
+    v.status = { backends: r.backends };
+    // Half way: still draining, since unchanged; the requeue counts down.
+    const mid = new Date(later.getTime() + 30_000);
+    const r2 = resolveBackends(v, [], mid, DRAIN);
+    assert.equal(r2.backends.length, 2);
+    assert.equal(r2.backends[0]!.drainingSince, later.toISOString());
+    assert.equal(r2.requeueAfterSeconds, 30);
+    // Ready again before the end: back in service.
+    assert.deepEqual(resolveBackends(v, [pod('a', '198.18.40.1')], mid, DRAIN).backends.map((b) => [b.pod, !!b.draining]), [['a', false], ['b', true]]);
+    // After the drain period: gone.
+    assert.deepEqual(resolveBackends(v, [], new Date(later.getTime() + DRAIN * 1000), DRAIN).backends, []);
+  });
+
+  test('an empty selector selects nothing', () => {
+    assert.deepEqual(resolveBackends(vip('v', { backendSelector: {} }), [pod('a', '198.18.40.1')], NOW, DRAIN).backends, []);
+  });
+});
+
+describe('conflicts', () => {
+  test('the older VIP keeps an address/port/protocol; the newer is in conflict', () => {
+    const old = vip('old', {}, { creationTimestamp: new Date('2026-01-01T00:00:00Z') });
+    const young = vip('young', { ports: [{ port: 80, protocol: 'TCP' }, { port: 443, protocol: 'TCP' }] }, { creationTimestamp: new Date('2026-02-01T00:00:00Z') });
+    const udp = vip('udp', { ports: [{ port: 80, protocol: 'UDP' }] });
+    const otherBalancer = vip('edge', { balancer: 'edge' });
+    const c = findConflicts([young, udp, old, otherBalancer]);
+    assert.deepEqual([...c.keys()], ['shop/young']);
+    assert.deepEqual(c.get('shop/young'), { lost: [{ claim: '198.19.0.10:80/TCP', heldBy: 'shop/old' }] });
+  });
+
+  test('equal creation times: namespace/name decides; IPv6 spellings are one address', () => {
+    const a = vip('a', { address: '2001:db8:19::10' });
+    const b = vip('b', { address: '2001:0db8:0019:0000:0000:0000:0000:0010' });
+    assert.deepEqual([...findConflicts([b, a]).keys()], ['shop/b']);
+  });
+});
+
+describe('conditions', () => {
+  const nodes = (gen: number, n: number, error?: string) =>
+    Array.from({ length: n }, (_, i) => ({ node: `node-${i}`, programmedGeneration: gen, lastError: error }));
+
+  test('Ready when backends exist, every node programmed this generation, and no conflict', () => {
+    const v = vip('v');
+    v.status = { nodes: nodes(3, 2) };
+    const c = computeConditions({ vip: v, activeBackends: 2, drainingBackends: 1, desiredNodes: 2, now: NOW });
+    const by = Object.fromEntries(c.map((x) => [x.type, x]));
+    assert.equal(by.Ready!.status, 'True');
+    assert.equal(by.BackendsAvailable!.message, '2 ready backend(s), 1 draining');
+    assert.equal(by.Programmed!.message, '2 of 2 node(s) programmed generation 3');
+    assert.equal(by.Conflict!.status, 'False');
+    assert.ok(c.every((x) => x.observedGeneration === 3));
+  });
+
+  test('not Ready, and why: a node behind, a node error, no backends, a conflict', () => {
+    const v = vip('v');
+    v.status = { nodes: [...nodes(3, 1), { node: 'node-9', programmedGeneration: 2 }] };
+    let by = Object.fromEntries(computeConditions({ vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    assert.equal(by.Ready!.status, 'False');
+    assert.match(by.Ready!.message!, /0 ready backend\(s\).*1 of 2 node\(s\) programmed/);
+    v.status = { nodes: [...nodes(3, 1), { node: 'node-9', programmedGeneration: 3, lastError: 'map full' }] };
+    by = Object.fromEntries(computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    assert.equal(by.Programmed!.reason, 'NodeErrors');
+    assert.equal(by.Programmed!.message, 'node-9: map full');
+    by = Object.fromEntries(computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW,
+      conflict: { lost: [{ claim: '198.19.0.10:80/TCP', heldBy: 'shop/old' }] } }).map((x) => [x.type, x]));
+    assert.equal(by.Conflict!.status, 'True');
+    assert.equal(by.Conflict!.message, '198.19.0.10:80/TCP is held by shop/old');
+    assert.equal(by.Programmed!.reason, 'Conflict');
+  });
+
+  test('lastTransitionTime moves only when the status does; equality ignores order', () => {
+    const v = vip('v');
+    v.status = { nodes: nodes(3, 1) };
+    const first = computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW });
+    v.status.conditions = first;
+    const later = new Date(NOW.getTime() + 60_000);
+    const same = computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: later });
+    assert.ok(conditionsEqual(first, [...same].reverse()), 'nothing changed, no status write');
+    const changed = computeConditions({ vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 1, now: later });
+    assert.ok(!conditionsEqual(first, changed));
+    const by = Object.fromEntries(changed.map((x) => [x.type, x]));
+    assert.deepEqual(by.BackendsAvailable!.lastTransitionTime, later);
+    assert.deepEqual(by.Conflict!.lastTransitionTime, NOW);
+  });
+});
