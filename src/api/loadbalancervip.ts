@@ -43,6 +43,9 @@ export interface NodeStatus {
 
 export interface LoadBalancerVipStatus {
   observedGeneration?: number;
+  /** Summaries for `kubectl get lbvip`. */
+  readyBackends?: number;
+  programmedNodes?: string;
   conditions?: V1Condition[];
   backends?: BackendStatus[];
   nodes?: NodeStatus[];

@@ -1,0 +1,70 @@
+/** The CRDs agree with the TypeScript API, and their printer columns name fields that exist. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import yaml from 'js-yaml';
+import { GROUP, LBVIP_KIND, LBVIP_PLURAL, VERSION } from '../../src/api/loadbalancervip.js';
+
+interface Schema {
+  type?: string;
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  required?: string[];
+}
+interface Crd {
+  spec: {
+    group: string;
+    names: { kind: string; plural: string; shortNames?: string[] };
+    scope: string;
+    versions: { name: string; served: boolean; storage: boolean; subresources?: { status?: object };
+      additionalPrinterColumns?: { name: string; jsonPath: string }[]; schema: { openAPIV3Schema: Schema } }[];
+  };
+}
+
+const load = (name: string) =>
+  yaml.load(readFileSync(fileURLToPath(new URL(`../../../crds/${name}`, import.meta.url)), 'utf8')) as Crd;
+
+/** Follows a printer column's JSONPath (.a.b[*].c, .a[?(...)].b) through the schema. */
+function resolves(schema: Schema, jsonPath: string): boolean {
+  let s: Schema | undefined = schema;
+  for (const part of jsonPath.replace(/\[[^\]]*\]/g, '[]').replace(/^\./, '').split('.')) {
+    const m = /^([A-Za-z]+)(\[.*\])?$/.exec(part);
+    if (!m || !s) return false;
+    if (m[1] === 'metadata') return true; // the API server's own
+    s = s.properties?.[m[1]!];
+    if (m[2]) s = s?.items;
+  }
+  return !!s;
+}
+
+for (const [file, kind, plural, scope] of [
+  ['loadbalancervips.yaml', LBVIP_KIND, LBVIP_PLURAL, 'Namespaced'],
+  ['xdpbalancers.yaml', 'XdpBalancer', 'xdpbalancers', 'Cluster'],
+] as const) {
+  test(`${file}: names, version, status subresource, printer columns`, () => {
+    const crd = load(file);
+    assert.equal(crd.spec.group, GROUP);
+    assert.equal(crd.spec.names.kind, kind);
+    assert.equal(crd.spec.names.plural, plural);
+    assert.equal(crd.spec.scope, scope);
+    const [v] = crd.spec.versions;
+    assert.equal(v!.name, VERSION);
+    assert.ok(v!.served && v!.storage);
+    assert.ok(v!.subresources?.status, 'status is a subresource: agents and controller write it apart from spec');
+    for (const col of v!.additionalPrinterColumns ?? []) {
+      assert.ok(resolves(v!.schema.openAPIV3Schema, col.jsonPath), `printer column ${col.name}: ${col.jsonPath} is not in the schema`);
+    }
+  });
+}
+
+test('the LoadBalancerVip schema has what the controller and agents write', () => {
+  const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
+  const status = schema.properties!.status!.properties!;
+  for (const field of ['observedGeneration', 'readyBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
+    assert.ok(status[field], `status.${field}`);
+  }
+  assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(), ['draining', 'drainingSince', 'ip', 'node', 'pod', 'weight']);
+  assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
+  assert.deepEqual(schema.properties!.spec!.required, ['address', 'ports', 'backendSelector']);
+});
