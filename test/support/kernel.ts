@@ -1,5 +1,5 @@
 /**
- * Gate for tests that need root and a BPF-capable kernel: in CI they must run
+ * Gates for tests that need the machine: root and a BPF-capable kernel: in CI they must run
  * (a missing capability fails the test); elsewhere they skip with the reason.
  */
 import { execFileSync } from 'node:child_process';

@@ -1,0 +1,162 @@
+/**
+ * A real Kubernetes control plane for tests: etcd and kube-apiserver on
+ * loopback, with a token for an admin in system:masters. Binaries come from
+ * XDPLB_KUBE_APISERVER / XDPLB_ETCD / XDPLB_KUBECTL, else from the cache that
+ * build.sh fills (building them through the Go module proxy the first time).
+ * stop() ends both processes and removes their data, also on process exit.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BUILD_SCRIPT = fileURLToPath(new URL('../../../../test/e2e/control-plane/build.sh', import.meta.url));
+const READY_TIMEOUT_MS = 60_000;
+/** Service addresses come from the benchmarking range, as every address in our tests does. */
+const SERVICE_CIDR = '198.18.240.0/24';
+
+export interface Binaries {
+  kubeApiserver: string;
+  etcd: string;
+  kubectl: string;
+}
+
+export function binaries(): Binaries {
+  const env = process.env;
+  if (env.XDPLB_KUBE_APISERVER && env.XDPLB_ETCD && env.XDPLB_KUBECTL) {
+    return { kubeApiserver: env.XDPLB_KUBE_APISERVER, etcd: env.XDPLB_ETCD, kubectl: env.XDPLB_KUBECTL };
+  }
+  // Prints the cache directory; builds into it first when it is empty (minutes, once).
+  const dir = execFileSync('bash', [BUILD_SCRIPT], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
+  return { kubeApiserver: join(dir, 'kube-apiserver'), etcd: join(dir, 'etcd'), kubectl: join(dir, 'kubectl') };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function get(url: string, token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { authorization: `Bearer ${token}` }, rejectUnauthorized: false, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+export class ControlPlane {
+  private stopped = false;
+  private readonly exitHook = () => this.stopSync();
+
+  private constructor(
+    readonly dir: string,
+    readonly server: string,
+    readonly token: string,
+    readonly kubeconfig: string,
+    readonly bin: Binaries,
+    private readonly procs: ChildProcess[],
+  ) {
+    process.on('exit', this.exitHook);
+  }
+
+  static async start(): Promise<ControlPlane> {
+    const bin = binaries();
+    const dir = mkdtempSync(join(tmpdir(), 'xdplb-control-plane-'));
+    const procs: ChildProcess[] = [];
+    const fail = (err: unknown) => {
+      for (const p of procs) p.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    };
+    try {
+      const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
+      const token = randomBytes(16).toString('hex');
+      writeFileSync(join(dir, 'tokens.csv'), `${token},admin,admin,system:masters\n`);
+      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }));
+      writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+      const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+      procs.push(spawn(bin.etcd, [
+        '--data-dir', join(dir, 'etcd'), '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
+        '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
+        '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`, '--log-level', 'error',
+      ], { stdio: 'ignore' }));
+      procs.push(spawn(bin.kubeApiserver, [
+        '--etcd-servers', etcdUrl, '--bind-address', '127.0.0.1', '--advertise-address', '127.0.0.1',
+        '--secure-port', String(apiPort), '--cert-dir', join(dir, 'certs'), '--token-auth-file', join(dir, 'tokens.csv'),
+        '--authorization-mode', 'RBAC', '--service-account-key-file', join(dir, 'sa.pub'),
+        '--service-account-signing-key-file', join(dir, 'sa.key'), '--service-account-issuer', 'https://xdplb.test',
+        '--service-cluster-ip-range', SERVICE_CIDR,
+      ], { stdio: 'ignore' }));
+      const server = `https://127.0.0.1:${apiPort}`;
+      const deadline = Date.now() + READY_TIMEOUT_MS;
+      for (;;) {
+        const exited = procs.find((p) => p.exitCode !== null);
+        if (exited) throw new Error(`${exited.spawnfile} exited with ${exited.exitCode} while starting`);
+        const r = await get(`${server}/readyz`, token).catch(() => null);
+        if (r?.status === 200) break;
+        if (Date.now() > deadline) throw new Error(`kube-apiserver not ready after ${READY_TIMEOUT_MS} ms (last: ${r?.status} ${r?.body.slice(0, 200)})`);
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      const kubeconfig = join(dir, 'kubeconfig');
+      writeFileSync(kubeconfig, [
+        'apiVersion: v1', 'kind: Config', 'current-context: xdplb-test',
+        `clusters: [{name: xdplb-test, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]`,
+        `users: [{name: admin, user: {token: "${token}"}}]`,
+        'contexts: [{name: xdplb-test, context: {cluster: xdplb-test, user: admin}}]', '',
+      ].join('\n'));
+      return new ControlPlane(dir, server, token, kubeconfig, bin, procs);
+    } catch (err) {
+      return fail(err);
+    }
+  }
+
+  /** Runs kubectl against this control plane; throws with its stderr when it fails. */
+  kubectl(args: string[], input?: string): string {
+    return execFileSync(this.bin.kubectl, ['--kubeconfig', this.kubeconfig, ...args], {
+      input,
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+  }
+
+  /** kubectl that is expected to fail: returns its error output. */
+  kubectlError(args: string[], input?: string): string {
+    try {
+      this.kubectl(args, input);
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr ?? err);
+    }
+    throw new Error(`kubectl ${args.join(' ')} succeeded, a failure was expected`);
+  }
+
+  async stop(): Promise<void> {
+    const waits = this.procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r))));
+    for (const p of [...this.procs].reverse()) p.kill('SIGTERM');
+    await Promise.all(waits);
+    this.stopSync();
+  }
+
+  private stopSync(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    process.off('exit', this.exitHook);
+    for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
