@@ -9,7 +9,7 @@
  * The router sends the VIP prefixes to lb1 and lb2 by ECMP (L4 hash); the
  * balancers encapsulate back to the router, which routes to the reals; the
  * reals answer the client through the router directly (DSR).
- * Everything is removed by down(), also on process exit or interrupt.
+ * Everything is removed by down(), also on process exit or an interrupt signal.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
+import { onExitOrSignal } from '../support/cleanup.js';
 import { parseMetrics, sample, type Samples } from '../support/prometheus.js';
 
 const DIST = fileURLToPath(new URL('../../', import.meta.url)); // dist/
@@ -78,7 +79,7 @@ export class Lab {
   readonly configPath: string;
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
-  private readonly exitHook = () => this.downSync();
+  private unregisterCleanup: () => void = () => undefined;
   private isDown = false;
   private readonly pids: number[] = [];
 
@@ -109,7 +110,7 @@ export class Lab {
   /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
   static async up(opts: { tag?: string; reals?: number; persistent?: boolean } = {}): Promise<Lab> {
     const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false);
-    process.on('exit', lab.exitHook);
+    lab.unregisterCleanup = onExitOrSignal(() => lab.downSync());
     try {
       lab.removeStale();
       await lab.build();
@@ -350,7 +351,7 @@ export class Lab {
     const state: LabState = { tag: this.tag, namespaces: this.namespaces, pinRoot: this.pinRoot, workDir: this.workDir, pids: this.pids };
     mkdirSync(LAB_STATE_DIR, { recursive: true });
     writeFileSync(join(LAB_STATE_DIR, `${this.tag}.json`), JSON.stringify(state, null, 2));
-    process.off('exit', this.exitHook);
+    this.unregisterCleanup();
     this.isDown = true;
     return state;
   }
@@ -389,7 +390,7 @@ export class Lab {
   private downSync(): void {
     if (this.isDown) return;
     this.isDown = true;
-    process.off('exit', this.exitHook);
+    this.unregisterCleanup();
     for (const c of this.children) c.kill('SIGKILL');
     // Deleting a namespace deletes its veths and with them the XDP attachments.
     for (const ns of this.namespaces.reverse()) {

@@ -3,7 +3,7 @@
  * loopback, with a token for an admin in system:masters. Binaries come from
  * XDPLB_KUBE_APISERVER / XDPLB_ETCD / XDPLB_KUBECTL, else from the cache that
  * build.sh fills (building them through the Go module proxy the first time).
- * stop() ends both processes and removes their data, also on process exit.
+ * stop() ends both processes and removes their data, also on process exit or an interrupt.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onExitOrSignal } from '../../support/cleanup.js';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('../../../../test/e2e/control-plane/build.sh', import.meta.url));
 const READY_TIMEOUT_MS = 60_000;
@@ -61,7 +62,7 @@ function get(url: string, token: string): Promise<{ status: number; body: string
 
 export class ControlPlane {
   private stopped = false;
-  private readonly exitHook = () => this.stopSync();
+  private readonly unregisterCleanup: () => void;
 
   private constructor(
     readonly dir: string,
@@ -71,7 +72,7 @@ export class ControlPlane {
     readonly bin: Binaries,
     private readonly procs: ChildProcess[],
   ) {
-    process.on('exit', this.exitHook);
+    this.unregisterCleanup = onExitOrSignal(() => this.stopSync());
   }
 
   static async start(): Promise<ControlPlane> {
@@ -102,6 +103,8 @@ export class ControlPlane {
         '--authorization-mode', 'RBAC', '--service-account-key-file', join(dir, 'sa.pub'),
         '--service-account-signing-key-file', join(dir, 'sa.key'), '--service-account-issuer', 'https://xdplb.test',
         '--service-cluster-ip-range', SERVICE_CIDR,
+        // No controller-manager makes default ServiceAccounts: pods would be refused.
+        '--disable-admission-plugins', 'ServiceAccount',
       ], { stdio: 'ignore' }));
       const server = `https://127.0.0.1:${apiPort}`;
       const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -155,7 +158,7 @@ export class ControlPlane {
   private stopSync(): void {
     if (this.stopped) return;
     this.stopped = true;
-    process.off('exit', this.exitHook);
+    this.unregisterCleanup();
     for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
