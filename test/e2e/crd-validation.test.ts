@@ -4,13 +4,8 @@
  * message that names the field.
  */
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
-import type { TestContext } from 'node:test';
-import { inCI } from '../support/kernel.js';
-import { ControlPlane } from './control-plane/control-plane.js';
-
-const CRDS = fileURLToPath(new URL('../../../crds/', import.meta.url));
+import { describe, test } from 'node:test';
+import { controlPlaneFixture } from './control-plane/fixture.js';
 
 const vip = (spec: string, name = 'v') =>
   `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: ${name}, namespace: default}\nspec:\n${spec}\n`;
@@ -42,31 +37,11 @@ const INVALID: [string, string, string][] = [
 ];
 
 describe('CRDs on a real kube-apiserver', () => {
-  let cp: ControlPlane;
-  let unavailable: Error | null = null;
-  /** Without a control plane (no Go to build one, outside CI) the tests skip; in CI they fail. */
-  const needControlPlane = (t: TestContext): boolean => {
-    if (!unavailable) return true;
-    if (inCI) throw unavailable;
-    t.skip(`no control plane: ${unavailable.message}`);
-    return false;
-  };
-  before(async () => {
-    try {
-      cp = await ControlPlane.start();
-    } catch (err) {
-      unavailable = err as Error;
-      return;
-    }
-    cp.kubectl(['apply', '-f', CRDS]);
-    cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev']);
-  });
-  after(async () => {
-    await cp?.stop();
-  });
+  const f = controlPlaneFixture();
 
   test('valid VIPs are accepted with their defaults, and listed by kubectl get lbvip', (t) => {
-    if (!needControlPlane(t)) return;
+    if (!f.need(t)) return;
+    const { cp } = f;
     cp.kubectl(['apply', '-f', '-'], vip(`  address: 198.19.0.10\n  ports: [{port: 80}, {port: 53, protocol: UDP}]\n${sel}`, 'web4'));
     cp.kubectl(['apply', '-f', '-'], vip(`  address: 2001:db8:19::10\n${OK_PORTS}\n${sel}\n  hashing: {ignoreSourcePort: true}\n  lruBypass: true`, 'web6'));
     const spec = JSON.parse(cp.kubectl(['get', 'lbvip', 'web4', '-n', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
@@ -78,7 +53,8 @@ describe('CRDs on a real kube-apiserver', () => {
   });
 
   test(`${INVALID.length} invalid VIPs are refused, each naming the field`, (t) => {
-    if (!needControlPlane(t)) return;
+    if (!f.need(t)) return;
+    const { cp } = f;
     assert.ok(INVALID.length >= 15);
     for (const [what, spec, field] of INVALID) {
       const err = cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], vip(spec, 'bad'));
@@ -89,7 +65,8 @@ describe('CRDs on a real kube-apiserver', () => {
   });
 
   test('XdpBalancer: defaults filled in, bad fields refused', (t) => {
-    if (!needControlPlane(t)) return;
+    if (!f.need(t)) return;
+    const { cp } = f;
     cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: default}\nspec: {image: "xdplb:dev"}\n');
     const spec = JSON.parse(cp.kubectl(['get', 'xdpb', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
     assert.deepEqual(spec, { image: 'xdplb:dev', xdpMode: 'auto', metricsPort: 9641, drainSeconds: 60, capacities: { vips: 512, reals: 4095, connectionTable: 1048576 } });

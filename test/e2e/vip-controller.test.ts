@@ -3,56 +3,36 @@
  * test creates Pods and sets their Ready status and IPs itself.
  */
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
-import type { TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import { VipController } from '../../src/controller/vip-controller.js';
-import { inCI } from '../support/kernel.js';
-import { ControlPlane } from './control-plane/control-plane.js';
-
-const CRDS = fileURLToPath(new URL('../../../crds/', import.meta.url));
+import { controlPlaneFixture } from './control-plane/fixture.js';
 const DRAIN_SECONDS = 3;
 
 describe('VIP controller on a real kube-apiserver', () => {
-  let cp: ControlPlane;
   let controller: VipController;
-  let unavailable: Error | null = null;
-  const need = (t: TestContext): boolean => {
-    if (!unavailable) return true;
-    if (inCI) throw unavailable;
-    t.skip(`no control plane: ${unavailable.message}`);
-    return false;
-  };
-
-  before(async () => {
-    try {
-      cp = await ControlPlane.start();
-    } catch (err) {
-      unavailable = err as Error;
-      return;
-    }
-    cp.kubectl(['apply', '-f', CRDS]);
-    cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev']);
-    cp.kubectl(['create', 'namespace', 'shop']);
-    const kc = new KubeConfig();
-    kc.loadFromFile(cp.kubeconfig);
-    controller = new VipController(kc, { drainSeconds: DRAIN_SECONDS });
-    await controller.start();
-  });
-  after(async () => {
-    await controller?.stop();
-    await cp?.stop();
-  });
+  const f = controlPlaneFixture(
+    async (cp) => {
+      cp.kubectl(['create', 'namespace', 'shop']);
+      const kc = new KubeConfig();
+      kc.loadFromFile(cp.kubeconfig);
+      controller = new VipController(kc, { drainSeconds: DRAIN_SECONDS });
+      await controller.start();
+    },
+    async () => {
+      await controller?.stop();
+    },
+  );
+  const kubectl = (args: string[], input?: string) => f.cp.kubectl(args, input);
 
   const pod = (name: string, ip: string, ready: boolean, labels = 'app: web') => {
-    cp.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: shop, labels: {${labels}}}\nspec: {nodeName: node-a, containers: [{name: c, image: none}]}\n`);
+    kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: shop, labels: {${labels}}}\nspec: {nodeName: node-a, containers: [{name: c, image: none}]}\n`);
     const status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] };
-    cp.kubectl(['patch', 'pod', name, '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+    kubectl(['patch', 'pod', name, '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
   };
-  const getVip = (name: string) => JSON.parse(cp.kubectl(['get', 'lbvip', name, '-n', 'shop', '-o', 'json'])) as LoadBalancerVip;
+  const getVip = (name: string) => JSON.parse(kubectl(['get', 'lbvip', name, '-n', 'shop', '-o', 'json'])) as LoadBalancerVip;
   const until = async (name: string, what: string, cond: (v: LoadBalancerVip) => boolean) => {
     const deadline = Date.now() + 15_000;
     let v = getVip(name);
@@ -66,15 +46,15 @@ describe('VIP controller on a real kube-apiserver', () => {
   const condition = (v: LoadBalancerVip, type: string) => v.status?.conditions?.find((c) => c.type === type);
 
   test('a VIP gets its Ready pods as backends; a new pod joins; a NotReady pod drains, then leaves', async (t) => {
-    if (!need(t)) return;
+    if (!f.need(t)) return;
     pod('web-1', '198.18.50.1', true);
     pod('web-2', '198.18.50.2', false);
-    cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: web, namespace: shop}\nspec: {address: 198.19.0.10, ports: [{port: 80}], backendSelector: {matchLabels: {app: web}}}\n');
+    kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: web, namespace: shop}\nspec: {address: 198.19.0.10, ports: [{port: 80}], backendSelector: {matchLabels: {app: web}}}\n');
     let v = await until('web', 'web-1 is the backend', (x) => x.status?.readyBackends === 1);
     assert.deepEqual(v.status!.backends, [{ ip: '198.18.50.1', weight: 1, pod: 'web-1', node: 'node-a' }]);
     assert.equal(condition(v, 'BackendsAvailable')?.status, 'True');
     assert.equal(v.status!.observedGeneration, v.metadata.generation);
-    assert.match(cp.kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+80\s+1\s+0\/1\s+False/m);
+    assert.match(kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+80\s+1\s+0\/1\s+False/m);
 
     pod('web-2', '198.18.50.2', true);
     v = await until('web', 'web-2 joins', (x) => x.status?.readyBackends === 2);
@@ -86,24 +66,24 @@ describe('VIP controller on a real kube-apiserver', () => {
   });
 
   test('two VIPs on one address and port: the older keeps it, the newer gets Conflict=True', async (t) => {
-    if (!need(t)) return;
-    cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: rival, namespace: shop}\nspec: {address: 198.19.0.10, ports: [{port: 80}, {port: 81}], backendSelector: {matchLabels: {app: web}}}\n');
+    if (!f.need(t)) return;
+    kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: rival, namespace: shop}\nspec: {address: 198.19.0.10, ports: [{port: 80}, {port: 81}], backendSelector: {matchLabels: {app: web}}}\n');
     const rival = await until('rival', 'the rival is in conflict', (x) => condition(x, 'Conflict')?.status === 'True');
     assert.equal(condition(rival, 'Conflict')!.message, '198.19.0.10:80/TCP is held by shop/web');
     assert.equal(condition(rival, 'Ready')!.status, 'False');
     assert.equal(condition(getVip('web'), 'Conflict')?.status, 'False');
     // The older one leaves: the rival gets the address.
-    cp.kubectl(['delete', 'lbvip', 'web', '-n', 'shop']);
+    kubectl(['delete', 'lbvip', 'web', '-n', 'shop']);
     await until('rival', 'the rival takes over once the holder is gone', (x) => condition(x, 'Conflict')?.status === 'False');
   });
 
   test('an unchanged VIP is not written again', async (t) => {
-    if (!need(t)) return;
+    if (!f.need(t)) return;
     const reconciles = controller.reconciles;
     const writes = controller.statusWrites;
     pod('other', '198.18.50.9', true, 'app: other'); // selected by no VIP
     await sleep(1000);
-    cp.kubectl(['annotate', 'lbvip', 'rival', '-n', 'shop', 'note=touched']); // a reconcile with the same status
+    kubectl(['annotate', 'lbvip', 'rival', '-n', 'shop', 'note=touched']); // a reconcile with the same status
     const deadline = Date.now() + 5000;
     while (controller.reconciles === reconciles && Date.now() < deadline) await sleep(50);
     await sleep(500);
