@@ -67,7 +67,6 @@ export const c = {
   mapValueSize: lib.func('uint32_t bpf_map__value_size(bpf_map *map)'),
   mapUnpin: lib.func('int bpf_map__unpin(bpf_map *map, const char *path)'),
   programFd: lib.func('int bpf_program__fd(bpf_program *prog)'),
-  programPin: lib.func('int bpf_program__pin(bpf_program *prog, const char *path)'),
   objGet: lib.func('int bpf_obj_get(const char *path)'),
   objPin: lib.func('int bpf_obj_pin(int fd, const char *path)'),
   xdpAttach: lib.func('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, bpf_xdp_attach_opts *opts)'),
