@@ -4,7 +4,7 @@
  * happens only when something a user can see changed.
  */
 import type { V1Condition } from '@kubernetes/client-node';
-import { ConditionType, type LoadBalancerVip, type LoadBalancerVipStatus } from '../api/loadbalancervip.js';
+import { ConditionType, type LoadBalancerVip, type LoadBalancerVipStatus, type NodeStatus } from '../api/loadbalancervip.js';
 import type { ConflictInfo } from './conflicts.js';
 
 export interface ConditionInputs {
@@ -21,10 +21,15 @@ function cond(type: string, ok: boolean, reason: string, message: string, genera
   return { type, status: ok ? 'True' : 'False', reason, message, observedGeneration: generation };
 }
 
+/** Nodes whose agent holds this generation of the VIP, without error. */
+export function programmedNodes(vip: LoadBalancerVip): NodeStatus[] {
+  return (vip.status?.nodes ?? []).filter((n) => n.programmedGeneration === vip.metadata.generation && !n.lastError);
+}
+
 export function computeConditions(i: ConditionInputs): V1Condition[] {
   const gen = i.vip.metadata.generation;
   const nodes = i.vip.status?.nodes ?? [];
-  const programmed = nodes.filter((n) => n.programmedGeneration === gen && !n.lastError);
+  const programmed = programmedNodes(i.vip);
   const failing = nodes.filter((n) => n.lastError);
   const inConflict = !!i.conflict?.lost.length;
   const backends = cond(

@@ -13,7 +13,7 @@ import {
 } from '../api/loadbalancervip.js';
 import { componentLog } from '../lib/log.js';
 import { resolveBackends } from './backends.js';
-import { computeConditions, conditionsEqual } from './conditions.js';
+import { computeConditions, conditionsEqual, programmedNodes } from './conditions.js';
 import { findConflicts } from './conflicts.js';
 import { matchesSelector } from './selector.js';
 
@@ -142,7 +142,7 @@ export class VipController {
       desiredNodes,
       now,
     });
-    const programmed = nodes.filter((n) => n.programmedGeneration === vip.metadata.generation && !n.lastError).length;
+    const programmed = programmedNodes(vip).length;
     const status: LoadBalancerVipStatus = {
       observedGeneration: vip.metadata.generation,
       readyBackends: res.backends.filter((b) => !b.draining).length,
