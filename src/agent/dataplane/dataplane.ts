@@ -81,6 +81,8 @@ function ringKeyOf(spec: NormalizedVip): string {
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
+  /** The same reals by id: the ring and the VIPs name reals by id. */
+  private readonly realsById = new Map<number, InstalledReal>();
   private readonly vipNums: IdAllocator;
   private readonly realIds: IdAllocator;
   private readonly vipAddrRefs = new Map<string, number>();
@@ -135,7 +137,7 @@ export class Dataplane {
     this.ctl = ctl && ctl.some((b) => b !== 0) ? ctl : null;
 
     const reals = m.reals.lookupArrayRange(0, m.reals.maxEntries);
-    const byId = new Map<number, InstalledReal>();
+    const byId = this.realsById;
     for (let id = NO_REAL_ID + 1; id < m.reals.maxEntries; id++) {
       const a = decodeAddr(reals.subarray(id * m.reals.valueSize, (id + 1) * m.reals.valueSize));
       if (!a.family) continue;
@@ -285,16 +287,19 @@ export class Dataplane {
       this.realIds.free(id);
       throw err;
     }
-    this.reals.set(address.text, { id, address, refs: 1 });
+    const real: InstalledReal = { id, address, refs: 1 };
+    this.reals.set(address.text, real);
+    this.realsById.set(id, real);
     result.realsAdded++;
     return id;
   }
 
   private releaseReal(id: number, result: ApplyResult): void {
-    const real = [...this.reals.values()].find((r) => r.id === id);
+    const real = this.realsById.get(id);
     if (!real || --real.refs > 0) return;
     this.maps.reals.update(u32Key(id), encodeAddr(null));
     this.reals.delete(real.address.text);
+    this.realsById.delete(id);
     this.realIds.free(id);
     result.realsRemoved++;
   }
