@@ -3,11 +3,11 @@
  * through the TypeScript dataplane.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { XdpAction } from '../../src/agent/bpf/test-run.js';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { readRealStats, readVipStats } from '../../src/agent/dataplane/counters.js';
-import { BalancerHarness, ENCAP } from '../support/balancer-harness.js';
+import { type BalancerHarness, ENCAP, useBalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
 import {
   buildPacket, ETH_HLEN, ETH_P_ARP, IPV4_HLEN, IPV6_HLEN, type PacketSpec, parseEncapsulated, PROTO_ICMP,
@@ -37,12 +37,7 @@ const tcp = (src: string, dst: string, sport: number, dport: number, extra: Part
 
 describe('balancer', () => {
   let h: BalancerHarness;
-  before(() => {
-    if (process.getuid?.() !== 0) return;
-    h = new BalancerHarness();
-    h.apply(VIPS);
-  });
-  after(() => h?.close());
+  useBalancerHarness(VIPS, (x) => (h = x));
 
   /** Sends a packet that must be encapsulated; checks the whole frame; returns the real. */
   function expectTx(pkt: Buffer, outer: 4 | 6, reals: string[]): string {

@@ -5,11 +5,11 @@
  * XDPLB_FUZZ_PACKETS (default 100000) and XDPLB_FUZZ_SEED set the run.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { XdpAction } from '../../src/agent/bpf/test-run.js';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { canonicalIp } from '../../src/lib/ip.js';
-import { BalancerHarness, ENCAP } from '../support/balancer-harness.js';
+import { type BalancerHarness, ENCAP, useBalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
 import { buildPacket, ETH_HLEN, innerFlow, IPV4_HLEN, IPV6_HLEN, parseEncapsulated, type PacketSpec } from '../support/packets.js';
 
@@ -47,12 +47,7 @@ function vipReals(dst: string, dport: number, proto: number): string[] | null {
 }
 
 let h: BalancerHarness;
-before(() => {
-  if (process.getuid?.() !== 0) return;
-  h = new BalancerHarness();
-  h.apply(VIPS);
-});
-after(() => h?.close());
+useBalancerHarness(VIPS, (x) => (h = x));
 
 test(`fuzz: ${PACKETS} random and mutated packets (seed ${SEED})`, (t) => {
   if (!requireKernel(t)) return;

@@ -1,4 +1,5 @@
 /** A loaded balancer programmed through the Dataplane, and helpers to run packets through it. */
+import { after, before } from 'node:test';
 import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from '../../src/agent/bpf/objects.js';
 import { testRun } from '../../src/agent/bpf/test-run.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
@@ -49,4 +50,19 @@ export class BalancerHarness {
   close(): void {
     this.lb.object.close();
   }
+}
+
+/**
+ * Registers hooks that give the calling test file a harness programmed with
+ * these VIPs (as root; kernel tests gate themselves), and close it after.
+ */
+export function useBalancerHarness(vips: VipSpec[], use: (h: BalancerHarness) => void): void {
+  let h: BalancerHarness | undefined;
+  before(() => {
+    if (process.getuid?.() !== 0) return;
+    h = new BalancerHarness();
+    h.apply(vips);
+    use(h);
+  });
+  after(() => h?.close());
 }
