@@ -3,15 +3,14 @@
  * per-CPU maps at scrape time; label sets are bounded by the map capacities
  * (VIPs, reals, reasons).
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { serveMetrics } from '../lib/metrics-server.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REASONS, type Reason } from './bpf/layout.js';
 import type { BalancerMapSet } from './bpf/objects.js';
 import { readReasons, readRealStats, readVipStats } from './dataplane/counters.js';
 import type { Dataplane } from './dataplane/dataplane.js';
-import { componentLog } from '../lib/log.js';
 
-const log = componentLog('metrics');
 
 export function verdictOf(reason: Reason): 'tx' | 'pass' | 'drop' {
   return reason.startsWith('TX') ? 'tx' : reason.startsWith('PASS') ? 'pass' : 'drop';
@@ -87,33 +86,6 @@ export class AgentMetrics {
 
   /** Serves /metrics, /healthz and /readyz. */
   listen(address: string): Promise<Server> {
-    const idx = address.lastIndexOf(':');
-    const host = address.slice(0, idx).replace(/^\[|\]$/g, '') || '0.0.0.0';
-    const port = Number(address.slice(idx + 1));
-    if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new Error(`metrics address "${address}" is not HOST:PORT`);
-    }
-    const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics') {
-        this.registry.metrics().then(
-          (body) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(body),
-          (err: Error) => res.writeHead(500).end(`metrics failed: ${err.message}\n`),
-        );
-      } else if (path === '/healthz') {
-        res.writeHead(200).end('ok\n');
-      } else if (path === '/readyz') {
-        res.writeHead(this.ready ? 200 : 503).end(this.ready ? 'ready\n' : 'not programmed yet\n');
-      } else {
-        res.writeHead(404).end('try /metrics, /healthz or /readyz\n');
-      }
-    });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        log.info({ address }, 'serving metrics');
-        resolve(server);
-      });
-    });
+    return serveMetrics(this.registry, address, () => (this.ready ? null : 'not programmed yet'));
   }
 }
