@@ -44,6 +44,7 @@ export interface NodeStatus {
 export interface LoadBalancerVipStatus {
   observedGeneration?: number;
   /** Summaries for `kubectl get lbvip`. */
+  ports?: string;
   readyBackends?: number;
   programmedNodes?: string;
   conditions?: V1Condition[];
@@ -57,6 +58,11 @@ export interface LoadBalancerVip {
   metadata: V1ObjectMeta;
   spec: LoadBalancerVipSpec;
   status?: LoadBalancerVipStatus;
+}
+
+/** "80/TCP,443/TCP": the Ports column (a printer column shows only the first element of a list). */
+export function portsSummary(spec: Pick<LoadBalancerVipSpec, 'ports'>): string {
+  return spec.ports.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`).join(',');
 }
 
 export const ConditionType = {
