@@ -56,6 +56,16 @@ export class Agent {
 
   /** Loads (adopting pinned state), programs the initial VIPs, then attaches. */
   async start(initialVips: VipSpec[]): Promise<void> {
+    await this.open();
+    await this.run(initialVips);
+  }
+
+  /**
+   * Finds the next hop, loads the objects (adopting pinned maps and their
+   * contents) and serves metrics; nothing is attached or changed yet, so a
+   * caller can check() what it will program first.
+   */
+  async open(): Promise<void> {
     this.nextHop = await discoverNextHop(this.opts);
     log.info({ nextHop: this.nextHop }, 'next hop');
     this.lb = loadBalancer({ pinDir: this.opts.pinDir, capacity: this.opts.capacity });
@@ -63,16 +73,27 @@ export class Agent {
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
     if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
+  }
+
+  /** Programs the initial VIPs, then attaches and follows next-hop changes. */
+  async run(initialVips: VipSpec[]): Promise<void> {
+    if (!this.dataplane) throw new Error('agent not opened');
     // Program before attaching: the program must never see empty maps it would pass traffic through.
     this.vips = initialVips;
     await this.reconcile();
     this.attach();
-    this.metrics.setReady(true);
-    this.watcher = new NextHopWatcher(this.nextHop, { ...this.opts, nic: this.nextHop.nic }, (next) => {
+    this.metrics!.setReady(true);
+    this.watcher = new NextHopWatcher(this.nextHop!, { ...this.opts, nic: this.nextHop!.nic }, (next) => {
       this.nextHop = next;
       void this.reconcile();
     }, this.opts.nextHopPollMs);
     this.watcher.start();
+  }
+
+  /** What the dataplane would refuse in these VIPs (empty: they would be applied). */
+  check(vips: VipSpec[]): string[] {
+    if (!this.dataplane || !this.nextHop) throw new Error('agent not opened');
+    return this.dataplane.check({ encap: this.nextHop, vips });
   }
 
   /** Replaces the desired VIPs; resolves when applied (rejects if they were refused). */

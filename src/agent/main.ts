@@ -1,18 +1,29 @@
 #!/usr/bin/env node
-/** xdplb-agent: the per-node balancer daemon (standalone mode: a YAML file of VIPs). */
+/**
+ * xdplb-agent: the per-node balancer daemon. Cluster mode (the default)
+ * follows the LoadBalancerVips of one XdpBalancer; standalone mode (--config)
+ * a YAML file of VIPs.
+ */
 import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
+import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
 import { toVipSpecs } from './sources/standalone-config.js';
 
 const log = componentLog('main');
 
-const USAGE = `usage: xdplb-agent [run] --config FILE [options]
+const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [options]   (cluster mode)
+       xdplb-agent [run] --config FILE [options]                           (standalone)
        xdplb-agent cleanup [--nic IF] [--pin-dir DIR]
 
-  --config FILE         YAML file of VIPs, watched for changes        (XDPLB_CONFIG)
+  --node-name NODE      this node, for status.nodes of each VIP        (NODE_NAME)
+  --balancer NAME       the XdpBalancer whose VIPs to serve; default "default" (XDPLB_BALANCER)
+  --kubeconfig FILE     default: KUBECONFIG, else the pod's service account (KUBECONFIG)
+  --config FILE         standalone: YAML file of VIPs, watched for changes (XDPLB_CONFIG)
   --nic IF              NIC to attach to; default: the default route's (XDPLB_NIC)
   --xdp-mode MODE       auto | native | generic; default auto          (XDPLB_XDP_MODE)
   --pin-dir DIR         bpffs directory; default /sys/fs/bpf/xdplb/default (XDPLB_PIN_DIR)
@@ -20,7 +31,7 @@ const USAGE = `usage: xdplb-agent [run] --config FILE [options]
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
   --lru-size N          connection table entries; default 1048576     (XDPLB_LRU_SIZE)
-  --max-vips N          VIP capacity; default 512 (ring memory: N x 256 KiB) (XDPLB_MAX_VIPS)
+  --max-vips N          VIP capacity; default 512 (ring memory: N x 512 KiB) (XDPLB_MAX_VIPS)
   --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
   --detach-on-exit      detach and unpin on SIGTERM (default: stay attached, traffic keeps flowing)
 `;
@@ -41,6 +52,9 @@ async function main(): Promise<void> {
       allowPositionals: true,
       options: {
         config: { type: 'string' },
+        'node-name': { type: 'string' },
+        balancer: { type: 'string' },
+        kubeconfig: { type: 'string' },
         nic: { type: 'string' },
         'xdp-mode': { type: 'string' },
         'pin-dir': { type: 'string' },
@@ -77,7 +91,8 @@ async function main(): Promise<void> {
   if (command !== 'run') fail(`unknown command "${command}"`);
 
   const config = v.config ?? env.XDPLB_CONFIG;
-  if (!config) fail('--config is required (cluster mode comes with the operator)');
+  const nodeName = v['node-name'] ?? env.NODE_NAME;
+  if (!config && !nodeName) fail('give --node-name (cluster mode) or --config (standalone mode)');
   const xdpMode = (v['xdp-mode'] ?? env.XDPLB_XDP_MODE ?? 'auto') as XdpModeOption;
   if (!XDP_MODES.includes(xdpMode)) fail(`--xdp-mode must be one of ${XDP_MODES.join(', ')}`);
   const count = (flag: string, raw: string | undefined): number | undefined => {
@@ -103,22 +118,40 @@ async function main(): Promise<void> {
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
     capacity,
   });
-  const source = new FileSource(config, {
-    onVips: (vips) => {
-      agent.setVips(toVipSpecs(vips)).catch(() => undefined); // refused: logged, running state kept
-    },
-  });
-  const initial = await source.start();
-  await agent.start(toVipSpecs(initial));
-  log.info({ config, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running');
+  let stopSource: () => Promise<void>;
+  if (config) {
+    const source = new FileSource(config, {
+      onVips: (vips) => {
+        agent.setVips(toVipSpecs(vips)).catch(() => undefined); // refused: logged, running state kept
+      },
+    });
+    const initial = await source.start();
+    await agent.start(toVipSpecs(initial));
+    stopSource = async () => source.stop();
+    log.info({ config, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running (standalone)');
+  } else {
+    const kc = new KubeConfig();
+    const kubeconfig = v.kubeconfig ?? env.KUBECONFIG;
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromCluster();
+    const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
+    const source = new ClusterSource(kc, { balancer, node: nodeName! });
+    // Adopt the pinned state first, then program what the cluster lists (a diff), then attach.
+    await agent.open();
+    await source.start();
+    const plan = source.plan((vips) => agent.check(vips));
+    await agent.run(plan.specs);
+    await source.follow(agent, plan);
+    stopSource = () => source.stop();
+    log.info({ balancer, node: nodeName, vips: plan.programmed.length, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running (cluster)');
+  }
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal, detach: !!v['detach-on-exit'] }, 'stopping');
-    source.stop();
-    agent.stop({ detach: !!v['detach-on-exit'] }).then(
+    stopSource().then(() => agent.stop({ detach: !!v['detach-on-exit'] })).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err: (err as Error).message }, 'stop failed');

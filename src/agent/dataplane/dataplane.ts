@@ -194,6 +194,18 @@ export class Dataplane {
     return result;
   }
 
+  /** What apply() would refuse in a desired state, without changing anything (empty: nothing). */
+  check(desired: DesiredState): string[] {
+    try {
+      const state = normalize(desired, this.capacity);
+      this.checkPeakCapacity(new Map(state.vips.map((v) => [v.id, v])));
+      return [];
+    } catch (err) {
+      if (err instanceof InvalidStateError) return err.problems;
+      throw err;
+    }
+  }
+
   apply(desired: DesiredState): ApplyResult {
     const state = normalize(desired, this.capacity);
     const before = this.totalWrites();
