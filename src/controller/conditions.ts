@@ -14,6 +14,8 @@ export interface ConditionInputs {
   conflict?: ConflictInfo;
   /** Agents the balancer should have (its DaemonSet's desired pods). */
   desiredNodes: number;
+  /** Why the balancer cannot program anything (missing, not scheduled), if so. */
+  balancerProblem?: string;
   now: Date;
 }
 
@@ -46,14 +48,15 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
     inConflict ? i.conflict!.lost.map((l) => `${l.claim} is held by ${l.heldBy}`).join('; ') : 'no other VIP claims these ports',
     gen,
   );
-  const allProgrammed = !inConflict && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
+  const allProgrammed = !inConflict && !i.balancerProblem && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
   const programmedCond = cond(
     ConditionType.Programmed,
     allProgrammed,
-    inConflict ? 'Conflict' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
-    failing.length
-      ? failing.map((n) => `${n.node}: ${n.lastError}`).join('; ')
-      : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}`,
+    inConflict ? 'Conflict' : i.balancerProblem ? 'NoBalancer' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
+    i.balancerProblem
+      ?? (failing.length
+        ? failing.map((n) => `${n.node}: ${n.lastError}`).join('; ')
+        : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}`),
     gen,
   );
   const ready = backends.status === 'True' && allProgrammed;

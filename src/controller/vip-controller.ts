@@ -1,90 +1,81 @@
 /**
- * The VIP controller's reconcile core: informers on LoadBalancerVips and
- * Pods, a de-duplicating work queue, and a status write only when what a user
- * can see changed. (Leader election, the agent DaemonSet and metrics come on
- * top of this.)
+ * LoadBalancerVips: resolves each VIP's backends from the Pods it selects,
+ * settles address conflicts, and writes status (backends, conditions,
+ * summaries) only when something a user can see changed. Agents turn that
+ * status into maps; this controller never touches BPF.
  */
 import {
-  ADD, CoreV1Api, CustomObjectsApi, DELETE, type Informer, type KubeConfig, makeInformer, type ObjectCache,
-  PatchStrategy, setHeaderOptions, UPDATE, type V1Pod,
+  CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
 } from '@kubernetes/client-node';
 import {
-  type BackendStatus, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus, VERSION,
+  type BackendStatus, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus,
+  portsSummary, VERSION,
 } from '../api/loadbalancervip.js';
 import { componentLog } from '../lib/log.js';
-import { resolveBackends } from './backends.js';
+import { WatchedCache } from '../lib/watched-cache.js';
+import { MAX_WEIGHT, resolveBackends } from './backends.js';
+import type { BalancerView } from './balancer-controller.js';
+import { CONTROLLER_FIELD_MANAGER } from './balancer-controller.js';
 import { computeConditions, conditionsEqual, programmedNodes } from './conditions.js';
 import { findConflicts } from './conflicts.js';
+import type { EventRecorder } from './events.js';
+import type { ControllerMetrics } from './metrics.js';
 import { matchesSelector } from './selector.js';
+import { WorkQueue } from './work-queue.js';
 
 const log = componentLog('vip-controller');
 
 export interface VipControllerOptions {
-  drainSeconds: number;
+  balancers: BalancerView;
+  events?: EventRecorder;
+  metrics?: ControllerMetrics;
 }
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
+const balancerOf = (v: LoadBalancerVip) => v.spec.balancer ?? DEFAULT_BALANCER;
 
 export class VipController {
   private readonly custom: CustomObjectsApi;
-  private readonly vips: Informer<LoadBalancerVip> & ObjectCache<LoadBalancerVip>;
-  private readonly pods: Informer<V1Pod> & ObjectCache<V1Pod>;
-  private readonly queue = new Set<string>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private wake: (() => void) | null = null;
-  private running = false;
-  private loop: Promise<void> = Promise.resolve();
+  private readonly vips: WatchedCache<LoadBalancerVip>;
+  private readonly pods: WatchedCache<V1Pod>;
+  private readonly queue: WorkQueue;
   reconciles = 0;
   statusWrites = 0;
 
   constructor(kc: KubeConfig, private readonly opts: VipControllerOptions) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
-    const vipPath = `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`;
-    this.vips = makeInformer(kc, vipPath, () =>
-      this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL }));
-    this.pods = makeInformer(kc, '/api/v1/pods', () => core.listPodForAllNamespaces());
-    for (const ev of [ADD, UPDATE, DELETE] as const) {
-      this.vips.on(ev, (v) => this.onVip(v));
-      this.pods.on(ev, (p) => this.onPod(p));
-    }
-    for (const inf of [this.vips, this.pods]) {
-      inf.on('error', (err: unknown) => {
-        if (!this.running) return; // stop() aborts the watches
-        log.warn({ err: String(err) }, 'watch failed; restarting');
-        setTimeout(() => {
-          if (this.running) void inf.start().catch(() => undefined);
-        }, 1000);
-      });
-    }
+    this.vips = new WatchedCache<LoadBalancerVip>(
+      kc,
+      `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`,
+      () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL }),
+      (v) => this.onVip(v),
+    );
+    this.pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), (p) => this.onPod(p));
+    this.queue = new WorkQueue('loadbalancervip', (key) => this.reconcile(key), opts.metrics?.queueHooks('LoadBalancerVip', () => this.queue.depth));
   }
 
   async start(): Promise<void> {
-    this.running = true;
     await Promise.all([this.vips.start(), this.pods.start()]);
-    for (const v of this.vips.list()) this.enqueue(keyOf(v.metadata.namespace, v.metadata.name));
-    this.loop = this.work();
+    for (const v of this.vips.list()) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+    this.queue.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    this.wake = null;
-    for (const t of this.timers.values()) clearTimeout(t);
+    await this.queue.stop();
     await Promise.all([this.vips.stop(), this.pods.stop()]);
-    await this.loop;
   }
 
-  private enqueue(key: string): void {
-    this.queue.add(key);
-    this.wake?.();
+  /** The balancer's agents or settings changed: its VIPs' Programmed condition may have. */
+  balancerChanged(balancer: string): void {
+    for (const v of this.vips.list()) if (balancerOf(v) === balancer) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
   }
 
   /** A VIP change can change who wins a contested address: its rivals are looked at too. */
   private onVip(v: LoadBalancerVip): void {
-    this.enqueue(keyOf(v.metadata.namespace, v.metadata.name));
+    this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
     for (const other of this.vips.list()) {
-      if (other.spec.address === v.spec.address) this.enqueue(keyOf(other.metadata.namespace, other.metadata.name));
+      if (other.spec.address === v.spec.address) this.queue.add(keyOf(other.metadata.namespace, other.metadata.name));
     }
   }
 
@@ -92,34 +83,8 @@ export class VipController {
   private onPod(p: V1Pod): void {
     for (const v of this.vips.list(p.metadata?.namespace)) {
       const lists = (v.status?.backends ?? []).some((b) => b.pod === p.metadata?.name);
-      if (lists || matchesSelector(v.spec.backendSelector, p.metadata?.labels)) this.enqueue(keyOf(v.metadata.namespace, v.metadata.name));
+      if (lists || matchesSelector(v.spec.backendSelector, p.metadata?.labels)) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
     }
-  }
-
-  private async work(): Promise<void> {
-    while (this.running) {
-      if (this.queue.size === 0) {
-        await new Promise<void>((r) => (this.wake = r));
-        this.wake = null;
-        continue;
-      }
-      const [key] = this.queue;
-      this.queue.delete(key!);
-      try {
-        await this.reconcile(key!);
-      } catch (err) {
-        log.error({ vip: key, err: String(err) }, 'reconcile failed; retrying');
-        this.later(key!, 1);
-      }
-    }
-  }
-
-  private later(key: string, seconds: number): void {
-    clearTimeout(this.timers.get(key));
-    this.timers.set(key, setTimeout(() => {
-      this.timers.delete(key);
-      this.enqueue(key);
-    }, seconds * 1000));
   }
 
   async reconcile(key: string): Promise<void> {
@@ -128,37 +93,77 @@ export class VipController {
     const vip = this.vips.get(name, ns);
     if (!vip) return; // deleted: agents drop it from their maps
     const now = new Date();
-    const res = resolveBackends(vip, this.pods.list(ns), now, this.opts.drainSeconds);
+    const balancer = balancerOf(vip);
+    const res = resolveBackends(vip, this.pods.list(ns), now, this.opts.balancers.drainSeconds(balancer));
     const conflict = findConflicts(this.vips.list()).get(key);
-    const nodes = vip.status?.nodes ?? [];
-    // Until the agent DaemonSet is owned here, the agents that reported are the nodes expected.
-    const desiredNodes = Math.max(1, nodes.length);
+    const desiredNodes = this.opts.balancers.desiredAgents(balancer);
     const withBackends = { ...vip, status: { ...vip.status, backends: res.backends } };
     const conditions = computeConditions({
       vip: withBackends,
       activeBackends: res.backends.filter((b) => !b.draining).length,
       drainingBackends: res.backends.filter((b) => b.draining).length,
       conflict,
-      desiredNodes,
+      desiredNodes: desiredNodes ?? 0,
+      balancerProblem: !this.opts.balancers.exists(balancer)
+        ? `XdpBalancer "${balancer}" does not exist`
+        : desiredNodes === undefined ? `the agents of XdpBalancer "${balancer}" are not scheduled yet` : undefined,
       now,
     });
     const programmed = programmedNodes(vip).length;
     const status: LoadBalancerVipStatus = {
       observedGeneration: vip.metadata.generation,
+      ports: portsSummary(vip.spec),
       readyBackends: res.backends.filter((b) => !b.draining).length,
-      programmedNodes: `${programmed}/${desiredNodes}`,
+      programmedNodes: `${programmed}/${desiredNodes ?? 0}`,
       backends: res.backends,
       conditions,
     };
-    if (res.requeueAfterSeconds !== undefined) this.later(key, res.requeueAfterSeconds);
+    if (res.requeueAfterSeconds !== undefined) this.queue.addAfter(key, res.requeueAfterSeconds);
     if (!changed(vip.status, status)) return;
     await this.custom.patchNamespacedCustomObjectStatus(
-      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status } },
+      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     this.statusWrites++;
+    this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
+    this.recordEvents(vip, vip.status, status);
+    // Only with a status change (a new backend), so a bad annotation is not reported on every reconcile.
+    for (const bad of res.badWeights) {
+      this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
+    }
     log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict }, 'status updated');
   }
+
+  /** What changed, for `kubectl describe`: backends joining, draining, leaving; conflicts. */
+  private recordEvents(vip: LoadBalancerVip, prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipStatus): void {
+    const events = this.opts.events;
+    if (!events) return;
+    const diff = backendChanges(prev?.backends ?? [], next.backends ?? []);
+    if (diff) events.record(vip, 'Normal', 'BackendsChanged', diff);
+    const was = prev?.conditions?.find((c) => c.type === 'Conflict');
+    const now = next.conditions?.find((c) => c.type === 'Conflict');
+    if (now?.status === 'True' && was?.status !== 'True') events.record(vip, 'Warning', 'Conflict', `${now.message}: not programmed`);
+    if (now?.status === 'False' && was?.status === 'True') events.record(vip, 'Normal', 'ConflictResolved', 'the address is free: programming');
+  }
+}
+
+/** "added a (ip), b (ip); draining c; removed d", or '' when the set and their states are the same. */
+export function backendChanges(prev: readonly BackendStatus[], next: readonly BackendStatus[]): string {
+  const before = new Map(prev.map((b) => [b.pod, b]));
+  const after = new Map(next.map((b) => [b.pod, b]));
+  const added = next.filter((b) => !before.has(b.pod) && !b.draining).map((b) => `${b.pod} (${b.ip})`);
+  const draining = next.filter((b) => b.draining && !before.get(b.pod)?.draining).map((b) => b.pod);
+  const removed = prev.filter((b) => !after.has(b.pod)).map((b) => b.pod);
+  const reweighted = next.filter((b) => !b.draining && before.has(b.pod) && !before.get(b.pod)!.draining && before.get(b.pod)!.weight !== b.weight)
+    .map((b) => `${b.pod} ${before.get(b.pod)!.weight}->${b.weight}`);
+  const back = next.filter((b) => !b.draining && before.get(b.pod)?.draining).map((b) => b.pod);
+  return [
+    added.length ? `added ${added.join(', ')}` : '',
+    back.length ? `ready again ${back.join(', ')}` : '',
+    reweighted.length ? `weight ${reweighted.join(', ')}` : '',
+    draining.length ? `draining ${draining.join(', ')}` : '',
+    removed.length ? `removed ${removed.join(', ')}` : '',
+  ].filter(Boolean).join('; ');
 }
 
 /** Field by field: the API server returns a custom object's keys in its own (sorted) order. */
@@ -169,6 +174,7 @@ const sameBackends = (a: BackendStatus[] = [], b: BackendStatus[] = []) =>
 function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipStatus): boolean {
   return (
     prev?.observedGeneration !== next.observedGeneration ||
+    prev?.ports !== next.ports ||
     prev?.readyBackends !== next.readyBackends ||
     prev?.programmedNodes !== next.programmedNodes ||
     !sameBackends(prev?.backends, next.backends) ||

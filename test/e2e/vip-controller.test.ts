@@ -7,18 +7,23 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
-import { VipController } from '../../src/controller/vip-controller.js';
+import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
+import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
-const DRAIN_SECONDS = 3;
 
-describe('VIP controller on a real kube-apiserver', () => {
-  let controller: VipController;
+const DRAIN_SECONDS = 3;
+const AGENT_NS = 'xdplb-system';
+
+describe('controller on a real kube-apiserver', () => {
+  let controller: Controller;
   const f = controlPlaneFixture(
     async (cp) => {
       cp.kubectl(['create', 'namespace', 'shop']);
+      cp.kubectl(['create', 'namespace', AGENT_NS]);
+      cp.kubectl(['apply', '-f', '-'], `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: default}\nspec: {image: registry.example/xdplb:1, drainSeconds: ${DRAIN_SECONDS}}\n`);
       const kc = new KubeConfig();
       kc.loadFromFile(cp.kubeconfig);
-      controller = new VipController(kc, { drainSeconds: DRAIN_SECONDS });
+      controller = new Controller(kc, { namespace: AGENT_NS, identity: 'test' });
       await controller.start();
     },
     async () => {
@@ -45,6 +50,56 @@ describe('VIP controller on a real kube-apiserver', () => {
   };
   const condition = (v: LoadBalancerVip, type: string) => v.status?.conditions?.find((c) => c.type === type);
 
+  const untilOk = async <T>(what: string, get: () => T, ok: (x: T) => boolean): Promise<T> => {
+    const deadline = Date.now() + 15_000;
+    let x = get();
+    while (!ok(x) && Date.now() < deadline) {
+      await sleep(100);
+      x = get();
+    }
+    assert.ok(ok(x), `${what}; now: ${JSON.stringify(x)}`);
+    return x;
+  };
+  const daemonSet = () => {
+    try {
+      return JSON.parse(kubectl(['get', 'ds', 'xdplb-agent-default', '-n', AGENT_NS, '-o', 'json']));
+    } catch {
+      return null;
+    }
+  };
+  /** There is no DaemonSet controller: the test says how many agents it schedules and readies. */
+  const scheduleAgents = (desired: number, ready: number) => {
+    const ds = daemonSet();
+    const status = { observedGeneration: ds.metadata.generation, desiredNumberScheduled: desired, currentNumberScheduled: desired, numberMisscheduled: 0, numberReady: ready };
+    kubectl(['patch', 'ds', 'xdplb-agent-default', '-n', AGENT_NS, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+  };
+  const getBalancer = () => JSON.parse(kubectl(['get', 'xdpbalancer', 'default', '-o', 'json'])) as XdpBalancer;
+
+  test('an XdpBalancer gets an owned agent DaemonSet, rolled on spec change, and reports its agents', async (t) => {
+    if (!f.need(t)) return;
+    let ds = await untilOk('the DaemonSet exists', daemonSet, (d) => !!d);
+    const balancer = getBalancer();
+    assert.deepEqual(ds.metadata.ownerReferences.map((o: { kind: string; name: string; uid: string; controller: boolean }) => [o.kind, o.name, o.uid, o.controller]),
+      [['XdpBalancer', 'default', balancer.metadata.uid, true]]);
+    const container = ds.spec.template.spec.containers[0];
+    assert.equal(container.image, 'registry.example/xdplb:1');
+    assert.deepEqual(container.args.slice(0, 4), ['run', '--balancer', 'default', '--xdp-mode']);
+    assert.equal(ds.spec.template.spec.hostNetwork, true);
+    assert.equal(ds.spec.template.spec.serviceAccountName, 'xdplb-agent');
+
+    kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', '{"spec":{"image":"registry.example/xdplb:2","nic":"eth1"}}']);
+    ds = await untilOk('the DaemonSet rolls to the new spec', daemonSet, (d) => d.spec.template.spec.containers[0].image === 'registry.example/xdplb:2');
+    assert.ok(ds.spec.template.spec.containers[0].args.join(' ').includes('--nic eth1'));
+    assert.equal(ds.metadata.generation, 2, 'one template change, one rollout');
+
+    scheduleAgents(1, 0);
+    await untilOk('desired agents reported', getBalancer, (b) => b.status?.desiredAgents === 1 && b.status.readyAgents === 0);
+    scheduleAgents(1, 1);
+    const b = await untilOk('ready agents reported', getBalancer, (x) => x.status?.readyAgents === 1);
+    assert.equal(b.status!.conditions!.find((c) => c.type === 'AgentsReady')!.status, 'True');
+    assert.match(kubectl(['get', 'xdpbalancer']), /^default\s+eth1\s+auto\s+1\s+1\s/m);
+  });
+
   test('a VIP gets its Ready pods as backends; a new pod joins; a NotReady pod drains, then leaves', async (t) => {
     if (!f.need(t)) return;
     pod('web-1', '198.18.50.1', true);
@@ -54,7 +109,13 @@ describe('VIP controller on a real kube-apiserver', () => {
     assert.deepEqual(v.status!.backends, [{ ip: '198.18.50.1', weight: 1, pod: 'web-1', node: 'node-a' }]);
     assert.equal(condition(v, 'BackendsAvailable')?.status, 'True');
     assert.equal(v.status!.observedGeneration, v.metadata.generation);
-    assert.match(kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+80\s+1\s+0\/1\s+False/m);
+    assert.match(kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+80\/TCP\s+1\s+0\/1\s+False/m);
+    // An agent reports its node programmed: the VIP is Ready.
+    const entry = { node: 'node-a', programmedGeneration: v.metadata.generation, reals: 1 };
+    kubectl(['patch', 'lbvip', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nodes: [entry] } })]);
+    v = await until('web', 'Ready once its one node is programmed', (x) => condition(x, 'Ready')?.status === 'True');
+    assert.equal(v.status!.programmedNodes, '1/1');
+    assert.equal(condition(v, 'Programmed')!.reason, 'AllNodes');
 
     pod('web-2', '198.18.50.2', true);
     v = await until('web', 'web-2 joins', (x) => x.status?.readyBackends === 2);
@@ -63,6 +124,10 @@ describe('VIP controller on a real kube-apiserver', () => {
     assert.equal(v.status!.backends!.find((b) => b.pod === 'web-1')!.weight, 0);
     assert.equal(v.status!.readyBackends, 1);
     await until('web', `web-1 leaves after ${DRAIN_SECONDS} s`, (x) => !x.status?.backends?.some((b) => b.pod === 'web-1'));
+    const events = await untilOk('backend events recorded', () => kubectl(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=web', '-o', 'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}']),
+      (text) => text.includes('removed web-1'));
+    assert.match(events, /BackendsChanged: added web-1 \(198\.18\.50\.1\)/);
+    assert.match(events, /BackendsChanged: draining web-1/);
   });
 
   test('two VIPs on one address and port: the older keeps it, the newer gets Conflict=True', async (t) => {
@@ -73,21 +138,24 @@ describe('VIP controller on a real kube-apiserver', () => {
     assert.equal(condition(rival, 'Ready')!.status, 'False');
     assert.equal(condition(getVip('web'), 'Conflict')?.status, 'False');
     // The older one leaves: the rival gets the address.
+    const events = await untilOk('a Conflict event', () => kubectl(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=rival', '-o', 'jsonpath={range .items[*]}{.type} {.reason}{"\\n"}{end}']),
+      (text) => text.includes('Warning Conflict'));
+    assert.ok(events);
     kubectl(['delete', 'lbvip', 'web', '-n', 'shop']);
     await until('rival', 'the rival takes over once the holder is gone', (x) => condition(x, 'Conflict')?.status === 'False');
   });
 
   test('an unchanged VIP is not written again', async (t) => {
     if (!f.need(t)) return;
-    const reconciles = controller.reconciles;
-    const writes = controller.statusWrites;
+    const reconciles = controller.vips.reconciles;
+    const writes = controller.vips.statusWrites;
     pod('other', '198.18.50.9', true, 'app: other'); // selected by no VIP
     await sleep(1000);
     kubectl(['annotate', 'lbvip', 'rival', '-n', 'shop', 'note=touched']); // a reconcile with the same status
     const deadline = Date.now() + 5000;
-    while (controller.reconciles === reconciles && Date.now() < deadline) await sleep(50);
+    while (controller.vips.reconciles === reconciles && Date.now() < deadline) await sleep(50);
     await sleep(500);
-    assert.ok(controller.reconciles > reconciles, 'the annotation was seen');
-    assert.equal(controller.statusWrites, writes, 'nothing changed, nothing written');
+    assert.ok(controller.vips.reconciles > reconciles, 'the annotation was seen');
+    assert.equal(controller.vips.statusWrites, writes, 'nothing changed, nothing written');
   });
 });

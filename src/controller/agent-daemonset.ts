@@ -1,0 +1,83 @@
+/**
+ * The agent DaemonSet of an XdpBalancer, derived from its spec alone: a spec
+ * change changes the pod template and so rolls the agents. Rolling is
+ * hitless: an agent that exits leaves the program attached and the maps
+ * pinned, and the next one adopts them.
+ */
+import type { V1DaemonSet } from '@kubernetes/client-node';
+import { GROUP, VERSION } from '../api/loadbalancervip.js';
+import { DEFAULT_METRICS_PORT, XDPB_KIND, type XdpBalancer } from '../api/xdpbalancer.js';
+
+export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
+export const BALANCER_LABEL = `${GROUP}/balancer`;
+export const MANAGED_BY = 'xdplb-controller';
+export const AGENT_APP = 'xdplb-agent';
+/** Where the image keeps the built agent. */
+export const AGENT_ENTRYPOINT = '/app/dist/src/agent/main.js';
+const BPFFS = '/sys/fs/bpf';
+
+export const agentDaemonSetName = (balancer: string) => `xdplb-agent-${balancer}`;
+export const agentPinDir = (balancer: string) => `${BPFFS}/xdplb/${balancer}`;
+
+export function agentSelector(balancer: string): Record<string, string> {
+  return { 'app.kubernetes.io/name': AGENT_APP, [BALANCER_LABEL]: balancer };
+}
+
+export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
+  const name = b.metadata.name!;
+  const spec = b.spec;
+  const port = spec.metricsPort ?? DEFAULT_METRICS_PORT;
+  const labels = { ...agentSelector(name), 'app.kubernetes.io/part-of': 'xdplb', 'app.kubernetes.io/managed-by': MANAGED_BY };
+  const args = ['run', '--balancer', name, '--xdp-mode', spec.xdpMode ?? 'auto', '--pin-dir', agentPinDir(name), '--metrics-address', `0.0.0.0:${port}`];
+  if (spec.nic) args.push('--nic', spec.nic);
+  const caps = spec.capacities ?? {};
+  if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));
+  if (caps.reals !== undefined) args.push('--max-reals', String(caps.reals));
+  if (caps.connectionTable !== undefined) args.push('--lru-size', String(caps.connectionTable));
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: {
+      name: agentDaemonSetName(name),
+      namespace,
+      labels,
+      ownerReferences: [{
+        apiVersion: `${GROUP}/${VERSION}`, kind: XDPB_KIND, name, uid: b.metadata.uid!, controller: true, blockOwnerDeletion: true,
+      }],
+    },
+    spec: {
+      selector: { matchLabels: agentSelector(name) },
+      // One node at a time: each restart is hitless, but a bad image should stop at the first node.
+      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
+      template: {
+        metadata: { labels },
+        spec: {
+          serviceAccountName: AGENT_SERVICE_ACCOUNT,
+          hostNetwork: true,
+          dnsPolicy: 'ClusterFirstWithHostNet',
+          priorityClassName: 'system-node-critical',
+          nodeSelector: spec.nodeSelector,
+          tolerations: spec.tolerations,
+          terminationGracePeriodSeconds: 30,
+          containers: [{
+            name: 'agent',
+            image: spec.image,
+            command: ['node', AGENT_ENTRYPOINT],
+            args,
+            env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+            // Loading BPF and attaching XDP need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; privileged also lifts memlock.
+            securityContext: { privileged: true },
+            ports: [{ name: 'metrics', containerPort: port, protocol: 'TCP' }],
+            readinessProbe: { httpGet: { path: '/readyz', port }, periodSeconds: 5 },
+            livenessProbe: { httpGet: { path: '/healthz', port }, periodSeconds: 10, failureThreshold: 6 },
+            // No memory limit: BPF maps are charged to the agent's cgroup (rings alone are 512 KiB per VIP
+            // of capacity), and an OOM kill mid-update is worse than a node that reports pressure.
+            resources: { requests: { cpu: '100m', memory: '256Mi' } },
+            volumeMounts: [{ name: 'bpffs', mountPath: BPFFS }],
+          }],
+          volumes: [{ name: 'bpffs', hostPath: { path: BPFFS, type: 'Directory' } }],
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * XdpBalancers: owns each one's agent DaemonSet (server-side applied, so an
+ * unchanged spec writes nothing and a changed one rolls the agents) and
+ * reports how many agents are desired and ready, which the VIP controller
+ * needs to say whether a VIP is programmed everywhere.
+ */
+import {
+  AppsV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Condition, type V1DaemonSet,
+} from '@kubernetes/client-node';
+import { GROUP, VERSION } from '../api/loadbalancervip.js';
+import {
+  BalancerConditionType, DEFAULT_DRAIN_SECONDS, XDPB_PLURAL, type XdpBalancer, type XdpBalancerStatus,
+} from '../api/xdpbalancer.js';
+import { componentLog } from '../lib/log.js';
+import { WatchedCache } from '../lib/watched-cache.js';
+import { agentDaemonSet, agentDaemonSetName, BALANCER_LABEL, MANAGED_BY } from './agent-daemonset.js';
+import type { ControllerMetrics } from './metrics.js';
+import { WorkQueue } from './work-queue.js';
+
+const log = componentLog('balancer-controller');
+
+export const CONTROLLER_FIELD_MANAGER = 'xdplb-controller';
+
+/** What the VIP controller needs to know about a balancer. */
+export interface BalancerView {
+  exists(balancer: string): boolean;
+  /** Agents the balancer's DaemonSet should run; undefined until the DaemonSet reports. */
+  desiredAgents(balancer: string): number | undefined;
+  drainSeconds(balancer: string): number;
+}
+
+export interface BalancerControllerOptions {
+  /** Where the agent DaemonSets live. */
+  namespace: string;
+  /** Called when what the view says about a balancer may have changed. */
+  onBalancerChange?(balancer: string): void;
+  metrics?: ControllerMetrics;
+}
+
+export class BalancerController implements BalancerView {
+  private readonly custom: CustomObjectsApi;
+  private readonly apps: AppsV1Api;
+  private readonly balancers: WatchedCache<XdpBalancer>;
+  private readonly daemonSets: WatchedCache<V1DaemonSet>;
+  private readonly queue: WorkQueue;
+
+  constructor(kc: KubeConfig, private readonly opts: BalancerControllerOptions) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.apps = kc.makeApiClient(AppsV1Api);
+    const ns = opts.namespace;
+    this.balancers = new WatchedCache<XdpBalancer>(
+      kc,
+      `/apis/${GROUP}/${VERSION}/${XDPB_PLURAL}`,
+      () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL }),
+      (b) => this.changed(b.metadata.name!),
+    );
+    const labelSelector = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
+    this.daemonSets = new WatchedCache<V1DaemonSet>(
+      kc,
+      `/apis/apps/v1/namespaces/${ns}/daemonsets`,
+      () => this.apps.listNamespacedDaemonSet({ namespace: ns, labelSelector }),
+      (ds) => {
+        const b = ds.metadata?.labels?.[BALANCER_LABEL];
+        if (b) this.changed(b);
+      },
+      { labelSelector },
+    );
+    this.queue = new WorkQueue('xdpbalancer', (name) => this.reconcile(name), opts.metrics?.queueHooks('XdpBalancer', () => this.queue.depth));
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.balancers.start(), this.daemonSets.start()]);
+    for (const b of this.balancers.list()) this.queue.add(b.metadata.name!);
+    this.queue.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.queue.stop();
+    await Promise.all([this.balancers.stop(), this.daemonSets.stop()]);
+  }
+
+  exists(balancer: string): boolean {
+    return !!this.balancers.get(balancer);
+  }
+
+  desiredAgents(balancer: string): number | undefined {
+    const ds = this.daemonSets.get(agentDaemonSetName(balancer), this.opts.namespace);
+    return ds?.status?.observedGeneration === undefined ? undefined : ds.status.desiredNumberScheduled;
+  }
+
+  drainSeconds(balancer: string): number {
+    return this.balancers.get(balancer)?.spec.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
+  }
+
+  private changed(balancer: string): void {
+    this.queue.add(balancer);
+    this.opts.onBalancerChange?.(balancer);
+  }
+
+  async reconcile(name: string): Promise<void> {
+    const b = this.balancers.get(name);
+    if (!b) return; // deleted: the DaemonSet goes with it (owner reference)
+    const want = agentDaemonSet(b, this.opts.namespace);
+    const applied = await this.apps.patchNamespacedDaemonSet(
+      { name: want.metadata!.name!, namespace: this.opts.namespace, body: want, fieldManager: CONTROLLER_FIELD_MANAGER, force: true },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
+    const ds = this.daemonSets.get(want.metadata!.name!, this.opts.namespace) ?? applied;
+    const desired = ds.status?.desiredNumberScheduled ?? 0;
+    const ready = ds.status?.numberReady ?? 0;
+    const allReady = ds.status?.observedGeneration !== undefined && ready >= desired && desired > 0;
+    const condition: V1Condition = {
+      type: BalancerConditionType.AgentsReady,
+      status: allReady ? 'True' : 'False',
+      reason: allReady ? 'AllReady' : desired === 0 ? 'NoNodes' : 'Pending',
+      message: desired === 0 ? 'no node matches the node selector (or the DaemonSet is not scheduled yet)' : `${ready} of ${desired} agents ready`,
+      observedGeneration: b.metadata.generation,
+      lastTransitionTime: new Date(),
+    };
+    const prev = b.status?.conditions?.find((c) => c.type === condition.type);
+    if (prev && prev.status === condition.status) condition.lastTransitionTime = new Date(prev.lastTransitionTime);
+    const status: XdpBalancerStatus = {
+      observedGeneration: b.metadata.generation,
+      desiredAgents: desired,
+      readyAgents: ready,
+      conditions: [condition],
+    };
+    const same = b.status?.observedGeneration === status.observedGeneration && b.status?.desiredAgents === desired &&
+      b.status?.readyAgents === ready && prev?.status === condition.status && prev?.reason === condition.reason && prev?.message === condition.message;
+    if (same) return;
+    await this.custom.patchClusterCustomObjectStatus(
+      { group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    this.opts.metrics?.statusWrites.inc({ kind: 'XdpBalancer' });
+    log.info({ balancer: name, desired, ready }, 'balancer status updated');
+  }
+}

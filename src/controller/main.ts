@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/**
+ * xdplb-controller: resolves LoadBalancerVip backends into status and owns the
+ * agent DaemonSets. Runs as a Deployment; replicas elect a leader on a Lease
+ * and only the leader reconciles.
+ */
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { componentLog } from '../lib/log.js';
+import { serveMetrics } from '../lib/metrics-server.js';
+import { Controller } from './controller.js';
+import { DEFAULT_LEASE_TIMING, LeaderElector } from './leader-election.js';
+import { ControllerMetrics } from './metrics.js';
+
+const log = componentLog('controller-main');
+
+const USAGE = `usage: xdplb-controller [options]
+
+  --namespace NS          namespace of the agent DaemonSets and the Lease; default xdplb-system (POD_NAMESPACE)
+  --kubeconfig FILE       default: KUBECONFIG, else the pod's service account (KUBECONFIG)
+  --metrics-address A     HOST:PORT of /metrics /healthz /readyz; default 0.0.0.0:9642 (XDPLB_METRICS_ADDRESS)
+  --identity ID           this replica in the Lease and in Events; default the pod name (POD_NAME)
+  --lease-name NAME       default xdplb-controller
+  --lease-duration S      seconds a leader's lease lasts without renewal; default ${DEFAULT_LEASE_TIMING.leaseDurationSeconds}
+  --renew-deadline S      a leader that cannot renew for this long steps down; default ${DEFAULT_LEASE_TIMING.renewDeadlineSeconds}
+  --retry-period S        seconds between lease attempts; default ${DEFAULT_LEASE_TIMING.retryPeriodSeconds}
+  --no-leader-elect       reconcile without a Lease (one replica only)
+`;
+
+const DEFAULT_NAMESPACE = 'xdplb-system';
+const DEFAULT_METRICS_ADDRESS = '0.0.0.0:9642';
+const DEFAULT_LEASE_NAME = 'xdplb-controller';
+
+function fail(message: string): never {
+  process.stderr.write(`xdplb-controller: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        namespace: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        'metrics-address': { type: 'string' },
+        identity: { type: 'string' },
+        'lease-name': { type: 'string' },
+        'lease-duration': { type: 'string' },
+        'renew-deadline': { type: 'string' },
+        'retry-period': { type: 'string' },
+        'no-leader-elect': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const env = process.env;
+  const seconds = (flag: string, raw: string | undefined, dflt: number): number => {
+    if (raw === undefined) return dflt;
+    const n = Number(raw);
+    if (!(n > 0)) fail(`--${flag} must be a positive number of seconds, not "${raw}"`);
+    return n;
+  };
+  const namespace = values.namespace ?? env.POD_NAMESPACE ?? DEFAULT_NAMESPACE;
+  const identity = values.identity ?? env.POD_NAME ?? `${hostname()}-${process.pid}`;
+  const kc = new KubeConfig();
+  const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromCluster();
+
+  const metrics = new ControllerMetrics();
+  const controller = new Controller(kc, { namespace, identity, metrics });
+  let started = false;
+  const server = await serveMetrics(metrics.registry, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
+    // A standby replica is ready: it serves metrics and would take over.
+    () => null);
+  const lead = async () => {
+    metrics.leader.set(1);
+    await controller.start();
+    started = true;
+    log.info({ identity, namespace }, 'reconciling');
+  };
+
+  let elector: LeaderElector | null = null;
+  if (values['no-leader-elect']) {
+    await lead();
+  } else {
+    elector = new LeaderElector(kc, {
+      namespace,
+      name: values['lease-name'] ?? DEFAULT_LEASE_NAME,
+      identity,
+      leaseDurationSeconds: seconds('lease-duration', values['lease-duration'], DEFAULT_LEASE_TIMING.leaseDurationSeconds),
+      renewDeadlineSeconds: seconds('renew-deadline', values['renew-deadline'], DEFAULT_LEASE_TIMING.renewDeadlineSeconds),
+      retryPeriodSeconds: seconds('retry-period', values['retry-period'], DEFAULT_LEASE_TIMING.retryPeriodSeconds),
+    }, {
+      onStartedLeading: lead,
+      onStoppedLeading: () => {
+        // Another replica may be reconciling already: stop at once and start over as a candidate.
+        metrics.leader.set(0);
+        log.fatal('lost the leader lease; exiting');
+        process.exit(1);
+      },
+    });
+    elector.start();
+    log.info({ identity, namespace }, 'waiting to become leader');
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    (async () => {
+      if (started) await controller.stop();
+      await elector?.stop(); // releases the lease: the other replica takes over at once
+      server.close();
+    })().then(() => process.exit(0), (err: unknown) => {
+      log.error({ err: String(err) }, 'stop failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err: (err as Error).message }, 'xdplb-controller failed');
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100).unref();
+});
