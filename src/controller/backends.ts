@@ -48,7 +48,7 @@ function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
 
 export function resolveBackends(
   vip: LoadBalancerVip,
-  pods: readonly V1Pod[],
+  pods: Iterable<V1Pod>,
   now: Date,
   drainSeconds: number,
 ): Resolution {

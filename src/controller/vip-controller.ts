@@ -19,6 +19,7 @@ import { CONTROLLER_FIELD_MANAGER } from './balancer-controller.js';
 import { computeConditions, conditionsEqual, programmedNodes } from './conditions.js';
 import { findConflicts } from './conflicts.js';
 import type { EventRecorder } from './events.js';
+import { PodIndex, VipIndex } from './indexes.js';
 import type { ControllerMetrics } from './metrics.js';
 import { matchesSelector } from './selector.js';
 import { WorkQueue } from './work-queue.js';
@@ -39,6 +40,8 @@ export class VipController {
   private readonly vips: WatchedCache<LoadBalancerVip>;
   private readonly pods: WatchedCache<V1Pod>;
   private readonly queue: WorkQueue;
+  private readonly podIndex = new PodIndex();
+  private readonly vipIndex = new VipIndex();
   reconciles = 0;
   statusWrites = 0;
 
@@ -49,9 +52,9 @@ export class VipController {
       kc,
       `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`,
       () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL }),
-      (v) => this.onVip(v),
+      (v, verb) => this.onVip(v, verb === 'delete'),
     );
-    this.pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), (p) => this.onPod(p));
+    this.pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), (p, verb) => this.onPod(p, verb === 'delete'));
     this.queue = new WorkQueue('loadbalancervip', (key) => this.reconcile(key), opts.metrics?.queueHooks('LoadBalancerVip', () => this.queue.depth));
   }
 
@@ -72,7 +75,8 @@ export class VipController {
   }
 
   /** A VIP change can change who wins a contested address: its rivals are looked at too. */
-  private onVip(v: LoadBalancerVip): void {
+  private onVip(v: LoadBalancerVip, deleted: boolean): void {
+    this.vipIndex.update(v, deleted);
     this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
     for (const other of this.vips.list()) {
       if (other.spec.address === v.spec.address) this.queue.add(keyOf(other.metadata.namespace, other.metadata.name));
@@ -80,10 +84,14 @@ export class VipController {
   }
 
   /** Only the VIPs that select the pod now, or list it already. */
-  private onPod(p: V1Pod): void {
-    for (const v of this.vips.list(p.metadata?.namespace)) {
+  private onPod(p: V1Pod, deleted: boolean): void {
+    this.podIndex.update(p, deleted);
+    for (const key of this.vipIndex.candidates(p)) {
+      const [ns, name] = key.split('/') as [string, string];
+      const v = this.vips.get(name, ns);
+      if (!v) continue;
       const lists = (v.status?.backends ?? []).some((b) => b.pod === p.metadata?.name);
-      if (lists || matchesSelector(v.spec.backendSelector, p.metadata?.labels)) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+      if (lists || matchesSelector(v.spec.backendSelector, p.metadata?.labels)) this.queue.add(key);
     }
   }
 
@@ -94,7 +102,7 @@ export class VipController {
     if (!vip) return; // deleted: agents drop it from their maps
     const now = new Date();
     const balancer = balancerOf(vip);
-    const res = resolveBackends(vip, this.pods.list(ns), now, this.opts.balancers.drainSeconds(balancer));
+    const res = resolveBackends(vip, this.podIndex.candidates(ns, vip.spec.backendSelector), now, this.opts.balancers.drainSeconds(balancer));
     const conflict = findConflicts(this.vips.list()).get(key);
     const desiredNodes = this.opts.balancers.desiredAgents(balancer);
     const withBackends = { ...vip, status: { ...vip.status, backends: res.backends } };
