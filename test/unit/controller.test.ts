@@ -6,6 +6,7 @@ import { backendIp, resolveBackends } from '../../src/controller/backends.js';
 import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
 import { findConflicts } from '../../src/controller/conflicts.js';
 import { matchesSelector } from '../../src/controller/selector.js';
+import { backendChanges } from '../../src/controller/vip-controller.js';
 
 const NOW = new Date('2026-11-24T12:00:00Z');
 const DRAIN = 60;
@@ -179,5 +180,33 @@ describe('conditions', () => {
     const by = Object.fromEntries(changed.map((x) => [x.type, x]));
     assert.deepEqual(by.BackendsAvailable!.lastTransitionTime, later);
     assert.deepEqual(by.Conflict!.lastTransitionTime, NOW);
+  });
+});
+
+describe('balancer problems and events', () => {
+  test('no XdpBalancer, or agents not scheduled: Programmed False with the reason, not Ready', () => {
+    const v = vip('v');
+    v.status = { nodes: [] };
+    const by = Object.fromEntries(computeConditions({
+      vip: v, activeBackends: 2, drainingBackends: 0, desiredNodes: 0, now: NOW, balancerProblem: 'XdpBalancer "edge" does not exist',
+    }).map((x) => [x.type, x]));
+    assert.equal(by.Programmed!.status, 'False');
+    assert.equal(by.Programmed!.reason, 'NoBalancer');
+    assert.equal(by.Programmed!.message, 'XdpBalancer "edge" does not exist');
+    assert.equal(by.Ready!.status, 'False');
+    assert.match(by.Ready!.message!, /XdpBalancer "edge" does not exist/);
+  });
+
+  test('backend changes read as what happened to which pod', () => {
+    const b = (pod: string, ip: string, weight = 1, draining = false) => ({ pod, ip, weight, ...(draining ? { draining, drainingSince: NOW.toISOString() } : {}) });
+    assert.equal(backendChanges([], [b('web-1', '198.18.40.1')]), 'added web-1 (198.18.40.1)');
+    assert.equal(backendChanges([b('web-1', '198.18.40.1')], [b('web-1', '198.18.40.1')]), '');
+    assert.equal(
+      backendChanges(
+        [b('a', '198.18.40.1'), b('b', '198.18.40.2'), b('c', '198.18.40.3', 1, true), b('d', '198.18.40.4')],
+        [b('a', '198.18.40.1', 5), b('b', '198.18.40.2', 0, true), b('c', '198.18.40.3'), b('e', '198.18.40.5')],
+      ),
+      'added e (198.18.40.5); ready again c; weight a 1->5; draining b; removed d',
+    );
   });
 });

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
+import { AGENT_ENTRYPOINT, agentDaemonSet, agentSelector } from '../../src/controller/agent-daemonset.js';
+
+const balancer = (spec: Partial<XdpBalancer['spec']> = {}): XdpBalancer => ({
+  metadata: { name: 'edge', uid: '5f0c6a1e-0000-4000-8000-000000000001', generation: 1 },
+  spec: { image: 'registry.example/xdplb:0.1.0', ...spec },
+});
+
+test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for that balancer only', () => {
+  const ds = agentDaemonSet(balancer(), 'xdplb-system');
+  assert.equal(ds.metadata?.name, 'xdplb-agent-edge');
+  assert.equal(ds.metadata?.namespace, 'xdplb-system');
+  assert.deepEqual(ds.metadata?.ownerReferences, [{
+    apiVersion: 'xdplb.dev/v1alpha1', kind: 'XdpBalancer', name: 'edge', uid: '5f0c6a1e-0000-4000-8000-000000000001', controller: true, blockOwnerDeletion: true,
+  }]);
+  assert.deepEqual(ds.spec?.selector.matchLabels, agentSelector('edge'));
+  const pod = ds.spec!.template.spec!;
+  assert.equal(pod.hostNetwork, true);
+  assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
+  const c = pod.containers[0]!;
+  assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
+  assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641']);
+  assert.deepEqual(c.env, [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
+  assert.equal(c.securityContext?.privileged, true);
+  assert.equal(c.resources?.limits, undefined, 'BPF maps are charged to the pod: no memory limit');
+  assert.deepEqual(pod.volumes, [{ name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }]);
+});
+
+test('spec settings become agent flags and scheduling constraints', () => {
+  const ds = agentDaemonSet(balancer({
+    nic: 'eth1', xdpMode: 'native', metricsPort: 9700, capacities: { vips: 64, reals: 1000, connectionTable: 65536 },
+    nodeSelector: { 'node-role.kubernetes.io/edge': '' }, tolerations: [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }],
+  }), 'xdplb-system');
+  const pod = ds.spec!.template.spec!;
+  const c = pod.containers[0]!;
+  assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'native', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9700',
+    '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--lru-size', '65536']);
+  assert.equal(c.readinessProbe?.httpGet?.port, 9700);
+  assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }]);
+  assert.deepEqual(pod.nodeSelector, { 'node-role.kubernetes.io/edge': '' });
+  assert.deepEqual(pod.tolerations, [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }]);
+});
+
+test('the same spec gives the same template (no needless rollout); a new image changes it', () => {
+  const a = JSON.stringify(agentDaemonSet(balancer(), 'ns').spec);
+  assert.equal(JSON.stringify(agentDaemonSet(balancer(), 'ns').spec), a);
+  assert.notEqual(JSON.stringify(agentDaemonSet(balancer({ image: 'registry.example/xdplb:0.2.0' }), 'ns').spec), a);
+});
