@@ -19,6 +19,12 @@ const BUILD_SCRIPT = fileURLToPath(new URL('../../../../test/e2e/control-plane/b
 const READY_TIMEOUT_MS = 60_000;
 /** Service addresses come from the benchmarking range, as every address in our tests does. */
 const SERVICE_CIDR = '198.18.240.0/24';
+/**
+ * Service accounts whose tokens the API server accepts, so the controller and
+ * agents under test get exactly the permissions deploy/'s RBAC grants them.
+ */
+export const TEST_SERVICE_ACCOUNTS = ['xdplb-system/xdplb-agent', 'xdplb-system/xdplb-controller'] as const;
+export type TestServiceAccount = (typeof TEST_SERVICE_ACCOUNTS)[number];
 
 export interface Binaries {
   kubeApiserver: string;
@@ -60,6 +66,16 @@ function get(url: string, token: string): Promise<{ status: number; body: string
   });
 }
 
+function writeKubeconfig(path: string, server: string, token: string): string {
+  writeFileSync(path, [
+    'apiVersion: v1', 'kind: Config', 'current-context: xdplb-test',
+    `clusters: [{name: xdplb-test, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]`,
+    `users: [{name: user, user: {token: "${token}"}}]`,
+    'contexts: [{name: xdplb-test, context: {cluster: xdplb-test, user: user}}]', '',
+  ].join('\n'));
+  return path;
+}
+
 export class ControlPlane {
   private stopped = false;
   private readonly unregisterCleanup: () => void;
@@ -71,6 +87,7 @@ export class ControlPlane {
     readonly kubeconfig: string,
     readonly bin: Binaries,
     private readonly procs: ChildProcess[],
+    private readonly saKubeconfigs: Map<TestServiceAccount, string>,
   ) {
     this.unregisterCleanup = onExitOrSignal(() => this.stopSync());
   }
@@ -87,7 +104,15 @@ export class ControlPlane {
     try {
       const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
       const token = randomBytes(16).toString('hex');
-      writeFileSync(join(dir, 'tokens.csv'), `${token},admin,admin,system:masters\n`);
+      const saTokens = new Map(TEST_SERVICE_ACCOUNTS.map((sa) => [sa, randomBytes(16).toString('hex')]));
+      writeFileSync(join(dir, 'tokens.csv'), [
+        `${token},admin,admin,system:masters`,
+        ...[...saTokens].map(([sa, t]) => {
+          const [ns, name] = sa.split('/');
+          return `${t},system:serviceaccount:${ns}:${name},${sa},"system:serviceaccounts,system:serviceaccounts:${ns},system:authenticated"`;
+        }),
+        '',
+      ].join('\n'));
       const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
       writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }));
       writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
@@ -105,6 +130,8 @@ export class ControlPlane {
         '--service-cluster-ip-range', SERVICE_CIDR,
         // No controller-manager makes default ServiceAccounts: pods would be refused.
         '--disable-admission-plugins', 'ServiceAccount',
+        // The agent DaemonSet is privileged (it loads BPF); kubelets allow it the same way.
+        '--allow-privileged=true',
       ], { stdio: 'ignore' }));
       const server = `https://127.0.0.1:${apiPort}`;
       const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -116,17 +143,17 @@ export class ControlPlane {
         if (Date.now() > deadline) throw new Error(`kube-apiserver not ready after ${READY_TIMEOUT_MS} ms (last: ${r?.status} ${r?.body.slice(0, 200)})`);
         await new Promise((res) => setTimeout(res, 250));
       }
-      const kubeconfig = join(dir, 'kubeconfig');
-      writeFileSync(kubeconfig, [
-        'apiVersion: v1', 'kind: Config', 'current-context: xdplb-test',
-        `clusters: [{name: xdplb-test, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]`,
-        `users: [{name: admin, user: {token: "${token}"}}]`,
-        'contexts: [{name: xdplb-test, context: {cluster: xdplb-test, user: admin}}]', '',
-      ].join('\n'));
-      return new ControlPlane(dir, server, token, kubeconfig, bin, procs);
+      const kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), server, token);
+      const saKubeconfigs = new Map([...saTokens].map(([sa, t]) => [sa, writeKubeconfig(join(dir, `kubeconfig-${sa.replace('/', '-')}`), server, t)]));
+      return new ControlPlane(dir, server, token, kubeconfig, bin, procs, saKubeconfigs);
     } catch (err) {
       return fail(err);
     }
+  }
+
+  /** A kubeconfig that authenticates as one of TEST_SERVICE_ACCOUNTS. */
+  kubeconfigAs(sa: TestServiceAccount): string {
+    return this.saKubeconfigs.get(sa)!;
   }
 
   /** Runs kubectl against this control plane; throws with its stderr when it fails. */
