@@ -66,7 +66,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             args,
             env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
             // Loading BPF and attaching XDP need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; privileged also lifts memlock.
-            securityContext: { privileged: true },
+            securityContext: { privileged: true, runAsUser: 0 },
             ports: [{ name: 'metrics', containerPort: port, protocol: 'TCP' }],
             readinessProbe: { httpGet: { path: '/readyz', port }, periodSeconds: 5 },
             livenessProbe: { httpGet: { path: '/healthz', port }, periodSeconds: 10, failureThreshold: 6 },

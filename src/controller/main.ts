@@ -10,6 +10,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { componentLog } from '../lib/log.js';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Controller } from './controller.js';
+import { ensureDefaultBalancer, ownImage } from './default-balancer.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector } from './leader-election.js';
 import { ControllerMetrics } from './metrics.js';
 
@@ -26,6 +27,9 @@ const USAGE = `usage: xdplb-controller [options]
   --renew-deadline S      a leader that cannot renew for this long steps down; default ${DEFAULT_LEASE_TIMING.renewDeadlineSeconds}
   --retry-period S        seconds between lease attempts; default ${DEFAULT_LEASE_TIMING.retryPeriodSeconds}
   --no-leader-elect       reconcile without a Lease (one replica only)
+  --agent-image IMAGE     image of the "default" XdpBalancer the controller creates when none exists;
+                          default: this pod's own image (XDPLB_AGENT_IMAGE)
+  --no-default-balancer   do not create the "default" XdpBalancer
 `;
 
 const DEFAULT_NAMESPACE = 'xdplb-system';
@@ -51,6 +55,8 @@ async function main(): Promise<void> {
         'renew-deadline': { type: 'string' },
         'retry-period': { type: 'string' },
         'no-leader-elect': { type: 'boolean' },
+        'agent-image': { type: 'string' },
+        'no-default-balancer': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -81,8 +87,25 @@ async function main(): Promise<void> {
   const server = await serveMetrics(metrics.registry, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
     // A standby replica is ready: it serves metrics and would take over.
     () => null);
+  const agentImage = values['agent-image'] ?? env.XDPLB_AGENT_IMAGE;
+  const ensureDefault = async () => {
+    if (values['no-default-balancer']) return;
+    let image = agentImage;
+    if (!image) {
+      if (!env.POD_NAME) {
+        log.warn('not creating the default XdpBalancer: give --agent-image outside a pod');
+        return;
+      }
+      image = await ownImage(kc, { name: env.POD_NAME, namespace });
+    }
+    await ensureDefaultBalancer(kc, image);
+  };
+  // Without the default balancer, VIPs of other balancers still work: report and go on.
+  const tryEnsureDefault = () => ensureDefault().catch((err: unknown) =>
+    log.error({ err: String(err) }, 'could not create the default XdpBalancer; create it yourself (see deploy/examples/)'));
   const lead = async () => {
     metrics.leader.set(1);
+    await tryEnsureDefault();
     await controller.start();
     started = true;
     log.info({ identity, namespace }, 'reconciling');
