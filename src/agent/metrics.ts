@@ -65,6 +65,15 @@ export class AgentMetrics {
     scraped('xdplb_vips_capacity', 'VIPs the maps can hold.', () => dataplane().capacity.vips);
     scraped('xdplb_reals', 'Reals programmed in the maps (including draining ones).', () => dataplane().installedReals().length);
     scraped('xdplb_reals_capacity', 'Reals the maps can hold.', () => dataplane().capacity.reals);
+    new Counter({
+      name: 'xdplb_map_writes_total',
+      help: 'BPF map element writes by this agent (0 growth: the maps already matched the desired state).',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(dataplane().totalWrites());
+      },
+    });
     this.xdpMode = new Gauge({ name: 'xdplb_xdp_mode_info', help: 'The XDP mode the program is attached in (1).', labelNames: ['mode', 'nic'], registers: [r] });
     this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
     this.reconcileDuration = new Histogram({

@@ -102,7 +102,8 @@ export class ClusterSource {
   private async sync(): Promise<void> {
     if (!this.running || !this.programmer) return;
     this.syncs++;
-    const plan = this.plan(this.programmer.check);
+    const programmer = this.programmer;
+    const plan = this.plan((vips) => programmer.check(vips));
     try {
       await this.programmer.setVips(plan.specs);
     } catch (err) {
