@@ -26,6 +26,7 @@ const AGENT = join(DIST, 'src/agent/main.js');
 const DECAP = join(DIST, 'src/agent/decap-main.js');
 const SERVER = join(DIST, 'test/lab/programs/server.js');
 const CLIENT = join(DIST, 'test/lab/programs/client.js');
+const API_FORWARD = join(DIST, 'test/lab/programs/api-forward.js');
 
 export const LAB_PREFIX = 'xdplb-lab';
 // Room for the outer header behind a 1500-byte client; native XDP on veth needs a frame to fit a page.
@@ -82,6 +83,8 @@ export class Lab {
   private unregisterCleanup: () => void = () => undefined;
   private isDown = false;
   private readonly pids: number[] = [];
+  /** Namespaces with an API forwarder running. */
+  private readonly forwarders = new Set<string>();
 
   private constructor(readonly tag: string, realCount: number, readonly persistent: boolean) {
     const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
@@ -275,12 +278,33 @@ export class Lab {
     execFileSync('mv', [tmp, this.configPath]);
   }
 
-  /** Starts the agent of a balancer node and waits until it is ready. */
-  async startAgent(b: Balancer, extraArgs: string[] = []): Promise<void> {
+  /** Starts the agent of a balancer node on the lab's VIP file and waits until it is ready. */
+  startAgent(b: Balancer, extraArgs: string[] = []): Promise<void> {
+    return this.launchAgent(b, ['--config', this.configPath, ...extraArgs]);
+  }
+
+  /**
+   * Starts the agent of a balancer node in cluster mode, as node b.name. The
+   * API server is at 127.0.0.1:apiPort of the host; inside the node's
+   * namespace a forwarder relays that port to `apiSocket` (see api-forward.ts).
+   */
+  async startClusterAgent(b: Balancer, api: { kubeconfig: string; port: number; socket: string }, extraArgs: string[] = []): Promise<void> {
+    if (!this.forwarders.has(b.ns)) {
+      const fwd = this.spawnNode(b.ns, API_FORWARD, [String(api.port), api.socket]);
+      await new Promise<void>((resolve, reject) => {
+        fwd.stdout!.once('data', () => resolve());
+        fwd.once('exit', (code) => reject(new Error(`API forwarder in ${b.ns} exited ${code}`)));
+      });
+      this.forwarders.add(b.ns);
+    }
+    return this.launchAgent(b, ['--node-name', b.name, '--kubeconfig', api.kubeconfig, ...extraArgs]);
+  }
+
+  private async launchAgent(b: Balancer, args: string[]): Promise<void> {
     if (b.agent) throw new Error(`${b.name} already runs an agent`);
     const child = this.spawnNode(b.ns, AGENT, [
-      '--config', this.configPath, '--nic', 'eth0', '--pin-dir', b.pinDir,
-      '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--lru-size', '65536', ...extraArgs,
+      ...args, '--nic', 'eth0', '--pin-dir', b.pinDir,
+      '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--lru-size', '65536',
     ], `agent-${b.name}`);
     b.agent = child;
     const unfollow = this.follow(child, `agent-${b.name}`, (text) => b.log.push(...text.split('\n').filter(Boolean)));
