@@ -1,0 +1,63 @@
+/**
+ * What the operator scenarios need from a cluster, so the same scenarios run
+ * against the lab here (real kube-apiserver, agents in network namespaces)
+ * and against a kind cluster (test/e2e/kind/).
+ */
+import type { Samples } from '../../support/prometheus.js';
+
+export interface ConnectResult {
+  byReal: Record<string, number>;
+  failures: number;
+  errors: string[];
+}
+export interface LongResult {
+  real: string;
+  sent: number;
+  received: number;
+  error: string;
+}
+export interface ContinuousResult {
+  ok: number;
+  failures: number;
+  errors: string[];
+}
+
+export type BackendState = 'ready' | 'not-ready' | 'absent';
+
+export interface OperatorEnv {
+  /** Namespace of the backend pods and the VIPs. */
+  readonly namespace: string;
+  /** Backends the environment can run; each answers a connection with "real=<its name>". */
+  readonly backendNames: string[];
+  /** Balancer nodes, by node name. */
+  readonly nodes: string[];
+  /** An IPv4 address the environment routes to its balancer nodes and the backends answer for. */
+  readonly vip4: string;
+  /** Drain grace period the environment configured on the default balancer. */
+  readonly drainSeconds: number;
+
+  kubectl(args: string[], input?: string): string;
+  /** kubectl that must fail; returns its error output. */
+  kubectlError(args: string[], input?: string): string;
+
+  /** Makes the backend's pod Ready, NotReady, or removes it; its label app=web selects it. */
+  setBackend(name: string, state: BackendState): Promise<void>;
+
+  connect(vip: string, port: number, count: number): Promise<ConnectResult>;
+  long(vip: string, port: number, durationMs: number, intervalMs: number): Promise<LongResult>;
+  continuous(vip: string, port: number, durationMs: number): Promise<ContinuousResult>;
+
+  agentMetrics(node: string): Promise<Samples>;
+  /** kill -9 the node's agent and start a new one; resolves when it is ready. */
+  restartAgent(node: string): Promise<void>;
+  /** Controller replicas running, by identity. */
+  controllers(): string[];
+  /** kill -9 a controller replica. */
+  killController(identity: string): Promise<void>;
+  /** An API server outage as the agents see it, if the environment can make one. */
+  apiOutage?(ms: number): Promise<void>;
+  /** The log lines of the node's current agent so far. */
+  agentLog(node: string): string[];
+
+  down(): Promise<void>;
+}

@@ -1,0 +1,161 @@
+/**
+ * The operator scenarios on a kind cluster (test/e2e/kind/run.sh sets it up:
+ * the image loaded, deploy/ applied, a client container on the kind network
+ * routing the VIP to the balancer nodes). Backends are real pods of the e2e
+ * image: the VIP on lo, the decap program on eth0, the lab's server program;
+ * readiness follows a file the test creates and removes with kubectl exec.
+ *
+ * Environment: KUBECONFIG (or the current context), XDPLB_E2E_IMAGE (the
+ * e2e image tag), XDPLB_E2E_CLIENT (client container name), XDPLB_E2E_VIP.
+ */
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseMetrics, type Samples } from '../../support/prometheus.js';
+import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
+import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
+
+const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
+const SERVER_PROGRAM = '/app/dist/test/lab/programs/server.js';
+const DECAP = '/app/dist/src/agent/decap-main.js';
+const READY_FILE = '/tmp/ready';
+const AGENT_METRICS_PORT = 9641;
+/** Nodes the kind config labels as balancer nodes (test/e2e/kind/cluster.yaml). */
+const BALANCER_NODE_LABEL = 'xdplb.dev/balancer-node=true';
+const POD_WAIT_MS = 120_000;
+
+const env = process.env;
+
+export class KindOperatorEnv implements OperatorEnv {
+  readonly namespace = 'shop';
+  readonly backendNames = ['backend-1', 'backend-2', 'backend-3'];
+  readonly vip4 = env.XDPLB_E2E_VIP ?? '198.19.0.10';
+  readonly drainSeconds = 4;
+  readonly nodes: string[];
+  private readonly image = env.XDPLB_E2E_IMAGE ?? 'xdplb-e2e:dev';
+  private readonly client = env.XDPLB_E2E_CLIENT ?? 'xdplb-e2e-client';
+
+  private constructor() {
+    this.nodes = this.kubectl(['get', 'nodes', '-l', BALANCER_NODE_LABEL, '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean);
+    if (!this.nodes.length) throw new Error(`no node labelled ${BALANCER_NODE_LABEL}: run test/e2e/kind/run.sh`);
+  }
+
+  static async up(): Promise<KindOperatorEnv> {
+    const e = new KindOperatorEnv();
+    e.kubectl(['create', 'namespace', e.namespace, '--dry-run=client', '-o', 'yaml']);
+    e.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${e.namespace}, labels: {pod-security.kubernetes.io/enforce: privileged}}\n`);
+    e.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: e.drainSeconds } })]);
+    e.kubectl(['rollout', 'status', '-n', AGENT_NAMESPACE, 'ds/xdplb-agent-default', '--timeout=180s']);
+    return e;
+  }
+
+  kubectl(args: string[], input?: string): string {
+    return execFileSync('kubectl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  }
+
+  kubectlError(args: string[], input?: string): string {
+    try {
+      this.kubectl(args, input);
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr ?? err);
+    }
+    throw new Error(`kubectl ${args.join(' ')} succeeded, a failure was expected`);
+  }
+
+  private podReady(name: string): boolean | null {
+    try {
+      return this.kubectl(['get', 'pod', name, '-n', this.namespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True';
+    } catch {
+      return null;
+    }
+  }
+
+  async setBackend(name: string, state: BackendState): Promise<void> {
+    if (state === 'absent') {
+      this.kubectl(['delete', 'pod', name, '-n', this.namespace, '--grace-period=0', '--force', '--ignore-not-found']);
+      return;
+    }
+    if (this.podReady(name) === null) this.createBackend(name);
+    await waitFor(`${name} running`, () => this.kubectl(['get', 'pod', name, '-n', this.namespace, '-o', 'jsonpath={.status.phase}']), (p) => p === 'Running', POD_WAIT_MS);
+    this.kubectl(['exec', '-n', this.namespace, name, '--', 'sh', '-c', state === 'ready' ? `touch ${READY_FILE}` : `rm -f ${READY_FILE}`]);
+    await waitFor(`${name} ${state}`, () => this.podReady(name), (r) => r === (state === 'ready'), POD_WAIT_MS);
+  }
+
+  private createBackend(name: string): void {
+    const server = JSON.stringify({ name, tcp: [{ address: this.vip4, port: 80 }], udp: [{ address: this.vip4, port: 53 }] });
+    const script = [
+      'set -e',
+      'mount -t bpf bpf /sys/fs/bpf',
+      `ip addr add ${this.vip4}/32 dev lo`,
+      // The kind nodes' kernels may lack ipip: decapsulate with xdplb's own program, as the lab does.
+      `node ${DECAP} attach --nic eth0 --addr "$POD_IP" --pin-dir /sys/fs/bpf/decap`,
+      `exec node ${SERVER_PROGRAM} '${server}'`,
+    ].join('\n');
+    this.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name, namespace: this.namespace, labels: { app: 'web' } },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [{
+          name: 'server', image: this.image, imagePullPolicy: 'Never', command: ['sh', '-c', script],
+          env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
+          securityContext: { privileged: true, runAsUser: 0 },
+          readinessProbe: { exec: { command: ['test', '-f', READY_FILE] }, periodSeconds: 1, failureThreshold: 1 },
+        }],
+      },
+    }));
+  }
+
+  private clientRun<T>(cmd: object): Promise<T> {
+    return Promise.resolve(JSON.parse(execFileSync('docker', ['exec', this.client, 'node', CLIENT_PROGRAM, JSON.stringify(cmd)], { encoding: 'utf8' })) as T);
+  }
+
+  connect(vip: string, port: number, count: number): Promise<ConnectResult> {
+    return this.clientRun({ mode: 'connect', vip, port, count, concurrency: 8 });
+  }
+
+  long(vip: string, port: number, durationMs: number, intervalMs: number): Promise<LongResult> {
+    return this.clientRun({ mode: 'long', vip, port, durationMs, intervalMs });
+  }
+
+  continuous(vip: string, port: number, durationMs: number): Promise<ContinuousResult> {
+    return this.clientRun({ mode: 'continuous', vip, port, durationMs });
+  }
+
+  private agentPod(node: string): string {
+    return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'app.kubernetes.io/name=xdplb-agent', '--field-selector', `spec.nodeName=${node}`,
+      '-o', 'jsonpath={.items[0].metadata.name}']);
+  }
+
+  agentLog(node: string): string[] {
+    return this.kubectl(['logs', '-n', AGENT_NAMESPACE, this.agentPod(node)]).split('\n');
+  }
+
+  async agentMetrics(node: string): Promise<Samples> {
+    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${this.agentPod(node)}:${AGENT_METRICS_PORT}/proxy/metrics`]));
+  }
+
+  async restartAgent(node: string): Promise<void> {
+    const old = this.agentPod(node);
+    this.kubectl(['delete', 'pod', old, '-n', AGENT_NAMESPACE, '--grace-period=0', '--force']);
+    await waitFor(`a new ready agent on ${node}`, () => {
+      const pod = this.agentPod(node);
+      if (!pod || pod === old) return false;
+      return this.kubectl(['get', 'pod', pod, '-n', AGENT_NAMESPACE, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True';
+    }, (ok) => ok, POD_WAIT_MS);
+  }
+
+  controllers(): string[] {
+    return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'app.kubernetes.io/name=xdplb-controller', '--field-selector', 'status.phase=Running',
+      '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean);
+  }
+
+  async killController(identity: string): Promise<void> {
+    this.kubectl(['delete', 'pod', identity, '-n', AGENT_NAMESPACE, '--grace-period=0', '--force']);
+    await sleep(100);
+  }
+
+  async down(): Promise<void> {
+    this.kubectl(['delete', 'lbvip', '--all', '-n', this.namespace, '--ignore-not-found']);
+    this.kubectl(['delete', 'pod', '--all', '-n', this.namespace, '--grace-period=0', '--force', '--ignore-not-found']);
+  }
+}

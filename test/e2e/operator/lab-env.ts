@@ -1,0 +1,210 @@
+/**
+ * The operator on this machine: a real kube-apiserver and etcd, deploy/
+ * applied with kubectl, two controller replicas as processes, and the lab's
+ * two balancer nodes running agents in cluster mode. There is no kubelet:
+ * backend Pods are created through the API and given Ready status and the
+ * lab reals' addresses by the test; the DaemonSet's status is set the same way.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseMetrics } from '../../support/prometheus.js';
+import { Lab } from '../../lab/lab.js';
+import { ControlPlane } from '../control-plane/control-plane.js';
+import { ApiBridge } from './api-bridge.js';
+import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
+
+const DIST = fileURLToPath(new URL('../../../', import.meta.url)); // dist/
+export const REPO = join(DIST, '..');
+const CONTROLLER = join(DIST, 'src/controller/main.js');
+export const AGENT_NAMESPACE = 'xdplb-system';
+const AGENT_DAEMONSET = 'xdplb-agent-default';
+const E2E_IMAGE = 'xdplb:e2e';
+const DRAIN_SECONDS = 4;
+/** Lease timing short enough for a takeover within seconds. */
+const LEASE = ['--lease-duration', '3', '--renew-deadline', '2', '--retry-period', '0.5'];
+const WAIT_MS = 20_000;
+
+export async function waitFor<T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean, timeoutMs = WAIT_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let x = await get();
+  while (!ok(x)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(x)?.slice(0, 2000)}`);
+    await sleep(100);
+    x = await get();
+  }
+  return x;
+}
+
+export class LabOperatorEnv implements OperatorEnv {
+  readonly namespace = 'shop';
+  readonly nodes: string[];
+  readonly backendNames: string[];
+  readonly vip4 = '198.19.0.10';
+  readonly drainSeconds = DRAIN_SECONDS;
+  private readonly controllerProcs = new Map<string, ChildProcess>();
+  readonly controllerLogs = new Map<string, string[]>();
+  private nextController = 1;
+
+  private constructor(readonly cp: ControlPlane, readonly lab: Lab, readonly bridge: ApiBridge) {
+    this.nodes = lab.balancers.map((b) => b.name);
+    this.backendNames = lab.reals.map((r) => r.name);
+  }
+
+  /** Everything up to agents ready on both nodes; deploy/ applied as a user would. */
+  static async up(): Promise<LabOperatorEnv> {
+    const cp = await ControlPlane.start();
+    let lab: Lab | undefined;
+    let bridge: ApiBridge | undefined;
+    let env: LabOperatorEnv | undefined;
+    try {
+      cp.kubectl(['apply', '-k', join(REPO, 'deploy')]);
+      cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev']);
+      cp.kubectl(['create', 'namespace', 'shop']);
+      lab = await Lab.up({ reals: 3 });
+      bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
+      await bridge.start();
+      const e = (env = new LabOperatorEnv(cp, lab, bridge));
+      e.startController();
+      e.startController();
+      // The controller creates the default balancer and its DaemonSet; a DaemonSet controller would schedule two agents.
+      await waitFor('the agent DaemonSet', () => e.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE]), (ds) => !!ds);
+      cp.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: DRAIN_SECONDS } })]);
+      e.scheduleAgents(2);
+      for (const b of lab.balancers) await e.startAgent(b.name);
+      return e;
+    } catch (err) {
+      const started = env;
+      for (const id of started?.controllers() ?? []) await started!.killController(id);
+      await bridge?.stop();
+      await lab?.down();
+      await cp.stop();
+      throw err;
+    }
+  }
+
+  kubectl(args: string[], input?: string): string {
+    return this.cp.kubectl(args, input);
+  }
+
+  kubectlError(args: string[], input?: string): string {
+    return this.cp.kubectlError(args, input);
+  }
+
+  /** An object as JSON, or null when it does not exist. */
+  get(args: string[]): Record<string, any> | null {
+    try {
+      return JSON.parse(this.kubectl(['get', ...args, '-o', 'json']));
+    } catch (err) {
+      if (String((err as { stderr?: string }).stderr).includes('NotFound')) return null;
+      throw err;
+    }
+  }
+
+  /** There is no DaemonSet controller: say that every balancer node runs a ready agent. */
+  scheduleAgents(n: number): void {
+    const ds = this.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE])!;
+    const status = { observedGeneration: ds.metadata.generation, desiredNumberScheduled: n, currentNumberScheduled: n, numberMisscheduled: 0, numberReady: n };
+    this.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+  }
+
+  startController(): string {
+    const identity = `controller-${this.nextController++}`;
+    const log: string[] = [];
+    const child = spawn(process.execPath, [CONTROLLER,
+      '--kubeconfig', this.cp.kubeconfigAs('xdplb-system/xdplb-controller'), '--namespace', AGENT_NAMESPACE, '--identity', identity,
+      '--metrics-address', '127.0.0.1:0', '--agent-image', E2E_IMAGE, ...LEASE,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    child.on('exit', () => this.controllerProcs.delete(identity));
+    this.controllerProcs.set(identity, child);
+    this.controllerLogs.set(identity, log);
+    return identity;
+  }
+
+  controllers(): string[] {
+    return [...this.controllerProcs.keys()];
+  }
+
+  async killController(identity: string): Promise<void> {
+    const child = this.controllerProcs.get(identity);
+    if (!child) throw new Error(`no controller ${identity}`);
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  private balancer(node: string) {
+    const b = this.lab.balancers.find((x) => x.name === node);
+    if (!b) throw new Error(`no balancer node ${node}`);
+    return b;
+  }
+
+  startAgent(node: string): Promise<void> {
+    return this.lab.startClusterAgent(this.balancer(node), {
+      kubeconfig: this.cp.kubeconfigAs('xdplb-system/xdplb-agent'),
+      port: this.bridge.port,
+      socket: this.bridge.socketPath,
+    });
+  }
+
+  async restartAgent(node: string): Promise<void> {
+    await this.lab.stopAgent(this.balancer(node), 'SIGKILL');
+    await this.startAgent(node);
+  }
+
+  agentLog(node: string): string[] {
+    return this.balancer(node).log;
+  }
+
+  async agentMetrics(node: string) {
+    return parseMetrics(await this.lab.httpGet(this.balancer(node), '/metrics'));
+  }
+
+  async setBackend(name: string, state: BackendState): Promise<void> {
+    const real = this.lab.reals.find((r) => r.name === name);
+    if (!real) throw new Error(`no backend ${name}`);
+    if (state === 'absent') {
+      this.kubectl(['delete', 'pod', name, '-n', this.namespace, '--grace-period=0', '--force', '--ignore-not-found']);
+      return;
+    }
+    this.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name, namespace: this.namespace, labels: { app: 'web' } },
+      spec: { nodeName: `worker-${name}`, containers: [{ name: 'server', image: E2E_IMAGE }] },
+    }));
+    const status = {
+      phase: 'Running', podIP: real.v4, podIPs: [{ ip: real.v4 }, { ip: real.v6 }],
+      conditions: [{ type: 'Ready', status: state === 'ready' ? 'True' : 'False' }],
+    };
+    this.kubectl(['patch', 'pod', name, '-n', this.namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+  }
+
+  connect(vip: string, port: number, count: number): Promise<ConnectResult> {
+    return this.lab.clientRun({ mode: 'connect', vip, port, count, concurrency: 8 });
+  }
+
+  long(vip: string, port: number, durationMs: number, intervalMs: number): Promise<LongResult> {
+    return this.lab.clientRun({ mode: 'long', vip, port, durationMs, intervalMs });
+  }
+
+  continuous(vip: string, port: number, durationMs: number): Promise<ContinuousResult> {
+    return this.lab.clientRun({ mode: 'continuous', vip, port, durationMs });
+  }
+
+  async apiOutage(ms: number): Promise<void> {
+    await this.bridge.cut();
+    await sleep(ms);
+    await this.bridge.restore();
+  }
+
+  async down(): Promise<void> {
+    for (const id of this.controllers()) await this.killController(id).catch(() => undefined);
+    await this.bridge.stop();
+    await this.lab.down();
+    await this.cp.stop();
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * The whole path with real packets: kubectl apply -> controller -> status ->
+ * agents -> XDP -> TCP through the balancers to the backends. Runs on the
+ * lab here (lab-env.ts) and on a kind cluster (XDPLB_E2E_ENV=kind, kind-env.ts).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LoadBalancerVip } from '../../../src/api/loadbalancervip.js';
+import { inCI } from '../../support/kernel.js';
+import { sample, sum } from '../../support/prometheus.js';
+import { INVALID_VIPS, vipManifest } from '../invalid-vips.js';
+import type { OperatorEnv } from './env.js';
+import { REPO, waitFor } from './lab-env.js';
+import { join } from 'node:path';
+
+async function openEnv(): Promise<OperatorEnv> {
+  if (process.env.XDPLB_E2E_ENV === 'kind') return (await import('./kind-env.js')).KindOperatorEnv.up();
+  if (process.getuid?.() !== 0) throw new Error('the lab needs root');
+  return (await import('./lab-env.js')).LabOperatorEnv.up();
+}
+
+const HTTP = 80;
+/** Goal from the issue: traffic within a few seconds of kubectl apply. */
+const APPLY_TO_TRAFFIC_MS = 5000;
+
+describe('operator end to end: kubectl apply to packets', () => {
+  let env: OperatorEnv;
+  let unavailable: Error | null = null;
+  before(async () => {
+    try {
+      env = await openEnv();
+    } catch (err) {
+      unavailable = err as Error;
+    }
+  });
+  after(async () => {
+    await env?.down();
+  });
+  const need = (t: TestContext) => {
+    if (!unavailable) return true;
+    if (inCI) throw unavailable;
+    t.skip(`no operator environment: ${unavailable.message}`);
+    return false;
+  };
+
+  const ns = () => env.namespace;
+  const getVip = (name: string) => JSON.parse(env.kubectl(['get', 'lbvip', name, '-n', ns(), '-o', 'json'])) as LoadBalancerVip;
+  const cond = (v: LoadBalancerVip, type: string) => v.status?.conditions?.find((c) => c.type === type);
+  const untilVip = (name: string, what: string, ok: (v: LoadBalancerVip) => boolean) => waitFor(what, () => getVip(name), ok);
+  const vipsProgrammed = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vips')));
+  const mapWrites = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_map_writes_total')));
+  const webVip = (name = 'web') => vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}}, {port: 53, protocol: UDP}]\n  backendSelector: {matchLabels: {app: web}}`, name, ns());
+  /** Connections until all of `count` succeed, or the deadline. */
+  const untilServed = async (count: number, ok: (byReal: Record<string, number>) => boolean, timeoutMs = APPLY_TO_TRAFFIC_MS) => {
+    const started = Date.now();
+    for (;;) {
+      const r = await env.connect(env.vip4, HTTP, count);
+      if (r.failures === 0 && ok(r.byReal)) return { ...r, ms: Date.now() - started };
+      if (Date.now() - started > timeoutMs) assert.fail(`not served as expected within ${timeoutMs} ms: ${JSON.stringify(r)}`);
+      await sleep(100);
+    }
+  };
+
+  test('deploy/ passes a server-side dry run; the controller made the default balancer and its DaemonSet', (t) => {
+    if (!need(t)) return;
+    const out = env.kubectl(['apply', '--dry-run=server', '-k', join(REPO, 'deploy')]);
+    assert.match(out, /deployment\.apps\/xdplb-controller (unchanged|configured) \(server dry run\)/);
+    const b = JSON.parse(env.kubectl(['get', 'xdpbalancer', 'default', '-o', 'json']));
+    assert.equal(b.spec.image.length > 0, true);
+    assert.match(env.kubectl(['get', 'ds', '-n', 'xdplb-system']), /xdplb-agent-default/);
+  });
+
+  test('kubectl apply of a VIP: traffic balanced across its Ready pods within seconds; kubectl get shows it', async (t) => {
+    if (!need(t)) return;
+    const [a, b] = env.backendNames;
+    await env.setBackend(a!, 'ready');
+    await env.setBackend(b!, 'ready');
+    const applied = Date.now();
+    env.kubectl(['apply', '-f', '-'], webVip());
+    const served = await untilServed(200, (byReal) => !!byReal[a!] && !!byReal[b!]);
+    t.diagnostic(`apply -> balanced traffic: ${Date.now() - applied} ms`);
+    assert.deepEqual(Object.keys(served.byReal).sort(), [a, b].sort());
+    const v = await untilVip('web', 'Ready on every node', (x) => cond(x, 'Ready')?.status === 'True');
+    assert.deepEqual(v.status!.nodes!.map((n) => [n.node, n.programmedGeneration, n.reals]).sort(),
+      env.nodes.map((n) => [n, v.metadata.generation, 2]).sort());
+    const row = env.kubectl(['get', 'lbvip', 'web', '-n', ns()]);
+    assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+80/TCP,53/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
+  });
+
+  test('a new pod gets flows; a NotReady pod drains (its connections live on), then leaves every map', async (t) => {
+    if (!need(t)) return;
+    const [a, b, c] = env.backendNames;
+    await env.setBackend(c!, 'ready');
+    await untilServed(300, (byReal) => !!byReal[c!]);
+    // Long-lived connections on every backend, opened before the drain.
+    const longs = Array.from({ length: 18 }, () => env.long(env.vip4, HTTP, 4000, 100));
+    await sleep(500);
+    await env.setBackend(a!, 'not-ready');
+    await untilVip('web', `${a} draining`, (v) => !!v.status?.backends?.some((x) => x.pod === a && x.draining));
+    const fresh = await untilServed(300, (byReal) => !byReal[a!]);
+    assert.ok(fresh.byReal[b!] && fresh.byReal[c!], JSON.stringify(fresh.byReal));
+    const results = await Promise.all(longs);
+    assert.ok(results.some((r) => r.real === a), `no long-lived connection landed on ${a}: ${results.map((r) => r.real)}`);
+    for (const r of results) {
+      assert.equal(r.error, '', `a connection to ${r.real} broke while it drained: ${r.error}`);
+      assert.ok(r.received >= r.sent - 1 && r.sent >= 30, `connection to ${r.real}: ${r.received}/${r.sent}`);
+    }
+    await untilVip('web', `${a} gone after ${env.drainSeconds} s`, (v) => !v.status?.backends?.some((x) => x.pod === a));
+    await waitFor('every agent dropped the drained real', async () =>
+      Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_reals'))), (reals) => reals.every((x) => x === 2));
+  });
+
+  test(`${INVALID_VIPS.length} invalid VIPs are refused by the API server naming the field; nothing is programmed`, async (t) => {
+    if (!need(t)) return;
+    assert.ok(INVALID_VIPS.length >= 15);
+    const vipsBefore = await vipsProgrammed();
+    const writesBefore = await mapWrites();
+    for (const [what, spec, field] of INVALID_VIPS) {
+      const err = env.kubectlError(['apply', '-f', '-'], vipManifest(spec, 'bad', ns()));
+      assert.ok(err.includes(field), `${what}: the error does not name ${field}: ${err}`);
+    }
+    assert.match(env.kubectlError(['get', 'lbvip', 'bad', '-n', ns()]), /NotFound/);
+    await sleep(500);
+    assert.deepEqual(await vipsProgrammed(), vipsBefore);
+    assert.deepEqual(await mapWrites(), writesBefore);
+  });
+
+  test('a conflicting VIP gets Conflict=True and is not programmed; the first keeps serving', async (t) => {
+    if (!need(t)) return;
+    const writesBefore = await mapWrites();
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: other}}`, 'rival', ns()));
+    const rival = await untilVip('rival', 'the rival in conflict', (v) => cond(v, 'Conflict')?.status === 'True');
+    assert.match(cond(rival, 'Conflict')!.message!, new RegExp(`held by ${ns()}/web`));
+    assert.equal(cond(getVip('web'), 'Conflict')?.status, 'False');
+    const r = await env.connect(env.vip4, HTTP, 200);
+    assert.equal(r.failures, 0);
+    assert.ok(!Object.keys(r.byReal).some((x) => !env.backendNames.includes(x)));
+    await sleep(500);
+    assert.ok(!(getVip('rival').status?.nodes ?? []).some((n) => n.programmedGeneration !== undefined), 'no node programmed the rival');
+    assert.deepEqual(await mapWrites(), writesBefore, 'the rival never reached the maps');
+    env.kubectl(['delete', 'lbvip', 'rival', '-n', ns()]);
+  });
+
+  test('killing the leader controller: the other replica takes over, the dataplane does not change, work goes on', async (t) => {
+    if (!need(t)) return;
+    const leader = () => env.kubectl(['get', 'lease', 'xdplb-controller', '-n', 'xdplb-system', '-o', 'jsonpath={.spec.holderIdentity}']);
+    const first = leader();
+    assert.ok(env.controllers().includes(first), `leader ${first} is one of ${env.controllers()}`);
+    const writesBefore = await mapWrites();
+    const traffic = env.continuous(env.vip4, HTTP, 4000);
+    await env.killController(first);
+    const second = await waitFor('another leader', leader, (id) => id !== first && id !== '', 15_000);
+    assert.ok(env.controllers().includes(second));
+    const c = await traffic;
+    assert.equal(c.failures, 0, c.errors.join(', '));
+    assert.deepEqual(await mapWrites(), writesBefore, 'a takeover rewrote no map');
+    // The new leader does the work: the drained backend comes back.
+    const [a] = env.backendNames;
+    await env.setBackend(a!, 'ready');
+    await untilVip('web', `${a} back under ${second}`, (v) => v.status?.readyBackends === 3);
+    await untilServed(300, (byReal) => !!byReal[a!]);
+  });
+
+  test('killing an agent: connections survive, its status entry stays, its maps are adopted, not rebuilt', async (t) => {
+    if (!need(t)) return;
+    const node = env.nodes[0]!;
+    const long = env.long(env.vip4, HTTP, 6000, 50);
+    const traffic = env.continuous(env.vip4, HTTP, 6000);
+    await sleep(1000);
+    await env.restartAgent(node);
+    const [l, c] = await Promise.all([long, traffic]);
+    assert.equal(c.failures, 0, `failed requests: ${c.errors.join(', ')}`);
+    assert.equal(l.error, '');
+    assert.ok(l.received >= l.sent - 1 && l.sent > 50, `long-lived connection: ${l.received}/${l.sent}`);
+    const m = await env.agentMetrics(node);
+    assert.equal(sample(m, 'xdplb_map_writes_total'), 0, 'the new agent found the maps right and wrote nothing');
+    assert.equal(sample(m, 'xdplb_vips'), 2);
+    const v = getVip('web');
+    assert.equal(v.status!.nodes!.find((n) => n.node === node)?.programmedGeneration, v.metadata.generation);
+  });
+
+  test('an API server outage: agents keep serving and rewrite nothing; changes after it are applied', async (t) => {
+    if (!need(t)) return;
+    if (!env.apiOutage) {
+      t.skip('this environment cannot cut the agents off the API server');
+      return;
+    }
+    const writesBefore = await mapWrites();
+    const traffic = env.continuous(env.vip4, HTTP, 3000);
+    await env.apiOutage(2000);
+    const c = await traffic;
+    assert.equal(c.failures, 0);
+    await sleep(1500); // the watches come back and relist
+    for (const n of env.nodes) assert.ok(env.agentLog(n).some((l) => l.includes('list/watch failed')), `${n}'s agent did not notice the outage`);
+    assert.deepEqual(await mapWrites(), writesBefore, 'a relist after the outage rewrote no map');
+    const [, b] = env.backendNames;
+    await env.setBackend(b!, 'absent');
+    await untilServed(300, (byReal) => !byReal[b!], 15_000);
+  });
+
+  test('deleting the VIP removes it from every agent, and its traffic passes to the kernel', async (t) => {
+    if (!need(t)) return;
+    const passedBefore = await Promise.all(env.nodes.map(async (n) => sum(await env.agentMetrics(n), 'xdplb_packets_total', { reason: 'pass_not_vip' })));
+    env.kubectl(['delete', 'lbvip', 'web', '-n', ns()]);
+    await waitFor('no VIP in any agent', vipsProgrammed, (v) => v.every((x) => x === 0));
+    const r = await env.connect(env.vip4, HTTP, 20);
+    assert.equal(r.failures, 20, 'nothing balances the deleted VIP');
+    const passed = await Promise.all(env.nodes.map(async (n) => sum(await env.agentMetrics(n), 'xdplb_packets_total', { reason: 'pass_not_vip' })));
+    assert.ok(passed.reduce((x, y) => x + y, 0) > passedBefore.reduce((x, y) => x + y, 0), `not passed to the kernel: ${passedBefore} -> ${passed}`);
+  });
+});
