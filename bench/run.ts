@@ -3,14 +3,24 @@ import { agentReconcile } from './agent.js';
 import { labPps } from './lab-pps.js';
 import { maglevGeneration, packetPaths, ringProgramming } from './dataplane.js';
 import { machine } from './stats.js';
+import { applyToPackets, scale } from './operator.js';
 
 if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
+// npm run bench [-- NAME...]: only the named groups (dataplane, agent, lab, operator).
+const only = process.argv.slice(2);
+const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
-console.log(packetPaths(), '\n');
-console.log(maglevGeneration(), '\n');
-console.log(ringProgramming(), '\n');
-console.log(agentReconcile(), '\n');
-console.log(await labPps());
+if (want('dataplane')) {
+  console.log(packetPaths(), '\n');
+  console.log(maglevGeneration(), '\n');
+  console.log(ringProgramming(), '\n');
+}
+if (want('agent')) console.log(agentReconcile(), '\n');
+if (want('lab')) console.log(await labPps(), '\n');
+if (want('operator')) {
+  console.log(await applyToPackets(), '\n');
+  console.log(await scale());
+}

@@ -47,13 +47,17 @@ export class LabOperatorEnv implements OperatorEnv {
   readonly controllerLogs = new Map<string, string[]>();
   private nextController = 1;
 
-  private constructor(readonly cp: ControlPlane, readonly lab: Lab, readonly bridge: ApiBridge) {
+  private constructor(readonly cp: ControlPlane, readonly lab: Lab, readonly bridge: ApiBridge, private readonly agentArgs: string[]) {
     this.nodes = lab.balancers.map((b) => b.name);
     this.backendNames = lab.reals.map((r) => r.name);
   }
 
-  /** Everything up to agents ready on both nodes; deploy/ applied as a user would. */
-  static async up(): Promise<LabOperatorEnv> {
+  /**
+   * Everything up to agents ready on both nodes; deploy/ applied as a user
+   * would. `before` runs once the control plane has deploy/, before any
+   * controller or agent starts (benchmarks load objects there).
+   */
+  static async up(opts: { agentArgs?: string[]; before?: (cp: ControlPlane) => Promise<void> } = {}): Promise<LabOperatorEnv> {
     const cp = await ControlPlane.start();
     let lab: Lab | undefined;
     let bridge: ApiBridge | undefined;
@@ -62,10 +66,11 @@ export class LabOperatorEnv implements OperatorEnv {
       cp.kubectl(['apply', '-k', join(REPO, 'deploy')]);
       cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev']);
       cp.kubectl(['create', 'namespace', 'shop']);
+      await opts.before?.(cp);
       lab = await Lab.up({ reals: 3 });
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
       await bridge.start();
-      const e = (env = new LabOperatorEnv(cp, lab, bridge));
+      const e = (env = new LabOperatorEnv(cp, lab, bridge, opts.agentArgs ?? []));
       e.startController();
       e.startController();
       // The controller creates the default balancer and its DaemonSet; a DaemonSet controller would schedule two agents.
@@ -125,6 +130,14 @@ export class LabOperatorEnv implements OperatorEnv {
     return identity;
   }
 
+  controllerPid(identity: string): number | undefined {
+    return this.controllerProcs.get(identity)?.pid;
+  }
+
+  agentPid(node: string): number | undefined {
+    return this.balancer(node).agent?.pid ?? undefined;
+  }
+
   controllers(): string[] {
     return [...this.controllerProcs.keys()];
   }
@@ -148,7 +161,7 @@ export class LabOperatorEnv implements OperatorEnv {
       kubeconfig: this.cp.kubeconfigAs('xdplb-system/xdplb-agent'),
       port: this.bridge.port,
       socket: this.bridge.socketPath,
-    });
+    }, this.agentArgs);
   }
 
   async restartAgent(node: string): Promise<void> {

@@ -5,11 +5,15 @@
  *  { mode: 'udp', vip, port, sourcePorts: number[] }        one datagram per source port, answers by port
  *  { mode: 'long', vip, port, durationMs, intervalMs }      one connection, a line every interval
  *  { mode: 'continuous', vip, port, durationMs }            back-to-back connections for a while
+ *  { mode: 'probe', vip, port, durationMs, intervalMs }     prints "started", then connects every interval
+ *                                                           until one is answered: { at: epoch ms, attempts }
  */
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 
 const CONNECT_TIMEOUT_MS = 3000;
+/** A probe gives up on a connection soon: a SYN lost before the VIP existed is not retransmitted for 1 s. */
+const PROBE_TIMEOUT_MS = 200;
 const UDP_TIMEOUT_MS = 2000;
 
 interface Cmd {
@@ -25,13 +29,13 @@ interface Cmd {
 const cmd = JSON.parse(process.argv[2] ?? '{}') as Cmd;
 
 /** One connection: resolves with the real's name from the greeting. */
-function greet(vip: string, port: number): Promise<string> {
+function greet(vip: string, port: number, timeoutMs = CONNECT_TIMEOUT_MS): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: vip, port });
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error('timeout'));
-    }, CONNECT_TIMEOUT_MS);
+    }, timeoutMs);
     let buf = '';
     sock.on('data', (d) => {
       buf += d.toString();
@@ -146,7 +150,29 @@ async function continuous(): Promise<object> {
   return { ok, failures: errors.length, errors: errors.slice(0, 10) };
 }
 
-const run = { connect: connectMany, udp, long, continuous }[cmd.mode];
+/**
+ * How soon a VIP starts answering: a new connection every interval, each
+ * given PROBE_TIMEOUT_MS, overlapping, so a SYN lost before the VIP existed
+ * does not hide the moment it starts to work. `at`: the first answer's time.
+ */
+function probe(): Promise<object> {
+  return new Promise((resolve) => {
+    let attempts = 0;
+    const finish = (at: number | null) => {
+      clearInterval(tick);
+      clearTimeout(timer);
+      resolve({ at, attempts });
+    };
+    const tick = setInterval(() => {
+      attempts++;
+      greet(cmd.vip, cmd.port, PROBE_TIMEOUT_MS).then(() => finish(Date.now()), () => undefined);
+    }, cmd.intervalMs ?? 10);
+    const timer = setTimeout(() => finish(null), cmd.durationMs ?? 10_000);
+    process.stdout.write('started\n');
+  });
+}
+
+const run = { connect: connectMany, udp, long, continuous, probe }[cmd.mode];
 if (!run) {
   process.stderr.write(`unknown mode ${cmd.mode}\n`);
   process.exit(2);
