@@ -66,6 +66,16 @@ function get(url: string, token: string): Promise<{ status: number; body: string
   });
 }
 
+/** The stderr of a command that must fail; throws when it succeeds. */
+export function failureOutput(run: () => unknown, what: string): string {
+  try {
+    run();
+  } catch (err) {
+    return String((err as { stderr?: string }).stderr ?? err);
+  }
+  throw new Error(`${what} succeeded, a failure was expected`);
+}
+
 function writeKubeconfig(path: string, server: string, token: string): string {
   writeFileSync(path, [
     'apiVersion: v1', 'kind: Config', 'current-context: xdplb-test',
@@ -167,12 +177,7 @@ export class ControlPlane {
 
   /** kubectl that is expected to fail: returns its error output. */
   kubectlError(args: string[], input?: string): string {
-    try {
-      this.kubectl(args, input);
-    } catch (err) {
-      return String((err as { stderr?: string }).stderr ?? err);
-    }
-    throw new Error(`kubectl ${args.join(' ')} succeeded, a failure was expected`);
+    return failureOutput(() => this.kubectl(args, input), `kubectl ${args.join(' ')}`);
   }
 
   async stop(): Promise<void> {

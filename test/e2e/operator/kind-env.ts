@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
+import { failureOutput } from '../control-plane/control-plane.js';
 import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
 
 const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
@@ -53,12 +54,7 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   kubectlError(args: string[], input?: string): string {
-    try {
-      this.kubectl(args, input);
-    } catch (err) {
-      return String((err as { stderr?: string }).stderr ?? err);
-    }
-    throw new Error(`kubectl ${args.join(' ')} succeeded, a failure was expected`);
+    return failureOutput(() => this.kubectl(args, input), `kubectl ${args.join(' ')}`);
   }
 
   private podReady(name: string): boolean | null {
