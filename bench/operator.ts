@@ -122,7 +122,7 @@ export async function scale(vips = Number(process.env.BENCH_VIPS ?? 1000), perVi
     for (const id of env.controllers()) await env.killController(id);
     await pool(vips, 16, (i) => custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: 'shop', name: `v${i}`,
       body: { status: { backends: null, readyBackends: null, conditions: null, programmedNodes: null, observedGeneration: null } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)));
-    const fresh = env.startController();
+    const fresh = await env.startController();
     // From the moment it leads (the killed leader's lease must expire first).
     await waitFor('the fresh controller leads', () => env.kubectl(['get', 'lease', 'xdplb-controller', '-n', 'xdplb-system', '-o', 'jsonpath={.spec.holderIdentity}']), (h) => h === fresh, 60_000);
     const controllerStart = Date.now();

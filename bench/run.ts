@@ -9,7 +9,7 @@ if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, agent, lab, operator).
+// npm run bench [-- NAME...]: only the named groups (dataplane, agent, lab, operator = apply + scale).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
@@ -20,7 +20,5 @@ if (want('dataplane')) {
 }
 if (want('agent')) console.log(agentReconcile(), '\n');
 if (want('lab')) console.log(await labPps(), '\n');
-if (want('operator')) {
-  console.log(await applyToPackets(), '\n');
-  console.log(await scale());
-}
+if (want('operator') || want('apply')) console.log(await applyToPackets(), '\n');
+if (want('operator') || want('scale')) console.log(await scale());

@@ -99,7 +99,11 @@ export class BalancerController implements BalancerView {
 
   async reconcile(name: string): Promise<void> {
     const b = this.balancers.get(name);
-    if (!b) return; // deleted: the DaemonSet goes with it (owner reference)
+    if (!b) {
+      // Deleted: the DaemonSet goes with it (owner reference).
+      for (const state of ['desired', 'ready']) this.opts.metrics?.balancerAgents.remove({ balancer: name, state });
+      return;
+    }
     const want = agentDaemonSet(b, this.opts.namespace);
     const applied = await this.apps.patchNamespacedDaemonSet(
       { name: want.metadata!.name!, namespace: this.opts.namespace, body: want, fieldManager: CONTROLLER_FIELD_MANAGER, force: true },
@@ -108,6 +112,8 @@ export class BalancerController implements BalancerView {
     const ds = this.daemonSets.get(want.metadata!.name!, this.opts.namespace) ?? applied;
     const desired = ds.status?.desiredNumberScheduled ?? 0;
     const ready = ds.status?.numberReady ?? 0;
+    this.opts.metrics?.balancerAgents.set({ balancer: name, state: 'desired' }, desired);
+    this.opts.metrics?.balancerAgents.set({ balancer: name, state: 'ready' }, ready);
     const allReady = ds.status?.observedGeneration !== undefined && ready >= desired && desired > 0;
     const condition: V1Condition = {
       type: BalancerConditionType.AgentsReady,

@@ -27,6 +27,18 @@ export class ControllerMetrics {
     help: '1 while this replica holds the leader lease',
     registers: [this.registry],
   });
+  readonly balancerAgents = new Gauge({
+    name: 'xdplb_controller_balancer_agents',
+    help: 'Agents of each XdpBalancer: desired (nodes its DaemonSet schedules) and ready',
+    labelNames: ['balancer', 'state'],
+    registers: [this.registry],
+  });
+  readonly vipNodes = new Gauge({
+    name: 'xdplb_controller_vip_nodes',
+    help: "Balancer nodes per VIP (namespace/name): desired, and programmed with the VIP's current generation",
+    labelNames: ['vip', 'state'],
+    registers: [this.registry],
+  });
   private readonly depths = new Map<string, () => number>();
 
   constructor() {

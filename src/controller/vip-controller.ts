@@ -99,7 +99,11 @@ export class VipController {
     this.reconciles++;
     const [ns, name] = key.split('/') as [string, string];
     const vip = this.vips.get(name, ns);
-    if (!vip) return; // deleted: agents drop it from their maps
+    if (!vip) {
+      // Deleted: agents drop it from their maps.
+      for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
+      return;
+    }
     const now = new Date();
     const balancer = balancerOf(vip);
     const res = resolveBackends(vip, this.podIndex.candidates(ns, vip.spec.backendSelector), now, this.opts.balancers.drainSeconds(balancer));
@@ -118,6 +122,8 @@ export class VipController {
       now,
     });
     const programmed = programmedNodes(vip).length;
+    this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, desiredNodes ?? 0);
+    this.opts.metrics?.vipNodes.set({ vip: key, state: 'programmed' }, programmed);
     const status: LoadBalancerVipStatus = {
       observedGeneration: vip.metadata.generation,
       ports: portsSummary(vip.spec),

@@ -52,6 +52,8 @@ export interface OperatorEnv {
   restartAgent(node: string): Promise<void>;
   /** Controller replicas running, by identity. */
   controllers(): string[];
+  /** The metrics of a controller replica. */
+  controllerMetrics(identity: string): Promise<Samples>;
   /** kill -9 a controller replica. */
   killController(identity: string): Promise<void>;
   /** An API server outage as the agents see it, if the environment can make one. */

@@ -20,6 +20,7 @@ const SERVER_PROGRAM = '/app/dist/test/lab/programs/server.js';
 const DECAP = '/app/dist/src/agent/decap-main.js';
 const READY_FILE = '/tmp/ready';
 const AGENT_METRICS_PORT = 9641;
+const CONTROLLER_METRICS_PORT = 9642;
 /** Nodes the kind config labels as balancer nodes (test/e2e/kind/cluster.yaml). */
 const BALANCER_NODE_LABEL = 'xdplb.dev/balancer-node=true';
 const POD_WAIT_MS = 120_000;
@@ -143,6 +144,10 @@ export class KindOperatorEnv implements OperatorEnv {
   controllers(): string[] {
     return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'app.kubernetes.io/name=xdplb-controller', '--field-selector', 'status.phase=Running',
       '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean);
+  }
+
+  async controllerMetrics(identity: string): Promise<Samples> {
+    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${identity}:${CONTROLLER_METRICS_PORT}/proxy/metrics`]));
   }
 
   async killController(identity: string): Promise<void> {

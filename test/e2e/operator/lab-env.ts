@@ -9,9 +9,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseMetrics } from '../../support/prometheus.js';
+import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import { Lab } from '../../lab/lab.js';
-import { ControlPlane } from '../control-plane/control-plane.js';
+import { ControlPlane, freePort } from '../control-plane/control-plane.js';
 import { ApiBridge } from './api-bridge.js';
 import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
 
@@ -44,6 +44,7 @@ export class LabOperatorEnv implements OperatorEnv {
   readonly vip4 = '198.19.0.10';
   readonly drainSeconds = DRAIN_SECONDS;
   private readonly controllerProcs = new Map<string, ChildProcess>();
+  private readonly controllerPorts = new Map<string, number>();
   readonly controllerLogs = new Map<string, string[]>();
   private nextController = 1;
 
@@ -71,8 +72,8 @@ export class LabOperatorEnv implements OperatorEnv {
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
       await bridge.start();
       const e = (env = new LabOperatorEnv(cp, lab, bridge, opts.agentArgs ?? []));
-      e.startController();
-      e.startController();
+      await e.startController();
+      await e.startController();
       // The controller creates the default balancer and its DaemonSet; a DaemonSet controller would schedule two agents.
       await waitFor('the agent DaemonSet', () => e.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE]), (ds) => !!ds);
       cp.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: DRAIN_SECONDS } })]);
@@ -114,12 +115,14 @@ export class LabOperatorEnv implements OperatorEnv {
     this.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
   }
 
-  startController(): string {
+  async startController(): Promise<string> {
     const identity = `controller-${this.nextController++}`;
+    const port = await freePort();
+    this.controllerPorts.set(identity, port);
     const log: string[] = [];
     const child = spawn(process.execPath, [CONTROLLER,
       '--kubeconfig', this.cp.kubeconfigAs('xdplb-system/xdplb-controller'), '--namespace', AGENT_NAMESPACE, '--identity', identity,
-      '--metrics-address', '127.0.0.1:0', '--agent-image', E2E_IMAGE, ...LEASE,
+      '--metrics-address', `127.0.0.1:${port}`, '--agent-image', E2E_IMAGE, ...LEASE,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean));
     child.stdout!.on('data', keep);
@@ -128,6 +131,11 @@ export class LabOperatorEnv implements OperatorEnv {
     this.controllerProcs.set(identity, child);
     this.controllerLogs.set(identity, log);
     return identity;
+  }
+
+  async controllerMetrics(identity: string): Promise<Samples> {
+    const res = await fetch(`http://127.0.0.1:${this.controllerPorts.get(identity)}/metrics`);
+    return parseMetrics(await res.text());
   }
 
   controllerPid(identity: string): number | undefined {

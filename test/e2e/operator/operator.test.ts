@@ -13,6 +13,7 @@ import { INVALID_VIPS, vipManifest } from '../invalid-vips.js';
 import type { OperatorEnv } from './env.js';
 import { REPO, waitFor } from './lab-env.js';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 
 async function openEnv(): Promise<OperatorEnv> {
   if (process.env.XDPLB_E2E_ENV === 'kind') return (await import('./kind-env.js')).KindOperatorEnv.up();
@@ -197,6 +198,27 @@ describe('operator end to end: kubectl apply to packets', () => {
     const [, b] = env.backendNames;
     await env.setBackend(b!, 'absent');
     await untilServed(300, (byReal) => !byReal[b!], 15_000);
+  });
+
+  test('the Grafana dashboard is valid JSON and every query names a metric the agents or the controller export', async (t) => {
+    if (!need(t)) return;
+    const dashboard = JSON.parse(readFileSync(join(REPO, 'deploy/grafana/xdplb-dashboard.json'), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const leader = env.kubectl(['get', 'lease', 'xdplb-controller', '-n', 'xdplb-system', '-o', 'jsonpath={.spec.holderIdentity}']);
+    const scraped = new Set<string>();
+    for (const samples of [...await Promise.all(env.nodes.map((n) => env.agentMetrics(n))), await env.controllerMetrics(leader)]) {
+      for (const key of samples.keys()) scraped.add(key.replace(/\{.*$/, '').replace(/_(bucket|sum|count)$/, ''));
+    }
+    const queries = dashboard.panels.flatMap((p) => p.targets.map((q) => ({ panel: p.title, expr: q.expr })));
+    assert.ok(queries.length >= 8, `${queries.length} queries`);
+    for (const { panel, expr } of queries) {
+      const names = expr.match(/\bxdplb_[a-z0-9_]+/g) ?? [];
+      assert.ok(names.length > 0, `${panel}: a query with no xdplb metric: ${expr}`);
+      for (const name of names) assert.ok(scraped.has(name), `${panel}: ${name} is not exported (scraped: ${[...scraped].filter((n) => n.startsWith('xdplb_')).join(', ')})`);
+    }
+    // The panels the issue asks for are there.
+    for (const needed of ['xdplb_vip_packets_total', 'xdplb_vip_new_flows_total', 'xdplb_real_packets_total', 'xdplb_packets_total', 'xdplb_controller_balancer_agents', 'xdplb_controller_vip_nodes']) {
+      assert.ok(queries.some((q) => q.expr.includes(needed)), `no panel queries ${needed}`);
+    }
   });
 
   test('deleting the VIP removes it from every agent, and its traffic passes to the kernel', async (t) => {
