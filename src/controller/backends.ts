@@ -22,6 +22,26 @@ export interface Resolution {
   badWeights: { pod: string; value: string }[];
 }
 
+/**
+ * Keeps only the pod fields backend resolution reads (in place): name,
+ * namespace, labels, the weight annotation, deletion, node, phase, IPs and
+ * the Ready condition. The controller caches every pod of the cluster.
+ */
+export function trimPod(pod: V1Pod): void {
+  const m = pod.metadata;
+  if (m) {
+    delete m.managedFields;
+    delete m.ownerReferences;
+    const weight = m.annotations?.[WEIGHT_ANNOTATION];
+    m.annotations = weight === undefined ? undefined : { [WEIGHT_ANNOTATION]: weight };
+  }
+  if (pod.spec) pod.spec = { nodeName: pod.spec.nodeName, containers: [] };
+  const st = pod.status;
+  if (st) {
+    pod.status = { phase: st.phase, podIP: st.podIP, podIPs: st.podIPs, conditions: st.conditions?.filter((c) => c.type === 'Ready') };
+  }
+}
+
 function isReady(pod: V1Pod): boolean {
   if (pod.metadata?.deletionTimestamp) return false; // terminating: drain
   if (pod.status?.phase !== 'Running') return false;

@@ -12,8 +12,8 @@ import {
   portsSummary, VERSION,
 } from '../api/loadbalancervip.js';
 import { componentLog } from '../lib/log.js';
-import { WatchedCache } from '../lib/watched-cache.js';
-import { MAX_WEIGHT, resolveBackends } from './backends.js';
+import { trimManagedFields, WatchedCache } from '../lib/watched-cache.js';
+import { MAX_WEIGHT, resolveBackends, trimPod } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { CONTROLLER_FIELD_MANAGER } from './balancer-controller.js';
 import { computeConditions, conditionsEqual, programmedNodes } from './conditions.js';
@@ -31,6 +31,9 @@ export interface VipControllerOptions {
   events?: EventRecorder;
   metrics?: ControllerMetrics;
 }
+
+/** Objects per list page: bounds the largest response the controller parses at once. */
+const LIST_PAGE_SIZE = 500;
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
 const balancerOf = (v: LoadBalancerVip) => v.spec.balancer ?? DEFAULT_BALANCER;
@@ -51,10 +54,12 @@ export class VipController {
     this.vips = new WatchedCache<LoadBalancerVip>(
       kc,
       `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`,
-      () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL }),
+      (page) => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, ...page }),
       (v, verb) => this.onVip(v, verb === 'delete'),
+      { trim: trimManagedFields, pageSize: LIST_PAGE_SIZE },
     );
-    this.pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), (p, verb) => this.onPod(p, verb === 'delete'));
+    this.pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', (page) => core.listPodForAllNamespaces(page), (p, verb) => this.onPod(p, verb === 'delete'),
+      { trim: trimPod, pageSize: LIST_PAGE_SIZE });
     this.queue = new WorkQueue('loadbalancervip', (key) => this.reconcile(key), opts.metrics?.queueHooks('LoadBalancerVip', () => this.queue.depth));
   }
 

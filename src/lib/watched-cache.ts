@@ -12,9 +12,27 @@ const log = componentLog('watch');
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
-export interface WatchedCacheOptions {
+export interface WatchedCacheOptions<T> {
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * Drops what the owner never reads, in place, before an object is kept:
+   * with 100k pods, managedFields and container specs are most of the memory.
+   */
+  trim?: (obj: T) => void;
+  /** List in pages of this many (one consistent snapshot), so a large list is never one huge response. */
+  pageSize?: number;
+}
+
+/** One page request of a list: the API's limit and continue parameters. */
+export interface ListPage {
+  limit?: number;
+  _continue?: string;
+}
+
+/** A trim for objects whose managedFields (large, never read by us) are all there is to drop. */
+export function trimManagedFields(obj: KubernetesObject): void {
+  if (obj.metadata) delete obj.metadata.managedFields;
 }
 
 export class WatchedCache<T extends KubernetesObject> {
@@ -31,12 +49,26 @@ export class WatchedCache<T extends KubernetesObject> {
   constructor(
     kc: KubeConfig,
     readonly path: string,
-    list: () => Promise<KubernetesListObject<T>>,
+    list: (page: ListPage) => Promise<KubernetesListObject<T>>,
     onChange: (obj: T, verb: 'add' | 'update' | 'delete') => void,
-    opts: WatchedCacheOptions = {},
+    opts: WatchedCacheOptions<T> = {},
   ) {
+    const trim = opts.trim ?? (() => undefined);
+    const listAll = async (): Promise<KubernetesListObject<T>> => {
+      const first = await list({ limit: opts.pageSize });
+      first.items.forEach(trim);
+      let next = first.metadata?._continue;
+      while (next) {
+        const page = await list({ limit: opts.pageSize, _continue: next });
+        page.items.forEach(trim);
+        first.items.push(...page.items);
+        next = page.metadata?._continue;
+      }
+      if (first.metadata) first.metadata._continue = undefined;
+      return first;
+    };
     const listed = async () => {
-      const result = await list();
+      const result = await listAll();
       this.lists++;
       this.synced = true;
       this.retryMs = RETRY_MIN_MS;
@@ -44,8 +76,15 @@ export class WatchedCache<T extends KubernetesObject> {
       return result;
     };
     this.lw = new ListWatch<T>(path, new Watch(kc), listed, false, opts.labelSelector, opts.fieldSelector);
-    this.lw.on(ADD, (o) => onChange(o, 'add'));
-    this.lw.on(UPDATE, (o) => onChange(o, 'update'));
+    // ListWatch hands callbacks the object it keeps: trimming it here trims the cache.
+    this.lw.on(ADD, (o) => {
+      trim(o);
+      onChange(o, 'add');
+    });
+    this.lw.on(UPDATE, (o) => {
+      trim(o);
+      onChange(o, 'update');
+    });
     this.lw.on(DELETE, (o) => onChange(o, 'delete'));
     this.lw.on('error', (err: unknown) => this.failed(err));
   }

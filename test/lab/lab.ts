@@ -331,9 +331,9 @@ export class Lab {
     await exited;
   }
 
-  /** GET on the agent's HTTP endpoint, from inside its namespace. */
+  /** GET on the agent's HTTP endpoint, from inside its namespace (exits once stdout is flushed: a pipe write is async). */
   httpGet(b: Balancer, path: string): Promise<string> {
-    const script = `fetch('http://127.0.0.1:${METRICS_PORT}${path}').then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 1); }, () => process.exit(1))`;
+    const script = `fetch('http://127.0.0.1:${METRICS_PORT}${path}').then(async (r) => { const ok = r.ok; process.stdout.write(await r.text(), () => process.exit(ok ? 0 : 1)); }, () => process.exit(1))`;
     return this.runNode(b.ns, '-e', [script]);
   }
 

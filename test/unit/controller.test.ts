@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type LoadBalancerVip, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
-import { backendIp, resolveBackends } from '../../src/controller/backends.js';
+import { backendIp, resolveBackends, trimPod } from '../../src/controller/backends.js';
 import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
 import { findConflicts } from '../../src/controller/conflicts.js';
 import { matchesSelector } from '../../src/controller/selector.js';
@@ -209,4 +209,20 @@ describe('balancer problems and events', () => {
       'added e (198.18.40.5); ready again c; weight a 1->5; draining b; removed d',
     );
   });
+});
+
+test('a trimmed pod resolves to the same backend, and keeps none of what resolution does not read', () => {
+  const full = pod('web-1', ['198.18.40.1', '2001:db8:40::1'], { weight: '3', node: 'node-b' });
+  full.metadata!.managedFields = [{ manager: 'kubelet', operation: 'Update' }];
+  full.metadata!.annotations!['other'] = 'x'.repeat(1000);
+  full.spec!.containers = [{ name: 'c', image: 'big', env: [{ name: 'A', value: 'b' }] }];
+  full.status!.conditions!.push({ type: 'PodScheduled', status: 'True' });
+  const before = resolveBackends(vip('v'), [full], NOW, DRAIN);
+  const trimmed = structuredClone(full);
+  trimPod(trimmed);
+  assert.deepEqual(resolveBackends(vip('v'), [trimmed], NOW, DRAIN), before);
+  assert.equal(trimmed.metadata!.managedFields, undefined);
+  assert.deepEqual(trimmed.metadata!.annotations, { [WEIGHT_ANNOTATION]: '3' });
+  assert.deepEqual(trimmed.spec, { nodeName: 'node-b', containers: [] });
+  assert.deepEqual(trimmed.status!.conditions!.map((c) => c.type), ['Ready']);
 });

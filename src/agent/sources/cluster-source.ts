@@ -13,7 +13,7 @@ import {
   GROUP, LBVIP_KIND, LBVIP_PLURAL, type LoadBalancerVip, type NodeStatus, VERSION,
 } from '../../api/loadbalancervip.js';
 import { componentLog } from '../../lib/log.js';
-import { WatchedCache } from '../../lib/watched-cache.js';
+import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
 import { type DataplaneCheck, planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
 
@@ -22,6 +22,8 @@ const log = componentLog('cluster-source');
 /** Events arrive in bursts (a controller status write per VIP): program once per burst. */
 const SETTLE_MS = 20;
 const RETRY_MS = 2000;
+/** VIPs per list page: bounds the largest response the agent parses at once. */
+const LIST_PAGE_SIZE = 500;
 /** Status writes in flight at once (a cold start reports every VIP). */
 const WRITE_CONCURRENCY = 8;
 
@@ -55,9 +57,9 @@ export class ClusterSource {
     this.cache = new WatchedCache<LoadBalancerVip>(
       kc,
       `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`,
-      () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, fieldSelector }),
+      (page) => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, fieldSelector, ...page }),
       () => this.schedule(SETTLE_MS),
-      { fieldSelector },
+      { fieldSelector, trim: trimManagedFields, pageSize: LIST_PAGE_SIZE },
     );
   }
 
