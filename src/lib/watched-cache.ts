@@ -54,17 +54,18 @@ export class WatchedCache<T extends KubernetesObject> {
     opts: WatchedCacheOptions<T> = {},
   ) {
     const trim = opts.trim ?? (() => undefined);
+    // Typed clients name the token _continue; custom objects come back as raw JSON, where it is continue.
+    const continueOf = (l: KubernetesListObject<T>) => l.metadata?._continue ?? (l.metadata as { continue?: string } | undefined)?.continue;
     const listAll = async (): Promise<KubernetesListObject<T>> => {
       const first = await list({ limit: opts.pageSize });
       first.items.forEach(trim);
-      let next = first.metadata?._continue;
+      let next = continueOf(first);
       while (next) {
         const page = await list({ limit: opts.pageSize, _continue: next });
         page.items.forEach(trim);
         first.items.push(...page.items);
-        next = page.metadata?._continue;
+        next = continueOf(page);
       }
-      if (first.metadata) first.metadata._continue = undefined;
       return first;
     };
     const listed = async () => {

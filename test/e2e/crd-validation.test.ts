@@ -24,7 +24,11 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.deepEqual(spec.ports, [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }]);
     const table = cp.kubectl(['get', 'lbvip', '-n', 'default']);
     assert.match(table, /^NAME\s+ADDRESS\s+PORTS\s+BACKENDS\s+PROGRAMMED\s+READY\s+AGE/m);
-    assert.match(table, /^web6\s+2001:db8:19::10\s+80\s/m);
+    // The other columns come from status, which the controller writes (test/e2e/vip-controller.test.ts).
+    assert.match(table, /^web6\s+2001:db8:19::10\s+\d+s$/m);
+    // Agents select their balancer's VIPs by a field selector on spec.balancer.
+    assert.deepEqual(cp.kubectl(['get', 'lbvip', '-A', '--field-selector', 'spec.balancer=default', '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').sort(), ['web4', 'web6']);
+    assert.equal(cp.kubectl(['get', 'lbvip', '-A', '--field-selector', 'spec.balancer=edge', '-o', 'name']), '');
   });
 
   test(`${INVALID.length} invalid VIPs are refused, each naming the field`, (t) => {

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { WatchedCache } from '../../src/lib/watched-cache.js';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
 import { Controller } from '../../src/controller/controller.js';
@@ -157,5 +158,31 @@ describe('controller on a real kube-apiserver', () => {
     await sleep(500);
     assert.ok(controller.vips.reconciles > reconciles, 'the annotation was seen');
     assert.equal(controller.vips.statusWrites, writes, 'nothing changed, nothing written');
+  });
+
+  test('a list in pages sees every object, typed (pods) and custom (VIPs)', async (t) => {
+    if (!f.need(t)) return;
+    for (const i of [1, 2, 3]) {
+      kubectl(['apply', '-f', '-'], `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: paged-${i}, namespace: shop}\nspec: {address: 198.19.1.${i}, ports: [{port: 80}], backendSelector: {matchLabels: {app: paged}}}\n`);
+    }
+    const kc = new KubeConfig();
+    kc.loadFromFile(f.cp.kubeconfig);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const core = kc.makeApiClient(CoreV1Api);
+    const vips = new WatchedCache<LoadBalancerVip>(kc, '/apis/xdplb.dev/v1alpha1/loadbalancervips',
+      (page) => custom.listClusterCustomObject({ group: 'xdplb.dev', version: 'v1alpha1', plural: 'loadbalancervips', ...page }), () => undefined, { pageSize: 2 });
+    const pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', (page) => core.listPodForAllNamespaces(page), () => undefined, { pageSize: 2 });
+    try {
+      await Promise.all([vips.start(), pods.start()]);
+      const names = (text: string) => text.split(/\s+/).filter(Boolean).sort();
+      const wantVips = names(kubectl(['get', 'lbvip', '-A', '-o', 'jsonpath={.items[*].metadata.name}']));
+      const wantPods = names(kubectl(['get', 'pods', '-A', '-o', 'jsonpath={.items[*].metadata.name}']));
+      assert.ok(wantVips.length >= 4 && wantPods.length >= 3, `${wantVips} ${wantPods}: too few for pages of 2`);
+      assert.deepEqual(vips.list().map((v) => v.metadata.name!).sort(), wantVips);
+      assert.deepEqual(pods.list().map((p) => p.metadata!.name!).sort(), wantPods);
+    } finally {
+      await vips.stop();
+      await pods.stop();
+    }
   });
 });

@@ -26,7 +26,7 @@ export function controlPlaneFixture(setup?: (cp: ControlPlane) => Promise<void> 
       unavailable = err as Error;
       return;
     }
-    cp.kubectl(['apply', '-f', CRDS]);
+    cp.kubectl(['apply', '-k', CRDS]);
     cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev']);
     await setup?.(cp);
   });
