@@ -18,6 +18,8 @@ import { median } from './stats.js';
 
 const CLIENT = fileURLToPath(new URL('../test/lab/programs/client.js', import.meta.url));
 const HTTP = 80;
+/** Listing 1000 VIPs is itself API server work: poll gently (the times below are up to this late). */
+const POLL_MS = 1000;
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 
@@ -116,7 +118,7 @@ export async function scale(vips = Number(process.env.BENCH_VIPS ?? 1000), perVi
     const list = async () => ((await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: 'shop' })) as { items: LoadBalancerVip[] }).items;
     const resolved = (items: LoadBalancerVip[]) => items.length === vips && items.every((v) => v.status?.readyBackends === perVip);
     const programmedBy = (node: string) => (items: LoadBalancerVip[]) => items.every((v) => v.status?.nodes?.some((n) => n.node === node && n.programmedGeneration === v.metadata.generation));
-    await waitFor('every VIP resolved and programmed', list, (items) => resolved(items) && env.nodes.every((n) => programmedBy(n)(items)), 900_000);
+    await waitFor('every VIP resolved and programmed', list, (items) => resolved(items) && env.nodes.every((n) => programmedBy(n)(items)), 900_000, POLL_MS);
     // Cold controller, alone on the machine: agents stopped (their programs keep running), statuses cleared.
     for (const b of env.lab.balancers) await env.lab.stopAgent(b, 'SIGTERM');
     for (const id of env.controllers()) await env.killController(id);
@@ -126,7 +128,7 @@ export async function scale(vips = Number(process.env.BENCH_VIPS ?? 1000), perVi
     // From the moment it leads (the killed leader's lease must expire first).
     await waitFor('the fresh controller leads', () => env.kubectl(['get', 'lease', 'xdplb-controller', '-n', 'xdplb-system', '-o', 'jsonpath={.spec.holderIdentity}']), (h) => h === fresh, 60_000);
     const controllerStart = Date.now();
-    await waitFor('every VIP resolved by a cold controller', list, resolved, 900_000);
+    await waitFor('every VIP resolved by a cold controller', list, resolved, 900_000, POLL_MS);
     const controllerSeconds = (Date.now() - controllerStart) / 1000;
     const controllerRss = peakRssMb(env.controllerPid(fresh)!);
     // Cold agent: no program, no maps, no status entries of its own.
@@ -140,7 +142,7 @@ export async function scale(vips = Number(process.env.BENCH_VIPS ?? 1000), perVi
     const agentStart = Date.now();
     await env.startAgent(node);
     const agentReadySeconds = (Date.now() - agentStart) / 1000;
-    await waitFor('the cold agent reported every VIP', list, programmedBy(node), 600_000);
+    await waitFor('the cold agent reported every VIP', list, programmedBy(node), 600_000, POLL_MS);
     const agentSeconds = (Date.now() - agentStart) / 1000;
     const agentRss = peakRssMb(env.agentPid(node)!);
     const m = await env.agentMetrics(node);

@@ -1,6 +1,8 @@
 /**
- * A de-duplicating work queue with one worker: a key queued many times while
- * it waits is reconciled once; a failed key is retried with backoff.
+ * A de-duplicating work queue with a few workers: a key queued many times
+ * while it waits is reconciled once; one key is never reconciled by two
+ * workers at once (queued again meanwhile, it runs once more after); a failed
+ * key is retried with backoff.
  */
 import { componentLog } from '../lib/log.js';
 
@@ -8,6 +10,8 @@ const log = componentLog('work-queue');
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 60_000;
+/** Reconciles in flight: each is mostly waiting on one API write, so a few overlap well. */
+export const DEFAULT_WORKERS = 4;
 
 export interface WorkQueueHooks {
   /** Called after each reconcile with its duration and outcome. */
@@ -18,14 +22,16 @@ export class WorkQueue {
   private readonly queued = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly failures = new Map<string, number>();
-  private wake: (() => void) | null = null;
+  private readonly processing = new Set<string>();
+  private waiters: (() => void)[] = [];
   private running = false;
-  private loop: Promise<void> = Promise.resolve();
+  private loops: Promise<void>[] = [];
 
   constructor(
     readonly name: string,
     private readonly reconcile: (key: string) => Promise<void>,
     private readonly hooks: WorkQueueHooks = {},
+    private readonly workers = DEFAULT_WORKERS,
   ) {}
 
   get depth(): number {
@@ -34,21 +40,37 @@ export class WorkQueue {
 
   start(): void {
     this.running = true;
-    this.loop = this.work();
+    this.loops = Array.from({ length: this.workers }, () => this.work());
+  }
+
+  private wakeAll(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const wake of w) wake();
+  }
+
+  /** The next queued key no worker holds. */
+  private take(): string | undefined {
+    for (const key of this.queued) {
+      if (this.processing.has(key)) continue;
+      this.queued.delete(key);
+      return key;
+    }
+    return undefined;
   }
 
   /** Stops after the reconcile in progress. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.wakeAll();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
-    await this.loop;
+    await Promise.all(this.loops);
   }
 
   add(key: string): void {
     this.queued.add(key);
-    this.wake?.();
+    this.wakeAll();
   }
 
   /** Queues a key after a delay (a drain that expires, a retry); a newer request replaces the older. */
@@ -62,14 +84,12 @@ export class WorkQueue {
 
   private async work(): Promise<void> {
     while (this.running) {
-      const next = this.queued.values().next();
-      if (next.done) {
-        await new Promise<void>((r) => (this.wake = r));
-        this.wake = null;
+      const key = this.take();
+      if (key === undefined) {
+        await new Promise<void>((r) => this.waiters.push(r));
         continue;
       }
-      const key = next.value;
-      this.queued.delete(key);
+      this.processing.add(key);
       const started = process.hrtime.bigint();
       let ok = true;
       try {
@@ -83,7 +103,9 @@ export class WorkQueue {
         log.error({ queue: this.name, key, err: String(err), retryMs: delayMs }, 'reconcile failed; retrying');
         if (this.running) this.addAfter(key, delayMs / 1000);
       }
+      this.processing.delete(key);
       this.hooks.done?.(Number(process.hrtime.bigint() - started) / 1e9, ok);
+      if (this.queued.has(key)) this.wakeAll(); // queued again while it ran
     }
   }
 }

@@ -13,7 +13,7 @@ test('a key queued many times while waiting is reconciled once; a failing key is
     seen.push(key);
     if (key === 'first') await gate; // hold the worker while others queue up
     if (key === 'flaky' && failuresLeft-- > 0) throw new Error('apiserver said no');
-  }, { done: (_s, ok) => outcomes.push(ok) });
+  }, { done: (_s, ok) => outcomes.push(ok) }, 1);
   q.start();
   q.add('first');
   await sleep(10);
@@ -26,4 +26,29 @@ test('a key queued many times while waiting is reconciled once; a failing key is
   await q.stop();
   assert.deepEqual(seen, ['first', 'a', 'flaky', 'flaky', 'flaky']);
   assert.deepEqual(outcomes, [true, true, false, false, true]);
+});
+
+test('with several workers, different keys overlap and one key never runs twice at once', async () => {
+  const running = new Set<string>();
+  let overlap = 0;
+  let twice = 0;
+  const runs: string[] = [];
+  const q = new WorkQueue('test', async (key) => {
+    if (running.has(key)) twice++;
+    running.add(key);
+    overlap = Math.max(overlap, running.size);
+    runs.push(key);
+    await sleep(30);
+    running.delete(key);
+  }, {}, 3);
+  q.start();
+  for (const k of ['a', 'b', 'c']) q.add(k);
+  await sleep(10);
+  q.add('a'); // while a runs: once more, after it
+  for (let i = 0; i < 100 && runs.length < 4; i++) await sleep(10);
+  await sleep(50);
+  await q.stop();
+  assert.equal(overlap, 3);
+  assert.equal(twice, 0);
+  assert.deepEqual([...runs].sort(), ['a', 'a', 'b', 'c']);
 });

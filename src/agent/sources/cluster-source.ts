@@ -25,7 +25,7 @@ const RETRY_MS = 2000;
 /** VIPs per list page: bounds the largest response the agent parses at once. */
 const LIST_PAGE_SIZE = 500;
 /** Status writes in flight at once (a cold start reports every VIP). */
-const WRITE_CONCURRENCY = 8;
+const WRITE_CONCURRENCY = 16;
 
 export interface ClusterSourceOptions {
   balancer: string;

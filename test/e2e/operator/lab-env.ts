@@ -26,12 +26,12 @@ const DRAIN_SECONDS = 4;
 const LEASE = ['--lease-duration', '3', '--renew-deadline', '2', '--retry-period', '0.5'];
 const WAIT_MS = 20_000;
 
-export async function waitFor<T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean, timeoutMs = WAIT_MS): Promise<T> {
+export async function waitFor<T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean, timeoutMs = WAIT_MS, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let x = await get();
   while (!ok(x)) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(x)?.slice(0, 2000)}`);
-    await sleep(100);
+    await sleep(intervalMs);
     x = await get();
   }
   return x;
