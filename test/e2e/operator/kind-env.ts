@@ -43,7 +43,6 @@ export class KindOperatorEnv implements OperatorEnv {
 
   static async up(): Promise<KindOperatorEnv> {
     const e = new KindOperatorEnv();
-    e.kubectl(['create', 'namespace', e.namespace, '--dry-run=client', '-o', 'yaml']);
     e.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${e.namespace}, labels: {pod-security.kubernetes.io/enforce: privileged}}\n`);
     e.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: e.drainSeconds } })]);
     e.kubectl(['rollout', 'status', '-n', AGENT_NAMESPACE, 'ds/xdplb-agent-default', '--timeout=180s']);

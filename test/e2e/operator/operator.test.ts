@@ -151,7 +151,8 @@ describe('operator end to end: kubectl apply to packets', () => {
     const writesBefore = await mapWrites();
     const traffic = env.continuous(env.vip4, HTTP, 4000);
     await env.killController(first);
-    const second = await waitFor('another leader', leader, (id) => id !== first && id !== '', 15_000);
+    // Within the lease duration (3 s in the lab, 15 s as deploy/ runs it on kind).
+    const second = await waitFor('another leader', leader, (id) => id !== first && id !== '', 30_000);
     assert.ok(env.controllers().includes(second));
     const c = await traffic;
     assert.equal(c.failures, 0, c.errors.join(', '));
