@@ -38,10 +38,6 @@ export function specsOf(v: LoadBalancerVip): VipSpec[] {
   }));
 }
 
-export function vipSpecsFor(balancer: string, vips: readonly LoadBalancerVip[]): VipSpec[] {
-  return vipsOfBalancer(balancer, vips).filter((v) => !inConflict(v)).flatMap(specsOf);
-}
-
 /** Problems the dataplane has with a desired VIP list; paths start "vips[i]". Empty: it would be accepted. */
 export type DataplaneCheck = (vips: VipSpec[]) => string[];
 
