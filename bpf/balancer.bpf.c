@@ -9,6 +9,7 @@
 #include "include/encap.h"
 #include "include/jhash.h"
 #include "include/parse.h"
+#include "include/trace.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -138,67 +139,77 @@ static __always_inline struct xdplb_addr *real_by_id(__u32 id)
 	return real && real->family ? real : NULL;
 }
 
-SEC("xdp")
-int xdplb_balancer(struct xdp_md *ctx)
+/*
+ * Decides what to do with a packet without touching it: returns the reason
+ * to count, XDPLB_TX_ENCAP when *real is to receive it.
+ */
+static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
+				   struct xdplb_trace_point *t, __u32 *hash)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u64 frame_len = data_end - data;
-	struct xdplb_packet p = {};
 	struct xdplb_addr *real = NULL;
 	struct flow_value *conn = NULL;
 	struct vip_stats *vs;
-	struct real_stats *rs;
-	struct ctl_config *cfg;
 	struct vip_meta *vip;
-	__u32 zero = 0, real_id = 0, hash, slot;
+	__u32 real_id = 0, slot, *ring_id;
 	int rc;
 
-	rc = xdplb_parse(&p, data, data_end);
+	rc = xdplb_parse(p, data, data_end);
+	t->flow = p->flow;
 	switch (rc) {
 	case XDPLB_PARSED:
 		break;
 	case XDPLB_PARSE_NOT_IP:
-		return verdict(XDPLB_PASS_NOT_IP);
+		return XDPLB_PASS_NOT_IP;
 	case XDPLB_PARSE_NO_DST:
-		return verdict(XDPLB_PASS_MALFORMED);
+		return XDPLB_PASS_MALFORMED;
 	case XDPLB_PARSE_MALFORMED:
-		return verdict(is_vip_addr(&p.flow) ? XDPLB_DROP_MALFORMED : XDPLB_PASS_MALFORMED);
+		return is_vip_addr(&p->flow) ? XDPLB_DROP_MALFORMED : XDPLB_PASS_MALFORMED;
 	case XDPLB_PARSE_FRAGMENT:
-		return verdict(is_vip_addr(&p.flow) ? XDPLB_DROP_FRAGMENT : XDPLB_PASS_NOT_VIP);
+		return is_vip_addr(&p->flow) ? XDPLB_DROP_FRAGMENT : XDPLB_PASS_NOT_VIP;
 	default: /* XDPLB_PARSE_OTHER_L4 */
-		return verdict(is_vip_addr(&p.flow) ? XDPLB_PASS_VIP_NOT_TCP_UDP :
-						      XDPLB_PASS_NOT_VIP);
+		return is_vip_addr(&p->flow) ? XDPLB_PASS_VIP_NOT_TCP_UDP : XDPLB_PASS_NOT_VIP;
 	}
 
-	vip = find_vip(&p.flow);
+	vip = find_vip(&p->flow);
 	if (!vip)
-		return verdict(XDPLB_PASS_NOT_VIP);
+		return XDPLB_PASS_NOT_VIP;
+	t->vip_num = vip->vip_num;
 	vs = bpf_map_lookup_elem(&vip_stats, &vip->vip_num);
 	if (vs) {
 		vs->packets += 1;
 		vs->bytes += frame_len;
 	}
 	if (vip->flags & XDPLB_VIP_F_HASH_NO_SRC_PORT)
-		p.flow.sport = 0;
+		p->flow.sport = 0;
 
-	if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
-		conn = bpf_map_lookup_elem(&conn_table, &p.flow);
+	if (vip->flags & XDPLB_VIP_F_LRU_BYPASS) {
+		t->path = XDPLB_PATH_RING_LRU_BYPASS;
+	} else {
+		conn = bpf_map_lookup_elem(&conn_table, &p->flow);
 		/* A SYN starts a new connection: it re-hashes even when the 5-tuple
 		 * is known. An entry whose real has since been removed is a miss. */
-		if (conn && !p.tcp_syn && (real = real_by_id(conn->real_id)))
+		if (!conn)
+			t->path = XDPLB_PATH_RING_NEW_FLOW;
+		else if (p->tcp_syn)
+			t->path = XDPLB_PATH_RING_SYN;
+		else if ((real = real_by_id(conn->real_id)))
 			real_id = conn->real_id;
+		else
+			t->path = XDPLB_PATH_RING_STALE;
 	}
-	hash = flow_hash(&p.flow);
-	if (!real) {
-		__u32 *ring_id;
-
-		slot = vip->vip_num * XDPLB_RING_SIZE + hash % XDPLB_RING_SIZE;
+	*hash = flow_hash(&p->flow);
+	if (real) {
+		t->path = XDPLB_PATH_LRU_HIT;
+	} else {
+		slot = vip->vip_num * XDPLB_RING_SIZE + *hash % XDPLB_RING_SIZE;
 		ring_id = bpf_map_lookup_elem(&ring, &slot);
 		real_id = ring_id ? *ring_id : 0;
 		real = real_by_id(real_id);
 		if (!real)
-			return verdict(XDPLB_DROP_NO_REAL);
+			return XDPLB_DROP_NO_REAL;
 		if (vs)
 			vs->lru_misses += 1;
 		if (conn) {
@@ -208,22 +219,43 @@ int xdplb_balancer(struct xdp_md *ctx)
 		} else if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
 			struct flow_value fv = { .real_id = real_id };
 
-			bpf_map_update_elem(&conn_table, &p.flow, &fv, BPF_ANY);
+			bpf_map_update_elem(&conn_table, &p->flow, &fv, BPF_ANY);
 		}
 	}
+	t->real_id = real_id;
+	t->real = real;
+	return XDPLB_TX_ENCAP;
+}
 
-	cfg = bpf_map_lookup_elem(&ctl, &zero);
-	if (!cfg)
-		return verdict(XDPLB_DROP_NOT_CONFIGURED);
-	rc = xdplb_encap(ctx, &p, real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK);
-	if (rc == XDPLB_TX_ENCAP) {
-		rs = bpf_map_lookup_elem(&real_stats, &real_id);
-		if (rs) {
-			rs->packets += 1;
-			rs->bytes += frame_len;
+SEC("xdp")
+int xdplb_balancer(struct xdp_md *ctx)
+{
+	__u64 frame_len = ctx->data_end - ctx->data;
+	struct xdplb_trace_point t = { .vip_num = XDPLB_VIP_NUM_NONE };
+	struct xdplb_packet p = {};
+	struct trace_record *rec;
+	struct real_stats *rs;
+	struct ctl_config *cfg;
+	__u32 zero = 0, hash = 0;
+	int reason;
+
+	reason = balance(ctx, &p, &t, &hash);
+	rec = xdplb_trace_begin(ctx, &t);
+	if (reason == XDPLB_TX_ENCAP) {
+		cfg = bpf_map_lookup_elem(&ctl, &zero);
+		reason = cfg ? xdplb_encap(ctx, &p, t.real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK) :
+			       XDPLB_DROP_NOT_CONFIGURED;
+		if (reason == XDPLB_TX_ENCAP) {
+			rs = bpf_map_lookup_elem(&real_stats, &t.real_id);
+			if (rs) {
+				rs->packets += 1;
+				rs->bytes += frame_len;
+			}
 		}
 	}
-	return verdict(rc);
+	if (rec)
+		xdplb_trace_submit(ctx, rec, reason);
+	return verdict(reason);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

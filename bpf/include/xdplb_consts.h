@@ -33,6 +33,35 @@ enum xdplb_vip_flag {
 	XDPLB_VIP_F_LRU_BYPASS = 1 << 1,       /* never use the connection table */
 };
 
+/* Packet tracing (bpf/include/trace.h). */
+enum xdplb_trace_const {
+	XDPLB_TRACE_MAX_RULES = 8,        /* match rules evaluated per packet while tracing */
+	XDPLB_TRACE_SNAPLEN = 256,        /* frame bytes kept before and after encapsulation */
+	XDPLB_TRACE_RING_BYTES = 1 << 22, /* ring buffer: ~6800 records of a full snaplen */
+};
+
+/* How the balancer chose the real for a traced packet. */
+enum xdplb_trace_path {
+	XDPLB_PATH_NONE = 0,         /* no real was chosen: not a VIP packet, or dropped before */
+	XDPLB_PATH_LRU_HIT,          /* the connection table knew the flow */
+	XDPLB_PATH_RING_NEW_FLOW,    /* not in the connection table: Maglev ring */
+	XDPLB_PATH_RING_SYN,         /* a SYN re-hashes even a known 5-tuple */
+	XDPLB_PATH_RING_STALE,       /* the table's real has been removed: ring again */
+	XDPLB_PATH_RING_LRU_BYPASS,  /* the VIP never uses the connection table */
+};
+
+/* trace_stats counters: every traced packet lands in exactly one. */
+enum xdplb_trace_counter {
+	XDPLB_TRACE_EMITTED = 0,     /* record written to the ring buffer */
+	XDPLB_TRACE_RATE_LIMITED,    /* matched, over the per-CPU records/s budget */
+	XDPLB_TRACE_RING_FULL,       /* matched, no room in the ring: the reader is behind */
+	XDPLB_TRACE_COUNTER_MAX,
+};
+
+/* vip_num of a trace record for a packet that matched no VIP; in a trace
+ * rule, "any VIP or none". */
+#define XDPLB_VIP_NUM_NONE 0xffffffffU
+
 /* Seed of the flow hash. Every balancer node must use the same one so that a
  * flow moved between nodes by ECMP picks the same ring slot. */
 #define XDPLB_FLOW_HASH_SEED 0x7864706cU /* "xdpl" */
@@ -76,6 +105,9 @@ struct xdplb_btf_anchor {
 	enum xdplb_vip_flag vip_flag;
 	enum xdplb_reason reason;
 	enum xdplb_decap_reason decap_reason;
+	enum xdplb_trace_const trace_const;
+	enum xdplb_trace_path trace_path;
+	enum xdplb_trace_counter trace_counter;
 };
 #define XDPLB_BTF_ANCHOR const volatile struct xdplb_btf_anchor xdplb_btf_anchor = {}
 

@@ -10,6 +10,8 @@
 
 #include <linux/types.h>
 
+#include "xdplb_consts.h"
+
 /* An address with its family: key of vip_addrs and decap_addrs, value of
  * reals. family 0 marks an unused reals slot. */
 struct xdplb_addr {
@@ -65,6 +67,49 @@ struct vip_stats {
 struct real_stats {
 	__u64 packets;
 	__u64 bytes; /* frame bytes as received, before encapsulation */
+};
+
+/* One trace match rule: every set field must match. A packet is traced when
+ * any of trace_config's first rule_count rules match. */
+struct trace_rule {
+	__be32 client[4];   /* client (source) address, masked by mask */
+	__be32 mask[4];     /* prefix mask; all zero with family 0 */
+	__u8 family;        /* 0: any client */
+	__u8 pad;
+	__be16 port;        /* 0: any; else the source or the destination port */
+	__u32 vip_num;      /* XDPLB_VIP_NUM_NONE: any VIP, or none */
+};
+
+/* trace_ctl[0]. rule_count 0 turns tracing off: one load per packet. */
+struct trace_config {
+	__u32 rule_count;
+	__u32 cpu_rate;     /* records per second per CPU; more are counted, not written */
+	struct trace_rule rules[XDPLB_TRACE_MAX_RULES];
+};
+
+/* trace_budget[0], per CPU: the rate limit's one-second window. */
+struct trace_budget {
+	__u64 window_start_ns;
+	__u64 used;
+};
+
+/* One traced packet, as written to the trace_ring ring buffer. */
+struct trace_record {
+	__u64 timestamp_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	struct flow_key flow; /* as received (source port kept for no-src-port VIPs) */
+	__u32 cpu;
+	__u32 vip_num;        /* XDPLB_VIP_NUM_NONE: not a VIP packet */
+	__u32 real_id;        /* 0: none chosen */
+	struct xdplb_addr real; /* the real's address when it was chosen */
+	__u32 frame_len;      /* bytes received */
+	__u32 out_len;        /* bytes transmitted (XDP_TX), else 0 */
+	__u16 in_cap;         /* bytes of pkt_in that hold the frame as received */
+	__u16 out_cap;        /* bytes of pkt_out that hold the frame as sent */
+	__u8 reason;          /* enum xdplb_reason */
+	__u8 path;            /* enum xdplb_trace_path */
+	__u8 pad[2];
+	__u8 pkt_in[XDPLB_TRACE_SNAPLEN];
+	__u8 pkt_out[XDPLB_TRACE_SNAPLEN];
 };
 
 #endif

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { ALL_LAYOUTS, AddrLayout, FlowKeyLayout, FlowValueLayout, VipKeyLayout, VipMetaLayout, VipStatsLayout,
   RealStatsLayout, CtlConfigLayout, U32_BYTES, U64_BYTES } from '../../src/agent/bpf/codecs.js';
 import * as L from '../../src/agent/bpf/layout.js';
+import { TRACE_LAYOUTS, TraceBudgetLayout, TraceConfigLayout } from '../../src/agent/bpf/trace-codecs.js';
 import { BALANCER_OBJECT, DECAP_OBJECT, type LoadedBalancer, type LoadedDecap, loadBalancer, loadDecap }
   from '../../src/agent/bpf/objects.js';
 import { Btf } from '../support/btf.js';
@@ -18,7 +19,7 @@ const strip = (names: Record<string, number>) =>
 describe('struct layouts match the BTF', () => {
   const btf = new Btf(BALANCER_OBJECT);
   const decapBtf = new Btf(DECAP_OBJECT);
-  for (const layout of ALL_LAYOUTS) {
+  for (const layout of [...ALL_LAYOUTS, ...TRACE_LAYOUTS]) {
     test(`struct ${layout.cName}`, () => {
       const actual = btf.struct(layout.cName);
       assert.equal(layout.size, actual.size, `sizeof(struct ${layout.cName})`);
@@ -42,6 +43,17 @@ describe('struct layouts match the BTF', () => {
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_flag')), {
       VIP_F_HASH_NO_SRC_PORT: L.VIP_F_HASH_NO_SRC_PORT,
       VIP_F_LRU_BYPASS: L.VIP_F_LRU_BYPASS,
+    });
+    assert.deepEqual(strip(btf.enumValues('xdplb_trace_const')), {
+      TRACE_MAX_RULES: L.TRACE_MAX_RULES,
+      TRACE_SNAPLEN: L.TRACE_SNAPLEN,
+      TRACE_RING_BYTES: L.TRACE_RING_BYTES,
+    });
+    assert.deepEqual(btf.enumValues('xdplb_trace_path'),
+      Object.fromEntries(L.TRACE_PATHS.map((p, i) => [`XDPLB_PATH_${p}`, i])));
+    assert.deepEqual(btf.enumValues('xdplb_trace_counter'), {
+      ...Object.fromEntries(L.TRACE_COUNTERS.map((c, i) => [`XDPLB_TRACE_${c}`, i])),
+      XDPLB_TRACE_COUNTER_MAX: L.TRACE_COUNTERS.length,
     });
     const reasons = strip(btf.enumValues('xdplb_reason'));
     assert.deepEqual(reasons, { ...Object.fromEntries(L.REASONS.map((r, i) => [r, i])), REASON_MAX: L.REASONS.length });
@@ -79,6 +91,10 @@ describe('map definitions match the codecs', () => {
       [m.vipStats, U32_BYTES, VipStatsLayout.size, L.MAX_VIPS],
       [m.realStats, U32_BYTES, RealStatsLayout.size, L.MAX_REALS],
       [m.reasonStats, U32_BYTES, U64_BYTES, L.REASONS.length],
+      [m.traceCtl, U32_BYTES, TraceConfigLayout.size, 1],
+      [m.traceBudget, U32_BYTES, TraceBudgetLayout.size, 1],
+      [m.traceStats, U32_BYTES, U64_BYTES, L.TRACE_COUNTERS.length],
+      [m.traceRing, 0, 0, L.TRACE_RING_BYTES],
     ];
     for (const [map, key, value, max] of expect) {
       assert.deepEqual([map.keySize, map.valueSize, map.maxEntries], [key, value, max], `map ${map.name}`);

@@ -12,6 +12,19 @@ export const LRU_SIZE = 1048576;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 
+export const TRACE_MAX_RULES = 8;
+export const TRACE_SNAPLEN = 256;
+export const TRACE_RING_BYTES = 1 << 22;
+/** Trace record vip_num of a packet that matched no VIP; in a rule, "any". */
+export const VIP_NUM_NONE = 0xffffffff;
+
+/** enum xdplb_trace_path, by its C name without the XDPLB_PATH_ prefix. */
+export const TRACE_PATHS = ['NONE', 'LRU_HIT', 'RING_NEW_FLOW', 'RING_SYN', 'RING_STALE', 'RING_LRU_BYPASS'] as const;
+export type TracePath = (typeof TRACE_PATHS)[number];
+
+/** enum xdplb_trace_counter, without the XDPLB_TRACE_ prefix. */
+export const TRACE_COUNTERS = ['EMITTED', 'RATE_LIMITED', 'RING_FULL'] as const;
+
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;
 export type Family = typeof FAMILY_V4 | typeof FAMILY_V6;
@@ -64,6 +77,10 @@ export const BalancerMaps = {
   vipStats: 'vip_stats',
   realStats: 'real_stats',
   reasonStats: 'reason_stats',
+  traceCtl: 'trace_ctl',
+  traceBudget: 'trace_budget',
+  traceStats: 'trace_stats',
+  traceRing: 'trace_ring',
 } as const;
 
 export const DecapMaps = {

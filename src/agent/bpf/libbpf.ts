@@ -21,10 +21,12 @@ const libc = koffi.load('libc.so.6');
 koffi.opaque('bpf_object');
 koffi.opaque('bpf_program');
 koffi.opaque('bpf_map');
+koffi.opaque('ring_buffer');
 
 export type BpfObjectPtr = unknown;
 export type BpfProgramPtr = unknown;
 export type BpfMapPtr = unknown;
+export type RingBufferPtr = unknown;
 
 /** struct bpf_test_run_opts (bpf/bpf.h of libbpf 1.x). */
 const TestRunOpts = koffi.struct('bpf_test_run_opts', {
@@ -50,6 +52,9 @@ const XdpAttachOpts = koffi.struct('bpf_xdp_attach_opts', {
   sz: 'size_t',
   old_prog_fd: 'int',
 });
+
+/** ring_buffer_sample_fn: called by ring_buffer__consume for each record, on the calling thread. */
+export const RingSampleFn = koffi.proto('int xdplb_ring_sample_fn(void *ctx, void *data, size_t size)');
 
 const PrintFn = koffi.proto('int xdplb_libbpf_print_fn(int level, const char *fmt, void *ap)');
 
@@ -87,6 +92,9 @@ export const c = {
   testRun: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
   numPossibleCpus: lib.func('int libbpf_num_possible_cpus(void)'),
   setPrint: lib.func('void *libbpf_set_print(xdplb_libbpf_print_fn *fn)'),
+  ringBufferNew: lib.func('ring_buffer *ring_buffer__new(int map_fd, xdplb_ring_sample_fn *sample_cb, void *ctx, void *opts)'),
+  ringBufferConsume: lib.func('int ring_buffer__consume(ring_buffer *rb)'),
+  ringBufferFree: lib.func('void ring_buffer__free(ring_buffer *rb)'),
   closeFd: libc.func('int close(int fd)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),

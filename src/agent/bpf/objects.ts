@@ -9,7 +9,8 @@ const BPF_BUILD_DIR = fileURLToPath(new URL('../../../../bpf/build/', import.met
 export const BALANCER_OBJECT = process.env.XDPLB_BALANCER_OBJECT ?? `${BPF_BUILD_DIR}balancer.bpf.o`;
 export const DECAP_OBJECT = process.env.XDPLB_DECAP_OBJECT ?? `${BPF_BUILD_DIR}decap.bpf.o`;
 
-const PER_CPU = new Set<string>([BalancerMaps.vipStats, BalancerMaps.realStats, BalancerMaps.reasonStats, DecapMaps.stats]);
+const PER_CPU = new Set<string>([BalancerMaps.vipStats, BalancerMaps.realStats, BalancerMaps.reasonStats,
+  BalancerMaps.traceBudget, BalancerMaps.traceStats, DecapMaps.stats]);
 const specs = (names: Record<string, string>): MapSpec[] =>
   Object.values(names).map((name) => ({ name, perCpu: PER_CPU.has(name) }));
 

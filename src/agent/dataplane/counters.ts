@@ -1,6 +1,6 @@
 /** Reading the per-CPU counters of the balancer and decap programs. */
 import { decodeRealStats, decodeVipStats, type RealStats, type VipStats, u32Key } from '../bpf/codecs.js';
-import { DECAP_REASONS, type DecapReason, REASONS, type Reason } from '../bpf/layout.js';
+import { DECAP_REASONS, type DecapReason, REASONS, type Reason, TRACE_COUNTERS } from '../bpf/layout.js';
 import type { BpfMap } from '../bpf/map.js';
 import type { BalancerMapSet, DecapMapSet } from '../bpf/objects.js';
 
@@ -27,4 +27,8 @@ export function readVipStats(maps: BalancerMapSet, vipNum: number): VipStats {
 
 export function readRealStats(maps: BalancerMapSet, realId: number): RealStats {
   return decodeRealStats(maps.realStats.lookupPerCpu(u32Key(realId)) ?? []);
+}
+
+export function readTraceCounters(maps: BalancerMapSet): Record<(typeof TRACE_COUNTERS)[number], bigint> {
+  return readU64Counters(maps.traceStats, TRACE_COUNTERS);
 }

@@ -78,6 +78,16 @@ function ringKeyOf(spec: NormalizedVip): string {
     .join(',');
 }
 
+/** An installed VIP as readers of the maps see it (metrics, tracing). */
+export interface InstalledVipRef {
+  id: string;
+  /** Its vip_num: ring and stats slot. */
+  num: number;
+  address: string;
+  port: number;
+  proto: number;
+}
+
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
@@ -117,8 +127,10 @@ export class Dataplane {
   }
 
   /** VIP ids with their stats slot. */
-  installedVipNums(): { id: string; num: number }[] {
-    return [...this.vips.values()].map((v) => ({ id: v.spec.id, num: v.num }));
+  installedVipNums(): InstalledVipRef[] {
+    return [...this.vips.values()].map((v) => ({
+      id: v.spec.id, num: v.num, address: v.spec.address.text, port: v.spec.port, proto: v.spec.proto,
+    }));
   }
 
   installedReals(): { address: string; id: number }[] {

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Packet tracing: a record per matching packet in a ring buffer, with the
+ * frame before and after encapsulation. Off (trace_config.rule_count 0) it
+ * costs one inlined array load per packet.
+ */
+#ifndef XDPLB_TRACE_H
+#define XDPLB_TRACE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdplb_consts.h"
+#include "xdplb_structs.h"
+
+#define XDPLB_NS_PER_SEC 1000000000ULL
+#define XDPLB_ADDR_WORDS 4
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace_config);
+} trace_ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace_budget);
+} trace_budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPLB_TRACE_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} trace_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XDPLB_TRACE_RING_BYTES);
+} trace_ring SEC(".maps");
+
+/* A ring buffer map carries no value type: this puts struct trace_record in
+ * the object's BTF, where the layout test and bpftool find it. */
+struct trace_record *const volatile xdplb_trace_record_btf = 0;
+
+/* What the balancer decided about a packet, for its trace record. */
+struct xdplb_trace_point {
+	struct flow_key flow; /* as received */
+	__u32 vip_num;
+	__u32 real_id;
+	const struct xdplb_addr *real;
+	__u8 path;
+};
+
+static __always_inline void xdplb_trace_count(__u32 counter)
+{
+	__u64 *n = bpf_map_lookup_elem(&trace_stats, &counter);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int xdplb_trace_rule_matches(const struct trace_rule *r,
+						    const struct xdplb_trace_point *t)
+{
+	if (r->vip_num != XDPLB_VIP_NUM_NONE && r->vip_num != t->vip_num)
+		return 0;
+	if (r->port && r->port != t->flow.sport && r->port != t->flow.dport)
+		return 0;
+	if (!r->family)
+		return 1;
+	if (r->family != t->flow.family)
+		return 0;
+	for (int i = 0; i < XDPLB_ADDR_WORDS; i++)
+		if ((t->flow.src[i] & r->mask[i]) != r->client[i])
+			return 0;
+	return 1;
+}
+
+/* One-second windows per CPU: no shared state, no atomics on the hot path. */
+static __always_inline int xdplb_trace_budget_ok(__u32 cpu_rate)
+{
+	__u32 zero = 0;
+	struct trace_budget *b = bpf_map_lookup_elem(&trace_budget, &zero);
+	__u64 now;
+
+	if (!b)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (now - b->window_start_ns >= XDPLB_NS_PER_SEC) {
+		b->window_start_ns = now;
+		b->used = 0;
+	}
+	if (b->used >= cpu_rate)
+		return 0;
+	b->used += 1;
+	return 1;
+}
+
+static __always_inline __u16 xdplb_trace_copy_frame(struct xdp_md *ctx, __u8 *dst)
+{
+	/* 64 bits: a 32-bit length is tested on a zero-extended copy, and the
+	 * verifier must see the bound on the register passed to the helper. */
+	__u64 len = ctx->data_end - ctx->data;
+
+	if (len > XDPLB_TRACE_SNAPLEN)
+		len = XDPLB_TRACE_SNAPLEN;
+	if (len == 0 || bpf_xdp_load_bytes(ctx, 0, dst, len))
+		return 0;
+	return len;
+}
+
+/*
+ * Returns a reserved record holding the frame as received when the packet
+ * is to be traced, else NULL. The caller must xdplb_trace_submit() it.
+ */
+static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx,
+							     const struct xdplb_trace_point *t)
+{
+	__u32 zero = 0;
+	struct trace_config *cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
+	struct trace_record *rec;
+	int matched = 0;
+
+	if (!cfg || !cfg->rule_count)
+		return NULL;
+	for (int i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
+		if (i >= cfg->rule_count)
+			break;
+		if (xdplb_trace_rule_matches(&cfg->rules[i], t)) {
+			matched = 1;
+			break;
+		}
+	}
+	if (!matched)
+		return NULL;
+	if (!xdplb_trace_budget_ok(cfg->cpu_rate)) {
+		xdplb_trace_count(XDPLB_TRACE_RATE_LIMITED);
+		return NULL;
+	}
+	rec = bpf_ringbuf_reserve(&trace_ring, sizeof(*rec), 0);
+	if (!rec) {
+		xdplb_trace_count(XDPLB_TRACE_RING_FULL);
+		return NULL;
+	}
+	rec->timestamp_ns = bpf_ktime_get_ns();
+	rec->flow = t->flow;
+	rec->cpu = bpf_get_smp_processor_id();
+	rec->vip_num = t->vip_num;
+	rec->real_id = t->real_id;
+	if (t->real)
+		rec->real = *t->real;
+	else
+		__builtin_memset(&rec->real, 0, sizeof(rec->real));
+	rec->frame_len = ctx->data_end - ctx->data;
+	rec->out_len = 0;
+	rec->out_cap = 0;
+	rec->path = t->path;
+	rec->pad[0] = rec->pad[1] = 0;
+	rec->in_cap = xdplb_trace_copy_frame(ctx, rec->pkt_in);
+	return rec;
+}
+
+static __always_inline void xdplb_trace_submit(struct xdp_md *ctx, struct trace_record *rec,
+					       int reason)
+{
+	rec->reason = reason;
+	if (reason == XDPLB_TX_ENCAP) {
+		rec->out_len = ctx->data_end - ctx->data;
+		rec->out_cap = xdplb_trace_copy_frame(ctx, rec->pkt_out);
+	}
+	bpf_ringbuf_submit(rec, 0);
+	xdplb_trace_count(XDPLB_TRACE_EMITTED);
+}
+
+#endif
