@@ -3,7 +3,8 @@
 # missing; mounts bpffs. Used by .ci/run and npm run demo.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool util-linux curl linux-libc-dev make gcc)
+# tcpdump: the trace tests open the pcap files `xdplb trace --pcap` writes.
+packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool util-linux curl linux-libc-dev make gcc tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

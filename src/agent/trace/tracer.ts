@@ -1,0 +1,193 @@
+/**
+ * Trace sessions of one agent: turns the sessions' filters into the
+ * program's trace rules, reads the trace ring buffer while a session is open
+ * and hands each record to the sessions it matches.
+ */
+import { cpus } from 'node:os';
+import { componentLog } from '../../lib/log.js';
+import { TRACE_MAX_RULES } from '../bpf/layout.js';
+import type { BalancerMapSet } from '../bpf/objects.js';
+import { RingBufferReader } from '../bpf/ring-buffer.js';
+import { decodeTraceRecord, encodeTraceConfig, type TraceRule } from '../bpf/trace-codecs.js';
+import { u32Key } from '../bpf/codecs.js';
+import { readTraceCounters } from '../dataplane/counters.js';
+import type { InstalledVipRef } from '../dataplane/dataplane.js';
+import { compileRules, recordMatches, selectedVips, type TraceFilter } from './trace-filter.js';
+import { toTraceEvent, type TraceEvent } from './trace-event.js';
+
+const log = componentLog('tracer');
+
+/** Records per second per node when a session does not say. */
+export const DEFAULT_TRACE_RATE = 1000;
+/** Beyond this a trace would cost a busy node real CPU: ask for a narrower filter instead. */
+export const MAX_TRACE_RATE = 100_000;
+const POLL_MS = 20;
+
+export interface TraceLoss {
+  type: 'lost';
+  /** Matched packets not recorded: over the rate limit (all sessions share it). */
+  rateLimited: number;
+  /** Matched packets not recorded: the ring buffer was full. */
+  ringFull: number;
+}
+
+export interface TraceSessionOptions {
+  filter: TraceFilter;
+  /** Records per second on this node. */
+  rate?: number;
+  onEvent: (e: TraceEvent) => void;
+  onLoss?: (loss: TraceLoss) => void;
+}
+
+interface Session extends TraceSessionOptions {
+  id: number;
+  rate: number;
+}
+
+export class TraceLimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TraceLimitError';
+  }
+}
+
+export class Tracer {
+  private readonly sessions = new Map<number, Session>();
+  private nextId = 1;
+  private reader: RingBufferReader | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private written: Buffer | null = null;
+  private lost = { rateLimited: 0n, ringFull: 0n };
+  /** CLOCK_MONOTONIC (bpf_ktime_get_ns, process.hrtime) to wall-clock nanoseconds. */
+  private readonly wallOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+
+  constructor(
+    private readonly maps: BalancerMapSet,
+    private readonly installedVips: () => InstalledVipRef[],
+    private readonly onlineCpus = cpus().length,
+  ) {
+    // Rules left by an agent that died while tracing would keep costing the
+    // program a reservation per matched packet: nothing traces until asked.
+    this.writeConfig([], 0);
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** The VIPs a filter names that are installed now. */
+  selected(filter: TraceFilter): InstalledVipRef[] {
+    return selectedVips(filter, this.installedVips());
+  }
+
+  /** Opens a session; returns its close function. Throws TraceLimitError when the rules would not fit. */
+  open(opts: TraceSessionOptions): () => void {
+    const rate = opts.rate ?? DEFAULT_TRACE_RATE;
+    if (!Number.isInteger(rate) || rate < 1 || rate > MAX_TRACE_RATE) {
+      throw new TraceLimitError(`rate ${rate} is not an integer in 1..${MAX_TRACE_RATE} records per second`);
+    }
+    const session: Session = { ...opts, rate, id: this.nextId++ };
+    this.sessions.set(session.id, session);
+    try {
+      this.refresh();
+    } catch (err) {
+      this.sessions.delete(session.id);
+      this.refresh();
+      throw err;
+    }
+    if (!this.reader) this.startReading();
+    log.info({ session: session.id, vips: opts.filter.vips.map((v) => v.text), client: opts.filter.client?.text,
+      port: opts.filter.port, rate }, 'trace session opened');
+    return () => this.close(session.id);
+  }
+
+  private close(id: number): void {
+    if (!this.sessions.delete(id)) return;
+    this.refresh();
+    log.info({ session: id }, 'trace session closed');
+    if (!this.sessions.size) this.stopReading();
+  }
+
+  /**
+   * Recompiles the rules from the open sessions and the installed VIPs: call
+   * after every dataplane change (a traced VIP may have come or gone).
+   */
+  refresh(): void {
+    const installed = this.installedVips();
+    const rules: TraceRule[] = [];
+    let rate = 0;
+    for (const s of this.sessions.values()) {
+      rules.push(...compileRules(s.filter, installed));
+      rate = Math.max(rate, s.rate);
+    }
+    if (rules.length > TRACE_MAX_RULES) {
+      throw new TraceLimitError(`the open trace sessions need ${rules.length} rules, the program has ${TRACE_MAX_RULES}: ` +
+        'close other traces or name fewer VIPs');
+    }
+    this.writeConfig(rules, rules.length ? Math.ceil(rate / this.onlineCpus) : 0);
+  }
+
+  private writeConfig(rules: TraceRule[], cpuRate: number): void {
+    const value = encodeTraceConfig(rules, cpuRate);
+    if (this.written?.equals(value)) return;
+    // A new rate starts with a full budget on every CPU, not with what the last session used.
+    this.maps.traceBudget.update(u32Key(0), Buffer.alloc(this.maps.traceBudget.lookupSize));
+    this.maps.traceCtl.update(u32Key(0), value);
+    this.written = value;
+  }
+
+  private startReading(): void {
+    this.reader = new RingBufferReader(this.maps.traceRing.name, this.maps.traceRing.fd);
+    this.reader.consume(); // records of an earlier session are nobody's
+    const c = readTraceCounters(this.maps);
+    this.lost = { rateLimited: c.RATE_LIMITED, ringFull: c.RING_FULL };
+    this.timer = setInterval(() => this.poll(), POLL_MS);
+  }
+
+  private stopReading(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.reader?.close();
+    this.reader = null;
+  }
+
+  /** Delivers what the ring holds now (the timer calls it; tests may too). */
+  poll(): void {
+    if (!this.reader) return;
+    let records: Buffer[];
+    try {
+      records = this.reader.consume();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reading the trace ring failed');
+      return;
+    }
+    if (records.length) {
+      const byNum = new Map(this.installedVips().map((v) => [v.num, v]));
+      for (const raw of records) {
+        const rec = decodeTraceRecord(raw);
+        const vip = rec.vipNum === null ? undefined : byNum.get(rec.vipNum);
+        let event: TraceEvent | undefined;
+        for (const s of this.sessions.values()) {
+          if (!recordMatches(s.filter, rec, vip)) continue;
+          event ??= toTraceEvent(rec, vip, this.wallOffsetNs);
+          s.onEvent(event);
+        }
+      }
+    }
+    const c = readTraceCounters(this.maps);
+    const loss: TraceLoss = {
+      type: 'lost',
+      rateLimited: Number(c.RATE_LIMITED - this.lost.rateLimited),
+      ringFull: Number(c.RING_FULL - this.lost.ringFull),
+    };
+    this.lost = { rateLimited: c.RATE_LIMITED, ringFull: c.RING_FULL };
+    if (loss.rateLimited || loss.ringFull) for (const s of this.sessions.values()) s.onLoss?.(loss);
+  }
+
+  /** Closes every session and turns tracing off. */
+  shutdown(): void {
+    this.sessions.clear();
+    this.writeConfig([], 0);
+    this.stopReading();
+  }
+}
