@@ -4,6 +4,7 @@
  * upgraded agent adopts them and traffic never sees a gap.
  */
 import { existsSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { componentLog } from '../lib/log.js';
@@ -14,6 +15,8 @@ import { attachXdp, detachXdp, type XdpMode } from './bpf/xdp.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import type { VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
+import { Tracer } from './trace/tracer.js';
+import { serveTrace } from './trace/trace-server.js';
 import { discoverNextHop, type NextHop, NextHopWatcher } from './net/next-hop.js';
 
 const log = componentLog('agent');
@@ -26,6 +29,10 @@ export interface AgentOptions {
   pinDir: string;
   /** HOST:PORT for /metrics, /healthz, /readyz; empty: no server. */
   metricsAddress?: string;
+  /** Loopback HOST:PORT for /trace (xdplb trace); empty: no tracing. */
+  traceAddress?: string;
+  /** This node's name, reported to trace clients. */
+  nodeName?: string;
   nextHopMac?: string;
   srcV4?: string;
   srcV6?: string;
@@ -42,6 +49,8 @@ export class Agent {
   private nextHop: NextHop | null = null;
   private watcher: NextHopWatcher | null = null;
   private server: Server | null = null;
+  private traceServer: Server | null = null;
+  private tracer: Tracer | null = null;
   private vips: VipSpec[] = [];
   private queue: Promise<void> = Promise.resolve();
   metrics: AgentMetrics | null = null;
@@ -73,6 +82,14 @@ export class Agent {
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
     if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
+    this.tracer = new Tracer(this.lb.maps, () => this.dataplane!.installedVipNums());
+    if (this.opts.traceAddress) {
+      // Tracing is for debugging: a port in use must not keep the balancer from running.
+      this.traceServer = await serveTrace(this.tracer, this.opts.traceAddress, this.opts.nodeName ?? hostname()).catch((err: Error) => {
+        log.error({ address: this.opts.traceAddress, err: err.message }, 'cannot serve /trace; xdplb trace will not reach this agent');
+        return null;
+      });
+    }
   }
 
   /** Programs the initial VIPs, then attaches and follows next-hop changes. */
@@ -112,6 +129,7 @@ export class Agent {
       try {
         const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips });
         this.metrics!.reconciles.inc({ result: 'ok' });
+        this.refreshTrace();
         if (result.writes) log.info(result, 'reconciled');
       } catch (err) {
         this.metrics!.reconciles.inc({ result: 'error' });
@@ -123,6 +141,15 @@ export class Agent {
     });
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** A traced VIP may have been added, renumbered or removed. */
+  private refreshTrace(): void {
+    try {
+      this.tracer?.refresh();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'trace rules not updated');
+    }
   }
 
   private attach(): void {
@@ -175,6 +202,9 @@ export class Agent {
     this.watcher?.stop();
     await this.queue;
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    this.traceServer?.closeAllConnections();
+    await new Promise<void>((r) => (this.traceServer ? this.traceServer.close(() => r()) : r()));
+    this.tracer?.shutdown();
     if (opts.detach && this.nextHop && this.mode) {
       detachXdp(this.nextHop.nic, this.mode);
       removePins(this.opts.pinDir);

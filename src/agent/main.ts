@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
+import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
@@ -28,6 +29,7 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --xdp-mode MODE       auto | native | generic; default auto          (XDPLB_XDP_MODE)
   --pin-dir DIR         bpffs directory; default /sys/fs/bpf/xdplb/default (XDPLB_PIN_DIR)
   --metrics-address A   HOST:PORT of /metrics /healthz /readyz; default 0.0.0.0:9641 (XDPLB_METRICS_ADDRESS)
+  --trace-address A     loopback HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
   --lru-size N          connection table entries; default 1048576     (XDPLB_LRU_SIZE)
@@ -37,7 +39,8 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
 `;
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
-const DEFAULT_METRICS_ADDRESS = '0.0.0.0:9641';
+const DEFAULT_METRICS_ADDRESS = `0.0.0.0:${DEFAULT_METRICS_PORT}`;
+const DEFAULT_TRACE_ADDRESS = `127.0.0.1:${tracePortFor(DEFAULT_METRICS_PORT)}`;
 const XDP_MODES: XdpModeOption[] = ['auto', 'native', 'generic'];
 
 function fail(message: string): never {
@@ -59,6 +62,7 @@ async function main(): Promise<void> {
         'xdp-mode': { type: 'string' },
         'pin-dir': { type: 'string' },
         'metrics-address': { type: 'string' },
+        'trace-address': { type: 'string' },
         'next-hop-mac': { type: 'string' },
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
@@ -113,6 +117,8 @@ async function main(): Promise<void> {
     xdpMode,
     pinDir,
     metricsAddress: v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
+    traceAddress: v['trace-address'] ?? env.XDPLB_TRACE_ADDRESS ?? DEFAULT_TRACE_ADDRESS,
+    nodeName,
     nextHopMac: v['next-hop-mac'] ?? env.XDPLB_NEXT_HOP_MAC,
     srcV4: v['src-v4'] ?? env.XDPLB_SRC_V4,
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,

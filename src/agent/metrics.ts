@@ -6,9 +6,9 @@
 import type { Server } from 'node:http';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { REASONS, type Reason } from './bpf/layout.js';
+import { REASONS, type Reason, TRACE_COUNTERS } from './bpf/layout.js';
 import type { BalancerMapSet } from './bpf/objects.js';
-import { readReasons, readRealStats, readVipStats } from './dataplane/counters.js';
+import { readReasons, readRealStats, readTraceCounters, readVipStats } from './dataplane/counters.js';
 import type { Dataplane } from './dataplane/dataplane.js';
 
 
@@ -57,6 +57,17 @@ export class AgentMetrics {
         this.reset();
         const counts = readReasons(maps);
         for (const reason of REASONS) this.inc({ verdict: verdictOf(reason), reason: reason.toLowerCase() }, Number(counts[reason]));
+      },
+    });
+    new Counter({
+      name: 'xdplb_trace_records_total',
+      help: 'Packets that matched an open trace: emitted as records, or lost to the rate limit or a full ring.',
+      labelNames: ['result'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const counts = readTraceCounters(maps);
+        for (const c of TRACE_COUNTERS) this.inc({ result: c.toLowerCase() }, Number(counts[c]));
       },
     });
     const scraped = (name: string, help: string, read: () => number) =>

@@ -41,6 +41,9 @@ export interface XdpBalancer {
 }
 
 export const DEFAULT_METRICS_PORT = 9641;
+/** The agent's trace endpoint listens on loopback at the metrics port + this. */
+export const TRACE_PORT_OFFSET = 1;
+export const tracePortFor = (metricsPort: number): number => metricsPort + TRACE_PORT_OFFSET;
 export const DEFAULT_DRAIN_SECONDS = 60;
 
 export const BalancerConditionType = {

@@ -6,7 +6,7 @@
  */
 import type { V1DaemonSet } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
-import { DEFAULT_METRICS_PORT, XDPB_KIND, type XdpBalancer } from '../api/xdpbalancer.js';
+import { DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer } from '../api/xdpbalancer.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
 export const BALANCER_LABEL = `${GROUP}/balancer`;
@@ -28,7 +28,8 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   const spec = b.spec;
   const port = spec.metricsPort ?? DEFAULT_METRICS_PORT;
   const labels = { ...agentSelector(name), 'app.kubernetes.io/part-of': 'xdplb', 'app.kubernetes.io/managed-by': MANAGED_BY };
-  const args = ['run', '--balancer', name, '--xdp-mode', spec.xdpMode ?? 'auto', '--pin-dir', agentPinDir(name), '--metrics-address', `0.0.0.0:${port}`];
+  const args = ['run', '--balancer', name, '--xdp-mode', spec.xdpMode ?? 'auto', '--pin-dir', agentPinDir(name), '--metrics-address', `0.0.0.0:${port}`,
+    '--trace-address', `127.0.0.1:${tracePortFor(port)}`];
   if (spec.nic) args.push('--nic', spec.nic);
   const caps = spec.capacities ?? {};
   if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));

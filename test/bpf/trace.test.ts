@@ -146,6 +146,25 @@ describe('packet tracing', () => {
     assert.equal(h.lb.maps.traceCtl.lookup(u32Key(0))!.readUInt32LE(0), 0, 'closing the last session turns tracing off');
   });
 
+  test('a session that ends itself mid-batch (count reached) frees the ring safely', (t) => {
+    if (!requireKernel(t)) return;
+    const events: TraceEvent[] = [];
+    const close = tracer.open({
+      filter: parseTraceFilter({ vip: [WEB] }),
+      onEvent: (e) => {
+        events.push(e);
+        close();
+      },
+    });
+    for (let i = 0; i < 3; i++) h.run(tcp(WEB, 6500 + i, { syn: true }));
+    // The reader is closed while two records of the batch are still to be
+    // decoded: they must be copies, not views of the unmapped ring.
+    tracer.poll();
+    assert.equal(events.length, 1);
+    assert.equal(tracer.sessionCount, 0);
+    assert.equal(h.lb.maps.traceCtl.lookup(u32Key(0))!.readUInt32LE(0), 0);
+  });
+
   test('pcap: tcpdump reads the frames before and after encapsulation', (t) => {
     if (!requireKernel(t)) return;
     const dir = mkdtempSync(join(tmpdir(), 'xdplb-trace-'));

@@ -21,7 +21,8 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
   const c = pod.containers[0]!;
   assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
-  assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641']);
+  assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641',
+    '--trace-address', '127.0.0.1:9642']);
   assert.deepEqual(c.env, [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
   assert.equal(c.securityContext?.privileged, true);
   assert.equal(c.resources?.limits, undefined, 'BPF maps are charged to the pod: no memory limit');
@@ -36,6 +37,7 @@ test('spec settings become agent flags and scheduling constraints', () => {
   const pod = ds.spec!.template.spec!;
   const c = pod.containers[0]!;
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'native', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9700',
+    '--trace-address', '127.0.0.1:9701',
     '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--lru-size', '65536']);
   assert.equal(c.readinessProbe?.httpGet?.port, 9700);
   assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }]);

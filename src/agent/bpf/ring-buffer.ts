@@ -13,7 +13,9 @@ export class RingBufferReader {
 
   constructor(readonly name: string, mapFd: number) {
     this.callback = koffi.register((_ctx: unknown, data: unknown, size: number | bigint) => {
-      this.batch.push(Buffer.from(koffi.view(data, Number(size)) as ArrayBuffer));
+      // Copy now: the view is the kernel's ring memory, reused once consume
+      // returns and unmapped by close(). (Buffer.from(ArrayBuffer) would alias it.)
+      this.batch.push(Buffer.from(new Uint8Array(koffi.view(data, Number(size)) as ArrayBuffer)));
       return 0;
     }, koffi.pointer(RingSampleFn));
     try {

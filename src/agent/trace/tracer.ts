@@ -71,6 +71,8 @@ export class Tracer {
     this.writeConfig([], 0);
   }
 
+  readonly defaultRate = DEFAULT_TRACE_RATE;
+
   get sessionCount(): number {
     return this.sessions.size;
   }

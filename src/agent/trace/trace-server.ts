@@ -1,0 +1,120 @@
+/**
+ * The agent's trace endpoint: GET /trace streams the session's records as
+ * JSON lines until the client goes, `count` packets or `seconds` have passed.
+ * It listens on loopback only: records hold packet bytes, and opening a
+ * session changes what the program does. Remote users reach it through the
+ * API server (port-forward), which checks their RBAC.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { componentLog } from '../../lib/log.js';
+import { parseHostPort } from '../../lib/metrics-server.js';
+import type { TraceEvent } from './trace-event.js';
+import { parseTraceFilter, TraceFilterError } from './trace-filter.js';
+import { type TraceLoss, TraceLimitError, type Tracer } from './tracer.js';
+
+const log = componentLog('trace-server');
+
+/** Events buffered for a client that reads slower than packets come: beyond it, they are counted and dropped. */
+const MAX_CLIENT_BACKLOG_BYTES = 4 << 20;
+const MS_PER_S = 1000;
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export interface TraceStart {
+  type: 'start';
+  node: string;
+  /** Installed VIPs the filter names now (the session follows VIPs that come later). */
+  vips: string[];
+  rate: number;
+}
+
+export interface TraceEnd {
+  type: 'end';
+  packets: number;
+  /** Records dropped because the client read too slowly. */
+  slowClient: number;
+}
+
+export type TraceLine = TraceStart | TraceEvent | TraceLoss | TraceEnd;
+
+function positiveInt(name: string, raw: string | null): number | undefined {
+  if (raw === null) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1) throw new TraceFilterError(`${name}: "${raw}" is not a positive integer`);
+  return n;
+}
+
+function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://agent');
+  if (url.pathname !== '/trace' || req.method !== 'GET') {
+    res.writeHead(404).end('try GET /trace?vip=ADDRESS[:PORT[/PROTO]]&client=CIDR&port=N&rate=N&count=N&seconds=N\n');
+    return;
+  }
+  const q = url.searchParams;
+  let close: (() => void) | undefined;
+  let count: number | undefined;
+  let seconds: number | undefined;
+  let packets = 0;
+  let slowClient = 0;
+  let ended = false;
+  let timer: NodeJS.Timeout | undefined;
+  const send = (line: TraceLine) => res.write(`${JSON.stringify(line)}\n`);
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    close?.();
+    clearTimeout(timer);
+    if (!res.destroyed) res.end(`${JSON.stringify({ type: 'end', packets, slowClient } satisfies TraceEnd)}\n`);
+  };
+  try {
+    const filter = parseTraceFilter({
+      vip: q.getAll('vip'),
+      client: q.get('client') ?? undefined,
+      port: q.get('port') ?? undefined,
+    });
+    const rate = positiveInt('rate', q.get('rate'));
+    count = positiveInt('count', q.get('count'));
+    seconds = positiveInt('seconds', q.get('seconds'));
+    close = tracer.open({
+      filter,
+      rate,
+      onEvent: (e) => {
+        if (ended) return;
+        if (res.writableLength > MAX_CLIENT_BACKLOG_BYTES) {
+          slowClient++;
+          return;
+        }
+        send(e);
+        if (++packets === count) end();
+      },
+      onLoss: (loss) => {
+        if (!ended) send(loss);
+      },
+    });
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    send({ type: 'start', node, vips: tracer.selected(filter).map((v) => v.id), rate: rate ?? tracer.defaultRate });
+  } catch (err) {
+    const status = err instanceof TraceFilterError ? 400 : err instanceof TraceLimitError ? 409 : 500;
+    res.writeHead(status, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+    return;
+  }
+  if (seconds !== undefined) timer = setTimeout(end, seconds * MS_PER_S);
+  res.on('close', end);
+}
+
+/** Serves /trace on HOST:PORT (loopback). */
+export function serveTrace(tracer: Tracer, address: string, node: string): Promise<Server> {
+  const { host, port } = parseHostPort(address);
+  if (!LOOPBACK.has(host)) {
+    throw new Error(`trace address ${address} is not on loopback: records hold packet bytes and /trace has no authentication; ` +
+      'use 127.0.0.1 or [::1] and reach it through kubectl port-forward or xdplb trace --node');
+  }
+  const server = createServer((req, res) => handle(tracer, node, req, res));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      log.info({ address }, 'serving /trace');
+      resolve(server);
+    });
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * Where `xdplb trace` finds the agent's trace endpoint: a URL on this node,
+ * or the agent pod of a node reached through the API server (port-forward,
+ * so the user's RBAC decides: pods/portforward in the agents' namespace).
+ */
+import { createServer, type Server } from 'node:net';
+import { CoreV1Api, type KubeConfig, PortForward } from '@kubernetes/client-node';
+import { tracePortFor } from '../api/xdpbalancer.js';
+import { AGENT_APP, BALANCER_LABEL } from '../controller/agent-daemonset.js';
+
+export interface AgentEndpoint {
+  /** Base URL of the trace endpoint. */
+  url: string;
+  describe: string;
+  close(): void;
+}
+
+export function localAgent(url: string): AgentEndpoint {
+  return { url: url.replace(/\/$/, ''), describe: url, close: () => undefined };
+}
+
+const METRICS_PORT_NAME = 'metrics';
+
+export async function agentOnNode(kc: KubeConfig, opts: { node: string; namespace: string; balancer: string }): Promise<AgentEndpoint> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const selector = `app.kubernetes.io/name=${AGENT_APP},${BALANCER_LABEL}=${opts.balancer}`;
+  const pods = await core.listNamespacedPod({
+    namespace: opts.namespace,
+    labelSelector: selector,
+    fieldSelector: `spec.nodeName=${opts.node}`,
+  });
+  const pod = pods.items.find((p) => p.status?.phase === 'Running');
+  if (!pod) {
+    throw new Error(`no running agent pod of balancer "${opts.balancer}" on node ${opts.node} in namespace ${opts.namespace} ` +
+      `(pods with ${selector}: ${pods.items.map((p) => `${p.metadata?.name} ${p.status?.phase}`).join(', ') || 'none'})`);
+  }
+  const metricsPort = pod.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === METRICS_PORT_NAME)?.containerPort;
+  if (!metricsPort) throw new Error(`agent pod ${pod.metadata!.name} has no port named "${METRICS_PORT_NAME}"`);
+  const podName = pod.metadata!.name!;
+  const forward = new PortForward(kc, true);
+  const server: Server = createServer((socket) => {
+    forward.portForward(opts.namespace, podName, [tracePortFor(metricsPort)], socket, null, socket).catch((err: Error) => {
+      process.stderr.write(`xdplb trace: port-forward to ${opts.namespace}/${podName} failed: ${err.message}\n`);
+      socket.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  if (!address || typeof address === 'string') throw new Error('port-forward listener has no port');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    describe: `${opts.namespace}/${podName} on ${opts.node} (via the API server)`,
+    close: () => server.close(),
+  };
+}
