@@ -146,6 +146,25 @@ describe('packet tracing', () => {
     assert.equal(h.lb.maps.traceCtl.lookup(u32Key(0))!.readUInt32LE(0), 0, 'closing the last session turns tracing off');
   });
 
+  test('an agent starting on maps left tracing (its predecessor died) turns tracing off; on clean maps it writes nothing', (t) => {
+    if (!requireKernel(t)) return;
+    const writes = () => h.lb.maps.traceCtl.writes + h.lb.maps.traceBudget.writes;
+    const before = writes();
+    new Tracer(h.lb.maps, () => h.dp.installedVipNums(), 1);
+    assert.equal(writes(), before, 'tracing was off: nothing written');
+    const close = tracer.open({ filter: parseTraceFilter({}), onEvent: () => undefined });
+    try {
+      assert.equal(h.lb.maps.traceCtl.lookup(u32Key(0))!.readUInt32LE(0), 1);
+      new Tracer(h.lb.maps, () => h.dp.installedVipNums(), 1); // as if the first agent had died here
+      assert.equal(h.lb.maps.traceCtl.lookup(u32Key(0))!.readUInt32LE(0), 0, 'stale rule cleared');
+      const before2 = readTraceCounters(h.lb.maps);
+      h.run(tcp(WEB, 6600, { syn: true }));
+      assert.deepEqual(readTraceCounters(h.lb.maps), before2, 'nothing matches any more');
+    } finally {
+      close();
+    }
+  });
+
   test('a session that ends itself mid-batch (count reached) frees the ring safely', (t) => {
     if (!requireKernel(t)) return;
     const events: TraceEvent[] = [];

@@ -68,6 +68,8 @@ export class Tracer {
   ) {
     // Rules left by an agent that died while tracing would keep costing the
     // program a reservation per matched packet: nothing traces until asked.
+    // (Read first: a restart that finds tracing off writes nothing.)
+    this.written = this.maps.traceCtl.lookup(u32Key(0));
     this.writeConfig([], 0);
   }
 
