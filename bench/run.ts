@@ -4,12 +4,13 @@ import { labPps } from './lab-pps.js';
 import { maglevGeneration, packetPaths, ringProgramming } from './dataplane.js';
 import { machine } from './stats.js';
 import { applyToPackets, scale } from './operator.js';
+import { tracingCost } from './tracing.js';
 
 if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, agent, lab, operator = apply + scale).
+// npm run bench [-- NAME...]: only the named groups (dataplane, tracing, agent, lab, operator = apply + scale).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
@@ -18,6 +19,7 @@ if (want('dataplane')) {
   console.log(maglevGeneration(), '\n');
   console.log(ringProgramming(), '\n');
 }
+if (want('dataplane') || want('tracing')) console.log(tracingCost(), '\n');
 if (want('agent')) console.log(agentReconcile(), '\n');
 if (want('lab')) console.log(await labPps(), '\n');
 if (want('operator') || want('apply')) console.log(await applyToPackets(), '\n');

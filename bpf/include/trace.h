@@ -121,10 +121,15 @@ static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx
 							     const struct xdplb_trace_point *t)
 {
 	__u32 zero = 0;
-	struct trace_config *cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
+	struct trace_config *cfg;
 	struct trace_record *rec;
 	int matched = 0;
 
+#ifdef XDPLB_BENCH_NO_TRACE
+	/* bench/bpf builds the program without tracing, to measure what "off" costs. */
+	return NULL;
+#endif
+	cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
 	if (!cfg || !cfg->rule_count)
 		return NULL;
 	for (int i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
