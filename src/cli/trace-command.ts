@@ -136,7 +136,10 @@ async function resolveVips(args: TraceArgs): Promise<string[]> {
     const api = kube(args).makeApiClient(CustomObjectsApi);
     const vip = (await api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: LBVIP_PLURAL, name })
       .catch((err: Error & { code?: number }) => {
-        throw new Error(`LoadBalancerVip ${sel}: ${err.code === 404 ? 'not found' : err.message}`);
+        const why = err.code === 404 ? 'not found'
+          : err.code === 403 ? `forbidden: reading it needs the xdplb-trace role bound in namespace ${namespace} (deploy/rbac-trace.yaml)`
+            : err.message;
+        throw new Error(`LoadBalancerVip ${sel}: ${why}`);
       })) as LoadBalancerVip;
     const addr = vip.spec.address.includes(':') ? `[${vip.spec.address}]` : vip.spec.address;
     out.push(...vip.spec.ports.map((p) => `${addr}:${p.port}/${p.protocol}`));

@@ -8,15 +8,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { TraceEvent } from '../../src/agent/trace/trace-event.js';
 import { requireKernel } from '../support/kernel.js';
+import { watchTrace, XDPLB_CLI } from '../support/trace-process.js';
 import { sample, type Samples } from '../support/prometheus.js';
 import { type Balancer, CLIENT4, Lab, labVips, VIP4 } from './lab.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const TRACE_READY_TIMEOUT_MS = 10_000;
 
 interface ConnectResult {
   byReal: Record<string, number>;
@@ -42,35 +40,8 @@ describe('lab: xdplb trace on a balancer node', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Starts xdplb trace in the node's namespace; resolves once the agent has opened the session. */
-  async function startTrace(args: string[]) {
-    const child = lab.spawnNode(lb.ns, CLI, ['trace', ...args]);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', r));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`xdplb trace did not start: ${err}`)), TRACE_READY_TIMEOUT_MS);
-      child.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes('tracing on')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      void exited.then((code) => reject(new Error(`xdplb trace exited ${code}: ${err}`)));
-    });
-    return {
-      /** Interrupts it as a user's ^C would. */
-      stop: async () => {
-        child.kill('SIGINT');
-        const code = await exited;
-        return { code, out, err };
-      },
-      /** Waits for it to end by itself (--count, --duration). */
-      done: async () => ({ code: await exited, out, err }),
-    };
-  }
+  /** Starts xdplb trace in the node's namespace, as an operator on the node would. */
+  const startTrace = (args: string[]) => watchTrace(lab.spawnNode(lb.ns, XDPLB_CLI, ['trace', ...args]));
 
   const vipPackets = (m: Samples, vip: string) => sample(m, 'xdplb_vip_packets_total', { vip });
   const emitted = (m: Samples) => sample(m, 'xdplb_trace_records_total', { result: 'emitted' });
@@ -140,9 +111,9 @@ describe('lab: xdplb trace on a balancer node', () => {
 
   test('errors say what was wrong', async (t) => {
     if (!requireKernel(t)) return;
-    const bad = await lab.runNode(lb.ns, CLI, ['trace', '--client', '198.18.0.0/40']).then(() => '', (e: Error) => e.message);
+    const bad = await lab.runNode(lb.ns, XDPLB_CLI, ['trace', '--client', '198.18.0.0/40']).then(() => '', (e: Error) => e.message);
     assert.match(bad, /client 198\.18\.0\.0\/40: prefix length "40" is not in 0\.\.32/);
-    const noAgent = await lab.runNode(lb.ns, CLI, ['trace', '--agent', 'http://127.0.0.1:1']).then(() => '', (e: Error) => e.message);
+    const noAgent = await lab.runNode(lb.ns, XDPLB_CLI, ['trace', '--agent', 'http://127.0.0.1:1']).then(() => '', (e: Error) => e.message);
     assert.match(noAgent, /cannot reach the agent at http:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/);
   });
 });

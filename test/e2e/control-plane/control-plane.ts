@@ -24,7 +24,9 @@ const SERVICE_CIDR = '198.18.240.0/24';
  * agents under test get exactly the permissions deploy/'s RBAC grants them.
  */
 export const TEST_SERVICE_ACCOUNTS = ['xdplb-system/xdplb-agent', 'xdplb-system/xdplb-controller'] as const;
-export type TestServiceAccount = (typeof TEST_SERVICE_ACCOUNTS)[number];
+/** People with no permission but what a test binds to them (e.g. deploy/'s xdplb-trace role). */
+export const TEST_USERS = ['alice', 'bob'] as const;
+export type TestServiceAccount = (typeof TEST_SERVICE_ACCOUNTS)[number] | (typeof TEST_USERS)[number];
 
 export interface Binaries {
   kubeApiserver: string;
@@ -115,13 +117,15 @@ export class ControlPlane {
     try {
       const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
       const token = randomBytes(16).toString('hex');
-      const saTokens = new Map(TEST_SERVICE_ACCOUNTS.map((sa) => [sa, randomBytes(16).toString('hex')]));
+      const saTokens = new Map<TestServiceAccount, string>(TEST_SERVICE_ACCOUNTS.map((sa) => [sa, randomBytes(16).toString('hex')]));
+      const userTokens = new Map<TestServiceAccount, string>(TEST_USERS.map((u) => [u, randomBytes(16).toString('hex')]));
       writeFileSync(join(dir, 'tokens.csv'), [
         `${token},admin,admin,system:masters`,
         ...[...saTokens].map(([sa, t]) => {
           const [ns, name] = sa.split('/');
           return `${t},system:serviceaccount:${ns}:${name},${sa},"system:serviceaccounts,system:serviceaccounts:${ns},system:authenticated"`;
         }),
+        ...[...userTokens].map(([user, t]) => `${t},${user},${user},system:authenticated`),
         '',
       ].join('\n'));
       const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -155,7 +159,7 @@ export class ControlPlane {
         await new Promise((res) => setTimeout(res, 250));
       }
       const kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), server, token);
-      const saKubeconfigs = new Map([...saTokens].map(([sa, t]) => [sa, writeKubeconfig(join(dir, `kubeconfig-${sa.replace('/', '-')}`), server, t)]));
+      const saKubeconfigs = new Map([...saTokens, ...userTokens].map(([sa, t]) => [sa, writeKubeconfig(join(dir, `kubeconfig-${sa.replace('/', '-')}`), server, t)]));
       return new ControlPlane(dir, server, token, kubeconfig, bin, procs, saKubeconfigs);
     } catch (err) {
       return fail(err);

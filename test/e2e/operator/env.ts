@@ -4,6 +4,7 @@
  * and against a kind cluster (test/e2e/kind/).
  */
 import type { Samples } from '../../support/prometheus.js';
+import type { RunningTrace } from '../../support/trace-process.js';
 
 export interface ConnectResult {
   byReal: Record<string, number>;
@@ -58,6 +59,14 @@ export interface OperatorEnv {
   killController(identity: string): Promise<void>;
   /** An API server outage as the agents see it, if the environment can make one. */
   apiOutage?(ms: number): Promise<void>;
+  /**
+   * Starts `xdplb trace` against the node's agent; resolves once it traces.
+   * `user`: who runs it; 'granted' has deploy/'s xdplb-trace role bound by the
+   * test, 'ungranted' nothing (environments that cannot make such a user omit it).
+   */
+  startTrace(node: string, args: string[], user: 'granted' | 'ungranted'): Promise<RunningTrace>;
+  /** Whether startTrace can run as a user without the grant. */
+  readonly hasUngrantedUser: boolean;
   /** The log lines of the node's current agent so far. */
   agentLog(node: string): string[];
 

@@ -8,7 +8,8 @@
  * Environment: KUBECONFIG (or the current context), XDPLB_E2E_IMAGE (the
  * e2e image tag), XDPLB_E2E_CLIENT (client container name), XDPLB_E2E_VIP.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
@@ -120,6 +121,15 @@ export class KindOperatorEnv implements OperatorEnv {
   private agentPod(node: string): string {
     return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'app.kubernetes.io/name=xdplb-agent', '--field-selector', `spec.nodeName=${node}`,
       '-o', 'jsonpath={.items[0].metadata.name}']);
+  }
+
+  /** Only the current context's user: it must hold the grant (run.sh uses the cluster admin). */
+  readonly hasUngrantedUser = false;
+
+  /** From this machine through the API server, as `xdplb trace --node` is meant to be used. */
+  startTrace(node: string, args: string[], user: 'granted' | 'ungranted'): Promise<RunningTrace> {
+    if (user !== 'granted') throw new Error('the kind environment has no ungranted user');
+    return watchTrace(spawn(process.execPath, [XDPLB_CLI, 'trace', '--node', node, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   agentLog(node: string): string[] {

@@ -13,6 +13,7 @@ import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import { Lab } from '../../lab/lab.js';
 import { ControlPlane, freePort } from '../control-plane/control-plane.js';
 import { ApiBridge } from './api-bridge.js';
+import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
 import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
 
 const DIST = fileURLToPath(new URL('../../../', import.meta.url)); // dist/
@@ -175,6 +176,14 @@ export class LabOperatorEnv implements OperatorEnv {
   async restartAgent(node: string): Promise<void> {
     await this.lab.stopAgent(this.balancer(node), 'SIGKILL');
     await this.startAgent(node);
+  }
+
+  readonly hasUngrantedUser = true;
+
+  /** On the node, against its local agent, as a person: alice has the grant, bob nothing. */
+  startTrace(node: string, args: string[], user: 'granted' | 'ungranted'): Promise<RunningTrace> {
+    const kubeconfig = this.cp.kubeconfigAs(user === 'granted' ? 'alice' : 'bob');
+    return watchTrace(this.lab.spawnNode(this.balancer(node).ns, XDPLB_CLI, ['trace', '--kubeconfig', kubeconfig, ...args]));
   }
 
   agentLog(node: string): string[] {

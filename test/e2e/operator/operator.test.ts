@@ -222,6 +222,32 @@ describe('operator end to end: kubectl apply to packets', () => {
     }
   });
 
+  test('xdplb trace --vip NAMESPACE/NAME by a user granted xdplb-trace: a record per packet of the VIP, on every node', async (t) => {
+    if (!need(t)) return;
+    for (const namespace of ['xdplb-system', ns()]) {
+      env.kubectl(['create', 'rolebinding', 'alice-xdplb-trace', '--clusterrole=xdplb-trace', '--user=alice', '-n', namespace]);
+    }
+    if (env.hasUngrantedUser) {
+      await assert.rejects(env.startTrace(env.nodes[0]!, ['--vip', `${ns()}/web`], 'ungranted'),
+        /LoadBalancerVip shop\/web: forbidden: reading it needs the xdplb-trace role bound in namespace shop/);
+    }
+    const traces = await Promise.all(env.nodes.map((n) => env.startTrace(n, ['--vip', `${ns()}/web`, '--json', '--duration', '5'], 'granted')));
+    const vipPackets = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vip_packets_total', { vip: `${env.vip4}:${HTTP}/TCP` })));
+    const before = await vipPackets();
+    const r = await env.connect(env.vip4, HTTP, 20);
+    assert.equal(r.failures, 0, r.errors.join(', '));
+    const after = await vipPackets();
+    const runs = await Promise.all(traces.map((x) => x.done()));
+    const records = runs.map((run) => {
+      assert.equal(run.code, 0, run.err);
+      return run.out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { vip: string; reason: string; src: string; real: string | null });
+    });
+    records.forEach((recs, i) => assert.equal(recs.length, after[i]! - before[i]!, `${env.nodes[i]}: records vs packets counted for the VIP`));
+    const all = records.flat();
+    assert.ok(all.length >= 20 * 3, `${all.length} records for 20 connections`);
+    assert.ok(all.every((e) => e.vip === `${env.vip4}:${HTTP}/TCP` && e.reason === 'tx_encap' && e.real), JSON.stringify(all[0]));
+  });
+
   test('deleting the VIP removes it from every agent, and its traffic passes to the kernel', async (t) => {
     if (!need(t)) return;
     const passedBefore = await Promise.all(env.nodes.map(async (n) => sum(await env.agentMetrics(n), 'xdplb_packets_total', { reason: 'pass_not_vip' })));

@@ -1,0 +1,49 @@
+/** A running `xdplb trace`, started by a test: waits for its session, then stops or awaits it. */
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The CLI in dist/. */
+export const XDPLB_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const TRACE_READY_TIMEOUT_MS = 15_000;
+
+export interface TraceRun {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+export interface RunningTrace {
+  /** Interrupts it as a user's ^C would. */
+  stop(): Promise<TraceRun>;
+  /** Waits for it to end by itself (--count, --duration, an error). */
+  done(): Promise<TraceRun>;
+}
+
+/** Resolves once the agent has opened the session (the CLI says "tracing on"); rejects if it exits first. */
+export async function watchTrace(child: ChildProcess): Promise<RunningTrace> {
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`xdplb trace did not start: ${err}`)), TRACE_READY_TIMEOUT_MS);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('tracing on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`xdplb trace exited ${code} before tracing: ${err}`));
+    });
+  });
+  return {
+    stop: async () => {
+      child.kill('SIGINT');
+      return { code: await exited, out, err };
+    },
+    done: async () => ({ code: await exited, out, err }),
+  };
+}
