@@ -109,6 +109,25 @@ describe('lab: xdplb trace on a balancer node', () => {
     assert.equal(sample(afterM, 'xdplb_trace_records_total', { result: 'rate_limited' }), sample(before, 'xdplb_trace_records_total', { result: 'rate_limited' }));
   });
 
+  test('a client match shows what did not get through: a datagram dropped as fragments, a SYN to a port that is no VIP', async (t) => {
+    if (!requireKernel(t)) return;
+    const trace = await startTrace(['--client', `${CLIENT4}/32`, '--verdict', 'drop', '--verdict', 'pass', '--json', '--count', '4']);
+    // 3000 bytes over the client's 1500-byte MTU: three fragments. Then one SYN to port 81.
+    const send = `const s = require('node:dgram').createSocket('udp4'); s.send(Buffer.alloc(3000, 1), 53, '${VIP4}', () => {
+      s.close(); const c = require('node:net').connect(81, '${VIP4}'); c.on('error', () => {}); setTimeout(() => process.exit(0), 500); });`;
+    await lab.runNode(lab.client, '-e', [send]);
+    const { code, out, err } = await trace.done();
+    assert.equal(code, 0, err);
+    const events = out.trim().split('\n').map((l) => JSON.parse(l) as TraceEvent);
+    assert.deepEqual(events.map((e) => [e.proto, e.dst, e.vip, e.verdict, e.reason]), [
+      ['UDP', VIP4, null, 'drop', 'drop_fragment'],
+      ['UDP', VIP4, null, 'drop', 'drop_fragment'],
+      ['UDP', VIP4, null, 'drop', 'drop_fragment'],
+      ['TCP', VIP4, null, 'pass', 'pass_not_vip'],
+    ]);
+    assert.equal(events[3]!.dport, 81);
+  });
+
   test('errors say what was wrong', async (t) => {
     if (!requireKernel(t)) return;
     const bad = await lab.runNode(lb.ns, XDPLB_CLI, ['trace', '--client', '198.18.0.0/40']).then(() => '', (e: Error) => e.message);
