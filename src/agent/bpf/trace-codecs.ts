@@ -43,7 +43,8 @@ export interface TraceRule {
   vipNum?: number;
 }
 
-function prefixMask(prefixLength: number, family: Family): Buffer {
+/** The 16-byte mask of a prefix length, as trace_rule.mask holds it. */
+export function prefixMask(prefixLength: number, family: Family): Buffer {
   const bits = family === 4 ? 32 : 128;
   if (!Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > bits) {
     throw new Error(`prefix length ${prefixLength} is not in 0..${bits} for IPv${family}`);
@@ -81,6 +82,8 @@ export function encodeTraceConfig(rules: readonly TraceRule[], cpuRate: number):
 export interface TracedFlow {
   family: number;
   src: string;
+  /** src as trace_record holds it (16 bytes, IPv4 in the first four). */
+  srcBytes: Buffer;
   dst: string;
   sport: number;
   dport: number;
@@ -126,6 +129,7 @@ export function decodeTraceRecord(buf: Buffer): RawTraceRecord {
     flow: {
       family,
       src: addrText(family, buf.subarray(flowAt + f.src, flowAt + f.src + IP_BYTES)),
+      srcBytes: buf.subarray(flowAt + f.src, flowAt + f.src + IP_BYTES),
       dst: addrText(family, buf.subarray(flowAt + f.dst, flowAt + f.dst + IP_BYTES)),
       sport: buf.readUInt16BE(flowAt + f.sport),
       dport: buf.readUInt16BE(flowAt + f.dport),

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { type IpAddress, parseIp } from '../../lib/ip.js';
 import { IPPROTO_TCP, IPPROTO_UDP, type Family } from '../bpf/layout.js';
-import type { TraceRule, RawTraceRecord } from '../bpf/trace-codecs.js';
+import { prefixMask, type TraceRule, type RawTraceRecord } from '../bpf/trace-codecs.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
 
 const PROTOCOLS: Record<string, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };
@@ -24,6 +24,7 @@ export interface ClientPrefix {
   text: string;
   address: IpAddress;
   prefixLength: number;
+  mask: Buffer;
 }
 
 export interface TraceFilter {
@@ -74,7 +75,7 @@ export function parseClientPrefix(text: string): ClientPrefix {
   if (!/^\d+$/.test(len ?? String(bits)) || prefixLength > bits) {
     throw new TraceFilterError(`client ${text}: prefix length "${len}" is not in 0..${bits}`);
   }
-  return { text, address, prefixLength };
+  return { text, address, prefixLength, mask: prefixMask(prefixLength, address.family) };
 }
 
 export function parseTraceFilter(input: { vip?: readonly string[]; client?: string; port?: string }): TraceFilter {
@@ -112,21 +113,16 @@ export function compileRules(filter: TraceFilter, installed: readonly InstalledV
   return selectedVips(filter, installed).map((v) => ({ ...base, vipNum: v.num }));
 }
 
-function inPrefix(text: string, prefix: ClientPrefix): boolean {
-  if (!text || isIP(text) !== prefix.address.family) return false;
-  const a = parseIp(text).bytes;
-  const p = prefix.address.bytes;
-  for (let bit = 0; bit < prefix.prefixLength; bit++) {
-    const mask = 0x80 >> (bit & 7);
-    if ((a[bit >> 3]! & mask) !== (p[bit >> 3]! & mask)) return false;
-  }
-  return true;
+/** The same test as the program's: (client & mask) == (prefix & mask). */
+function inPrefix(family: number, addr: Buffer, prefix: ClientPrefix): boolean {
+  if (family !== prefix.address.family) return false;
+  return prefix.mask.every((m, i) => (addr[i]! & m) === (prefix.address.bytes[i]! & m));
 }
 
 /** Whether a record is this filter's (the program's rules are shared by every session). */
 export function recordMatches(filter: TraceFilter, rec: RawTraceRecord, vip: InstalledVipRef | undefined): boolean {
   if (filter.vips.length && !(vip && filter.vips.some((s) => selects(s, vip)))) return false;
   if (filter.port !== undefined && rec.flow.sport !== filter.port && rec.flow.dport !== filter.port) return false;
-  if (filter.client && !inPrefix(rec.flow.src, filter.client)) return false;
+  if (filter.client && !inPrefix(rec.flow.family, rec.flow.srcBytes, filter.client)) return false;
   return true;
 }

@@ -8,7 +8,7 @@ import { componentLog } from '../../lib/log.js';
 import { TRACE_MAX_RULES } from '../bpf/layout.js';
 import type { BalancerMapSet } from '../bpf/objects.js';
 import { RingBufferReader } from '../bpf/ring-buffer.js';
-import { decodeTraceRecord, encodeTraceConfig, type TraceRule } from '../bpf/trace-codecs.js';
+import { decodeTraceRecord, encodeTraceConfig, TraceConfigLayout, type TraceRule } from '../bpf/trace-codecs.js';
 import { u32Key } from '../bpf/codecs.js';
 import { readTraceCounters } from '../dataplane/counters.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
@@ -117,6 +117,7 @@ export class Tracer {
    * after every dataplane change (a traced VIP may have come or gone).
    */
   refresh(): void {
+    if (!this.sessions.size && this.written?.readUInt32LE(TraceConfigLayout.offsets.rule_count) === 0) return; // off, and stays off
     const installed = this.installedVips();
     const rules: TraceRule[] = [];
     let rate = 0;
