@@ -223,6 +223,13 @@ test('a trimmed pod resolves to the same backend, and keeps none of what resolut
   assert.deepEqual(resolveBackends(vip('v'), [trimmed], NOW, DRAIN), before);
   assert.equal(trimmed.metadata!.managedFields, undefined);
   assert.deepEqual(trimmed.metadata!.annotations, { [WEIGHT_ANNOTATION]: '3' });
+  assert.deepEqual(Object.keys(trimmed.metadata!).sort(), ['annotations', 'labels', 'name', 'namespace', 'resourceVersion']);
   assert.deepEqual(trimmed.spec, { nodeName: 'node-b', containers: [] });
-  assert.deepEqual(trimmed.status!.conditions!.map((c) => c.type), ['Ready']);
+  assert.deepEqual(trimmed.status!.conditions, [{ type: 'Ready', status: 'True' }]);
+  const terminating = structuredClone(full);
+  terminating.metadata!.deletionTimestamp = new Date(NOW);
+  const trimmedTerminating = structuredClone(terminating);
+  trimPod(trimmedTerminating);
+  assert.ok(trimmedTerminating.metadata!.deletionTimestamp, 'deletion is kept: a terminating pod drains');
+  assert.deepEqual(resolveBackends(vip('v'), [trimmedTerminating], NOW, DRAIN), resolveBackends(vip('v'), [terminating], NOW, DRAIN));
 });
