@@ -8,12 +8,15 @@
  *    program all of them and report, with each process's peak RSS.
  */
 import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import yaml from 'js-yaml';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../src/api/loadbalancervip.js';
 import { sample } from '../test/support/prometheus.js';
 import { vipManifest } from '../test/e2e/invalid-vips.js';
-import { LabOperatorEnv, waitFor } from '../test/e2e/operator/lab-env.js';
+import { LabOperatorEnv, REPO, waitFor } from '../test/e2e/operator/lab-env.js';
+import { memoryQuantityBytes } from '../test/support/memory-cgroup.js';
 import { median } from './stats.js';
 
 const CLIENT = fileURLToPath(new URL('../test/lab/programs/client.js', import.meta.url));
@@ -74,6 +77,13 @@ async function pool(n: number, width: number, fn: (i: number) => Promise<unknown
   }));
 }
 
+/** The controller runs under its Deployment's memory limit, as in a cluster (deploy/controller.yaml is the source). */
+const CONTROLLER_MEMORY_LIMIT = (() => {
+  const docs = yaml.loadAll(readFileSync(join(REPO, 'deploy/controller.yaml'), 'utf8')) as { kind?: string; spec?: any }[];
+  const limit = docs.find((d) => d?.kind === 'Deployment')?.spec?.template?.spec?.containers?.[0]?.resources?.limits?.memory as string | undefined;
+  if (!limit) throw new Error('deploy/controller.yaml: the controller Deployment has no memory limit');
+  return memoryQuantityBytes(limit);
+})();
 const peakRssMb = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 /** Pod k's address: 198.18.1.0 + k, inside the benchmarking range (131k addresses). */
@@ -121,16 +131,20 @@ export async function scale(vips = Number(process.env.BENCH_VIPS ?? 1000), perVi
     await waitFor('every VIP resolved and programmed', list, (items) => resolved(items) && env.nodes.every((n) => programmedBy(n)(items)), 900_000, POLL_MS);
     // Cold controller, alone on the machine: agents stopped (their programs keep running), statuses cleared.
     for (const b of env.lab.balancers) await env.lab.stopAgent(b, 'SIGTERM');
-    for (const id of env.controllers()) await env.killController(id);
-    await pool(vips, 16, (i) => custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: 'shop', name: `v${i}`,
-      body: { status: { backends: null, readyBackends: null, conditions: null, programmedNodes: null, observedGeneration: null } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)));
-    const fresh = await env.startController();
-    // From the moment it leads (the killed leader's lease must expire first).
-    await waitFor('the fresh controller leads', () => env.kubectl(['get', 'lease', 'xdplb-controller', '-n', 'xdplb-system', '-o', 'jsonpath={.spec.holderIdentity}']), (h) => h === fresh, 60_000);
-    const controllerStart = Date.now();
-    await waitFor('every VIP resolved by a cold controller', list, resolved, 900_000, POLL_MS);
-    const controllerSeconds = (Date.now() - controllerStart) / 1000;
-    const controllerRss = peakRssMb(env.controllerPid(fresh)!);
+    /** A cold controller: the others killed, every VIP's controller-written status cleared; timed from winning the lease. */
+    const coldController = async (memoryLimitBytes?: number) => {
+      for (const id of env.controllers()) await env.killController(id);
+      await pool(vips, 16, (i) => custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: 'shop', name: `v${i}`,
+        body: { status: { backends: null, readyBackends: null, conditions: null, programmedNodes: null, observedGeneration: null } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)));
+      const fresh = await env.startController({ memoryLimitBytes });
+      // From the moment it leads (the killed leader's lease must expire first).
+      await waitFor('the fresh controller leads', () => env.kubectl(['get', 'lease', 'xdplb-controller', '-n', 'xdplb-system', '-o', 'jsonpath={.spec.holderIdentity}']), (h) => h === fresh, 60_000);
+      const start = Date.now();
+      await waitFor('every VIP resolved by a cold controller', list, resolved, 900_000, POLL_MS);
+      return { seconds: (Date.now() - start) / 1000, rss: peakRssMb(env.controllerPid(fresh)!) };
+    };
+    const unlimited = await coldController();
+    const limited = await coldController(CONTROLLER_MEMORY_LIMIT);
     // Cold agent: no program, no maps, no status entries of its own.
     const node = env.nodes[0]!;
     const b = env.lab.balancers[0]!;
@@ -153,7 +167,8 @@ export async function scale(vips = Number(process.env.BENCH_VIPS ?? 1000), perVi
       '',
       '| measured | seconds | goal | peak RSS MB | goal |',
       '| --- | ---: | ---: | ---: | ---: |',
-      `| controller, cold (from winning the lease): every VIP's status resolved | ${controllerSeconds.toFixed(1)} | 30 | ${controllerRss.toFixed(0)} | 300 |`,
+      `| controller, cold (from winning the lease): every VIP's status resolved | ${unlimited.seconds.toFixed(1)} | 30 | ${unlimited.rss.toFixed(0)} | 300 |`,
+      `| the same, under its Deployment's memory limit (${CONTROLLER_MEMORY_LIMIT / 2 ** 20} MiB: Node sizes its heap from it) | ${limited.seconds.toFixed(1)} | 30 | ${limited.rss.toFixed(0)} | 300 |`,
       `| agent, cold (no maps): ready (all programmed) | ${agentReadySeconds.toFixed(1)} | | | |`,
       `| agent, cold: ${vips} status entries reported | ${agentSeconds.toFixed(1)} | 30 | ${agentRss.toFixed(0)} | 300 |`,
       '',

@@ -13,6 +13,7 @@ import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import { Lab } from '../../lab/lab.js';
 import { ControlPlane, freePort } from '../control-plane/control-plane.js';
 import { ApiBridge } from './api-bridge.js';
+import { MemoryCgroup } from '../../support/memory-cgroup.js';
 import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
 import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
 
@@ -116,15 +117,20 @@ export class LabOperatorEnv implements OperatorEnv {
     this.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
   }
 
-  async startController(): Promise<string> {
+  /** `memoryLimitBytes`: run it in a memory cgroup with that limit, as its pod would (benchmarks). */
+  async startController(opts: { memoryLimitBytes?: number } = {}): Promise<string> {
     const identity = `controller-${this.nextController++}`;
     const port = await freePort();
     this.controllerPorts.set(identity, port);
     const log: string[] = [];
-    const child = spawn(process.execPath, [CONTROLLER,
+    const argv = [process.execPath, CONTROLLER,
       '--kubeconfig', this.cp.kubeconfigAs('xdplb-system/xdplb-controller'), '--namespace', AGENT_NAMESPACE, '--identity', identity,
       '--metrics-address', `127.0.0.1:${port}`, '--agent-image', E2E_IMAGE, ...LEASE,
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ];
+    const cgroup = opts.memoryLimitBytes ? MemoryCgroup.create(`xdplb-${process.pid}-${identity}`, opts.memoryLimitBytes) : null;
+    const [cmd, args] = cgroup ? cgroup.wrap(argv) : [argv[0]!, argv.slice(1)];
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.on('exit', () => cgroup?.remove());
     const keep = (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
