@@ -157,7 +157,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	int rc;
 
 	rc = xdplb_parse(p, data, data_end);
-	t->flow = p->flow;
+	t->sport = p->flow.sport;
 	switch (rc) {
 	case XDPLB_PARSED:
 		break;
@@ -240,7 +240,7 @@ int xdplb_balancer(struct xdp_md *ctx)
 	int reason;
 
 	reason = balance(ctx, &p, &t, &hash);
-	rec = xdplb_trace_begin(ctx, &t);
+	rec = xdplb_trace_begin(ctx, &p.flow, &t);
 	if (reason == XDPLB_TX_ENCAP) {
 		cfg = bpf_map_lookup_elem(&ctl, &zero);
 		reason = cfg ? xdplb_encap(ctx, &p, t.real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK) :

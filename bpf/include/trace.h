@@ -48,7 +48,7 @@ struct trace_record *const volatile xdplb_trace_record_btf = 0;
 
 /* What the balancer decided about a packet, for its trace record. */
 struct xdplb_trace_point {
-	struct flow_key flow; /* as received */
+	__be16 sport;         /* as received: the flow's is zeroed for no-source-port VIPs */
 	__u32 vip_num;
 	__u32 real_id;
 	const struct xdplb_addr *real;
@@ -64,18 +64,19 @@ static __always_inline void xdplb_trace_count(__u32 counter)
 }
 
 static __always_inline int xdplb_trace_rule_matches(const struct trace_rule *r,
+						    const struct flow_key *flow,
 						    const struct xdplb_trace_point *t)
 {
 	if (r->vip_num != XDPLB_VIP_NUM_NONE && r->vip_num != t->vip_num)
 		return 0;
-	if (r->port && r->port != t->flow.sport && r->port != t->flow.dport)
+	if (r->port && r->port != t->sport && r->port != flow->dport)
 		return 0;
 	if (!r->family)
 		return 1;
-	if (r->family != t->flow.family)
+	if (r->family != flow->family)
 		return 0;
 	for (int i = 0; i < XDPLB_ADDR_WORDS; i++)
-		if ((t->flow.src[i] & r->mask[i]) != r->client[i])
+		if ((flow->src[i] & r->mask[i]) != r->client[i])
 			return 0;
 	return 1;
 }
@@ -89,7 +90,10 @@ static __always_inline int xdplb_trace_budget_ok(__u32 cpu_rate)
 
 	if (!b)
 		return 0;
-	now = bpf_ktime_get_ns();
+	/* The coarse clock (one tick) is plenty for one-second windows and costs
+	 * a fraction of bpf_ktime_get_ns(): this runs for every matched packet,
+	 * also the ones over the budget. */
+	now = bpf_ktime_get_coarse_ns();
 	if (now - b->window_start_ns >= XDPLB_NS_PER_SEC) {
 		b->window_start_ns = now;
 		b->used = 0;
@@ -118,6 +122,7 @@ static __always_inline __u16 xdplb_trace_copy_frame(struct xdp_md *ctx, __u8 *ds
  * is to be traced, else NULL. The caller must xdplb_trace_submit() it.
  */
 static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx,
+							     const struct flow_key *flow,
 							     const struct xdplb_trace_point *t)
 {
 	__u32 zero = 0;
@@ -135,7 +140,7 @@ static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx
 	for (int i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
 		if (i >= cfg->rule_count)
 			break;
-		if (xdplb_trace_rule_matches(&cfg->rules[i], t)) {
+		if (xdplb_trace_rule_matches(&cfg->rules[i], flow, t)) {
 			matched = 1;
 			break;
 		}
@@ -152,7 +157,8 @@ static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx
 		return NULL;
 	}
 	rec->timestamp_ns = bpf_ktime_get_ns();
-	rec->flow = t->flow;
+	rec->flow = *flow;
+	rec->flow.sport = t->sport;
 	rec->cpu = bpf_get_smp_processor_id();
 	rec->vip_num = t->vip_num;
 	rec->real_id = t->real_id;

@@ -24,10 +24,12 @@ import { buildPacket, ETH_HLEN, parseEncapsulated, type PacketSpec } from '../su
 const WEB = '198.19.1.10';
 const OTHER = '198.19.1.11';
 const V6_VIP = '2001:db8:19:1::10';
+const STICKY = '198.19.1.12';
 const VIPS: VipSpec[] = [
   { address: WEB, port: 80, protocol: 'TCP', reals: ['198.18.1.1', '198.18.1.2', '198.18.1.3'].map((address) => ({ address, weight: 1 })) },
   { address: OTHER, port: 80, protocol: 'TCP', reals: [{ address: '198.18.1.4', weight: 1 }] },
   { address: V6_VIP, port: 443, protocol: 'TCP', reals: [{ address: '2001:db8:1::1', weight: 1 }] },
+  { address: STICKY, port: 80, protocol: 'TCP', hashNoSrcPort: true, reals: [{ address: '198.18.1.5', weight: 1 }] },
 ];
 const CLIENT = '198.18.100.1';
 const tcp = (dst: string, sport: number, extra: Partial<PacketSpec> = {}) =>
@@ -100,6 +102,12 @@ describe('packet tracing', () => {
       ['198.19.1.99', null, 'pass_not_vip', 'pass', 'none'],
     ]);
     assert.equal(events[1]!.frameOut, '', 'nothing was transmitted');
+  });
+
+  test('a VIP hashing without the source port: the record keeps the port the packet came from', (t) => {
+    if (!requireKernel(t)) return;
+    const { events } = traced({ vip: [STICKY], port: '4242' }, [tcp(STICKY, 4242, { syn: true }), tcp(STICKY, 4243, { syn: true })]);
+    assert.deepEqual(events.map((e) => [e.sport, e.real, e.reason]), [[4242, '198.18.1.5', 'tx_encap']]);
   });
 
   test('a port match, IPv6', (t) => {
