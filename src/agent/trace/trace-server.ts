@@ -93,6 +93,7 @@ function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerR
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     send({ type: 'start', node, vips: tracer.selected(filter).map((v) => v.id), rate: rate ?? tracer.defaultRate });
   } catch (err) {
+    close?.(); // never leave a session open that nobody reads
     const status = err instanceof TraceFilterError ? 400 : err instanceof TraceLimitError ? 409 : 500;
     res.writeHead(status, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
     return;
