@@ -58,8 +58,6 @@ export class Tracer {
   private timer: NodeJS.Timeout | null = null;
   private written: Buffer | null = null;
   private lost = { rateLimited: 0n, ringFull: 0n };
-  /** CLOCK_MONOTONIC (bpf_ktime_get_ns, process.hrtime) to wall-clock nanoseconds. */
-  private readonly wallOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
 
   constructor(
     private readonly maps: BalancerMapSet,
@@ -167,6 +165,8 @@ export class Tracer {
       return;
     }
     if (records.length) {
+      // CLOCK_MONOTONIC (bpf_ktime_get_ns, process.hrtime) to wall clock, now: the wall clock may have been stepped.
+      const wallOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
       const byNum = new Map(this.installedVips().map((v) => [v.num, v]));
       for (const raw of records) {
         const rec = decodeTraceRecord(raw);
@@ -174,7 +174,7 @@ export class Tracer {
         let event: TraceEvent | undefined;
         for (const s of this.sessions.values()) {
           if (!recordMatches(s.filter, rec, vip)) continue;
-          event ??= toTraceEvent(rec, vip, this.wallOffsetNs);
+          event ??= toTraceEvent(rec, vip, wallOffsetNs);
           s.onEvent(event);
         }
       }
