@@ -10,7 +10,7 @@ import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import type { TraceEvent } from '../agent/trace/trace-event.js';
-import { parseTraceFilter, TraceFilterError } from '../agent/trace/trace-filter.js';
+import { parsePositiveInt, parseTraceFilter, TraceFilterError } from '../agent/trace/trace-filter.js';
 import type { TraceLine } from '../agent/trace/trace-server.js';
 import { type AgentEndpoint, agentOnNode, localAgent } from './agent-connection.js';
 import { PcapWriter } from './pcap-writer.js';
@@ -147,13 +147,6 @@ async function resolveVips(args: TraceArgs): Promise<string[]> {
   return out;
 }
 
-function positive(name: string, raw: string | undefined): number | undefined {
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1) throw new UsageError(`--${name}: "${raw}" is not a positive integer`);
-  return n;
-}
-
 function request(url: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = get(url, resolve);
@@ -175,9 +168,9 @@ export async function traceCommand(argv: string[]): Promise<number> {
     const selectors = await resolveVips(args);
     parseTraceFilter({ vip: selectors, client: args.client, port: args.port });
     args.vip = selectors;
-    positive('rate', args.rate);
-    positive('count', args.count);
-    positive('duration', args.duration);
+    parsePositiveInt('--rate', args.rate);
+    parsePositiveInt('--count', args.count);
+    parsePositiveInt('--duration', args.duration);
   } catch (err) {
     if (err instanceof UsageError || err instanceof TraceFilterError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`xdplb trace: ${(err as Error).message}\n\n${TRACE_USAGE}`);
@@ -226,7 +219,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
     process.stderr.write(`xdplb trace: the agent refused: ${body} (HTTP ${res.statusCode})\n`);
     return res.statusCode === 400 ? 2 : 1;
   }
-  const want = positive('count', args.count);
+  const want = parsePositiveInt('--count', args.count);
   const lines = createInterface({ input: res, crlfDelay: Infinity });
   // Closing the reader ends the loop below; destroying the response alone
   // would leave it waiting on a promise that never settles.

@@ -4,7 +4,7 @@
  * test/bpf/layout.test.ts like codecs.ts.
  */
 import { formatIp, IP_BYTES } from '../../lib/ip.js';
-import { AddrLayout, FlowKeyLayout, type StructLayout } from './codecs.js';
+import { AddrLayout, decodeAddr, FlowKeyLayout, type StructLayout } from './codecs.js';
 import { type Family, type Reason, REASONS, TRACE_MAX_RULES, TRACE_PATHS, type TracePath, VIP_NUM_NONE } from './layout.js';
 
 export const TraceRuleLayout = {
@@ -120,7 +120,7 @@ export function decodeTraceRecord(buf: Buffer): RawTraceRecord {
   const flowAt = o.flow;
   const family = buf.readUInt8(flowAt + f.family);
   const vipNum = buf.readUInt32LE(o.vip_num);
-  const realFamily = buf.readUInt8(o.real + AddrLayout.offsets.family);
+  const real = decodeAddr(buf.subarray(o.real, o.real + AddrLayout.size));
   const inCap = buf.readUInt16LE(o.in_cap);
   const outCap = buf.readUInt16LE(o.out_cap);
   return {
@@ -137,7 +137,7 @@ export function decodeTraceRecord(buf: Buffer): RawTraceRecord {
     },
     vipNum: vipNum === VIP_NUM_NONE ? null : vipNum,
     realId: buf.readUInt32LE(o.real_id),
-    real: realFamily ? addrText(realFamily, buf.subarray(o.real, o.real + IP_BYTES)) : null,
+    real: addrText(real.family, real.bytes) || null,
     frameLen: buf.readUInt32LE(o.frame_len),
     outLen: buf.readUInt32LE(o.out_len),
     reason: REASONS[buf.readUInt8(o.reason)] ?? ('UNKNOWN' as Reason),

@@ -42,6 +42,14 @@ export class TraceFilterError extends Error {
   }
 }
 
+/** A positive integer request parameter (rate, count, seconds); absent: undefined. */
+export function parsePositiveInt(name: string, raw: string | null | undefined): number | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1) throw new TraceFilterError(`${name}: "${raw}" is not a positive integer`);
+  return n;
+}
+
 function portNumber(what: string, raw: string): number {
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < 1 || n > MAX_PORT) throw new TraceFilterError(`${what}: "${raw}" is not a port in 1..${MAX_PORT}`);

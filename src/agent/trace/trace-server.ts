@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { componentLog } from '../../lib/log.js';
 import { parseHostPort } from '../../lib/metrics-server.js';
 import type { TraceEvent } from './trace-event.js';
-import { parseTraceFilter, TraceFilterError } from './trace-filter.js';
+import { parsePositiveInt, parseTraceFilter, TraceFilterError } from './trace-filter.js';
 import { type TraceLoss, TraceLimitError, type Tracer } from './tracer.js';
 
 const log = componentLog('trace-server');
@@ -35,13 +35,6 @@ export interface TraceEnd {
 }
 
 export type TraceLine = TraceStart | TraceEvent | TraceLoss | TraceEnd;
-
-function positiveInt(name: string, raw: string | null): number | undefined {
-  if (raw === null) return undefined;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1) throw new TraceFilterError(`${name}: "${raw}" is not a positive integer`);
-  return n;
-}
 
 function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://agent');
@@ -71,9 +64,9 @@ function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerR
       client: q.get('client') ?? undefined,
       port: q.get('port') ?? undefined,
     });
-    const rate = positiveInt('rate', q.get('rate'));
-    count = positiveInt('count', q.get('count'));
-    seconds = positiveInt('seconds', q.get('seconds'));
+    const rate = parsePositiveInt('rate', q.get('rate'));
+    count = parsePositiveInt('count', q.get('count'));
+    seconds = parsePositiveInt('seconds', q.get('seconds'));
     close = tracer.open({
       filter,
       rate,
