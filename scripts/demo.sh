@@ -7,6 +7,8 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 bash scripts/install-deps.sh
-[[ -d node_modules/koffi ]] || npm ci --no-audit --no-fund
+source scripts/lib/node.sh
+xdplb_use_pinned_node
+[[ -f node_modules/.package-lock.json && ! package-lock.json -nt node_modules/.package-lock.json ]] || npm ci --no-audit --no-fund
 npm run --silent build >/dev/null
 exec node dist/test/lab/demo.js

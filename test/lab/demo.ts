@@ -8,7 +8,7 @@ import { connectionsTable, metricsTable } from './report.js';
 const say = (s = '') => process.stdout.write(`${s}\n`);
 
 async function main(): Promise<void> {
-  say('xdplb demo: building the lab (client, ECMP router, 2 balancer nodes, 3 reals)...');
+  say(`xdplb demo on Node.js ${process.version}: building the lab (client, ECMP router, 2 balancer nodes, 3 reals)...`);
   const lab = await Lab.up({ tag: 'demo' });
   try {
     lab.writeVips(labVips(lab));

@@ -16,7 +16,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yaml from 'js-yaml';
+import * as yaml from 'js-yaml';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
 import { onExitOrSignal } from '../support/cleanup.js';
 import { parseMetrics, sample, type Samples } from '../support/prometheus.js';

@@ -10,7 +10,7 @@
  *       lruBypass: false
  *       reals: [{ address: 198.18.1.1, weight: 1 }]
  */
-import yaml from 'js-yaml';
+import * as yaml from 'js-yaml';
 import { isIP } from 'node:net';
 import {
   type Backend,
@@ -52,12 +52,15 @@ function checkKeys(obj: Record<string, unknown>, allowed: string[], path: string
 
 /** Parses and validates the file's text; throws ConfigError naming every problem. */
 export function parseStandaloneConfig(text: string, source: string): StandaloneVip[] {
-  let doc: unknown;
+  let docs: unknown[];
   try {
-    doc = yaml.load(text, { filename: source });
+    // loadAll: an empty file (no document) is an empty state, not an error.
+    docs = yaml.loadAll(text, { filename: source });
   } catch (err) {
     throw new ConfigError(source, [{ path: '(document)', reason: `not valid YAML: ${(err as Error).message}` }]);
   }
+  if (docs.length > 1) throw new ConfigError(source, [{ path: '(document)', reason: `holds ${docs.length} YAML documents; put every VIP in one "vips" list` }]);
+  const doc = docs[0];
   const problems: Problem[] = [];
   if (doc === undefined || doc === null) return [];
   if (!isObject(doc)) throw new ConfigError(source, [{ path: '(document)', reason: 'must be a mapping with a "vips" list' }]);

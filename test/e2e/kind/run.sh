@@ -4,7 +4,7 @@
 # (no Docker engine there); the same scenarios run there against a real
 # kube-apiserver and the network-namespace lab.
 #
-# Needs: docker, kind (>= 0.20), kubectl, node 20 and npm, root or sudo for
+# Needs: docker, kind (>= 0.20), kubectl, the Node.js of .node-version (scripts/lib/node.sh installs it) and npm, root or sudo for
 # the host routes below, and a kernel with XDP on veth (Linux >= 5.9).
 # What it does:
 #   1. creates the kind cluster test/e2e/kind/cluster.yaml (two balancer workers)
