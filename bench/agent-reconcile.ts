@@ -2,7 +2,7 @@
  * One agent-reconcile measurement in a fresh process (for a clean RSS):
  * argv[2] = number of VIPs, 100 reals each. Prints one JSON line.
  */
-import { loadBalancer } from '../src/agent/bpf/objects.js';
+import { loadBalancer } from '../src/bpf/programs.js';
 import { Dataplane } from '../src/agent/dataplane/dataplane.js';
 import type { VipSpec } from '../src/agent/dataplane/desired-state.js';
 import { ENCAP } from '../test/support/balancer-harness.js';

@@ -12,11 +12,11 @@
  * PASS_NOT_IP). Every timed run is checked against the reason counters.
  */
 import { fileURLToPath } from 'node:url';
-import { U32_BYTES } from '../src/agent/bpf/codecs.js';
-import { RING_SIZE, type Reason } from '../src/agent/bpf/layout.js';
-import { BpfObject } from '../src/agent/bpf/object.js';
-import { loadBalancer } from '../src/agent/bpf/objects.js';
-import { testRun } from '../src/agent/bpf/test-run.js';
+import { U32_BYTES } from '../src/bpf/structs.js';
+import { RING_SIZE, type Reason } from '../src/bpf/consts.js';
+import { BpfObject } from '../src/libbpf/bpf-object.js';
+import { loadBalancer } from '../src/bpf/programs.js';
+import { testRun } from '../src/libbpf/test-run.js';
 import { readReasons } from '../src/agent/dataplane/counters.js';
 import { Dataplane } from '../src/agent/dataplane/dataplane.js';
 import { maglevRing } from '../src/lib/maglev.js';

@@ -6,11 +6,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ifIndex } from '../src/agent/bpf/libbpf.js';
-import { BpfObject } from '../src/agent/bpf/object.js';
-import { attachedProgram } from '../src/agent/bpf/pins.js';
-import { BPF_F_TEST_XDP_LIVE_FRAMES, testRun } from '../src/agent/bpf/test-run.js';
-import { attachXdp, detachXdp } from '../src/agent/bpf/xdp.js';
+import { ifIndex } from '../src/libbpf/libbpf.js';
+import { BpfObject } from '../src/libbpf/bpf-object.js';
+import { attachedProgram } from '../src/libbpf/pins.js';
+import { BPF_F_TEST_XDP_LIVE_FRAMES, testRun } from '../src/libbpf/test-run.js';
+import { attachXdp, detachXdp } from '../src/libbpf/xdp.js';
 import { buildPacket } from '../test/support/packets.js';
 
 const BUILD = fileURLToPath(new URL('../../bench/bpf/build/', import.meta.url));

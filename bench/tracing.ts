@@ -5,12 +5,12 @@
  * tracing off measured in the same run.
  */
 import { fileURLToPath } from 'node:url';
-import { u32Key } from '../src/agent/bpf/codecs.js';
-import type { Reason } from '../src/agent/bpf/layout.js';
-import { type LoadedBalancer, loadBalancer } from '../src/agent/bpf/objects.js';
-import { RingBufferReader } from '../src/agent/bpf/ring-buffer.js';
-import { testRun } from '../src/agent/bpf/test-run.js';
-import { encodeTraceConfig, type TraceRule } from '../src/agent/bpf/trace-codecs.js';
+import { u32Key } from '../src/bpf/structs.js';
+import type { Reason } from '../src/bpf/consts.js';
+import { type LoadedBalancer, loadBalancer } from '../src/bpf/programs.js';
+import { RingBufferReader } from '../src/libbpf/ring-buffer.js';
+import { testRun } from '../src/libbpf/test-run.js';
+import { encodeTraceConfig, type TraceRule } from '../src/bpf/trace-structs.js';
 import { readReasons, readTraceCounters } from '../src/agent/dataplane/counters.js';
 import { Dataplane } from '../src/agent/dataplane/dataplane.js';
 import { parseIp } from '../src/lib/ip.js';

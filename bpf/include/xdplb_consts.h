@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Build-time constants of the xdplb dataplane, each named once.
- * src/agent/bpf/layout.ts mirrors them; test/bpf/layout.test.ts checks the
+ * src/bpf/consts.ts mirrors them; test/bpf/layout.test.ts checks the
  * mirror against the compiled object's BTF and map definitions.
  */
 #ifndef XDPLB_CONSTS_H

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The one definition of every map key and value. The TypeScript codecs in
- * src/agent/bpf/codecs.ts mirror these; test/bpf/layout.test.ts compares
+ * src/bpf/structs.ts mirror these; test/bpf/layout.test.ts compares
  * sizes and offsets with the object's BTF. Addresses and ports are in network
  * byte order; an IPv4 address occupies addr[0] and the rest is zero.
  */

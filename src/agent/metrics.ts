@@ -6,15 +6,12 @@
 import type { Server } from 'node:http';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { REASONS, type Reason, TRACE_COUNTERS } from './bpf/layout.js';
-import type { BalancerMapSet } from './bpf/objects.js';
+import { verdictOf } from '../api/verdicts.js';
+import { REASONS, TRACE_COUNTERS } from '../bpf/consts.js';
+import type { BalancerMapSet } from '../bpf/programs.js';
 import { readReasons, readRealStats, readTraceCounters, readVipStats } from './dataplane/counters.js';
 import type { Dataplane } from './dataplane/dataplane.js';
 
-
-export function verdictOf(reason: Reason): 'tx' | 'pass' | 'drop' {
-  return reason.startsWith('TX') ? 'tx' : reason.startsWith('PASS') ? 'pass' : 'drop';
-}
 
 export class AgentMetrics {
   readonly registry = new Registry();

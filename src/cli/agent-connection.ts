@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:net';
 import { CoreV1Api, type KubeConfig, PortForward } from '@kubernetes/client-node';
 import { tracePortFor } from '../api/xdpbalancer.js';
-import { AGENT_APP, BALANCER_LABEL } from '../controller/agent-daemonset.js';
+import { AGENT_APP, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 
 export interface AgentEndpoint {
   /** Base URL of the trace endpoint. */
@@ -18,8 +18,6 @@ export interface AgentEndpoint {
 export function localAgent(url: string): AgentEndpoint {
   return { url: url.replace(/\/$/, ''), describe: url, close: () => undefined };
 }
-
-const METRICS_PORT_NAME = 'metrics';
 
 export async function agentOnNode(kc: KubeConfig, opts: { node: string; namespace: string; balancer: string }): Promise<AgentEndpoint> {
   const core = kc.makeApiClient(CoreV1Api);

@@ -3,7 +3,7 @@
  * frame as received and, for transmitted packets, the frame as sent.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { TRACE_SNAPLEN } from '../agent/bpf/layout.js';
+import { TRACE_SNAPLEN } from '../api/verdicts.js';
 import type { TraceEvent } from '../agent/trace/trace-event.js';
 
 const PCAP_MAGIC_MICROS = 0xa1b2c3d4;

@@ -5,13 +5,12 @@
  * pinned, and the next one adopts them.
  */
 import type { V1DaemonSet } from '@kubernetes/client-node';
+import { AGENT_APP, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer } from '../api/xdpbalancer.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
-export const BALANCER_LABEL = `${GROUP}/balancer`;
 export const MANAGED_BY = 'xdplb-controller';
-export const AGENT_APP = 'xdplb-agent';
 /** Where the image keeps the built agent. */
 export const AGENT_ENTRYPOINT = '/app/dist/src/agent/main.js';
 const BPFFS = '/sys/fs/bpf';
@@ -68,7 +67,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
             // Loading BPF and attaching XDP need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; privileged also lifts memlock.
             securityContext: { privileged: true, runAsUser: 0 },
-            ports: [{ name: 'metrics', containerPort: port, protocol: 'TCP' }],
+            ports: [{ name: METRICS_PORT_NAME, containerPort: port, protocol: 'TCP' }],
             readinessProbe: { httpGet: { path: '/readyz', port }, periodSeconds: 5 },
             livenessProbe: { httpGet: { path: '/healthz', port }, periodSeconds: 10, failureThreshold: 6 },
             // No memory limit: BPF maps are charged to the agent's cgroup (rings alone are 512 KiB per VIP

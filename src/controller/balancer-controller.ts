@@ -13,9 +13,10 @@ import {
 } from '../api/xdpbalancer.js';
 import { componentLog } from '../lib/log.js';
 import { WatchedCache } from '../lib/watched-cache.js';
-import { agentDaemonSet, agentDaemonSetName, BALANCER_LABEL, MANAGED_BY } from './agent-daemonset.js';
+import { BALANCER_LABEL } from '../api/agent-pod.js';
+import { agentDaemonSet, agentDaemonSetName, MANAGED_BY } from './agent-daemonset.js';
 import type { ControllerMetrics } from './metrics.js';
-import { WorkQueue } from './work-queue.js';
+import { WorkQueue } from '../lib/work-queue.js';
 
 const log = componentLog('balancer-controller');
 

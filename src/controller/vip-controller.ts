@@ -22,7 +22,7 @@ import type { EventRecorder } from './events.js';
 import { PodIndex, VipIndex } from './indexes.js';
 import type { ControllerMetrics } from './metrics.js';
 import { matchesSelector } from './selector.js';
-import { WorkQueue } from './work-queue.js';
+import { WorkQueue } from '../lib/work-queue.js';
 
 const log = componentLog('vip-controller');
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { XdpAction } from '../../src/agent/bpf/test-run.js';
+import { XdpAction } from '../../src/libbpf/test-run.js';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { readRealStats, readVipStats } from '../../src/agent/dataplane/counters.js';
 import { type BalancerHarness, ENCAP, useBalancerHarness } from '../support/balancer-harness.js';

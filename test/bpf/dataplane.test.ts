@@ -1,10 +1,10 @@
 /** The Dataplane's diffing, write order, capacity checks and draining, on the real maps. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { decodeAddr, decodeVipMeta, encodeVipKey, u32Key } from '../../src/agent/bpf/codecs.js';
-import { MAX_VIPS, RING_SIZE } from '../../src/agent/bpf/layout.js';
-import type { BpfMap } from '../../src/agent/bpf/map.js';
-import { XdpAction } from '../../src/agent/bpf/test-run.js';
+import { decodeAddr, decodeVipMeta, encodeVipKey, u32Key } from '../../src/bpf/structs.js';
+import { MAX_VIPS, RING_SIZE } from '../../src/bpf/consts.js';
+import type { BpfMap } from '../../src/libbpf/bpf-map.js';
+import { XdpAction } from '../../src/libbpf/test-run.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import { InvalidStateError, type VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { parseIp } from '../../src/lib/ip.js';

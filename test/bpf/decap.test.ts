@@ -1,11 +1,11 @@
 /** decap restores exactly what the balancer encapsulated. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type LoadedDecap, loadDecap } from '../../src/agent/bpf/objects.js';
-import { testRun, XdpAction } from '../../src/agent/bpf/test-run.js';
+import { type LoadedDecap, loadDecap } from '../../src/bpf/programs.js';
+import { testRun, XdpAction } from '../../src/libbpf/test-run.js';
 import { readDecapReasons } from '../../src/agent/dataplane/counters.js';
-import { setDecapAddrs } from '../../src/agent/dataplane/decap-addrs.js';
-import type { DecapReason } from '../../src/agent/bpf/layout.js';
+import { setDecapAddrs } from '../../src/decap/decap-addrs.js';
+import type { DecapReason } from '../../src/bpf/consts.js';
 import { BalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
 import { buildPacket, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, PROTO_IPIP } from '../support/packets.js';

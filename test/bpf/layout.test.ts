@@ -1,15 +1,15 @@
 /**
- * The TypeScript mirror of bpf/include (codecs.ts, layout.ts) must match the
+ * The TypeScript mirror of bpf/include (src/bpf/structs.ts, src/bpf/consts.ts) must match the
  * compiled objects: struct sizes and offsets, enum values, map definitions.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ALL_LAYOUTS, AddrLayout, FlowKeyLayout, FlowValueLayout, VipKeyLayout, VipMetaLayout, VipStatsLayout,
-  RealStatsLayout, CtlConfigLayout, U32_BYTES, U64_BYTES } from '../../src/agent/bpf/codecs.js';
-import * as L from '../../src/agent/bpf/layout.js';
-import { TRACE_LAYOUTS, TraceBudgetLayout, TraceConfigLayout } from '../../src/agent/bpf/trace-codecs.js';
+  RealStatsLayout, CtlConfigLayout, U32_BYTES, U64_BYTES } from '../../src/bpf/structs.js';
+import * as L from '../../src/bpf/consts.js';
+import { TRACE_LAYOUTS, TraceBudgetLayout, TraceConfigLayout } from '../../src/bpf/trace-structs.js';
 import { BALANCER_OBJECT, DECAP_OBJECT, type LoadedBalancer, type LoadedDecap, loadBalancer, loadDecap }
-  from '../../src/agent/bpf/objects.js';
+  from '../../src/bpf/programs.js';
 import { Btf } from '../support/btf.js';
 import { requireKernel } from '../support/kernel.js';
 

@@ -23,7 +23,7 @@ import { parseMetrics, sample, type Samples } from '../support/prometheus.js';
 
 const DIST = fileURLToPath(new URL('../../', import.meta.url)); // dist/
 const AGENT = join(DIST, 'src/agent/main.js');
-const DECAP = join(DIST, 'src/agent/decap-main.js');
+const DECAP = join(DIST, 'src/decap/main.js');
 const SERVER = join(DIST, 'test/lab/programs/server.js');
 const CLIENT = join(DIST, 'test/lab/programs/client.js');
 const API_FORWARD = join(DIST, 'test/lab/programs/api-forward.js');

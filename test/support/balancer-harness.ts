@@ -1,11 +1,11 @@
 /** A loaded balancer programmed through the Dataplane, and helpers to run packets through it. */
 import { after, before } from 'node:test';
-import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from '../../src/agent/bpf/objects.js';
-import { testRun } from '../../src/agent/bpf/test-run.js';
+import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from '../../src/bpf/programs.js';
+import { testRun } from '../../src/libbpf/test-run.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import type { EncapConfig, VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { readReasons } from '../../src/agent/dataplane/counters.js';
-import type { Reason } from '../../src/agent/bpf/layout.js';
+import type { Reason } from '../../src/bpf/consts.js';
 
 export const ENCAP: EncapConfig = {
   nextHopMac: '02:00:00:00:00:fe',

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { REASONS, TRACE_PATHS } from '../../src/agent/bpf/layout.js';
-import { verdictOf } from '../../src/agent/metrics.js';
+import { REASONS, TRACE_PATHS, verdictOf } from '../../src/api/verdicts.js';
 
 const README = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { maglevRing, murmur3, type MaglevBackend } from '../../src/lib/maglev.js';
-import { RING_SIZE } from '../../src/agent/bpf/layout.js';
+import { RING_SIZE } from '../../src/bpf/consts.js';
 
 const backends = (n: number, weight = (_i: number) => 1): MaglevBackend<number>[] =>
   Array.from({ length: n }, (_, i) => ({ key: `198.18.${i >> 8}.${i & 255}`, weight: weight(i), value: i }));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkQueue } from '../../src/controller/work-queue.js';
+import { WorkQueue } from '../../src/lib/work-queue.js';
 
 test('a key queued many times while waiting is reconciled once; a failing key is retried', async () => {
   const seen: string[] = [];

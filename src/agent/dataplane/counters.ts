@@ -1,8 +1,8 @@
 /** Reading the per-CPU counters of the balancer and decap programs. */
-import { decodeRealStats, decodeVipStats, type RealStats, type VipStats, u32Key } from '../bpf/codecs.js';
-import { DECAP_REASONS, type DecapReason, REASONS, type Reason, TRACE_COUNTERS } from '../bpf/layout.js';
-import type { BpfMap } from '../bpf/map.js';
-import type { BalancerMapSet, DecapMapSet } from '../bpf/objects.js';
+import { decodeRealStats, decodeVipStats, type RealStats, type VipStats, u32Key } from '../../bpf/structs.js';
+import { DECAP_REASONS, type DecapReason, REASONS, type Reason, TRACE_COUNTERS } from '../../bpf/consts.js';
+import type { BpfMap } from '../../libbpf/bpf-map.js';
+import type { BalancerMapSet, DecapMapSet } from '../../bpf/programs.js';
 
 function readU64Counters<N extends string>(map: BpfMap, names: readonly N[]): Record<N, bigint> {
   const out = {} as Record<N, bigint>;

@@ -15,9 +15,9 @@ import {
   encodeVipKey,
   encodeVipMeta,
   u32Key,
-} from '../bpf/codecs.js';
-import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, type Family } from '../bpf/layout.js';
-import type { BalancerMapSet } from '../bpf/objects.js';
+} from '../../bpf/structs.js';
+import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, type Family } from '../../bpf/consts.js';
+import type { BalancerMapSet } from '../../bpf/programs.js';
 import { formatIp, parseIp, type IpAddress } from '../../lib/ip.js';
 import {
   type DesiredState,

@@ -11,8 +11,8 @@ import {
   NO_REAL_ID,
   VIP_F_HASH_NO_SRC_PORT,
   VIP_F_LRU_BYPASS,
-} from '../bpf/layout.js';
-import { parseMac } from '../bpf/codecs.js';
+} from '../../bpf/consts.js';
+import { parseMac } from '../../bpf/structs.js';
 
 import type { Protocol } from '../../api/types.js';
 

@@ -2,10 +2,10 @@
  * A trace record as the agent serves it (one JSON line each) and the CLI
  * prints it: names instead of numbers, wall-clock time, frames in base64.
  */
-import { IPPROTO_TCP, IPPROTO_UDP, type Reason, type TracePath } from '../bpf/layout.js';
-import type { RawTraceRecord } from '../bpf/trace-codecs.js';
+import { IPPROTO_TCP, IPPROTO_UDP, type Reason, type TracePath } from '../../bpf/consts.js';
+import type { RawTraceRecord } from '../../bpf/trace-structs.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
-import { verdictOf } from '../metrics.js';
+import { verdictOf } from '../../api/verdicts.js';
 
 export interface TraceEvent {
   type: 'packet';

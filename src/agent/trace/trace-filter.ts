@@ -5,8 +5,8 @@
  */
 import { isIP } from 'node:net';
 import { type IpAddress, parseIp } from '../../lib/ip.js';
-import { IPPROTO_TCP, IPPROTO_UDP, type Family } from '../bpf/layout.js';
-import { prefixMask, type TraceRule, type RawTraceRecord } from '../bpf/trace-codecs.js';
+import { IPPROTO_TCP, IPPROTO_UDP, type Family } from '../../bpf/consts.js';
+import { prefixMask, type TraceRule, type RawTraceRecord } from '../../bpf/trace-structs.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
 
 const PROTOCOLS: Record<string, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };

@@ -5,11 +5,11 @@
  */
 import { cpus } from 'node:os';
 import { componentLog } from '../../lib/log.js';
-import { TRACE_MAX_RULES } from '../bpf/layout.js';
-import type { BalancerMapSet } from '../bpf/objects.js';
-import { RingBufferReader } from '../bpf/ring-buffer.js';
-import { decodeTraceRecord, encodeTraceConfig, TraceConfigLayout, type TraceRule } from '../bpf/trace-codecs.js';
-import { u32Key } from '../bpf/codecs.js';
+import { TRACE_MAX_RULES } from '../../bpf/consts.js';
+import type { BalancerMapSet } from '../../bpf/programs.js';
+import { RingBufferReader } from '../../libbpf/ring-buffer.js';
+import { decodeTraceRecord, encodeTraceConfig, TraceConfigLayout, type TraceRule } from '../../bpf/trace-structs.js';
+import { u32Key } from '../../bpf/structs.js';
 import { readTraceCounters } from '../dataplane/counters.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
 import { compileRules, recordMatches, selectedVips, type TraceFilter } from './trace-filter.js';

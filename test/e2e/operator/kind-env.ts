@@ -18,7 +18,7 @@ import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
 
 const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
 const SERVER_PROGRAM = '/app/dist/test/lab/programs/server.js';
-const DECAP = '/app/dist/src/agent/decap-main.js';
+const DECAP = '/app/dist/src/decap/main.js';
 const READY_FILE = '/tmp/ready';
 const AGENT_METRICS_PORT = 9641;
 const CONTROLLER_METRICS_PORT = 9642;

@@ -1,10 +1,10 @@
 /** The two xdplb objects and their maps, loaded by name from bpf/build. */
 import { fileURLToPath } from 'node:url';
-import { BpfObject, type LoadOptions, type MapSpec } from './object.js';
-import { BALANCER_PROGRAM, BalancerMaps, DECAP_PROGRAM, DecapMaps, NO_REAL_ID, RING_SIZE } from './layout.js';
-import type { BpfMap } from './map.js';
+import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
+import { BALANCER_PROGRAM, BalancerMaps, DECAP_PROGRAM, DecapMaps, NO_REAL_ID, RING_SIZE } from './consts.js';
+import type { BpfMap } from '../libbpf/bpf-map.js';
 
-const BPF_BUILD_DIR = fileURLToPath(new URL('../../../../bpf/build/', import.meta.url));
+const BPF_BUILD_DIR = fileURLToPath(new URL('../../../bpf/build/', import.meta.url));
 
 export const BALANCER_OBJECT = process.env.XDPLB_BALANCER_OBJECT ?? `${BPF_BUILD_DIR}balancer.bpf.o`;
 export const DECAP_OBJECT = process.env.XDPLB_DECAP_OBJECT ?? `${BPF_BUILD_DIR}decap.bpf.o`;

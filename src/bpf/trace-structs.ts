@@ -1,11 +1,11 @@
 /**
  * Byte codecs of the tracing structs in bpf/include/xdplb_structs.h
  * (trace_rule, trace_config, trace_record), checked against BTF by
- * test/bpf/layout.test.ts like codecs.ts.
+ * test/bpf/layout.test.ts like structs.ts.
  */
-import { formatIp, IP_BYTES } from '../../lib/ip.js';
-import { AddrLayout, decodeAddr, FlowKeyLayout, type StructLayout } from './codecs.js';
-import { type Family, type Reason, REASONS, TRACE_MAX_RULES, TRACE_PATHS, type TracePath, VIP_NUM_NONE } from './layout.js';
+import { formatIp, IP_BYTES } from '../lib/ip.js';
+import { AddrLayout, decodeAddr, FlowKeyLayout, type StructLayout } from './structs.js';
+import { type Family, type Reason, REASONS, TRACE_MAX_RULES, TRACE_PATHS, type TracePath, VIP_NUM_NONE } from './consts.js';
 
 export const TraceRuleLayout = {
   cName: 'trace_rule',

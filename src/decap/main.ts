@@ -7,12 +7,12 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { componentLog } from '../lib/log.js';
-import { removePins } from './agent.js';
-import { DECAP_PROGRAM } from './bpf/layout.js';
-import { loadDecap } from './bpf/objects.js';
-import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from './bpf/pins.js';
-import { attachXdp, detachXdp } from './bpf/xdp.js';
-import { setDecapAddrs } from './dataplane/decap-addrs.js';
+import { removePins } from '../agent/agent.js';
+import { DECAP_PROGRAM } from '../bpf/consts.js';
+import { loadDecap } from '../bpf/programs.js';
+import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from '../libbpf/pins.js';
+import { attachXdp, detachXdp } from '../libbpf/xdp.js';
+import { setDecapAddrs } from './decap-addrs.js';
 
 const log = componentLog('decap');
 const USAGE = `usage: xdplb-decap attach --nic IF --addr IP [--addr IP ...] [--pin-dir DIR] [--xdp-mode native|generic]

@@ -3,8 +3,8 @@
  * field by field. `offsets` are what test/bpf/layout.test.ts checks against BTF.
  */
 import { endianness } from 'node:os';
-import { type IpAddress, IP_BYTES } from '../../lib/ip.js';
-import type { Family } from './layout.js';
+import { type IpAddress, IP_BYTES } from '../lib/ip.js';
+import type { Family } from './consts.js';
 
 // Host-order fields (flags, ids, counters) are written little-endian below.
 if (endianness() !== 'LE') {

@@ -1,8 +1,8 @@
 /** Keeps the decap program's set of local tunnel addresses equal to a list. */
-import { parseIp } from '../../lib/ip.js';
-import { encodeAddr, u32Key } from '../bpf/codecs.js';
-import { type Family, MAX_DECAP_ADDRS } from '../bpf/layout.js';
-import type { DecapMapSet } from '../bpf/objects.js';
+import { parseIp } from '../lib/ip.js';
+import { encodeAddr, u32Key } from '../bpf/structs.js';
+import { type Family, MAX_DECAP_ADDRS } from '../bpf/consts.js';
+import type { DecapMapSet } from '../bpf/programs.js';
 
 const PRESENT = 1;
 

@@ -4,7 +4,7 @@
  * workers at once (queued again meanwhile, it runs once more after); a failed
  * key is retried with backoff.
  */
-import { componentLog } from '../lib/log.js';
+import { componentLog } from './log.js';
 
 const log = componentLog('work-queue');
 

@@ -1,7 +1,7 @@
 /** Opening and loading a BPF object, with maps pinned and reused across restarts. */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap } from './map.js';
+import { BpfMap } from './bpf-map.js';
 import koffi from 'koffi';
 import { type BpfMapPtr, type BpfObjectPtr, c, check, checkPtr, LibbpfError, takeLog } from './libbpf.js';
 

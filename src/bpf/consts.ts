@@ -13,14 +13,10 @@ export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 
 export const TRACE_MAX_RULES = 8;
-export const TRACE_SNAPLEN = 256;
 export const TRACE_RING_BYTES = 1 << 22;
 /** Trace record vip_num of a packet that matched no VIP; in a rule, "any". */
 export const VIP_NUM_NONE = 0xffffffff;
 
-/** enum xdplb_trace_path, by its C name without the XDPLB_PATH_ prefix. */
-export const TRACE_PATHS = ['NONE', 'LRU_HIT', 'RING_NEW_FLOW', 'RING_SYN', 'RING_STALE', 'RING_LRU_BYPASS'] as const;
-export type TracePath = (typeof TRACE_PATHS)[number];
 
 /** enum xdplb_trace_counter, without the XDPLB_TRACE_ prefix. */
 export const TRACE_COUNTERS = ['EMITTED', 'RATE_LIMITED', 'RING_FULL'] as const;
@@ -35,22 +31,11 @@ export const VIP_F_LRU_BYPASS = 1 << 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 
-/** enum xdplb_reason, by its C name without the XDPLB_ prefix. */
-export const REASONS = [
-  'TX_ENCAP',
-  'PASS_NOT_IP',
-  'PASS_NOT_VIP',
-  'PASS_MALFORMED',
-  'PASS_VIP_NOT_TCP_UDP',
-  'DROP_MALFORMED',
-  'DROP_FRAGMENT',
-  'DROP_NO_REAL',
-  'DROP_TOO_BIG',
-  'DROP_UNSUPPORTED_ENCAP',
-  'DROP_NOT_CONFIGURED',
-  'DROP_ENCAP_FAILED',
-] as const;
-export type Reason = (typeof REASONS)[number];
+import { REASONS, type Reason } from '../api/verdicts.js';
+
+// Shared with the CLI and the dashboard as plain data (src/api); numbered here like the C enums.
+export { REASONS, type Reason, TRACE_PATHS, type TracePath, TRACE_SNAPLEN } from '../api/verdicts.js';
+
 export const reasonIndex = (r: Reason): number => REASONS.indexOf(r);
 
 /** enum xdplb_decap_reason, by its C name without the XDPLB_ prefix. */

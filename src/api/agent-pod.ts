@@ -1,0 +1,12 @@
+/**
+ * How agent pods are labelled: the controller sets these on each balancer's
+ * DaemonSet, and `xdplb trace --node` finds the agent of a node by them.
+ */
+import { GROUP } from './loadbalancervip.js';
+
+/** app.kubernetes.io/name of every agent pod. */
+export const AGENT_APP = 'xdplb-agent';
+/** Which XdpBalancer an agent pod serves. */
+export const BALANCER_LABEL = `${GROUP}/balancer`;
+/** The container port of the agent's metrics; its trace endpoint is tracePortFor() of it, on loopback. */
+export const METRICS_PORT_NAME = 'metrics';
