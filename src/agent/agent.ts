@@ -3,15 +3,13 @@
  * equal to the desired VIPs. Maps and program are pinned, so a restarted or
  * upgraded agent adopts them and traffic never sees a gap.
  */
-import { existsSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
-import { join } from 'node:path';
 import { componentLog } from '../lib/log.js';
 import { BALANCER_PROGRAM } from '../bpf/consts.js';
 import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from '../bpf/programs.js';
-import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from '../libbpf/pins.js';
-import { attachXdp, detachXdp, type XdpMode } from '../libbpf/xdp.js';
+import type { XdpMode } from '../libbpf/xdp.js';
+import { XdpProgram, type XdpModeRequest } from '../libbpf/xdp-program.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import type { VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
@@ -21,7 +19,7 @@ import { discoverNextHop, type NextHop, NextHopWatcher } from './net/next-hop.js
 
 const log = componentLog('agent');
 
-export type XdpModeOption = 'auto' | XdpMode;
+export type XdpModeOption = XdpModeRequest;
 
 export interface AgentOptions {
   nic?: string;
@@ -41,7 +39,15 @@ export interface AgentOptions {
   nextHopPollMs?: number;
 }
 
-const PROGRAM_PIN = `${BALANCER_PROGRAM}_prog`;
+/** The balancer program's life on a NIC; its pin shares the maps' directory. */
+function balancerProgram(nic: string, pinDir: string): XdpProgram {
+  return new XdpProgram({
+    nic,
+    pinDir,
+    pinName: `${BALANCER_PROGRAM}_prog`,
+    owner: { name: 'xdplb', detachCommand: 'xdplb-agent cleanup' },
+  });
+}
 
 export class Agent {
   private lb: LoadedBalancer | null = null;
@@ -153,44 +159,16 @@ export class Agent {
   }
 
   private attach(): void {
-    const lb = this.lb!;
     const nic = this.nextHop!.nic;
-    const pinPath = join(this.opts.pinDir, PROGRAM_PIN);
-    const current = attachedProgram(nic);
-    if (current) {
-      if (current.id !== pinnedProgramId(pinPath)) {
-        throw new Error(
-          `another XDP program (id ${current.id}) is attached to ${nic}: xdplb will not replace a program it did not attach. Detach it (ip link set dev ${nic} xdp off) or choose another NIC`,
-        );
-      }
-      if (this.opts.xdpMode !== 'auto' && this.opts.xdpMode !== current.mode) {
-        throw new Error(`xdplb is attached to ${nic} in ${current.mode} mode, ${this.opts.xdpMode} was asked: run "xdplb-agent cleanup" first to change modes`);
-      }
+    const attached = balancerProgram(nic, this.opts.pinDir).attach(this.lb!.progFd, this.opts.xdpMode);
+    for (const { mode, err } of attached.failed) log.warn({ nic, err }, `${mode} XDP failed; falling back to ${attached.mode}`);
+    this.mode = attached.mode;
+    if (attached.replaced !== null) {
       // Atomic swap: the new program shares the pinned maps, so no packet notices.
-      const oldFd = programFdById(current.id);
-      try {
-        attachXdp(nic, lb.progFd, { mode: current.mode, replaceFd: oldFd });
-      } finally {
-        closeFd(oldFd);
-      }
-      this.mode = current.mode;
-      log.info({ nic, mode: current.mode, replaced: current.id }, 'took over the attached program');
-    } else if (this.opts.xdpMode === 'auto') {
-      try {
-        attachXdp(nic, lb.progFd, { mode: 'native' });
-        this.mode = 'native';
-      } catch (err) {
-        log.warn({ nic, err: (err as Error).message }, 'native XDP failed; falling back to generic');
-        attachXdp(nic, lb.progFd, { mode: 'generic' });
-        this.mode = 'generic';
-      }
-      log.info({ nic, mode: this.mode }, 'attached');
+      log.info({ nic, mode: attached.mode, replaced: attached.replaced }, 'took over the attached program');
     } else {
-      attachXdp(nic, lb.progFd, { mode: this.opts.xdpMode });
-      this.mode = this.opts.xdpMode;
-      log.info({ nic, mode: this.mode }, 'attached');
+      log.info({ nic, mode: attached.mode }, 'attached');
     }
-    pinProgram(lb.progFd, pinPath);
     this.metrics!.setMode(this.mode, nic);
   }
 
@@ -206,32 +184,16 @@ export class Agent {
     await new Promise<void>((r) => (this.traceServer ? this.traceServer.close(() => r()) : r()));
     this.tracer?.shutdown();
     if (opts.detach && this.nextHop && this.mode) {
-      detachXdp(this.nextHop.nic, this.mode);
-      removePins(this.opts.pinDir);
+      cleanup(this.nextHop.nic, this.opts.pinDir);
       log.info({ nic: this.nextHop.nic }, 'detached and unpinned');
     }
     this.lb?.object.close();
   }
 }
 
-/** Removes every pin in an xdplb pin directory, and the directory. */
-export function removePins(pinDir: string): void {
-  if (!existsSync(pinDir)) return;
-  for (const name of readdirSync(pinDir)) rmSync(join(pinDir, name));
-  rmdirSync(pinDir);
-}
-
 /** Detaches whatever xdplb attached to a NIC and removes its pins (xdplb-agent cleanup). */
 export function cleanup(nic: string, pinDir: string): { detached: boolean } {
-  const current = attachedProgram(nic);
-  const ours = pinnedProgramId(join(pinDir, PROGRAM_PIN));
-  let detached = false;
-  if (current && current.id === ours) {
-    detachXdp(nic, current.mode);
-    detached = true;
-  } else if (current) {
-    log.warn({ nic, id: current.id }, 'the program on the NIC is not ours: left attached');
-  }
-  removePins(pinDir);
+  const { detached, foreign } = balancerProgram(nic, pinDir).remove();
+  if (foreign !== null) log.warn({ nic, id: foreign }, 'the program on the NIC is not ours: left attached');
   return { detached };
 }

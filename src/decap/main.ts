@@ -4,14 +4,12 @@
  * ipip/ip6tnl devices. The attachment outlives this command; maps are pinned
  * so a later run updates the addresses in place.
  */
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { componentLog } from '../lib/log.js';
-import { removePins } from '../agent/agent.js';
 import { DECAP_PROGRAM } from '../bpf/consts.js';
 import { loadDecap } from '../bpf/programs.js';
-import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from '../libbpf/pins.js';
-import { attachXdp, detachXdp } from '../libbpf/xdp.js';
+import type { XdpMode } from '../libbpf/xdp.js';
+import { XdpProgram } from '../libbpf/xdp-program.js';
 import { setDecapAddrs } from './decap-addrs.js';
 
 const log = componentLog('decap');
@@ -19,6 +17,18 @@ const USAGE = `usage: xdplb-decap attach --nic IF --addr IP [--addr IP ...] [--p
        xdplb-decap detach --nic IF [--pin-dir DIR]
 `;
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/decap';
+const XDP_MODES: readonly XdpMode[] = ['native', 'generic'];
+/**
+ * Without --xdp-mode: native, with no fallback. On a veth (the lab's router,
+ * kind nodes) only a native program lets the peer's XDP_TX frames in, and a
+ * silent generic fallback would lose them.
+ */
+const DEFAULT_MODES: readonly XdpMode[] = ['native'];
+
+function usage(): never {
+  process.stderr.write(USAGE);
+  process.exit(2);
+}
 
 function main(): void {
   const { values: v, positionals } = parseArgs({
@@ -32,37 +42,25 @@ function main(): void {
   });
   const command = positionals[0];
   const nic = v.nic;
+  if (!nic || (command !== 'attach' && command !== 'detach')) usage();
+  const requested = v['xdp-mode'] as XdpMode | undefined;
+  if (requested !== undefined && !XDP_MODES.includes(requested)) usage();
   const pinDir = v['pin-dir'] ?? DEFAULT_PIN_DIR;
-  const pin = join(pinDir, `${DECAP_PROGRAM}_prog`);
-  if (!nic || (command !== 'attach' && command !== 'detach')) {
-    process.stderr.write(USAGE);
-    process.exit(2);
-  }
-  const current = attachedProgram(nic);
-  const ours = current !== null && current.id === pinnedProgramId(pin);
+  const detachCommand = `xdplb-decap detach --nic ${nic}${v['pin-dir'] ? ` --pin-dir ${pinDir}` : ''}`;
+  const program = new XdpProgram({ nic, pinDir, pinName: `${DECAP_PROGRAM}_prog`, owner: { name: 'xdplb-decap', detachCommand } });
   if (command === 'detach') {
-    if (ours) detachXdp(nic, current.mode);
-    removePins(pinDir);
-    log.info({ nic, detached: ours }, 'decap removed');
+    const { detached } = program.remove();
+    log.info({ nic, detached }, 'decap removed');
     return;
   }
-  if (current && !ours) throw new Error(`another XDP program (id ${current.id}) is attached to ${nic}`);
-  const mode = (v['xdp-mode'] ?? current?.mode ?? 'native') as 'native' | 'generic';
+  // Refuse before loading: loading pins the maps.
+  const mode = requested ?? 'auto';
+  program.assertAttachable(mode);
   const decap = loadDecap({ pinDir });
   try {
     setDecapAddrs(decap.maps, v.addr ?? []);
-    if (current) {
-      const old = programFdById(current.id);
-      try {
-        attachXdp(nic, decap.progFd, { mode: current.mode, replaceFd: old });
-      } finally {
-        closeFd(old);
-      }
-    } else {
-      attachXdp(nic, decap.progFd, { mode });
-    }
-    pinProgram(decap.progFd, pin);
-    log.info({ nic, mode: current?.mode ?? mode, addresses: v.addr ?? [] }, 'decap attached');
+    const attached = program.attach(decap.progFd, mode, DEFAULT_MODES);
+    log.info({ nic, mode: attached.mode, addresses: v.addr ?? [] }, 'decap attached');
   } finally {
     decap.object.close();
   }

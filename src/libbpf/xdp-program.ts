@@ -1,0 +1,141 @@
+/**
+ * One XDP program's life on a NIC, for an owner that pins it: attach, or
+ * atomically replace the owner's earlier program (known by the id pinned at
+ * the program's pin), never a program of someone else; detach only the
+ * owner's program; remove the owner's pins. Attachment and pins outlive the
+ * process, so the next run of the owner adopts them without a gap.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from './pins.js';
+import { attachXdp, detachXdp, type XdpMode } from './xdp.js';
+
+/** A mode, or 'auto': the mode of the program replaced, else the first auto mode that attaches. */
+export type XdpModeRequest = 'auto' | XdpMode;
+
+/** Native runs in the driver before an skb exists; generic works on every NIC. */
+export const AUTO_MODES: readonly XdpMode[] = ['native', 'generic'];
+
+/** Who attaches the program, named in refusals so they say what to do. */
+export interface XdpOwner {
+  /** As the user knows it: "xdplb". */
+  name: string;
+  /** The command that detaches the owner's program and removes its pins. */
+  detachCommand: string;
+}
+
+export interface XdpProgramOptions {
+  nic: string;
+  /** The owner's bpffs directory: the program's pin beside its maps' pins. */
+  pinDir: string;
+  /** The program's pin in pinDir. */
+  pinName: string;
+  owner: XdpOwner;
+}
+
+export interface Attachment {
+  mode: XdpMode;
+  /** The id of the owner's earlier program, replaced atomically; null when the NIC had none. */
+  replaced: number | null;
+  /** The auto modes that failed before `mode` attached, with the error of each. */
+  failed: { mode: XdpMode; err: string }[];
+}
+
+export interface Detachment {
+  detached: boolean;
+  /** The id of a program of someone else, left attached; null when there was none. */
+  foreign: number | null;
+}
+
+export class XdpProgram {
+  readonly nic: string;
+  readonly pinPath: string;
+
+  constructor(private readonly opts: XdpProgramOptions) {
+    this.nic = opts.nic;
+    this.pinPath = join(opts.pinDir, opts.pinName);
+  }
+
+  /**
+   * Throws what attach() would refuse (a foreign program; the owner's in
+   * another mode than asked) without changing anything, so a caller can
+   * refuse before it loads and pins. Returns the owner's attached program.
+   */
+  assertAttachable(mode: XdpModeRequest): { mode: XdpMode; id: number } | null {
+    const { nic, owner } = this.opts;
+    const current = attachedProgram(nic);
+    if (!current) return null;
+    if (current.id !== pinnedProgramId(this.pinPath)) {
+      const off = current.mode === 'generic' ? 'xdpgeneric off' : 'xdp off';
+      throw new Error(
+        `another XDP program (id ${current.id}) is attached to ${nic} in ${current.mode} mode: ${owner.name} will not replace a program it did not attach. Detach it (ip link set dev ${nic} ${off}) or choose another NIC`,
+      );
+    }
+    if (mode !== 'auto' && mode !== current.mode) {
+      throw new Error(`${owner.name} is attached to ${nic} in ${current.mode} mode, ${mode} was asked: run "${owner.detachCommand}" first to change modes`);
+    }
+    return current;
+  }
+
+  /**
+   * Attaches the program, or swaps it for the owner's earlier one in one step
+   * (compare-and-swap on the old program, in its mode), then pins it there.
+   */
+  attach(progFd: number, mode: XdpModeRequest, autoModes: readonly XdpMode[] = AUTO_MODES): Attachment {
+    const current = this.assertAttachable(mode);
+    let attachment: Attachment;
+    if (current) {
+      const oldFd = programFdById(current.id);
+      try {
+        attachXdp(this.nic, progFd, { mode: current.mode, replaceFd: oldFd });
+      } finally {
+        closeFd(oldFd);
+      }
+      attachment = { mode: current.mode, replaced: current.id, failed: [] };
+    } else {
+      attachment = this.attachFirst(progFd, mode === 'auto' ? autoModes : [mode]);
+    }
+    // Unpinned, the program would look foreign to the next run.
+    mkdirSync(this.opts.pinDir, { recursive: true });
+    pinProgram(progFd, this.pinPath);
+    return attachment;
+  }
+
+  /** Detaches the program if it is the owner's; a foreign program stays attached. */
+  detach(): Detachment {
+    const current = attachedProgram(this.nic);
+    if (!current) return { detached: false, foreign: null };
+    if (current.id !== pinnedProgramId(this.pinPath)) return { detached: false, foreign: current.id };
+    detachXdp(this.nic, current.mode);
+    return { detached: true, foreign: null };
+  }
+
+  /** detach(), then removes the pin directory: the program's pin and the maps'. */
+  remove(): Detachment {
+    const result = this.detach();
+    removePinDir(this.opts.pinDir);
+    return result;
+  }
+
+  /** Tries the modes in order; the last one's error is thrown when none attaches. */
+  private attachFirst(progFd: number, modes: readonly XdpMode[]): Attachment {
+    const failed: Attachment['failed'] = [];
+    for (const [i, mode] of modes.entries()) {
+      try {
+        attachXdp(this.nic, progFd, { mode });
+        return { mode, replaced: null, failed };
+      } catch (err) {
+        if (i === modes.length - 1) throw err;
+        failed.push({ mode, err: (err as Error).message });
+      }
+    }
+    throw new Error('no XDP mode to attach in');
+  }
+}
+
+/** Removes every pin in a pin directory, and the directory; a subdirectory is not ours to remove, so it throws. */
+export function removePinDir(pinDir: string): void {
+  if (!existsSync(pinDir)) return;
+  for (const name of readdirSync(pinDir)) rmSync(join(pinDir, name));
+  rmdirSync(pinDir);
+}
