@@ -20,7 +20,10 @@ const MAX_CLIENT_BACKLOG_BYTES = 4 << 20;
 const MS_PER_S = 1000;
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
-function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerResponse): void {
+/** What the endpoint needs of the agent's Tracer (tests serve it with a stand-in). */
+export type TraceSessions = Pick<Tracer, 'open' | 'selected' | 'defaultRate'>;
+
+function handle(tracer: TraceSessions, node: string, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://agent');
   if (url.pathname !== TRACE_ENDPOINT || req.method !== 'GET') {
     res.writeHead(404).end(`try GET ${TRACE_ENDPOINT}?vip=ADDRESS[:PORT[/PROTO]]&client=CIDR&port=N&rate=N&count=N&seconds=N\n`);
@@ -72,7 +75,7 @@ function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerR
 }
 
 /** Serves /trace on HOST:PORT (loopback). */
-export function serveTrace(tracer: Tracer, address: string, node: string): Promise<Server> {
+export function serveTrace(tracer: TraceSessions, address: string, node: string): Promise<Server> {
   const { host, port } = parseHostPort(address);
   if (!LOOPBACK.has(host)) {
     throw new Error(`trace address ${address} is not on loopback: records hold packet bytes and /trace has no authentication; ` +
