@@ -1,6 +1,6 @@
 /**
- * The trace wire format: what the agent's GET /trace streams, one JSON object
- * per line, and what `xdplb trace` reads. Plain data: names instead of
+ * The trace wire format: the query `xdplb trace` sends to the agent's
+ * GET /trace, and what the agent streams back, one JSON object per line. Plain data: names instead of
  * numbers, wall-clock time, frames in base64.
  */
 import { parsePositiveInt, parseTraceFilter, type TraceFilter } from './trace-filter.js';
@@ -22,7 +22,7 @@ export interface TraceQuery {
   seconds?: string;
 }
 
-/** A TraceQuery parsed: throws TraceFilterError naming the wrong parameter. */
+/** A TraceQuery parsed. */
 export interface TraceRequest {
   filter: TraceFilter;
   rate?: number;
@@ -32,6 +32,7 @@ export interface TraceRequest {
 
 const SINGLE_PARAMS = ['client', 'port', 'rate', 'count', 'seconds'] as const;
 
+/** The query string of a TraceQuery; parameters left undefined are not sent. */
 export function traceSearchParams(query: TraceQuery): URLSearchParams {
   const params = new URLSearchParams();
   for (const v of query.vip ?? []) params.append('vip', v);
@@ -39,6 +40,7 @@ export function traceSearchParams(query: TraceQuery): URLSearchParams {
   return params;
 }
 
+/** Throws TraceFilterError naming the wrong parameter (the filter's first, then rate, count, seconds). */
 export function parseTraceRequest(params: URLSearchParams): TraceRequest {
   const filter = parseTraceFilter({
     vip: params.getAll('vip'),
