@@ -4,7 +4,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { TRACE_SNAPLEN } from '../api/verdicts.js';
-import type { TraceEvent } from '../agent/trace/trace-event.js';
+import type { TraceEvent } from '../api/trace.js';
 
 const PCAP_MAGIC_MICROS = 0xa1b2c3d4;
 const PCAP_VERSION_MAJOR = 2;

@@ -9,9 +9,8 @@ import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
-import type { TraceEvent } from '../agent/trace/trace-event.js';
-import { parsePositiveInt, parseTraceFilter, TraceFilterError } from '../agent/trace/trace-filter.js';
-import type { TraceLine } from '../agent/trace/trace-server.js';
+import { TRACE_ENDPOINT, type TraceEvent, type TraceLine, traceSearchParams } from '../api/trace.js';
+import { parsePositiveInt, parseTraceFilter, TraceFilterError } from '../api/trace-filter.js';
 import { type AgentEndpoint, agentOnNode, localAgent } from './agent-connection.js';
 import { PcapWriter } from './pcap-writer.js';
 import { formatTraceEvent } from './trace-format.js';
@@ -189,13 +188,14 @@ export async function traceCommand(argv: string[]): Promise<number> {
     process.stderr.write(`xdplb trace: ${(err as Error).message}\n`);
     return 1;
   }
-  const q = new URLSearchParams();
-  for (const v of args.vip) q.append('vip', v);
-  if (args.client) q.set('client', args.client);
-  if (args.port) q.set('port', args.port);
-  if (args.rate) q.set('rate', args.rate);
-  if (args.count && !args.verdicts.size && !args.reasons.size) q.set('count', args.count); // else counted here
-  if (args.duration) q.set('seconds', args.duration);
+  const q = traceSearchParams({
+    vip: args.vip,
+    client: args.client,
+    port: args.port,
+    rate: args.rate,
+    count: args.verdicts.size || args.reasons.size ? undefined : args.count, // else counted here
+    seconds: args.duration,
+  });
 
   const pcap = args.pcap ? new PcapWriter(args.pcap) : null;
   let printed = 0;
@@ -204,7 +204,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
   let slowClient = 0;
   let res: IncomingMessage;
   try {
-    res = await request(`${endpoint.url}/trace?${q}`);
+    res = await request(`${endpoint.url}${TRACE_ENDPOINT}?${q}`);
   } catch (err) {
     endpoint.close();
     pcap?.close();

@@ -1,5 +1,5 @@
 /** One readable line per traced packet, for people at a terminal. */
-import type { TraceEvent } from '../agent/trace/trace-event.js';
+import type { TraceEvent } from '../api/trace.js';
 
 const endpoint = (addr: string, port: number, family: number) =>
   family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { TraceEvent } from '../../src/agent/trace/trace-event.js';
+import type { TraceEvent } from '../../src/api/trace.js';
 import { requireKernel } from '../support/kernel.js';
 import { watchTrace, XDPLB_CLI } from '../support/trace-process.js';
 import { sample, type Samples } from '../support/prometheus.js';

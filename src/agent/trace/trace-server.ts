@@ -6,11 +6,12 @@
  * API server (port-forward), which checks their RBAC.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { parseTraceRequest, TRACE_ENDPOINT, type TraceEnd, type TraceLine, type TraceRequest } from '../../api/trace.js';
+import { TraceFilterError } from '../../api/trace-filter.js';
 import { componentLog } from '../../lib/log.js';
 import { parseHostPort } from '../../lib/metrics-server.js';
-import type { TraceEvent } from './trace-event.js';
-import { parsePositiveInt, parseTraceFilter, TraceFilterError } from './trace-filter.js';
-import { type TraceLoss, TraceLimitError, type Tracer } from './tracer.js';
+import { TraceLimitError } from './trace-rules.js';
+import type { Tracer } from './tracer.js';
 
 const log = componentLog('trace-server');
 
@@ -19,33 +20,17 @@ const MAX_CLIENT_BACKLOG_BYTES = 4 << 20;
 const MS_PER_S = 1000;
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
-export interface TraceStart {
-  type: 'start';
-  node: string;
-  /** Installed VIPs the filter names now (the session follows VIPs that come later). */
-  vips: string[];
-  rate: number;
-}
+/** What the endpoint needs of the agent's Tracer (tests serve it with a stand-in). */
+export type TraceSessions = Pick<Tracer, 'open' | 'selected' | 'defaultRate'>;
 
-export interface TraceEnd {
-  type: 'end';
-  packets: number;
-  /** Records dropped because the client read too slowly. */
-  slowClient: number;
-}
-
-export type TraceLine = TraceStart | TraceEvent | TraceLoss | TraceEnd;
-
-function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerResponse): void {
+function handle(tracer: TraceSessions, node: string, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://agent');
-  if (url.pathname !== '/trace' || req.method !== 'GET') {
-    res.writeHead(404).end('try GET /trace?vip=ADDRESS[:PORT[/PROTO]]&client=CIDR&port=N&rate=N&count=N&seconds=N\n');
+  if (url.pathname !== TRACE_ENDPOINT || req.method !== 'GET') {
+    res.writeHead(404).end(`try GET ${TRACE_ENDPOINT}?vip=ADDRESS[:PORT[/PROTO]]&client=CIDR&port=N&rate=N&count=N&seconds=N\n`);
     return;
   }
-  const q = url.searchParams;
   let close: (() => void) | undefined;
-  let count: number | undefined;
-  let seconds: number | undefined;
+  let request: TraceRequest;
   let packets = 0;
   let slowClient = 0;
   let ended = false;
@@ -59,14 +44,8 @@ function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerR
     if (!res.destroyed) res.end(`${JSON.stringify({ type: 'end', packets, slowClient } satisfies TraceEnd)}\n`);
   };
   try {
-    const filter = parseTraceFilter({
-      vip: q.getAll('vip'),
-      client: q.get('client') ?? undefined,
-      port: q.get('port') ?? undefined,
-    });
-    const rate = parsePositiveInt('rate', q.get('rate'));
-    count = parsePositiveInt('count', q.get('count'));
-    seconds = parsePositiveInt('seconds', q.get('seconds'));
+    request = parseTraceRequest(url.searchParams);
+    const { filter, rate } = request;
     close = tracer.open({
       filter,
       rate,
@@ -77,7 +56,7 @@ function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerR
           return;
         }
         send(e);
-        if (++packets === count) end();
+        if (++packets === request.count) end();
       },
       onLoss: (loss) => {
         if (!ended) send(loss);
@@ -91,12 +70,12 @@ function handle(tracer: Tracer, node: string, req: IncomingMessage, res: ServerR
     res.writeHead(status, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
     return;
   }
-  if (seconds !== undefined) timer = setTimeout(end, seconds * MS_PER_S);
+  if (request.seconds !== undefined) timer = setTimeout(end, request.seconds * MS_PER_S);
   res.on('close', end);
 }
 
 /** Serves /trace on HOST:PORT (loopback). */
-export function serveTrace(tracer: Tracer, address: string, node: string): Promise<Server> {
+export function serveTrace(tracer: TraceSessions, address: string, node: string): Promise<Server> {
   const { host, port } = parseHostPort(address);
   if (!LOOPBACK.has(host)) {
     throw new Error(`trace address ${address} is not on loopback: records hold packet bytes and /trace has no authentication; ` +

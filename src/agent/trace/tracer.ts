@@ -4,16 +4,17 @@
  * and hands each record to the sessions it matches.
  */
 import { cpus } from 'node:os';
+import type { TraceEvent, TraceLoss } from '../../api/trace.js';
+import type { TraceFilter } from '../../api/trace-filter.js';
 import { componentLog } from '../../lib/log.js';
-import { TRACE_MAX_RULES } from '../../bpf/consts.js';
 import type { BalancerMapSet } from '../../bpf/programs.js';
 import { RingBufferReader } from '../../libbpf/ring-buffer.js';
 import { decodeTraceRecord, encodeTraceConfig, TraceConfigLayout, type TraceRule } from '../../bpf/trace-structs.js';
 import { u32Key } from '../../bpf/structs.js';
 import { readTraceCounters } from '../dataplane/counters.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
-import { compileRules, recordMatches, selectedVips, type TraceFilter } from './trace-filter.js';
-import { toTraceEvent, type TraceEvent } from './trace-event.js';
+import { toTraceEvent } from './trace-event.js';
+import { compileSessionRules, type RecordMatch, recordMatcher, selectedVips, TraceLimitError } from './trace-rules.js';
 
 const log = componentLog('tracer');
 
@@ -22,14 +23,6 @@ export const DEFAULT_TRACE_RATE = 1000;
 /** Beyond this a trace would cost a busy node real CPU: ask for a narrower filter instead. */
 export const MAX_TRACE_RATE = 100_000;
 const POLL_MS = 20;
-
-export interface TraceLoss {
-  type: 'lost';
-  /** Matched packets not recorded: over the rate limit (all sessions share it). */
-  rateLimited: number;
-  /** Matched packets not recorded: the ring buffer was full. */
-  ringFull: number;
-}
 
 export interface TraceSessionOptions {
   filter: TraceFilter;
@@ -42,13 +35,7 @@ export interface TraceSessionOptions {
 interface Session extends TraceSessionOptions {
   id: number;
   rate: number;
-}
-
-export class TraceLimitError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TraceLimitError';
-  }
+  matches: RecordMatch;
 }
 
 export class Tracer {
@@ -88,7 +75,7 @@ export class Tracer {
     if (!Number.isInteger(rate) || rate < 1 || rate > MAX_TRACE_RATE) {
       throw new TraceLimitError(`rate ${rate} is not an integer in 1..${MAX_TRACE_RATE} records per second`);
     }
-    const session: Session = { ...opts, rate, id: this.nextId++ };
+    const session: Session = { ...opts, rate, id: this.nextId++, matches: recordMatcher(opts.filter) };
     this.sessions.set(session.id, session);
     try {
       this.refresh();
@@ -116,21 +103,13 @@ export class Tracer {
    */
   refresh(): void {
     if (!this.sessions.size && this.written?.readUInt32LE(TraceConfigLayout.offsets.rule_count) === 0) return; // off, and stays off
-    const installed = this.installedVips();
-    const rules: TraceRule[] = [];
-    let rate = 0;
-    for (const s of this.sessions.values()) {
-      rules.push(...compileRules(s.filter, installed));
-      rate = Math.max(rate, s.rate);
-    }
-    if (rules.length > TRACE_MAX_RULES) {
-      throw new TraceLimitError(`the open trace sessions need ${rules.length} rules, the program has ${TRACE_MAX_RULES}: ` +
-        'close other traces or name fewer VIPs');
-    }
+    const sessions = [...this.sessions.values()];
+    const rules = compileSessionRules(sessions.map((s) => s.filter), this.installedVips());
+    const rate = Math.max(0, ...sessions.map((s) => s.rate));
     this.writeConfig(rules, rules.length ? Math.ceil(rate / this.onlineCpus) : 0);
   }
 
-  private writeConfig(rules: TraceRule[], cpuRate: number): void {
+  private writeConfig(rules: readonly TraceRule[], cpuRate: number): void {
     const value = encodeTraceConfig(rules, cpuRate);
     if (this.written?.equals(value)) return;
     // A new rate starts with a full budget on every CPU, not with what the last session used.
@@ -173,7 +152,7 @@ export class Tracer {
         const vip = rec.vipNum === null ? undefined : byNum.get(rec.vipNum);
         let event: TraceEvent | undefined;
         for (const s of this.sessions.values()) {
-          if (!recordMatches(s.filter, rec, vip)) continue;
+          if (!s.matches(rec, vip)) continue;
           event ??= toTraceEvent(rec, vip, wallOffsetNs);
           s.onEvent(event);
         }
