@@ -32,7 +32,7 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --trace-address A     loopback HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
-  --lru-size N          connection table entries; default 1048576     (XDPLB_LRU_SIZE)
+  --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
   --max-vips N          VIP capacity; default 512 (ring memory: N x 512 KiB) (XDPLB_MAX_VIPS)
   --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
   --detach-on-exit      detach and unpin on SIGTERM (default: stay attached, traffic keeps flowing)
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
         'next-hop-mac': { type: 'string' },
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
-        'lru-size': { type: 'string' },
+        'connection-table': { type: 'string' },
         'max-vips': { type: 'string' },
         'max-reals': { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   };
   const maxReals = count('max-reals', v['max-reals'] ?? env.XDPLB_MAX_REALS);
   const capacity = {
-    lru: count('lru-size', v['lru-size'] ?? env.XDPLB_LRU_SIZE),
+    lru: count('connection-table', v['connection-table'] ?? env.XDPLB_CONNECTION_TABLE),
     vips: count('max-vips', v['max-vips'] ?? env.XDPLB_MAX_VIPS),
     reals: maxReals === undefined ? undefined : maxReals + 1, // + the reserved id 0
   };
