@@ -13,7 +13,7 @@ import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
-import { toVipSpecs } from './sources/standalone-config.js';
+import type { VipSource } from './sources/source.js';
 
 const log = componentLog('main');
 
@@ -124,40 +124,30 @@ async function main(): Promise<void> {
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
     capacity,
   });
-  let stopSource: () => Promise<void>;
+  let source: VipSource;
   if (config) {
-    const source = new FileSource(config, {
-      onVips: (vips) => {
-        agent.setVips(toVipSpecs(vips)).catch(() => undefined); // refused: logged, running state kept
-      },
-    });
-    const initial = await source.start();
-    await agent.start(toVipSpecs(initial));
-    stopSource = async () => source.stop();
-    log.info({ config, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running (standalone)');
+    source = new FileSource(config);
   } else {
     const kc = new KubeConfig();
     const kubeconfig = v.kubeconfig ?? env.KUBECONFIG;
     if (kubeconfig) kc.loadFromFile(kubeconfig);
     else kc.loadFromCluster();
-    const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
-    const source = new ClusterSource(kc, { balancer, node: nodeName! });
-    // Adopt the pinned state first, then program what the cluster lists (a diff), then attach.
-    await agent.open();
-    await source.start();
-    const plan = source.plan((vips) => agent.check(vips));
-    await agent.run(plan.specs);
-    await source.follow(agent, plan);
-    stopSource = () => source.stop();
-    log.info({ balancer, node: nodeName, vips: plan.programmed.length, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running (cluster)');
+    source = new ClusterSource(kc, { balancer: v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER, node: nodeName! });
   }
+  // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
+  // cluster list may still be retrying), program what the source wants (a diff), then attach.
+  await source.start();
+  await agent.open();
+  await agent.run(await source.initial(agent));
+  await source.follow(agent);
+  log.info({ ...source.describe(), nic: agent.nic, mode: agent.mode, pinDir }, `xdplb-agent running (${source.mode})`);
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal, detach: !!v['detach-on-exit'] }, 'stopping');
-    stopSource().then(() => agent.stop({ detach: !!v['detach-on-exit'] })).then(
+    Promise.resolve(source.stop()).then(() => agent.stop({ detach: !!v['detach-on-exit'] })).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err: (err as Error).message }, 'stop failed');
