@@ -13,7 +13,7 @@ import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
-import { toVipSpecs } from './sources/standalone-config.js';
+import type { VipSource } from './sources/source.js';
 
 const log = componentLog('main');
 
@@ -32,7 +32,7 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --trace-address A     loopback HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
-  --lru-size N          connection table entries; default 1048576     (XDPLB_LRU_SIZE)
+  --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
   --max-vips N          VIP capacity; default 512 (ring memory: N x 512 KiB) (XDPLB_MAX_VIPS)
   --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
   --detach-on-exit      detach and unpin on SIGTERM (default: stay attached, traffic keeps flowing)
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
         'next-hop-mac': { type: 'string' },
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
-        'lru-size': { type: 'string' },
+        'connection-table': { type: 'string' },
         'max-vips': { type: 'string' },
         'max-reals': { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   };
   const maxReals = count('max-reals', v['max-reals'] ?? env.XDPLB_MAX_REALS);
   const capacity = {
-    lru: count('lru-size', v['lru-size'] ?? env.XDPLB_LRU_SIZE),
+    lru: count('connection-table', v['connection-table'] ?? env.XDPLB_CONNECTION_TABLE),
     vips: count('max-vips', v['max-vips'] ?? env.XDPLB_MAX_VIPS),
     reals: maxReals === undefined ? undefined : maxReals + 1, // + the reserved id 0
   };
@@ -124,40 +124,30 @@ async function main(): Promise<void> {
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
     capacity,
   });
-  let stopSource: () => Promise<void>;
+  let source: VipSource;
   if (config) {
-    const source = new FileSource(config, {
-      onVips: (vips) => {
-        agent.setVips(toVipSpecs(vips)).catch(() => undefined); // refused: logged, running state kept
-      },
-    });
-    const initial = await source.start();
-    await agent.start(toVipSpecs(initial));
-    stopSource = async () => source.stop();
-    log.info({ config, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running (standalone)');
+    source = new FileSource(config);
   } else {
     const kc = new KubeConfig();
     const kubeconfig = v.kubeconfig ?? env.KUBECONFIG;
     if (kubeconfig) kc.loadFromFile(kubeconfig);
     else kc.loadFromCluster();
-    const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
-    const source = new ClusterSource(kc, { balancer, node: nodeName! });
-    // Adopt the pinned state first, then program what the cluster lists (a diff), then attach.
-    await agent.open();
-    await source.start();
-    const plan = source.plan((vips) => agent.check(vips));
-    await agent.run(plan.specs);
-    await source.follow(agent, plan);
-    stopSource = () => source.stop();
-    log.info({ balancer, node: nodeName, vips: plan.programmed.length, nic: agent.nic, mode: agent.mode, pinDir }, 'xdplb-agent running (cluster)');
+    source = new ClusterSource(kc, { balancer: v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER, node: nodeName! });
   }
+  // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
+  // cluster list may still be retrying), program what the source wants (a diff), then attach.
+  await source.start();
+  await agent.open();
+  await agent.run(await source.initial(agent));
+  await source.follow(agent);
+  log.info({ ...source.describe(), nic: agent.nic, mode: agent.mode, pinDir }, `xdplb-agent running (${source.mode})`);
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal, detach: !!v['detach-on-exit'] }, 'stopping');
-    stopSource().then(() => agent.stop({ detach: !!v['detach-on-exit'] })).then(
+    Promise.resolve(source.stop()).then(() => agent.stop({ detach: !!v['detach-on-exit'] })).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err: (err as Error).message }, 'stop failed');

@@ -33,7 +33,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   const caps = spec.capacities ?? {};
   if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));
   if (caps.reals !== undefined) args.push('--max-reals', String(caps.reals));
-  if (caps.connectionTable !== undefined) args.push('--lru-size', String(caps.connectionTable));
+  if (caps.connectionTable !== undefined) args.push('--connection-table', String(caps.connectionTable));
   return {
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',

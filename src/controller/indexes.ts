@@ -10,7 +10,8 @@ import type { LoadBalancerVip } from '../api/loadbalancervip.js';
 const pairKey = (ns: string, k: string, v: string) => `${ns}\0${k}=${v}`;
 const objKey = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
 
-class MultiMap<V> {
+/** Sets of values by key; a key whose set empties is dropped. */
+export class MultiMap<V> {
   private readonly m = new Map<string, Set<V>>();
   add(k: string, v: V): void {
     let s = this.m.get(k);

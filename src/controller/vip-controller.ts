@@ -8,21 +8,21 @@ import {
   CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
 } from '@kubernetes/client-node';
 import {
-  type BackendStatus, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus,
-  portsSummary, VERSION,
+  type BackendStatus, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus, VERSION,
 } from '../api/loadbalancervip.js';
 import { componentLog } from '../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../lib/watched-cache.js';
-import { MAX_WEIGHT, resolveBackends, trimPod } from './backends.js';
+import { MAX_WEIGHT, trimPod } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { CONTROLLER_FIELD_MANAGER } from './balancer-controller.js';
-import { computeConditions, conditionsEqual, programmedNodes } from './conditions.js';
-import { findConflicts } from './conflicts.js';
+import { conditionsEqual } from './conditions.js';
+import { ClaimIndex } from './conflicts.js';
 import type { EventRecorder } from './events.js';
 import { PodIndex, VipIndex } from './indexes.js';
 import type { ControllerMetrics } from './metrics.js';
 import { matchesSelector } from './selector.js';
-import { WorkQueue } from '../lib/work-queue.js';
+import { type Requeue, WorkQueue } from '../lib/work-queue.js';
+import { vipStatus } from './vip-status.js';
 
 const log = componentLog('vip-controller');
 
@@ -45,6 +45,7 @@ export class VipController {
   private readonly queue: WorkQueue;
   private readonly podIndex = new PodIndex();
   private readonly vipIndex = new VipIndex();
+  private readonly claims = new ClaimIndex();
   reconciles = 0;
   statusWrites = 0;
 
@@ -79,13 +80,12 @@ export class VipController {
     for (const v of this.vips.list()) if (balancerOf(v) === balancer) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
   }
 
-  /** A VIP change can change who wins a contested address: its rivals are looked at too. */
+  /** A VIP change can change who wins a contested address: the VIPs sharing a claim it had or has are looked at too. */
   private onVip(v: LoadBalancerVip, deleted: boolean): void {
     this.vipIndex.update(v, deleted);
+    const rivals = this.claims.update(v, deleted);
     this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
-    for (const other of this.vips.list()) {
-      if (other.spec.address === v.spec.address) this.queue.add(keyOf(other.metadata.namespace, other.metadata.name));
-    }
+    for (const key of rivals) this.queue.add(key);
   }
 
   /** Only the VIPs that select the pod now, or list it already. */
@@ -100,7 +100,8 @@ export class VipController {
     }
   }
 
-  async reconcile(key: string): Promise<void> {
+  /** Writes the VIP's status; asks to be reconciled again when a draining backend's time runs out. */
+  async reconcile(key: string): Promise<Requeue> {
     this.reconciles++;
     const [ns, name] = key.split('/') as [string, string];
     const vip = this.vips.get(name, ns);
@@ -109,36 +110,14 @@ export class VipController {
       for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
       return;
     }
-    const now = new Date();
-    const balancer = balancerOf(vip);
-    const res = resolveBackends(vip, this.podIndex.candidates(ns, vip.spec.backendSelector), now, this.opts.balancers.drainSeconds(balancer));
-    const conflict = findConflicts(this.vips.list()).get(key);
-    const desiredNodes = this.opts.balancers.desiredAgents(balancer);
-    const withBackends = { ...vip, status: { ...vip.status, backends: res.backends } };
-    const conditions = computeConditions({
-      vip: withBackends,
-      activeBackends: res.backends.filter((b) => !b.draining).length,
-      drainingBackends: res.backends.filter((b) => b.draining).length,
-      conflict,
-      desiredNodes: desiredNodes ?? 0,
-      balancerProblem: !this.opts.balancers.exists(balancer)
-        ? `XdpBalancer "${balancer}" does not exist`
-        : desiredNodes === undefined ? `the agents of XdpBalancer "${balancer}" are not scheduled yet` : undefined,
-      now,
+    const conflict = this.claims.conflictOf(key);
+    const next = vipStatus({
+      vip, pods: this.podIndex.candidates(ns, vip.spec.backendSelector), conflict, balancers: this.opts.balancers, now: new Date(),
     });
-    const programmed = programmedNodes(vip).length;
-    this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, desiredNodes ?? 0);
-    this.opts.metrics?.vipNodes.set({ vip: key, state: 'programmed' }, programmed);
-    const status: LoadBalancerVipStatus = {
-      observedGeneration: vip.metadata.generation,
-      ports: portsSummary(vip.spec),
-      readyBackends: res.backends.filter((b) => !b.draining).length,
-      programmedNodes: `${programmed}/${desiredNodes ?? 0}`,
-      backends: res.backends,
-      conditions,
-    };
-    if (res.requeueAfterSeconds !== undefined) this.queue.addAfter(key, res.requeueAfterSeconds);
-    if (!changed(vip.status, status)) return;
+    const { status, requeue } = next;
+    this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
+    this.opts.metrics?.vipNodes.set({ vip: key, state: 'programmed' }, next.programmedNodes);
+    if (!changed(vip.status, status)) return requeue;
     await this.custom.patchNamespacedCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
@@ -147,10 +126,11 @@ export class VipController {
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
     this.recordEvents(vip, vip.status, status);
     // Only with a status change (a new backend), so a bad annotation is not reported on every reconcile.
-    for (const bad of res.badWeights) {
+    for (const bad of next.badWeights) {
       this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
     }
     log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict }, 'status updated');
+    return requeue;
   }
 
   /** What changed, for `kubectl describe`: backends joining, draining, leaving; conflicts. */

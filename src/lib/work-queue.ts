@@ -2,7 +2,8 @@
  * A de-duplicating work queue with a few workers: a key queued many times
  * while it waits is reconciled once; one key is never reconciled by two
  * workers at once (queued again meanwhile, it runs once more after); a failed
- * key is retried with backoff.
+ * key is retried with backoff; a reconcile that wants another look later
+ * (a drain that expires) says so in what it returns.
  */
 import { componentLog } from './log.js';
 
@@ -13,6 +14,11 @@ const RETRY_MAX_MS = 60_000;
 /** Reconciles in flight: each is mostly waiting on one API write, so a few overlap well. */
 export const DEFAULT_WORKERS = 4;
 
+/** What a reconcile returns: nothing, or when to reconcile the key again (it succeeded, but something expires). */
+export type Requeue = { requeueAfterMs: number } | undefined | void;
+
+export type Reconcile = (key: string) => Promise<Requeue>;
+
 export interface WorkQueueHooks {
   /** Called after each reconcile with its duration and outcome. */
   done?(seconds: number, ok: boolean): void;
@@ -20,16 +26,17 @@ export interface WorkQueueHooks {
 
 export class WorkQueue {
   private readonly queued = new Set<string>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; dueAt: number }>();
   private readonly failures = new Map<string, number>();
   private readonly processing = new Set<string>();
   private waiters: (() => void)[] = [];
   private running = false;
+  private stopped = false;
   private loops: Promise<void>[] = [];
 
   constructor(
     readonly name: string,
-    private readonly reconcile: (key: string) => Promise<void>,
+    private readonly reconcile: Reconcile,
     private readonly hooks: WorkQueueHooks = {},
     private readonly workers = DEFAULT_WORKERS,
   ) {}
@@ -38,6 +45,7 @@ export class WorkQueue {
     return this.queued.size;
   }
 
+  /** Starts the workers; keys added before are reconciled now. */
   start(): void {
     this.running = true;
     this.loops = Array.from({ length: this.workers }, () => this.work());
@@ -59,27 +67,38 @@ export class WorkQueue {
     return undefined;
   }
 
-  /** Stops after the reconcile in progress. */
+  /** Stops after the reconciles in progress; later adds are ignored. */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopped = true;
     this.wakeAll();
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t.timer);
     this.timers.clear();
     await Promise.all(this.loops);
   }
 
   add(key: string): void {
+    if (this.stopped) return;
     this.queued.add(key);
     this.wakeAll();
   }
 
-  /** Queues a key after a delay (a drain that expires, a retry); a newer request replaces the older. */
-  addAfter(key: string, seconds: number): void {
-    clearTimeout(this.timers.get(key));
-    this.timers.set(key, setTimeout(() => {
+  /**
+   * Queues a key after a delay. A request due earlier than the one waiting
+   * replaces it; a later one is covered by it (as client-go's delaying queue
+   * does), so a steady stream of requests cannot postpone the key forever.
+   */
+  addAfter(key: string, delayMs: number): void {
+    if (this.stopped) return;
+    const dueAt = Date.now() + delayMs;
+    const waiting = this.timers.get(key);
+    if (waiting && waiting.dueAt <= dueAt) return;
+    clearTimeout(waiting?.timer);
+    const timer = setTimeout(() => {
       this.timers.delete(key);
       this.add(key);
-    }, seconds * 1000));
+    }, delayMs);
+    this.timers.set(key, { timer, dueAt });
   }
 
   private async work(): Promise<void> {
@@ -93,15 +112,16 @@ export class WorkQueue {
       const started = process.hrtime.bigint();
       let ok = true;
       try {
-        await this.reconcile(key);
+        const wish = await this.reconcile(key);
         this.failures.delete(key);
+        if (wish) this.addAfter(key, wish.requeueAfterMs);
       } catch (err) {
         ok = false;
         const n = (this.failures.get(key) ?? 0) + 1;
         this.failures.set(key, n);
         const delayMs = Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS);
         log.error({ queue: this.name, key, err: String(err), retryMs: delayMs }, 'reconcile failed; retrying');
-        if (this.running) this.addAfter(key, delayMs / 1000);
+        this.addAfter(key, delayMs);
       }
       this.processing.delete(key);
       this.hooks.done?.(Number(process.hrtime.bigint() - started) / 1e9, ok);

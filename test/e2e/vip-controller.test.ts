@@ -9,6 +9,9 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from '@kubernetes
 import { WatchedCache } from '../../src/lib/watched-cache.js';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
+import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
+import { ClusterSource } from '../../src/agent/sources/cluster-source.js';
+import type { Programmer } from '../../src/agent/sources/source.js';
 import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
 
@@ -183,6 +186,54 @@ describe('controller on a real kube-apiserver', () => {
     } finally {
       await vips.stop();
       await pods.stop();
+    }
+  });
+
+  test("the agent's cluster source programs its balancer's VIPs, reports this node's entry and a refusal, and retries a failed programming", async (t) => {
+    if (!f.need(t)) return;
+    const lbvip = (name: string, address: string, port: number) => kubectl(['apply', '-f', '-'],
+      `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: ${name}, namespace: shop}\nspec: {address: ${address}, ports: [{port: ${port}}], backendSelector: {matchLabels: {app: none}}}\n`);
+    const REFUSED_PORT = 9999;
+    lbvip('src-ok', '198.19.2.1', 80);
+    lbvip('src-refused', '198.19.2.2', REFUSED_PORT);
+    const programmed: VipSpec[][] = [];
+    let failures = 0;
+    // A dataplane that refuses one port, and whose next write fails once when asked to.
+    const programmer: Programmer = {
+      check: (vips) => vips.flatMap((s, i) => (s.port === REFUSED_PORT ? [`vips[${i}].port: ${REFUSED_PORT} is refused here`] : [])),
+      setVips: async (vips) => {
+        if (failures > 0) {
+          failures--;
+          throw new Error('map full');
+        }
+        programmed.push(vips);
+      },
+    };
+    const kc = new KubeConfig();
+    kc.loadFromFile(f.cp.kubeconfig);
+    const node = 'node-src';
+    const source = new ClusterSource(kc, { balancer: 'default', node });
+    const entry = (v: LoadBalancerVip) => v.status?.nodes?.find((n) => n.node === node);
+    try {
+      await source.start();
+      const initial = await source.initial(programmer);
+      assert.ok(initial.some((s) => s.address === '198.19.2.1'), 'the listed VIP is planned');
+      assert.ok(!initial.some((s) => s.port === REFUSED_PORT), 'the refused VIP is left out');
+      await source.follow(programmer);
+      await until('src-ok', 'this node reports the VIP programmed', (x) => entry(x)?.programmedGeneration === x.metadata.generation);
+      const refused = await until('src-refused', 'this node reports the refusal', (x) => !!entry(x)?.lastError);
+      assert.match(entry(refused)!.lastError!, new RegExp(`port ${REFUSED_PORT}/TCP.*refused here`));
+      assert.equal(entry(refused)!.programmedGeneration, undefined);
+
+      failures = 1;
+      kubectl(['patch', 'lbvip', 'src-ok', '-n', 'shop', '--type=merge', '-p', '{"spec":{"ports":[{"port":8080}]}}']);
+      const moved = await until('src-ok', 'the new generation is programmed after the failed write is retried',
+        (x) => x.metadata.generation === 2 && entry(x)?.programmedGeneration === 2 && !entry(x)?.lastError);
+      assert.equal(failures, 0, 'the failing write was tried');
+      assert.ok(programmed.at(-1)!.some((s) => s.address === '198.19.2.1' && s.port === 8080), JSON.stringify(programmed.at(-1)));
+      assert.equal(entry(moved)!.reals, 0);
+    } finally {
+      await source.stop();
     }
   });
 });

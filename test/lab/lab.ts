@@ -304,7 +304,7 @@ export class Lab {
     if (b.agent) throw new Error(`${b.name} already runs an agent`);
     const child = this.spawnNode(b.ns, AGENT, [
       ...args, '--nic', 'eth0', '--pin-dir', b.pinDir,
-      '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--lru-size', '65536',
+      '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--connection-table', '65536',
     ], `agent-${b.name}`);
     b.agent = child;
     const unfollow = this.follow(child, `agent-${b.name}`, (text) => b.log.push(...text.split('\n').filter(Boolean)));

@@ -38,7 +38,7 @@ test('spec settings become agent flags and scheduling constraints', () => {
   const c = pod.containers[0]!;
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'native', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9700',
     '--trace-address', '127.0.0.1:9701',
-    '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--lru-size', '65536']);
+    '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--connection-table', '65536']);
   assert.equal(c.readinessProbe?.httpGet?.port, 9700);
   assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }]);
   assert.deepEqual(pod.nodeSelector, { 'node-role.kubernetes.io/edge': '' });

@@ -4,9 +4,11 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { type LoadBalancerVip, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
 import { backendIp, resolveBackends, trimPod } from '../../src/controller/backends.js';
 import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
-import { findConflicts } from '../../src/controller/conflicts.js';
+import { ClaimIndex, type ConflictInfo } from '../../src/controller/conflicts.js';
 import { matchesSelector } from '../../src/controller/selector.js';
+import type { BalancerView } from '../../src/controller/balancer-controller.js';
 import { backendChanges } from '../../src/controller/vip-controller.js';
+import { vipStatus } from '../../src/controller/vip-status.js';
 
 const NOW = new Date('2026-11-24T12:00:00Z');
 const DRAIN = 60;
@@ -36,6 +38,13 @@ function pod(name: string, ip: string | string[], opts: { ready?: boolean; label
       conditions: [{ type: 'Ready', status: opts.ready === false ? 'False' : 'True' }],
     },
   };
+}
+
+/** Conflicts among these VIPs, as the controller's claim index sees them once all are added. */
+function findConflicts(vips: readonly LoadBalancerVip[]): Map<string, ConflictInfo> {
+  const index = new ClaimIndex();
+  for (const v of vips) index.update(v, false);
+  return index.conflicts();
 }
 
 describe('label selectors', () => {
@@ -113,6 +122,32 @@ describe('backend resolution', () => {
 
   test('an empty selector selects nothing', () => {
     assert.deepEqual(resolveBackends(vip('v', { backendSelector: {} }), [pod('a', '198.18.40.1')], NOW, DRAIN).backends, []);
+  });
+});
+
+describe('VIP status and its requeue wish', () => {
+  const agents = 2;
+  const view: BalancerView = { exists: () => true, desiredAgents: () => agents, drainSeconds: () => DRAIN };
+
+  test('a draining backend asks for another reconcile when its drain ends; nothing draining asks for none', () => {
+    const v = vip('v');
+    const serving = vipStatus({ vip: v, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
+    assert.equal(serving.requeue, undefined);
+    assert.equal(serving.status.readyBackends, 1);
+    assert.equal(serving.status.programmedNodes, `0/${agents}`);
+    v.status = serving.status;
+    const later = new Date(NOW.getTime() + 10_000);
+    const draining = vipStatus({ vip: v, pods: [pod('a', '198.18.40.1', { ready: false })], balancers: view, now: later });
+    assert.deepEqual(draining.requeue, { requeueAfterMs: DRAIN * 1000 });
+    assert.equal(draining.status.readyBackends, 0);
+    v.status = draining.status;
+    // Part way through: the wish counts down.
+    const mid = new Date(later.getTime() + 45_000);
+    assert.deepEqual(vipStatus({ vip: v, pods: [], balancers: view, now: mid }).requeue, { requeueAfterMs: (DRAIN - 45) * 1000 });
+    // Drained: gone, and nothing left to wait for.
+    const done = vipStatus({ vip: v, pods: [], balancers: view, now: new Date(later.getTime() + DRAIN * 1000) });
+    assert.deepEqual(done.status.backends, []);
+    assert.equal(done.requeue, undefined);
   });
 });
 

@@ -52,3 +52,41 @@ test('with several workers, different keys overlap and one key never runs twice 
   assert.equal(twice, 0);
   assert.deepEqual([...runs].sort(), ['a', 'a', 'b', 'c']);
 });
+
+/** Polls until cond holds (or about 5 s pass), so no test depends on how fast the machine is. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 250 && !cond(); i++) await sleep(20);
+}
+
+test('a reconcile that returns a requeue wish is reconciled again, once, and then not', async () => {
+  const runs: string[] = [];
+  const q = new WorkQueue('test', async (key) => {
+    runs.push(key);
+    return runs.length === 1 ? { requeueAfterMs: 10 } : undefined; // a drain that ends: look again once
+  }, {}, 1);
+  q.start();
+  q.add('vip');
+  await until(() => runs.length >= 2);
+  await sleep(50);
+  await q.stop();
+  assert.deepEqual(runs, ['vip', 'vip']);
+});
+
+test('a delayed key waits for the earliest request: a later one never postpones it', async () => {
+  const runs: string[] = [];
+  const q = new WorkQueue('test', async (key) => {
+    runs.push(key);
+  }, {}, 1);
+  q.start();
+  q.addAfter('soon-then-late', 10);
+  q.addAfter('soon-then-late', 3_600_000); // covered by the earlier one
+  q.addAfter('late-then-soon', 3_600_000);
+  q.addAfter('late-then-soon', 10); // replaces the later one
+  await until(() => runs.length >= 2);
+  await q.stop();
+  assert.deepEqual([...runs].sort(), ['late-then-soon', 'soon-then-late']);
+  q.add('after-stop');
+  q.addAfter('after-stop', 0);
+  await sleep(20);
+  assert.equal(q.depth, 0, 'a stopped queue takes no more keys');
+});

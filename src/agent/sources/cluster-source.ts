@@ -14,14 +14,19 @@ import {
 } from '../../api/loadbalancervip.js';
 import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
+import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
-import { type DataplaneCheck, planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
+import { planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
+import type { Programmer, VipSource } from './source.js';
 
 const log = componentLog('cluster-source');
 
 /** Events arrive in bursts (a controller status write per VIP): program once per burst. */
 const SETTLE_MS = 20;
-const RETRY_MS = 2000;
+/** The queue's one key: every event asks for the same thing, a sync of the whole balancer. */
+const SYNC = 'sync';
+/** Syncs never overlap: each one programs the whole list. */
+const SYNC_WORKERS = 1;
 /** VIPs per list page: bounds the largest response the agent parses at once. */
 const LIST_PAGE_SIZE = 500;
 /** Status writes in flight at once (a cold start reports every VIP). */
@@ -32,95 +37,93 @@ export interface ClusterSourceOptions {
   node: string;
 }
 
-/** What the source drives: the agent. */
-export interface Programmer {
-  check: DataplaneCheck;
-  setVips(vips: VipSpec[]): Promise<void>;
-}
-
 export const agentFieldManager = (node: string) => `xdplb-agent-${node}`;
 
-export class ClusterSource {
+export class ClusterSource implements VipSource {
+  readonly mode = 'cluster';
   private readonly custom: CustomObjectsApi;
   private readonly cache: WatchedCache<LoadBalancerVip>;
+  /** Syncs: coalesces bursts, retries a failed one with backoff. */
+  private readonly queue: WorkQueue;
+  private listed: Promise<void> = Promise.resolve();
   private programmer: Programmer | null = null;
-  private timer: NodeJS.Timeout | undefined;
-  private dueAt = 0;
-  private chain: Promise<void> = Promise.resolve();
-  private running = false;
+  /** What initial() planned, reported by follow(). */
+  private first: ProgramPlan | null = null;
   syncs = 0;
   statusWrites = 0;
 
   constructor(kc: KubeConfig, private readonly opts: ClusterSourceOptions) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     const fieldSelector = `spec.balancer=${opts.balancer}`;
+    this.queue = new WorkQueue('cluster-source', () => this.sync(), {}, SYNC_WORKERS);
     this.cache = new WatchedCache<LoadBalancerVip>(
       kc,
       `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`,
       (page) => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, fieldSelector, ...page }),
-      () => this.schedule(SETTLE_MS),
+      // The earliest pending sync covers later events, so a steady stream of them cannot starve it.
+      () => this.queue.addAfter(SYNC, SETTLE_MS),
       { fieldSelector, trim: trimManagedFields, pageSize: LIST_PAGE_SIZE },
     );
   }
 
-  /** Resolves once the VIPs are listed. */
-  async start(): Promise<void> {
-    this.running = true;
-    await this.cache.start();
+  /** Begins listing the VIPs (retried until it succeeds); initial() waits for it. */
+  start(): Promise<void> {
+    this.listed = this.cache.start();
+    return Promise.resolve();
   }
 
-  /** What to program now. */
-  plan(check: DataplaneCheck): ProgramPlan {
-    return planVips(this.opts.balancer, this.cache.list(), check);
+  /** Waits for the first list, then plans what the dataplane accepts of it. */
+  async initial(programmer: Programmer): Promise<VipSpec[]> {
+    await this.listed;
+    this.first = this.plan(programmer);
+    return this.first.specs;
   }
 
-  /** From now on, changes are programmed into `programmer`; `applied` was programmed already and is reported. */
-  async follow(programmer: Programmer, applied: ProgramPlan): Promise<void> {
+  /** Reports the initial plan; from now on, changes are programmed into `programmer`. */
+  async follow(programmer: Programmer): Promise<void> {
     this.programmer = programmer;
-    await this.report(applied);
-    this.schedule(0); // anything that changed since the plan was made
+    // A failed write is retried by the sync below, which writes every entry that still differs.
+    if (this.first) await this.report(this.first);
+    this.queue.add(SYNC); // anything that changed since the plan was made
+    this.queue.start();
+  }
+
+  describe(): Record<string, unknown> {
+    return { balancer: this.opts.balancer, node: this.opts.node, vips: this.first?.programmed.length ?? 0 };
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    clearTimeout(this.timer);
     await this.cache.stop();
-    await this.chain;
+    await this.queue.stop();
   }
 
-  /** A sync at most delayMs from now; an earlier one already due covers it (a steady stream of events cannot starve it). */
-  private schedule(delayMs: number): void {
-    if (!this.running || !this.programmer) return;
-    const due = Date.now() + delayMs;
-    if (this.timer && this.dueAt <= due) return;
-    clearTimeout(this.timer);
-    this.dueAt = due;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.chain = this.chain.then(() => this.sync());
-    }, delayMs);
+  /** What to program now: the one place the dataplane is asked what it accepts. */
+  private plan(programmer: Programmer): ProgramPlan {
+    return planVips(this.opts.balancer, this.cache.list(), (vips) => programmer.check(vips));
   }
 
+  /** Programs the balancer's VIPs and reports them; throws (the queue retries with backoff) when a write failed. */
   private async sync(): Promise<void> {
-    if (!this.running || !this.programmer) return;
+    const programmer = this.programmer!;
     this.syncs++;
-    const programmer = this.programmer;
-    const plan = this.plan((vips) => programmer.check(vips));
+    const plan = this.plan(programmer);
+    let refusedByKernel: string | undefined;
     try {
-      await this.programmer.setVips(plan.specs);
+      await programmer.setVips(plan.specs);
     } catch (err) {
       // check() passed, so this is the kernel refusing a write: keep the running state, report, retry.
-      const message = `programming failed: ${(err as Error).message}`;
-      for (const v of plan.programmed) plan.refused.set(v, message);
+      refusedByKernel = `programming failed: ${(err as Error).message}`;
+      for (const v of plan.programmed) plan.refused.set(v, refusedByKernel);
       plan.programmed = [];
-      this.schedule(RETRY_MS);
     }
     for (const [v, why] of plan.refused) log.warn({ vip: vipRef(v), problem: why }, 'VIP not programmed on this node');
-    await this.report(plan);
+    const failedWrites = await this.report(plan);
+    if (refusedByKernel) throw new Error(refusedByKernel);
+    if (failedWrites) throw new Error(`${failedWrites} status write(s) failed`);
   }
 
-  /** Writes this node's entry where it differs from what the VIP shows. */
-  private async report(plan: ProgramPlan): Promise<void> {
+  /** Writes this node's entry where it differs from what the VIP shows; returns how many writes failed. */
+  private async report(plan: ProgramPlan): Promise<number> {
     const node = this.opts.node;
     const wanted: [LoadBalancerVip, NodeStatus][] = [
       ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, { node, programmedGeneration: v.metadata.generation, reals: v.status?.backends?.length ?? 0 }]),
@@ -129,19 +132,19 @@ export class ClusterSource {
       ...plan.conflicted.filter((v) => entryOf(v, node)).map((v): [LoadBalancerVip, NodeStatus] => [v, { node }]),
     ];
     const stale = wanted.filter(([v, e]) => !sameEntry(entryOf(v, node), e));
-    let failed = false;
+    let failed = 0;
     for (let i = 0; i < stale.length; i += WRITE_CONCURRENCY) {
       await Promise.all(stale.slice(i, i + WRITE_CONCURRENCY).map(async ([v, e]) => {
         try {
           await this.writeEntry(v, e);
         } catch (err) {
           if (errorCode(err) === 404) return; // deleted meanwhile
-          failed = true;
+          failed++;
           log.warn({ vip: vipRef(v), err: String(err) }, 'status write failed; retrying');
         }
       }));
     }
-    if (failed) this.schedule(RETRY_MS);
+    return failed;
   }
 
   private async writeEntry(v: LoadBalancerVip, entry: NodeStatus): Promise<void> {

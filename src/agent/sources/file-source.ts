@@ -1,12 +1,15 @@
 /**
- * Watches the standalone VIP file. A valid change is handed on; an invalid
- * one is logged with the file, path and reason, and the running state stays.
+ * The standalone agent's source: watches the VIP file. A valid change is
+ * programmed (and handed to any listener); an invalid one is logged with the
+ * file, path and reason, and the running state stays.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { componentLog } from '../../lib/log.js';
-import { ConfigError, parseStandaloneConfig, type StandaloneVip } from './standalone-config.js';
+import type { VipSpec } from '../dataplane/desired-state.js';
+import type { Programmer, VipSource } from './source.js';
+import { ConfigError, parseStandaloneConfig, type StandaloneVip, toVipSpecs } from './standalone-config.js';
 
 const log = componentLog('file-source');
 
@@ -17,12 +20,13 @@ const POLL_MS = 2000;
 
 export interface FileSourceEvents {
   /** A valid new content. */
-  onVips: (vips: StandaloneVip[]) => void;
+  onVips?: (vips: StandaloneVip[]) => void;
   /** An invalid content was rejected; the previous state stays. */
   onRejected?: (err: Error) => void;
 }
 
-export class FileSource {
+export class FileSource implements VipSource {
+  readonly mode = 'standalone';
   private readonly path: string;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
@@ -30,18 +34,23 @@ export class FileSource {
   private lastText: string | null = null;
   private lastStamp = '';
   private reading: Promise<void> = Promise.resolve();
+  /** The last valid content, and the one initial() handed out. */
+  private latest: StandaloneVip[] = [];
+  private planned: StandaloneVip[] | null = null;
+  private programmer: Programmer | null = null;
 
   constructor(
-    path: string,
-    private readonly events: FileSourceEvents,
+    private readonly given: string,
+    private readonly events: FileSourceEvents = {},
   ) {
-    this.path = resolve(path);
+    this.path = resolve(given);
   }
 
   /** Reads the file once (throwing if it is invalid: a start with a bad file is an error) and starts watching. */
   async start(): Promise<StandaloneVip[]> {
     const text = await readFile(this.path, 'utf8');
     const vips = parseStandaloneConfig(text, this.path);
+    this.latest = vips;
     this.lastText = text;
     this.lastStamp = await this.stamp();
     // Watch the directory: editors and ConfigMap updates replace the file by rename.
@@ -56,6 +65,23 @@ export class FileSource {
     }, POLL_MS);
     this.poll.unref();
     return vips;
+  }
+
+  /** The file as read last: a valid file is all programmed, or refused whole. */
+  initial(): Promise<VipSpec[]> {
+    this.planned = this.latest;
+    return Promise.resolve(toVipSpecs(this.latest));
+  }
+
+  /** From now on each valid change is programmed; one that came after initial() is programmed now. */
+  follow(programmer: Programmer): Promise<void> {
+    this.programmer = programmer;
+    if (this.latest !== this.planned) this.program(this.latest);
+    return Promise.resolve();
+  }
+
+  describe(): Record<string, unknown> {
+    return { config: this.given };
   }
 
   stop(): void {
@@ -85,6 +111,10 @@ export class FileSource {
     }, DEBOUNCE_MS);
   }
 
+  private program(vips: StandaloneVip[]): void {
+    this.programmer?.setVips(toVipSpecs(vips)).catch(() => undefined); // refused: the agent logs it and keeps the running state
+  }
+
   private async reload(): Promise<void> {
     this.lastStamp = await this.stamp();
     let text: string;
@@ -100,7 +130,9 @@ export class FileSource {
     try {
       const vips = parseStandaloneConfig(text, this.path);
       this.lastText = text;
-      this.events.onVips(vips);
+      this.latest = vips;
+      this.events.onVips?.(vips);
+      this.program(vips);
     } catch (err) {
       if (err instanceof ConfigError) {
         for (const p of err.problems) {

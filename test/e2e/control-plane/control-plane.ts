@@ -17,6 +17,8 @@ import { onExitOrSignal } from '../../support/cleanup.js';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('../../../../test/e2e/control-plane/build.sh', import.meta.url));
 const READY_TIMEOUT_MS = 60_000;
+/** How long a process may take to exit on SIGTERM before it is killed (kube-apiserver takes about 1 s with etcd up). */
+const STOP_TIMEOUT_MS = 15_000;
 /** Service addresses come from the benchmarking range, as every address in our tests does. */
 const SERVICE_CIDR = '198.18.240.0/24';
 /**
@@ -79,6 +81,23 @@ export function failureOutput(run: () => unknown, what: string): string {
   throw new Error(`${what} succeeded, a failure was expected`);
 }
 
+/** Whether a child has exited: exitCode stays null for one killed by a signal, signalCode says so. */
+const exited = (p: ChildProcess) => p.exitCode !== null || p.signalCode !== null;
+
+/** SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_MS; resolves once it has exited. */
+async function stopProcess(p: ChildProcess): Promise<void> {
+  if (exited(p)) return;
+  const gone = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+  p.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
+  if ((await Promise.race([gone, late])) === 'late') {
+    p.kill('SIGKILL');
+    await gone;
+  }
+  clearTimeout(timer);
+}
+
 function writeKubeconfig(path: string, server: string, token: string): string {
   writeFileSync(path, [
     'apiVersion: v1', 'kind: Config', 'current-context: xdplb-test',
@@ -99,7 +118,8 @@ export class ControlPlane {
     readonly token: string,
     readonly kubeconfig: string,
     readonly bin: Binaries,
-    private readonly procs: ChildProcess[],
+    private readonly etcd: ChildProcess,
+    private readonly apiserver: ChildProcess,
     private readonly saKubeconfigs: Map<TestServiceAccount, string>,
   ) {
     this.unregisterCleanup = onExitOrSignal(() => this.stopSync());
@@ -108,7 +128,7 @@ export class ControlPlane {
   static async start(): Promise<ControlPlane> {
     const bin = binaries();
     const dir = mkdtempSync(join(tmpdir(), 'xdplb-control-plane-'));
-    const procs: ChildProcess[] = [];
+    const procs: ChildProcess[] = []; // etcd, kube-apiserver
     const fail = (err: unknown) => {
       for (const p of procs) p.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
@@ -151,8 +171,8 @@ export class ControlPlane {
       const server = `https://127.0.0.1:${apiPort}`;
       const deadline = Date.now() + READY_TIMEOUT_MS;
       for (;;) {
-        const exited = procs.find((p) => p.exitCode !== null);
-        if (exited) throw new Error(`${exited.spawnfile} exited with ${exited.exitCode} while starting`);
+        const dead = procs.find(exited);
+        if (dead) throw new Error(`${dead.spawnfile} exited with ${dead.exitCode ?? dead.signalCode} while starting`);
         const r = await get(`${server}/readyz`, token).catch(() => null);
         if (r?.status === 200) break;
         if (Date.now() > deadline) throw new Error(`kube-apiserver not ready after ${READY_TIMEOUT_MS} ms (last: ${r?.status} ${r?.body.slice(0, 200)})`);
@@ -160,7 +180,7 @@ export class ControlPlane {
       }
       const kubeconfig = writeKubeconfig(join(dir, 'kubeconfig'), server, token);
       const saKubeconfigs = new Map([...saTokens, ...userTokens].map(([sa, t]) => [sa, writeKubeconfig(join(dir, `kubeconfig-${sa.replace('/', '-')}`), server, t)]));
-      return new ControlPlane(dir, server, token, kubeconfig, bin, procs, saKubeconfigs);
+      return new ControlPlane(dir, server, token, kubeconfig, bin, procs[0]!, procs[1]!, saKubeconfigs);
     } catch (err) {
       return fail(err);
     }
@@ -185,10 +205,13 @@ export class ControlPlane {
     return failureOutput(() => this.kubectl(args, input), `kubectl ${args.join(' ')}`);
   }
 
+  /**
+   * kube-apiserver first, while etcd still answers: stopped after etcd it
+   * retries etcd for over 10 s before it exits; stopped first, about 1 s.
+   */
   async stop(): Promise<void> {
-    const waits = this.procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r))));
-    for (const p of [...this.procs].reverse()) p.kill('SIGTERM');
-    await Promise.all(waits);
+    await stopProcess(this.apiserver);
+    await stopProcess(this.etcd);
     this.stopSync();
   }
 
@@ -196,7 +219,7 @@ export class ControlPlane {
     if (this.stopped) return;
     this.stopped = true;
     this.unregisterCleanup();
-    for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
+    for (const p of [this.apiserver, this.etcd]) if (!exited(p)) p.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
