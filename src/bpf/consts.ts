@@ -8,7 +8,7 @@ export const MAX_REALS = 4096;
 /** Real id 0 means "no real"; usable ids are 1..MAX_REALS-1. */
 export const NO_REAL_ID = 0;
 export const RING_SIZE = 65537;
-export const LRU_SIZE = 1048576;
+export const CONNECTION_TABLE_SIZE = 1048576;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 

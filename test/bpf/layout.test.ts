@@ -35,7 +35,7 @@ describe('struct layouts match the BTF', () => {
       MAX_VIPS: L.MAX_VIPS,
       MAX_REALS: L.MAX_REALS,
       RING_SIZE: L.RING_SIZE,
-      LRU_SIZE: L.LRU_SIZE,
+      CONNECTION_TABLE_SIZE: L.CONNECTION_TABLE_SIZE,
       MAX_DECAP_ADDRS: L.MAX_DECAP_ADDRS,
       MAX_EXT_HDRS: L.MAX_EXT_HDRS,
     });
@@ -86,7 +86,7 @@ describe('map definitions match the codecs', () => {
       [m.vipAddrs, AddrLayout.size, U32_BYTES, L.MAX_VIPS],
       [m.reals, U32_BYTES, AddrLayout.size, L.MAX_REALS],
       [m.ring, U32_BYTES, U32_BYTES, L.MAX_VIPS * L.RING_SIZE],
-      [m.connTable, FlowKeyLayout.size, FlowValueLayout.size, L.LRU_SIZE],
+      [m.connTable, FlowKeyLayout.size, FlowValueLayout.size, L.CONNECTION_TABLE_SIZE],
       [m.ctl, U32_BYTES, CtlConfigLayout.size, 1],
       [m.vipStats, U32_BYTES, VipStatsLayout.size, L.MAX_VIPS],
       [m.realStats, U32_BYTES, RealStatsLayout.size, L.MAX_REALS],
