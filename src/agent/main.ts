@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
+import { realSlotsFor } from '../bpf/maps.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
@@ -107,9 +108,9 @@ async function main(): Promise<void> {
   };
   const maxReals = count('max-reals', v['max-reals'] ?? env.XDPLB_MAX_REALS);
   const capacity = {
-    lru: count('lru-size', v['lru-size'] ?? env.XDPLB_LRU_SIZE),
+    connectionTable: count('lru-size', v['lru-size'] ?? env.XDPLB_LRU_SIZE),
     vips: count('max-vips', v['max-vips'] ?? env.XDPLB_MAX_VIPS),
-    reals: maxReals === undefined ? undefined : maxReals + 1, // + the reserved id 0
+    reals: maxReals === undefined ? undefined : realSlotsFor(maxReals),
   };
 
   const agent = new Agent({
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
     // Adopt the pinned state first, then program what the cluster lists (a diff), then attach.
     await agent.open();
     await source.start();
-    const plan = source.plan((vips) => agent.check(vips));
+    const plan = source.plan((vips, groups) => agent.accept(vips, groups));
     await agent.run(plan.specs);
     await source.follow(agent, plan);
     stopSource = () => source.stop();

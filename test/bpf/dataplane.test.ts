@@ -210,7 +210,7 @@ describe('dataplane', () => {
 
   test('capacities chosen at load time are what the dataplane enforces', (t) => {
     if (!requireKernel(t)) return;
-    const small = new BalancerHarness({ vips: 4, reals: 6, lru: 1024 });
+    const small = new BalancerHarness({ vips: 4, reals: 6, connectionTable: 1024 });
     try {
       assert.deepEqual(small.dp.capacity, { vips: 4, reals: 5 });
       assert.equal(small.lb.maps.ring.maxEntries, 4 * RING_SIZE);

@@ -15,7 +15,7 @@ import {
 import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
-import { type DataplaneCheck, planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
+import { type DataplaneAccept, planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
 
 const log = componentLog('cluster-source');
 
@@ -34,7 +34,7 @@ export interface ClusterSourceOptions {
 
 /** What the source drives: the agent. */
 export interface Programmer {
-  check: DataplaneCheck;
+  accept: DataplaneAccept;
   setVips(vips: VipSpec[]): Promise<void>;
 }
 
@@ -70,8 +70,8 @@ export class ClusterSource {
   }
 
   /** What to program now. */
-  plan(check: DataplaneCheck): ProgramPlan {
-    return planVips(this.opts.balancer, this.cache.list(), check);
+  plan(accept: DataplaneAccept): ProgramPlan {
+    return planVips(this.opts.balancer, this.cache.list(), accept);
   }
 
   /** From now on, changes are programmed into `programmer`; `applied` was programmed already and is reported. */
@@ -105,11 +105,11 @@ export class ClusterSource {
     if (!this.running || !this.programmer) return;
     this.syncs++;
     const programmer = this.programmer;
-    const plan = this.plan((vips) => programmer.check(vips));
+    const plan = this.plan((vips, groups) => programmer.accept(vips, groups));
     try {
       await this.programmer.setVips(plan.specs);
     } catch (err) {
-      // check() passed, so this is the kernel refusing a write: keep the running state, report, retry.
+      // accept() took them, so this is the kernel refusing a write: keep the running state, report, retry.
       const message = `programming failed: ${(err as Error).message}`;
       for (const v of plan.programmed) plan.refused.set(v, message);
       plan.programmed = [];
