@@ -103,7 +103,7 @@ export class MemoryMap implements RawMap {
   readU32Slots(start: number, count: number): Uint32Array {
     this.checkSlots(start, count);
     const out = new Uint32Array(count);
-    for (let i = 0; i < count; i++) out[i] = this.element(start + i, false)?.readUInt32LE(0) ?? 0;
+    for (let i = 0; i < count; i++) out[i] = this.u32At(start + i);
     return out;
   }
 
@@ -111,8 +111,7 @@ export class MemoryMap implements RawMap {
     this.checkSlots(start, next.length);
     let written = 0;
     for (let i = 0; i < next.length; i++) {
-      const current = this.element(start + i, false)?.readUInt32LE(0) ?? 0;
-      if (current === next[i]) continue;
+      if (this.u32At(start + i) === next[i]) continue;
       this.element(start + i, true)!.writeUInt32LE(next[i]!, 0);
       written++;
     }
@@ -142,6 +141,12 @@ export class MemoryMap implements RawMap {
     }
     const at = (i % PAGE_ELEMS) * this.lookupSize;
     return page.subarray(at, at + this.lookupSize);
+  }
+
+  /** A u32 element without slicing its page (ring windows are 65537 slots). */
+  private u32At(i: number): number {
+    const page = this.pages.get(Math.floor(i / PAGE_ELEMS));
+    return page ? page.readUInt32LE((i % PAGE_ELEMS) * this.lookupSize) : 0;
   }
 
   private index(key: Buffer): number {

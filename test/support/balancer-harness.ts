@@ -7,7 +7,7 @@ import type { EncapConfig, VipSpec } from '../../src/agent/dataplane/desired-sta
 import { readReasons } from '../../src/agent/dataplane/counters.js';
 import type { Reason } from '../../src/bpf/consts.js';
 
-import { ENCAP } from './encap.js';
+import { ENCAP } from './fixtures.js';
 
 export { ENCAP };
 

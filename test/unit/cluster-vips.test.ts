@@ -5,7 +5,7 @@ import { type DataplaneAccept, planVips } from '../../src/agent/sources/cluster-
 import type { Problem, VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import { BALANCER_MAPS, memoryMaps } from '../../src/bpf/maps.js';
-import { ENCAP } from '../support/encap.js';
+import { ENCAP } from '../support/fixtures.js';
 
 const acceptAll: DataplaneAccept = (specs) => ({ accepted: specs.map((_, i) => i), refused: new Map(), general: [] });
 
