@@ -49,13 +49,13 @@ export const BPF_F_NO_COMMON_LRU = 1 << 1;
 export const BPF_F_MMAPABLE = 1 << 10;
 
 /** The capacities chosen at load time; each map's size follows one of them, or is fixed. */
-export interface Capacities {
+export interface MapCapacities {
   vips: number;
   /** Real id slots, including the reserved id 0. */
   reals: number;
   connectionTable: number;
 }
-export type Scale = { with: keyof Capacities; times?: number } | { fixed: number };
+export type Scale = { with: keyof MapCapacities; times?: number } | { fixed: number };
 
 export interface MapSchema<K, V> {
   /** Name in the object (the kernel keeps 15 characters). */
@@ -81,7 +81,7 @@ export const usableRealIds = (slots: number): number => slots - FIRST_REAL_ID;
 /** Slots a reals map needs to hold this many reals. */
 export const realSlotsFor = (reals: number): number => reals + FIRST_REAL_ID;
 
-export const DEFAULT_CAPACITIES: Capacities = { vips: MAX_VIPS, reals: MAX_REALS, connectionTable: CONNECTION_TABLE_SIZE };
+export const DEFAULT_CAPACITIES: MapCapacities = { vips: MAX_VIPS, reals: MAX_REALS, connectionTable: CONNECTION_TABLE_SIZE };
 
 const perVip: Scale = { with: 'vips' };
 const perRealId: Scale = { with: 'reals' };
@@ -113,7 +113,7 @@ export type Schema = Readonly<Record<string, MapSchema<any, any>>>;
 export type RawMapSet<S extends Schema> = { [K in keyof S]: RawMap };
 
 /** max_entries of a map under these capacities. */
-export function entriesOf(m: MapSchema<unknown, unknown>, c: Capacities): number {
+export function entriesOf(m: MapSchema<unknown, unknown>, c: MapCapacities): number {
   return 'fixed' in m.scale ? m.scale.fixed : c[m.scale.with] * (m.scale.times ?? 1);
 }
 
@@ -121,7 +121,7 @@ export function entriesOf(m: MapSchema<unknown, unknown>, c: Capacities): number
 export const MAX_VIP_CAPACITY = Math.floor(0xffffffff / RING_SIZE);
 
 /** Checks capacities chosen by an operator; throws saying which is out of range. */
-export function checkCapacities(c: Partial<Capacities>): void {
+export function checkCapacities(c: Partial<MapCapacities>): void {
   if (c.vips !== undefined && (!Number.isInteger(c.vips) || c.vips < 1 || c.vips > MAX_VIP_CAPACITY)) {
     throw new Error(`VIP capacity ${c.vips} is not an integer in 1..${MAX_VIP_CAPACITY}`);
   }
@@ -135,7 +135,7 @@ export function checkCapacities(c: Partial<Capacities>): void {
 }
 
 /** max_entries overrides, by map name, for the capacities given (absent: the compiled size). */
-export function maxEntriesFor(schema: Schema, c: Partial<Capacities>): Record<string, number> {
+export function maxEntriesFor(schema: Schema, c: Partial<MapCapacities>): Record<string, number> {
   checkCapacities(c);
   const out: Record<string, number> = {};
   for (const m of Object.values(schema)) {
@@ -170,7 +170,7 @@ export interface MemoryMapOptions {
 const DEFAULT_MEMORY_CPUS = 2;
 
 /** In-memory maps of a program, sized as loading it with these capacities would. */
-export function memoryMaps<S extends Schema>(schema: S, capacities: Partial<Capacities> = {}, opts: MemoryMapOptions = {}): RawMapSet<S> {
+export function memoryMaps<S extends Schema>(schema: S, capacities: Partial<MapCapacities> = {}, opts: MemoryMapOptions = {}): RawMapSet<S> {
   checkCapacities(capacities);
   const c = { ...DEFAULT_CAPACITIES, ...capacities };
   return Object.fromEntries(Object.entries(schema).map(([k, m]) => {

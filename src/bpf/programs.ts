@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
 import type { BpfMap } from '../libbpf/bpf-map.js';
 import { BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
-import { BALANCER_MAPS, type Capacities, DECAP_MAPS, isPerCpu, maxEntriesFor, type Schema } from './maps.js';
+import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, maxEntriesFor, type Schema } from './maps.js';
 
 const BPF_BUILD_DIR = fileURLToPath(new URL('../../../bpf/build/', import.meta.url));
 
@@ -28,7 +28,7 @@ export interface LoadedDecap {
 }
 
 /** Map capacities chosen at load time; absent: the compiled defaults. */
-export type BalancerCapacity = Partial<Capacities>;
+export type BalancerCapacity = Partial<MapCapacities>;
 
 const specs = (schema: Schema): MapSpec[] => Object.values(schema).map((m) => ({ name: m.name, perCpu: isPerCpu(m) }));
 

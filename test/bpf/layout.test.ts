@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { ALL_LAYOUTS, AddrLayout } from '../../src/bpf/structs.js';
 import * as L from '../../src/bpf/consts.js';
 import { TRACE_LAYOUTS } from '../../src/bpf/trace-structs.js';
-import { BALANCER_MAPS, type Capacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
+import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
   from '../../src/bpf/maps.js';
 import { BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBalancer, loadDecap } from '../../src/bpf/programs.js';
 import { Btf } from '../support/btf.js';
@@ -96,7 +96,7 @@ describe('map definitions match the schema', () => {
   });
 
   /** What the kernel made of each map: sizes from the codecs, entries from the capacities. */
-  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: Capacities): void {
+  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities): void {
     for (const [k, m] of Object.entries(schema)) {
       const map = maps[k]!;
       assert.equal(map.name, m.name);
@@ -108,7 +108,7 @@ describe('map definitions match the schema', () => {
 
   test('balancer maps as loaded, at the compiled and at chosen capacities', (t) => {
     if (!requireKernel(t)) return;
-    const chosen: Capacities = { vips: 3, reals: 7, connectionTable: 1000 };
+    const chosen: MapCapacities = { vips: 3, reals: 7, connectionTable: 1000 };
     for (const capacities of [DEFAULT_CAPACITIES, chosen]) {
       const lb = loadBalancer({ capacity: capacities === DEFAULT_CAPACITIES ? undefined : capacities });
       try {

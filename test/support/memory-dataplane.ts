@@ -1,7 +1,7 @@
 /** A Dataplane on in-memory maps, recording every write: unit tests need no kernel and no root. */
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import type { EncapConfig, VipSpec } from '../../src/agent/dataplane/desired-state.js';
-import { BALANCER_MAPS, balancerHandles, type Capacities, memoryMaps } from '../../src/bpf/maps.js';
+import { BALANCER_MAPS, balancerHandles, type MapCapacities, memoryMaps } from '../../src/bpf/maps.js';
 import { ENCAP } from './fixtures.js';
 
 export class MemoryDataplane {
@@ -13,7 +13,7 @@ export class MemoryDataplane {
   /** Replaceable: a test may hand the maps to a new Dataplane, as a restarted agent does. */
   dp: Dataplane;
 
-  constructor(capacities: Partial<Capacities> = {}) {
+  constructor(capacities: Partial<MapCapacities> = {}) {
     this.raw = memoryMaps(BALANCER_MAPS, capacities, { journal: this.journal });
     this.maps = balancerHandles(this.raw);
     this.dp = new Dataplane(this.raw);
