@@ -22,7 +22,7 @@ const vips: VipSpec[] = Array.from({ length: VIPS }, (_, v) => ({
 }));
 
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;
-const lb = loadBalancer({ capacity: { vips: Math.max(VIPS, MIN_CAPACITY), lru: 65536 } });
+const lb = loadBalancer({ capacity: { vips: Math.max(VIPS, MIN_CAPACITY), connectionTable: 65536 } });
 const dp = new Dataplane(lb.maps);
 const rssLoaded = rssMb();
 const cold = timeMs(() => dp.apply({ encap: ENCAP, vips }));

@@ -139,7 +139,7 @@ export function maglevGeneration(): string {
 }
 
 export function ringProgramming(): string {
-  const lb = loadBalancer({ capacity: { lru: 4096 } });
+  const lb = loadBalancer({ capacity: { connectionTable: 4096 } });
   try {
     const ring = lb.maps.ring;
     const keys = Buffer.alloc(RING_SIZE * U32_BYTES);

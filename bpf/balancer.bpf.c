@@ -10,77 +10,7 @@
 #include "include/jhash.h"
 #include "include/parse.h"
 #include "include/trace.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XDPLB_MAX_VIPS);
-	__type(key, struct vip_key);
-	__type(value, struct vip_meta);
-} vip_map SEC(".maps");
-
-/* Addresses that carry at least one VIP, with how many: decides whether a
- * fragment or a broken packet was meant for us (drop) or for the host (pass). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XDPLB_MAX_VIPS);
-	__type(key, struct xdplb_addr);
-	__type(value, __u32);
-} vip_addrs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XDPLB_MAX_REALS);
-	__type(key, __u32);
-	__type(value, struct xdplb_addr);
-} reals SEC(".maps");
-
-/* Maglev rings, one slice of XDPLB_RING_SIZE real ids per vip_num. Mappable:
- * the agent writes slots through mmap instead of a syscall per batch. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XDPLB_MAX_VIPS * XDPLB_RING_SIZE);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, __u32);
-} ring SEC(".maps");
-
-/* One table, per-CPU LRU lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on
- * the hot path, and a flow that RSS moves to another CPU still finds its real. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, XDPLB_LRU_SIZE);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct flow_key);
-	__type(value, struct flow_value);
-} conn_table SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ctl_config);
-} ctl SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XDPLB_MAX_VIPS);
-	__type(key, __u32);
-	__type(value, struct vip_stats);
-} vip_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XDPLB_MAX_REALS);
-	__type(key, __u32);
-	__type(value, struct real_stats);
-} real_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XDPLB_REASON_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} reason_stats SEC(".maps");
+#include "include/xdplb_maps.h"
 
 XDPLB_BTF_ANCHOR;
 

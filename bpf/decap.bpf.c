@@ -7,6 +7,10 @@
  */
 #include "include/parse.h"
 
+/* The decap program's maps (the balancer's are in include/xdplb_maps.h;
+ * src/bpf/maps.ts is the schema of both). */
+
+/* Local tunnel addresses whose IPIP packets are decapsulated (value unused). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, XDPLB_MAX_DECAP_ADDRS);
@@ -14,6 +18,7 @@ struct {
 	__type(value, __u32);
 } decap_addrs SEC(".maps");
 
+/* Per enum xdplb_decap_reason: packets. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XDPLB_DECAP_REASON_MAX);

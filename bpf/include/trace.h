@@ -2,7 +2,8 @@
 /*
  * Packet tracing: a record per matching packet in a ring buffer, with the
  * frame before and after encapsulation. Off (trace_config.rule_count 0) it
- * costs one inlined array load per packet.
+ * costs one inlined array load per packet. Its maps (trace_ctl, trace_budget,
+ * trace_stats, trace_ring) are with the others in xdplb_maps.h.
  */
 #ifndef XDPLB_TRACE_H
 #define XDPLB_TRACE_H
@@ -12,35 +13,10 @@
 
 #include "xdplb_consts.h"
 #include "xdplb_structs.h"
+#include "xdplb_maps.h"
 
 #define XDPLB_NS_PER_SEC 1000000000ULL
 #define XDPLB_ADDR_WORDS 4
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct trace_config);
-} trace_ctl SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct trace_budget);
-} trace_budget SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XDPLB_TRACE_COUNTER_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} trace_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, XDPLB_TRACE_RING_BYTES);
-} trace_ring SEC(".maps");
 
 /* A ring buffer map carries no value type: this puts struct trace_record in
  * the object's BTF, where the layout test and bpftool find it. */

@@ -15,7 +15,7 @@ enum xdplb_capacity {
 	XDPLB_MAX_VIPS = 512,
 	XDPLB_MAX_REALS = 4096,       /* real id 0 is reserved: "no real" */
 	XDPLB_RING_SIZE = 65537,      /* Maglev ring slots per VIP; must be prime */
-	XDPLB_LRU_SIZE = 1048576,     /* connection table entries (shared by all CPUs) */
+	XDPLB_CONNECTION_TABLE_SIZE = 1048576, /* conn_table entries (shared by all CPUs) */
 	XDPLB_MAX_DECAP_ADDRS = 64,   /* local addresses the decap program accepts */
 	XDPLB_MAX_EXT_HDRS = 4,       /* IPv6 extension headers walked before L4 */
 };

@@ -11,7 +11,7 @@ import { type BalancerCapacity, type LoadedBalancer, loadBalancer } from '../bpf
 import type { XdpMode } from '../libbpf/xdp.js';
 import { XdpProgram, type XdpModeRequest } from '../libbpf/xdp-program.js';
 import { Dataplane } from './dataplane/dataplane.js';
-import type { VipSpec } from './dataplane/desired-state.js';
+import type { Acceptance, VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
@@ -78,7 +78,7 @@ export class Agent {
   /**
    * Finds the next hop, loads the objects (adopting pinned maps and their
    * contents) and serves metrics; nothing is attached or changed yet, so a
-   * caller can check() what it will program first.
+   * caller can accept() what it will program first.
    */
   async open(): Promise<void> {
     this.nextHop = await discoverNextHop(this.opts);
@@ -113,10 +113,10 @@ export class Agent {
     this.watcher.start();
   }
 
-  /** What the dataplane would refuse in these VIPs (empty: they would be applied). */
-  check(vips: VipSpec[]): string[] {
+  /** Which of these VIPs the dataplane would program together (groups: see Dataplane.accept), and why not the others. */
+  accept(vips: VipSpec[], groups?: readonly number[]): Acceptance {
     if (!this.dataplane || !this.nextHop) throw new Error('agent not opened');
-    return this.dataplane.check({ encap: this.nextHop, vips });
+    return this.dataplane.accept({ encap: this.nextHop, vips }, groups);
   }
 
   /** Replaces the desired VIPs; resolves when applied (rejects if they were refused). */

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
+import { realSlotsFor } from '../bpf/maps.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
@@ -107,9 +108,9 @@ async function main(): Promise<void> {
   };
   const maxReals = count('max-reals', v['max-reals'] ?? env.XDPLB_MAX_REALS);
   const capacity = {
-    lru: count('connection-table', v['connection-table'] ?? env.XDPLB_CONNECTION_TABLE),
+    connectionTable: count('connection-table', v['connection-table'] ?? env.XDPLB_CONNECTION_TABLE),
     vips: count('max-vips', v['max-vips'] ?? env.XDPLB_MAX_VIPS),
-    reals: maxReals === undefined ? undefined : maxReals + 1, // + the reserved id 0
+    reals: maxReals === undefined ? undefined : realSlotsFor(maxReals),
   };
 
   const agent = new Agent({

@@ -8,7 +8,7 @@ export const MAX_REALS = 4096;
 /** Real id 0 means "no real"; usable ids are 1..MAX_REALS-1. */
 export const NO_REAL_ID = 0;
 export const RING_SIZE = 65537;
-export const LRU_SIZE = 1048576;
+export const CONNECTION_TABLE_SIZE = 1048576;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 
@@ -50,25 +50,3 @@ export type DecapReason = (typeof DECAP_REASONS)[number];
 
 export const BALANCER_PROGRAM = 'xdplb_balancer';
 export const DECAP_PROGRAM = 'xdplb_decap';
-
-/** Map names as in the objects (the kernel keeps 15 characters). */
-export const BalancerMaps = {
-  vips: 'vip_map',
-  vipAddrs: 'vip_addrs',
-  reals: 'reals',
-  ring: 'ring',
-  connTable: 'conn_table',
-  ctl: 'ctl',
-  vipStats: 'vip_stats',
-  realStats: 'real_stats',
-  reasonStats: 'reason_stats',
-  traceCtl: 'trace_ctl',
-  traceBudget: 'trace_budget',
-  traceStats: 'trace_stats',
-  traceRing: 'trace_ring',
-} as const;
-
-export const DecapMaps = {
-  addrs: 'decap_addrs',
-  stats: 'decap_stats',
-} as const;

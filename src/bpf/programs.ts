@@ -1,21 +1,19 @@
 /** The two xdplb objects and their maps, loaded by name from bpf/build. */
 import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
-import { BALANCER_PROGRAM, BalancerMaps, DECAP_PROGRAM, DecapMaps, NO_REAL_ID, RING_SIZE } from './consts.js';
 import type { BpfMap } from '../libbpf/bpf-map.js';
+import { BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
+import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, maxEntriesFor, type Schema } from './maps.js';
 
 const BPF_BUILD_DIR = fileURLToPath(new URL('../../../bpf/build/', import.meta.url));
 
 export const BALANCER_OBJECT = process.env.XDPLB_BALANCER_OBJECT ?? `${BPF_BUILD_DIR}balancer.bpf.o`;
 export const DECAP_OBJECT = process.env.XDPLB_DECAP_OBJECT ?? `${BPF_BUILD_DIR}decap.bpf.o`;
 
-const PER_CPU = new Set<string>([BalancerMaps.vipStats, BalancerMaps.realStats, BalancerMaps.reasonStats,
-  BalancerMaps.traceBudget, BalancerMaps.traceStats, DecapMaps.stats]);
-const specs = (names: Record<string, string>): MapSpec[] =>
-  Object.values(names).map((name) => ({ name, perCpu: PER_CPU.has(name) }));
-
-export type BalancerMapSet = { [K in keyof typeof BalancerMaps]: BpfMap };
-export type DecapMapSet = { [K in keyof typeof DecapMaps]: BpfMap };
+/** The kernel maps of a loaded program, by their schema's keys. */
+export type KernelMapSet<S extends Schema> = { [K in keyof S]: BpfMap };
+export type BalancerMapSet = KernelMapSet<typeof BALANCER_MAPS>;
+export type DecapMapSet = KernelMapSet<typeof DECAP_MAPS>;
 
 export interface LoadedBalancer {
   object: BpfObject;
@@ -29,51 +27,22 @@ export interface LoadedDecap {
   progFd: number;
 }
 
-function mapSet<N extends Record<string, string>>(object: BpfObject, names: N): { [K in keyof N]: BpfMap } {
-  return Object.fromEntries(Object.entries(names).map(([k, name]) => [k, object.map(name)])) as {
-    [K in keyof N]: BpfMap;
-  };
-}
-
 /** Map capacities chosen at load time; absent: the compiled defaults. */
-export interface BalancerCapacity {
-  vips?: number;
-  /** Real ids, including the reserved id 0. */
-  reals?: number;
-  /** Connection table entries. */
-  lru?: number;
-}
+export type BalancerCapacity = Partial<MapCapacities>;
 
-/** vip_num * RING_SIZE must stay a u32 ring index. */
-export const MAX_VIP_CAPACITY = Math.floor(0xffffffff / RING_SIZE);
+const specs = (schema: Schema): MapSpec[] => Object.values(schema).map((m) => ({ name: m.name, perCpu: isPerCpu(m) }));
 
-function capacityEntries(c: BalancerCapacity): Record<string, number> {
-  const out: Record<string, number> = {};
-  if (c.vips !== undefined) {
-    if (!Number.isInteger(c.vips) || c.vips < 1 || c.vips > MAX_VIP_CAPACITY) {
-      throw new Error(`VIP capacity ${c.vips} is not an integer in 1..${MAX_VIP_CAPACITY}`);
-    }
-    for (const m of [BalancerMaps.vips, BalancerMaps.vipAddrs, BalancerMaps.vipStats]) out[m] = c.vips;
-    out[BalancerMaps.ring] = c.vips * RING_SIZE;
-  }
-  if (c.reals !== undefined) {
-    if (!Number.isInteger(c.reals) || c.reals < NO_REAL_ID + 2) throw new Error(`real capacity ${c.reals} is not an integer >= ${NO_REAL_ID + 2}`);
-    for (const m of [BalancerMaps.reals, BalancerMaps.realStats]) out[m] = c.reals;
-  }
-  if (c.lru !== undefined) {
-    if (!Number.isInteger(c.lru) || c.lru < 1) throw new Error(`connection table size ${c.lru} is not a positive integer`);
-    out[BalancerMaps.connTable] = c.lru;
-  }
-  return out;
+function mapSet<S extends Schema>(object: BpfObject, schema: S): KernelMapSet<S> {
+  return Object.fromEntries(Object.entries(schema).map(([k, m]) => [k, object.map(m.name)])) as KernelMapSet<S>;
 }
 
 export function loadBalancer(opts: LoadOptions & { capacity?: BalancerCapacity } = {}, path = BALANCER_OBJECT): LoadedBalancer {
-  const maxEntries = { ...opts.maxEntries, ...capacityEntries(opts.capacity ?? {}) };
-  const object = BpfObject.load(path, specs(BalancerMaps), { ...opts, maxEntries });
-  return { object, maps: mapSet(object, BalancerMaps), progFd: object.programFd(BALANCER_PROGRAM) };
+  const maxEntries = { ...opts.maxEntries, ...maxEntriesFor(BALANCER_MAPS, opts.capacity ?? {}) };
+  const object = BpfObject.load(path, specs(BALANCER_MAPS), { ...opts, maxEntries });
+  return { object, maps: mapSet(object, BALANCER_MAPS), progFd: object.programFd(BALANCER_PROGRAM) };
 }
 
 export function loadDecap(opts: LoadOptions = {}, path = DECAP_OBJECT): LoadedDecap {
-  const object = BpfObject.load(path, specs(DecapMaps), opts);
-  return { object, maps: mapSet(object, DecapMaps), progFd: object.programFd(DECAP_PROGRAM) };
+  const object = BpfObject.load(path, specs(DECAP_MAPS), opts);
+  return { object, maps: mapSet(object, DECAP_MAPS), progFd: object.programFd(DECAP_PROGRAM) };
 }

@@ -1,10 +1,12 @@
 /**
  * Byte codecs for every map key and value, mirroring bpf/include/xdplb_structs.h
- * field by field. `offsets` are what test/bpf/layout.test.ts checks against BTF.
+ * field by field. `offsets` are what test/bpf/layout.test.ts checks against BTF;
+ * the `*Codec` objects are what src/bpf/maps.ts names for each map.
  */
 import { endianness } from 'node:os';
-import { type IpAddress, IP_BYTES } from '../lib/ip.js';
-import type { Family } from './consts.js';
+import { formatIp, type IpAddress, IP_BYTES, parseIp } from '../lib/ip.js';
+import type { Codec } from '../libbpf/typed-map.js';
+import { FAMILY_V4, FAMILY_V6, type Family } from './consts.js';
 
 // Host-order fields (flags, ids, counters) are written little-endian below.
 if (endianness() !== 'LE') {
@@ -109,6 +111,21 @@ export const FlowValueLayout = {
   offsets: { real_id: 0 },
 } as const satisfies StructLayout;
 
+/**
+ * How encapsulated packets leave this node, as an operator or the next-hop
+ * discovery gives it (text); CtlConfig is the same parsed, as ctl[0] holds it.
+ */
+export interface EncapConfig {
+  nextHopMac: string;
+  srcMac: string;
+  /** Outer source for IPv4 outer headers (this node's address); needed by IPv4 reals. */
+  srcV4?: string;
+  /** Outer source for IPv6 outer headers; needed by IPv6 reals. */
+  srcV6?: string;
+  /** Largest outer IP packet the NIC may send (its MTU); 0 disables the check. */
+  maxPktSize: number;
+}
+
 export interface CtlConfig {
   nextHopMac: string;
   srcMac: string;
@@ -130,6 +147,8 @@ export function parseMac(text: string): Buffer {
   }
   return Buffer.from(parts.map((p) => parseInt(p, 16)));
 }
+
+const formatMac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 
 export function encodeCtlConfig(cfg: CtlConfig): Buffer {
   const o = CtlConfigLayout.offsets;
@@ -171,21 +190,11 @@ export const RealStatsLayout = {
   offsets: { packets: 0, bytes: 8 },
 } as const satisfies StructLayout;
 
-/** Sums a per-CPU value: each CPU's copy is 8-byte aligned. */
-export function sumPerCpuU64(perCpu: Buffer[], offsets: readonly number[]): bigint[] {
-  return offsets.map((off) => perCpu.reduce((acc, b) => acc + b.readBigUInt64LE(off), 0n));
-}
-
-export function decodeVipStats(perCpu: Buffer[]): VipStats {
-  const o = VipStatsLayout.offsets;
-  const [packets = 0n, bytes = 0n, lruMisses = 0n] = sumPerCpuU64(perCpu, [o.packets, o.bytes, o.lru_misses]);
-  return { packets, bytes, lruMisses };
-}
-
-export function decodeRealStats(perCpu: Buffer[]): RealStats {
-  const o = RealStatsLayout.offsets;
-  const [packets = 0n, bytes = 0n] = sumPerCpuU64(perCpu, [o.packets, o.bytes]);
-  return { packets, bytes };
+/** Adds up counters field by field (the CPUs' copies of a per-CPU value). */
+export function sumCounters<T extends { [K in keyof T]: bigint }>(copies: readonly T[], zero: T): T {
+  const out = { ...zero };
+  for (const c of copies) for (const k of Object.keys(out) as (keyof T)[]) out[k] = (out[k] + c[k]) as T[keyof T];
+  return out;
 }
 
 export const U32_BYTES = 4;
@@ -196,6 +205,105 @@ export function u32Key(n: number): Buffer {
   buf.writeUInt32LE(n);
   return buf;
 }
+
+function addressOf(family: number, bytes: Buffer): IpAddress {
+  if (family !== FAMILY_V4 && family !== FAMILY_V6) throw new Error(`address family ${family} is neither 4 nor 6`);
+  return parseIp(formatIp({ family, bytes }));
+}
+
+function structCodec<T>(layout: StructLayout, encode: (v: T) => Buffer, decode: (b: Buffer) => T): Codec<T> {
+  return { cType: `struct ${layout.cName}`, size: layout.size, encode, decode };
+}
+
+/** A struct this side does not take apart (its owner reads the bytes). */
+export const opaqueCodec = (layout: StructLayout): Codec<Buffer> => structCodec(layout, (b) => {
+  if (b.length !== layout.size) throw new Error(`struct ${layout.cName} is ${layout.size} bytes, not ${b.length}`);
+  return b;
+}, (b) => Buffer.from(b));
+
+export const U32Codec: Codec<number> = { cType: '__u32', size: U32_BYTES, encode: u32Key, decode: (b) => b.readUInt32LE(0) };
+
+export const U64Codec: Codec<bigint> = {
+  cType: '__u64',
+  size: U64_BYTES,
+  encode: (n) => {
+    const b = Buffer.alloc(U64_BYTES);
+    b.writeBigUInt64LE(n);
+    return b;
+  },
+  decode: (b) => b.readBigUInt64LE(0),
+};
+
+/** No key or value (a ring buffer map). */
+export const NoCodec: Codec<never> = {
+  cType: '',
+  size: 0,
+  encode: () => {
+    throw new Error('this map has no keys or values');
+  },
+  decode: () => {
+    throw new Error('this map has no keys or values');
+  },
+};
+
+export const VipKeyCodec = structCodec<VipKey>(VipKeyLayout, encodeVipKey, (b) => {
+  const k = decodeVipKey(b);
+  return { address: addressOf(k.family, k.bytes), port: k.port, proto: k.proto };
+});
+
+export const VipMetaCodec = structCodec<VipMeta>(VipMetaLayout, encodeVipMeta, decodeVipMeta);
+
+export const AddrCodec = structCodec<IpAddress>(AddrLayout, (a) => encodeAddr({ family: a.family as Family, bytes: a.bytes }),
+  (b) => {
+    const a = decodeAddr(b);
+    return addressOf(a.family, a.bytes);
+  });
+
+/** A reals slot: an address, or null for an unused slot (family 0). */
+export const RealSlotCodec = structCodec<IpAddress | null>(AddrLayout,
+  (a) => encodeAddr(a && { family: a.family as Family, bytes: a.bytes }),
+  (b) => {
+    const a = decodeAddr(b);
+    return a.family ? addressOf(a.family, a.bytes) : null;
+  });
+
+const isZero = (b: Buffer): boolean => b.every((x) => x === 0);
+
+export const CtlConfigCodec = structCodec<CtlConfig>(CtlConfigLayout, encodeCtlConfig, (b) => {
+  const o = CtlConfigLayout.offsets;
+  const v4 = b.subarray(o.src_v4, o.src_v4 + 4);
+  const v6 = b.subarray(o.src_v6, o.src_v6 + IP_BYTES);
+  return {
+    nextHopMac: formatMac(b.subarray(o.next_hop_mac, o.next_hop_mac + MAC_BYTES)),
+    srcMac: formatMac(b.subarray(o.src_mac, o.src_mac + MAC_BYTES)),
+    srcV4: isZero(v4) ? undefined : addressOf(FAMILY_V4, Buffer.concat([v4, Buffer.alloc(IP_BYTES - v4.length)])),
+    srcV6: isZero(v6) ? undefined : addressOf(FAMILY_V6, v6),
+    maxPktSize: b.readUInt32LE(o.max_pkt_size),
+  };
+});
+
+export const VipStatsCodec = structCodec<VipStats>(VipStatsLayout, (s) => {
+  const o = VipStatsLayout.offsets;
+  const b = Buffer.alloc(VipStatsLayout.size);
+  b.writeBigUInt64LE(s.packets, o.packets);
+  b.writeBigUInt64LE(s.bytes, o.bytes);
+  b.writeBigUInt64LE(s.lruMisses, o.lru_misses);
+  return b;
+}, (b) => {
+  const o = VipStatsLayout.offsets;
+  return { packets: b.readBigUInt64LE(o.packets), bytes: b.readBigUInt64LE(o.bytes), lruMisses: b.readBigUInt64LE(o.lru_misses) };
+});
+
+export const RealStatsCodec = structCodec<RealStats>(RealStatsLayout, (s) => {
+  const o = RealStatsLayout.offsets;
+  const b = Buffer.alloc(RealStatsLayout.size);
+  b.writeBigUInt64LE(s.packets, o.packets);
+  b.writeBigUInt64LE(s.bytes, o.bytes);
+  return b;
+}, (b) => {
+  const o = RealStatsLayout.offsets;
+  return { packets: b.readBigUInt64LE(o.packets), bytes: b.readBigUInt64LE(o.bytes) };
+});
 
 export const ALL_LAYOUTS: readonly StructLayout[] = [
   AddrLayout,

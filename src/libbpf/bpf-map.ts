@@ -1,6 +1,7 @@
 /** A BPF map by file descriptor: typed-less byte access plus a write counter. */
 import koffi from 'koffi';
 import { c, check, possibleCpus } from './libbpf.js';
+import { indexKey, perCpuStride, type RawMap, splitPerCpu } from './raw-map.js';
 
 const BPF_ANY = 0;
 const PROT_READ = 0x1;
@@ -10,14 +11,7 @@ const MAP_FAILED = 0xffffffffffffffffn;
 /** Array maps store each value in a multiple of 8 bytes. */
 const ARRAY_ELEM_ALIGN = 8;
 
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-const PERCPU_VALUE_ALIGN = 8;
-
-export class BpfMap {
+export class BpfMap implements RawMap {
   /** Element writes issued (updates, deletes, batch elements): lets tests prove "no change, no writes". */
   writes = 0;
 
@@ -36,7 +30,7 @@ export class BpfMap {
   }
 
   get perCpuStride(): number {
-    return Math.ceil(this.valueSize / PERCPU_VALUE_ALIGN) * PERCPU_VALUE_ALIGN;
+    return perCpuStride(this.valueSize);
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
@@ -60,9 +54,7 @@ export class BpfMap {
   /** Per-CPU lookup split into one buffer per CPU. */
   lookupPerCpu(key: Buffer): Buffer[] | null {
     const all = this.lookup(key);
-    if (!all) return null;
-    const stride = this.perCpuStride;
-    return Array.from({ length: possibleCpus }, (_, i) => all.subarray(i * stride, i * stride + this.valueSize));
+    return all && splitPerCpu(all, this.valueSize);
   }
 
   /** Returns false when the key was not there. */
@@ -97,7 +89,7 @@ export class BpfMap {
     let done = 0;
     while (done < count) {
       const first = start + done;
-      const inBatch = first === 0 ? null : u32(first - 1);
+      const inBatch = first === 0 ? null : indexKey(first - 1);
       const n = [count - done];
       const keys = Buffer.alloc(n[0]! * this.keySize);
       const chunk = Buffer.alloc(n[0]! * this.lookupSize);

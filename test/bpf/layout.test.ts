@@ -1,15 +1,16 @@
 /**
- * The TypeScript mirror of bpf/include (src/bpf/structs.ts, src/bpf/consts.ts) must match the
- * compiled objects: struct sizes and offsets, enum values, map definitions.
+ * The TypeScript mirror of bpf/include (src/bpf/structs.ts, src/bpf/consts.ts) and the map
+ * schema (src/bpf/maps.ts) must match the compiled objects: struct sizes and offsets, enum
+ * values, map definitions.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { ALL_LAYOUTS, AddrLayout, FlowKeyLayout, FlowValueLayout, VipKeyLayout, VipMetaLayout, VipStatsLayout,
-  RealStatsLayout, CtlConfigLayout, U32_BYTES, U64_BYTES } from '../../src/bpf/structs.js';
+import { describe, test } from 'node:test';
+import { ALL_LAYOUTS, AddrLayout } from '../../src/bpf/structs.js';
 import * as L from '../../src/bpf/consts.js';
-import { TRACE_LAYOUTS, TraceBudgetLayout, TraceConfigLayout } from '../../src/bpf/trace-structs.js';
-import { BALANCER_OBJECT, DECAP_OBJECT, type LoadedBalancer, type LoadedDecap, loadBalancer, loadDecap }
-  from '../../src/bpf/programs.js';
+import { TRACE_LAYOUTS } from '../../src/bpf/trace-structs.js';
+import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
+  from '../../src/bpf/maps.js';
+import { BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBalancer, loadDecap } from '../../src/bpf/programs.js';
 import { Btf } from '../support/btf.js';
 import { requireKernel } from '../support/kernel.js';
 
@@ -35,7 +36,7 @@ describe('struct layouts match the BTF', () => {
       MAX_VIPS: L.MAX_VIPS,
       MAX_REALS: L.MAX_REALS,
       RING_SIZE: L.RING_SIZE,
-      LRU_SIZE: L.LRU_SIZE,
+      CONNECTION_TABLE_SIZE: L.CONNECTION_TABLE_SIZE,
       MAX_DECAP_ADDRS: L.MAX_DECAP_ADDRS,
       MAX_EXT_HDRS: L.MAX_EXT_HDRS,
     });
@@ -65,46 +66,66 @@ describe('struct layouts match the BTF', () => {
   });
 });
 
-describe('map definitions match the codecs', () => {
-  let lb: LoadedBalancer | undefined;
-  let decap: LoadedDecap | undefined;
-  before(() => {
-    if (process.getuid?.() !== 0) return;
-    lb = loadBalancer();
-    decap = loadDecap();
-  });
-  after(() => {
-    lb?.object.close();
-    decap?.object.close();
-  });
+const PROGRAMS: [string, string, Schema][] = [['balancer', BALANCER_OBJECT, BALANCER_MAPS], ['decap', DECAP_OBJECT, DECAP_MAPS]];
 
-  test('balancer maps', (t) => {
-    if (!requireKernel(t)) return;
-    const m = lb!.maps;
-    const expect: [typeof m.vips, number, number, number][] = [
-      [m.vips, VipKeyLayout.size, VipMetaLayout.size, L.MAX_VIPS],
-      [m.vipAddrs, AddrLayout.size, U32_BYTES, L.MAX_VIPS],
-      [m.reals, U32_BYTES, AddrLayout.size, L.MAX_REALS],
-      [m.ring, U32_BYTES, U32_BYTES, L.MAX_VIPS * L.RING_SIZE],
-      [m.connTable, FlowKeyLayout.size, FlowValueLayout.size, L.LRU_SIZE],
-      [m.ctl, U32_BYTES, CtlConfigLayout.size, 1],
-      [m.vipStats, U32_BYTES, VipStatsLayout.size, L.MAX_VIPS],
-      [m.realStats, U32_BYTES, RealStatsLayout.size, L.MAX_REALS],
-      [m.reasonStats, U32_BYTES, U64_BYTES, L.REASONS.length],
-      [m.traceCtl, U32_BYTES, TraceConfigLayout.size, 1],
-      [m.traceBudget, U32_BYTES, TraceBudgetLayout.size, 1],
-      [m.traceStats, U32_BYTES, U64_BYTES, L.TRACE_COUNTERS.length],
-      [m.traceRing, 0, 0, L.TRACE_RING_BYTES],
-    ];
-    for (const [map, key, value, max] of expect) {
-      assert.deepEqual([map.keySize, map.valueSize, map.maxEntries], [key, value, max], `map ${map.name}`);
+describe('map definitions match the schema', () => {
+  for (const [program, object, schema] of PROGRAMS) {
+    test(`${program}: every map's type, flags, key and value types and max_entries`, () => {
+      const defs = new Btf(object).mapDefinitions();
+      assert.deepEqual(Object.keys(defs).sort(), Object.values(schema).map((m) => m.name).sort(), 'the schema names every map');
+      for (const m of Object.values(schema)) {
+        const want = { type: m.type, flags: m.flags, key: m.key.cType, value: m.value.cType, maxEntries: entriesOf(m, DEFAULT_CAPACITIES) };
+        assert.deepEqual(defs[m.name], want, `map ${m.name}`);
+      }
+    });
+  }
+
+  test('every struct a map holds is one whose layout is checked', () => {
+    const checked = new Set([...ALL_LAYOUTS, ...TRACE_LAYOUTS].map((l) => `struct ${l.cName}`));
+    for (const [, , schema] of PROGRAMS) {
+      for (const m of Object.values(schema)) {
+        for (const c of [m.key, m.value]) if (c.cType.startsWith('struct ')) assert.ok(checked.has(c.cType), `${m.name}: ${c.cType}`);
+      }
     }
   });
 
-  test('decap maps', (t) => {
+  test('per-CPU maps are the per-CPU array type', () => {
+    const perCpu = Object.values(BALANCER_MAPS).filter(isPerCpu).map((m) => m.name);
+    assert.deepEqual(perCpu, ['vip_stats', 'real_stats', 'reason_stats', 'trace_budget', 'trace_stats']);
+    assert.ok(isPerCpu(DECAP_MAPS.stats) && !isPerCpu(DECAP_MAPS.addrs));
+  });
+
+  /** What the kernel made of each map: sizes from the codecs, entries from the capacities. */
+  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities): void {
+    for (const [k, m] of Object.entries(schema)) {
+      const map = maps[k]!;
+      assert.equal(map.name, m.name);
+      assert.deepEqual([map.keySize, map.valueSize, map.maxEntries, map.perCpu], [m.key.size, m.value.size, entriesOf(m, capacities), isPerCpu(m)],
+        `map ${m.name}`);
+      if (m.type === MapType.RINGBUF) assert.equal(map.maxEntries, L.TRACE_RING_BYTES);
+    }
+  }
+
+  test('balancer maps as loaded, at the compiled and at chosen capacities', (t) => {
     if (!requireKernel(t)) return;
-    const m = decap!.maps;
-    assert.deepEqual([m.addrs.keySize, m.addrs.valueSize, m.addrs.maxEntries], [AddrLayout.size, U32_BYTES, L.MAX_DECAP_ADDRS]);
-    assert.deepEqual([m.stats.keySize, m.stats.valueSize, m.stats.maxEntries], [U32_BYTES, U64_BYTES, L.DECAP_REASONS.length]);
+    const chosen: MapCapacities = { vips: 3, reals: 7, connectionTable: 1000 };
+    for (const capacities of [DEFAULT_CAPACITIES, chosen]) {
+      const lb = loadBalancer({ capacity: capacities === DEFAULT_CAPACITIES ? undefined : capacities });
+      try {
+        checkLoaded(lb.maps, BALANCER_MAPS, capacities);
+      } finally {
+        lb.object.close();
+      }
+    }
+  });
+
+  test('decap maps as loaded', (t) => {
+    if (!requireKernel(t)) return;
+    const decap = loadDecap();
+    try {
+      checkLoaded(decap.maps, DECAP_MAPS, DEFAULT_CAPACITIES);
+    } finally {
+      decap.object.close();
+    }
   });
 });

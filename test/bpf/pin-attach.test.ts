@@ -30,12 +30,12 @@ describe('pinning and attaching', () => {
   test('maps pinned by one load are reused, with their contents, by the next', (t) => {
     if (!requireKernel(t)) return;
     ensureBpffs();
-    const first = loadBalancer({ pinDir: PIN_DIR, capacity: { lru: 4096 } });
+    const first = loadBalancer({ pinDir: PIN_DIR, capacity: { connectionTable: 4096 } });
     new Dataplane(first.maps).apply({ encap: ENCAP, vips: VIPS });
     first.object.close();
     assert.ok(readdirSync(PIN_DIR).includes('vip_map'));
 
-    const second = loadBalancer({ pinDir: PIN_DIR, capacity: { lru: 4096 } });
+    const second = loadBalancer({ pinDir: PIN_DIR, capacity: { connectionTable: 4096 } });
     try {
       assert.equal(second.maps.vips.keys().length, 1, 'the VIP programmed before the restart is still there');
       assert.equal(second.maps.connTable.maxEntries, 4096);
@@ -49,10 +49,10 @@ describe('pinning and attaching', () => {
   test('a pinned map of another layout is refused with a clear error', (t) => {
     if (!requireKernel(t)) return;
     ensureBpffs();
-    const a = loadBalancer({ pinDir: PIN_DIR, capacity: { lru: 4096 } });
+    const a = loadBalancer({ pinDir: PIN_DIR, capacity: { connectionTable: 4096 } });
     a.object.close();
     try {
-      assert.throws(() => loadBalancer({ pinDir: PIN_DIR, capacity: { lru: 8192 } }),
+      assert.throws(() => loadBalancer({ pinDir: PIN_DIR, capacity: { connectionTable: 8192 } }),
         (err: unknown) => err instanceof LibbpfError && /bpf_object__load failed/.test(err.message) && /remove it to start fresh/.test(err.message));
     } finally {
       rmSync(PIN_DIR, { recursive: true, force: true });
@@ -63,7 +63,7 @@ describe('pinning and attaching', () => {
     if (!requireKernel(t)) return;
     // Both ends stay down: nothing is sent anywhere.
     ip('link', 'add', VETH, 'type', 'veth', 'peer', 'name', PEER);
-    const lb = loadBalancer({ capacity: { lru: 4096 } });
+    const lb = loadBalancer({ capacity: { connectionTable: 4096 } });
     const dc = loadDecap();
     try {
       for (const mode of ['generic', 'native'] as const) {

@@ -9,7 +9,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from '@kubernetes
 import { WatchedCache } from '../../src/lib/watched-cache.js';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
-import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
+import type { Problem, VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { ClusterSource } from '../../src/agent/sources/cluster-source.js';
 import type { Programmer } from '../../src/agent/sources/source.js';
 import { Controller } from '../../src/controller/controller.js';
@@ -200,7 +200,13 @@ describe('controller on a real kube-apiserver', () => {
     let failures = 0;
     // A dataplane that refuses one port, and whose next write fails once when asked to.
     const programmer: Programmer = {
-      check: (vips) => vips.flatMap((s, i) => (s.port === REFUSED_PORT ? [`vips[${i}].port: ${REFUSED_PORT} is refused here`] : [])),
+      accept: (vips) => {
+        const refused = new Map<number, Problem[]>();
+        vips.forEach((s, i) => {
+          if (s.port === REFUSED_PORT) refused.set(i, [{ path: '.port', reason: `${REFUSED_PORT} is refused here` }]);
+        });
+        return { accepted: vips.map((_, i) => i).filter((i) => !refused.has(i)), refused, general: [] };
+      },
       setVips: async (vips) => {
         if (failures > 0) {
           failures--;

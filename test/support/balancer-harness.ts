@@ -7,13 +7,9 @@ import type { EncapConfig, VipSpec } from '../../src/agent/dataplane/desired-sta
 import { readReasons } from '../../src/agent/dataplane/counters.js';
 import type { Reason } from '../../src/bpf/consts.js';
 
-export const ENCAP: EncapConfig = {
-  nextHopMac: '02:00:00:00:00:fe',
-  srcMac: '02:00:00:00:00:01',
-  srcV4: '198.18.0.1',
-  srcV6: '2001:db8::1',
-  maxPktSize: 1500,
-};
+import { ENCAP } from './fixtures.js';
+
+export { ENCAP };
 
 export class BalancerHarness {
   readonly lb: LoadedBalancer;

@@ -4,14 +4,28 @@ import { execFileSync } from 'node:child_process';
 interface BtfMember {
   name: string;
   bits_offset: number;
+  type_id: number;
 }
 interface BtfType {
   id: number;
   kind: string;
   name?: string;
   size?: number;
+  type_id?: number;
+  nr_elems?: number;
   members?: BtfMember[];
+  vars?: { type_id: number }[];
   values?: { name: string; val: number }[];
+}
+
+/** A map as its SEC(".maps") definition declares it. */
+export interface BtfMapDefinition {
+  type: number;
+  maxEntries: number;
+  flags: number;
+  /** C type of the key and value ("struct vip_key", "__u32"); "" when not declared. */
+  key: string;
+  value: string;
 }
 
 export class Btf {
@@ -31,6 +45,30 @@ export class Btf {
       offsets[m.name] = m.bits_offset / 8;
     }
     return { size: t.size ?? 0, offsets };
+  }
+
+  /**
+   * Every map of the object, by name. libbpf's __uint(field, N) is a pointer
+   * to an array of N elements; __type(field, T) a pointer to T.
+   */
+  mapDefinitions(): Record<string, BtfMapDefinition> {
+    const byId = new Map(this.types.map((t) => [t.id, t]));
+    const target = (m: BtfMember) => byId.get(byId.get(m.type_id)?.type_id ?? -1);
+    const maps = this.types.find((t) => t.kind === 'DATASEC' && t.name === '.maps');
+    const out: Record<string, BtfMapDefinition> = {};
+    for (const v of maps?.vars ?? []) {
+      const variable = byId.get(v.type_id)!;
+      const def: BtfMapDefinition = { type: 0, maxEntries: 0, flags: 0, key: '', value: '' };
+      for (const m of byId.get(variable.type_id!)?.members ?? []) {
+        const t = target(m);
+        if (m.name === 'type') def.type = t?.nr_elems ?? 0;
+        if (m.name === 'max_entries') def.maxEntries = t?.nr_elems ?? 0;
+        if (m.name === 'map_flags') def.flags = t?.nr_elems ?? 0;
+        if (m.name === 'key' || m.name === 'value') def[m.name] = t?.kind === 'STRUCT' ? `struct ${t.name}` : (t?.name ?? '');
+      }
+      out[variable.name!] = def;
+    }
+    return out;
   }
 
   enumValues(name: string): Record<string, number> {

@@ -15,7 +15,7 @@ test('the file source as a VIP source: initial state, then each valid change pro
   const path = join(dir, 'vips.yaml');
   const programmed: string[][] = [];
   const programmer: Programmer = {
-    check: () => [],
+    accept: (vips) => ({ accepted: vips.map((_, i) => i), refused: new Map(), general: [] }),
     setVips: async (vips) => {
       programmed.push(addresses(vips));
     },

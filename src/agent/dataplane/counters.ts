@@ -1,34 +1,40 @@
 /** Reading the per-CPU counters of the balancer and decap programs. */
-import { decodeRealStats, decodeVipStats, type RealStats, type VipStats, u32Key } from '../../bpf/structs.js';
+import { type RealStats, sumCounters, type VipStats } from '../../bpf/structs.js';
 import { DECAP_REASONS, type DecapReason, REASONS, type Reason, TRACE_COUNTERS } from '../../bpf/consts.js';
-import type { BpfMap } from '../../libbpf/bpf-map.js';
-import type { BalancerMapSet, DecapMapSet } from '../../bpf/programs.js';
+import { BALANCER_MAPS, DECAP_MAPS, type MapSchema, type RawMapSet, typedMap } from '../../bpf/maps.js';
+import type { RawMap } from '../../libbpf/raw-map.js';
 
-function readU64Counters<N extends string>(map: BpfMap, names: readonly N[]): Record<N, bigint> {
+type Balancer = RawMapSet<typeof BALANCER_MAPS>;
+
+/** A per-CPU array of u64 counters, one per name, summed over the CPUs. */
+function readU64Counters<N extends string>(schema: MapSchema<number, bigint>, map: RawMap, names: readonly N[]): Record<N, bigint> {
+  const counters = typedMap(schema, map);
   const out = {} as Record<N, bigint>;
   names.forEach((name, i) => {
-    const perCpu = map.lookupPerCpu(u32Key(i)) ?? [];
-    out[name] = perCpu.reduce<bigint>((acc, b) => acc + b.readBigUInt64LE(0), 0n);
+    out[name] = (counters.getPerCpu(i) ?? []).reduce((acc, n) => acc + n, 0n);
   });
   return out;
 }
 
-export function readReasons(maps: BalancerMapSet): Record<Reason, bigint> {
-  return readU64Counters(maps.reasonStats, REASONS);
+export function readReasons(maps: Balancer): Record<Reason, bigint> {
+  return readU64Counters(BALANCER_MAPS.reasonStats, maps.reasonStats, REASONS);
 }
 
-export function readDecapReasons(maps: DecapMapSet): Record<DecapReason, bigint> {
-  return readU64Counters(maps.stats, DECAP_REASONS);
+export function readDecapReasons(maps: RawMapSet<typeof DECAP_MAPS>): Record<DecapReason, bigint> {
+  return readU64Counters(DECAP_MAPS.stats, maps.stats, DECAP_REASONS);
 }
 
-export function readVipStats(maps: BalancerMapSet, vipNum: number): VipStats {
-  return decodeVipStats(maps.vipStats.lookupPerCpu(u32Key(vipNum)) ?? []);
+export function readTraceCounters(maps: Balancer): Record<(typeof TRACE_COUNTERS)[number], bigint> {
+  return readU64Counters(BALANCER_MAPS.traceStats, maps.traceStats, TRACE_COUNTERS);
 }
 
-export function readRealStats(maps: BalancerMapSet, realId: number): RealStats {
-  return decodeRealStats(maps.realStats.lookupPerCpu(u32Key(realId)) ?? []);
+const ZERO_VIP_STATS: VipStats = { packets: 0n, bytes: 0n, lruMisses: 0n };
+const ZERO_REAL_STATS: RealStats = { packets: 0n, bytes: 0n };
+
+export function readVipStats(maps: Balancer, vipNum: number): VipStats {
+  return sumCounters(typedMap(BALANCER_MAPS.vipStats, maps.vipStats).getPerCpu(vipNum) ?? [], ZERO_VIP_STATS);
 }
 
-export function readTraceCounters(maps: BalancerMapSet): Record<(typeof TRACE_COUNTERS)[number], bigint> {
-  return readU64Counters(maps.traceStats, TRACE_COUNTERS);
+export function readRealStats(maps: Balancer, realId: number): RealStats {
+  return sumCounters(typedMap(BALANCER_MAPS.realStats, maps.realStats).getPerCpu(realId) ?? [], ZERO_REAL_STATS);
 }

@@ -5,29 +5,33 @@
  */
 import { maglevRing } from '../../lib/maglev.js';
 import { componentLog } from '../../lib/log.js';
+import type { CtlConfig } from '../../bpf/structs.js';
+import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE } from '../../bpf/consts.js';
 import {
-  type CtlConfig,
-  decodeAddr,
-  decodeVipKey,
-  decodeVipMeta,
-  encodeAddr,
-  encodeCtlConfig,
-  encodeVipKey,
-  encodeVipMeta,
-  u32Key,
-} from '../../bpf/structs.js';
-import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, type Family } from '../../bpf/consts.js';
-import type { BalancerMapSet } from '../../bpf/programs.js';
-import { formatIp, parseIp, type IpAddress } from '../../lib/ip.js';
+  BALANCER_MAPS,
+  type BalancerHandles,
+  balancerHandles,
+  FIRST_REAL_ID,
+  type RawMapSet,
+  usableRealIds,
+} from '../../bpf/maps.js';
+import { parseIp, type IpAddress } from '../../lib/ip.js';
 import {
+  type Acceptance,
   type DesiredState,
   InvalidStateError,
   type Capacity,
   type NormalizedVip,
   normalize,
+  peakOverCapacity,
+  validate,
   vipId,
 } from './desired-state.js';
+import { acceptVips } from './acceptance.js';
 import { IdAllocator } from './id-allocator.js';
+
+/** ctl is an array of one element. */
+const CTL_SLOT = 0;
 
 const log = componentLog('dataplane');
 
@@ -96,22 +100,27 @@ export class Dataplane {
   private readonly vipNums: IdAllocator;
   private readonly realIds: IdAllocator;
   private readonly vipAddrRefs = new Map<string, number>();
-  private ctl: Buffer | null = null;
+  /** What ctl[0] holds, when known. */
+  private ctl: CtlConfig | null = null;
+  /** The maps with their codecs. */
+  private readonly maps: BalancerHandles;
   /** Scratch rings, reused: each is 256 KiB and a big apply computes hundreds. */
   private readonly owners = new Int32Array(RING_SIZE);
   private readonly ring = new Uint32Array(RING_SIZE);
   /** What the loaded maps hold (capacities are a load-time choice). */
   readonly capacity: Capacity;
 
-  constructor(private readonly maps: BalancerMapSet) {
-    this.capacity = { vips: maps.vips.maxEntries, reals: maps.reals.maxEntries - 1 - NO_REAL_ID };
+  /** Kernel maps (BalancerMapSet) or in-memory ones (memoryMaps(BALANCER_MAPS)). */
+  constructor(private readonly raw: RawMapSet<typeof BALANCER_MAPS>) {
+    this.maps = balancerHandles(raw);
+    this.capacity = { vips: raw.vips.maxEntries, reals: usableRealIds(raw.reals.maxEntries) };
     this.vipNums = new IdAllocator(0, this.capacity.vips, 'VIP');
-    this.realIds = new IdAllocator(NO_REAL_ID + 1, maps.reals.maxEntries, 'real');
+    this.realIds = new IdAllocator(FIRST_REAL_ID, raw.reals.maxEntries, 'real');
   }
 
   /** Element writes across all maps so far. */
   totalWrites(): number {
-    return Object.values(this.maps).reduce((n, m) => n + m.writes, 0);
+    return Object.values(this.raw).reduce((n, m) => n + m.writes, 0);
   }
 
   vipNum(id: string): number | undefined {
@@ -145,15 +154,13 @@ export class Dataplane {
   adopt(): AdoptResult {
     if (this.vips.size || this.reals.size) throw new Error('adopt() must run before anything is applied');
     const m = this.maps;
-    const ctl = m.ctl.lookup(u32Key(0));
-    this.ctl = ctl && ctl.some((b) => b !== 0) ? ctl : null;
+    this.ctl = m.ctl.get(CTL_SLOT);
 
-    const reals = m.reals.lookupArrayRange(0, m.reals.maxEntries);
+    const slots = m.reals.range(0, this.raw.reals.maxEntries);
     const byId = this.realsById;
-    for (let id = NO_REAL_ID + 1; id < m.reals.maxEntries; id++) {
-      const a = decodeAddr(reals.subarray(id * m.reals.valueSize, (id + 1) * m.reals.valueSize));
-      if (!a.family) continue;
-      const address = parseIp(formatIp({ family: a.family as Family, bytes: a.bytes }));
+    for (let id = FIRST_REAL_ID; id < slots.length; id++) {
+      const address = slots[id];
+      if (!address) continue;
       const real: InstalledReal = { id, address, refs: 0 };
       this.reals.set(address.text, real);
       byId.set(id, real);
@@ -161,14 +168,12 @@ export class Dataplane {
     }
 
     let dirtyRings = 0;
-    for (const key of m.vips.keys()) {
-      const k = decodeVipKey(key);
-      const value = m.vips.lookup(key);
-      if (!value) continue; // removed under us: nothing to adopt
-      const meta = decodeVipMeta(value);
-      const address = parseIp(formatIp({ family: k.family as Family, bytes: k.bytes }));
+    for (const k of m.vips.keys()) {
+      const meta = m.vips.get(k);
+      if (!meta) continue; // removed under us: nothing to adopt
+      const { address } = k;
       const protocol = k.proto === IPPROTO_TCP ? 'TCP' : 'UDP';
-      const ring = this.readRing(meta.vipNum);
+      const ring = m.ring.read(meta.vipNum);
       const realIds = new Set<number>();
       let dirty = false;
       for (const id of ring) {
@@ -191,31 +196,27 @@ export class Dataplane {
       this.vipAddrRefs.set(address.text, (this.vipAddrRefs.get(address.text) ?? 0) + 1);
     }
     // vip_addrs must agree with the VIPs: repair any difference now.
-    const wantAddrs = new Map<string, Buffer>();
-    for (const v of this.vips.values()) wantAddrs.set(this.vipAddrKey(v.spec).toString('hex'), this.vipAddrKey(v.spec));
-    for (const key of m.vipAddrs.keys()) {
-      if (!wantAddrs.has(key.toString('hex'))) m.vipAddrs.delete(key);
+    for (const address of m.vipAddrs.keys()) {
+      if (!this.vipAddrRefs.has(address.text)) m.vipAddrs.delete(address);
     }
-    for (const v of this.vips.values()) {
-      const key = this.vipAddrKey(v.spec);
-      const want = u32Key(this.vipAddrRefs.get(v.spec.address.text)!);
-      if (!m.vipAddrs.lookup(key)?.equals(want)) m.vipAddrs.update(key, want);
+    for (const [text, refs] of this.vipAddrRefs) {
+      const address = parseIp(text);
+      if (m.vipAddrs.get(address) !== refs) m.vipAddrs.set(address, refs);
     }
     const result = { vips: this.vips.size, reals: this.reals.size, dirtyRings };
     log.info(result, 'adopted dataplane state from the maps');
     return result;
   }
 
-  /** What apply() would refuse in a desired state, without changing anything (empty: nothing). */
-  check(desired: DesiredState): string[] {
-    try {
-      const state = normalize(desired, this.capacity);
-      this.checkPeakCapacity(new Map(state.vips.map((v) => [v.id, v])));
-      return [];
-    } catch (err) {
-      if (err instanceof InvalidStateError) return err.problems;
-      throw err;
-    }
+  /**
+   * Which VIPs of a desired state apply() would program together, and why
+   * the others not, without changing anything. groups[i] names the group of
+   * vips[i] (the ports of one LoadBalancerVip): a group is taken or refused
+   * whole; capacity is filled in input order. One pass: O(n log n).
+   */
+  accept(desired: DesiredState, groups?: readonly number[]): Acceptance {
+    const installedReals = (id: string) => this.vips.get(id)?.spec.reals.map((r) => r.address.text);
+    return acceptVips(validate(desired), this.capacity, installedReals, groups);
   }
 
   apply(desired: DesiredState): ApplyResult {
@@ -275,11 +276,7 @@ export class Dataplane {
       if (wanted.has(id)) vip.spec.reals.forEach((r) => peak.add(r.address.text));
     }
     for (const vip of wanted.values()) vip.reals.forEach((r) => peak.add(r.address.text));
-    if (peak.size > this.capacity.reals) {
-      throw new InvalidStateError([
-        `the change needs ${peak.size} reals installed at once (old and new reals of changed VIPs), over the capacity of ${this.capacity.reals}: apply it in two steps`,
-      ]);
-    }
+    if (peak.size > this.capacity.reals) throw new InvalidStateError([peakOverCapacity(peak.size, this.capacity)]);
   }
 
   private writeCtl(encap: DesiredState['encap']): void {
@@ -290,10 +287,9 @@ export class Dataplane {
       srcV6: encap.srcV6 === undefined ? undefined : parseIp(encap.srcV6),
       maxPktSize: encap.maxPktSize,
     };
-    const value = encodeCtlConfig(cfg);
-    if (this.ctl?.equals(value)) return;
-    this.maps.ctl.update(u32Key(0), value);
-    this.ctl = value;
+    if (this.ctl && this.maps.ctl.same(this.ctl, cfg)) return;
+    this.maps.ctl.set(CTL_SLOT, cfg);
+    this.ctl = cfg;
   }
 
   private acquireReal(address: IpAddress, result: ApplyResult): number {
@@ -305,8 +301,8 @@ export class Dataplane {
     const id = this.realIds.allocate();
     try {
       // Fresh counters: Prometheus must not see another real's history.
-      this.maps.realStats.update(u32Key(id), Buffer.alloc(this.maps.realStats.lookupSize));
-      this.maps.reals.update(u32Key(id), encodeAddr({ family: address.family as Family, bytes: address.bytes }));
+      this.maps.realStats.clear(id);
+      this.maps.reals.set(id, address);
     } catch (err) {
       this.realIds.free(id);
       throw err;
@@ -321,7 +317,7 @@ export class Dataplane {
   private releaseReal(id: number, result: ApplyResult): void {
     const real = this.realsById.get(id);
     if (!real || --real.refs > 0) return;
-    this.maps.reals.update(u32Key(id), encodeAddr(null));
+    this.maps.reals.set(id, null);
     this.reals.delete(real.address.text);
     this.realsById.delete(id);
     this.realIds.free(id);
@@ -346,18 +342,6 @@ export class Dataplane {
     return ring;
   }
 
-  private readRing(num: number): Uint32Array {
-    return this.maps.ring.readU32Slots(num * RING_SIZE, RING_SIZE);
-  }
-
-  /** Writes the slots of a VIP's ring that differ from what the map holds. */
-  private writeRing(num: number, next: Uint32Array): number {
-    return this.maps.ring.writeU32Slots(num * RING_SIZE, next);
-  }
-
-  private vipAddrKey(spec: NormalizedVip): Buffer {
-    return encodeAddr({ family: spec.address.family as Family, bytes: spec.address.bytes });
-  }
 
   private addVip(spec: NormalizedVip, result: ApplyResult): void {
     const realIds = new Set<number>();
@@ -366,11 +350,11 @@ export class Dataplane {
     try {
       for (const r of spec.reals) realIds.add(this.acquireReal(r.address, result));
       const ring = this.ringFor(spec);
-      this.maps.vipStats.update(u32Key(num), Buffer.alloc(this.maps.vipStats.lookupSize));
-      result.ringSlotsWritten += this.writeRing(num, ring);
+      this.maps.vipStats.clear(num);
+      result.ringSlotsWritten += this.maps.ring.write(num, ring);
       installed.ringKey = ringKeyOf(spec);
       this.addVipAddr(spec);
-      this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: num }));
+      this.maps.vips.set(spec, { flags: spec.flags, vipNum: num });
       this.vips.set(spec.id, installed);
     } catch (err) {
       // Nothing points at this VIP yet: give back what it took.
@@ -383,21 +367,21 @@ export class Dataplane {
   private addVipAddr(spec: NormalizedVip): void {
     const key = spec.address.text;
     const n = (this.vipAddrRefs.get(key) ?? 0) + 1;
-    this.maps.vipAddrs.update(this.vipAddrKey(spec), u32Key(n));
+    this.maps.vipAddrs.set(spec.address, n);
     this.vipAddrRefs.set(key, n);
   }
 
   private removeVipAddr(spec: NormalizedVip): void {
     const key = spec.address.text;
     const n = (this.vipAddrRefs.get(key) ?? 1) - 1;
-    if (n > 0) this.maps.vipAddrs.update(this.vipAddrKey(spec), u32Key(n));
-    else this.maps.vipAddrs.delete(this.vipAddrKey(spec));
+    if (n > 0) this.maps.vipAddrs.set(spec.address, n);
+    else this.maps.vipAddrs.delete(spec.address);
     if (n > 0) this.vipAddrRefs.set(key, n);
     else this.vipAddrRefs.delete(key);
   }
 
   private removeVip(vip: InstalledVip, result: ApplyResult): void {
-    this.maps.vips.delete(encodeVipKey(vip.spec));
+    this.maps.vips.delete(vip.spec);
     this.vips.delete(vip.spec.id);
     this.removeVipAddr(vip.spec);
     for (const id of vip.realIds) this.releaseReal(id, result);
@@ -422,11 +406,11 @@ export class Dataplane {
     vip.spec = spec;
     if (ringKey !== vip.ringKey) {
       vip.ringKey = null;
-      result.ringSlotsWritten += this.writeRing(vip.num, this.ringFor(spec));
+      result.ringSlotsWritten += this.maps.ring.write(vip.num, this.ringFor(spec));
       vip.ringKey = ringKey;
     }
     if (spec.flags !== vip.flags) {
-      this.maps.vips.update(encodeVipKey(spec), encodeVipMeta({ flags: spec.flags, vipNum: vip.num }));
+      this.maps.vips.set(spec, { flags: spec.flags, vipNum: vip.num });
       vip.flags = spec.flags;
     }
     // The ring no longer names removed reals: now they may go.

@@ -1,22 +1,36 @@
 /**
  * What the dataplane should hold, and its validation. Everything wrong with a
- * desired state is found here, before any map is written.
+ * desired state is found here, before any map is written, as data: which VIP,
+ * which field, why.
  */
 import { type IpAddress, parseIp } from '../../lib/ip.js';
-import {
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  MAX_REALS,
-  MAX_VIPS,
-  NO_REAL_ID,
-  VIP_F_HASH_NO_SRC_PORT,
-  VIP_F_LRU_BYPASS,
-} from '../../bpf/consts.js';
-import { parseMac } from '../../bpf/structs.js';
+import { IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS } from '../../bpf/consts.js';
+import { usableRealIds } from '../../bpf/maps.js';
+import { type EncapConfig, parseMac } from '../../bpf/structs.js';
 
 import type { Protocol } from '../../api/types.js';
 
-export type { Protocol };
+export type { EncapConfig, Protocol };
+
+/**
+ * Something wrong with a desired state. A VIP's problems have paths relative
+ * to the VIP (".reals[1].address"; "" for the VIP as a whole); general ones,
+ * absolute ("encap.srcV4").
+ */
+export interface Problem {
+  path: string;
+  reason: string;
+}
+
+/** How a desired state splits into what the dataplane would program and what not. */
+export interface Acceptance {
+  /** Indexes into the given vips, ascending, that the dataplane would program together. */
+  accepted: number[];
+  /** Index -> why it is not programmed. */
+  refused: Map<number, Problem[]>;
+  /** Problems of no VIP (encap): when non-empty, nothing is accepted. */
+  general: Problem[];
+}
 
 export interface RealSpec {
   address: string;
@@ -32,18 +46,6 @@ export interface VipSpec {
   hashNoSrcPort?: boolean;
   lruBypass?: boolean;
   reals: RealSpec[];
-}
-
-/** How encapsulated packets leave this node. */
-export interface EncapConfig {
-  nextHopMac: string;
-  srcMac: string;
-  /** Outer source for IPv4 outer headers (this node's address); needed by IPv4 reals. */
-  srcV4?: string;
-  /** Outer source for IPv6 outer headers; needed by IPv6 reals. */
-  srcV6?: string;
-  /** Largest outer IP packet the NIC may send (its MTU); 0 disables the check. */
-  maxPktSize: number;
 }
 
 export interface DesiredState {
@@ -72,7 +74,7 @@ export interface NormalizedState {
 }
 
 const MAX_PORT = 65535;
-export const MAX_USABLE_REALS = MAX_REALS - 1 - NO_REAL_ID;
+export const MAX_USABLE_REALS = usableRealIds(MAX_REALS);
 
 /** How many VIPs and (usable) reals the loaded maps hold. */
 export interface Capacity {
@@ -94,20 +96,29 @@ export class InvalidStateError extends Error {
   }
 }
 
-function tryParse(text: unknown, what: string, problems: string[]): IpAddress | null {
+export const tooManyVips = (n: number, c: Capacity) => `${n} VIPs exceed the capacity of ${c.vips}`;
+export const tooManyReals = (n: number, c: Capacity) => `${n} distinct reals exceed the capacity of ${c.reals}`;
+/** Reals of a changed VIP are added before its old ones are released: for a moment both are installed. */
+export const peakOverCapacity = (n: number, c: Capacity) =>
+  `the change needs ${n} reals installed at once (old and new reals of changed VIPs), over the capacity of ${c.reals}: apply it in two steps`;
+
+/** Where a VIP's problem is, as the standalone file and the apply error name it. */
+export const problemText = (p: Problem, prefix = ''): string => `${prefix}${p.path}: ${p.reason}`;
+
+function tryParse(text: unknown, path: string, problems: Problem[]): IpAddress | null {
   try {
     if (typeof text !== 'string') throw new Error(`${JSON.stringify(text)} is not a string`);
     return parseIp(text);
   } catch (err) {
-    problems.push(`${what}: ${(err as Error).message}`);
+    problems.push({ path, reason: (err as Error).message });
     return null;
   }
 }
 
 interface VipResult {
   vip: NormalizedVip | null;
-  /** Paths relative to the VIP (".port: ..."), so a cached result fits any position. */
-  problems: string[];
+  /** Paths relative to the VIP, so a cached result fits any position. */
+  problems: Problem[];
 }
 
 /**
@@ -135,38 +146,78 @@ function normalizeVipCached(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): V
 }
 
 function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResult {
-  const problems: string[] = [];
+  const problems: Problem[] = [];
   const address = tryParse(v.address, '.address', problems);
   if (!Number.isInteger(v.port) || v.port < 0 || v.port > MAX_PORT) {
-    problems.push(`.port: ${v.port} is not an integer in 0..${MAX_PORT} (0 = all ports)`);
+    problems.push({ path: '.port', reason: `${v.port} is not an integer in 0..${MAX_PORT} (0 = all ports)` });
   }
   if (v.protocol !== 'TCP' && v.protocol !== 'UDP') {
-    problems.push(`.protocol: ${JSON.stringify(v.protocol)} is not TCP or UDP`);
+    problems.push({ path: '.protocol', reason: `${JSON.stringify(v.protocol)} is not TCP or UDP` });
   }
   if (!address) return { vip: null, problems };
   const id = vipId(address, v.port, v.protocol);
   const reals: NormalizedReal[] = [];
   const realSeen = new Set<string>();
   v.reals.forEach((r, j) => {
-    const rw = `.reals[${j}]`;
-    const ra = tryParse(r.address, `${rw}.address`, problems);
+    const path = `.reals[${j}]`;
+    const ra = tryParse(r.address, `${path}.address`, problems);
     if (!Number.isFinite(r.weight) || r.weight < 0) {
-      problems.push(`${rw}.weight: ${r.weight} is not a number >= 0`);
+      problems.push({ path: `${path}.weight`, reason: `${r.weight} is not a number >= 0` });
     }
     if (!ra) return;
-    if (realSeen.has(ra.text)) problems.push(`${rw}: real ${ra.text} is listed twice for VIP ${id}`);
+    if (realSeen.has(ra.text)) problems.push({ path, reason: `real ${ra.text} is listed twice for VIP ${id}` });
     realSeen.add(ra.text);
     if (address.family === 6 && ra.family === 4) {
-      problems.push(`${rw}: IPv6 VIP ${id} cannot use IPv4 real ${ra.text} (IPv6-in-IPv4 is not supported)`);
+      problems.push({ path, reason: `IPv6 VIP ${id} cannot use IPv4 real ${ra.text} (IPv6-in-IPv4 is not supported)` });
     }
-    if (ra.family === 4 && !hasSrcV4) problems.push(`${rw}: IPv4 real ${ra.text} needs encap.srcV4`);
-    if (ra.family === 6 && !hasSrcV6) problems.push(`${rw}: IPv6 real ${ra.text} needs encap.srcV6`);
+    if (ra.family === 4 && !hasSrcV4) problems.push({ path, reason: `IPv4 real ${ra.text} needs encap.srcV4` });
+    if (ra.family === 6 && !hasSrcV6) problems.push({ path, reason: `IPv6 real ${ra.text} needs encap.srcV6` });
     reals.push({ address: ra, weight: r.weight });
   });
   const flags = (v.hashNoSrcPort ? VIP_F_HASH_NO_SRC_PORT : 0) | (v.lruBypass ? VIP_F_LRU_BYPASS : 0);
   const proto = v.protocol === 'TCP' ? IPPROTO_TCP : IPPROTO_UDP;
   return { vip: problems.length ? null : { id, address, port: v.port, proto, flags, reals }, problems };
 }
+
+/** A desired state checked VIP by VIP; capacity is not looked at. */
+export interface ValidatedState {
+  encap: EncapConfig;
+  /** Problems of the encapsulation settings (absolute paths). */
+  general: Problem[];
+  /** Per input VIP: the VIP canonicalised, or what is wrong with it (paths relative to it). */
+  vips: (NormalizedVip | Problem[])[];
+}
+
+export function validate(state: DesiredState): ValidatedState {
+  const general: Problem[] = [];
+  const { encap } = state;
+  for (const field of ['nextHopMac', 'srcMac'] as const) {
+    try {
+      parseMac(encap[field]);
+    } catch (err) {
+      general.push({ path: `encap.${field}`, reason: (err as Error).message });
+    }
+  }
+  const srcV4 = encap.srcV4 === undefined ? null : tryParse(encap.srcV4, 'encap.srcV4', general);
+  const srcV6 = encap.srcV6 === undefined ? null : tryParse(encap.srcV6, 'encap.srcV6', general);
+  if (srcV4 && srcV4.family !== 4) general.push({ path: 'encap.srcV4', reason: `${srcV4.text} is not IPv4` });
+  if (srcV6 && srcV6.family !== 6) general.push({ path: 'encap.srcV6', reason: `${srcV6.text} is not IPv6` });
+  if (!Number.isInteger(encap.maxPktSize) || encap.maxPktSize < 0) {
+    general.push({ path: 'encap.maxPktSize', reason: `${encap.maxPktSize} is not a non-negative integer` });
+  }
+
+  const seen = new Set<string>();
+  const vips = state.vips.map((v): NormalizedVip | Problem[] => {
+    const { vip, problems } = normalizeVipCached(v, !!srcV4, !!srcV6);
+    if (!vip) return problems;
+    if (seen.has(vip.id)) return [{ path: '', reason: `VIP ${vip.id} is listed twice` }];
+    seen.add(vip.id);
+    return vip;
+  });
+  return { encap, general, vips };
+}
+
+export const isValid = (v: NormalizedVip | Problem[]): v is NormalizedVip => !Array.isArray(v);
 
 /**
  * Parsed addresses are shared objects, so counting by identity is fast; the
@@ -179,42 +230,23 @@ function distinctReals(vips: NormalizedVip[], byText = false): number {
   return seen.size;
 }
 
-/** Validates and canonicalises; throws InvalidStateError listing every problem. */
+/**
+ * Validates and canonicalises a state to be programmed whole; throws
+ * InvalidStateError listing every problem ("vips[3].port: ...").
+ */
 export function normalize(state: DesiredState, capacity: Capacity = DEFAULT_CAPACITY): NormalizedState {
-  const problems: string[] = [];
-  const { encap } = state;
-  for (const field of ['nextHopMac', 'srcMac'] as const) {
-    try {
-      parseMac(encap[field]);
-    } catch (err) {
-      problems.push(`encap.${field}: ${(err as Error).message}`);
-    }
-  }
-  const srcV4 = encap.srcV4 === undefined ? null : tryParse(encap.srcV4, 'encap.srcV4', problems);
-  const srcV6 = encap.srcV6 === undefined ? null : tryParse(encap.srcV6, 'encap.srcV6', problems);
-  if (srcV4 && srcV4.family !== 4) problems.push(`encap.srcV4: ${srcV4.text} is not IPv4`);
-  if (srcV6 && srcV6.family !== 6) problems.push(`encap.srcV6: ${srcV6.text} is not IPv6`);
-  if (!Number.isInteger(encap.maxPktSize) || encap.maxPktSize < 0) {
-    problems.push(`encap.maxPktSize: ${encap.maxPktSize} is not a non-negative integer`);
-  }
-
-  const vips: NormalizedVip[] = [];
-  const seen = new Set<string>();
-  state.vips.forEach((v, i) => {
-    const { vip, problems: own } = normalizeVipCached(v, !!srcV4, !!srcV6);
-    for (const p of own) problems.push(`vips[${i}]${p}`);
-    if (!vip) return;
-    if (seen.has(vip.id)) problems.push(`vips[${i}]: VIP ${vip.id} is listed twice`);
-    seen.add(vip.id);
-    vips.push(vip);
+  const validated = validate(state);
+  const problems = validated.general.map((p) => problemText(p));
+  validated.vips.forEach((v, i) => {
+    if (!isValid(v)) for (const p of v) problems.push(problemText(p, `vips[${i}]`));
   });
-
-  if (vips.length > capacity.vips) problems.push(`${vips.length} VIPs exceed the capacity of ${capacity.vips}`);
+  const vips = validated.vips.filter(isValid);
+  if (vips.length > capacity.vips) problems.push(tooManyVips(vips.length, capacity));
   if (distinctReals(vips) > capacity.reals) {
     const exact = distinctReals(vips, true);
-    if (exact > capacity.reals) problems.push(`${exact} distinct reals exceed the capacity of ${capacity.reals}`);
+    if (exact > capacity.reals) problems.push(tooManyReals(exact, capacity));
   }
   if (problems.length) throw new InvalidStateError(problems);
   vips.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return { encap, vips };
+  return { encap: state.encap, vips };
 }

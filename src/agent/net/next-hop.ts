@@ -7,7 +7,7 @@
 import { createSocket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { componentLog } from '../../lib/log.js';
-import type { EncapConfig } from '../dataplane/desired-state.js';
+import type { EncapConfig } from '../../bpf/structs.js';
 import { defaultRoute, globalAddresses, link, neighbourMac } from './iproute.js';
 
 const log = componentLog('next-hop');

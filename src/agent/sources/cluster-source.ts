@@ -99,7 +99,7 @@ export class ClusterSource implements VipSource {
 
   /** What to program now: the one place the dataplane is asked what it accepts. */
   private plan(programmer: Programmer): ProgramPlan {
-    return planVips(this.opts.balancer, this.cache.list(), (vips) => programmer.check(vips));
+    return planVips(this.opts.balancer, this.cache.list(), (vips, groups) => programmer.accept(vips, groups));
   }
 
   /** Programs the balancer's VIPs and reports them; throws (the queue retries with backoff) when a write failed. */
@@ -111,7 +111,7 @@ export class ClusterSource implements VipSource {
     try {
       await programmer.setVips(plan.specs);
     } catch (err) {
-      // check() passed, so this is the kernel refusing a write: keep the running state, report, retry.
+      // accept() took them, so this is the kernel refusing a write: keep the running state, report, retry.
       refusedByKernel = `programming failed: ${(err as Error).message}`;
       for (const v of plan.programmed) plan.refused.set(v, refusedByKernel);
       plan.programmed = [];

@@ -9,7 +9,8 @@
  * half-programmed.
  */
 import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip } from '../../api/loadbalancervip.js';
-import type { VipSpec } from '../dataplane/desired-state.js';
+import { type Acceptance, problemText, type VipSpec } from '../dataplane/desired-state.js';
+import { REFUSED_WITH_GROUP } from '../dataplane/acceptance.js';
 
 export function inConflict(vip: LoadBalancerVip): boolean {
   return (vip.status?.conditions ?? []).some((c) => c.type === ConditionType.Conflict && c.status === 'True');
@@ -38,8 +39,11 @@ export function specsOf(v: LoadBalancerVip): VipSpec[] {
   }));
 }
 
-/** Problems the dataplane has with a desired VIP list; paths start "vips[i]". Empty: it would be accepted. */
-export type DataplaneCheck = (vips: VipSpec[]) => string[];
+/**
+ * Which of these VIPs the dataplane would program together, and why not the
+ * others: Dataplane.accept for the node's encapsulation settings.
+ */
+export type DataplaneAccept = (vips: VipSpec[], groups?: readonly number[]) => Acceptance;
 
 export interface ProgramPlan {
   /** What to program. */
@@ -52,58 +56,42 @@ export interface ProgramPlan {
   refused: Map<LoadBalancerVip, string>;
 }
 
-const VIP_PATH = /^vips\[(\d+)\](.*)$/;
-
 /**
- * The largest set of this balancer's VIPs the dataplane accepts. Problems
- * that name a VIP exclude that VIP; problems of the whole set (capacity) are
- * resolved by adding VIPs oldest first until the next one does not fit.
+ * The largest set of this balancer's VIPs the dataplane accepts, in one
+ * accept call: each LoadBalancerVip's ports are one group, taken or refused
+ * whole; when capacity runs out, the oldest VIPs are the ones that fit.
  */
-export function planVips(balancer: string, all: readonly LoadBalancerVip[], check: DataplaneCheck): ProgramPlan {
+export function planVips(balancer: string, all: readonly LoadBalancerVip[], accept: DataplaneAccept): ProgramPlan {
   const mine = vipsOfBalancer(balancer, all);
   const conflicted = mine.filter(inConflict);
-  let candidates = mine.filter((v) => !inConflict(v));
-  const refused = new Map<LoadBalancerVip, string>();
-  const flatten = (vs: LoadBalancerVip[]) => {
-    const owner: LoadBalancerVip[] = [];
-    const specs: VipSpec[] = [];
-    for (const v of vs) for (const s of specsOf(v)) {
+  const candidates = mine.filter((v) => !inConflict(v));
+  const specs: VipSpec[] = [];
+  const groups: number[] = [];
+  candidates.forEach((v, g) => {
+    for (const s of specsOf(v)) {
       specs.push(s);
-      owner.push(v);
+      groups.push(g);
     }
-    return { specs, owner };
-  };
+  });
+  const { accepted, refused: refusedSpecs, general } = accept(specs, groups);
 
-  // Each round removes at least one VIP, or ends.
-  for (;;) {
-    const { specs, owner } = flatten(candidates);
-    const problems = check(specs);
-    if (!problems.length) return { specs, programmed: candidates, conflicted, refused };
-    const named = new Map<LoadBalancerVip, string[]>();
-    const general: string[] = [];
-    for (const p of problems) {
-      const m = VIP_PATH.exec(p);
-      const v = m ? owner[Number(m[1])] : undefined;
-      if (!v) {
-        general.push(p);
-        continue;
-      }
-      const port = specs[Number(m![1])]!;
-      named.set(v, [...(named.get(v) ?? []), `port ${port.port}/${port.protocol}${m![2]}`]);
-    }
-    if (named.size) {
-      for (const [v, ps] of named) refused.set(v, ps.join('; '));
-      candidates = candidates.filter((v) => !named.has(v));
-      continue;
-    }
-    // Only whole-set problems: keep the oldest VIPs that fit together.
-    const kept: LoadBalancerVip[] = [];
-    for (const v of candidates) {
-      const trial = check(flatten([...kept, v]).specs);
-      if (trial.length) refused.set(v, trial.join('; '));
-      else kept.push(v);
-    }
-    const { specs: keptSpecs } = flatten(kept);
-    return { specs: keptSpecs, programmed: kept, conflicted, refused };
+  // A VIP without ports has nothing to refuse: it is programmed unless nothing is.
+  const taken = new Set(accepted.map((i) => groups[i]!));
+  const withPorts = new Set(groups);
+  const isProgrammed = (g: number) => taken.has(g) || (!withPorts.has(g) && !general.length);
+  const why = new Map<number, string[]>();
+  for (const [i, problems] of refusedSpecs) {
+    const { port, protocol } = specs[i]!;
+    const own = problems.filter((p) => p !== REFUSED_WITH_GROUP).map((p) => problemText(p, `port ${port}/${protocol}`));
+    why.set(groups[i]!, [...(why.get(groups[i]!) ?? []), ...own]);
   }
+  const programmed: LoadBalancerVip[] = [];
+  const refused = new Map<LoadBalancerVip, string>();
+  candidates.forEach((v, g) => {
+    const own = why.get(g);
+    if (own?.length) refused.set(v, own.join('; '));
+    else if (isProgrammed(g)) programmed.push(v);
+    else refused.set(v, general.map((p) => problemText(p)).join('; '));
+  });
+  return { specs: accepted.map((i) => specs[i]!), programmed, conflicted, refused };
 }

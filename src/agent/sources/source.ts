@@ -6,12 +6,12 @@
  *   start() -> agent.open() -> initial(agent) -> agent.run(...) -> follow(agent) ... stop()
  */
 import type { VipSpec } from '../dataplane/desired-state.js';
-import type { DataplaneCheck } from './cluster-vips.js';
+import type { DataplaneAccept } from './cluster-vips.js';
 
 /** What a source drives: the agent. */
 export interface Programmer {
-  /** What the dataplane would refuse of these VIPs; called with what is about to be programmed. */
-  check: DataplaneCheck;
+  /** Which of these VIPs the dataplane would program together, and why it refuses the others. */
+  accept: DataplaneAccept;
   /** Programs the VIPs as a diff; rejects, keeping the running state, when the dataplane refuses them. */
   setVips(vips: VipSpec[]): Promise<void>;
 }
