@@ -26,9 +26,12 @@ CLIENT=xdplb-e2e-client
 VIP=${XDPLB_E2E_VIP:-198.19.0.10}
 SUDO=$([[ $(id -u) == 0 ]] && echo || echo sudo)
 
-for tool in docker kind kubectl node npm; do
+for tool in docker kind kubectl npm; do
   command -v "$tool" >/dev/null || { echo "kind e2e needs $tool on PATH" >&2; exit 1; }
 done
+# The tests run on the project's pinned Node.js (installed from the npm registry when missing).
+source scripts/lib/node.sh
+xdplb_use_pinned_node
 
 routes=()
 cleanup() {
