@@ -13,16 +13,17 @@
 # Images live in the default data root /var/lib/docker (Docker's own state, not
 # a cache of ours: the portable caches are the `docker save` archives under
 # /var/cache/xdplb that the image scripts load).
+# Containers run through scripts/lib/runc-bounded (why: see there).
 # Every `docker build` here needs DOCKER_BUILDKIT=0: Debian's 20.10 engine has
 # no BuildKit, and a newer client on PATH would try it.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 config="$root/scripts/lib/dockerd.json"
-state=${XDPLB_DOCKER_STATE:-/run/xdplb-docker}   # what `down` needs: pid, saved firewall, links
+state=/run/xdplb-docker   # what `down` needs (pid, saved firewall, links), and the runtime
 log=/var/log/xdplb-dockerd.log
 pidfile=/var/run/docker.pid                       # dockerd's default
-packages=(docker.io iptables nftables debootstrap)
+packages=(docker.io iptables nftables debootstrap jq)
 sysctls=(net.ipv4.ip_forward net.ipv6.conf.all.forwarding
   net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.bridge.bridge-nf-call-arptables)
 
@@ -140,6 +141,8 @@ up() {
   rm -rf "$state" && mkdir -p "$state"
   snapshot "$state/before"
   save_raw "$state"
+  # The default runtime (dockerd.json): runc with capabilities cut to the bounding set.
+  install -m 755 "$root/scripts/lib/runc-bounded" "$state/runc-bounded"
   say "starting dockerd ($config), log $log"
   # Its own session: it outlives this shell and its job's process group.
   PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid dockerd --config-file "$config" </dev/null >>"$log" 2>&1 &
