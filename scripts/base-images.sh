@@ -25,7 +25,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache=${XDPLB_CACHE:-/var/cache/xdplb}
 images=$cache/images
-recipe=r1   # bump when this script or node-standin.Dockerfile changes what it builds
+recipe=r2   # bump when this script or node-standin.Dockerfile changes what it builds
 minbase_tag=xdplb-local/debian:bookworm-minbase
 node_version="$(tr -d ' \n' <"$root/.node-version")"
 export DOCKER_BUILDKIT=0
@@ -49,6 +49,43 @@ host_sources() {
 host_mirror() { host_sources | awk '$1 == "URIs:" && $2 ~ /\/debian\/?$/ { print $2; exit }'; }
 
 # --- xdplb-local/debian:bookworm-minbase --------------------------------------
+# What the official debian:bookworm-slim image (the official node slim image's
+# base) adds to a debootstrap: the host's apt sources, a policy-rc.d that starts
+# no service, apt keeping no caches (docker-clean: else each apt layer carries
+# ~80 MB of /var/cache/apt/*.bin), no translations, and dpkg skipping docs,
+# man pages and locales.
+slim_like_official() {
+  local dir=$1
+  rm -f "$dir/etc/apt/sources.list"
+  host_sources >"$dir/etc/apt/sources.list.d/debian.sources"
+  printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d" && chmod 755 "$dir/usr/sbin/policy-rc.d"
+  local clean='"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"'
+  cat >"$dir/etc/apt/apt.conf.d/docker-clean" <<APT
+DPkg::Post-Invoke { $clean; };
+APT::Update::Post-Invoke { $clean; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT
+  echo 'Acquire::Languages "none";' >"$dir/etc/apt/apt.conf.d/docker-no-languages"
+  echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$dir/etc/apt/apt.conf.d/docker-autoremove-suggests"
+  cat >"$dir/etc/dpkg/dpkg.cfg.d/docker" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+DPKG
+  find "$dir/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$dir/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "$dir"/usr/share/{man,groff,info,lintian,linda}/*
+  find "$dir/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/*
+}
+
 minbase() {
   local key="debian-bookworm-minbase-$recipe" tar="$images/debian-bookworm-minbase-$recipe.tar" dir mirror t0
   if [[ $(label "$minbase_tag" dev.xdplb.standin) == "$key" ]]; then say "$minbase_tag: present"; return; fi
@@ -60,7 +97,8 @@ minbase() {
     t0=$SECONDS
     dir=$(mktemp -d "$images/rootfs.XXXXXX")
     debootstrap --variant=minbase bookworm "$dir" "$mirror" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; rm -rf "$dir"; die "debootstrap failed"; }
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir.log"
+    rm -f "$dir.log"
+    slim_like_official "$dir"
     tar -C "$dir" --numeric-owner -cf "$tar.partial" .
     rm -rf "$dir"
     mv "$tar.partial" "$tar"
@@ -110,7 +148,6 @@ node_standins() {
   ctx=$(mktemp -d)
   cp "$XDPLB_NODE" "$ctx/node"
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/host-ca.crt"
-  host_sources >"$ctx/debian.sources"
   if [[ ! -s $cache/npm/npm-$npmv.tgz ]]; then
     mkdir -p "$cache/npm"
     (cd "$cache/npm" && npm pack --silent "npm@$npmv" >/dev/null) || die "npm pack npm@$npmv failed"

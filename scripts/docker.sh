@@ -163,7 +163,7 @@ up() {
 down() {
   local pid i link rc=0 f
   if ! pid=$(our_pid); then
-    if [[ -d $state/before ]] && ! [[ -r /proc/$(cat "$state/pid" 2>/dev/null)/cmdline ]]; then
+    if [[ -d $state/before && -s $state/pid ]] && ! [[ -d /proc/$(cat "$state/pid") ]]; then
       say "the dockerd started here is gone; restoring the firewall anyway"
     else
       say "no dockerd started by docker.sh is running: nothing to do"; return 0

@@ -3,12 +3,10 @@
 # the pinned Node binary and npm from the npm registry. Only for machines that
 # reach no container registry; deploy/Dockerfile is written for the official one.
 # The context holds: node (the binary), npm/ (the unpacked npm package),
-# host-ca.crt (the host's CA bundle) and debian.sources (the host's apt sources).
+# and host-ca.crt (the host's CA bundle). The minbase image has the host's apt sources.
 FROM xdplb-local/debian:bookworm-minbase
-# The official slim image has libatomic1 for node; apt reads the host's sources.
-COPY debian.sources /etc/apt/sources.list.d/debian.sources
-RUN rm -f /etc/apt/sources.list \
- && apt-get update \
+# The official slim image has libatomic1 for node.
+RUN apt-get update \
  && apt-get install -y --no-install-recommends libatomic1 \
  && rm -rf /var/lib/apt/lists/*
 # The host's CA bundle: HTTPS from a container here (npm ci in docker build) is
