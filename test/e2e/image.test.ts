@@ -1,0 +1,98 @@
+/**
+ * The image users deploy: deploy/Dockerfile built unchanged on a local Docker
+ * engine (addresses in 198.18.0.0/15), from offline stand-ins of its node base
+ * images, and the image's own node, koffi and libbpf loading our objects.
+ * Installs and starts Docker when needed, so outside CI it runs only when
+ * asked (XDPLB_IMAGE_TEST=1); in CI it must run.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { inCI } from '../support/kernel.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const IMAGE = 'xdplb:image-test';
+const E2E_IMAGE = 'xdplb-e2e:image-test';
+const wanted = inCI || process.env.XDPLB_IMAGE_TEST === '1';
+/** Builds take minutes on two loaded CPUs. */
+const BUILD_TIMEOUT_MS = 20 * 60_000;
+
+function need(t: TestContext): boolean {
+  if (!wanted) {
+    t.skip('set XDPLB_IMAGE_TEST=1 to run (installs Debian\'s docker.io and starts dockerd); CI runs it');
+    return false;
+  }
+  if (process.getuid?.() !== 0) throw new Error('the image test needs root (it starts dockerd)');
+  return true;
+}
+
+function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): string {
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT, encoding: 'utf8', timeout: BUILD_TIMEOUT_MS, maxBuffer: 64 << 20,
+    env: { ...process.env, DOCKER_BUILDKIT: '0', ...opts.env },
+  });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${(r.stdout ?? '').slice(-4000)}\n${(r.stderr ?? '').slice(-4000)}`);
+  }
+  return r.stdout;
+}
+
+const docker = (...args: string[]) => run('docker', args);
+
+describe('the image (deploy/Dockerfile)', () => {
+  let up = false;
+  before(() => {
+    if (!wanted || process.getuid?.() !== 0) return;
+    run('bash', ['scripts/docker.sh', 'up']);
+    up = true;
+    run('bash', ['scripts/base-images.sh']);
+  });
+  after(() => {
+    if (!up) return;
+    spawnSync('docker', ['rmi', '-f', IMAGE, E2E_IMAGE], { stdio: 'ignore' });
+    // Restores the firewall and removes the bridges; fails loudly if anything differs.
+    execFileSync('bash', ['scripts/docker.sh', 'down'], { cwd: ROOT, stdio: 'inherit' });
+  });
+
+  test('builds unchanged, both targets, on the local engine', (t) => {
+    if (!need(t)) return;
+    docker('build', '--force-rm', '-f', 'deploy/Dockerfile', '-t', IMAGE, '.');
+    docker('build', '--force-rm', '-f', 'deploy/Dockerfile', '--target', 'e2e', '-t', E2E_IMAGE, '.');
+    // Every network Docker made is inside the benchmarking range.
+    const subnets = docker('network', 'inspect', '-f', '{{range .IPAM.Config}}{{.Subnet}} {{end}}', ...docker('network', 'ls', '-q').split(/\s+/).filter(Boolean));
+    for (const s of subnets.split(/\s+/).filter(Boolean)) assert.match(s, /^198\.1[89]\./, `docker network ${s} is outside 198.18.0.0/15`);
+  });
+
+  test('the controller and the agent print their usage; the image runs the controller as non-root', (t) => {
+    if (!need(t)) return;
+    assert.match(docker('run', '--rm', IMAGE, 'node', '/app/dist/src/controller/main.js', '--help'), /usage: xdplb-controller/);
+    assert.match(docker('run', '--rm', IMAGE, 'node', '/app/dist/src/agent/main.js', '--help'), /usage: xdplb-agent/);
+    assert.equal(docker('run', '--rm', IMAGE, 'id', '-u').trim(), '65532');
+    assert.match(docker('run', '--rm', IMAGE, 'node', '--version').trim(), new RegExp(`^v${process.versions.node.replace(/\./g, '\\.')}$`));
+  });
+
+  test("the image's node loads both BPF objects through koffi and libbpf", (t) => {
+    if (!need(t)) return;
+    const script = `import('/app/dist/src/bpf/programs.js').then((m) => {
+      const lb = m.loadBalancer(); const d = m.loadDecap();
+      console.log(Object.keys(lb.maps).length, Object.keys(d.maps).length, lb.progFd > 0, d.progFd > 0);
+      lb.object.close(); d.object.close();
+    })`;
+    const out = docker('run', '--rm', '--privileged', '--user', '0', IMAGE, 'node', '-e', script).trim();
+    assert.equal(out, '13 2 true true');
+  });
+
+  test('the e2e target runs the lab server and client the kind suite uses: 20 TCP connections on loopback', (t) => {
+    if (!need(t)) return;
+    const server = JSON.stringify({ name: 'r1', tcp: [{ address: '127.0.0.1', port: 8080 }], udp: [] });
+    const client = JSON.stringify({ mode: 'connect', vip: '127.0.0.1', port: 8080, count: 20, concurrency: 4 });
+    const programs = '/app/dist/test/lab/programs';
+    // The server says "ready" once it listens; the client then connects through the container's loopback.
+    const out = docker('run', '--rm', E2E_IMAGE, 'sh', '-c',
+      `node ${programs}/server.js '${server}' > /tmp/server.out & ` +
+      `for i in $(seq 100); do grep -q ready /tmp/server.out && break; sleep 0.1; done; node ${programs}/client.js '${client}'`);
+    const result = JSON.parse(out.trim().split('\n').pop()!) as { byReal: Record<string, number>; failures: number };
+    assert.deepEqual(result, { ...result, byReal: { r1: 20 }, failures: 0 });
+  });
+});
