@@ -80,6 +80,8 @@ export class Lab {
   readonly configPath: string;
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
+  /** Log-file pollers of detached processes: stopped by detach(), or they keep this process alive. */
+  private readonly pollers = new Set<NodeJS.Timeout>();
   private unregisterCleanup: () => void = () => undefined;
   private isDown = false;
   private readonly pids: number[] = [];
@@ -231,7 +233,11 @@ export class Lab {
       if (text.length > offset) onText(text.slice(offset));
       offset = text.length;
     }, 50);
-    return () => clearInterval(timer);
+    this.pollers.add(timer);
+    return () => {
+      clearInterval(timer);
+      this.pollers.delete(timer);
+    };
   }
 
   /** Runs node in a namespace to completion; rejects with its stderr on failure. */
@@ -375,6 +381,14 @@ export class Lab {
     const state: LabState = { tag: this.tag, namespaces: this.namespaces, pinRoot: this.pinRoot, workDir: this.workDir, pids: this.pids };
     mkdirSync(LAB_STATE_DIR, { recursive: true });
     writeFileSync(join(LAB_STATE_DIR, `${this.tag}.json`), JSON.stringify(state, null, 2));
+    // What runs on is on its own now: let go of it, so `npm run lab -- up` returns.
+    for (const timer of this.pollers) clearInterval(timer);
+    this.pollers.clear();
+    for (const child of this.children) {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      child.unref();
+    }
     this.unregisterCleanup();
     this.isDown = true;
     return state;
