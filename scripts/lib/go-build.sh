@@ -70,7 +70,7 @@ xdplb_k8s_ldflags() {
   local version=$1 major minor date pkg flags=""
   major=${version#v}; major=${major%%.*}
   minor=${version#v*.}; minor=${minor%%.*}
-  date=$(xdplb_go mod download -json "k8s.io/kubernetes@${version}" | sed -n 's/.*"Time": "\(.*\)",*/\1/p')
+  date=$(xdplb_go list -m -json "k8s.io/kubernetes@${version}" | sed -n 's/.*"Time": "\(.*\)",*/\1/p')
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${date:-1970-01-01T00:00:00Z}"

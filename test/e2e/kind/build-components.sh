@@ -28,7 +28,7 @@ CONTAINERD_VERSION=v2.3.4
 CRICTL_VERSION=v1.34.0
 LPP_VERSION=v0.0.30
 PAUSE_VERSION=3.10.1
-RECIPE=1
+RECIPE=2
 
 versions="kubernetes $K8S_VERSION
 etcd $ETCD_VERSION
@@ -73,7 +73,8 @@ verify() {
   shift 2
   out=$("$CACHE/$name" "$@" 2>&1 | head -n 3) || true
   if [[ $out == *"$expected"* ]]; then
-    echo "  $name: ${out%%$'\n'*}" >&2
+    echo "  $name: $(grep -m1 -F -- "$expected" <<<"$out")" >&2
+    rm -f "$CACHE/$name.bad"
   else
     echo "  $name $*: expected '$expected', got: $out" >&2
     mv -f "$CACHE/$name" "$CACHE/$name.bad"
@@ -167,7 +168,7 @@ build_containerd() {
     "-X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=$m" \
     -tags "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" "$m/cmd/$1"
   case $1 in
-    containerd-shim-runc-v2) verify "$1" "Version: $CONTAINERD_VERSION" -v ;;
+    containerd-shim-runc-v2) verify "$1" "$CONTAINERD_VERSION" -v ;;
     *) verify "$1" "$CONTAINERD_VERSION" --version ;;
   esac
 }
