@@ -69,12 +69,6 @@ export class Agent {
     return this.nextHop.nic;
   }
 
-  /** Loads (adopting pinned state), programs the initial VIPs, then attaches. */
-  async start(initialVips: VipSpec[]): Promise<void> {
-    await this.open();
-    await this.run(initialVips);
-  }
-
   /**
    * Finds the next hop, loads the objects (adopting pinned maps and their
    * contents) and serves metrics; nothing is attached or changed yet, so a

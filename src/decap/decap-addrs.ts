@@ -1,32 +1,33 @@
 /** Keeps the decap program's set of local tunnel addresses equal to a list. */
 import { parseIp } from '../lib/ip.js';
-import { encodeAddr, u32Key } from '../bpf/structs.js';
-import { type Family, MAX_DECAP_ADDRS } from '../bpf/consts.js';
+import { MAX_DECAP_ADDRS } from '../bpf/consts.js';
+import { DECAP_MAPS, typedMap } from '../bpf/maps.js';
 import type { DecapMapSet } from '../bpf/programs.js';
 
+/** decap_addrs value of a local address: the program tests for the key only. */
 const PRESENT = 1;
 
 export function setDecapAddrs(maps: DecapMapSet, addresses: readonly string[]): { added: number; removed: number } {
-  const wanted = new Map(
-    addresses.map((text) => {
-      const a = parseIp(text);
-      return [encodeAddr({ family: a.family as Family, bytes: a.bytes }).toString('hex'), a] as const;
-    }),
-  );
+  const addrs = typedMap(DECAP_MAPS.addrs, maps.addrs);
+  // Canonical text on both sides: the map's keys decode to parsed addresses too.
+  const wanted = new Map(addresses.map((text) => {
+    const a = parseIp(text);
+    return [a.text, a] as const;
+  }));
   if (wanted.size > MAX_DECAP_ADDRS) {
     throw new Error(`${wanted.size} decap addresses exceed the capacity of ${MAX_DECAP_ADDRS}`);
   }
-  const present = new Set(maps.addrs.keys().map((k) => k.toString('hex')));
+  const present = new Map(addrs.keys().map((a) => [a.text, a] as const));
   let added = 0;
   let removed = 0;
-  for (const [hex, a] of wanted) {
-    if (present.has(hex)) continue;
-    maps.addrs.update(encodeAddr({ family: a.family as Family, bytes: a.bytes }), u32Key(PRESENT));
+  for (const [text, a] of wanted) {
+    if (present.has(text)) continue;
+    addrs.set(a, PRESENT);
     added++;
   }
-  for (const hex of present) {
-    if (wanted.has(hex)) continue;
-    maps.addrs.delete(Buffer.from(hex, 'hex'));
+  for (const [text, a] of present) {
+    if (wanted.has(text)) continue;
+    addrs.delete(a);
     removed++;
   }
   return { added, removed };

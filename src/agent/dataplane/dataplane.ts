@@ -342,7 +342,6 @@ export class Dataplane {
     return ring;
   }
 
-
   private addVip(spec: NormalizedVip, result: ApplyResult): void {
     const realIds = new Set<number>();
     const num = this.vipNums.allocate();
