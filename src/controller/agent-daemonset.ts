@@ -14,6 +14,15 @@ export const MANAGED_BY = 'xdplb-controller';
 /** Where the image keeps the built agent. */
 export const AGENT_ENTRYPOINT = '/app/dist/src/agent/main.js';
 const BPFFS = '/sys/fs/bpf';
+/** statfs type name of a BPF filesystem (BPF_FS_MAGIC), as `stat -f -c %T` prints it. */
+const BPFFS_TYPE = 'bpf_fs';
+/**
+ * Mounts a BPF filesystem on the node's /sys/fs/bpf when none is there, as
+ * Cilium's agent does: container hosts (kind nodes) and some distributions do
+ * not mount one, and without it the pins would fail. Bidirectional propagation
+ * makes the mount the node's, so the agent container and its successors see it.
+ */
+const MOUNT_BPFFS = `[ "$(stat -f -c %T ${BPFFS})" = ${BPFFS_TYPE} ] || mount -t bpf bpffs ${BPFFS}`;
 
 export const agentDaemonSetName = (balancer: string) => `xdplb-agent-${balancer}`;
 export const agentPinDir = (balancer: string) => `${BPFFS}/xdplb/${balancer}`;
@@ -59,6 +68,13 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
           nodeSelector: spec.nodeSelector,
           tolerations: spec.tolerations,
           terminationGracePeriodSeconds: 30,
+          initContainers: [{
+            name: 'mount-bpffs',
+            image: spec.image,
+            command: ['sh', '-c', MOUNT_BPFFS],
+            securityContext: { privileged: true, runAsUser: 0 },
+            volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'Bidirectional' }],
+          }],
           containers: [{
             name: 'agent',
             image: spec.image,
@@ -73,7 +89,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             // No memory limit: BPF maps are charged to the agent's cgroup (rings alone are 512 KiB per VIP
             // of capacity), and an OOM kill mid-update is worse than a node that reports pressure.
             resources: { requests: { cpu: '100m', memory: '256Mi' } },
-            volumeMounts: [{ name: 'bpffs', mountPath: BPFFS }],
+            volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'HostToContainer' }],
           }],
           volumes: [{ name: 'bpffs', hostPath: { path: BPFFS, type: 'Directory' } }],
         },

@@ -27,6 +27,12 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   assert.equal(c.securityContext?.privileged, true);
   assert.equal(c.resources?.limits, undefined, 'BPF maps are charged to the pod: no memory limit');
   assert.deepEqual(pod.volumes, [{ name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }]);
+  // The node's bpffs: mounted by the init container when missing, and seen by the agent.
+  const init = pod.initContainers![0]!;
+  assert.equal(init.image, 'registry.example/xdplb:0.1.0');
+  assert.match(init.command!.join(' '), /stat -f -c %T \/sys\/fs\/bpf.*mount -t bpf bpffs \/sys\/fs\/bpf/);
+  assert.deepEqual(init.volumeMounts, [{ name: 'bpffs', mountPath: '/sys/fs/bpf', mountPropagation: 'Bidirectional' }]);
+  assert.deepEqual(c.volumeMounts, [{ name: 'bpffs', mountPath: '/sys/fs/bpf', mountPropagation: 'HostToContainer' }]);
 });
 
 test('spec settings become agent flags and scheduling constraints', () => {
