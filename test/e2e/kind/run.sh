@@ -1,61 +1,170 @@
 #!/usr/bin/env bash
-# The operator e2e scenarios (test/e2e/operator/operator.test.ts) on a kind
-# cluster, for machines with Docker. It cannot run on the development machine
-# (no Docker engine there); the same scenarios run there against a real
-# kube-apiserver and the network-namespace lab.
+# The kind suite: xdplb installed on a real kind cluster (kubelets, scheduler,
+# readiness, port-forward, drain), then the operator scenarios
+# (test/e2e/operator/operator.test.ts) and the cluster-only ones
+# (test/e2e/kind/cluster.test.ts) with real packets.
 #
-# Needs: docker, kind (>= 0.20), kubectl, the Node.js of .node-version (scripts/lib/node.sh installs it) and npm, root or sudo for
-# the host routes below, and a kernel with XDP on veth (Linux >= 5.9).
+#   test/e2e/kind/run.sh              with Docker, kind, kubectl and a registry
+#   test/e2e/kind/run.sh --offline    no registry: everything built here (CI)
+#
+# --offline starts Docker if it is not running (scripts/docker.sh), builds the
+# kind node image, kind and kubectl from source (build-images.sh, cached under
+# /var/cache/xdplb) and local stand-ins for deploy/Dockerfile's base images
+# (scripts/base-images.sh). Without it, kind's stock node image and the
+# Dockerfile's real base images are pulled.
+#
+# Needs root (or sudo) for the host side: routes to the pod CIDRs, XDP on the
+# balancer nodes' host-side veths. Docker's and kind's networks stay inside
+# 198.18.0.0/15. Afterwards nothing is left: the cluster, the client container,
+# the kind network (if created here), the routes, and Docker itself with the
+# firewall restored (if started here). KEEP_CLUSTER=1 keeps the cluster (and
+# Docker), and a later run with KEEP_CLUSTER=1 uses it again.
+#
 # What it does:
 #   1. creates the kind cluster test/e2e/kind/cluster.yaml (two balancer workers)
-#   2. builds the image (deploy/Dockerfile) and its e2e target, loads both
-#   3. kubectl apply -k deploy/ with the image, and makes the default balancer
-#      run on the balancer workers
-#   4. starts a client container on the kind network whose VIP route points at
-#      both balancer workers (ECMP), and routes pod CIDRs on the Docker host to
-#      their nodes (encapsulated packets leave a balancer through its gateway)
+#   2. builds deploy/Dockerfile (the image and its e2e target), loads both
+#   3. kubectl apply -k deploy/ with that image; the default balancer runs on
+#      the balancer workers
+#   4. a client container on the kind network routes the VIP to both balancer
+#      workers (ECMP); the Docker host routes pod CIDRs to their nodes (a
+#      balancer sends encapsulated packets to its gateway, the host); the
+#      nodes accept what direct server return needs (see the sysctls below)
 #   5. runs the scenarios with XDPLB_E2E_ENV=kind
-# KEEP_CLUSTER=1 keeps the cluster afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+root=$(pwd)
+
+offline=0
+case ${1:-} in
+  --offline) offline=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--offline]" >&2; exit 2 ;;
+esac
 
 CLUSTER=xdplb-e2e
+NETWORK=kind
+NETWORK_SUBNET=198.19.128.0/24
 IMAGE=xdplb:e2e-run
 E2E_IMAGE=xdplb-e2e:e2e-run
 CLIENT=xdplb-e2e-client
+HOST_PINS=/sys/fs/bpf/xdplb-kind   # the host-side veths' XDP (see below)
 VIP=${XDPLB_E2E_VIP:-198.19.0.10}
 SUDO=$([[ $(id -u) == 0 ]] && echo || echo sudo)
+export DOCKER_BUILDKIT=0   # Debian's Docker has no BuildKit; the Dockerfile needs none
+say() { echo "run.sh: $*" >&2; }
+t_start=$SECONDS
+phase() { say "[$((SECONDS - t_start)) s] $*"; }
 
-for tool in docker kind kubectl npm; do
-  command -v "$tool" >/dev/null || { echo "kind e2e needs $tool on PATH" >&2; exit 1; }
-done
-# The tests run on the project's pinned Node.js (installed from the npm registry when missing).
-source scripts/lib/node.sh
-xdplb_use_pinned_node
-
-routes=()
+started_docker=0 created_network=0 routes=() work=$(mktemp -d)
 cleanup() {
-  docker rm -f "$CLIENT" >/dev/null 2>&1 || true
-  for r in "${routes[@]}"; do $SUDO ip route del $r 2>/dev/null || true; done
-  [[ ${KEEP_CLUSTER:-} == 1 ]] || kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+  local rc=$?
+  set +e
+  phase "cleaning up"
+  docker rm -f "$CLIENT" >/dev/null 2>&1
+  for x in "${host_xdp[@]}"; do
+    $SUDO env PATH="$PATH" node dist/src/decap/main.js detach --nic "${x%%:*}" --pin-dir "$HOST_PINS/${x#*:}" >/dev/null
+  done
+  $SUDO rmdir "$HOST_PINS" 2>/dev/null
+  for r in "${routes[@]}"; do $SUDO ip route del $r 2>/dev/null; done
+  if [[ ${KEEP_CLUSTER:-} != 1 ]]; then
+    kind delete cluster --name "$CLUSTER" >/dev/null 2>&1
+    ((created_network)) && docker network rm "$NETWORK" >/dev/null
+    ((started_docker)) && { $SUDO bash scripts/docker.sh down || rc=1; }
+  fi
+  rm -rf "$work"
+  phase "done (exit $rc)"
+  exit $rc
 }
 trap cleanup EXIT
 
-kind create cluster --config test/e2e/kind/cluster.yaml --wait 120s
-export KUBECONFIG
-KUBECONFIG=$(mktemp)
+# --- tools ----------------------------------------------------------------------
+# The tests run on the project's pinned Node.js (installed from the npm registry when missing).
+source scripts/lib/node.sh
+xdplb_use_pinned_node
+if ((offline)); then
+  docker version >/dev/null 2>&1 || started_docker=1
+  $SUDO bash scripts/docker.sh up
+  phase "building the kind node image, kind and kubectl (cached)"
+  $SUDO bash test/e2e/kind/build-images.sh >"$work/built"
+  { read -r node_image; read -r tools; } <"$work/built"
+  export PATH="$tools:$PATH"
+  $SUDO bash scripts/base-images.sh node
+  kind_image=(--image "$node_image")
+else
+  kind_image=()
+fi
+for tool in docker kind kubectl; do
+  command -v "$tool" >/dev/null || { echo "the kind suite needs $tool on PATH (or --offline)" >&2; exit 1; }
+done
+say "$(kind version); kubectl $(kubectl version --client -o json | jq -r .clientVersion.gitVersion); $(docker version -f 'Docker {{.Server.Version}}')"
+
+# --- the cluster ------------------------------------------------------------------
+# kind's own network, created here inside 198.18.0.0/15 and IPv4 only (kind would
+# take a random range and add an IPv6 one).
+if ! docker network inspect "$NETWORK" >/dev/null 2>&1; then
+  docker network create -d bridge --subnet "$NETWORK_SUBNET" --gateway "${NETWORK_SUBNET%.0/24}.1" \
+    -o com.docker.network.bridge.enable_ip_masquerade=true "$NETWORK" >/dev/null
+  created_network=1
+fi
+config=$work/cluster.yaml
+cp test/e2e/kind/cluster.yaml "$config"
+# Where root lacks CAP_SYS_RESOURCE (in its bounding set: this machine and some
+# sandboxes), nothing may lower oom_score_adj: containerd must not try for pods.
+if (( ! ((16#$(awk '$1 == "CapBnd:" { print $2 }' /proc/self/status) >> 24) & 1) )); then
+  cat >>"$config" <<'YAML'
+containerdConfigPatches:
+  - |
+    [plugins."io.containerd.grpc.v1.cri"]
+      restrict_oom_score_adj = true
+YAML
+fi
+if [[ ${KEEP_CLUSTER:-} == 1 ]] && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  phase "using the kept cluster $CLUSTER"
+else
+  phase "kind create cluster"
+  kind create cluster --name "$CLUSTER" --config "$config" "${kind_image[@]}" --wait 180s
+fi
+export KUBECONFIG=$work/kubeconfig
 kind get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
 
-docker build -f deploy/Dockerfile -t "$IMAGE" .
-docker build -f deploy/Dockerfile --target e2e -t "$E2E_IMAGE" .
+node_ip() { docker inspect -f "{{(index .NetworkSettings.Networks \"$NETWORK\").IPAddress}}" "$1"; }
+for node in $(kind get nodes --name "$CLUSTER"); do
+  # Backends answer from the VIP (direct server return): their node forwards
+  # replies whose source it has no route back to through the pod's veth. Strict
+  # reverse-path filtering (kind's default) would drop them; loose keeps the
+  # anti-spoofing check for sources with no route at all.
+  docker exec "$node" sysctl -qw net.ipv4.conf.all.rp_filter=2
+  # A balancer sends a packet for a backend on its own node out to its gateway,
+  # which routes it back: it comes in with the node's own address as source.
+  docker exec "$node" sysctl -qw net.ipv4.conf.eth0.accept_local=1
+done
+# A veth takes a peer's XDP_TX frames only when it runs XDP itself: the host-side
+# veth of each balancer node (its gateway's port) gets xdplb's decap program with
+# no addresses, which passes everything, as the lab's router does.
+npm run --silent build
+host_xdp=()
+for node in $(kubectl get nodes -l xdplb.dev/balancer-node=true -o jsonpath='{.items[*].metadata.name}'); do
+  ifindex=$(docker exec "$node" cat /sys/class/net/eth0/iflink)
+  veth=$(ip -o link | awk -F': ' -v i="$ifindex" '$1 == i { sub(/@.*/, "", $2); print $2 }')
+  [[ -n $veth ]] || { say "no host veth for $node (ifindex $ifindex)"; exit 1; }
+  $SUDO env PATH="$PATH" node dist/src/decap/main.js attach --nic "$veth" --pin-dir "$HOST_PINS/$node" >/dev/null
+  host_xdp+=("$veth:$node")
+done
+
+# --- the images ---------------------------------------------------------------------
+phase "docker build deploy/Dockerfile"
+docker build -q -f deploy/Dockerfile -t "$IMAGE" . >/dev/null
+docker build -q -f deploy/Dockerfile --target e2e -t "$E2E_IMAGE" . >/dev/null
 kind load docker-image "$IMAGE" "$E2E_IMAGE" --name "$CLUSTER"
 
-# Install as a user would, with this build's image.
-overlay=$(mktemp -d)
+# --- install, as a user would, with this build's image ---------------------------
+phase "kubectl apply -k deploy/"
+overlay=$work/overlay
+mkdir "$overlay"
 cat >"$overlay/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources: [$(pwd)/deploy]
+resources: [$(realpath --relative-to="$overlay" "$root/deploy")]
 images: [{name: xdplb, newName: ${IMAGE%:*}, newTag: ${IMAGE#*:}}]
 patches:
   - target: {kind: Deployment, name: xdplb-controller}
@@ -66,23 +175,26 @@ kubectl -n xdplb-system rollout status deploy/xdplb-controller --timeout=180s
 kubectl wait --for=create xdpbalancer/default --timeout=60s
 kubectl patch xdpbalancer default --type=merge -p '{"spec":{"nodeSelector":{"xdplb.dev/balancer-node":"true"},"nic":"eth0"}}'
 
-# Pod CIDRs via their nodes on the Docker host: a balancer sends encapsulated packets to its gateway.
-network=kind
+# --- the client and the host's routes ------------------------------------------------
 while read -r node cidr; do
-  ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$node")
+  ip=$(node_ip "$node")
   $SUDO ip route replace "$cidr" via "$ip"
   routes+=("$cidr via $ip")
 done < <(kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR}{"\n"}{end}')
-
-# The client: on the kind network, the VIP routed to both balancer workers.
 hops=()
 for node in $(kubectl get nodes -l xdplb.dev/balancer-node=true -o jsonpath='{.items[*].metadata.name}'); do
-  hops+=(nexthop via "$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$node")")
+  hops+=(nexthop via "$(node_ip "$node")")
 done
-docker run -d --name "$CLIENT" --network "$network" --cap-add NET_ADMIN --entrypoint sleep "$E2E_IMAGE" infinity >/dev/null
+docker run -d --name "$CLIENT" --network "$NETWORK" --cap-add NET_ADMIN --entrypoint sleep "$E2E_IMAGE" infinity >/dev/null
 docker exec "$CLIENT" ip route add "$VIP/32" "${hops[@]}"
+# The client computes its checksums, as a host across a wire does: a veth hands
+# XDP frames with checksums still to fill in, which the balancer forwards as they are.
+$SUDO nsenter -t "$(docker inspect -f '{{.State.Pid}}' "$CLIENT")" -n ethtool -K eth0 tx off >/dev/null
 
-npm ci --no-audit --no-fund
-npm run build
-XDPLB_E2E_ENV=kind XDPLB_E2E_IMAGE="$E2E_IMAGE" XDPLB_E2E_CLIENT="$CLIENT" XDPLB_E2E_VIP="$VIP" \
-  node test/run.mjs e2e/operator/operator
+# --- the scenarios ------------------------------------------------------------------------
+phase "scenarios"
+export XDPLB_E2E_ENV=kind XDPLB_E2E_IMAGE="$E2E_IMAGE" XDPLB_E2E_CLIENT="$CLIENT" XDPLB_E2E_VIP="$VIP" \
+  XDPLB_KIND_CLUSTER="$CLUSTER" XDPLB_KIND_OVERLAY="$overlay"
+node test/run.mjs e2e/operator/operator
+# Last: it drains a node and uninstalls xdplb.
+node test/run.mjs e2e/kind/cluster

@@ -8,7 +8,8 @@
  * Environment: KUBECONFIG (or the current context), XDPLB_E2E_IMAGE (the
  * e2e image tag), XDPLB_E2E_CLIENT (client container name), XDPLB_E2E_VIP.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
@@ -25,6 +26,11 @@ const CONTROLLER_METRICS_PORT = 9642;
 /** Nodes the kind config labels as balancer nodes (test/e2e/kind/cluster.yaml). */
 const BALANCER_NODE_LABEL = 'xdplb.dev/balancer-node=true';
 const POD_WAIT_MS = 120_000;
+/** The kubelet restarts a stopped static pod's container within its back-off (10 s, then doubling). */
+const API_RESTART_WAIT_MS = 180_000;
+/** The client program prints one JSON result; errors lists at most every failed connection. */
+const CLIENT_OUTPUT_MAX = 64 << 20;
+const execFileAsync = promisify(execFile);
 
 const env = process.env;
 
@@ -102,8 +108,10 @@ export class KindOperatorEnv implements OperatorEnv {
     }));
   }
 
-  private clientRun<T>(cmd: object): Promise<T> {
-    return Promise.resolve(JSON.parse(execFileSync('docker', ['exec', this.client, 'node', CLIENT_PROGRAM, JSON.stringify(cmd)], { encoding: 'utf8' })) as T);
+  /** Asynchronous: scenarios run traffic while they kill, drain or restart things. */
+  private async clientRun<T>(cmd: object): Promise<T> {
+    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', CLIENT_PROGRAM, JSON.stringify(cmd)], { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
+    return JSON.parse(stdout) as T;
   }
 
   connect(vip: string, port: number, count: number): Promise<ConnectResult> {
@@ -162,6 +170,27 @@ export class KindOperatorEnv implements OperatorEnv {
   async killController(identity: string): Promise<void> {
     this.kubectl(['delete', 'pod', identity, '-n', AGENT_NAMESPACE, '--grace-period=0', '--force']);
     await sleep(100);
+  }
+
+  /**
+   * Stops the kube-apiserver container (its connections close, as in a crash or
+   * an upgrade) and lets the kubelet start it again after `ms`; resolves once
+   * the API answers again.
+   */
+  async apiOutage(ms: number): Promise<void> {
+    const node = this.kubectl(['get', 'nodes', '-l', 'node-role.kubernetes.io/control-plane', '-o', 'jsonpath={.items[0].metadata.name}']);
+    const crictl = (...args: string[]) => execFileSync('docker', ['exec', node, 'crictl', ...args], { encoding: 'utf8' }).trim();
+    const id = crictl('ps', '-q', '--name', 'kube-apiserver');
+    if (!id) throw new Error(`no kube-apiserver container on ${node}`);
+    crictl('stop', '--timeout', '0', id);
+    await sleep(ms);
+    await waitFor('the API server answering again', () => {
+      try {
+        return this.kubectl(['get', '--raw', '/readyz']);
+      } catch {
+        return '';
+      }
+    }, (r) => r === 'ok', API_RESTART_WAIT_MS, 500);
   }
 
   async down(): Promise<void> {

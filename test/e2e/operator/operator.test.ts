@@ -225,6 +225,7 @@ describe('operator end to end: kubectl apply to packets', () => {
   test('xdplb trace --vip NAMESPACE/NAME by a user granted xdplb-trace: a record per packet of the VIP, on every node', async (t) => {
     if (!need(t)) return;
     for (const namespace of ['xdplb-system', ns()]) {
+      env.kubectl(['delete', 'rolebinding', 'alice-xdplb-trace', '-n', namespace, '--ignore-not-found']);
       env.kubectl(['create', 'rolebinding', 'alice-xdplb-trace', '--clusterrole=xdplb-trace', '--user=alice', '-n', namespace]);
     }
     if (env.hasUngrantedUser) {
