@@ -15,6 +15,7 @@ import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
 import type { VipSource } from './sources/source.js';
+import { type ExitDecision, exitDecision } from './sources/uninstall.js';
 
 const log = componentLog('main');
 
@@ -36,7 +37,8 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
   --max-vips N          VIP capacity; default 512 (ring memory: N x 512 KiB) (XDPLB_MAX_VIPS)
   --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
-  --detach-on-exit      detach and unpin on SIGTERM (default: stay attached, traffic keeps flowing)
+  --detach-on-exit      detach and unpin on SIGTERM. Default: stay attached, traffic keeps flowing;
+                        in cluster mode, detach and unpin when the XdpBalancer is gone or being deleted
 `;
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
@@ -126,6 +128,8 @@ async function main(): Promise<void> {
     capacity,
   });
   let source: VipSource;
+  /** On SIGTERM without --detach-on-exit: stay attached, or detach because xdplb is being uninstalled. */
+  let onExit: () => Promise<ExitDecision | null> = () => Promise.resolve(null);
   if (config) {
     source = new FileSource(config);
   } else {
@@ -133,7 +137,9 @@ async function main(): Promise<void> {
     const kubeconfig = v.kubeconfig ?? env.KUBECONFIG;
     if (kubeconfig) kc.loadFromFile(kubeconfig);
     else kc.loadFromCluster();
-    source = new ClusterSource(kc, { balancer: v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER, node: nodeName! });
+    const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
+    source = new ClusterSource(kc, { balancer, node: nodeName! });
+    onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir });
   }
   // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
   // cluster list may still be retrying), program what the source wants (a diff), then attach.
@@ -147,8 +153,13 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal, detach: !!v['detach-on-exit'] }, 'stopping');
-    Promise.resolve(source.stop()).then(() => agent.stop({ detach: !!v['detach-on-exit'] })).then(
+    const forced = !!v['detach-on-exit'];
+    log.info({ signal, detachOnExit: forced }, 'stopping');
+    const decided = forced ? Promise.resolve(null) : onExit();
+    Promise.all([decided, source.stop()]).then(([decision]) => {
+      if (decision) log[decision.level](decision.message);
+      return agent.stop({ detach: forced || !!decision?.detach });
+    }).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err: (err as Error).message }, 'stop failed');

@@ -1,0 +1,117 @@
+/**
+ * How a stopping agent tells an uninstall from a restart, against a real
+ * kube-apiserver, as the agent's service account with deploy/'s RBAC: the
+ * GET of its XdpBalancer says present (stay), being deleted, deleted or its
+ * CRD gone (detach); an API that cannot answer says nothing (stay, and warn
+ * with the cleanup command).
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
+import { type ExitDecision, exitDecision } from '../../src/agent/sources/uninstall.js';
+import { freePort, type TestServiceAccount } from './control-plane/control-plane.js';
+import { controlPlaneFixture } from './control-plane/fixture.js';
+
+const AT = { nic: 'eth0', pinDir: '/sys/fs/bpf/xdplb/edge' };
+const CLEANUP = 'xdplb-agent cleanup --nic eth0 --pin-dir /sys/fs/bpf/xdplb/edge';
+const FINALIZER = 'test.xdplb.dev/hold';
+/** The agent's 3 s is plenty for one GET, but a loaded test machine should not fail on it; the timeout has its own test. */
+const GET_TIMEOUT_MS = 20_000;
+const AGENT_RBAC = fileURLToPath(new URL('../../../deploy/rbac-agent.yaml', import.meta.url));
+
+describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () => {
+  const f = controlPlaneFixture((cp) => {
+    cp.kubectl(['create', 'namespace', 'xdplb-system']);
+    cp.kubectl(['apply', '-f', AGENT_RBAC]);
+  });
+  const kubectl = (args: string[], input?: string) => f.cp.kubectl(args, input);
+  const kubeAs = (who: TestServiceAccount) => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(f.cp.kubeconfigAs(who));
+    return kc;
+  };
+  const agent = () => kubeAs('xdplb-system/xdplb-agent');
+  const balancer = (name: string, finalizers: string[] = []) => kubectl(['apply', '-f', '-'],
+    `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: ${name}, finalizers: ${JSON.stringify(finalizers)}}\nspec: {image: registry.example/xdplb:1}\n`);
+  /** A kubeconfig for an API server at 127.0.0.1:port. */
+  const kubeAt = (port: number) => {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: `https://127.0.0.1:${port}`, skipTLSVerify: true }],
+      users: [{ name: 'u', token: 'none' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    return kc;
+  };
+  const assertStays = (d: ExitDecision, named: string) => {
+    assert.equal(d.detach, false, d.message);
+    assert.equal(d.level, 'warn', d.message);
+    assert.ok(d.message.includes(named), `${named}: ${d.message}`);
+    assert.ok(d.message.includes(CLEANUP), d.message);
+  };
+
+  test('present: stay attached (the agent may read its balancer)', async (t) => {
+    if (!f.need(t)) return;
+    balancer('edge');
+    const d = await exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS);
+    assert.deepEqual([d.detach, d.level], [false, 'info'], d.message);
+  });
+
+  test('being deleted (held by a finalizer), then deleted: detach', async (t) => {
+    if (!f.need(t)) return;
+    balancer('held', [FINALIZER]);
+    kubectl(['delete', 'xdpbalancer', 'held', '--wait=false']);
+    assert.ok(JSON.parse(kubectl(['get', 'xdpbalancer', 'held', '-o', 'json'])).metadata.deletionTimestamp);
+    let d = await exitDecision(agent(), 'held', AT, GET_TIMEOUT_MS);
+    assert.equal(d.detach, true, d.message);
+    assert.match(d.message, /XdpBalancer held is being deleted/);
+
+    kubectl(['patch', 'xdpbalancer', 'held', '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+    kubectl(['wait', '--for=delete', 'xdpbalancer/held', '--timeout=30s']);
+    d = await exitDecision(agent(), 'held', AT, GET_TIMEOUT_MS);
+    assert.equal(d.detach, true, d.message);
+    assert.match(d.message, /XdpBalancer held is gone/);
+  });
+
+  test('forbidden (403): stay attached, warn with the cleanup command', async (t) => {
+    if (!f.need(t)) return;
+    assertStays(await exitDecision(kubeAs('bob'), 'edge', AT, GET_TIMEOUT_MS), 'HTTP 403');
+  });
+
+  test('connection refused: stay attached, warn', async (t) => {
+    if (!f.need(t)) return;
+    assertStays(await exitDecision(kubeAt(await freePort()), 'edge', AT, GET_TIMEOUT_MS), 'ECONNREFUSED');
+  });
+
+  test('an API server that never answers: the GET gives up, stay attached, warn', async (t) => {
+    if (!f.need(t)) return;
+    const held = new Set<Socket>();
+    const silent: Server = createServer((s) => held.add(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as { port: number }).port;
+      assertStays(await exitDecision(kubeAt(port), 'edge', AT, 500), 'no answer within 500 ms');
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
+  test('the XdpBalancer CRD gone: detach', async (t) => {
+    if (!f.need(t)) return;
+    kubectl(['delete', 'crd', 'xdpbalancers.xdplb.dev', '--wait=true', '--timeout=60s']);
+    // The CRD's handler may serve for a moment after the object is gone: wait for the 404, however long it takes.
+    const deadline = Date.now() + 30_000;
+    let d = await exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS);
+    while (!d.detach && Date.now() < deadline) {
+      await sleep(200);
+      d = await exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS);
+    }
+    assert.equal(d.detach, true, d.message);
+    assert.match(d.message, /XdpBalancer edge is gone/);
+  });
+});
