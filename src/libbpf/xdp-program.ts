@@ -5,8 +5,8 @@
  * owner's program; remove the owner's pins. Attachment and pins outlive the
  * process, so the next run of the owner adopts them without a gap.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from './pins.js';
 import { attachXdp, detachXdp, type XdpMode } from './xdp.js';
 
@@ -133,9 +133,21 @@ export class XdpProgram {
   }
 }
 
-/** Removes every pin in a pin directory, and the directory; a subdirectory is not ours to remove, so it throws. */
+/**
+ * Removes every pin in a pin directory, and the directory; a subdirectory is
+ * not ours to remove, so it throws. Then the parents that attach() created with
+ * it go too, while empty, up to the filesystem's mount point (/sys/fs/bpf
+ * itself stays): an uninstall leaves nothing behind.
+ */
 export function removePinDir(pinDir: string): void {
   if (!existsSync(pinDir)) return;
   for (const name of readdirSync(pinDir)) rmSync(join(pinDir, name));
   rmdirSync(pinDir);
+  for (let dir = dirname(pinDir); dir !== dirname(dir) && statSync(dir).dev === statSync(dirname(dir)).dev; dir = dirname(dir)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // not empty (another balancer's pins), or not ours to remove
+    }
+  }
 }

@@ -1,6 +1,6 @@
 /** One program's life on a NIC: attach, replace our own, refuse a foreign program or a mode change, detach only ours. */
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type LoadedDecap, loadDecap } from '../../src/bpf/programs.js';
 import { pinnedProgramId } from '../../src/libbpf/pins.js';
@@ -108,6 +108,22 @@ describe('an XDP program on a NIC', () => {
     assert.equal(attachedXdpId(VETH, 'generic'), 0);
     assert.ok(!existsSync(PIN_DIR));
     assert.deepEqual(program.remove(), { detached: false, foreign: null }, 'removing twice is harmless');
+  });
+
+  test('remove takes the empty parents attach created, and stops at one another balancer still uses', (t) => {
+    if (!requireKernel(t)) return;
+    reset();
+    const nested = (balancer: string) => new XdpProgram({ nic: VETH, pinDir: `${PIN_DIR}/xdplb/${balancer}`, pinName: 'test_prog', owner: OWNER });
+    nested('a').attach(first.progFd, 'generic');
+    mkdirSync(`${PIN_DIR}/xdplb/b`);
+    nested('a').remove();
+    assert.ok(!existsSync(`${PIN_DIR}/xdplb/a`));
+    assert.ok(existsSync(`${PIN_DIR}/xdplb/b`), 'another balancer\'s directory stays');
+    rmdirSync(`${PIN_DIR}/xdplb/b`);
+    nested('a').attach(first.progFd, 'generic');
+    nested('a').remove();
+    assert.ok(!existsSync(PIN_DIR), 'every parent attach created is gone');
+    assert.ok(existsSync('/sys/fs/bpf'), 'the mount point stays');
   });
 
   test('auto falls back to generic where native cannot attach; an explicit native fails', (t) => {
