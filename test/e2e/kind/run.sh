@@ -121,6 +121,10 @@ fi
 if [[ ${KEEP_CLUSTER:-} == 1 ]] && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   phase "using the kept cluster $CLUSTER"
 else
+  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+    phase "deleting the cluster $CLUSTER an earlier run left"
+    kind delete cluster --name "$CLUSTER"
+  fi
   phase "kind create cluster"
   kind create cluster --name "$CLUSTER" --config "$config" "${kind_image[@]}" --wait 180s
 fi
