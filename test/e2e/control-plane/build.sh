@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kubectl and etcd from source through the Go module
 # proxy, once, into a cache outside the repo; prints the cache directory.
-# XDPLB_K8S_VERSION, XDPLB_ETCD_VERSION and XDPLB_CACHE_DIR override the defaults.
+# XDPLB_K8S_VERSION, XDPLB_ETCD_VERSION and XDPLB_CACHE override the defaults.
 # The kind node's binaries come from test/e2e/kind/build-components.sh, the
 # same way (scripts/lib/go-build.sh).
 set -euo pipefail
 
 K8S_VERSION=${XDPLB_K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${XDPLB_ETCD_VERSION:-v3.6.8}
-CACHE=${XDPLB_CACHE_DIR:-/var/cache/xdplb}/control-plane-${K8S_VERSION}-etcd-${ETCD_VERSION}
+CACHE=${XDPLB_CACHE:-/var/cache/xdplb}/control-plane-${K8S_VERSION}-etcd-${ETCD_VERSION}
 # shellcheck source=../../../scripts/lib/go-build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../../scripts/lib/go-build.sh"
 

@@ -5,7 +5,7 @@
 #
 #   test/e2e/kind/build-components.sh        build what is missing, print the dir
 #
-# The cache, ${XDPLB_CACHE_DIR:-/var/cache/xdplb}/kind-components-<key>, is keyed
+# The cache, ${XDPLB_CACHE:-/var/cache/xdplb}/kind-components-<key>, is keyed
 # by every version below (and RECIPE, bumped when the build flags change); its
 # VERSIONS file lists them. Each binary is moved into it only once it has been
 # built and has reported its version, so an interrupted or failed run keeps
@@ -39,7 +39,7 @@ local-path-provisioner $LPP_VERSION
 pause $PAUSE_VERSION
 recipe $RECIPE"
 key=$(sha256sum <<<"$versions" | cut -c1-12)
-CACHE=${XDPLB_CACHE_DIR:-/var/cache/xdplb}/kind-components-$key
+CACHE=${XDPLB_CACHE:-/var/cache/xdplb}/kind-components-$key
 
 K8S_BINS=(kubelet kubeadm kube-proxy kube-scheduler kube-controller-manager kube-apiserver kubectl)
 ETCD_BINS=(etcd etcdctl)

@@ -26,7 +26,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
-CACHE=${XDPLB_CACHE_DIR:-/var/cache/xdplb}
+CACHE=${XDPLB_CACHE:-/var/cache/xdplb}
 KIND_VERSION=v0.33.0
 MINBASE=xdplb-local/debian:bookworm-minbase
 export DOCKER_BUILDKIT=0
