@@ -16,8 +16,11 @@ import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
 import { discoverNextHop, type NextHop, NextHopWatcher } from './net/next-hop.js';
+import { allAddresses } from './net/iproute.js';
 
 const log = componentLog('agent');
+/** How often the agent re-reads the node's addresses when no next-hop poll interval is given (NextHopWatcher's default). */
+const NODE_ADDRESS_POLL_MS = 2000;
 
 export type XdpModeOption = XdpModeRequest;
 
@@ -58,6 +61,9 @@ export class Agent {
   private traceServer: Server | null = null;
   private tracer: Tracer | null = null;
   private vips: VipSpec[] = [];
+  /** This node's own addresses, which no VIP may be (read at open, then with the next hop's poll). */
+  private nodeAddresses: string[] = [];
+  private addressTimer: NodeJS.Timeout | null = null;
   private queue: Promise<void> = Promise.resolve();
   metrics: AgentMetrics | null = null;
   mode: XdpMode | null = null;
@@ -77,6 +83,7 @@ export class Agent {
   async open(): Promise<void> {
     this.nextHop = await discoverNextHop(this.opts);
     log.info({ nextHop: this.nextHop }, 'next hop');
+    await this.refreshNodeAddresses();
     this.lb = loadBalancer({ pinDir: this.opts.pinDir, capacity: this.opts.capacity });
     this.dataplane = new Dataplane(this.lb.maps);
     this.dataplane.adopt();
@@ -105,12 +112,25 @@ export class Agent {
       void this.reconcile();
     }, this.opts.nextHopPollMs);
     this.watcher.start();
+    // A VIP already programmed stays until its next change; new ones are checked against the fresh list.
+    this.addressTimer = setInterval(() => void this.refreshNodeAddresses(), this.opts.nextHopPollMs ?? NODE_ADDRESS_POLL_MS);
+    this.addressTimer.unref();
+  }
+
+  private async refreshNodeAddresses(): Promise<void> {
+    try {
+      const now = (await allAddresses()).sort();
+      if (now.join() !== this.nodeAddresses.join()) log.info({ addresses: now }, 'node addresses (no VIP may be one)');
+      this.nodeAddresses = now;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot read the node\'s addresses; keeping the last list');
+    }
   }
 
   /** Which of these VIPs the dataplane would program together (groups: see Dataplane.accept), and why not the others. */
   accept(vips: VipSpec[], groups?: readonly number[]): Acceptance {
     if (!this.dataplane || !this.nextHop) throw new Error('agent not opened');
-    return this.dataplane.accept({ encap: this.nextHop, vips }, groups);
+    return this.dataplane.accept({ encap: this.nextHop, vips, nodeAddresses: this.nodeAddresses }, groups);
   }
 
   /** Replaces the desired VIPs; resolves when applied (rejects if they were refused). */
@@ -127,7 +147,7 @@ export class Agent {
     const run = this.queue.then(() => {
       const end = this.metrics!.reconcileDuration.startTimer();
       try {
-        const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips });
+        const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips, nodeAddresses: this.nodeAddresses });
         this.metrics!.reconciles.inc({ result: 'ok' });
         this.refreshTrace();
         if (result.writes) log.info(result, 'reconciled');
@@ -172,6 +192,7 @@ export class Agent {
    */
   async stop(opts: { detach?: boolean } = {}): Promise<void> {
     this.watcher?.stop();
+    if (this.addressTimer) clearInterval(this.addressTimer);
     await this.queue;
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     this.traceServer?.closeAllConnections();

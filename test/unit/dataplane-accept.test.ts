@@ -32,6 +32,19 @@ describe('accepting a desired state', () => {
     ]);
   });
 
+  test('a VIP that is one of the node\'s own addresses is refused, whatever its spelling; the others are accepted', () => {
+    const h = new MemoryDataplane();
+    const state = [vip('198.19.2.1'), vip('2001:db8:19::2', reals(1, '2001:db8:2::')), vip('198.19.2.3')];
+    const nodeAddresses = ['198.19.2.1', '2001:DB8:19:0::2', '127.0.0.1', 'fe80::1'];
+    const acc = h.dp.accept({ encap: ENCAP, vips: state, nodeAddresses });
+    assert.deepEqual(acc.accepted, [2]);
+    const why = (a: string) => `.address: ${a} is an address of this node: XDP sees packets before the host, so the VIP would capture the node's own traffic; use an address no node has`;
+    assert.deepEqual(refusedAs(acc.refused), [[0, [why('198.19.2.1')]], [1, [why('2001:db8:19::2')]]]);
+    // A whole state (standalone mode) with such a VIP is refused, and nothing is written.
+    assert.throws(() => h.dp.apply({ encap: ENCAP, vips: state, nodeAddresses }), /vips\[0\]\.address: 198\.19\.2\.1 is an address of this node/);
+    assert.equal(h.dp.totalWrites(), 0);
+  });
+
   test('a group is refused whole: the others of a refused VIP\'s group carry REFUSED_WITH_GROUP', () => {
     const h = new MemoryDataplane();
     const v6 = vip('2001:db8:19::3', reals(1, '2001:db8:3::'));

@@ -51,6 +51,12 @@ export interface VipSpec {
 export interface DesiredState {
   encap: EncapConfig;
   vips: VipSpec[];
+  /**
+   * Addresses configured on this node, any interface. A VIP may not be one:
+   * XDP sees a packet before the host does, so such a VIP would capture the
+   * node's own traffic (kubelet, SSH, BGP, VXLAN).
+   */
+  nodeAddresses?: readonly string[];
 }
 
 export interface NormalizedReal {
@@ -206,10 +212,16 @@ export function validate(state: DesiredState): ValidatedState {
     general.push({ path: 'encap.maxPktSize', reason: `${encap.maxPktSize} is not a non-negative integer` });
   }
 
+  const own = new Set<string>();
+  for (const a of state.nodeAddresses ?? []) {
+    const parsed = tryParse(a, 'nodeAddresses', general);
+    if (parsed) own.add(parsed.text);
+  }
   const seen = new Set<string>();
   const vips = state.vips.map((v): NormalizedVip | Problem[] => {
     const { vip, problems } = normalizeVipCached(v, !!srcV4, !!srcV6);
     if (!vip) return problems;
+    if (own.has(vip.address.text)) return [nodeAddressProblem(vip.address.text)];
     if (seen.has(vip.id)) return [{ path: '', reason: `VIP ${vip.id} is listed twice` }];
     seen.add(vip.id);
     return vip;
@@ -218,6 +230,13 @@ export function validate(state: DesiredState): ValidatedState {
 }
 
 export const isValid = (v: NormalizedVip | Problem[]): v is NormalizedVip => !Array.isArray(v);
+
+function nodeAddressProblem(address: string): Problem {
+  return {
+    path: '.address',
+    reason: `${address} is an address of this node: XDP sees packets before the host, so the VIP would capture the node's own traffic; use an address no node has`,
+  };
+}
 
 /**
  * Parsed addresses are shared objects, so counting by identity is fast; the

@@ -53,6 +53,12 @@ export async function globalAddresses(dev: string): Promise<{ v4: string[]; v6: 
   };
 }
 
+/** Every address configured in this network namespace, on any link, of any scope. */
+export async function allAddresses(): Promise<string[]> {
+  const out = await ipJson<{ addr_info?: { local?: string }[] }[]>(['addr', 'show']);
+  return out.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (a.local ? [a.local] : [])));
+}
+
 const USABLE_NEIGH_STATES = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
 
 export async function neighbourMac(address: string, dev: string): Promise<string | null> {
