@@ -2,11 +2,15 @@
  * The XdpAddressPool CRD on a real kube-apiserver: a valid pool is accepted
  * with its defaults and listed by kubectl get xdpap; bad CIDRs, non-canonical
  * CIDRs, overlapping CIDRs within a pool and a missing namespaceSelector are
- * refused with a message that names the field.
+ * refused with a message that names the field. The example pools and RBAC
+ * apply, and grant what the README says.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { controlPlaneFixture } from './control-plane/fixture.js';
+
+const deployFile = (path: string) => fileURLToPath(new URL(`../../../deploy/${path}`, import.meta.url));
 
 const pool = (name: string, spec: string) =>
   `apiVersion: xdplb.dev/v1alpha1\nkind: XdpAddressPool\nmetadata: {name: ${name}}\nspec:\n${spec}\n`;
@@ -64,4 +68,38 @@ describe('XdpAddressPool CRD on a real kube-apiserver', () => {
     assert.match(cp.kubectlError(['get', 'xdpap', 'bad']), /NotFound/);
   });
 
+  test('the example pools apply; the controller may read pools and write their status, a tenant may not touch them', (t) => {
+    if (!f.need(t)) return;
+    const { cp } = f;
+    cp.kubectl(['create', 'namespace', 'shop']);
+    for (const file of ['namespace.yaml', 'rbac-controller.yaml', 'examples/rbac-address-pools.yaml']) cp.kubectl(['apply', '-f', deployFile(file)]);
+    cp.kubectl(['delete', 'xdpap', '--all']);
+    cp.kubectl(['apply', '-f', deployFile('examples/xdpaddresspool.yaml')]);
+    assert.equal(cp.kubectl(['get', 'xdpap', 'shop', '-o', 'jsonpath={.spec.cidrs}']), '["198.19.0.0/24","2001:db8:19::/64"]');
+    assert.equal(cp.kubectl(['get', 'xdpap', 'edge', '-o', 'jsonpath={.spec.autoAssign}']), 'false');
+    const can = (as: string[], ...what: string[]) => {
+      try {
+        return cp.kubectl(['auth', 'can-i', ...as, ...what]).trim();
+      } catch (err) {
+        return ((err as { stdout?: string }).stdout ?? '').trim() || String((err as { stderr?: string }).stderr);
+      }
+    };
+    const controller = ['--as', 'system:serviceaccount:xdplb-system:xdplb-controller'];
+    for (const verb of ['get', 'list', 'watch']) {
+      assert.equal(can(controller, verb, 'xdpaddresspools.xdplb.dev'), 'yes', `controller ${verb} pools`);
+      for (const r of ['namespaces', 'nodes', 'services', 'servicecidrs.networking.k8s.io']) assert.equal(can(controller, verb, r), 'yes', `controller ${verb} ${r}`);
+    }
+    assert.equal(can(controller, 'patch', 'xdpaddresspools.xdplb.dev', '--subresource=status'), 'yes');
+    assert.equal(can(controller, 'create', 'xdpaddresspools.xdplb.dev'), 'no');
+    assert.equal(can(controller, 'patch', 'xdpaddresspools.xdplb.dev'), 'no', 'the controller never changes a pool spec');
+    const admin = ['--as', 'alice', '--as-group', 'pool-admins'];
+    cp.kubectl(['create', 'clusterrolebinding', 'pool-admins', '--clusterrole', 'xdplb-pool-admin', '--group', 'pool-admins']);
+    assert.equal(can(admin, 'create', 'xdpaddresspools.xdplb.dev'), 'yes');
+    assert.equal(can(admin, 'patch', 'namespaces/shop'), 'yes');
+    const tenant = ['--as', 'bob', '--as-group', 'shop-team'];
+    assert.equal(can(tenant, 'create', 'loadbalancervips.xdplb.dev', '-n', 'shop'), 'yes');
+    assert.equal(can(tenant, 'create', 'loadbalancervips.xdplb.dev', '-n', 'default'), 'no');
+    for (const verb of ['create', 'patch', 'delete']) assert.equal(can(tenant, verb, 'xdpaddresspools.xdplb.dev'), 'no', `tenant ${verb} pools`);
+    assert.equal(can(tenant, 'patch', 'namespaces/shop'), 'no', 'a tenant cannot relabel its namespace into another pool');
+  });
 });
