@@ -45,12 +45,13 @@ export class VipController {
   private readonly queue: WorkQueue;
   private readonly podIndex = new PodIndex();
   private readonly vipIndex = new VipIndex();
-  private readonly claims = new ClaimIndex();
+  private readonly claims: ClaimIndex;
   reconciles = 0;
   statusWrites = 0;
 
   constructor(kc: KubeConfig, private readonly opts: VipControllerOptions) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.claims = new ClaimIndex(this.sharesNodes);
     const core = kc.makeApiClient(CoreV1Api);
     this.vips = new WatchedCache<LoadBalancerVip>(
       kc,
@@ -75,10 +76,22 @@ export class VipController {
     await Promise.all([this.vips.stop(), this.pods.stop()]);
   }
 
-  /** The balancer's agents or settings changed: its VIPs' Programmed condition may have. */
+  /**
+   * The balancer's agents or settings changed: its VIPs' Programmed condition
+   * may have, and so may the conflicts between its VIPs and other balancers'
+   * (its nodeSelector decides whether they may share a node).
+   */
   balancerChanged(balancer: string): void {
-    for (const v of this.vips.list()) if (balancerOf(v) === balancer) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+    for (const v of this.vips.list()) {
+      if (balancerOf(v) !== balancer) continue;
+      const key = keyOf(v.metadata.namespace, v.metadata.name);
+      this.queue.add(key);
+      for (const rival of this.claims.rivalsOf(key)) this.queue.add(rival);
+    }
   }
+
+  /** VIPs of two balancers conflict when the balancers may run on one node. */
+  private readonly sharesNodes = (a: string, b: string) => this.opts.balancers.mayShareNodes(a, b);
 
   /** A VIP change can change who wins a contested address: the VIPs sharing a claim it had or has are looked at too. */
   private onVip(v: LoadBalancerVip, deleted: boolean): void {
@@ -129,7 +142,9 @@ export class VipController {
     for (const bad of next.badWeights) {
       this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
     }
-    log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict }, 'status updated');
+    // The whole story, other namespaces' holders included, is for the operator's log only.
+    const lost = conflict?.lost.map((l) => `${l.claim} held by ${l.heldBy}${l.balancer ? ` (XdpBalancer ${l.balancer})` : ''}`);
+    log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict, ...(lost ? { lost } : {}) }, 'status updated');
     return requeue;
   }
 
