@@ -11,6 +11,8 @@ export interface ControllerOptions {
   /** Who writes events (the pod name). */
   identity: string;
   metrics?: ControllerMetrics;
+  /** Seconds between resyncs of every VIP; default DEFAULT_RESYNC_SECONDS. */
+  resyncSeconds?: number;
 }
 
 export class Controller {
@@ -27,7 +29,7 @@ export class Controller {
       events,
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
-    this.vips = new VipController(kc, { balancers: this.balancers, events, metrics: this.metrics });
+    this.vips = new VipController(kc, { balancers: this.balancers, events, metrics: this.metrics, resyncSeconds: opts.resyncSeconds });
   }
 
   /** Balancers first: VIP conditions depend on their agents. */
