@@ -49,4 +49,6 @@ export const DEFAULT_DRAIN_SECONDS = 60;
 export const BalancerConditionType = {
   /** Every node the DaemonSet should run on has a ready agent. */
   AgentsReady: 'AgentsReady',
+  /** True while an agent of another balancer runs on one of its nodes (the two would fight over the NIC). */
+  NodeOverlap: 'NodeOverlap',
 } as const;

@@ -2,10 +2,12 @@
  * XdpBalancers: owns each one's agent DaemonSet (server-side applied, so an
  * unchanged spec writes nothing and a changed one rolls the agents) and
  * reports how many agents are desired and ready, which the VIP controller
- * needs to say whether a VIP is programmed everywhere.
+ * needs to say whether a VIP is programmed everywhere. Also says which
+ * balancers may share nodes (node-overlap.ts): the VIP controller's conflicts
+ * depend on it, and a balancer whose nodes run another's agent is told so.
  */
 import {
-  AppsV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Condition, type V1DaemonSet,
+  AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Condition, type V1DaemonSet, type V1Pod,
 } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
@@ -13,14 +15,19 @@ import {
 } from '../api/xdpbalancer.js';
 import { componentLog } from '../lib/log.js';
 import { WatchedCache } from '../lib/watched-cache.js';
-import { BALANCER_LABEL } from '../api/agent-pod.js';
+import { AGENT_APP, BALANCER_LABEL } from '../api/agent-pod.js';
 import { agentDaemonSet, agentDaemonSetName, MANAGED_BY } from './agent-daemonset.js';
+import { trimPod } from './backends.js';
+import type { EventRecorder } from './events.js';
 import type { ControllerMetrics } from './metrics.js';
+import { AgentNodes, nodeOverlapCondition, nodeSelectorsDisjoint } from './node-overlap.js';
 import { WorkQueue } from '../lib/work-queue.js';
 
 const log = componentLog('balancer-controller');
 
 export const CONTROLLER_FIELD_MANAGER = 'xdplb-controller';
+/** Agent pods per list page (one per node and balancer: thousands on a large cluster). */
+const AGENT_PODS_PAGE_SIZE = 500;
 
 /** What the VIP controller needs to know about a balancer. */
 export interface BalancerView {
@@ -28,6 +35,8 @@ export interface BalancerView {
   /** Agents the balancer's DaemonSet should run; undefined until the DaemonSet reports. */
   desiredAgents(balancer: string): number | undefined;
   drainSeconds(balancer: string): number;
+  /** Whether two different balancers may run on one node: both exist and their nodeSelectors do not exclude each other. */
+  mayShareNodes(a: string, b: string): boolean;
 }
 
 export interface BalancerControllerOptions {
@@ -36,6 +45,7 @@ export interface BalancerControllerOptions {
   /** Called when what the view says about a balancer may have changed. */
   onBalancerChange?(balancer: string): void;
   metrics?: ControllerMetrics;
+  events?: EventRecorder;
 }
 
 export class BalancerController implements BalancerView {
@@ -43,6 +53,8 @@ export class BalancerController implements BalancerView {
   private readonly apps: AppsV1Api;
   private readonly balancers: WatchedCache<XdpBalancer>;
   private readonly daemonSets: WatchedCache<V1DaemonSet>;
+  private readonly agentPods: WatchedCache<V1Pod>;
+  private readonly agentNodes = new AgentNodes();
   private readonly queue: WorkQueue;
 
   constructor(kc: KubeConfig, private readonly opts: BalancerControllerOptions) {
@@ -66,18 +78,30 @@ export class BalancerController implements BalancerView {
       },
       { labelSelector },
     );
+    // Agent pods say where each balancer runs now: a node running two balancers' agents is reported on both.
+    const core = kc.makeApiClient(CoreV1Api);
+    const agentLabel = `app.kubernetes.io/name=${AGENT_APP}`;
+    this.agentPods = new WatchedCache<V1Pod>(
+      kc,
+      `/api/v1/namespaces/${ns}/pods`,
+      (page) => core.listNamespacedPod({ namespace: ns, labelSelector: agentLabel, ...page }),
+      (p, verb) => {
+        for (const b of this.agentNodes.update(p, verb === 'delete')) this.queue.add(b);
+      },
+      { labelSelector: agentLabel, trim: trimPod, pageSize: AGENT_PODS_PAGE_SIZE },
+    );
     this.queue = new WorkQueue('xdpbalancer', (name) => this.reconcile(name), opts.metrics?.queueHooks('XdpBalancer', () => this.queue.depth));
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.balancers.start(), this.daemonSets.start()]);
+    await Promise.all([this.balancers.start(), this.daemonSets.start(), this.agentPods.start()]);
     for (const b of this.balancers.list()) this.queue.add(b.metadata.name!);
     this.queue.start();
   }
 
   async stop(): Promise<void> {
     await this.queue.stop();
-    await Promise.all([this.balancers.stop(), this.daemonSets.stop()]);
+    await Promise.all([this.balancers.stop(), this.daemonSets.stop(), this.agentPods.stop()]);
   }
 
   exists(balancer: string): boolean {
@@ -91,6 +115,12 @@ export class BalancerController implements BalancerView {
 
   drainSeconds(balancer: string): number {
     return this.balancers.get(balancer)?.spec.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
+  }
+
+  mayShareNodes(a: string, b: string): boolean {
+    const x = this.balancers.get(a);
+    const y = this.balancers.get(b);
+    return !!x && !!y && !nodeSelectorsDisjoint(x.spec.nodeSelector, y.spec.nodeSelector);
   }
 
   private changed(balancer: string): void {
@@ -126,20 +156,25 @@ export class BalancerController implements BalancerView {
     };
     const prev = b.status?.conditions?.find((c) => c.type === condition.type);
     if (prev && prev.status === condition.status) condition.lastTransitionTime = new Date(prev.lastTransitionTime);
+    const overlap: V1Condition = { ...nodeOverlapCondition(this.agentNodes.sharedWith(name), b.metadata.generation), lastTransitionTime: new Date() };
+    const prevOverlap = b.status?.conditions?.find((c) => c.type === overlap.type);
+    if (prevOverlap && prevOverlap.status === overlap.status) overlap.lastTransitionTime = new Date(prevOverlap.lastTransitionTime);
     const status: XdpBalancerStatus = {
       observedGeneration: b.metadata.generation,
       desiredAgents: desired,
       readyAgents: ready,
-      conditions: [condition],
+      conditions: [condition, overlap],
     };
+    const sameAs = (c: V1Condition, p: V1Condition | undefined) => p?.status === c.status && p?.reason === c.reason && p?.message === c.message;
     const same = b.status?.observedGeneration === status.observedGeneration && b.status?.desiredAgents === desired &&
-      b.status?.readyAgents === ready && prev?.status === condition.status && prev?.reason === condition.reason && prev?.message === condition.message;
+      b.status?.readyAgents === ready && sameAs(condition, prev) && sameAs(overlap, prevOverlap);
     if (same) return;
     await this.custom.patchClusterCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     this.opts.metrics?.statusWrites.inc({ kind: 'XdpBalancer' });
+    if (overlap.status === 'True' && prevOverlap?.status !== 'True') this.opts.events?.record(b, 'Warning', 'NodeOverlap', overlap.message);
     log.info({ balancer: name, desired, ready }, 'balancer status updated');
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { V1Condition } from '@kubernetes/client-node';
 import { ConditionType, type LoadBalancerVip, type LoadBalancerVipStatus, type NodeStatus } from '../api/loadbalancervip.js';
-import type { ConflictInfo } from './conflicts.js';
+import { type ConflictInfo, lossMessage } from './conflicts.js';
 
 export interface ConditionInputs {
   vip: LoadBalancerVip;
@@ -45,7 +45,7 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
     ConditionType.Conflict,
     inConflict,
     inConflict ? 'AddressInUse' : 'NoConflict',
-    inConflict ? i.conflict!.lost.map((l) => `${l.claim} is held by ${l.heldBy}`).join('; ') : 'no other VIP claims these ports',
+    inConflict ? i.conflict!.lost.map(lossMessage).join('; ') : 'no other VIP claims these ports',
     gen,
   );
   const allProgrammed = !inConflict && !i.balancerProblem && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;

@@ -11,6 +11,8 @@ export interface ControllerOptions {
   /** Who writes events (the pod name). */
   identity: string;
   metrics?: ControllerMetrics;
+  /** Seconds between resyncs of every VIP; default DEFAULT_RESYNC_SECONDS. */
+  resyncSeconds?: number;
 }
 
 export class Controller {
@@ -20,12 +22,14 @@ export class Controller {
 
   constructor(kc: KubeConfig, opts: ControllerOptions) {
     this.metrics = opts.metrics ?? new ControllerMetrics();
+    const events = new EventRecorder(kc, opts.identity);
     this.balancers = new BalancerController(kc, {
       namespace: opts.namespace,
       metrics: this.metrics,
+      events,
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
-    this.vips = new VipController(kc, { balancers: this.balancers, events: new EventRecorder(kc, opts.identity), metrics: this.metrics });
+    this.vips = new VipController(kc, { balancers: this.balancers, events, metrics: this.metrics, resyncSeconds: opts.resyncSeconds });
   }
 
   /** Balancers first: VIP conditions depend on their agents. */

@@ -13,6 +13,7 @@ import { Controller } from './controller.js';
 import { ensureDefaultBalancer, ownImage } from './default-balancer.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector } from './leader-election.js';
 import { ControllerMetrics } from './metrics.js';
+import { DEFAULT_RESYNC_SECONDS } from './vip-controller.js';
 
 const log = componentLog('controller-main');
 
@@ -30,6 +31,8 @@ const USAGE = `usage: xdplb-controller [options]
   --agent-image IMAGE     image of the "default" XdpBalancer the controller creates when none exists;
                           default: this pod's own image (XDPLB_AGENT_IMAGE)
   --no-default-balancer   do not create the "default" XdpBalancer
+  --resync-period S       seconds between resyncs that reconcile every LoadBalancerVip again (a safety
+                          net; events drive the work); default ${DEFAULT_RESYNC_SECONDS}
 `;
 
 const DEFAULT_NAMESPACE = 'xdplb-system';
@@ -57,6 +60,7 @@ async function main(): Promise<void> {
         'no-leader-elect': { type: 'boolean' },
         'agent-image': { type: 'string' },
         'no-default-balancer': { type: 'boolean' },
+        'resync-period': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -82,7 +86,8 @@ async function main(): Promise<void> {
   else kc.loadFromCluster();
 
   const metrics = new ControllerMetrics();
-  const controller = new Controller(kc, { namespace, identity, metrics });
+  const resyncSeconds = seconds('resync-period', values['resync-period'], DEFAULT_RESYNC_SECONDS);
+  const controller = new Controller(kc, { namespace, identity, metrics, resyncSeconds });
   let started = false;
   const server = await serveMetrics(metrics.registry, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
     // A standby replica is ready: it serves metrics and would take over.

@@ -22,6 +22,11 @@ export class ControllerMetrics {
     labelNames: ['kind'],
     registers: [this.registry],
   });
+  readonly resyncs = new Counter({
+    name: 'xdplb_controller_resyncs_total',
+    help: 'Periodic resyncs: each reconciles every LoadBalancerVip again, a safety net for a change no event queued',
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({
     name: 'xdplb_controller_leader',
     help: '1 while this replica holds the leader lease',

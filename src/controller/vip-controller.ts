@@ -3,6 +3,9 @@
  * settles address conflicts, and writes status (backends, conditions,
  * summaries) only when something a user can see changed. Agents turn that
  * status into maps; this controller never touches BPF.
+ *
+ * Every event queues exactly the VIPs it may change; a periodic resync
+ * queues them all anyway, as a safety net against a missed case.
  */
 import {
   CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
@@ -30,7 +33,12 @@ export interface VipControllerOptions {
   balancers: BalancerView;
   events?: EventRecorder;
   metrics?: ControllerMetrics;
+  /** Every this often, every VIP is reconciled again (and the claim index rebuilt from the cache). */
+  resyncSeconds?: number;
 }
+
+export const DEFAULT_RESYNC_SECONDS = 300;
+const MS_PER_SECOND = 1000;
 
 /** Objects per list page: bounds the largest response the controller parses at once. */
 const LIST_PAGE_SIZE = 500;
@@ -45,12 +53,15 @@ export class VipController {
   private readonly queue: WorkQueue;
   private readonly podIndex = new PodIndex();
   private readonly vipIndex = new VipIndex();
-  private readonly claims = new ClaimIndex();
+  private claims: ClaimIndex;
+  private resyncTimer: NodeJS.Timeout | undefined;
   reconciles = 0;
   statusWrites = 0;
+  resyncs = 0;
 
   constructor(kc: KubeConfig, private readonly opts: VipControllerOptions) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.claims = new ClaimIndex(this.sharesNodes);
     const core = kc.makeApiClient(CoreV1Api);
     this.vips = new WatchedCache<LoadBalancerVip>(
       kc,
@@ -68,16 +79,41 @@ export class VipController {
     await Promise.all([this.vips.start(), this.pods.start()]);
     for (const v of this.vips.list()) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
     this.queue.start();
+    const every = (this.opts.resyncSeconds ?? DEFAULT_RESYNC_SECONDS) * MS_PER_SECOND;
+    this.resyncTimer = setInterval(() => this.resync(), every);
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
     await this.queue.stop();
     await Promise.all([this.vips.stop(), this.pods.stop()]);
   }
 
-  /** The balancer's agents or settings changed: its VIPs' Programmed condition may have. */
+  /**
+   * The balancer's agents or settings changed: its VIPs' Programmed condition
+   * may have, and so may the conflicts between its VIPs and other balancers'
+   * (its nodeSelector decides whether they may share a node).
+   */
   balancerChanged(balancer: string): void {
-    for (const v of this.vips.list()) if (balancerOf(v) === balancer) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+    for (const v of this.vips.list()) {
+      if (balancerOf(v) !== balancer) continue;
+      const key = keyOf(v.metadata.namespace, v.metadata.name);
+      this.queue.add(key);
+      for (const rival of this.claims.rivalsOf(key)) this.queue.add(rival);
+    }
+  }
+
+  /** VIPs of two balancers conflict when the balancers may run on one node. */
+  private readonly sharesNodes = (a: string, b: string) => this.opts.balancers.mayShareNodes(a, b);
+
+  /** The safety net: the index is rebuilt from the cache and every VIP is reconciled. */
+  private resync(): void {
+    const vips = this.vips.list();
+    this.claims = ClaimIndex.of(vips, this.sharesNodes);
+    for (const v of vips) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+    this.resyncs++;
+    this.opts.metrics?.resyncs.inc();
+    log.debug({ vips: vips.length }, 'resync: every VIP queued');
   }
 
   /** A VIP change can change who wins a contested address: the VIPs sharing a claim it had or has are looked at too. */
@@ -129,7 +165,9 @@ export class VipController {
     for (const bad of next.badWeights) {
       this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
     }
-    log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict }, 'status updated');
+    // The whole story, other namespaces' holders included, is for the operator's log only.
+    const lost = conflict?.lost.map((l) => `${l.claim} held by ${l.heldBy}${l.balancer ? ` (XdpBalancer ${l.balancer})` : ''}`);
+    log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict, ...(lost ? { lost } : {}) }, 'status updated');
     return requeue;
   }
 

@@ -127,7 +127,7 @@ describe('backend resolution', () => {
 
 describe('VIP status and its requeue wish', () => {
   const agents = 2;
-  const view: BalancerView = { exists: () => true, desiredAgents: () => agents, drainSeconds: () => DRAIN };
+  const view: BalancerView = { exists: () => true, desiredAgents: () => agents, drainSeconds: () => DRAIN, mayShareNodes: () => false };
 
   test('a draining backend asks for another reconcile when its drain ends; nothing draining asks for none', () => {
     const v = vip('v');

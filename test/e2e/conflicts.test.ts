@@ -1,0 +1,164 @@
+/**
+ * Conflicts settle, against a real kube-apiserver: whatever happens to the
+ * VIP holding an address (edited, respelled, deleted, on a balancer that
+ * shares nodes or stops sharing them), the VIP that lost to it follows; a
+ * conflict shown to one namespace does not name another's VIP; two balancers
+ * whose agents share a node are told so; a periodic resync runs.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
+import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
+import { Controller } from '../../src/controller/controller.js';
+import { controlPlaneFixture } from './control-plane/fixture.js';
+
+const AGENT_NS = 'xdplb-system';
+/** Generous: a loaded 2-core machine runs the API server, etcd and the controller together. */
+const WAIT_MS = 60_000;
+const RESYNC_SECONDS = 1;
+
+function kubeConfig(file: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return kc;
+}
+
+describe('conflicts that always settle, on a real kube-apiserver', () => {
+  let controller: Controller;
+  const f = controlPlaneFixture(
+    async (cp) => {
+      for (const ns of ['shop', 'bank', AGENT_NS]) cp.kubectl(['create', 'namespace', ns]);
+      cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: default}\nspec: {image: registry.example/xdplb:1}\n');
+      // The default resync (minutes): what settles here, events settled.
+      controller = new Controller(kubeConfig(cp.kubeconfig), { namespace: AGENT_NS, identity: 'test' });
+      await controller.start();
+    },
+    async () => {
+      await controller?.stop();
+    },
+  );
+  const kubectl = (args: string[], input?: string) => f.cp.kubectl(args, input);
+
+  const lbvip = (ns: string, name: string, address: string, port: number, balancer?: string) => kubectl(['apply', '-f', '-'],
+    `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: ${name}, namespace: ${ns}}\n`
+    + `spec: {address: "${address}", ports: [{port: ${port}}], backendSelector: {matchLabels: {app: web}}${balancer ? `, balancer: ${balancer}` : ''}}\n`);
+  const getVip = (ns: string, name: string) => JSON.parse(kubectl(['get', 'lbvip', name, '-n', ns, '-o', 'json'])) as LoadBalancerVip;
+  const conflict = (v: LoadBalancerVip) => v.status?.conditions?.find((c) => c.type === 'Conflict');
+
+  const untilOk = async <T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean): Promise<T> => {
+    const deadline = Date.now() + WAIT_MS;
+    let x = await get();
+    while (!ok(x) && Date.now() < deadline) {
+      await sleep(200);
+      x = await get();
+    }
+    assert.ok(ok(x), `${what}; now: ${JSON.stringify(x)}`);
+    return x;
+  };
+  const inConflict = (ns: string, name: string, what: string) =>
+    untilOk(`${ns}/${name} ${what}`, () => getVip(ns, name), (v) => conflict(v)?.status === 'True');
+  const settled = (ns: string, name: string, what: string) =>
+    untilOk(`${ns}/${name} ${what}`, () => getVip(ns, name), (v) => conflict(v)?.status === 'False' && v.status?.observedGeneration === v.metadata.generation);
+  type VipArgs = [ns: string, name: string, address: string, port: number, balancer?: string];
+  /**
+   * The holder first, settled; then the loser, in conflict with it: returns the loser.
+   * Creation times have a resolution of one second and a tie goes by namespace/name:
+   * every holder's namespace/name sorts before its loser's.
+   */
+  const contest = async (holder: VipArgs, loser: VipArgs, why: string) => {
+    lbvip(...holder);
+    await settled(holder[0], holder[1], 'holds the address');
+    lbvip(...loser);
+    return inConflict(loser[0], loser[1], why);
+  };
+
+  test('the holder moves to another port: the loser settles; moves back: the loser is in conflict again', async (t) => {
+    if (!f.need(t)) return;
+    const lost = await contest(['shop', 'edit-holder', '198.19.3.1', 80], ['shop', 'edit-loser', '198.19.3.1', 80], 'loses to the older VIP');
+    assert.equal(conflict(lost)!.message, '198.19.3.1:80/TCP is held by shop/edit-holder');
+    lbvip('shop', 'edit-holder', '198.19.3.1', 8080);
+    await settled('shop', 'edit-loser', 'holds port 80 once the holder moved to 8080');
+    lbvip('shop', 'edit-holder', '198.19.3.1', 80);
+    await inConflict('shop', 'edit-loser', 'loses again: the older VIP is back on port 80');
+  });
+
+  test('the holder is deleted: the loser takes over', async (t) => {
+    if (!f.need(t)) return;
+    await contest(['shop', 'gone-holder', '198.19.3.2', 80], ['shop', 'gone-loser', '198.19.3.2', 80], 'loses to the older VIP');
+    kubectl(['delete', 'lbvip', 'gone-holder', '-n', 'shop']);
+    await settled('shop', 'gone-loser', 'takes over');
+  });
+
+  test('an IPv6 address spelled two ways is one claim; the holder moving away releases it', async (t) => {
+    if (!f.need(t)) return;
+    const lost = await contest(['shop', 'v6-holder', '2001:db8:3::1', 443], ['shop', 'v6-loser', '2001:DB8:3:0::1', 443],
+      'loses: the same address, spelled another way');
+    assert.equal(conflict(lost)!.message, '2001:db8:3::1:443/TCP is held by shop/v6-holder');
+    lbvip('shop', 'v6-holder', '2001:0db8:0003::0002', 443);
+    await settled('shop', 'v6-loser', 'holds the address once the holder moved to another');
+  });
+
+  test("a holder in another namespace is not named in the loser's condition or events", async (t) => {
+    if (!f.need(t)) return;
+    const lost = await contest(['bank', 'vault', '198.19.3.4', 80], ['shop', 'nosy', '198.19.3.4', 80], 'loses to the VIP of another namespace');
+    assert.equal(conflict(lost)!.message, '198.19.3.4:80/TCP is in use by another namespace');
+    const events = await untilOk('a Conflict event', () => kubectl(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=nosy',
+      '-o', 'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}']), (text) => text.includes('Conflict:'));
+    assert.doesNotMatch(`${JSON.stringify(lost.status)}\n${events}`, /bank|vault/);
+    kubectl(['delete', 'lbvip', 'vault', '-n', 'bank']);
+    await settled('shop', 'nosy', 'takes over');
+  });
+
+  test('one address on two balancers that may share nodes conflicts; making their nodeSelectors exclusive settles it', async (t) => {
+    if (!f.need(t)) return;
+    kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: edge}\nspec: {image: registry.example/xdplb:1, nodeSelector: {pool: edge}}\n');
+    // default has no nodeSelector: it may run on edge's nodes too.
+    const lost = await contest(['shop', 'holder-main', '198.19.3.5', 80], ['shop', 'loser-edge', '198.19.3.5', 80, 'edge'],
+      'loses: default may run on the nodes of edge');
+    assert.match(conflict(lost)!.message!, /^198\.19\.3\.5:80\/TCP is held by shop\/holder-main on XdpBalancer "default", which may run on the same nodes/);
+    kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', '{"spec":{"nodeSelector":{"pool":"main"}}}']);
+    await settled('shop', 'loser-edge', 'holds the address on edge once default keeps to other nodes');
+    assert.equal(conflict(getVip('shop', 'holder-main'))!.status, 'False');
+    kubectl(['patch', 'xdpbalancer', 'default', '--type=json', '-p', '[{"op":"remove","path":"/spec/nodeSelector"}]']);
+    await inConflict('shop', 'loser-edge', 'loses again once default may run anywhere');
+  });
+
+  test('agents of two balancers on one node: both XdpBalancers say NodeOverlap=True, with an Event; it clears when one leaves', async (t) => {
+    if (!f.need(t)) return;
+    const agentPod = (name: string, balancer: string, node: string) => kubectl(['apply', '-f', '-'],
+      `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: ${AGENT_NS}, labels: {app.kubernetes.io/name: xdplb-agent, xdplb.dev/balancer: ${balancer}}}\n`
+      + `spec: {nodeName: ${node}, containers: [{name: agent, image: none}]}\n`);
+    const getBalancer = (name: string) => JSON.parse(kubectl(['get', 'xdpbalancer', name, '-o', 'json'])) as XdpBalancer;
+    const overlap = (b: XdpBalancer) => b.status?.conditions?.find((c) => c.type === 'NodeOverlap');
+    agentPod('agent-default-a', 'default', 'node-a');
+    agentPod('agent-edge-b', 'edge', 'node-b');
+    await untilOk('edge says no overlap', () => getBalancer('edge'), (b) => overlap(b)?.status === 'False');
+    agentPod('agent-edge-a', 'edge', 'node-a');
+    const edge = await untilOk('edge sees default on node-a', () => getBalancer('edge'), (b) => overlap(b)?.status === 'True');
+    assert.match(overlap(edge)!.message, /XdpBalancer "default" on node-a\)/);
+    const dflt = await untilOk('default sees edge on node-a', () => getBalancer('default'), (b) => overlap(b)?.status === 'True');
+    assert.match(overlap(dflt)!.message, /XdpBalancer "edge" on node-a\)/);
+    await untilOk('a NodeOverlap event on edge', () => kubectl(['get', 'events', '-A', '--field-selector', 'involvedObject.name=edge,reason=NodeOverlap',
+      '-o', 'jsonpath={range .items[*]}{.type} {.message}{"\\n"}{end}']), (text) => /^Warning agents of another balancer/m.test(text));
+    kubectl(['delete', 'pod', 'agent-edge-a', '-n', AGENT_NS, '--grace-period=0', '--force']);
+    await untilOk('edge: the overlap is gone', () => getBalancer('edge'), (b) => overlap(b)?.status === 'False');
+    await untilOk('default: the overlap is gone', () => getBalancer('default'), (b) => overlap(b)?.status === 'False');
+  });
+
+  test('a periodic resync reconciles every VIP and is counted', async (t) => {
+    if (!f.need(t)) return;
+    // Last: the controller is replaced by one that resyncs every second.
+    await controller.stop();
+    controller = new Controller(kubeConfig(f.cp.kubeconfig), { namespace: AGENT_NS, identity: 'test', resyncSeconds: RESYNC_SECONDS });
+    await controller.start();
+    const counted = async () => (await controller.metrics.registry.getSingleMetric('xdplb_controller_resyncs_total')!.get()).values[0]?.value ?? 0;
+    const before = await counted();
+    const reconciles = controller.vips.reconciles;
+    await untilOk(`two more resyncs (every ${RESYNC_SECONDS} s)`, counted, (n) => n >= before + 2);
+    assert.equal(controller.vips.resyncs, await counted());
+    const vips = kubectl(['get', 'lbvip', '-A', '-o', 'name']).split('\n').filter(Boolean).length;
+    assert.ok(controller.vips.reconciles - reconciles >= vips, `every one of the ${vips} VIPs was reconciled again`);
+  });
+});
