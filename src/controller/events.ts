@@ -4,6 +4,7 @@
  * failed event never fails a reconcile.
  */
 import { CoreV1Api, type KubeConfig, type V1ObjectMeta } from '@kubernetes/client-node';
+import { errorFields } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 
 const log = componentLog('events');
@@ -50,6 +51,6 @@ export class EventRecorder {
         reportingComponent: EVENT_COMPONENT,
         reportingInstance: this.instance,
       },
-    }).catch((err: unknown) => log.warn({ reason, object: `${namespace}/${target.metadata.name}`, err: String(err) }, 'could not record event'));
+    }).catch((err: unknown) => log.warn({ reason, object: `${namespace}/${target.metadata.name}`, ...errorFields(err) }, 'could not record event'));
   }
 }

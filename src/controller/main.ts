@@ -7,6 +7,7 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
+import { errorFields } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Controller } from './controller.js';
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
   };
   // Without the default balancer, VIPs of other balancers still work: report and go on.
   const tryEnsureDefault = () => ensureDefault().catch((err: unknown) =>
-    log.error({ err: String(err) }, 'could not create the default XdpBalancer; create it yourself (see deploy/examples/)'));
+    log.error(errorFields(err), 'could not create the default XdpBalancer; create it yourself (see deploy/examples/)'));
   const lead = async () => {
     metrics.leader.set(1);
     await tryEnsureDefault();
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
       await elector?.stop(); // releases the lease: the other replica takes over at once
       server.close();
     })().then(() => process.exit(0), (err: unknown) => {
-      log.error({ err: String(err) }, 'stop failed');
+      log.error(errorFields(err), 'stop failed');
       process.exit(1);
     });
   };
@@ -154,7 +155,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  log.fatal({ err: (err as Error).message }, 'xdplb-controller failed');
+  log.fatal(errorFields(err), 'xdplb-controller failed');
   process.exitCode = 1;
   setTimeout(() => process.exit(1), 100).unref();
 });
