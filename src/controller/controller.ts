@@ -17,6 +17,7 @@ export class Controller {
   readonly metrics: ControllerMetrics;
   readonly balancers: BalancerController;
   readonly vips: VipController;
+  readonly events: EventRecorder;
 
   constructor(kc: KubeConfig, opts: ControllerOptions) {
     this.metrics = opts.metrics ?? new ControllerMetrics();
@@ -25,7 +26,8 @@ export class Controller {
       metrics: this.metrics,
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
-    this.vips = new VipController(kc, { balancers: this.balancers, events: new EventRecorder(kc, opts.identity), metrics: this.metrics });
+    this.events = new EventRecorder(kc, opts.identity);
+    this.vips = new VipController(kc, { balancers: this.balancers, events: this.events, metrics: this.metrics });
   }
 
   /** Balancers first: VIP conditions depend on their agents. */

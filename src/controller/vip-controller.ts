@@ -10,6 +10,7 @@ import {
 import {
   type BackendStatus, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus, VERSION,
 } from '../api/loadbalancervip.js';
+import { goneOrThrow } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../lib/watched-cache.js';
 import { MAX_WEIGHT, trimPod } from './backends.js';
@@ -118,10 +119,11 @@ export class VipController {
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'programmed' }, next.programmedNodes);
     if (!changed(vip.status, status)) return requeue;
-    await this.custom.patchNamespacedCustomObjectStatus(
+    const written = await this.custom.patchNamespacedCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    ).then(() => true, goneOrThrow);
+    if (!written) return;
     this.statusWrites++;
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
     this.recordEvents(vip, vip.status, status);

@@ -57,3 +57,27 @@ export function errorFields(err: unknown): { err: string; code?: number; reason?
   const { code, reason, message } = apiError(err);
   return { err: message, ...(code === undefined ? {} : { code }), ...(reason === undefined ? {} : { reason }) };
 }
+
+/**
+ * A write refused because its namespace is being deleted: the API server
+ * forbids new objects there (403, cause NamespaceTerminating). Retrying
+ * cannot succeed; the namespace and everything in it are going.
+ */
+export function isNamespaceTerminating(err: unknown): boolean {
+  const e = apiError(err);
+  return e.code === 403 && (e.causes.includes('NamespaceTerminating') || /because it is being terminated/.test(e.message));
+}
+
+export function isNotFound(err: unknown): boolean {
+  return apiError(err).code === 404;
+}
+
+/**
+ * For a write to an object that may be gone, deleted or in a namespace being
+ * deleted: false then (its delete event follows; a retry cannot succeed),
+ * else the error again.
+ */
+export function goneOrThrow(err: unknown): false {
+  if (isNotFound(err) || isNamespaceTerminating(err)) return false;
+  throw err;
+}
