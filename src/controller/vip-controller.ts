@@ -14,6 +14,7 @@ import { goneOrThrow } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../lib/watched-cache.js';
 import { MAX_WEIGHT, trimPod } from './backends.js';
+import { BadWeightReports } from './bad-weights.js';
 import type { BalancerView } from './balancer-controller.js';
 import { CONTROLLER_FIELD_MANAGER } from './balancer-controller.js';
 import { conditionsEqual } from './conditions.js';
@@ -47,6 +48,7 @@ export class VipController {
   private readonly podIndex = new PodIndex();
   private readonly vipIndex = new VipIndex();
   private readonly claims = new ClaimIndex();
+  private readonly badWeights = new BadWeightReports();
   reconciles = 0;
   statusWrites = 0;
 
@@ -109,6 +111,7 @@ export class VipController {
     if (!vip) {
       // Deleted: agents drop it from their maps.
       for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
+      this.badWeights.forget(key);
       return;
     }
     const conflict = this.claims.conflictOf(key);
@@ -118,6 +121,10 @@ export class VipController {
     const { status, requeue } = next;
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'programmed' }, next.programmedNodes);
+    // Once per pod and value, whether or not the status changes: not again with every later change of the VIP.
+    for (const bad of this.badWeights.fresh(key, next.badWeights)) {
+      this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
+    }
     if (!changed(vip.status, status)) return requeue;
     const written = await this.custom.patchNamespacedCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
@@ -127,10 +134,6 @@ export class VipController {
     this.statusWrites++;
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
     this.recordEvents(vip, vip.status, status);
-    // Only with a status change (a new backend), so a bad annotation is not reported on every reconcile.
-    for (const bad of next.badWeights) {
-      this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
-    }
     log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict }, 'status updated');
     return requeue;
   }
