@@ -11,6 +11,11 @@ export interface ConditionInputs {
   vip: LoadBalancerVip;
   activeBackends: number;
   drainingBackends: number;
+  /**
+   * Active backends whose weight is 0: the ring gives them no slot, so they
+   * take no new connection. Backends are available only if some weigh more.
+   */
+  zeroWeightBackends?: number;
   conflict?: ConflictInfo;
   /** Agents the balancer should have (its DaemonSet's desired pods). */
   desiredNodes: number;
@@ -34,11 +39,14 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
   const programmed = programmedNodes(i.vip);
   const failing = nodes.filter((n) => n.lastError);
   const inConflict = !!i.conflict?.lost.length;
+  const zero = i.zeroWeightBackends ?? 0;
+  const serving = i.activeBackends - zero;
   const backends = cond(
     ConditionType.BackendsAvailable,
-    i.activeBackends > 0,
-    i.activeBackends > 0 ? 'ReadyPods' : 'NoReadyPods',
-    `${i.activeBackends} ready backend(s), ${i.drainingBackends} draining`,
+    serving > 0,
+    serving > 0 ? 'ReadyPods' : i.activeBackends > 0 ? 'AllWeightsZero' : 'NoReadyPods',
+    `${i.activeBackends} ready backend(s), ${i.drainingBackends} draining` +
+      (zero === 0 ? '' : `, ${zero} with weight 0${serving > 0 ? '' : ': no new connection can be served (see the xdplb.dev/weight annotation)'}`),
     gen,
   );
   const conflict = cond(

@@ -36,11 +36,12 @@ export function vipStatus({ vip, pods, conflict, balancers, now }: VipStatusInpu
   const balancer = vip.spec.balancer ?? DEFAULT_BALANCER;
   const res = resolveBackends(vip, pods, now, balancers.drainSeconds(balancer));
   const desired = balancers.desiredAgents(balancer);
-  const active = res.backends.filter((b) => !b.draining).length;
+  const active = res.backends.filter((b) => !b.draining);
   const conditions = computeConditions({
     vip: { ...vip, status: { ...vip.status, backends: res.backends } },
-    activeBackends: active,
-    drainingBackends: res.backends.length - active,
+    activeBackends: active.length,
+    drainingBackends: res.backends.length - active.length,
+    zeroWeightBackends: active.filter((b) => b.weight === 0).length,
     conflict,
     desiredNodes: desired ?? 0,
     balancerProblem: !balancers.exists(balancer)
@@ -53,7 +54,7 @@ export function vipStatus({ vip, pods, conflict, balancers, now }: VipStatusInpu
     status: {
       observedGeneration: vip.metadata.generation,
       ports: portsSummary(vip.spec),
-      readyBackends: active,
+      readyBackends: active.length,
       programmedNodes: `${programmed}/${desired ?? 0}`,
       backends: res.backends,
       conditions,
