@@ -11,6 +11,8 @@ export interface ControllerOptions {
   /** Who writes events (the pod name). */
   identity: string;
   metrics?: ControllerMetrics;
+  /** Entries a VIP's status.backends may hold; the CRD's limit unless a test says fewer. */
+  maxListedBackends?: number;
 }
 
 export class Controller {
@@ -27,7 +29,8 @@ export class Controller {
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
     this.events = new EventRecorder(kc, opts.identity);
-    this.vips = new VipController(kc, { balancers: this.balancers, events: this.events, metrics: this.metrics });
+    this.vips = new VipController(kc, { balancers: this.balancers, events: this.events, metrics: this.metrics,
+      maxListedBackends: opts.maxListedBackends });
   }
 
   /** Balancers first: VIP conditions depend on their agents. */

@@ -32,6 +32,8 @@ export interface VipControllerOptions {
   balancers: BalancerView;
   events?: EventRecorder;
   metrics?: ControllerMetrics;
+  /** Entries a VIP's status.backends may hold; the CRD's limit unless a test says fewer. */
+  maxListedBackends?: number;
 }
 
 /** Objects per list page: bounds the largest response the controller parses at once. */
@@ -117,6 +119,7 @@ export class VipController {
     const conflict = this.claims.conflictOf(key);
     const next = vipStatus({
       vip, pods: this.podIndex.candidates(ns, vip.spec.backendSelector), conflict, balancers: this.opts.balancers, now: new Date(),
+      maxBackends: this.opts.maxListedBackends,
     });
     const { status, requeue } = next;
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
@@ -180,6 +183,7 @@ function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipS
     prev?.observedGeneration !== next.observedGeneration ||
     prev?.ports !== next.ports ||
     prev?.readyBackends !== next.readyBackends ||
+    prev?.unlistedBackends !== next.unlistedBackends ||
     prev?.programmedNodes !== next.programmedNodes ||
     !sameBackends(prev?.backends, next.backends) ||
     !conditionsEqual(prev?.conditions, next.conditions)

@@ -4,13 +4,14 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
-import { GROUP, LBVIP_KIND, LBVIP_PLURAL, VERSION } from '../../src/api/loadbalancervip.js';
+import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 
 interface Schema {
   type?: string;
   properties?: Record<string, Schema>;
   items?: Schema;
   required?: string[];
+  maxItems?: number;
 }
 interface Crd {
   spec: {
@@ -61,10 +62,11 @@ for (const [file, kind, plural, scope] of [
 test('the LoadBalancerVip schema has what the controller and agents write', () => {
   const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const status = schema.properties!.status!.properties!;
-  for (const field of ['observedGeneration', 'readyBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
+  for (const field of ['observedGeneration', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
     assert.ok(status[field], `status.${field}`);
   }
   assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(), ['draining', 'drainingSince', 'ip', 'node', 'pod', 'weight']);
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
   assert.deepEqual(schema.properties!.spec!.required, ['address', 'ports', 'backendSelector']);
+  assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');
 });
