@@ -23,12 +23,13 @@ export class Controller {
 
   constructor(kc: KubeConfig, opts: ControllerOptions) {
     this.metrics = opts.metrics ?? new ControllerMetrics();
+    this.events = new EventRecorder(kc, opts.identity);
     this.balancers = new BalancerController(kc, {
       namespace: opts.namespace,
       metrics: this.metrics,
+      events: this.events,
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
-    this.events = new EventRecorder(kc, opts.identity);
     this.vips = new VipController(kc, { balancers: this.balancers, events: this.events, metrics: this.metrics,
       maxListedBackends: opts.maxListedBackends });
   }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
+import { agentDaemonSetName } from '../../src/controller/agent-daemonset.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 
 interface Schema {
@@ -12,6 +13,7 @@ interface Schema {
   items?: Schema;
   required?: string[];
   maxItems?: number;
+  'x-kubernetes-validations'?: { rule: string }[];
 }
 interface Crd {
   spec: {
@@ -69,4 +71,11 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
   assert.deepEqual(schema.properties!.spec!.required, ['address', 'ports', 'backendSelector']);
   assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');
+});
+
+test('an XdpBalancer name is refused when its agent DaemonSet name would be too long', () => {
+  const schema = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema;
+  const rule = schema['x-kubernetes-validations']!.map((r) => /^self\.metadata\.name\.size\(\) <= (\d+)$/.exec(r.rule)).find(Boolean);
+  assert.ok(rule, 'a CEL rule on metadata.name at the root');
+  assert.equal(Number(rule[1]), 63 - agentDaemonSetName('').length, 'xdplb-agent-NAME fits 63 characters');
 });
