@@ -31,6 +31,13 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.equal(cp.kubectl(['get', 'lbvip', '-A', '--field-selector', 'spec.balancer=edge', '-o', 'name']), '');
   });
 
+  test('selectors with any label Kubernetes allows are accepted', (t) => {
+    if (!f.need(t)) return;
+    const labels = '{app.kubernetes.io/name: web, tier: "", Version_2.x: "v1.2-rc_3", example.com/a-b.c: X}';
+    f.cp.kubectl(['apply', '--dry-run=server', '-f', '-'], vip(`  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector:\n    matchLabels: ${labels}\n` +
+      '    matchExpressions: [{key: example.com/canary, operator: NotIn, values: ["", "yes"]}]', 'labels'));
+  });
+
   test(`${INVALID.length} invalid VIPs are refused, each naming the field`, (t) => {
     if (!f.need(t)) return;
     const { cp } = f;
@@ -50,7 +57,15 @@ describe('CRDs on a real kube-apiserver', () => {
     const spec = JSON.parse(cp.kubectl(['get', 'xdpb', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
     assert.deepEqual(spec, { image: 'xdplb:dev', xdpMode: 'auto', metricsPort: 9641, drainSeconds: 60, capacities: { vips: 512, reals: 4095, connectionTable: 1048576 } });
     const err = cp.kubectlError(['apply', '--dry-run=server', '-f', '-'],
-      'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\nspec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000}\n');
-    for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort']) assert.ok(err.includes(field), `${field}: ${err}`);
+      'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
+      'spec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000, nodeSelector: {"edge node": "yes please"}}\n');
+    for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort', 'spec.nodeSelector']) assert.ok(err.includes(field), `${field}: ${err}`);
+    const balancer = (name: string) => `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: ${name}}\nspec: {image: "xdplb:dev"}\n`;
+    // The name goes into its agent DaemonSet's name and labels (xdplb-agent-NAME, 63 at most) and into VIPs' spec.balancer.
+    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(51)));
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(52))), /metadata\.name "a{52}" has 52 characters; at most 51 fit/);
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('edge.one')), /metadata\.name "edge\.one" is not a DNS label/);
+    assert.match(err, /"edge node"/, 'the bad key is named');
+    assert.match(err, /"yes please"/, 'the bad value is named');
   });
 });
