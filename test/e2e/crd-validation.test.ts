@@ -50,6 +50,25 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.match(cp.kubectlError(['get', 'lbvip', 'bad', '-n', 'default']), /NotFound/);
   });
 
+  test('CEL refusals name the value, not its type', (t) => {
+    if (!f.need(t)) return;
+    const refuse = (spec: string) => f.cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], vip(spec, 'bad'));
+    assert.match(refuse(`  address: 198.19.0.300\n${OK_PORTS}\n${sel}`), /spec\.address: Invalid value: .*"198\.19\.0\.300" is not an IPv4 or IPv6 address/);
+    assert.match(refuse(`  address: 127.0.0.1\n${OK_PORTS}\n${sel}`), /"127\.0\.0\.1" is not a global unicast address/);
+    assert.match(refuse(`  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: tier, operator: Exists, values: [a]}]}`),
+      /spec\.backendSelector\.matchExpressions\[0\]: Invalid value: .*key "tier": Exists takes no values/);
+  });
+
+  test('kubectl explain describes every field, with its default', (t) => {
+    if (!f.need(t)) return;
+    const explain = (path: string) => f.cp.kubectl(['explain', path]);
+    assert.match(explain('lbvip.spec.address'), /The virtual IP, IPv4 or IPv6/);
+    assert.match(explain('lbvip.spec.ports.protocol'), /TCP or UDP\. Default TCP\./);
+    assert.match(explain('lbvip.status.backends.draining'), /keeps its connections, gets no new ones/);
+    assert.match(explain('xdpb.spec.drainSeconds'), /Default 60\./);
+    assert.match(explain('xdpb.spec.tolerations.operator'), /Equal \(key and value match\)/);
+  });
+
   test('XdpBalancer: defaults filled in, bad fields refused', (t) => {
     if (!f.need(t)) return;
     const { cp } = f;

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import { agentDaemonSetName } from '../../src/controller/agent-daemonset.js';
+import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT } from '../../src/api/xdpbalancer.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 
 interface Schema {
@@ -13,6 +14,8 @@ interface Schema {
   items?: Schema;
   required?: string[];
   maxItems?: number;
+  description?: string;
+  default?: unknown;
   'x-kubernetes-validations'?: { rule: string }[];
 }
 interface Crd {
@@ -78,4 +81,33 @@ test('an XdpBalancer name is refused when its agent DaemonSet name would be too 
   const rule = schema['x-kubernetes-validations']!.map((r) => /^self\.metadata\.name\.size\(\) <= (\d+)$/.exec(r.rule)).find(Boolean);
   assert.ok(rule, 'a CEL rule on metadata.name at the root');
   assert.equal(Number(rule[1]), 63 - agentDaemonSetName('').length, 'xdplb-agent-NAME fits 63 characters');
+});
+
+/** Every field below `schema`, by path, as kubectl explain walks them. */
+function fields(schema: Schema, path: string): [string, Schema][] {
+  const out: [string, Schema][] = [];
+  for (const [name, s] of Object.entries(schema.properties ?? {})) {
+    out.push([`${path}.${name}`, s], ...fields(s, `${path}.${name}`));
+    if (s.items) out.push(...fields(s.items, `${path}.${name}[]`));
+  }
+  return out;
+}
+
+for (const file of ['loadbalancervips.yaml', 'xdpbalancers.yaml']) {
+  test(`${file}: kubectl explain has a description for every field`, () => {
+    const schema = load(file).spec.versions[0]!.schema.openAPIV3Schema;
+    const bare = fields(schema, '').filter(([, s]) => !s.description?.trim()).map(([p]) => p);
+    assert.deepEqual(bare, [], 'fields without a description');
+  });
+}
+
+test('the defaults the schemas give are the ones the code falls back to', () => {
+  const lbvip = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
+  assert.equal(lbvip.balancer!.default, 'default');
+  assert.equal(lbvip.lruBypass!.default, false);
+  assert.equal(lbvip.hashing!.properties!.ignoreSourcePort!.default, false);
+  const xdpb = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
+  assert.equal(xdpb.metricsPort!.default, DEFAULT_METRICS_PORT);
+  assert.equal(xdpb.drainSeconds!.default, DEFAULT_DRAIN_SECONDS);
+  assert.equal(xdpb.xdpMode!.default, 'auto');
 });
