@@ -80,10 +80,10 @@ describe('CRDs on a real kube-apiserver', () => {
       'spec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000, nodeSelector: {"edge node": "yes please"}}\n');
     for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort', 'spec.nodeSelector']) assert.ok(err.includes(field), `${field}: ${err}`);
     const balancer = (name: string) => `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: ${name}}\nspec: {image: "xdplb:dev"}\n`;
-    // The name goes into its agent DaemonSet's name and labels (xdplb-agent-NAME, 63 at most) and into VIPs' spec.balancer.
-    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(51)));
-    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(52))), /metadata\.name "a{52}" has 52 characters; at most 51 fit/);
-    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('edge.one')), /metadata\.name "edge\.one" is not a DNS label/);
+    // The name is its agent pods' label value (63 at most; test/e2e/controller-edges.test.ts applies such a DaemonSet) and VIPs' spec.balancer.
+    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(63)));
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(64))), /"a{64}" is invalid: .*metadata\.name: at most 63 characters/);
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('edge.one')), /"edge\.one" is invalid: .*metadata\.name: must be a DNS label/);
     assert.match(err, /"edge node"/, 'the bad key is named');
     assert.match(err, /"yes please"/, 'the bad value is named');
   });

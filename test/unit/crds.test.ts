@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
-import { agentDaemonSetName } from '../../src/controller/agent-daemonset.js';
+import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
+import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
 import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT } from '../../src/api/xdpbalancer.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 
@@ -27,6 +28,9 @@ interface Crd {
       additionalPrinterColumns?: { name: string; jsonPath: string }[]; schema: { openAPIV3Schema: Schema } }[];
   };
 }
+
+/** Kubernetes' limit on a label value. */
+const LABEL_VALUE_MAX = 63;
 
 const load = (name: string) =>
   yaml.load(readFileSync(fileURLToPath(new URL(`../../../crds/${name}`, import.meta.url)), 'utf8')) as Crd;
@@ -76,11 +80,13 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
   assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');
 });
 
-test('an XdpBalancer name is refused when its agent DaemonSet name would be too long', () => {
+test('an XdpBalancer name is refused when its agent pods could not carry it as a label', () => {
   const schema = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const rule = schema['x-kubernetes-validations']!.map((r) => /^self\.metadata\.name\.size\(\) <= (\d+)$/.exec(r.rule)).find(Boolean);
   assert.ok(rule, 'a CEL rule on metadata.name at the root');
-  assert.equal(Number(rule[1]), 63 - agentDaemonSetName('').length, 'xdplb-agent-NAME fits 63 characters');
+  const labels = agentDaemonSet({ metadata: { name: 'edge', uid: 'u' }, spec: { image: 'i' } }, 'ns').spec!.template.metadata!.labels!;
+  assert.equal(labels[BALANCER_LABEL], 'edge', 'the name is a label value of the agent pods');
+  assert.equal(Number(rule[1]), LABEL_VALUE_MAX);
 });
 
 /** Every field below `schema`, by path, as kubectl explain walks them. */
