@@ -121,6 +121,24 @@ async function main(): Promise<void> {
   };
 
   let elector: LeaderElector | null = null;
+  // Before leading starts: a SIGTERM while it starts must stop cleanly, not kill the process.
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    (async () => {
+      if (started) await controller.stop();
+      await elector?.stop(); // releases the lease: the other replica takes over at once
+      server.close();
+    })().then(() => process.exit(0), (err: unknown) => {
+      log.error(errorFields(err), 'stop failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
   if (values['no-leader-elect']) {
     await lead();
   } else {
@@ -143,23 +161,6 @@ async function main(): Promise<void> {
     elector.start();
     log.info({ identity, namespace }, 'waiting to become leader');
   }
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    (async () => {
-      if (started) await controller.stop();
-      await elector?.stop(); // releases the lease: the other replica takes over at once
-      server.close();
-    })().then(() => process.exit(0), (err: unknown) => {
-      log.error(errorFields(err), 'stop failed');
-      process.exit(1);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((err: unknown) => {

@@ -70,10 +70,10 @@ describe('the controller started by hand, outside a pod', () => {
     await run.waitFor(/"msg":"reconciling"/);
     assert.equal(f.cp.kubectl(['get', 'xdpbalancer', 'default', '-o', 'jsonpath={.spec.image}']), 'registry.example/xdplb:1');
     run.stop();
-    assert.equal(await run.exited, 0, run.output());
+    assert.equal(await run.exited, 0, `a SIGTERM ends it cleanly: ${run.output()}`);
     run = await startController(f.cp.kubeconfig);
     await run.waitFor(/"msg":"reconciling"/);
     run.stop();
-    assert.equal(await run.exited, 0, run.output());
+    assert.equal(await run.exited, 0, `a SIGTERM ends it cleanly: ${run.output()}`);
   });
 });
