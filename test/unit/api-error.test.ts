@@ -26,7 +26,7 @@ test('a body without a Status, and errors that are not the API server’s', () =
 });
 
 test('a namespace being deleted is told apart from other refusals', () => {
-  // What kube-apiserver 1.34 answers for a create in a terminating namespace (test/e2e/vip-controller.test.ts meets it for real).
+  // What kube-apiserver 1.34 answers for a create in a terminating namespace (test/e2e/controller-edges.test.ts meets it for real).
   const terminating = new ApiException(403, 'Unknown API Status Code!', status(403, 'Forbidden',
     'events "web.1" is forbidden: unable to create new content in namespace shop because it is being terminated',
     [{ reason: 'NamespaceTerminating', message: 'namespace shop is being terminated' }]), {});

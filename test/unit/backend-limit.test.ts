@@ -4,7 +4,7 @@
  * counted. The API's refusal of a longer list is what the limit avoids: the
  * CRD's maxItems is checked against the constant in test/unit/crds.test.ts,
  * and a controller with a small limit writes through the real API in
- * test/e2e/vip-controller.test.ts.
+ * test/e2e/controller-edges.test.ts.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

@@ -1,7 +1,7 @@
 /**
  * A bad weight annotation is reported once per pod and value, not with every
  * later status change of its VIP. Pure bookkeeping: the Events themselves are
- * counted on a real API server in test/e2e/vip-controller.test.ts.
+ * counted on a real API server in test/e2e/controller-edges.test.ts.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
