@@ -5,10 +5,10 @@
  * a YAML file of VIPs.
  */
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { realSlotsFor } from '../bpf/maps.js';
+import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
@@ -133,10 +133,12 @@ async function main(): Promise<void> {
   if (config) {
     source = new FileSource(config);
   } else {
-    const kc = new KubeConfig();
-    const kubeconfig = v.kubeconfig ?? env.KUBECONFIG;
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else kc.loadFromCluster();
+    let kc;
+    try {
+      kc = loadKubeConfig(v.kubeconfig ?? env.KUBECONFIG);
+    } catch (err) {
+      fail((err as Error).message);
+    }
     const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
     source = new ClusterSource(kc, { balancer, node: nodeName! });
     onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir });

@@ -8,6 +8,9 @@ export const LBVIP_PLURAL = 'loadbalancervips';
 export const LBVIP_KIND = 'LoadBalancerVip';
 export const DEFAULT_BALANCER = 'default';
 
+/** The most entries status.backends may hold: the CRD's maxItems (test/unit/crds.test.ts checks they agree). */
+export const MAX_STATUS_BACKENDS = 4096;
+
 /** Annotation on a backend pod: its relative weight (non-negative integer). */
 export const WEIGHT_ANNOTATION = 'xdplb.dev/weight';
 
@@ -46,6 +49,8 @@ export interface LoadBalancerVipStatus {
   /** Summaries for `kubectl get lbvip`. */
   ports?: string;
   readyBackends?: number;
+  /** Ready backends left out of `backends` because it holds MAX_STATUS_BACKENDS at most: they get no traffic. */
+  unlistedBackends?: number;
   programmedNodes?: string;
   conditions?: V1Condition[];
   backends?: BackendStatus[];

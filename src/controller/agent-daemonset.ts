@@ -24,6 +24,13 @@ const BPFFS_TYPE = 'bpf_fs';
  */
 const MOUNT_BPFFS = `[ "$(stat -f -c %T ${BPFFS})" = ${BPFFS_TYPE} ] || mount -t bpf bpffs ${BPFFS}`;
 
+/**
+ * The agent is a Linux program (XDP, BPF): its pods go to Linux nodes only,
+ * whatever else the balancer selects. A balancer's own value for the label
+ * wins, so a user can still say it explicitly.
+ */
+const LINUX_NODES = { 'kubernetes.io/os': 'linux' };
+
 export const agentDaemonSetName = (balancer: string) => `xdplb-agent-${balancer}`;
 export const agentPinDir = (balancer: string) => `${BPFFS}/xdplb/${balancer}`;
 
@@ -65,7 +72,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
           hostNetwork: true,
           dnsPolicy: 'ClusterFirstWithHostNet',
           priorityClassName: 'system-node-critical',
-          nodeSelector: spec.nodeSelector,
+          nodeSelector: { ...LINUX_NODES, ...spec.nodeSelector },
           tolerations: spec.tolerations,
           terminationGracePeriodSeconds: 30,
           initContainers: [{

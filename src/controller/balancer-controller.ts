@@ -13,6 +13,7 @@ import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
   BalancerConditionType, DEFAULT_DRAIN_SECONDS, XDPB_PLURAL, type XdpBalancer, type XdpBalancerStatus,
 } from '../api/xdpbalancer.js';
+import { apiError } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 import { WatchedCache } from '../lib/watched-cache.js';
 import { AGENT_APP, BALANCER_LABEL } from '../api/agent-pod.js';
@@ -28,6 +29,8 @@ const log = componentLog('balancer-controller');
 export const CONTROLLER_FIELD_MANAGER = 'xdplb-controller';
 /** Agent pods per list page (one per node and balancer: thousands on a large cluster). */
 const AGENT_PODS_PAGE_SIZE = 500;
+/** The API server's answer to an object it finds invalid. */
+const HTTP_UNPROCESSABLE = 422;
 
 /** What the VIP controller needs to know about a balancer. */
 export interface BalancerView {
@@ -136,21 +139,43 @@ export class BalancerController implements BalancerView {
       return;
     }
     const want = agentDaemonSet(b, this.opts.namespace);
-    const applied = await this.apps.patchNamespacedDaemonSet(
-      { name: want.metadata!.name!, namespace: this.opts.namespace, body: want, fieldManager: CONTROLLER_FIELD_MANAGER, force: true },
-      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-    );
+    let applied: V1DaemonSet;
+    try {
+      applied = await this.apps.patchNamespacedDaemonSet(
+        { name: want.metadata!.name!, namespace: this.opts.namespace, body: want, fieldManager: CONTROLLER_FIELD_MANAGER, force: true },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      );
+    } catch (err) {
+      const refusal = apiError(err);
+      if (refusal.code !== HTTP_UNPROCESSABLE) throw err;
+      // Invalid as the spec makes it (a name or node selector a DaemonSet cannot take): the same spec
+      // would be refused again, so no retry; the balancer's next change queues it anyway.
+      await this.writeStatus(b, 0, 0, {
+        status: 'False',
+        reason: 'InvalidDaemonSet',
+        message: `the API server refused its agent DaemonSet: ${refusal.message}; fix the XdpBalancer (a name must be recreated)`,
+      });
+      return;
+    }
     const ds = this.daemonSets.get(want.metadata!.name!, this.opts.namespace) ?? applied;
     const desired = ds.status?.desiredNumberScheduled ?? 0;
     const ready = ds.status?.numberReady ?? 0;
     this.opts.metrics?.balancerAgents.set({ balancer: name, state: 'desired' }, desired);
     this.opts.metrics?.balancerAgents.set({ balancer: name, state: 'ready' }, ready);
     const allReady = ds.status?.observedGeneration !== undefined && ready >= desired && desired > 0;
-    const condition: V1Condition = {
-      type: BalancerConditionType.AgentsReady,
+    await this.writeStatus(b, desired, ready, {
       status: allReady ? 'True' : 'False',
       reason: allReady ? 'AllReady' : desired === 0 ? 'NoNodes' : 'Pending',
       message: desired === 0 ? 'no node matches the node selector (or the DaemonSet is not scheduled yet)' : `${ready} of ${desired} agents ready`,
+    });
+  }
+
+  /** Writes the balancer's status when it changed; a newly refused DaemonSet is a Warning Event too. */
+  private async writeStatus(b: XdpBalancer, desired: number, ready: number, agents: Pick<V1Condition, 'status' | 'reason' | 'message'>): Promise<void> {
+    const name = b.metadata.name!;
+    const condition: V1Condition = {
+      type: BalancerConditionType.AgentsReady,
+      ...agents,
       observedGeneration: b.metadata.generation,
       lastTransitionTime: new Date(),
     };
@@ -175,6 +200,11 @@ export class BalancerController implements BalancerView {
     );
     this.opts.metrics?.statusWrites.inc({ kind: 'XdpBalancer' });
     if (overlap.status === 'True' && prevOverlap?.status !== 'True') this.opts.events?.record(b, 'Warning', 'NodeOverlap', overlap.message);
-    log.info({ balancer: name, desired, ready }, 'balancer status updated');
+    if (condition.reason === 'InvalidDaemonSet') {
+      this.opts.events?.record(b, 'Warning', 'InvalidDaemonSet', condition.message);
+      log.warn({ balancer: name, message: condition.message }, 'agent DaemonSet refused');
+    } else {
+      log.info({ balancer: name, desired, ready }, 'balancer status updated');
+    }
   }
 }

@@ -11,6 +11,13 @@ export interface ConditionInputs {
   vip: LoadBalancerVip;
   activeBackends: number;
   drainingBackends: number;
+  /**
+   * Active backends whose weight is 0: the ring gives them no slot, so they
+   * take no new connection. Backends are available only if some weigh more.
+   */
+  zeroWeightBackends?: number;
+  /** Active backends left out of status.backends (it is full): agents never see them. */
+  unlistedBackends?: number;
   conflict?: ConflictInfo;
   /** Agents the balancer should have (its DaemonSet's desired pods). */
   desiredNodes: number;
@@ -21,6 +28,13 @@ export interface ConditionInputs {
 
 function cond(type: string, ok: boolean, reason: string, message: string, generation: number | undefined): Omit<V1Condition, 'lastTransitionTime'> {
   return { type, status: ok ? 'True' : 'False', reason, message, observedGeneration: generation };
+}
+
+/** Why backends are, or are not, available: serving ones, then what stops the ready ones from serving. */
+function backendsReason(serving: number, listedActive: number, unlisted: number): string {
+  if (serving > 0) return unlisted ? 'ListFull' : 'ReadyPods';
+  if (listedActive > 0) return 'AllWeightsZero';
+  return unlisted ? 'ListFull' : 'NoReadyPods';
 }
 
 /** Nodes whose agent holds this generation of the VIP, without error. */
@@ -34,11 +48,16 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
   const programmed = programmedNodes(i.vip);
   const failing = nodes.filter((n) => n.lastError);
   const inConflict = !!i.conflict?.lost.length;
+  const zero = i.zeroWeightBackends ?? 0;
+  const unlisted = i.unlistedBackends ?? 0;
+  const serving = i.activeBackends - unlisted - zero;
   const backends = cond(
     ConditionType.BackendsAvailable,
-    i.activeBackends > 0,
-    i.activeBackends > 0 ? 'ReadyPods' : 'NoReadyPods',
-    `${i.activeBackends} ready backend(s), ${i.drainingBackends} draining`,
+    serving > 0,
+    backendsReason(serving, i.activeBackends - unlisted, unlisted),
+    `${i.activeBackends} ready backend(s), ${i.drainingBackends} draining` +
+      (zero === 0 ? '' : `, ${zero} with weight 0${serving > 0 ? '' : ': no new connection can be served (see the xdplb.dev/weight annotation)'}`) +
+      (unlisted === 0 ? '' : `; ${unlisted} not in status.backends, which is full: they get no traffic until there is room`),
     gen,
   );
   const conflict = cond(

@@ -13,23 +13,27 @@ export interface ControllerOptions {
   metrics?: ControllerMetrics;
   /** Seconds between resyncs of every VIP; default DEFAULT_RESYNC_SECONDS. */
   resyncSeconds?: number;
+  /** Entries a VIP's status.backends may hold; the CRD's limit unless a test says fewer. */
+  maxListedBackends?: number;
 }
 
 export class Controller {
   readonly metrics: ControllerMetrics;
   readonly balancers: BalancerController;
   readonly vips: VipController;
+  readonly events: EventRecorder;
 
   constructor(kc: KubeConfig, opts: ControllerOptions) {
     this.metrics = opts.metrics ?? new ControllerMetrics();
-    const events = new EventRecorder(kc, opts.identity);
+    this.events = new EventRecorder(kc, opts.identity);
     this.balancers = new BalancerController(kc, {
       namespace: opts.namespace,
       metrics: this.metrics,
-      events,
+      events: this.events,
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
-    this.vips = new VipController(kc, { balancers: this.balancers, events, metrics: this.metrics, resyncSeconds: opts.resyncSeconds });
+    this.vips = new VipController(kc, { balancers: this.balancers, events: this.events, metrics: this.metrics,
+      resyncSeconds: opts.resyncSeconds, maxListedBackends: opts.maxListedBackends });
   }
 
   /** Balancers first: VIP conditions depend on their agents. */

@@ -25,21 +25,25 @@ export async function ownImage(kc: KubeConfig, pod: { name: string; namespace: s
   return c.image;
 }
 
-/** Creates XdpBalancer "default" running `image` unless it exists; returns whether it created it. */
-export async function ensureDefaultBalancer(kc: KubeConfig, image: string): Promise<boolean> {
+/**
+ * Creates XdpBalancer "default" unless it exists; returns whether it created
+ * it. `image` is asked only then: outside a pod, an image is needed only for that.
+ */
+export async function ensureDefaultBalancer(kc: KubeConfig, imageOf: () => Promise<string>): Promise<boolean> {
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const body: XdpBalancer = {
-    apiVersion: `${GROUP}/${VERSION}`,
-    kind: XDPB_KIND,
-    metadata: { name: DEFAULT_BALANCER, labels: { 'app.kubernetes.io/managed-by': 'xdplb-controller' } },
-    spec: { image },
-  };
   try {
     await custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, name: DEFAULT_BALANCER });
     return false;
   } catch (err) {
     if (code(err) !== 404) throw err;
   }
+  const image = await imageOf();
+  const body: XdpBalancer = {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: XDPB_KIND,
+    metadata: { name: DEFAULT_BALANCER, labels: { 'app.kubernetes.io/managed-by': 'xdplb-controller' } },
+    spec: { image },
+  };
   try {
     await custom.createClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, body });
   } catch (err) {

@@ -7,6 +7,7 @@
  * steps down: better no controller for a moment than two.
  */
 import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import { errorFields } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 
 const log = componentLog('leader-election');
@@ -69,7 +70,7 @@ export class LeaderElector {
       await this.api.replaceNamespacedLease({ name: this.opts.name, namespace: this.opts.namespace, body: lease });
       log.info({ identity: this.opts.identity }, 'released the leader lease');
     } catch (err) {
-      log.warn({ err: String(err) }, 'could not release the leader lease; it expires by itself');
+      log.warn(errorFields(err), 'could not release the leader lease; it expires by itself');
     }
   }
 
@@ -79,7 +80,7 @@ export class LeaderElector {
     try {
       held = await this.tryAcquireOrRenew();
     } catch (err) {
-      log.warn({ err: String(err) }, 'lease request failed');
+      log.warn(errorFields(err), 'lease request failed');
     }
     if (!this.running) return;
     const now = Date.now();
@@ -92,7 +93,7 @@ export class LeaderElector {
         void Promise.resolve()
           .then(() => this.cb.onStartedLeading())
           .catch((err: unknown) => {
-            log.fatal({ err: String(err) }, 'could not start leading');
+            log.fatal(errorFields(err), 'could not start leading');
             this.cb.onStoppedLeading();
           });
       }

@@ -6,7 +6,8 @@
  */
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import { errorFields } from '../lib/api-error.js';
+import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Controller } from './controller.js';
@@ -29,7 +30,7 @@ const USAGE = `usage: xdplb-controller [options]
   --retry-period S        seconds between lease attempts; default ${DEFAULT_LEASE_TIMING.retryPeriodSeconds}
   --no-leader-elect       reconcile without a Lease (one replica only)
   --agent-image IMAGE     image of the "default" XdpBalancer the controller creates when none exists;
-                          default: this pod's own image (XDPLB_AGENT_IMAGE)
+                          default: this pod's own image; needed outside a pod (XDPLB_AGENT_IMAGE)
   --no-default-balancer   do not create the "default" XdpBalancer
   --resync-period S       seconds between resyncs that reconcile every LoadBalancerVip again (a safety
                           net; events drive the work); default ${DEFAULT_RESYNC_SECONDS}
@@ -38,6 +39,9 @@ const USAGE = `usage: xdplb-controller [options]
 const DEFAULT_NAMESPACE = 'xdplb-system';
 const DEFAULT_METRICS_ADDRESS = '0.0.0.0:9642';
 const DEFAULT_LEASE_NAME = 'xdplb-controller';
+
+/** A mistake in how the controller was started: said with the usage, exit code 2. */
+class UsageError extends Error {}
 
 function fail(message: string): never {
   process.stderr.write(`xdplb-controller: ${message}\n\n${USAGE}`);
@@ -80,10 +84,12 @@ async function main(): Promise<void> {
   };
   const namespace = values.namespace ?? env.POD_NAMESPACE ?? DEFAULT_NAMESPACE;
   const identity = values.identity ?? env.POD_NAME ?? `${hostname()}-${process.pid}`;
-  const kc = new KubeConfig();
-  const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromCluster();
+  let kc;
+  try {
+    kc = loadKubeConfig(values.kubeconfig ?? env.KUBECONFIG);
+  } catch (err) {
+    fail((err as Error).message);
+  }
 
   const metrics = new ControllerMetrics();
   const resyncSeconds = seconds('resync-period', values['resync-period'], DEFAULT_RESYNC_SECONDS);
@@ -93,21 +99,24 @@ async function main(): Promise<void> {
     // A standby replica is ready: it serves metrics and would take over.
     () => null);
   const agentImage = values['agent-image'] ?? env.XDPLB_AGENT_IMAGE;
-  const ensureDefault = async () => {
-    if (values['no-default-balancer']) return;
-    let image = agentImage;
-    if (!image) {
-      if (!env.POD_NAME) {
-        log.warn('not creating the default XdpBalancer: give --agent-image outside a pod');
-        return;
-      }
-      image = await ownImage(kc, { name: env.POD_NAME, namespace });
-    }
-    await ensureDefaultBalancer(kc, image);
+  /** Asked only when the default balancer must be created. */
+  const defaultImage = async (): Promise<string> => {
+    if (agentImage) return agentImage;
+    if (env.POD_NAME) return ownImage(kc, { name: env.POD_NAME, namespace });
+    throw new UsageError('XdpBalancer "default" does not exist and, outside a pod, there is no image to create it with: ' +
+      'give --agent-image IMAGE (or XDPLB_AGENT_IMAGE), or --no-default-balancer to run without it');
   };
-  // Without the default balancer, VIPs of other balancers still work: report and go on.
-  const tryEnsureDefault = () => ensureDefault().catch((err: unknown) =>
-    log.error({ err: String(err) }, 'could not create the default XdpBalancer; create it yourself (see deploy/examples/)'));
+  const tryEnsureDefault = async () => {
+    if (values['no-default-balancer']) return;
+    try {
+      await ensureDefaultBalancer(kc, defaultImage);
+    } catch (err) {
+      // Every VIP of the default balancer would report it missing: stop and say why.
+      if (err instanceof UsageError) fail(err.message);
+      // Without the default balancer, VIPs of other balancers still work: report and go on.
+      log.error(errorFields(err), 'could not create the default XdpBalancer; create it yourself (see deploy/examples/)');
+    }
+  };
   const lead = async () => {
     metrics.leader.set(1);
     await tryEnsureDefault();
@@ -117,6 +126,24 @@ async function main(): Promise<void> {
   };
 
   let elector: LeaderElector | null = null;
+  // Before leading starts: a SIGTERM while it starts must stop cleanly, not kill the process.
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    (async () => {
+      if (started) await controller.stop();
+      await elector?.stop(); // releases the lease: the other replica takes over at once
+      server.close();
+    })().then(() => process.exit(0), (err: unknown) => {
+      log.error(errorFields(err), 'stop failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
   if (values['no-leader-elect']) {
     await lead();
   } else {
@@ -139,27 +166,10 @@ async function main(): Promise<void> {
     elector.start();
     log.info({ identity, namespace }, 'waiting to become leader');
   }
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    (async () => {
-      if (started) await controller.stop();
-      await elector?.stop(); // releases the lease: the other replica takes over at once
-      server.close();
-    })().then(() => process.exit(0), (err: unknown) => {
-      log.error({ err: String(err) }, 'stop failed');
-      process.exit(1);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((err: unknown) => {
-  log.fatal({ err: (err as Error).message }, 'xdplb-controller failed');
+  log.fatal(errorFields(err), 'xdplb-controller failed');
   process.exitCode = 1;
   setTimeout(() => process.exit(1), 100).unref();
 });

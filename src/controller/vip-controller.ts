@@ -13,9 +13,11 @@ import {
 import {
   type BackendStatus, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus, VERSION,
 } from '../api/loadbalancervip.js';
+import { goneOrThrow } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../lib/watched-cache.js';
 import { MAX_WEIGHT, trimPod } from './backends.js';
+import { BadWeightReports } from './bad-weights.js';
 import type { BalancerView } from './balancer-controller.js';
 import { CONTROLLER_FIELD_MANAGER } from './balancer-controller.js';
 import { conditionsEqual } from './conditions.js';
@@ -35,6 +37,8 @@ export interface VipControllerOptions {
   metrics?: ControllerMetrics;
   /** Every this often, every VIP is reconciled again (and the claim index rebuilt from the cache). */
   resyncSeconds?: number;
+  /** Entries a VIP's status.backends may hold; the CRD's limit unless a test says fewer. */
+  maxListedBackends?: number;
 }
 
 export const DEFAULT_RESYNC_SECONDS = 300;
@@ -55,6 +59,7 @@ export class VipController {
   private readonly vipIndex = new VipIndex();
   private claims: ClaimIndex;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly badWeights = new BadWeightReports();
   reconciles = 0;
   statusWrites = 0;
   resyncs = 0;
@@ -144,27 +149,30 @@ export class VipController {
     if (!vip) {
       // Deleted: agents drop it from their maps.
       for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
+      this.badWeights.forget(key);
       return;
     }
     const conflict = this.claims.conflictOf(key);
     const next = vipStatus({
       vip, pods: this.podIndex.candidates(ns, vip.spec.backendSelector), conflict, balancers: this.opts.balancers, now: new Date(),
+      maxBackends: this.opts.maxListedBackends,
     });
     const { status, requeue } = next;
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'programmed' }, next.programmedNodes);
+    // Once per pod and value, whether or not the status changes: not again with every later change of the VIP.
+    for (const bad of this.badWeights.fresh(key, next.badWeights)) {
+      this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
+    }
     if (!changed(vip.status, status)) return requeue;
-    await this.custom.patchNamespacedCustomObjectStatus(
+    const written = await this.custom.patchNamespacedCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    ).then(() => true, goneOrThrow);
+    if (!written) return;
     this.statusWrites++;
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
     this.recordEvents(vip, vip.status, status);
-    // Only with a status change (a new backend), so a bad annotation is not reported on every reconcile.
-    for (const bad of next.badWeights) {
-      this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
-    }
     // The whole story, other namespaces' holders included, is for the operator's log only.
     const lost = conflict?.lost.map((l) => `${l.claim} held by ${l.heldBy}${l.balancer ? ` (XdpBalancer ${l.balancer})` : ''}`);
     log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict, ...(lost ? { lost } : {}) }, 'status updated');
@@ -213,6 +221,7 @@ function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipS
     prev?.observedGeneration !== next.observedGeneration ||
     prev?.ports !== next.ports ||
     prev?.readyBackends !== next.readyBackends ||
+    prev?.unlistedBackends !== next.unlistedBackends ||
     prev?.programmedNodes !== next.programmedNodes ||
     !sameBackends(prev?.backends, next.backends) ||
     !conditionsEqual(prev?.conditions, next.conditions)

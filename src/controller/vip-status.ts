@@ -4,8 +4,11 @@
  * look again. Pure: the VIP controller reads the inputs and writes the result.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { DEFAULT_BALANCER, type LoadBalancerVip, type LoadBalancerVipStatus, portsSummary } from '../api/loadbalancervip.js';
+import {
+  DEFAULT_BALANCER, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary,
+} from '../api/loadbalancervip.js';
 import type { Requeue } from '../lib/work-queue.js';
+import { limitBackends } from './backend-limit.js';
 import { type Resolution, resolveBackends } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { computeConditions, programmedNodes } from './conditions.js';
@@ -20,6 +23,8 @@ export interface VipStatusInput {
   conflict?: ConflictInfo;
   balancers: BalancerView;
   now: Date;
+  /** Entries status.backends may hold; MAX_STATUS_BACKENDS unless a test says fewer. */
+  maxBackends?: number;
 }
 
 export interface VipStatusResult {
@@ -32,15 +37,20 @@ export interface VipStatusResult {
   requeue: Requeue;
 }
 
-export function vipStatus({ vip, pods, conflict, balancers, now }: VipStatusInput): VipStatusResult {
+export function vipStatus({ vip, pods, conflict, balancers, now, maxBackends = MAX_STATUS_BACKENDS }: VipStatusInput): VipStatusResult {
   const balancer = vip.spec.balancer ?? DEFAULT_BALANCER;
   const res = resolveBackends(vip, pods, now, balancers.drainSeconds(balancer));
   const desired = balancers.desiredAgents(balancer);
-  const active = res.backends.filter((b) => !b.draining).length;
+  // Counts are of every backend; the list, and so the agents, see at most maxBackends of them.
+  const active = res.backends.filter((b) => !b.draining);
+  const { listed, unlisted } = limitBackends(res.backends, vip.status?.backends, maxBackends);
+  const listedActive = listed.filter((b) => !b.draining);
   const conditions = computeConditions({
-    vip: { ...vip, status: { ...vip.status, backends: res.backends } },
-    activeBackends: active,
-    drainingBackends: res.backends.length - active,
+    vip: { ...vip, status: { ...vip.status, backends: listed } },
+    activeBackends: active.length,
+    drainingBackends: listed.length - listedActive.length,
+    zeroWeightBackends: listedActive.filter((b) => b.weight === 0).length,
+    unlistedBackends: unlisted.filter((b) => !b.draining).length,
     conflict,
     desiredNodes: desired ?? 0,
     balancerProblem: !balancers.exists(balancer)
@@ -53,9 +63,10 @@ export function vipStatus({ vip, pods, conflict, balancers, now }: VipStatusInpu
     status: {
       observedGeneration: vip.metadata.generation,
       ports: portsSummary(vip.spec),
-      readyBackends: active,
+      readyBackends: active.length,
+      unlistedBackends: unlisted.length,
       programmedNodes: `${programmed}/${desired ?? 0}`,
-      backends: res.backends,
+      backends: listed,
       conditions,
     },
     desiredNodes: desired ?? 0,

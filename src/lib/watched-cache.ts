@@ -5,6 +5,7 @@
  * synced yet" for "there are none" (an agent would empty its maps).
  */
 import { ADD, DELETE, type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, UPDATE, Watch } from '@kubernetes/client-node';
+import { errorFields } from './api-error.js';
 import { componentLog } from './log.js';
 
 const log = componentLog('watch');
@@ -121,7 +122,7 @@ export class WatchedCache<T extends KubernetesObject> {
     this.errors++;
     const delay = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
-    log.warn({ path: this.path, err: String(err), retryMs: delay }, 'list/watch failed; retrying');
+    log.warn({ path: this.path, ...errorFields(err), retryMs: delay }, 'list/watch failed; retrying');
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       if (this.running) void this.lw.start().catch((e: unknown) => this.failed(e));

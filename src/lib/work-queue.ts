@@ -5,6 +5,7 @@
  * key is retried with backoff; a reconcile that wants another look later
  * (a drain that expires) says so in what it returns.
  */
+import { errorFields } from './api-error.js';
 import { componentLog } from './log.js';
 
 const log = componentLog('work-queue');
@@ -120,7 +121,7 @@ export class WorkQueue {
         const n = (this.failures.get(key) ?? 0) + 1;
         this.failures.set(key, n);
         const delayMs = Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS);
-        log.error({ queue: this.name, key, err: String(err), retryMs: delayMs }, 'reconcile failed; retrying');
+        log.error({ queue: this.name, key, ...errorFields(err), retryMs: delayMs }, 'reconcile failed; retrying');
         this.addAfter(key, delayMs);
       }
       this.processing.delete(key);

@@ -31,6 +31,13 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.equal(cp.kubectl(['get', 'lbvip', '-A', '--field-selector', 'spec.balancer=edge', '-o', 'name']), '');
   });
 
+  test('selectors with any label Kubernetes allows are accepted', (t) => {
+    if (!f.need(t)) return;
+    const labels = '{app.kubernetes.io/name: web, tier: "", Version_2.x: "v1.2-rc_3", example.com/a-b.c: X}';
+    f.cp.kubectl(['apply', '--dry-run=server', '-f', '-'], vip(`  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector:\n    matchLabels: ${labels}\n` +
+      '    matchExpressions: [{key: example.com/canary, operator: NotIn, values: ["", "yes"]}]', 'labels'));
+  });
+
   test(`${INVALID.length} invalid VIPs are refused, each naming the field`, (t) => {
     if (!f.need(t)) return;
     const { cp } = f;
@@ -43,6 +50,27 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.match(cp.kubectlError(['get', 'lbvip', 'bad', '-n', 'default']), /NotFound/);
   });
 
+  test('CEL refusals name the value, not its type', (t) => {
+    if (!f.need(t)) return;
+    const refuse = (spec: string) => f.cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], vip(spec, 'bad'));
+    assert.match(refuse(`  address: 198.19.0.300\n${OK_PORTS}\n${sel}`), /spec\.address: Invalid value: .*"198\.19\.0\.300" is not an IPv4 or IPv6 address/);
+    assert.match(refuse(`  address: 127.0.0.1\n${OK_PORTS}\n${sel}`), /"127\.0\.0\.1" is not a global unicast address/);
+    assert.match(refuse(`  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: tier, operator: Exists, values: [a]}]}`),
+      /spec\.backendSelector\.matchExpressions\[0\]: Invalid value: .*key "tier": Exists takes no values/);
+    assert.match(refuse(`  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchLabels: {app: web, "my app": web}}`),
+      /spec\.backendSelector\.matchLabels: Invalid value: .*not label keys .*such as "my app"/);
+  });
+
+  test('kubectl explain describes every field, with its default', (t) => {
+    if (!f.need(t)) return;
+    const explain = (path: string) => f.cp.kubectl(['explain', path]);
+    assert.match(explain('lbvip.spec.address'), /The virtual IP, IPv4 or IPv6/);
+    assert.match(explain('lbvip.spec.ports.protocol'), /TCP or UDP\. Default TCP\./);
+    assert.match(explain('lbvip.status.backends.draining'), /keeps its connections, gets no new ones/);
+    assert.match(explain('xdpb.spec.drainSeconds'), /Default 60\./);
+    assert.match(explain('xdpb.spec.tolerations.operator'), /Equal \(key and value match\)/);
+  });
+
   test('XdpBalancer: defaults filled in, bad fields refused', (t) => {
     if (!f.need(t)) return;
     const { cp } = f;
@@ -50,7 +78,17 @@ describe('CRDs on a real kube-apiserver', () => {
     const spec = JSON.parse(cp.kubectl(['get', 'xdpb', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
     assert.deepEqual(spec, { image: 'xdplb:dev', xdpMode: 'auto', metricsPort: 9641, drainSeconds: 60, capacities: { vips: 512, reals: 4095, connectionTable: 1048576 } });
     const err = cp.kubectlError(['apply', '--dry-run=server', '-f', '-'],
-      'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\nspec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000}\n');
-    for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort']) assert.ok(err.includes(field), `${field}: ${err}`);
+      'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
+      'spec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000, nodeSelector: {"edge node": "yes please"}}\n');
+    for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort', 'spec.nodeSelector']) assert.ok(err.includes(field), `${field}: ${err}`);
+    const balancer = (name: string) => `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: ${name}}\nspec: {image: "xdplb:dev"}\n`;
+    // The name is its agent pods' label value (63 at most; test/e2e/controller-edges.test.ts applies such a DaemonSet) and VIPs' spec.balancer.
+    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(63)));
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(64))), /"a{64}" is invalid: .*metadata\.name: at most 63 characters/);
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], balancer('edge.one')), /"edge\.one" is invalid: .*metadata\.name: must be a DNS label/);
+    assert.match(err, /spec\.nodeSelector\.edge node: Invalid value: "yes please"/, 'the bad value is named');
+    // CEL rules run only once the schema's own checks pass: the bad key alone.
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
+      'spec: {image: "xdplb:dev", nodeSelector: {"edge node": "yes"}}\n'), /spec\.nodeSelector: Invalid value: .*not label keys .*such as "edge node"/);
   });
 });

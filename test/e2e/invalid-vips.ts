@@ -25,6 +25,12 @@ export const INVALID_VIPS: [string, string, string][] = [
   ['no selector', `  address: 198.19.0.10\n${OK_PORTS}`, 'spec.backendSelector'],
   ['In without values', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: app, operator: In}]}`, 'spec.backendSelector.matchExpressions[0]'],
   ['unknown operator', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: app, operator: Like, values: [w]}]}`, 'spec.backendSelector.matchExpressions[0].operator'],
+  // Labels no pod can carry: the selector would select nothing, silently.
+  ['label value with a space', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchLabels: {app: "web shop"}}`, 'spec.backendSelector.matchLabels'],
+  ['label key with a space', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchLabels: {"my app": web}}`, 'spec.backendSelector.matchLabels'],
+  ['label key prefix not a DNS subdomain', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchLabels: {"Example_Com/app": web}}`, 'spec.backendSelector.matchLabels'],
+  ['expression key with a space', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: "my app", operator: Exists}]}`, 'spec.backendSelector.matchExpressions[0].key'],
+  ['expression value with a space', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: app, operator: In, values: ["web shop"]}]}`, 'spec.backendSelector.matchExpressions[0].values[0]'],
   ['bad balancer name', `  address: 198.19.0.10\n  balancer: Bad_Name\n${OK_PORTS}\n${sel}`, 'spec.balancer'],
   ['hashing option not a boolean', `  address: 198.19.0.10\n${OK_PORTS}\n${sel}\n  hashing: {ignoreSourcePort: "yes"}`, 'spec.hashing.ignoreSourcePort'],
 ];

@@ -19,6 +19,7 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   const pod = ds.spec!.template.spec!;
   assert.equal(pod.hostNetwork, true);
   assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
+  assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux' }, 'every Linux node, and only those');
   const c = pod.containers[0]!;
   assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641',
@@ -47,7 +48,7 @@ test('spec settings become agent flags and scheduling constraints', () => {
     '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--connection-table', '65536']);
   assert.equal(c.readinessProbe?.httpGet?.port, 9700);
   assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }]);
-  assert.deepEqual(pod.nodeSelector, { 'node-role.kubernetes.io/edge': '' });
+  assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/edge': '' }, "the balancer's selector, on Linux nodes");
   assert.deepEqual(pod.tolerations, [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }]);
 });
 

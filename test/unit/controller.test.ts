@@ -202,6 +202,28 @@ describe('conditions', () => {
     assert.equal(by.Programmed!.reason, 'Conflict');
   });
 
+  test('backends that all weigh 0 take no new connection: not available, not Ready', () => {
+    const v = vip('v');
+    v.status = { nodes: nodes(3, 1) };
+    const of = (zeroWeightBackends: number) =>
+      Object.fromEntries(computeConditions({ vip: v, activeBackends: 2, drainingBackends: 0, zeroWeightBackends, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
+    let by = of(2);
+    assert.equal(by.BackendsAvailable!.status, 'False');
+    assert.equal(by.BackendsAvailable!.reason, 'AllWeightsZero');
+    assert.match(by.BackendsAvailable!.message!, /^2 ready backend\(s\), 0 draining, 2 with weight 0: no new connection can be served/);
+    assert.equal(by.Ready!.status, 'False');
+    assert.match(by.Ready!.message!, /no new connection can be served/);
+    by = of(1);
+    assert.equal(by.BackendsAvailable!.status, 'True');
+    assert.equal(by.BackendsAvailable!.message, '2 ready backend(s), 0 draining, 1 with weight 0');
+    assert.equal(by.Ready!.status, 'True');
+    // From pods: annotations of 0 on every Ready pod.
+    const view: BalancerView = { exists: () => true, desiredAgents: () => 1, drainSeconds: () => DRAIN, mayShareNodes: () => false };
+    const s = vipStatus({ vip: v, pods: [pod('a', '198.18.40.1', { weight: '0' }), pod('b', '198.18.40.2', { weight: '0' })], balancers: view, now: NOW });
+    assert.equal(s.status.readyBackends, 2);
+    assert.equal(s.status.conditions!.find((c) => c.type === 'BackendsAvailable')!.reason, 'AllWeightsZero');
+  });
+
   test('lastTransitionTime moves only when the status does; equality ignores order', () => {
     const v = vip('v');
     v.status = { nodes: nodes(3, 1) };

@@ -4,13 +4,20 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
-import { GROUP, LBVIP_KIND, LBVIP_PLURAL, VERSION } from '../../src/api/loadbalancervip.js';
+import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
+import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
+import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT } from '../../src/api/xdpbalancer.js';
+import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 
 interface Schema {
   type?: string;
   properties?: Record<string, Schema>;
   items?: Schema;
   required?: string[];
+  maxItems?: number;
+  description?: string;
+  default?: unknown;
+  'x-kubernetes-validations'?: { rule: string }[];
 }
 interface Crd {
   spec: {
@@ -21,6 +28,9 @@ interface Crd {
       additionalPrinterColumns?: { name: string; jsonPath: string }[]; schema: { openAPIV3Schema: Schema } }[];
   };
 }
+
+/** Kubernetes' limit on a label value. */
+const LABEL_VALUE_MAX = 63;
 
 const load = (name: string) =>
   yaml.load(readFileSync(fileURLToPath(new URL(`../../../crds/${name}`, import.meta.url)), 'utf8')) as Crd;
@@ -61,10 +71,49 @@ for (const [file, kind, plural, scope] of [
 test('the LoadBalancerVip schema has what the controller and agents write', () => {
   const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const status = schema.properties!.status!.properties!;
-  for (const field of ['observedGeneration', 'readyBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
+  for (const field of ['observedGeneration', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
     assert.ok(status[field], `status.${field}`);
   }
   assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(), ['draining', 'drainingSince', 'ip', 'node', 'pod', 'weight']);
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
   assert.deepEqual(schema.properties!.spec!.required, ['address', 'ports', 'backendSelector']);
+  assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');
+});
+
+test('an XdpBalancer name is refused when its agent pods could not carry it as a label', () => {
+  const schema = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema;
+  const rule = schema['x-kubernetes-validations']!.map((r) => /^self\.metadata\.name\.size\(\) <= (\d+)$/.exec(r.rule)).find(Boolean);
+  assert.ok(rule, 'a CEL rule on metadata.name at the root');
+  const labels = agentDaemonSet({ metadata: { name: 'edge', uid: 'u' }, spec: { image: 'i' } }, 'ns').spec!.template.metadata!.labels!;
+  assert.equal(labels[BALANCER_LABEL], 'edge', 'the name is a label value of the agent pods');
+  assert.equal(Number(rule[1]), LABEL_VALUE_MAX);
+});
+
+/** Every field below `schema`, by path, as kubectl explain walks them. */
+function fields(schema: Schema, path: string): [string, Schema][] {
+  const out: [string, Schema][] = [];
+  for (const [name, s] of Object.entries(schema.properties ?? {})) {
+    out.push([`${path}.${name}`, s], ...fields(s, `${path}.${name}`));
+    if (s.items) out.push(...fields(s.items, `${path}.${name}[]`));
+  }
+  return out;
+}
+
+for (const file of ['loadbalancervips.yaml', 'xdpbalancers.yaml']) {
+  test(`${file}: kubectl explain has a description for every field`, () => {
+    const schema = load(file).spec.versions[0]!.schema.openAPIV3Schema;
+    const bare = fields(schema, '').filter(([, s]) => !s.description?.trim()).map(([p]) => p);
+    assert.deepEqual(bare, [], 'fields without a description');
+  });
+}
+
+test('the defaults the schemas give are the ones the code falls back to', () => {
+  const lbvip = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
+  assert.equal(lbvip.balancer!.default, 'default');
+  assert.equal(lbvip.lruBypass!.default, false);
+  assert.equal(lbvip.hashing!.properties!.ignoreSourcePort!.default, false);
+  const xdpb = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
+  assert.equal(xdpb.metricsPort!.default, DEFAULT_METRICS_PORT);
+  assert.equal(xdpb.drainSeconds!.default, DEFAULT_DRAIN_SECONDS);
+  assert.equal(xdpb.xdpMode!.default, 'auto');
 });

@@ -12,6 +12,7 @@ import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } fr
 import {
   GROUP, LBVIP_KIND, LBVIP_PLURAL, type LoadBalancerVip, type NodeStatus, VERSION,
 } from '../../api/loadbalancervip.js';
+import { errorFields } from '../../lib/api-error.js';
 import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
@@ -140,7 +141,7 @@ export class ClusterSource implements VipSource {
         } catch (err) {
           if (errorCode(err) === 404) return; // deleted meanwhile
           failed++;
-          log.warn({ vip: vipRef(v), err: String(err) }, 'status write failed; retrying');
+          log.warn({ vip: vipRef(v), ...errorFields(err) }, 'status write failed; retrying');
         }
       }));
     }
