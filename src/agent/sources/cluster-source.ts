@@ -12,7 +12,7 @@ import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } fr
 import {
   GROUP, LBVIP_KIND, LBVIP_PLURAL, type LoadBalancerVip, type NodeStatus, VERSION,
 } from '../../api/loadbalancervip.js';
-import { errorFields } from '../../lib/api-error.js';
+import { errorFields, isNotFound } from '../../lib/api-error.js';
 import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
@@ -139,7 +139,7 @@ export class ClusterSource implements VipSource {
         try {
           await this.writeEntry(v, e);
         } catch (err) {
-          if (errorCode(err) === 404) return; // deleted meanwhile
+          if (isNotFound(err)) return; // deleted meanwhile
           failed++;
           log.warn({ vip: vipRef(v), ...errorFields(err) }, 'status write failed; retrying');
         }
@@ -170,8 +170,4 @@ const entryOf = (v: LoadBalancerVip, node: string) => v.status?.nodes?.find((n) 
 
 function sameEntry(a: NodeStatus | undefined, b: NodeStatus): boolean {
   return !!a && a.programmedGeneration === b.programmedGeneration && a.reals === b.reals && a.lastError === b.lastError;
-}
-
-function errorCode(err: unknown): number | undefined {
-  return (err as { code?: number }).code;
 }

@@ -10,6 +10,7 @@
 import { CustomObjectsApi, type KubeConfig, Observable, type ObservableMiddleware } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../../api/loadbalancervip.js';
 import { XDPB_PLURAL } from '../../api/xdpbalancer.js';
+import { apiError, isNotFound } from '../../lib/api-error.js';
 
 /** Bounds the GET: the pod has terminationGracePeriodSeconds 30 for all of its shutdown. */
 export const BALANCER_GET_TIMEOUT_MS = 3000;
@@ -42,7 +43,7 @@ export function decideOnExit(balancer: string, got: BalancerGet, at: Attachment)
     }
     return { detach: false, level: 'info', message: `XdpBalancer ${balancer} exists: staying attached for the next agent` };
   }
-  if (errorCode(got.error) === 404) {
+  if (isNotFound(got.error)) {
     return { detach: true, level: 'info', message: `XdpBalancer ${balancer} is gone: detaching and unpinning` };
   }
   return {
@@ -79,12 +80,8 @@ export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachm
   return decideOnExit(balancer, await getBalancer(kc, balancer, timeoutMs), at);
 }
 
-function errorCode(err: unknown): number | undefined {
-  return (err as { code?: number } | null)?.code;
-}
-
 function describeError(err: unknown): string {
-  const code = errorCode(err);
+  const { code } = apiError(err);
   if (typeof code === 'number') return `HTTP ${code}`;
   const cause = (err as { cause?: { code?: string } } | null)?.cause?.code;
   const message = err instanceof Error ? err.message : String(err);
