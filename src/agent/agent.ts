@@ -15,12 +15,10 @@ import type { Acceptance, VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
-import { discoverNextHop, type NextHop, NextHopWatcher } from './net/next-hop.js';
+import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, NextHopWatcher } from './net/next-hop.js';
 import { allAddresses } from './net/iproute.js';
 
 const log = componentLog('agent');
-/** How often the agent re-reads the node's addresses when no next-hop poll interval is given (NextHopWatcher's default). */
-const NODE_ADDRESS_POLL_MS = 2000;
 
 export type XdpModeOption = XdpModeRequest;
 
@@ -113,7 +111,7 @@ export class Agent {
     }, this.opts.nextHopPollMs);
     this.watcher.start();
     // A VIP already programmed stays until its next change; new ones are checked against the fresh list.
-    this.addressTimer = setInterval(() => void this.refreshNodeAddresses(), this.opts.nextHopPollMs ?? NODE_ADDRESS_POLL_MS);
+    this.addressTimer = setInterval(() => void this.refreshNodeAddresses(), this.opts.nextHopPollMs ?? NEXT_HOP_POLL_MS);
     this.addressTimer.unref();
   }
 

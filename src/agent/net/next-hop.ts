@@ -96,6 +96,9 @@ export async function discoverNextHop(opts: NextHopOptions): Promise<NextHop> {
 
 const same = (a: NextHop, b: NextHop) => JSON.stringify(a) === JSON.stringify(b);
 
+/** How often the next hop is re-discovered unless the agent is told otherwise. */
+export const NEXT_HOP_POLL_MS = 2000;
+
 /** Re-discovers periodically and reports changes; a failed discovery keeps the last good one. */
 export class NextHopWatcher {
   private timer: NodeJS.Timeout | null = null;
@@ -104,7 +107,7 @@ export class NextHopWatcher {
     private current: NextHop,
     private readonly opts: NextHopOptions,
     private readonly onChange: (next: NextHop) => void,
-    private readonly intervalMs = 2000,
+    private readonly intervalMs = NEXT_HOP_POLL_MS,
   ) {}
 
   start(): void {
