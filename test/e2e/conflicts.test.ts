@@ -7,16 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
 import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
+import { condition, getVip as readVip, waitUntil } from './control-plane/objects.js';
 
 const AGENT_NS = 'xdplb-system';
-/** Generous: a loaded 2-core machine runs the API server, etcd and the controller together. */
-const WAIT_MS = 60_000;
 const RESYNC_SECONDS = 1;
 
 function kubeConfig(file: string): KubeConfig {
@@ -44,23 +42,12 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
   const lbvip = (ns: string, name: string, address: string, port: number, balancer?: string) => kubectl(['apply', '-f', '-'],
     `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: ${name}, namespace: ${ns}}\n`
     + `spec: {address: "${address}", ports: [{port: ${port}}], backendSelector: {matchLabels: {app: web}}${balancer ? `, balancer: ${balancer}` : ''}}\n`);
-  const getVip = (ns: string, name: string) => JSON.parse(kubectl(['get', 'lbvip', name, '-n', ns, '-o', 'json'])) as LoadBalancerVip;
-  const conflict = (v: LoadBalancerVip) => v.status?.conditions?.find((c) => c.type === 'Conflict');
-
-  const untilOk = async <T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean): Promise<T> => {
-    const deadline = Date.now() + WAIT_MS;
-    let x = await get();
-    while (!ok(x) && Date.now() < deadline) {
-      await sleep(200);
-      x = await get();
-    }
-    assert.ok(ok(x), `${what}; now: ${JSON.stringify(x)}`);
-    return x;
-  };
+  const getVip = (ns: string, name: string) => readVip(f.cp, ns, name);
+  const conflict = (v: LoadBalancerVip) => condition(v, 'Conflict');
   const inConflict = (ns: string, name: string, what: string) =>
-    untilOk(`${ns}/${name} ${what}`, () => getVip(ns, name), (v) => conflict(v)?.status === 'True');
+    waitUntil(`${ns}/${name} ${what}`, () => getVip(ns, name), (v) => conflict(v)?.status === 'True');
   const settled = (ns: string, name: string, what: string) =>
-    untilOk(`${ns}/${name} ${what}`, () => getVip(ns, name), (v) => conflict(v)?.status === 'False' && v.status?.observedGeneration === v.metadata.generation);
+    waitUntil(`${ns}/${name} ${what}`, () => getVip(ns, name), (v) => conflict(v)?.status === 'False' && v.status?.observedGeneration === v.metadata.generation);
   type VipArgs = [ns: string, name: string, address: string, port: number, balancer?: string];
   /**
    * The holder first, settled; then the loser, in conflict with it: returns the loser.
@@ -104,7 +91,7 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
     if (!f.need(t)) return;
     const lost = await contest(['bank', 'vault', '198.19.3.4', 80], ['shop', 'nosy', '198.19.3.4', 80], 'loses to the VIP of another namespace');
     assert.equal(conflict(lost)!.message, '198.19.3.4:80/TCP is in use by another namespace');
-    const events = await untilOk('a Conflict event', () => kubectl(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=nosy',
+    const events = await waitUntil('a Conflict event', () => kubectl(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=nosy',
       '-o', 'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}']), (text) => text.includes('Conflict:'));
     assert.doesNotMatch(`${JSON.stringify(lost.status)}\n${events}`, /bank|vault/);
     kubectl(['delete', 'lbvip', 'vault', '-n', 'bank']);
@@ -134,17 +121,17 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
     const overlap = (b: XdpBalancer) => b.status?.conditions?.find((c) => c.type === 'NodeOverlap');
     agentPod('agent-default-a', 'default', 'node-a');
     agentPod('agent-edge-b', 'edge', 'node-b');
-    await untilOk('edge says no overlap', () => getBalancer('edge'), (b) => overlap(b)?.status === 'False');
+    await waitUntil('edge says no overlap', () => getBalancer('edge'), (b) => overlap(b)?.status === 'False');
     agentPod('agent-edge-a', 'edge', 'node-a');
-    const edge = await untilOk('edge sees default on node-a', () => getBalancer('edge'), (b) => overlap(b)?.status === 'True');
+    const edge = await waitUntil('edge sees default on node-a', () => getBalancer('edge'), (b) => overlap(b)?.status === 'True');
     assert.match(overlap(edge)!.message, /XdpBalancer "default" on node-a\)/);
-    const dflt = await untilOk('default sees edge on node-a', () => getBalancer('default'), (b) => overlap(b)?.status === 'True');
+    const dflt = await waitUntil('default sees edge on node-a', () => getBalancer('default'), (b) => overlap(b)?.status === 'True');
     assert.match(overlap(dflt)!.message, /XdpBalancer "edge" on node-a\)/);
-    await untilOk('a NodeOverlap event on edge', () => kubectl(['get', 'events', '-A', '--field-selector', 'involvedObject.name=edge,reason=NodeOverlap',
+    await waitUntil('a NodeOverlap event on edge', () => kubectl(['get', 'events', '-A', '--field-selector', 'involvedObject.name=edge,reason=NodeOverlap',
       '-o', 'jsonpath={range .items[*]}{.type} {.message}{"\\n"}{end}']), (text) => /^Warning agents of another balancer/m.test(text));
     kubectl(['delete', 'pod', 'agent-edge-a', '-n', AGENT_NS, '--grace-period=0', '--force']);
-    await untilOk('edge: the overlap is gone', () => getBalancer('edge'), (b) => overlap(b)?.status === 'False');
-    await untilOk('default: the overlap is gone', () => getBalancer('default'), (b) => overlap(b)?.status === 'False');
+    await waitUntil('edge: the overlap is gone', () => getBalancer('edge'), (b) => overlap(b)?.status === 'False');
+    await waitUntil('default: the overlap is gone', () => getBalancer('default'), (b) => overlap(b)?.status === 'False');
   });
 
   test('a periodic resync reconciles every VIP and is counted', async (t) => {
@@ -156,7 +143,7 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
     const counted = async () => (await controller.metrics.registry.getSingleMetric('xdplb_controller_resyncs_total')!.get()).values[0]?.value ?? 0;
     const before = await counted();
     const reconciles = controller.vips.reconciles;
-    await untilOk(`two more resyncs (every ${RESYNC_SECONDS} s)`, counted, (n) => n >= before + 2);
+    await waitUntil(`two more resyncs (every ${RESYNC_SECONDS} s)`, counted, (n) => n >= before + 2);
     assert.equal(controller.vips.resyncs, await counted());
     const vips = kubectl(['get', 'lbvip', '-A', '-o', 'name']).split('\n').filter(Boolean).length;
     assert.ok(controller.vips.reconciles - reconciles >= vips, `every one of the ${vips} VIPs was reconciled again`);

@@ -8,18 +8,20 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { type ExitDecision, exitDecision } from '../../src/agent/sources/uninstall.js';
 import { freePort, type TestServiceAccount } from './control-plane/control-plane.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
+import { waitUntil } from './control-plane/objects.js';
 
 const AT = { nic: 'eth0', pinDir: '/sys/fs/bpf/xdplb/edge' };
 const CLEANUP = 'xdplb-agent cleanup --nic eth0 --pin-dir /sys/fs/bpf/xdplb/edge';
 const FINALIZER = 'test.xdplb.dev/hold';
 /** The agent's 3 s is plenty for one GET, but a loaded test machine should not fail on it; the timeout has its own test. */
 const GET_TIMEOUT_MS = 20_000;
+/** The CRD's handler may serve for a moment after the object is gone. */
+const CRD_GONE_WAIT_MS = 30_000;
 const AGENT_RBAC = fileURLToPath(new URL('../../../deploy/rbac-agent.yaml', import.meta.url));
 
 describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () => {
@@ -105,12 +107,7 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
     if (!f.need(t)) return;
     kubectl(['delete', 'crd', 'xdpbalancers.xdplb.dev', '--wait=true', '--timeout=60s']);
     // The CRD's handler may serve for a moment after the object is gone: wait for the 404, however long it takes.
-    const deadline = Date.now() + 30_000;
-    let d = await exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS);
-    while (!d.detach && Date.now() < deadline) {
-      await sleep(200);
-      d = await exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS);
-    }
+    const d = await waitUntil('the agent sees the CRD gone', () => exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS), (x) => x.detach, CRD_GONE_WAIT_MS);
     assert.equal(d.detach, true, d.message);
     assert.match(d.message, /XdpBalancer edge is gone/);
   });
