@@ -147,7 +147,9 @@ done
 # no addresses, which passes everything, as the lab's router does.
 npm run --silent build
 host_xdp=()
-for node in $(kubectl get nodes -l xdplb.dev/balancer-node=true -o jsonpath='{.items[*].metadata.name}'); do
+# The balancer workers (cluster.yaml labels them).
+read -ra balancer_nodes <<<"$(kubectl get nodes -l xdplb.dev/balancer-node=true -o jsonpath='{.items[*].metadata.name}')"
+for node in "${balancer_nodes[@]}"; do
   ifindex=$(docker exec "$node" cat /sys/class/net/eth0/iflink)
   veth=$(ip -o link | awk -F': ' -v i="$ifindex" '$1 == i { sub(/@.*/, "", $2); print $2 }')
   [[ -n $veth ]] || { say "no host veth for $node (ifindex $ifindex)"; exit 1; }
@@ -186,7 +188,7 @@ while read -r node cidr; do
   routes+=("$cidr via $ip")
 done < <(kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR}{"\n"}{end}')
 hops=()
-for node in $(kubectl get nodes -l xdplb.dev/balancer-node=true -o jsonpath='{.items[*].metadata.name}'); do
+for node in "${balancer_nodes[@]}"; do
   hops+=(nexthop via "$(node_ip "$node")")
 done
 docker run -d --name "$CLIENT" --network "$NETWORK" --cap-add NET_ADMIN --entrypoint sleep "$E2E_IMAGE" infinity >/dev/null
