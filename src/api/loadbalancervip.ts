@@ -17,10 +17,15 @@ export const WEIGHT_ANNOTATION = 'xdplb.dev/weight';
 export interface LoadBalancerVipSpec {
   /** The XdpBalancer that serves this VIP. */
   balancer?: string;
-  address: string;
+  /** Absent: the controller assigns one from a pool that allows the namespace (status.address). */
+  address?: string;
+  /** The family of an assigned address; absent: the first free address of any family. */
+  addressFamily?: AddressFamily;
   ports: VipPort[];
-  /** Pods in the VIP's namespace. */
-  backendSelector: V1LabelSelector;
+  /** Pods in the VIP's namespace; exactly one of backendSelector and backendService is set. */
+  backendSelector?: V1LabelSelector;
+  /** A Service in the VIP's namespace: its EndpointSlices' endpoints are the backends. */
+  backendService?: string;
   hashing?: HashingOptions;
   lruBypass?: boolean;
 }
@@ -46,6 +51,10 @@ export interface NodeStatus {
 
 export interface LoadBalancerVipStatus {
   observedGeneration?: number;
+  /** The VIP's address (spec.address, or the one assigned): agents program it only while AddressAllowed is True. */
+  address?: string;
+  /** The XdpAddressPool the address lies in. */
+  addressPool?: string;
   /** Summaries for `kubectl get lbvip`. */
   ports?: string;
   readyBackends?: number;
@@ -56,6 +65,8 @@ export interface LoadBalancerVipStatus {
   backends?: BackendStatus[];
   nodes?: NodeStatus[];
 }
+
+export type AddressFamily = 'IPv4' | 'IPv6';
 
 export interface LoadBalancerVip {
   apiVersion?: string;
@@ -75,4 +86,32 @@ export const ConditionType = {
   Programmed: 'Programmed',
   Ready: 'Ready',
   Conflict: 'Conflict',
+  /** Whether the address lies in a pool that allows the VIP's namespace and balancer and is never-forbidden-free. */
+  AddressAllowed: 'AddressAllowed',
 } as const;
+
+/** AddressAllowed reasons: why a VIP may, or may not, have its address. */
+export const AddressReason = {
+  /** Allowed: in a pool that selects the namespace and serves the balancer. */
+  InPool: 'InPool',
+  /** Allowed: assigned by the controller from a pool. */
+  Assigned: 'Assigned',
+  NotAnAddress: 'NotAnAddress',
+  /** A node address, a pod CIDR or the Service range: never allowed. */
+  Forbidden: 'Forbidden',
+  NotInPool: 'NotInPool',
+  /** Only in a pool that is refused (it overlaps an older one). */
+  PoolRefused: 'PoolRefused',
+  NamespaceNotAllowed: 'NamespaceNotAllowed',
+  BalancerNotServed: 'BalancerNotServed',
+  /** No address given and no pool assigns one for the namespace and balancer. */
+  NoPool: 'NoPool',
+  /** Every address of the pools that would assign one is taken. */
+  PoolExhausted: 'PoolExhausted',
+  /** The address the controller assigned is no longer allowed (a pool changed): reported, not replaced. */
+  AddressRevoked: 'AddressRevoked',
+} as const;
+export type AddressReasonCode = (typeof AddressReason)[keyof typeof AddressReason];
+
+/** The address a VIP has: spec.address, or else the one the controller assigned. */
+export const vipAddress = (v: Pick<LoadBalancerVip, 'spec' | 'status'>): string | undefined => v.spec.address ?? v.status?.address;

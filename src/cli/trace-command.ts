@@ -140,7 +140,9 @@ async function resolveVips(args: TraceArgs): Promise<string[]> {
             : err.message;
         throw new Error(`LoadBalancerVip ${sel}: ${why}`);
       })) as LoadBalancerVip;
-    const addr = vip.spec.address.includes(':') ? `[${vip.spec.address}]` : vip.spec.address;
+    const address = vip.spec.address ?? vip.status?.address;
+    if (address === undefined) throw new Error(`LoadBalancerVip ${sel} has no address yet (none given, none assigned: see its AddressAllowed condition)`);
+    const addr = address.includes(':') ? `[${address}]` : address;
     out.push(...vip.spec.ports.map((p) => `${addr}:${p.port}/${p.protocol}`));
   }
   return out;

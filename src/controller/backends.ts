@@ -65,16 +65,25 @@ function isReady(pod: V1Pod): boolean {
   return (pod.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
-/** The pod address the VIP sends to: same family first; an IPv4 VIP may use an IPv6 pod (4in6), not the reverse. */
-export function backendIp(vipAddress: string, pod: V1Pod): string | undefined {
-  const ips = (pod.status?.podIPs?.map((p) => p.ip) ?? [pod.status?.podIP]).filter((x): x is string => !!x);
+/**
+ * The backend address the VIP sends to, of a backend's addresses: same family
+ * first; an IPv4 VIP may use an IPv6 backend (4in6), not the reverse. A VIP
+ * without an address yet resolves as IPv4 would.
+ */
+export function pickBackendIp(vipAddress: string | undefined, ips: readonly string[]): string | undefined {
   const v4 = ips.find((ip) => isIPv4(ip));
   const v6 = ips.find((ip) => isIPv6(ip));
-  const ip = isIPv6(vipAddress) ? v6 : (v4 ?? v6);
+  const ip = vipAddress !== undefined && isIPv6(vipAddress) ? v6 : (v4 ?? v6);
   return ip ? canonicalIp(ip) : undefined;
 }
 
-function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
+/** The pod address the VIP sends to (pickBackendIp of the pod's IPs). */
+export function backendIp(vipAddress: string | undefined, pod: V1Pod): string | undefined {
+  return pickBackendIp(vipAddress, (pod.status?.podIPs?.map((p) => p.ip) ?? [pod.status?.podIP]).filter((x): x is string => !!x));
+}
+
+/** The pod's weight annotation, or the default (noting an unusable value in `bad`). */
+export function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
   const raw = pod.metadata?.annotations?.[WEIGHT_ANNOTATION];
   if (raw === undefined) return DEFAULT_WEIGHT;
   const n = Number(raw);
@@ -85,6 +94,7 @@ function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
 
 export function resolveBackends(
   vip: LoadBalancerVip,
+  address: string | undefined,
   pods: Iterable<V1Pod>,
   now: Date,
   drainSeconds: number,
@@ -92,19 +102,32 @@ export function resolveBackends(
   const badWeights: Resolution['badWeights'] = [];
   const active = new Map<string, BackendStatus>();
   const selector = vip.spec.backendSelector;
-  if (!isEmptySelector(selector)) {
+  if (selector && !isEmptySelector(selector)) {
     for (const pod of pods) {
       if (pod.metadata?.namespace !== vip.metadata.namespace) continue;
       if (!matchesSelector(selector, pod.metadata?.labels) || !isReady(pod)) continue;
-      const ip = backendIp(vip.spec.address, pod);
+      const ip = backendIp(address, pod);
       if (!ip || active.has(ip)) continue; // two pods with one IP (host network): the first wins
       active.set(ip, { ip, weight: weightOf(pod, badWeights), pod: pod.metadata!.name!, node: pod.spec?.nodeName });
     }
   }
-  // Backends we had that are no longer usable drain, then go.
+  return { ...withDraining(active, vip.status?.backends ?? [], now, drainSeconds), badWeights };
+}
+
+/**
+ * The active backends plus those listed before that are no longer active:
+ * these drain (weight 0, established flows continue) for drainSeconds from
+ * when they stopped, then go. Sorted by address.
+ */
+export function withDraining(
+  active: ReadonlyMap<string, BackendStatus>,
+  previous: readonly BackendStatus[],
+  now: Date,
+  drainSeconds: number,
+): Omit<Resolution, 'badWeights'> {
   let requeue: number | undefined;
   const draining: BackendStatus[] = [];
-  for (const prev of vip.status?.backends ?? []) {
+  for (const prev of previous) {
     if (active.has(prev.ip)) continue;
     const since = prev.draining && prev.drainingSince ? new Date(prev.drainingSince) : now;
     const left = drainSeconds - (now.getTime() - since.getTime()) / 1000;
@@ -113,5 +136,5 @@ export function resolveBackends(
     requeue = Math.min(requeue ?? Infinity, Math.ceil(left));
   }
   const backends = [...active.values(), ...draining].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
-  return { backends, requeueAfterSeconds: requeue, badWeights };
+  return { backends, requeueAfterSeconds: requeue };
 }

@@ -19,6 +19,8 @@ export interface ConditionInputs {
   /** Active backends left out of status.backends (it is full): agents never see them. */
   unlistedBackends?: number;
   conflict?: ConflictInfo;
+  /** Whether the VIP may have its address, and why (pools, never-allowed addresses). */
+  address: { allowed: boolean; code: string; message: string };
   /** Agents the balancer should have (its DaemonSet's desired pods). */
   desiredNodes: number;
   /** Why the balancer cannot program anything (missing, not scheduled), if so. */
@@ -67,12 +69,14 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
     inConflict ? i.conflict!.lost.map(lossMessage).join('; ') : 'no other VIP claims these ports',
     gen,
   );
-  const allProgrammed = !inConflict && !i.balancerProblem && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
+  const allowed = i.address.allowed;
+  const addressCond = cond(ConditionType.AddressAllowed, allowed, i.address.code, i.address.message, gen);
+  const allProgrammed = allowed && !inConflict && !i.balancerProblem && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
   const programmedCond = cond(
     ConditionType.Programmed,
     allProgrammed,
-    inConflict ? 'Conflict' : i.balancerProblem ? 'NoBalancer' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
-    i.balancerProblem
+    !allowed ? 'AddressNotAllowed' : inConflict ? 'Conflict' : i.balancerProblem ? 'NoBalancer' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
+    (allowed ? undefined : 'the address is not allowed: programmed on no node') ?? i.balancerProblem
       ?? (failing.length
         ? failing.map((n) => `${n.node}: ${n.lastError}`).join('; ')
         : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}`),
@@ -80,13 +84,14 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
   );
   const ready = backends.status === 'True' && allProgrammed;
   const why = [
+    ...(allowed ? [] : [addressCond.message]),
     ...(backends.status === 'True' ? [] : [backends.message]),
     ...(inConflict ? [conflict.message] : []),
     ...(allProgrammed ? [] : [programmedCond.message]),
   ];
   const readyCond = cond(ConditionType.Ready, ready, ready ? 'Serving' : 'NotServing',
     ready ? 'traffic is balanced on every node' : why.join('; '), gen);
-  return [backends, programmedCond, readyCond, conflict].map((c) => withTransition(c, i.vip.status, i.now));
+  return [addressCond, backends, programmedCond, readyCond, conflict].map((c) => withTransition(c, i.vip.status, i.now));
 }
 
 function withTransition(c: Omit<V1Condition, 'lastTransitionTime'>, status: LoadBalancerVipStatus | undefined, now: Date): V1Condition {

@@ -13,7 +13,7 @@
  * reconcile looks only at the few VIPs that share one of its claims, never at
  * every VIP of the cluster.
  */
-import { DEFAULT_BALANCER, type LoadBalancerVip } from '../api/loadbalancervip.js';
+import { DEFAULT_BALANCER, type LoadBalancerVip, vipAddress } from '../api/loadbalancervip.js';
 import { canonicalIp } from '../lib/ip.js';
 import { MultiMap } from './indexes.js';
 
@@ -38,6 +38,12 @@ export interface ConflictInfo {
  * A VIP's own balancer always shares its nodes: that is never asked.
  */
 export type SharesNodes = (a: string, b: string) => boolean;
+
+/**
+ * Whether a VIP may have its address at all (a pool allows it): one that may
+ * not is programmed nowhere, so it holds no claim, however old it is.
+ */
+export type MayClaim = (vip: LoadBalancerVip) => boolean;
 
 /** A lost claim as the loser's condition says it: another namespace's VIP is never named. */
 export function lossMessage(l: LostClaim): string {
@@ -64,9 +70,9 @@ interface Claim {
 function claimsOf(v: LoadBalancerVip): Claim[] {
   let address: string;
   try {
-    address = canonicalIp(v.spec.address);
+    address = canonicalIp(vipAddress(v) ?? '');
   } catch {
-    return []; // the schema rejects bad addresses; nothing to claim
+    return []; // no address yet (to be assigned), or one the schema rejects: nothing to claim
   }
   return v.spec.ports.map((p) => {
     const protocol = p.protocol ?? 'TCP'; // the schema's default, for objects it has not defaulted
@@ -79,12 +85,12 @@ export class ClaimIndex {
   private readonly claimants = new MultiMap<LoadBalancerVip>();
   private readonly entries = new Map<string, { vip: LoadBalancerVip; claims: Claim[] }>();
 
-  /** sharesNodes: by default, VIPs of different balancers never conflict. */
-  constructor(private readonly sharesNodes: SharesNodes = () => false) {}
+  /** sharesNodes: by default, VIPs of different balancers never conflict. mayClaim: by default every VIP may. */
+  constructor(private readonly sharesNodes: SharesNodes = () => false, private readonly mayClaim: MayClaim = () => true) {}
 
   /** An index of these VIPs, as if each had just been added. */
-  static of(vips: Iterable<LoadBalancerVip>, sharesNodes?: SharesNodes): ClaimIndex {
-    const index = new ClaimIndex(sharesNodes);
+  static of(vips: Iterable<LoadBalancerVip>, sharesNodes?: SharesNodes, mayClaim?: MayClaim): ClaimIndex {
+    const index = new ClaimIndex(sharesNodes, mayClaim);
     for (const v of vips) index.update(v, false);
     return index;
   }
@@ -127,7 +133,7 @@ export class ClaimIndex {
   /** The claims the VIP keyed namespace/name lost, and to whom; undefined when it holds all of them. */
   conflictOf(key: string): ConflictInfo | undefined {
     const entry = this.entries.get(key);
-    if (!entry) return undefined;
+    if (!entry || !this.mayClaim(entry.vip)) return undefined;
     const lost: LostClaim[] = [];
     for (const c of entry.claims) {
       const holder = this.lostTo(c.key, entry.vip);
@@ -153,13 +159,15 @@ export class ClaimIndex {
   /**
    * Who holds the claim against `vip`, if anyone: oldest first, each claimant
    * keeps the claim unless an older keeper's balancer may share a node with
-   * its own. A claimant that lost does not block younger ones: it is not
+   * its own. A claimant whose address is not allowed holds nothing (an
+   * old VIP cannot squat an address its namespace may not have). A claimant that lost does not block younger ones: it is not
    * programmed, so with "a overlaps b, b overlaps c, a does not overlap c"
    * both a and c keep the claim.
    */
   private lostTo(claim: string, vip: LoadBalancerVip): LoadBalancerVip | undefined {
     const keepers: LoadBalancerVip[] = [];
     for (const v of [...this.claimants.get(claim)].sort(olderFirst)) {
+      if (v !== vip && !this.mayClaim(v)) continue;
       const blocker = keepers.find((k) => this.overlap(balancerOf(k), balancerOf(v)));
       if (v === vip) return blocker;
       if (!blocker) keepers.push(v);

@@ -32,6 +32,9 @@ const USAGE = `usage: xdplb-controller [options]
   --agent-image IMAGE     image of the "default" XdpBalancer the controller creates when none exists;
                           default: this pod's own image; needed outside a pod (XDPLB_AGENT_IMAGE)
   --no-default-balancer   do not create the "default" XdpBalancer
+  --serve-services-without-class
+                          also serve Services of type LoadBalancer that name no loadBalancerClass (for
+                          clusters where xdplb is the only load balancer); default: only class xdplb.dev/xdp
   --resync-period S       seconds between resyncs that reconcile every LoadBalancerVip again (a safety
                           net; events drive the work); default ${DEFAULT_RESYNC_SECONDS}
 `;
@@ -65,6 +68,7 @@ async function main(): Promise<void> {
         'agent-image': { type: 'string' },
         'no-default-balancer': { type: 'boolean' },
         'resync-period': { type: 'string' },
+        'serve-services-without-class': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -93,7 +97,9 @@ async function main(): Promise<void> {
 
   const metrics = new ControllerMetrics();
   const resyncSeconds = seconds('resync-period', values['resync-period'], DEFAULT_RESYNC_SECONDS);
-  const controller = new Controller(kc, { namespace, identity, metrics, resyncSeconds });
+  const controller = new Controller(kc, {
+    namespace, identity, metrics, resyncSeconds, serveServicesWithoutClass: values['serve-services-without-class'] ?? false,
+  });
   let started = false;
   const server = await serveMetrics(metrics.registry, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
     // A standby replica is ready: it serves metrics and would take over.

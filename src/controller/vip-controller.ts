@@ -11,7 +11,8 @@ import {
   CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
 } from '@kubernetes/client-node';
 import {
-  type BackendStatus, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus, VERSION,
+  AddressReason, type BackendStatus, ConditionType, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus,
+  VERSION, vipAddress,
 } from '../api/loadbalancervip.js';
 import { goneOrThrow } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
@@ -25,7 +26,13 @@ import { ClaimIndex } from './conflicts.js';
 import type { EventRecorder } from './events.js';
 import { PodIndex, VipIndex } from './indexes.js';
 import type { ControllerMetrics } from './metrics.js';
+import { MultiMap } from './indexes.js';
+import { AddressAdmission } from './pools/address-admission.js';
+import { UsedAddresses } from './pools/assignment.js';
+import { PoolStatusWriter } from './pools/pool-status.js';
+import { decideAddress } from './pools/vip-address.js';
 import { matchesSelector } from './selector.js';
+import { type EndpointSlices, serviceKey } from './services/endpoint-slices.js';
 import { type Requeue, WorkQueue } from '../lib/work-queue.js';
 import { vipStatus } from './vip-status.js';
 
@@ -33,6 +40,10 @@ const log = componentLog('vip-controller');
 
 export interface VipControllerOptions {
   balancers: BalancerView;
+  /** The EndpointSlices of VIPs with spec.backendService. */
+  endpointSlices: EndpointSlices;
+  /** Told of every VIP change after the controller's own bookkeeping (the Service controller follows its VIPs). */
+  onVipChange?(vip: LoadBalancerVip): void;
   events?: EventRecorder;
   metrics?: ControllerMetrics;
   /** Every this often, every VIP is reconciled again (and the claim index rebuilt from the cache). */
@@ -58,6 +69,18 @@ export class VipController {
   private readonly podIndex = new PodIndex();
   private readonly vipIndex = new VipIndex();
   private claims: ClaimIndex;
+  /** Pools, namespaces and never-allowed addresses: whether a VIP may have its address. */
+  readonly admission: AddressAdmission;
+  private readonly poolStatus: PoolStatusWriter;
+  /** Every VIP's address (spec or status), so none is assigned twice; released when the VIP goes. */
+  readonly used = new UsedAddresses();
+  /** The address each VIP key holds in `used`. */
+  private readonly addressOf = new Map<string, string>();
+  /** Assigned, but the status carrying it not seen back yet: a retried write keeps the same address. */
+  private readonly pending = new Map<string, string>();
+  /** VIP keys by the Service ("namespace/name") whose endpoints are their backends. */
+  private readonly byService = new MultiMap<string>();
+  private readonly serviceOfVip = new Map<string, string>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly badWeights = new BadWeightReports();
   reconciles = 0;
@@ -66,7 +89,21 @@ export class VipController {
 
   constructor(kc: KubeConfig, private readonly opts: VipControllerOptions) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
-    this.claims = new ClaimIndex(this.sharesNodes);
+    this.claims = new ClaimIndex(this.sharesNodes, this.mayClaim);
+    this.admission = new AddressAdmission(kc, {
+      poolsChanged: () => {
+        this.queueAll();
+        this.poolStatus.allChanged();
+      },
+      namespaceChanged: (ns) => {
+        for (const v of this.vips.list(ns)) this.queue.add(keyOf(ns, v.metadata.name));
+      },
+      forbiddenChanged: () => this.queueAll(),
+    });
+    this.poolStatus = new PoolStatusWriter(kc, this.admission, this.used, opts.metrics);
+    opts.endpointSlices.onChange((service) => {
+      for (const key of this.byService.get(service)) this.queue.add(key);
+    });
     const core = kc.makeApiClient(CoreV1Api);
     this.vips = new WatchedCache<LoadBalancerVip>(
       kc,
@@ -81,9 +118,12 @@ export class VipController {
   }
 
   async start(): Promise<void> {
+    // Admission first: a VIP reconciled before the pools are known would be refused.
+    await this.admission.start();
     await Promise.all([this.vips.start(), this.pods.start()]);
-    for (const v of this.vips.list()) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+    this.queueAll();
     this.queue.start();
+    this.poolStatus.start();
     const every = (this.opts.resyncSeconds ?? DEFAULT_RESYNC_SECONDS) * MS_PER_SECOND;
     this.resyncTimer = setInterval(() => this.resync(), every);
   }
@@ -91,8 +131,19 @@ export class VipController {
   async stop(): Promise<void> {
     clearInterval(this.resyncTimer);
     await this.queue.stop();
-    await Promise.all([this.vips.stop(), this.pods.stop()]);
+    await this.poolStatus.stop();
+    await Promise.all([this.vips.stop(), this.pods.stop(), this.admission.stop()]);
   }
+
+  private queueAll(): void {
+    for (const v of this.vips.list()) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+  }
+
+  /** A VIP whose address is not allowed holds no claim (it is programmed nowhere). */
+  private readonly mayClaim = (v: LoadBalancerVip): boolean => {
+    const address = vipAddress(v);
+    return address !== undefined && this.admission.check(address, v.metadata.namespace ?? '', balancerOf(v)).ok;
+  };
 
   /**
    * The balancer's agents or settings changed: its VIPs' Programmed condition
@@ -114,7 +165,7 @@ export class VipController {
   /** The safety net: the index is rebuilt from the cache and every VIP is reconciled. */
   private resync(): void {
     const vips = this.vips.list();
-    this.claims = ClaimIndex.of(vips, this.sharesNodes);
+    this.claims = ClaimIndex.of(vips, this.sharesNodes, this.mayClaim);
     for (const v of vips) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
     this.resyncs++;
     this.opts.metrics?.resyncs.inc();
@@ -123,10 +174,62 @@ export class VipController {
 
   /** A VIP change can change who wins a contested address: the VIPs sharing a claim it had or has are looked at too. */
   private onVip(v: LoadBalancerVip, deleted: boolean): void {
+    const key = keyOf(v.metadata.namespace, v.metadata.name);
     this.vipIndex.update(v, deleted);
+    this.trackAddress(key, deleted ? undefined : v);
+    this.trackService(key, deleted ? undefined : v);
     const rivals = this.claims.update(v, deleted);
-    this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
-    for (const key of rivals) this.queue.add(key);
+    this.queue.add(key);
+    for (const rival of rivals) this.queue.add(rival);
+    this.opts.onVipChange?.(v);
+  }
+
+  vip(namespace: string, name: string): LoadBalancerVip | undefined {
+    return this.vips.get(name, namespace);
+  }
+
+  allVips(): readonly LoadBalancerVip[] {
+    return this.vips.list();
+  }
+
+  /**
+   * Keeps `used` equal to the VIPs' addresses (a deleted VIP's is released)
+   * and the pools' counts following. A VIP whose assigned address is pending
+   * keeps it through events that do not carry it yet.
+   */
+  private trackAddress(key: string, v: LoadBalancerVip | undefined): void {
+    let address: string | undefined;
+    if (v === undefined) this.pending.delete(key);
+    else {
+      address = vipAddress(v);
+      if (address !== undefined) this.pending.delete(key);
+      else address = this.pending.get(key);
+    }
+    this.hold(key, address);
+  }
+
+  private hold(key: string, address: string | undefined): void {
+    const had = this.addressOf.get(key);
+    if (had === address) return;
+    if (had !== undefined) this.used.remove(had, key);
+    if (address === undefined) this.addressOf.delete(key);
+    else {
+      this.used.add(address, key);
+      this.addressOf.set(key, address);
+    }
+    this.poolStatus.addressesChanged();
+  }
+
+  private trackService(key: string, v: LoadBalancerVip | undefined): void {
+    const had = this.serviceOfVip.get(key);
+    const now = v?.spec.backendService === undefined ? undefined : serviceKey(v.metadata.namespace, v.spec.backendService);
+    if (had === now) return;
+    if (had !== undefined) this.byService.delete(had, key);
+    if (now === undefined) this.serviceOfVip.delete(key);
+    else {
+      this.byService.add(now, key);
+      this.serviceOfVip.set(key, now);
+    }
   }
 
   /** Only the VIPs that select the pod now, or list it already. */
@@ -137,7 +240,7 @@ export class VipController {
       const v = this.vips.get(name, ns);
       if (!v) continue;
       const lists = (v.status?.backends ?? []).some((b) => b.pod === p.metadata?.name);
-      if (lists || matchesSelector(v.spec.backendSelector, p.metadata?.labels)) this.queue.add(key);
+      if (lists || (v.spec.backendSelector !== undefined && matchesSelector(v.spec.backendSelector, p.metadata?.labels))) this.queue.add(key);
     }
   }
 
@@ -152,10 +255,19 @@ export class VipController {
       this.badWeights.forget(key);
       return;
     }
+    const address = decideAddress(vip, this.admission, this.used, this.pending.get(key));
+    if (address.assigned && address.address !== undefined) {
+      // Held at once, before the write: no other VIP may be given it meanwhile.
+      this.pending.set(key, address.address);
+      this.hold(key, address.address);
+    }
     const conflict = this.claims.conflictOf(key);
+    const service = vip.spec.backendService;
     const next = vipStatus({
-      vip, pods: this.podIndex.candidates(ns, vip.spec.backendSelector), conflict, balancers: this.opts.balancers, now: new Date(),
-      maxBackends: this.opts.maxListedBackends,
+      vip, address, conflict, balancers: this.opts.balancers, now: new Date(), maxBackends: this.opts.maxListedBackends,
+      pods: service === undefined ? this.podIndex.candidates(ns, vip.spec.backendSelector ?? {}) : [],
+      endpointSlices: service === undefined ? undefined : this.opts.endpointSlices.of(ns, service),
+      podOf: (pod) => this.pods.get(pod, ns),
     });
     const { status, requeue } = next;
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
@@ -166,7 +278,8 @@ export class VipController {
     }
     if (!changed(vip.status, status)) return requeue;
     const written = await this.custom.patchNamespacedCustomObjectStatus(
-      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
+      // A merge patch keeps fields it does not name: null removes a pool no longer allowed.
+      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ).then(() => true, goneOrThrow);
     if (!written) return;
@@ -175,7 +288,9 @@ export class VipController {
     this.recordEvents(vip, vip.status, status);
     // The whole story, other namespaces' holders included, is for the operator's log only.
     const lost = conflict?.lost.map((l) => `${l.claim} held by ${l.heldBy}${l.balancer ? ` (XdpBalancer ${l.balancer})` : ''}`);
-    log.info({ vip: key, backends: status.readyBackends, conflict: !!conflict, ...(lost ? { lost } : {}) }, 'status updated');
+    log.info({
+      vip: key, address: status.address, allowed: address.allowed, backends: status.readyBackends, conflict: !!conflict, ...(lost ? { lost } : {}),
+    }, 'status updated');
     return requeue;
   }
 
@@ -189,6 +304,13 @@ export class VipController {
     const now = next.conditions?.find((c) => c.type === 'Conflict');
     if (now?.status === 'True' && was?.status !== 'True') events.record(vip, 'Warning', 'Conflict', `${now.message}: not programmed`);
     if (now?.status === 'False' && was?.status === 'True') events.record(vip, 'Normal', 'ConflictResolved', 'the address is free: programming');
+    const wasAllowed = prev?.conditions?.find((c) => c.type === ConditionType.AddressAllowed);
+    const allowed = next.conditions?.find((c) => c.type === ConditionType.AddressAllowed);
+    if (allowed?.status === 'False' && (wasAllowed?.status !== 'False' || wasAllowed.reason !== allowed.reason)) {
+      events.record(vip, 'Warning', 'AddressNotAllowed', `${allowed.message}: programmed on no node`);
+    }
+    if (allowed?.status === 'True' && wasAllowed?.status === 'False') events.record(vip, 'Normal', 'AddressAllowed', allowed.message);
+    if (allowed?.reason === AddressReason.Assigned && next.address !== prev?.address) events.record(vip, 'Normal', 'AddressAssigned', allowed.message);
   }
 }
 
@@ -219,6 +341,8 @@ const sameBackends = (a: BackendStatus[] = [], b: BackendStatus[] = []) =>
 function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipStatus): boolean {
   return (
     prev?.observedGeneration !== next.observedGeneration ||
+    prev?.address !== next.address ||
+    prev?.addressPool !== next.addressPool ||
     prev?.ports !== next.ports ||
     prev?.readyBackends !== next.readyBackends ||
     prev?.unlistedBackends !== next.unlistedBackends ||

@@ -3,7 +3,7 @@
  * (the pods it may select, its conflicts, its balancer's agents), and when to
  * look again. Pure: the VIP controller reads the inputs and writes the result.
  */
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
 import {
   DEFAULT_BALANCER, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary,
 } from '../api/loadbalancervip.js';
@@ -13,6 +13,8 @@ import { type Resolution, resolveBackends } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { computeConditions, programmedNodes } from './conditions.js';
 import type { ConflictInfo } from './conflicts.js';
+import type { AddressDecision } from './pools/vip-address.js';
+import { resolveEndpointBackends } from './services/endpoint-backends.js';
 
 const MS_PER_SECOND = 1000;
 
@@ -20,7 +22,12 @@ export interface VipStatusInput {
   vip: LoadBalancerVip;
   /** Pods that may match its selector (a superset). */
   pods: Iterable<V1Pod>;
+  /** For a VIP with spec.backendService: that Service's EndpointSlices, and the cached pod of a target name. */
+  endpointSlices?: Iterable<V1EndpointSlice>;
+  podOf?: (name: string) => V1Pod | undefined;
   conflict?: ConflictInfo;
+  /** Its address and whether it may have it. */
+  address: AddressDecision;
   balancers: BalancerView;
   now: Date;
   /** Entries status.backends may hold; MAX_STATUS_BACKENDS unless a test says fewer. */
@@ -37,9 +44,13 @@ export interface VipStatusResult {
   requeue: Requeue;
 }
 
-export function vipStatus({ vip, pods, conflict, balancers, now, maxBackends = MAX_STATUS_BACKENDS }: VipStatusInput): VipStatusResult {
+export function vipStatus(input: VipStatusInput): VipStatusResult {
+  const { vip, conflict, address, balancers, now, maxBackends = MAX_STATUS_BACKENDS } = input;
   const balancer = vip.spec.balancer ?? DEFAULT_BALANCER;
-  const res = resolveBackends(vip, pods, now, balancers.drainSeconds(balancer));
+  const drain = balancers.drainSeconds(balancer);
+  const res = vip.spec.backendService === undefined
+    ? resolveBackends(vip, address.address, input.pods, now, drain)
+    : resolveEndpointBackends(vip, address.address, input.endpointSlices ?? [], input.podOf ?? (() => undefined), now, drain);
   const desired = balancers.desiredAgents(balancer);
   // Counts are of every backend; the list, and so the agents, see at most maxBackends of them.
   const active = res.backends.filter((b) => !b.draining);
@@ -52,6 +63,7 @@ export function vipStatus({ vip, pods, conflict, balancers, now, maxBackends = M
     zeroWeightBackends: listedActive.filter((b) => b.weight === 0).length,
     unlistedBackends: unlisted.filter((b) => !b.draining).length,
     conflict,
+    address,
     desiredNodes: desired ?? 0,
     balancerProblem: !balancers.exists(balancer)
       ? `XdpBalancer "${balancer}" does not exist`
@@ -62,6 +74,8 @@ export function vipStatus({ vip, pods, conflict, balancers, now, maxBackends = M
   return {
     status: {
       observedGeneration: vip.metadata.generation,
+      ...(address.address === undefined ? {} : { address: address.address }),
+      ...(address.allowed && address.pool ? { addressPool: address.pool } : {}),
       ports: portsSummary(vip.spec),
       readyBackends: active.length,
       unlistedBackends: unlisted.length,

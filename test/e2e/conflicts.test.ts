@@ -7,21 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
 import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
-import { condition, getVip as readVip, waitUntil } from './control-plane/objects.js';
+import { condition, getVip as readVip, kubeConfigFrom, waitUntil } from './control-plane/objects.js';
 
 const AGENT_NS = 'xdplb-system';
 const RESYNC_SECONDS = 1;
-
-function kubeConfig(file: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromFile(file);
-  return kc;
-}
 
 describe('conflicts that always settle, on a real kube-apiserver', () => {
   let controller: Controller;
@@ -30,7 +23,7 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
       for (const ns of ['shop', 'bank', AGENT_NS]) cp.kubectl(['create', 'namespace', ns]);
       cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: default}\nspec: {image: registry.example/xdplb:1}\n');
       // The default resync (minutes): what settles here, events settled.
-      controller = new Controller(kubeConfig(cp.kubeconfig), { namespace: AGENT_NS, identity: 'test' });
+      controller = new Controller(kubeConfigFrom(cp.kubeconfig), { namespace: AGENT_NS, identity: 'test' });
       await controller.start();
     },
     async () => {
@@ -138,7 +131,7 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
     if (!f.need(t)) return;
     // Last: the controller is replaced by one that resyncs every second.
     await controller.stop();
-    controller = new Controller(kubeConfig(f.cp.kubeconfig), { namespace: AGENT_NS, identity: 'test', resyncSeconds: RESYNC_SECONDS });
+    controller = new Controller(kubeConfigFrom(f.cp.kubeconfig), { namespace: AGENT_NS, identity: 'test', resyncSeconds: RESYNC_SECONDS });
     await controller.start();
     const counted = async () => (await controller.metrics.registry.getSingleMetric('xdplb_controller_resyncs_total')!.get()).values[0]?.value ?? 0;
     const before = await counted();

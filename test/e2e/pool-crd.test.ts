@@ -37,7 +37,7 @@ const INVALID: readonly (readonly [string, string, string])[] = [
 describe('XdpAddressPool CRD on a real kube-apiserver', () => {
   const f = controlPlaneFixture((cp) => {
     cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/xdpaddresspools.xdplb.dev']);
-  });
+  }, undefined, { openPool: false });
 
   test('a valid pool is accepted with its defaults, and listed by kubectl get xdpap', (t) => {
     if (!f.need(t)) return;

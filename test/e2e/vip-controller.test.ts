@@ -113,7 +113,7 @@ describe('controller on a real kube-apiserver', () => {
     assert.deepEqual(v.status!.backends, [{ ip: '198.18.50.1', weight: 1, pod: 'web-1', node: 'node-a' }]);
     assert.equal(condition(v, 'BackendsAvailable')?.status, 'True');
     assert.equal(v.status!.observedGeneration, v.metadata.generation);
-    assert.match(kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+80\/TCP\s+1\s+0\/1\s+False/m);
+    assert.match(kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+InPool\s+80\/TCP\s+1\s+0\/1\s+False/m);
     // An agent reports its node programmed: the VIP is Ready.
     const entry = { node: 'node-a', programmedGeneration: v.metadata.generation, reals: 1 };
     kubectl(['patch', 'lbvip', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nodes: [entry] } })]);
@@ -196,6 +196,8 @@ describe('controller on a real kube-apiserver', () => {
     const REFUSED_PORT = 9999;
     lbvip('src-ok', '198.19.2.1', 80);
     lbvip('src-refused', '198.19.2.2', REFUSED_PORT);
+    // Agents program only addresses the controller allowed.
+    for (const name of ['src-ok', 'src-refused']) await until(name, 'its address allowed', (x) => condition(x, 'AddressAllowed')?.status === 'True');
     const programmed: VipSpec[][] = [];
     let failures = 0;
     // A dataplane that refuses one port, and whose next write fails once when asked to.

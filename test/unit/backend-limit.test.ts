@@ -43,7 +43,8 @@ test('the status counts every ready backend, lists the limit, and says so in Bac
     metadata: { name: 'web', namespace: 'shop', generation: 1 },
     spec: { address: '198.19.0.10', ports: [{ port: 80, protocol: 'TCP' }], backendSelector: { matchLabels: { app: 'web' } } },
   };
-  const full = vipStatus({ vip, pods: [1, 2, 3, 4].map(pod), balancers: view, now: NOW, maxBackends: 3 });
+  const ALLOWED = { allowed: true, address: '198.19.0.10', pool: 'shop', code: 'InPool', message: 'in pool shop' } as const;
+  const full = vipStatus({ address: ALLOWED, vip, pods: [1, 2, 3, 4].map(pod), balancers: view, now: NOW, maxBackends: 3 });
   assert.equal(full.status.readyBackends, 4);
   assert.equal(full.status.unlistedBackends, 1);
   assert.deepEqual(full.status.backends!.map((x) => x.pod), ['web-1', 'web-2', 'web-3']);
@@ -51,7 +52,7 @@ test('the status counts every ready backend, lists the limit, and says so in Bac
   assert.equal(available.status, 'True');
   assert.equal(available.reason, 'ListFull');
   assert.equal(available.message, '4 ready backend(s), 0 draining; 1 not in status.backends, which is full: they get no traffic until there is room');
-  const roomy = vipStatus({ vip, pods: [1, 2].map(pod), balancers: view, now: NOW, maxBackends: 3 });
+  const roomy = vipStatus({ address: ALLOWED, vip, pods: [1, 2].map(pod), balancers: view, now: NOW, maxBackends: 3 });
   assert.equal(roomy.status.unlistedBackends, 0);
   assert.equal(roomy.status.conditions!.find((c) => c.type === 'BackendsAvailable')!.reason, 'ReadyPods');
 });

@@ -32,7 +32,17 @@ function fakeAccept(maxSpecs: number, bad: (s: VipSpec) => string | null = () =>
   };
 }
 
-const vip = (name: string, over: Partial<LoadBalancerVip> = {}): LoadBalancerVip => ({
+const ALLOWED_AT = new Date('2026-11-24T12:00:00Z');
+
+/** The VIP as the controller leaves it once it allowed the address: status.address and AddressAllowed True. */
+function allowed(v: LoadBalancerVip): LoadBalancerVip {
+  if (!v.status) return v;
+  v.status.address ??= v.spec.address;
+  v.status.conditions = [...(v.status.conditions ?? []), { type: 'AddressAllowed', status: 'True', reason: 'InPool', message: '', lastTransitionTime: ALLOWED_AT }];
+  return v;
+}
+
+const vip = (name: string, over: Partial<LoadBalancerVip> = {}): LoadBalancerVip => allowed({
   metadata: { name, namespace: 'shop' },
   spec: { address: '198.19.0.10', ports: [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }], backendSelector: { matchLabels: { app: name } }, hashing: { ignoreSourcePort: true } },
   status: {
@@ -56,10 +66,28 @@ test("an agent programs its balancer's VIPs, one per port, draining backends at 
 
 test('a VIP in conflict is not programmed; one without status has no reals yet', () => {
   const conflicted = vip('late');
-  conflicted.status!.conditions = [{ type: 'Conflict', status: 'True', reason: 'AddressInUse', message: '', lastTransitionTime: new Date() }];
+  conflicted.status!.conditions!.push({ type: 'Conflict', status: 'True', reason: 'AddressInUse', message: '', lastTransitionTime: new Date() });
   assert.deepEqual(vipSpecsFor('default', [conflicted]), []);
-  const fresh = vip('fresh', { status: undefined });
+  const fresh = vip('fresh', { status: { address: '198.19.0.10' } });
+  allowed(fresh);
   assert.deepEqual(vipSpecsFor('default', [fresh]).map((s) => s.reals), [[], []]);
+});
+
+test('only an address the controller allowed is programmed: not before, not after it is revoked, not an edited one until checked', () => {
+  const unchecked = vip('new', { status: undefined });
+  assert.deepEqual(vipSpecsFor('default', [unchecked]), [], 'no status yet: the controller has not allowed the address');
+  const refused = vip('refused');
+  refused.status!.conditions = [{ type: 'AddressAllowed', status: 'False', reason: 'NotInPool', message: '', lastTransitionTime: ALLOWED_AT }];
+  assert.deepEqual(vipSpecsFor('default', [refused]), []);
+  const edited = vip('edited');
+  edited.spec.address = '198.19.0.99';
+  assert.deepEqual(vipSpecsFor('default', [edited]), [], 'the allowed address is the old one: the new one waits for the controller');
+  const respelled = vip('v6', { spec: { ...vip('x').spec, address: '2001:DB8:19::0010' } });
+  respelled.status!.address = '2001:db8:19::10';
+  assert.deepEqual(vipSpecsFor('default', [respelled]).map((s) => s.address), ['2001:db8:19::10', '2001:db8:19::10'], 'another spelling of the same address');
+  const assigned = vip('assigned', { spec: { ...vip('x').spec, address: undefined } });
+  assigned.status!.address = '198.19.0.77';
+  assert.deepEqual(vipSpecsFor('default', [assigned]).map((s) => s.address), ['198.19.0.77', '198.19.0.77'], 'no spec.address: the assigned one');
 });
 
 describe('planning what an agent programs', () => {
@@ -76,7 +104,7 @@ describe('planning what an agent programs', () => {
     assert.deepEqual(plan.programmed.map((v) => v.metadata.name), ['good']);
     assert.equal(plan.specs.length, 2);
     assert.equal(plan.refused.get(bad), 'port 80/TCP: no IPv6 source address; port 53/UDP: no IPv6 source address');
-    assert.deepEqual(plan.conflicted, []);
+    assert.deepEqual(plan.setAside, []);
   });
 
   test('over capacity: the oldest VIPs that fit are programmed, the newer refused with the reason', () => {
@@ -91,10 +119,10 @@ describe('planning what an agent programs', () => {
 
   test('conflicted VIPs are set aside, never checked or programmed', () => {
     const lost = at('lost', 2);
-    lost.status!.conditions = [{ type: 'Conflict', status: 'True', reason: 'AddressInUse', message: '', lastTransitionTime: new Date() }];
+    lost.status!.conditions!.push({ type: 'Conflict', status: 'True', reason: 'AddressInUse', message: '', lastTransitionTime: new Date() });
     const seen: number[] = [];
     const plan = planVips('default', [at('kept', 1), lost], (specs) => (seen.push(specs.length), acceptAll(specs)));
-    assert.deepEqual(plan.conflicted, [lost]);
+    assert.deepEqual(plan.setAside, [lost]);
     assert.deepEqual(plan.programmed.map((v) => v.metadata.name), ['kept']);
     assert.deepEqual(seen, [2]);
   });

@@ -25,7 +25,7 @@ function scan(vips: readonly LoadBalancerVip[], shares: SharesNodes = () => fals
   const keepers = new Map<string, LoadBalancerVip[]>();
   const out = new Map<string, ConflictInfo>();
   for (const v of sorted) {
-    const address = canonicalIp(v.spec.address);
+    const address = canonicalIp(v.spec.address!);
     for (const p of v.spec.ports) {
       const claim = `${address}|${p.port}/${p.protocol}`;
       const kept = keepers.get(claim) ?? [];

@@ -9,14 +9,18 @@ import { matchesSelector } from '../../src/controller/selector.js';
 import type { BalancerView } from '../../src/controller/balancer-controller.js';
 import { backendChanges } from '../../src/controller/vip-controller.js';
 import { vipStatus } from '../../src/controller/vip-status.js';
+import type { AddressDecision } from '../../src/controller/pools/vip-address.js';
 
 const NOW = new Date('2026-11-24T12:00:00Z');
 const DRAIN = 60;
+/** The address vip() has, allowed by a pool. */
+const ADDRESS = '198.19.0.10';
+const ALLOWED: AddressDecision = { allowed: true, address: ADDRESS, pool: 'shop', code: 'InPool', message: `${ADDRESS} is in pool shop` };
 
 function vip(name: string, over: Partial<LoadBalancerVip['spec']> = {}, meta: Partial<LoadBalancerVip['metadata']> = {}): LoadBalancerVip {
   return {
     metadata: { name, namespace: 'shop', generation: 3, creationTimestamp: new Date('2026-11-01T00:00:00Z'), ...meta },
-    spec: { address: '198.19.0.10', ports: [{ port: 80, protocol: 'TCP' }], backendSelector: { matchLabels: { app: 'web' } }, ...over },
+    spec: { address: ADDRESS, ports: [{ port: 80, protocol: 'TCP' }], backendSelector: { matchLabels: { app: 'web' } }, ...over },
   };
 }
 
@@ -69,7 +73,7 @@ describe('backend resolution', () => {
       pod('other', '198.18.40.4', { labels: { app: 'db' } }),
       pod('web-elsewhere', '198.18.40.5', { ns: 'other' }),
     ];
-    const r = resolveBackends(vip('v'), pods, NOW, DRAIN);
+    const r = resolveBackends(vip('v'), ADDRESS, pods, NOW, DRAIN);
     assert.deepEqual(r.backends, [
       { ip: '198.18.40.1', weight: 3, pod: 'web-1', node: 'node-b' },
       { ip: '198.18.40.9', weight: 1, pod: 'web-2', node: 'node-a' },
@@ -79,11 +83,11 @@ describe('backend resolution', () => {
 
   test('an unusable weight annotation falls back to the default and is reported', () => {
     for (const bad of ['-1', 'heavy', '1.5', '1001', '']) {
-      const r = resolveBackends(vip('v'), [pod('p', '198.18.40.1', { weight: bad })], NOW, DRAIN);
+      const r = resolveBackends(vip('v'), ADDRESS, [pod('p', '198.18.40.1', { weight: bad })], NOW, DRAIN);
       assert.equal(r.backends[0]!.weight, 1, bad);
       assert.deepEqual(r.badWeights, [{ pod: 'p', value: bad }]);
     }
-    assert.equal(resolveBackends(vip('v'), [pod('p', '198.18.40.1', { weight: '0' })], NOW, DRAIN).backends[0]!.weight, 0);
+    assert.equal(resolveBackends(vip('v'), ADDRESS, [pod('p', '198.18.40.1', { weight: '0' })], NOW, DRAIN).backends[0]!.weight, 0);
   });
 
   test('address family: IPv4 VIPs prefer IPv4 pod IPs and may use IPv6; IPv6 VIPs need IPv6', () => {
@@ -92,16 +96,16 @@ describe('backend resolution', () => {
     assert.equal(backendIp('2001:db8:19::10', dual), '2001:db8:40::1');
     assert.equal(backendIp('198.19.0.10', pod('v6', '2001:db8:40:0::2')), '2001:db8:40::2');
     assert.equal(backendIp('2001:db8:19::10', pod('v4', '198.18.40.1')), undefined);
-    const r = resolveBackends(vip('v', { address: '2001:db8:19::10' }), [pod('v4', '198.18.40.1')], NOW, DRAIN);
+    const r = resolveBackends(vip('v', { address: '2001:db8:19::10' }), '2001:db8:19::10', [pod('v4', '198.18.40.1')], NOW, DRAIN);
     assert.deepEqual(r.backends, []);
   });
 
   test('a pod that stops being Ready or starts terminating drains, then leaves', () => {
     const v = vip('v');
-    const first = resolveBackends(v, [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], NOW, DRAIN);
+    const first = resolveBackends(v, ADDRESS, [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], NOW, DRAIN);
     v.status = { backends: first.backends };
     const later = new Date(NOW.getTime() + 10_000);
-    const r = resolveBackends(v, [pod('a', '198.18.40.1', { ready: false }), pod('b', '198.18.40.2', { deleting: true })], later, DRAIN);
+    const r = resolveBackends(v, ADDRESS, [pod('a', '198.18.40.1', { ready: false }), pod('b', '198.18.40.2', { deleting: true })], later, DRAIN);
     assert.deepEqual(r.backends.map((b) => [b.pod, b.weight, b.draining, b.drainingSince]), [
       ['a', 0, true, later.toISOString()],
       ['b', 0, true, later.toISOString()],
@@ -110,18 +114,18 @@ describe('backend resolution', () => {
     v.status = { backends: r.backends };
     // Half way: still draining, since unchanged; the requeue counts down.
     const mid = new Date(later.getTime() + 30_000);
-    const r2 = resolveBackends(v, [], mid, DRAIN);
+    const r2 = resolveBackends(v, ADDRESS, [], mid, DRAIN);
     assert.equal(r2.backends.length, 2);
     assert.equal(r2.backends[0]!.drainingSince, later.toISOString());
     assert.equal(r2.requeueAfterSeconds, 30);
     // Ready again before the end: back in service.
-    assert.deepEqual(resolveBackends(v, [pod('a', '198.18.40.1')], mid, DRAIN).backends.map((b) => [b.pod, !!b.draining]), [['a', false], ['b', true]]);
+    assert.deepEqual(resolveBackends(v, ADDRESS, [pod('a', '198.18.40.1')], mid, DRAIN).backends.map((b) => [b.pod, !!b.draining]), [['a', false], ['b', true]]);
     // After the drain period: gone.
-    assert.deepEqual(resolveBackends(v, [], new Date(later.getTime() + DRAIN * 1000), DRAIN).backends, []);
+    assert.deepEqual(resolveBackends(v, ADDRESS, [], new Date(later.getTime() + DRAIN * 1000), DRAIN).backends, []);
   });
 
   test('an empty selector selects nothing', () => {
-    assert.deepEqual(resolveBackends(vip('v', { backendSelector: {} }), [pod('a', '198.18.40.1')], NOW, DRAIN).backends, []);
+    assert.deepEqual(resolveBackends(vip('v', { backendSelector: {} }), ADDRESS, [pod('a', '198.18.40.1')], NOW, DRAIN).backends, []);
   });
 });
 
@@ -131,21 +135,21 @@ describe('VIP status and its requeue wish', () => {
 
   test('a draining backend asks for another reconcile when its drain ends; nothing draining asks for none', () => {
     const v = vip('v');
-    const serving = vipStatus({ vip: v, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
+    const serving = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
     assert.equal(serving.requeue, undefined);
     assert.equal(serving.status.readyBackends, 1);
     assert.equal(serving.status.programmedNodes, `0/${agents}`);
     v.status = serving.status;
     const later = new Date(NOW.getTime() + 10_000);
-    const draining = vipStatus({ vip: v, pods: [pod('a', '198.18.40.1', { ready: false })], balancers: view, now: later });
+    const draining = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1', { ready: false })], balancers: view, now: later });
     assert.deepEqual(draining.requeue, { requeueAfterMs: DRAIN * 1000 });
     assert.equal(draining.status.readyBackends, 0);
     v.status = draining.status;
     // Part way through: the wish counts down.
     const mid = new Date(later.getTime() + 45_000);
-    assert.deepEqual(vipStatus({ vip: v, pods: [], balancers: view, now: mid }).requeue, { requeueAfterMs: (DRAIN - 45) * 1000 });
+    assert.deepEqual(vipStatus({ address: ALLOWED, vip: v, pods: [], balancers: view, now: mid }).requeue, { requeueAfterMs: (DRAIN - 45) * 1000 });
     // Drained: gone, and nothing left to wait for.
-    const done = vipStatus({ vip: v, pods: [], balancers: view, now: new Date(later.getTime() + DRAIN * 1000) });
+    const done = vipStatus({ address: ALLOWED, vip: v, pods: [], balancers: view, now: new Date(later.getTime() + DRAIN * 1000) });
     assert.deepEqual(done.status.backends, []);
     assert.equal(done.requeue, undefined);
   });
@@ -176,7 +180,7 @@ describe('conditions', () => {
   test('Ready when backends exist, every node programmed this generation, and no conflict', () => {
     const v = vip('v');
     v.status = { nodes: nodes(3, 2) };
-    const c = computeConditions({ vip: v, activeBackends: 2, drainingBackends: 1, desiredNodes: 2, now: NOW });
+    const c = computeConditions({ address: ALLOWED, vip: v, activeBackends: 2, drainingBackends: 1, desiredNodes: 2, now: NOW });
     const by = Object.fromEntries(c.map((x) => [x.type, x]));
     assert.equal(by.Ready!.status, 'True');
     assert.equal(by.BackendsAvailable!.message, '2 ready backend(s), 1 draining');
@@ -188,14 +192,14 @@ describe('conditions', () => {
   test('not Ready, and why: a node behind, a node error, no backends, a conflict', () => {
     const v = vip('v');
     v.status = { nodes: [...nodes(3, 1), { node: 'node-9', programmedGeneration: 2 }] };
-    let by = Object.fromEntries(computeConditions({ vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    let by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
     assert.equal(by.Ready!.status, 'False');
     assert.match(by.Ready!.message!, /0 ready backend\(s\).*1 of 2 node\(s\) programmed/);
     v.status = { nodes: [...nodes(3, 1), { node: 'node-9', programmedGeneration: 3, lastError: 'map full' }] };
-    by = Object.fromEntries(computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
     assert.equal(by.Programmed!.reason, 'NodeErrors');
     assert.equal(by.Programmed!.message, 'node-9: map full');
-    by = Object.fromEntries(computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW,
+    by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW,
       conflict: { lost: [{ claim: '198.19.0.10:80/TCP', heldBy: 'shop/old' }] } }).map((x) => [x.type, x]));
     assert.equal(by.Conflict!.status, 'True');
     assert.equal(by.Conflict!.message, '198.19.0.10:80/TCP is held by shop/old');
@@ -206,7 +210,7 @@ describe('conditions', () => {
     const v = vip('v');
     v.status = { nodes: nodes(3, 1) };
     const of = (zeroWeightBackends: number) =>
-      Object.fromEntries(computeConditions({ vip: v, activeBackends: 2, drainingBackends: 0, zeroWeightBackends, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
+      Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 2, drainingBackends: 0, zeroWeightBackends, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
     let by = of(2);
     assert.equal(by.BackendsAvailable!.status, 'False');
     assert.equal(by.BackendsAvailable!.reason, 'AllWeightsZero');
@@ -219,7 +223,7 @@ describe('conditions', () => {
     assert.equal(by.Ready!.status, 'True');
     // From pods: annotations of 0 on every Ready pod.
     const view: BalancerView = { exists: () => true, desiredAgents: () => 1, drainSeconds: () => DRAIN, mayShareNodes: () => false };
-    const s = vipStatus({ vip: v, pods: [pod('a', '198.18.40.1', { weight: '0' }), pod('b', '198.18.40.2', { weight: '0' })], balancers: view, now: NOW });
+    const s = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1', { weight: '0' }), pod('b', '198.18.40.2', { weight: '0' })], balancers: view, now: NOW });
     assert.equal(s.status.readyBackends, 2);
     assert.equal(s.status.conditions!.find((c) => c.type === 'BackendsAvailable')!.reason, 'AllWeightsZero');
   });
@@ -227,12 +231,12 @@ describe('conditions', () => {
   test('lastTransitionTime moves only when the status does; equality ignores order', () => {
     const v = vip('v');
     v.status = { nodes: nodes(3, 1) };
-    const first = computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW });
+    const first = computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW });
     v.status.conditions = first;
     const later = new Date(NOW.getTime() + 60_000);
-    const same = computeConditions({ vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: later });
+    const same = computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: later });
     assert.ok(conditionsEqual(first, [...same].reverse()), 'nothing changed, no status write');
-    const changed = computeConditions({ vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 1, now: later });
+    const changed = computeConditions({ address: ALLOWED, vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 1, now: later });
     assert.ok(!conditionsEqual(first, changed));
     const by = Object.fromEntries(changed.map((x) => [x.type, x]));
     assert.deepEqual(by.BackendsAvailable!.lastTransitionTime, later);
@@ -241,12 +245,24 @@ describe('conditions', () => {
 });
 
 describe('balancer problems and events', () => {
+  test('an address not allowed: AddressAllowed False with its reason, Programmed False, not Ready, and why', () => {
+    const v = vip('v');
+    v.status = { nodes: [{ node: 'node-0', programmedGeneration: 3 }] };
+    const refused: AddressDecision = { allowed: false, address: ADDRESS, code: 'NotInPool', message: `${ADDRESS} is in no pool; no pool allows namespace shop for balancer default` };
+    const by = Object.fromEntries(computeConditions({ address: refused, vip: v, activeBackends: 2, drainingBackends: 0, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
+    assert.deepEqual([by.AddressAllowed!.status, by.AddressAllowed!.reason, by.AddressAllowed!.message], ['False', 'NotInPool', refused.message]);
+    assert.deepEqual([by.Programmed!.status, by.Programmed!.reason], ['False', 'AddressNotAllowed']);
+    assert.equal(by.Ready!.status, 'False');
+    assert.ok(by.Ready!.message.startsWith(refused.message), by.Ready!.message);
+  });
+
   test('no XdpBalancer, or agents not scheduled: Programmed False with the reason, not Ready', () => {
     const v = vip('v');
     v.status = { nodes: [] };
     const by = Object.fromEntries(computeConditions({
-      vip: v, activeBackends: 2, drainingBackends: 0, desiredNodes: 0, now: NOW, balancerProblem: 'XdpBalancer "edge" does not exist',
+      address: ALLOWED, vip: v, activeBackends: 2, drainingBackends: 0, desiredNodes: 0, now: NOW, balancerProblem: 'XdpBalancer "edge" does not exist',
     }).map((x) => [x.type, x]));
+    assert.equal(by.AddressAllowed!.status, 'True');
     assert.equal(by.Programmed!.status, 'False');
     assert.equal(by.Programmed!.reason, 'NoBalancer');
     assert.equal(by.Programmed!.message, 'XdpBalancer "edge" does not exist');
@@ -274,10 +290,10 @@ test('a trimmed pod resolves to the same backend, and keeps none of what resolut
   full.metadata!.annotations!['other'] = 'x'.repeat(1000);
   full.spec!.containers = [{ name: 'c', image: 'big', env: [{ name: 'A', value: 'b' }] }];
   full.status!.conditions!.push({ type: 'PodScheduled', status: 'True' });
-  const before = resolveBackends(vip('v'), [full], NOW, DRAIN);
+  const before = resolveBackends(vip('v'), ADDRESS, [full], NOW, DRAIN);
   const trimmed = structuredClone(full);
   trimPod(trimmed);
-  assert.deepEqual(resolveBackends(vip('v'), [trimmed], NOW, DRAIN), before);
+  assert.deepEqual(resolveBackends(vip('v'), ADDRESS, [trimmed], NOW, DRAIN), before);
   assert.equal(trimmed.metadata!.managedFields, undefined);
   assert.deepEqual(trimmed.metadata!.annotations, { [WEIGHT_ANNOTATION]: '3' });
   assert.deepEqual(Object.keys(trimmed.metadata!).sort(), ['annotations', 'labels', 'name', 'namespace', 'resourceVersion']);
@@ -288,5 +304,5 @@ test('a trimmed pod resolves to the same backend, and keeps none of what resolut
   const trimmedTerminating = structuredClone(terminating);
   trimPod(trimmedTerminating);
   assert.ok(trimmedTerminating.metadata!.deletionTimestamp, 'deletion is kept: a terminating pod drains');
-  assert.deepEqual(resolveBackends(vip('v'), [trimmedTerminating], NOW, DRAIN), resolveBackends(vip('v'), [terminating], NOW, DRAIN));
+  assert.deepEqual(resolveBackends(vip('v'), ADDRESS, [trimmedTerminating], NOW, DRAIN), resolveBackends(vip('v'), ADDRESS, [terminating], NOW, DRAIN));
 });

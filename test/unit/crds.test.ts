@@ -71,12 +71,13 @@ for (const [file, kind, plural, scope] of [
 test('the LoadBalancerVip schema has what the controller and agents write', () => {
   const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const status = schema.properties!.status!.properties!;
-  for (const field of ['observedGeneration', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
+  for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
     assert.ok(status[field], `status.${field}`);
   }
   assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(), ['draining', 'drainingSince', 'ip', 'node', 'pod', 'weight']);
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
-  assert.deepEqual(schema.properties!.spec!.required, ['address', 'ports', 'backendSelector']);
+  // address is assigned when left out; backendSelector or backendService, one of them (a CEL rule).
+  assert.deepEqual(schema.properties!.spec!.required, ['ports']);
   assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');
 });
 

@@ -130,7 +130,7 @@ export class ClusterSource implements VipSource {
       ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, { node, programmedGeneration: v.metadata.generation, reals: v.status?.backends?.length ?? 0 }]),
       ...[...plan.refused].map(([v, lastError]): [LoadBalancerVip, NodeStatus] => [v, { node, lastError }]),
       // Not programmed here; clear an entry that says otherwise.
-      ...plan.conflicted.filter((v) => entryOf(v, node)).map((v): [LoadBalancerVip, NodeStatus] => [v, { node }]),
+      ...plan.setAside.filter((v) => entryOf(v, node)).map((v): [LoadBalancerVip, NodeStatus] => [v, { node }]),
     ];
     const stale = wanted.filter(([v, e]) => !sameEntry(entryOf(v, node), e));
     let failed = 0;

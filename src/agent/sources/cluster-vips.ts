@@ -1,7 +1,9 @@
 /**
  * From LoadBalancerVip objects to the dataplane's VIPs, on an agent: the VIPs
- * of this agent's balancer, not in conflict, with the controller's resolved
- * backends as reals (draining ones at weight 0, so their flows finish).
+ * of this agent's balancer whose address the controller allowed (a pool
+ * allows it, it is no node's, pod's or Service's) and that are not in
+ * conflict, with the controller's resolved backends as reals (draining ones
+ * at weight 0, so their flows finish).
  *
  * A VIP the dataplane refuses (over capacity, an address family the node has
  * no source address for) is left out whole and reported on its status, so one
@@ -9,12 +11,37 @@
  * half-programmed.
  */
 import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip } from '../../api/loadbalancervip.js';
+import { canonicalIp } from '../../lib/ip.js';
 import { type Acceptance, problemText, type VipSpec } from '../dataplane/desired-state.js';
 import { REFUSED_WITH_GROUP } from '../dataplane/acceptance.js';
 
 export function inConflict(vip: LoadBalancerVip): boolean {
   return (vip.status?.conditions ?? []).some((c) => c.type === ConditionType.Conflict && c.status === 'True');
 }
+
+const canonicalOrNull = (text: string): string | null => {
+  try {
+    return canonicalIp(text);
+  } catch {
+    return null;
+  }
+};
+
+/**
+ * The address the controller allowed, if it allowed one for the spec as it is
+ * now: a spec.address the controller has not checked yet (just edited) is not
+ * programmed until it has.
+ */
+export function allowedAddress(vip: LoadBalancerVip): string | undefined {
+  const allowed = (vip.status?.conditions ?? []).some((c) => c.type === ConditionType.AddressAllowed && c.status === 'True');
+  const address = vip.status?.address;
+  if (!allowed || address === undefined) return undefined;
+  if (vip.spec.address !== undefined && canonicalOrNull(vip.spec.address) !== canonicalOrNull(address)) return undefined;
+  return address;
+}
+
+/** Left out by the controller's word: in conflict, or no allowed address. */
+const setAsideByController = (v: LoadBalancerVip) => inConflict(v) || allowedAddress(v) === undefined;
 
 export const vipRef = (v: LoadBalancerVip) => `${v.metadata.namespace}/${v.metadata.name}`;
 
@@ -28,9 +55,11 @@ export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[
 
 /** The dataplane VIPs of one LoadBalancerVip: one per port. */
 export function specsOf(v: LoadBalancerVip): VipSpec[] {
+  const address = allowedAddress(v);
+  if (address === undefined) return [];
   const reals = (v.status?.backends ?? []).map((b) => ({ address: b.ip, weight: b.draining ? 0 : b.weight }));
   return v.spec.ports.map((p) => ({
-    address: v.spec.address,
+    address,
     port: p.port,
     protocol: p.protocol ?? 'TCP',
     hashNoSrcPort: v.spec.hashing?.ignoreSourcePort ?? false,
@@ -50,8 +79,8 @@ export interface ProgramPlan {
   specs: VipSpec[];
   /** VIPs in `specs`. */
   programmed: LoadBalancerVip[];
-  /** VIPs left out because of a conflict (the controller says so on the VIP). */
-  conflicted: LoadBalancerVip[];
+  /** VIPs left out because of a conflict or an address not allowed (the controller says so on the VIP). */
+  setAside: LoadBalancerVip[];
   /** VIPs left out because the dataplane refused them, with why. */
   refused: Map<LoadBalancerVip, string>;
 }
@@ -63,8 +92,8 @@ export interface ProgramPlan {
  */
 export function planVips(balancer: string, all: readonly LoadBalancerVip[], accept: DataplaneAccept): ProgramPlan {
   const mine = vipsOfBalancer(balancer, all);
-  const conflicted = mine.filter(inConflict);
-  const candidates = mine.filter((v) => !inConflict(v));
+  const setAside = mine.filter(setAsideByController);
+  const candidates = mine.filter((v) => !setAsideByController(v));
   const specs: VipSpec[] = [];
   const groups: number[] = [];
   candidates.forEach((v, g) => {
@@ -93,5 +122,5 @@ export function planVips(balancer: string, all: readonly LoadBalancerVip[], acce
     else if (isProgrammed(g)) programmed.push(v);
     else refused.set(v, general.map((p) => problemText(p)).join('; '));
   });
-  return { specs: accepted.map((i) => specs[i]!), programmed, conflicted, refused };
+  return { specs: accepted.map((i) => specs[i]!), programmed, setAside, refused };
 }

@@ -18,6 +18,7 @@
  * search has to jump over, so assigning n addresses one by one is
  * O(n log n) plus the sorted inserts (memmove of n bigints).
  */
+import { AddressReason, type AddressReasonCode } from '../../api/loadbalancervip.js';
 import { canonicalIp } from '../../lib/ip.js';
 import { type Cidr, type Family, fromNumeric, type NumericIp, toNumeric } from './cidr.js';
 import type { Forbidden } from './forbidden.js';
@@ -65,6 +66,12 @@ export class UsedAddresses {
 
   get size(): number {
     return this.holders.size;
+  }
+
+  /** How many distinct used addresses lie in first..last. */
+  countIn(family: Family, first: bigint, last: bigint): number {
+    const list = this.sorted[family];
+    return lowerBound(list, last + 1n) - lowerBound(list, first);
   }
 
   /** The lowest address in from..last that no VIP has, or undefined. */
@@ -120,7 +127,7 @@ export interface AssignRequest {
 export type Assignment =
   | { ok: true; address: string; pool: string }
   /** previousLost: the VIP's earlier address is no longer allowed; it is not replaced behind the user's back. */
-  | { ok: false; reason: string; previousLost?: boolean };
+  | { ok: false; code: AddressReasonCode; reason: string; previousLost?: boolean };
 
 /** Addresses of a CIDR that assignment hands out: all but the all-zeros and IPv4 all-ones of wide CIDRs. */
 function assignable(c: Cidr): { first: bigint; last: bigint } {
@@ -147,14 +154,14 @@ export function assignAddress(req: AssignRequest, pools: readonly Pool[], used: 
   if (req.previous !== undefined) {
     const check = checkAddress(req.previous, ns, balancer, pools, forbidden);
     if (check.ok) return { ok: true, address: canonicalIp(req.previous), pool: check.pool.name };
-    return { ok: false, previousLost: true, reason: `the address it was given, ${req.previous}, is no longer allowed: ${check.reason}. It is not replaced on its own: set spec.address, or re-create the VIP for a new one` };
+    return { ok: false, code: AddressReason.AddressRevoked, previousLost: true, reason: `the address it was given, ${req.previous}, is no longer allowed: ${check.reason}. It is not replaced on its own: set spec.address, or re-create the VIP for a new one` };
   }
   const allowed = allowedPools(ns, balancer, pools);
   const auto = allowed.filter((p) => p.autoAssign);
   const familyName = req.family === undefined ? '' : `IPv${req.family} `;
   if (auto.length === 0) {
     const manual = allowed.length > 0 ? `; pools ${allowed.map((p) => p.name).join(', ')} allow it but do not assign automatically (autoAssign: false): set spec.address` : '';
-    return { ok: false, reason: `no pool assigns addresses to namespace ${ns.name} for balancer ${balancer}${manual}` };
+    return { ok: false, code: AddressReason.NoPool, reason: `no pool assigns addresses to namespace ${ns.name} for balancer ${balancer}${manual}` };
   }
   for (const pool of auto) {
     for (const c of pool.cidrs) {
@@ -165,6 +172,7 @@ export function assignAddress(req: AssignRequest, pools: readonly Pool[], used: 
   }
   return {
     ok: false,
+    code: AddressReason.PoolExhausted,
     reason: `no free ${familyName}address for namespace ${ns.name} on balancer ${balancer}: every one of ${auto.map(describePool).join(', ')} is in use or never allowed`,
   };
 }

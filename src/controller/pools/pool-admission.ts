@@ -4,6 +4,7 @@
  * serves its balancer, and be no node address, pod CIDR or Service address.
  * Addresses compare as numbers, so every spelling of an IPv6 address is one.
  */
+import { AddressReason, type AddressReasonCode } from '../../api/loadbalancervip.js';
 import { matchesSelector } from '../selector.js';
 import { type Cidr, type NumericIp, rangeContains, toNumeric } from './cidr.js';
 import type { Forbidden } from './forbidden.js';
@@ -15,7 +16,7 @@ export interface NamespaceInfo {
   labels: Record<string, string>;
 }
 
-export type AddressCheck = { ok: true; pool: Pool } | { ok: false; reason: string };
+export type AddressCheck = { ok: true; pool: Pool } | { ok: false; code: AddressReasonCode; reason: string };
 
 export const poolSelects = (pool: Pool, ns: NamespaceInfo): boolean => matchesSelector(pool.namespaceSelector, ns.labels);
 
@@ -68,21 +69,21 @@ export function checkAddress(address: string, ns: NamespaceInfo, balancer: strin
   try {
     ip = toNumeric(address);
   } catch {
-    return { ok: false, reason: `"${address}" is not an IPv4 or IPv6 address` };
+    return { ok: false, code: AddressReason.NotAnAddress, reason: `"${address}" is not an IPv4 or IPv6 address` };
   }
   const never = forbidden.reasonFor(ip);
-  if (never) return { ok: false, reason: `${address} ${never}: never allowed as a VIP, whatever the pools say` };
+  if (never) return { ok: false, code: AddressReason.Forbidden, reason: `${address} ${never}: never allowed as a VIP, whatever the pools say` };
   const pool = acceptedPoolOf(ip, pools);
   if (!pool) {
     const refused = pools.find((p) => p.refused && p.cidrs.some((c) => rangeContains(c, ip)));
     const where = refused ? `${address} is only in pool ${refused.name}, which is refused (${refused.refused})` : `${address} is in no pool`;
-    return { ok: false, reason: `${where}; ${describeAllowed(ns, balancer, pools)}` };
+    return { ok: false, code: refused ? AddressReason.PoolRefused : AddressReason.NotInPool, reason: `${where}; ${describeAllowed(ns, balancer, pools)}` };
   }
   if (!poolSelects(pool, ns)) {
-    return { ok: false, reason: `${address} is in pool ${pool.name}, whose namespaceSelector does not select namespace ${ns.name}; ${describeAllowed(ns, balancer, pools)}` };
+    return { ok: false, code: AddressReason.NamespaceNotAllowed, reason: `${address} is in pool ${pool.name}, whose namespaceSelector does not select namespace ${ns.name}; ${describeAllowed(ns, balancer, pools)}` };
   }
   if (!poolServes(pool, balancer)) {
-    return { ok: false, reason: `${address} is in pool ${pool.name}, which serves balancers ${pool.balancers.join(', ')}, not ${balancer}; ${describeAllowed(ns, balancer, pools)}` };
+    return { ok: false, code: AddressReason.BalancerNotServed, reason: `${address} is in pool ${pool.name}, which serves balancers ${pool.balancers.join(', ')}, not ${balancer}; ${describeAllowed(ns, balancer, pools)}` };
   }
   return { ok: true, pool };
 }

@@ -5,9 +5,11 @@
 import { fileURLToPath } from 'node:url';
 import { after, before, type TestContext } from 'node:test';
 import { inCI } from '../../support/kernel.js';
+import { OPEN_POOL } from '../pool-manifests.js';
 import { ControlPlane } from './control-plane.js';
 
 const CRDS = fileURLToPath(new URL('../../../../crds/', import.meta.url));
+export const CRD_NAMES = ['crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev', 'crd/xdpaddresspools.xdplb.dev'];
 
 export interface ControlPlaneFixture {
   /** The control plane; valid in tests that passed need(). */
@@ -16,7 +18,19 @@ export interface ControlPlaneFixture {
   need(t: TestContext): boolean;
 }
 
-export function controlPlaneFixture(setup?: (cp: ControlPlane) => Promise<void> | void, teardown?: () => Promise<void>): ControlPlaneFixture {
+export interface FixtureOptions {
+  /**
+   * Apply OPEN_POOL (the e2e VIP range for every namespace) so VIPs are
+   * allowed; default true. Tests of pools themselves say false.
+   */
+  openPool?: boolean;
+}
+
+export function controlPlaneFixture(
+  setup?: (cp: ControlPlane) => Promise<void> | void,
+  teardown?: () => Promise<void>,
+  opts: FixtureOptions = {},
+): ControlPlaneFixture {
   let cp: ControlPlane | undefined;
   let unavailable: Error | null = null;
   before(async () => {
@@ -27,7 +41,8 @@ export function controlPlaneFixture(setup?: (cp: ControlPlane) => Promise<void> 
       return;
     }
     cp.kubectl(['apply', '-k', CRDS]);
-    cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev']);
+    cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', ...CRD_NAMES]);
+    if (opts.openPool ?? true) cp.kubectl(['apply', '-f', '-'], OPEN_POOL);
     await setup?.(cp);
   });
   after(async () => {

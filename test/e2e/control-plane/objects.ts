@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeConfig } from '@kubernetes/client-node';
 import type { LoadBalancerVip } from '../../../src/api/loadbalancervip.js';
 import type { ControlPlane } from './control-plane.js';
 
@@ -47,4 +48,11 @@ export const condition = (v: LoadBalancerVip, type: string) => v.status?.conditi
 export function eventsOf(cp: ControlPlane, namespace: string, name: string): string[] {
   return cp.kubectl(['get', 'events', '-n', namespace, '--field-selector', `involvedObject.name=${name}`,
     '-o', 'jsonpath={range .items[*]}{.type} {.reason}: {.message}{"\\n"}{end}']).split('\n').filter(Boolean);
+}
+
+/** A client configuration from a kubeconfig file (the control plane's, or a user's). */
+export function kubeConfigFrom(file: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return kc;
 }

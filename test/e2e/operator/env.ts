@@ -70,5 +70,12 @@ export interface OperatorEnv {
   /** The log lines of the node's current agent so far. */
   agentLog(node: string): string[];
 
+  /**
+   * Makes the Service's EndpointSlice say what the pods labelled app=web are
+   * now (their IPv4 addresses, Ready or not), as the EndpointSlice controller
+   * does: on kind that controller runs and this only waits for it to agree.
+   */
+  syncEndpoints(service: string, port: number): Promise<void>;
+
   down(): Promise<void>;
 }

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
 import { failureOutput } from '../control-plane/control-plane.js';
+import { namespacePool } from '../pool-manifests.js';
 import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
 
 const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
@@ -51,6 +52,7 @@ export class KindOperatorEnv implements OperatorEnv {
   static async up(): Promise<KindOperatorEnv> {
     const e = new KindOperatorEnv();
     e.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${e.namespace}, labels: {pod-security.kubernetes.io/enforce: privileged}}\n`);
+    e.kubectl(['apply', '-f', '-'], namespacePool(e.namespace));
     e.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: e.drainSeconds } })]);
     e.kubectl(['rollout', 'status', '-n', AGENT_NAMESPACE, 'ds/xdplb-agent-default', '--timeout=180s']);
     return e;
@@ -142,6 +144,14 @@ export class KindOperatorEnv implements OperatorEnv {
 
   agentLog(node: string): string[] {
     return this.kubectl(['logs', '-n', AGENT_NAMESPACE, this.agentPod(node)]).split('\n');
+  }
+
+  /** kube-controller-manager's EndpointSlice controller writes the slices: wait until they list every app=web pod. */
+  async syncEndpoints(service: string): Promise<void> {
+    const pods = () => this.kubectl(['get', 'pods', '-n', this.namespace, '-l', 'app=web', '-o', 'jsonpath={.items[*].status.podIP}']).split(' ').filter(Boolean).sort();
+    const listed = () => this.kubectl(['get', 'endpointslices', '-n', this.namespace, '-l', `kubernetes.io/service-name=${service}`,
+      '-o', 'jsonpath={.items[*].endpoints[*].addresses[0]}']).split(' ').filter(Boolean).sort();
+    await waitFor(`the EndpointSlices of ${service} list every app=web pod`, () => [pods(), listed()], ([p, l]) => JSON.stringify(p) === JSON.stringify(l));
   }
 
   async agentMetrics(node: string): Promise<Samples> {

@@ -9,9 +9,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Pod } from '@kubernetes/client-node';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
 import { Lab } from '../../lab/lab.js';
 import { ControlPlane, freePort } from '../control-plane/control-plane.js';
+import { CRD_NAMES } from '../control-plane/fixture.js';
+import { namespacePool } from '../pool-manifests.js';
 import { ApiBridge } from './api-bridge.js';
 import { MemoryCgroup } from '../../support/memory-cgroup.js';
 import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
@@ -67,8 +70,9 @@ export class LabOperatorEnv implements OperatorEnv {
     let env: LabOperatorEnv | undefined;
     try {
       cp.kubectl(['apply', '-k', join(REPO, 'deploy')]);
-      cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev']);
+      cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', ...CRD_NAMES]);
       cp.kubectl(['create', 'namespace', 'shop']);
+      cp.kubectl(['apply', '-f', '-'], namespacePool('shop'));
       await opts.before?.(cp);
       lab = await Lab.up({ reals: 3 });
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
@@ -217,6 +221,22 @@ export class LabOperatorEnv implements OperatorEnv {
       conditions: [{ type: 'Ready', status: state === 'ready' ? 'True' : 'False' }],
     };
     this.kubectl(['patch', 'pod', name, '-n', this.namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+  }
+
+  /** This control plane runs no EndpointSlice controller: the lab writes the slice it would. */
+  async syncEndpoints(service: string, port: number): Promise<void> {
+    const pods = (JSON.parse(this.kubectl(['get', 'pods', '-n', this.namespace, '-l', 'app=web', '-o', 'json'])) as { items: V1Pod[] }).items;
+    const endpoints = pods.filter((p) => p.status?.podIP).map((p) => ({
+      addresses: [p.status!.podIP!],
+      conditions: { ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false, serving: true, terminating: false },
+      targetRef: { kind: 'Pod', namespace: this.namespace, name: p.metadata!.name },
+      nodeName: p.spec?.nodeName,
+    }));
+    this.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: `${service}-lab`, namespace: this.namespace, labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': 'xdplb-lab' } },
+      addressType: 'IPv4', endpoints, ports: [{ name: 'http', protocol: 'TCP', port }],
+    }));
   }
 
   connect(vip: string, port: number, count: number): Promise<ConnectResult> {

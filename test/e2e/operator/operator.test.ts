@@ -86,7 +86,7 @@ describe('operator end to end: kubectl apply to packets', () => {
     assert.deepEqual(v.status!.nodes!.map((n) => [n.node, n.programmedGeneration, n.reals]).sort(),
       env.nodes.map((n) => [n, v.metadata.generation, 2]).sort());
     const row = env.kubectl(['get', 'lbvip', 'web', '-n', ns()]);
-    assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+80/TCP,53/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
+    assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+InPool\\s+80/TCP,53/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
   });
 
   test('a new pod gets flows; a NotReady pod drains (its connections live on), then leaves every map', async (t) => {
@@ -258,5 +258,29 @@ describe('operator end to end: kubectl apply to packets', () => {
     assert.equal(r.failures, 20, 'nothing balances the deleted VIP');
     const passed = await Promise.all(env.nodes.map(async (n) => sum(await env.agentMetrics(n), 'xdplb_packets_total', { reason: 'pass_not_vip' })));
     assert.ok(passed.reduce((x, y) => x + y, 0) > passedBefore.reduce((x, y) => x + y, 0), `not passed to the kernel: ${passedBefore} -> ${passed}`);
+  });
+
+  test('a Service of type LoadBalancer (class xdplb.dev/xdp): EXTERNAL-IP shown, TCP through the balancers to its endpoints; deleted, it stops', async (t) => {
+    if (!need(t)) return;
+    for (const b of env.backendNames) await env.setBackend(b, 'ready');
+    // Its backends answer for the environment's routed VIP address: the Service asks for it.
+    env.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1', kind: 'Service',
+      metadata: { name: 'web-svc', namespace: ns(), annotations: { 'xdplb.dev/address': env.vip4 } },
+      spec: { type: 'LoadBalancer', loadBalancerClass: 'xdplb.dev/xdp', selector: { app: 'web' }, ports: [{ name: 'http', protocol: 'TCP', port: HTTP, targetPort: HTTP }] },
+    }));
+    await env.syncEndpoints('web-svc', HTTP);
+    await waitFor('the EXTERNAL-IP', () => env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}']), (ip) => ip === env.vip4);
+    const row = env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '--no-headers']);
+    assert.match(row, new RegExp(`^web-svc\\s+LoadBalancer\\s+\\S+\\s+${env.vip4.replace(/\./g, '\\.')}\\s+80:\\d+/TCP\\s`));
+    t.diagnostic(`kubectl get svc: ${row.trim()}`);
+    const served = await untilServed(300, (byReal) => env.backendNames.every((b) => !!byReal[b]), 60_000);
+    assert.deepEqual(Object.keys(served.byReal).sort(), [...env.backendNames].sort());
+    const v = await untilVip('web-svc', 'Ready on every node', (x) => cond(x, 'Ready')?.status === 'True');
+    assert.equal(v.spec.backendService, 'web-svc');
+    assert.equal(v.status!.readyBackends, env.backendNames.length);
+    env.kubectl(['delete', 'svc', 'web-svc', '-n', ns()]);
+    await waitFor('the Service\'s VIP gone from every agent', vipsProgrammed, (n) => n.every((x) => x === 0));
+    assert.equal((await env.connect(env.vip4, HTTP, 20)).failures, 20, 'nothing balances the deleted Service');
   });
 });

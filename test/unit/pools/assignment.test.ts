@@ -90,10 +90,11 @@ describe('address assignment', () => {
     const manualOnly = resolvePools([poolResource('a', ['198.19.2.0/24'], { namespaceSelector: {}, autoAssign: false })]);
     assert.deepEqual(assignAddress(req('shop/v'), manualOnly, new UsedAddresses(), NOTHING_FORBIDDEN), {
       ok: false,
+      code: 'NoPool',
       reason: 'no pool assigns addresses to namespace shop for balancer default; pools a allow it but do not assign automatically (autoAssign: false): set spec.address',
     });
     const r = assignAddress(req('shop/v', { balancer: 'edge', namespace: ns('blog') }), resolvePools([poolResource('s', ['198.19.0.0/24'], { namespaceSelector: tenant('shop') })]), new UsedAddresses(), NOTHING_FORBIDDEN);
-    assert.deepEqual(r, { ok: false, reason: 'no pool assigns addresses to namespace blog for balancer edge' });
+    assert.deepEqual(r, { ok: false, code: 'NoPool', reason: 'no pool assigns addresses to namespace blog for balancer edge' });
   });
 
   test('the previous address is kept while allowed (restarts, leader changes); when a pool change takes it away, reported, not replaced', () => {

@@ -39,6 +39,7 @@ describe('pool admission', () => {
     const r = checkAddress('198.51.100.7', shop, 'default', pools, NOTHING_FORBIDDEN);
     assert.deepEqual(r, {
       ok: false,
+      code: 'NotInPool',
       reason: '198.51.100.7 is in no pool; pools namespace shop may use for balancer default: shared (198.19.2.0/24), shop (198.19.0.0/24, 2001:db8:19::/64)',
     });
     const none = checkAddress('198.51.100.7', blog, 'default', pools, NOTHING_FORBIDDEN);
@@ -65,12 +66,12 @@ describe('pool admission', () => {
   test('forbidden addresses are refused whatever the pools say', () => {
     const forbidden = forbiddenAddresses({ nodes: [node('worker-1', [['InternalIP', '198.19.0.11']], ['2001:db8:19::/112'])] });
     const r = checkAddress('198.19.0.11', shop, 'default', pools, forbidden);
-    assert.deepEqual(r, { ok: false, reason: "198.19.0.11 is node worker-1's address (InternalIP): never allowed as a VIP, whatever the pools say" });
+    assert.deepEqual(r, { ok: false, code: 'Forbidden', reason: "198.19.0.11 is node worker-1's address (InternalIP): never allowed as a VIP, whatever the pools say" });
     const p = checkAddress('2001:db8:19:0::ff', shop, 'default', pools, forbidden);
     assert.ok(!p.ok && p.reason.includes("is in node worker-1's pod CIDR 2001:db8:19::/112"));
   });
 
   test('not an address', () => {
-    assert.deepEqual(checkAddress('shop', shop, 'default', pools, NOTHING_FORBIDDEN), { ok: false, reason: '"shop" is not an IPv4 or IPv6 address' });
+    assert.deepEqual(checkAddress('shop', shop, 'default', pools, NOTHING_FORBIDDEN), { ok: false, code: 'NotAnAddress', reason: '"shop" is not an IPv4 or IPv6 address' });
   });
 });
