@@ -3,6 +3,7 @@ import { agentReconcile } from './agent.js';
 import { labPps } from './lab-pps.js';
 import { maglevGeneration, packetPaths, ringProgramming } from './dataplane.js';
 import { planning } from './planning.js';
+import { poolAssignment } from './pool-assignment.js';
 import { machine } from './stats.js';
 import { applyToPackets, scale } from './operator.js';
 import { tracingCost } from './tracing.js';
@@ -11,7 +12,7 @@ if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, tracing, agent, planning, lab, operator = apply + scale).
+// npm run bench [-- NAME...]: only the named groups (dataplane, tracing, agent, planning, pools, lab, operator = apply + scale).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
@@ -23,6 +24,7 @@ if (want('dataplane')) {
 if (want('dataplane') || want('tracing')) console.log(tracingCost(), '\n');
 if (want('agent')) console.log(agentReconcile(), '\n');
 if (want('agent') || want('planning')) console.log(planning(), '\n');
+if (want('pools')) console.log(await poolAssignment(), '\n');
 if (want('lab')) console.log(await labPps(), '\n');
 if (want('operator') || want('apply')) console.log(await applyToPackets(), '\n');
 if (want('operator') || want('scale')) console.log(await scale());
