@@ -159,8 +159,9 @@ export class AddressAdmission {
       services: this.kubernetesService.list(),
     });
     const key = next.ranges.map((r) => `${r.family}:${r.first}-${r.last}:${r.reason}`).sort().join('\n');
-    this.forbiddenNow = next;
+    // The same object while nothing changed: assignment keeps its search hints per object.
     if (key === this.forbiddenKey) return false;
+    this.forbiddenNow = next;
     this.forbiddenKey = key;
     return true;
   }

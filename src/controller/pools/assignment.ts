@@ -14,9 +14,11 @@
  * /128 so those would work, but some clients and routers mishandle them. A VIP
  * may still name them in spec.address.
  *
- * Cost: one bisection of the sorted used addresses per forbidden range the
- * search has to jump over, so assigning n addresses one by one is
- * O(n log n) plus the sorted inserts (memmove of n bigints).
+ * Cost: a search starts where the previous one in the same CIDR ended (a
+ * hint: below it nothing is free), so a forbidden range is jumped once, not
+ * once per assignment; a release, or other forbidden ranges, start over.
+ * Assigning n addresses one by one is O(n log n) plus the sorted inserts
+ * (memmove of n bigints) and one pass over the forbidden ranges.
  */
 import { AddressReason, type AddressReasonCode } from '../../api/loadbalancervip.js';
 import { canonicalIp } from '../../lib/ip.js';
@@ -28,6 +30,11 @@ import { describePool, type Pool } from './pool.js';
 /** Every address VIPs have, with which VIPs ("namespace/name") have it. */
 export class UsedAddresses {
   private readonly holders = new Map<string, Set<string>>();
+  /**
+   * Per set of forbidden ranges and CIDR: an address below which every one is
+   * used or forbidden. Adding keeps that true; removing may not, so it drops them.
+   */
+  private hints = new WeakMap<Forbidden, Map<string, bigint>>();
   /** Per family, the used addresses in ascending order. */
   private readonly sorted: Record<Family, bigint[]> = { 4: [], 6: [] };
 
@@ -56,6 +63,20 @@ export class UsedAddresses {
     this.holders.delete(key);
     const list = this.sorted[ip.family];
     list.splice(lowerBound(list, ip.value), 1);
+    this.hints = new WeakMap();
+  }
+
+  /** Where a search of the CIDR may start under these forbidden ranges (see hints). */
+  searchStart(forbidden: Forbidden, cidr: Cidr, first: bigint): bigint {
+    const hint = this.hints.get(forbidden)?.get(cidr.text);
+    return hint !== undefined && hint > first ? hint : first;
+  }
+
+  /** Nothing below `upTo` in the CIDR is free under these forbidden ranges. */
+  searched(forbidden: Forbidden, cidr: Cidr, upTo: bigint): void {
+    let m = this.hints.get(forbidden);
+    if (!m) this.hints.set(forbidden, (m = new Map()));
+    m.set(cidr.text, upTo);
   }
 
   /** The VIPs that have the address (any spelling). */
@@ -137,14 +158,18 @@ function assignable(c: Cidr): { first: bigint; last: bigint } {
 
 function firstFreeIn(c: Cidr, used: UsedAddresses, forbidden: Forbidden): bigint | undefined {
   const { first, last } = assignable(c);
-  let from = first;
+  let from = used.searchStart(forbidden, c, first);
   while (from <= last) {
     const free = used.firstFree(c.family, from, last);
-    if (free === undefined) return undefined;
+    if (free === undefined) break;
     const end = forbidden.coveringEnd({ family: c.family, value: free });
-    if (end === undefined) return free;
+    if (end === undefined) {
+      used.searched(forbidden, c, free);
+      return free;
+    }
     from = end + 1n;
   }
+  used.searched(forbidden, c, last + 1n);
   return undefined;
 }
 
