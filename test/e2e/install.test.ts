@@ -33,7 +33,7 @@ describe('the README install commands on a real kube-apiserver', () => {
   const f = controlPlaneFixture((cp) => {
     cp.kubectl(['apply', '-f', '-'], SERVICEMONITOR_CRD);
     cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com']);
-  });
+  }, undefined, { openPool: false });
   const kubectl = (args: string[]) => execFileSync(f.cp.bin.kubectl, ['--kubeconfig', f.cp.kubeconfig, ...args],
     { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
@@ -57,5 +57,7 @@ describe('the README install commands on a real kube-apiserver', () => {
     assert.equal(kubectl(['get', 'servicemonitors', '-n', 'xdplb-system', '-o', 'name']).split('\n').filter(Boolean).length, 2);
     assert.equal(kubectl(['get', 'lbvip', 'web', '-n', 'shop', '-o', 'jsonpath={.spec.address}']), '198.19.0.10');
     assert.equal(kubectl(['get', 'xdpbalancer', 'edge', '-o', 'jsonpath={.spec.nic}']), 'eth1');
+    assert.equal(kubectl(['get', 'svc', 'api', '-n', 'shop', '-o', 'jsonpath={.spec.loadBalancerClass}']), 'xdplb.dev/xdp');
+    assert.deepEqual(kubectl(['get', 'xdpap', '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').sort(), ['edge', 'shop']);
   });
 });

@@ -86,6 +86,7 @@ describe('operator end to end: kubectl apply to packets', () => {
     assert.deepEqual(v.status!.nodes!.map((n) => [n.node, n.programmedGeneration, n.reals]).sort(),
       env.nodes.map((n) => [n, v.metadata.generation, 2]).sort());
     const row = env.kubectl(['get', 'lbvip', 'web', '-n', ns()]);
+    t.diagnostic(`kubectl get lbvip:\n${row}`);
     assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+InPool\\s+80/TCP,53/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
   });
 
@@ -271,9 +272,9 @@ describe('operator end to end: kubectl apply to packets', () => {
     }));
     await env.syncEndpoints('web-svc', HTTP);
     await waitFor('the EXTERNAL-IP', () => env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}']), (ip) => ip === env.vip4);
+    t.diagnostic(`kubectl get svc:\n${env.kubectl(['get', 'svc', 'web-svc', '-n', ns()])}`);
     const row = env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '--no-headers']);
     assert.match(row, new RegExp(`^web-svc\\s+LoadBalancer\\s+\\S+\\s+${env.vip4.replace(/\./g, '\\.')}\\s+80:\\d+/TCP\\s`));
-    t.diagnostic(`kubectl get svc: ${row.trim()}`);
     const served = await untilServed(300, (byReal) => env.backendNames.every((b) => !!byReal[b]), 60_000);
     assert.deepEqual(Object.keys(served.byReal).sort(), [...env.backendNames].sort());
     const v = await untilVip('web-svc', 'Ready on every node', (x) => cond(x, 'Ready')?.status === 'True');
