@@ -76,6 +76,15 @@ describe('address pools on a real kube-apiserver', () => {
     assert.equal(allowedCond(nowhere)!.reason, 'NotInPool');
     assert.equal(allowedCond(nowhere)!.message, '198.19.7.1 is in no pool; pools namespace shop may use for balancer default: shop (198.19.0.0/24, 2001:db8:19::/64)');
 
+    // A pool for another balancer only.
+    kubectl(['apply', '-f', '-'], poolManifest('edge-only', ['198.19.6.0/24'], {}, { balancers: ['edge'] }));
+    lbvip('shop', 'wrong-balancer', '198.19.6.1');
+    const wrong = await decided('shop', 'wrong-balancer', 'refused');
+    assert.equal(allowedCond(wrong)!.reason, 'BalancerNotServed');
+    assert.match(allowedCond(wrong)!.message, /^198\.19\.6\.1 is in pool edge-only, which serves balancers edge, not default;/);
+    kubectl(['delete', 'lbvip', 'wrong-balancer', '-n', 'shop']);
+    kubectl(['delete', 'xdpap', 'edge-only']);
+
     // Labelling the namespace lets it in: its VIP is allowed without being touched.
     kubectl(['label', 'namespace', 'blog', 'xdplb.dev/tenant=shop']);
     await decided('blog', 'refused', 'allowed once its namespace is labelled', (v) => allowedCond(v)!.status === 'True');

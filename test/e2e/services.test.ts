@@ -161,9 +161,12 @@ describe('Services of type LoadBalancer on a real kube-apiserver', () => {
     service('mine', [{ port: 80 }]);
     await waitUntil('a NameTaken Event', () => eventsOf(f.cp, NS, 'mine'), (e) => e.some((l) => l.startsWith('Warning NameTaken: LoadBalancerVip mine exists')));
     assert.equal(getVip(f.cp, NS, 'mine').spec.backendSelector?.matchLabels?.app, 'mine', 'the user\'s VIP is untouched');
-    kubectl(['delete', 'svc', 'mine', '-n', NS]);
-    await waitUntil('the user\'s VIP stays', () => vipOrNull('mine'), (x) => x !== null);
+    // The user's VIP goes: the Service is served at once.
     kubectl(['delete', 'lbvip', 'mine', '-n', NS]);
+    await waitUntil('the Service served once the name is free', () => ingress('mine'), (ips) => ips.length === 1);
+    assert.equal(vipOrNull('mine')!.spec.backendService, 'mine');
+    kubectl(['delete', 'svc', 'mine', '-n', NS]);
+    await waitUntil('its VIP deleted with it', () => vipOrNull('mine'), (x) => x === null);
 
     service('swept', [{ port: 80 }]);
     await waitUntil('served', () => vipOrNull('swept'), (x) => x !== null);

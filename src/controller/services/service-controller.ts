@@ -103,9 +103,15 @@ export class ServiceController {
     await this.services.stop();
   }
 
-  /** The VIP of a Service changed (its address, its conditions): the Service's status may have to follow. */
+  /**
+   * A VIP changed: if it is a Service's (its address, its conditions), the
+   * Service's status may have to follow; if a Service of its name exists, a
+   * VIP that blocked it (NameTaken) may be gone.
+   */
   vipChanged(v: LoadBalancerVip): void {
-    if (this.started && v.metadata.labels?.[SERVICE_LABEL] !== undefined) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+    if (!this.started) return;
+    const ours = v.metadata.labels?.[SERVICE_LABEL] !== undefined;
+    if (ours || this.services.get(v.metadata.name ?? '', v.metadata.namespace)) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
   }
 
   async reconcile(key: string): Promise<void> {
