@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { WatchedCache } from '../../src/lib/watched-cache.js';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { XdpBalancer } from '../../src/api/xdpbalancer.js';
@@ -14,6 +14,7 @@ import { ClusterSource } from '../../src/agent/sources/cluster-source.js';
 import type { Programmer } from '../../src/agent/sources/source.js';
 import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
+import { applyPod, condition, getVip, kubeConfigFrom, waitUntil } from './control-plane/objects.js';
 
 const DRAIN_SECONDS = 3;
 const AGENT_NS = 'xdplb-system';
@@ -25,9 +26,7 @@ describe('controller on a real kube-apiserver', () => {
       cp.kubectl(['create', 'namespace', 'shop']);
       cp.kubectl(['create', 'namespace', AGENT_NS]);
       cp.kubectl(['apply', '-f', '-'], `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: default}\nspec: {image: registry.example/xdplb:1, drainSeconds: ${DRAIN_SECONDS}}\n`);
-      const kc = new KubeConfig();
-      kc.loadFromFile(cp.kubeconfig);
-      controller = new Controller(kc, { namespace: AGENT_NS, identity: 'test' });
+      controller = new Controller(kubeConfigFrom(cp.kubeconfig), { namespace: AGENT_NS, identity: 'test' });
       await controller.start();
     },
     async () => {
@@ -36,34 +35,9 @@ describe('controller on a real kube-apiserver', () => {
   );
   const kubectl = (args: string[], input?: string) => f.cp.kubectl(args, input);
 
-  const pod = (name: string, ip: string, ready: boolean, labels = 'app: web') => {
-    kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: shop, labels: {${labels}}}\nspec: {nodeName: node-a, containers: [{name: c, image: none}]}\n`);
-    const status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] };
-    kubectl(['patch', 'pod', name, '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
-  };
-  const getVip = (name: string) => JSON.parse(kubectl(['get', 'lbvip', name, '-n', 'shop', '-o', 'json'])) as LoadBalancerVip;
-  const until = async (name: string, what: string, cond: (v: LoadBalancerVip) => boolean) => {
-    const deadline = Date.now() + 15_000;
-    let v = getVip(name);
-    while (!cond(v) && Date.now() < deadline) {
-      await sleep(100);
-      v = getVip(name);
-    }
-    assert.ok(cond(v), `${what}; status now: ${JSON.stringify(v.status)}`);
-    return v;
-  };
-  const condition = (v: LoadBalancerVip, type: string) => v.status?.conditions?.find((c) => c.type === type);
-
-  const untilOk = async <T>(what: string, get: () => T, ok: (x: T) => boolean): Promise<T> => {
-    const deadline = Date.now() + 15_000;
-    let x = get();
-    while (!ok(x) && Date.now() < deadline) {
-      await sleep(100);
-      x = get();
-    }
-    assert.ok(ok(x), `${what}; now: ${JSON.stringify(x)}`);
-    return x;
-  };
+  const pod = (name: string, ip: string, ready: boolean, labels = { app: 'web' }) => applyPod(f.cp, 'shop', name, ip, { ready, labels });
+  const until = (name: string, what: string, cond: (v: LoadBalancerVip) => boolean) => waitUntil(what, () => getVip(f.cp, 'shop', name), cond);
+  const untilOk = waitUntil;
   const daemonSet = () => {
     try {
       return JSON.parse(kubectl(['get', 'ds', 'xdplb-agent-default', '-n', AGENT_NS, '-o', 'json']));
@@ -140,7 +114,7 @@ describe('controller on a real kube-apiserver', () => {
     const rival = await until('rival', 'the rival is in conflict', (x) => condition(x, 'Conflict')?.status === 'True');
     assert.equal(condition(rival, 'Conflict')!.message, '198.19.0.10:80/TCP is held by shop/web');
     assert.equal(condition(rival, 'Ready')!.status, 'False');
-    assert.equal(condition(getVip('web'), 'Conflict')?.status, 'False');
+    assert.equal(condition(getVip(f.cp, 'shop', 'web'), 'Conflict')?.status, 'False');
     // The older one leaves: the rival gets the address.
     const events = await untilOk('a Conflict event', () => kubectl(['get', 'events', '-n', 'shop', '--field-selector', 'involvedObject.name=rival', '-o', 'jsonpath={range .items[*]}{.type} {.reason}{"\\n"}{end}']),
       (text) => text.includes('Warning Conflict'));
@@ -153,7 +127,7 @@ describe('controller on a real kube-apiserver', () => {
     if (!f.need(t)) return;
     const reconciles = controller.vips.reconciles;
     const writes = controller.vips.statusWrites;
-    pod('other', '198.18.50.9', true, 'app: other'); // selected by no VIP
+    pod('other', '198.18.50.9', true, { app: 'other' }); // selected by no VIP
     await sleep(1000);
     kubectl(['annotate', 'lbvip', 'rival', '-n', 'shop', 'note=touched']); // a reconcile with the same status
     const deadline = Date.now() + 5000;
@@ -168,8 +142,7 @@ describe('controller on a real kube-apiserver', () => {
     for (const i of [1, 2, 3]) {
       kubectl(['apply', '-f', '-'], `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: paged-${i}, namespace: shop}\nspec: {address: 198.19.1.${i}, ports: [{port: 80}], backendSelector: {matchLabels: {app: paged}}}\n`);
     }
-    const kc = new KubeConfig();
-    kc.loadFromFile(f.cp.kubeconfig);
+    const kc = kubeConfigFrom(f.cp.kubeconfig);
     const custom = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
     const vips = new WatchedCache<LoadBalancerVip>(kc, '/apis/xdplb.dev/v1alpha1/loadbalancervips',
@@ -217,8 +190,7 @@ describe('controller on a real kube-apiserver', () => {
         programmed.push(vips);
       },
     };
-    const kc = new KubeConfig();
-    kc.loadFromFile(f.cp.kubeconfig);
+    const kc = kubeConfigFrom(f.cp.kubeconfig);
     const node = 'node-src';
     const source = new ClusterSource(kc, { balancer: 'default', node });
     const entry = (v: LoadBalancerVip) => v.status?.nodes?.find((n) => n.node === node);
