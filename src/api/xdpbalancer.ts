@@ -51,4 +51,9 @@ export const BalancerConditionType = {
   AgentsReady: 'AgentsReady',
   /** True while an agent of another balancer runs on one of its nodes (the two would fight over the NIC). */
   NodeOverlap: 'NodeOverlap',
+  /**
+   * True while nodes it selects are kept for an older balancer that selects
+   * them too: its DaemonSet stays off them (one balancer per node).
+   */
+  NodesExcluded: 'NodesExcluded',
 } as const;

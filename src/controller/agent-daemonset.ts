@@ -29,7 +29,7 @@ const MOUNT_BPFFS = `[ "$(stat -f -c %T ${BPFFS})" = ${BPFFS_TYPE} ] || mount -t
  * whatever else the balancer selects. A balancer's own value for the label
  * wins, so a user can still say it explicitly.
  */
-const LINUX_NODES = { 'kubernetes.io/os': 'linux' };
+export const LINUX_NODES = { 'kubernetes.io/os': 'linux' };
 
 export const agentDaemonSetName = (balancer: string) => `xdplb-agent-${balancer}`;
 export const agentPinDir = (balancer: string) => `${BPFFS}/xdplb/${balancer}`;

@@ -7,7 +7,8 @@
  * depend on it, and a balancer whose nodes run another's agent is told so.
  */
 import {
-  AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Condition, type V1DaemonSet, type V1Pod,
+  AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Condition, type V1DaemonSet, type V1Node,
+  type V1Pod,
 } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
@@ -19,6 +20,7 @@ import { WatchedCache } from '../lib/watched-cache.js';
 import { AGENT_APP, BALANCER_LABEL } from '../api/agent-pod.js';
 import { agentDaemonSet, agentDaemonSetName, MANAGED_BY } from './agent-daemonset.js';
 import { trimPod } from './backends.js';
+import { excludedNodes, excludeNodesAffinity, nodesExcludedCondition, trimNodeForPlacement } from './balancer-placement.js';
 import type { EventRecorder } from './events.js';
 import type { ControllerMetrics } from './metrics.js';
 import { AgentNodes, nodeOverlapCondition, nodeSelectorsDisjoint } from './node-overlap.js';
@@ -58,6 +60,9 @@ export class BalancerController implements BalancerView {
   private readonly daemonSets: WatchedCache<V1DaemonSet>;
   private readonly agentPods: WatchedCache<V1Pod>;
   private readonly agentNodes = new AgentNodes();
+  /** Nodes' labels and taints: which balancers may run where (balancer-placement.ts). */
+  private readonly nodes: WatchedCache<V1Node>;
+  private placementKey = '';
   private readonly queue: WorkQueue;
 
   constructor(kc: KubeConfig, private readonly opts: BalancerControllerOptions) {
@@ -68,7 +73,10 @@ export class BalancerController implements BalancerView {
       kc,
       `/apis/${GROUP}/${VERSION}/${XDPB_PLURAL}`,
       () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL }),
-      (b) => this.changed(b.metadata.name!),
+      (b) => {
+        this.changed(b.metadata.name!);
+        this.placementMayHaveChanged();
+      },
     );
     const labelSelector = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     this.daemonSets = new WatchedCache<V1DaemonSet>(
@@ -93,18 +101,35 @@ export class BalancerController implements BalancerView {
       },
       { labelSelector: agentLabel, trim: trimPod, pageSize: AGENT_PODS_PAGE_SIZE },
     );
+    this.nodes = new WatchedCache<V1Node>(kc, '/api/v1/nodes', (page) => core.listNode(page), () => this.placementMayHaveChanged(),
+      { trim: trimNodeForPlacement });
     this.queue = new WorkQueue('xdpbalancer', (name) => this.reconcile(name), opts.metrics?.queueHooks('XdpBalancer', () => this.queue.depth));
   }
 
+  /**
+   * A node or a balancer changed: if who may run where changed, every balancer
+   * is looked at again (node status updates come every few seconds and change nothing).
+   */
+  private placementMayHaveChanged(): void {
+    const key = JSON.stringify([...this.placement()].map(([b, nodes]) => [b, [...nodes]]));
+    if (key === this.placementKey) return;
+    this.placementKey = key;
+    for (const b of this.balancers.list()) this.queue.add(b.metadata.name!);
+  }
+
+  private placement(): Map<string, Map<string, string>> {
+    return excludedNodes(this.balancers.list(), this.nodes.list());
+  }
+
   async start(): Promise<void> {
-    await Promise.all([this.balancers.start(), this.daemonSets.start(), this.agentPods.start()]);
+    await Promise.all([this.balancers.start(), this.daemonSets.start(), this.agentPods.start(), this.nodes.start()]);
     for (const b of this.balancers.list()) this.queue.add(b.metadata.name!);
     this.queue.start();
   }
 
   async stop(): Promise<void> {
     await this.queue.stop();
-    await Promise.all([this.balancers.stop(), this.daemonSets.stop(), this.agentPods.stop()]);
+    await Promise.all([this.balancers.stop(), this.daemonSets.stop(), this.agentPods.stop(), this.nodes.stop()]);
   }
 
   exists(balancer: string): boolean {
@@ -139,6 +164,10 @@ export class BalancerController implements BalancerView {
       return;
     }
     const want = agentDaemonSet(b, this.opts.namespace);
+    // Nodes an older balancer selects too stay its own: this one's agents are kept off them.
+    const excluded = this.placement().get(name) ?? new Map<string, string>();
+    const affinity = excludeNodesAffinity([...excluded.keys()]);
+    if (affinity) want.spec!.template.spec!.affinity = affinity;
     let applied: V1DaemonSet;
     try {
       applied = await this.apps.patchNamespacedDaemonSet(
@@ -184,15 +213,18 @@ export class BalancerController implements BalancerView {
     const overlap: V1Condition = { ...nodeOverlapCondition(this.agentNodes.sharedWith(name), b.metadata.generation), lastTransitionTime: new Date() };
     const prevOverlap = b.status?.conditions?.find((c) => c.type === overlap.type);
     if (prevOverlap && prevOverlap.status === overlap.status) overlap.lastTransitionTime = new Date(prevOverlap.lastTransitionTime);
+    const excluded: V1Condition = { ...nodesExcludedCondition(this.placement().get(name), b.metadata.generation), lastTransitionTime: new Date() };
+    const prevExcluded = b.status?.conditions?.find((c) => c.type === excluded.type);
+    if (prevExcluded && prevExcluded.status === excluded.status) excluded.lastTransitionTime = new Date(prevExcluded.lastTransitionTime);
     const status: XdpBalancerStatus = {
       observedGeneration: b.metadata.generation,
       desiredAgents: desired,
       readyAgents: ready,
-      conditions: [condition, overlap],
+      conditions: [condition, overlap, excluded],
     };
     const sameAs = (c: V1Condition, p: V1Condition | undefined) => p?.status === c.status && p?.reason === c.reason && p?.message === c.message;
     const same = b.status?.observedGeneration === status.observedGeneration && b.status?.desiredAgents === desired &&
-      b.status?.readyAgents === ready && sameAs(condition, prev) && sameAs(overlap, prevOverlap);
+      b.status?.readyAgents === ready && sameAs(condition, prev) && sameAs(overlap, prevOverlap) && sameAs(excluded, prevExcluded);
     if (same) return;
     await this.custom.patchClusterCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },
@@ -200,6 +232,7 @@ export class BalancerController implements BalancerView {
     );
     this.opts.metrics?.statusWrites.inc({ kind: 'XdpBalancer' });
     if (overlap.status === 'True' && prevOverlap?.status !== 'True') this.opts.events?.record(b, 'Warning', 'NodeOverlap', overlap.message);
+    if (excluded.status === 'True' && !sameAs(excluded, prevExcluded)) this.opts.events?.record(b, 'Warning', 'NodesExcluded', excluded.message);
     if (condition.reason === 'InvalidDaemonSet') {
       this.opts.events?.record(b, 'Warning', 'InvalidDaemonSet', condition.message);
       log.warn({ balancer: name, message: condition.message }, 'agent DaemonSet refused');

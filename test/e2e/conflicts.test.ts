@@ -127,6 +127,31 @@ describe('conflicts that always settle, on a real kube-apiserver', () => {
     await waitUntil('default: the overlap is gone', () => getBalancer('default'), (b) => overlap(b)?.status === 'False');
   });
 
+  test('two XdpBalancers selecting one node: the newer one\'s DaemonSet is kept off it, with a condition and an Event; disjoint selectors lift it', async (t) => {
+    if (!f.need(t)) return;
+    for (const [n, pool] of [['pool-1', 'main'], ['pool-2', 'main'], ['pool-3', 'other']]) {
+      kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: n, labels: { 'kubernetes.io/os': 'linux', pool } } }));
+    }
+    kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: late}\nspec: {image: registry.example/xdplb:1, nodeSelector: {pool: main}}\n');
+    const getBalancer = (name: string) => JSON.parse(kubectl(['get', 'xdpbalancer', name, '-o', 'json'])) as XdpBalancer;
+    const excluded = (b: XdpBalancer) => b.status?.conditions?.find((c) => c.type === 'NodesExcluded');
+    const late = await waitUntil('late is kept off the nodes default has', () => getBalancer('late'), (b) => excluded(b)?.status === 'True');
+    assert.match(excluded(late)!.message, /^2 node\(s\) it selects belong to an older balancer that selects them too \(pool-1, pool-2 to XdpBalancer "default"\)/);
+    const affinity = () => kubectl(['get', 'ds', 'xdplb-agent-late', '-n', AGENT_NS, '-o',
+      'jsonpath={range .spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[*].matchFields[*]}{.key} {.operator} {.values[0]};{end}']);
+    assert.equal(await waitUntil('the DaemonSet keeps off them', affinity, (a) => a !== ''), 'metadata.name NotIn pool-1;metadata.name NotIn pool-2;');
+    assert.equal(excluded(getBalancer('default'))?.status, 'False', 'the older balancer keeps its nodes');
+    await waitUntil('a NodesExcluded Event on late', () => kubectl(['get', 'events', '-A', '--field-selector', 'involvedObject.name=late,reason=NodesExcluded',
+      '-o', 'jsonpath={range .items[*]}{.type}{"\\n"}{end}']), (text) => text.startsWith('Warning'));
+    // default leaves pool=main: late has its nodes.
+    kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { nodeSelector: { pool: 'other' } } })]);
+    await waitUntil('late no longer excluded', () => getBalancer('late'), (b) => excluded(b)?.status === 'False');
+    await waitUntil('its DaemonSet may run anywhere it selects', affinity, (a) => a === '');
+    kubectl(['patch', 'xdpbalancer', 'default', '--type=json', '-p', '[{"op": "remove", "path": "/spec/nodeSelector"}]']);
+    kubectl(['delete', 'xdpbalancer', 'late']);
+    for (const n of ['pool-1', 'pool-2', 'pool-3']) kubectl(['delete', 'node', n]);
+  });
+
   test('a periodic resync reconciles every VIP and is counted', async (t) => {
     if (!f.need(t)) return;
     // Last: the controller is replaced by one that resyncs every second.

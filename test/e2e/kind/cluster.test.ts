@@ -73,6 +73,27 @@ describe('kind: what only a real cluster shows', () => {
     execFileSync('kubectl', ['uncordon', node]);
   });
 
+  test('a second XdpBalancer selecting the same nodes: the DaemonSet controller keeps it off them; the first one\'s agents are untouched', async () => {
+    const agentUids = () => env.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'xdplb.dev/balancer=default', '-o', 'jsonpath={.items[*].metadata.uid}']);
+    const before = agentUids();
+    const dflt = JSON.parse(env.kubectl(['get', 'xdpbalancer', 'default', '-o', 'json'])) as { spec: Record<string, unknown> };
+    env.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'xdplb.dev/v1alpha1', kind: 'XdpBalancer', metadata: { name: 'second' },
+      spec: { image: dflt.spec.image, nodeSelector: dflt.spec.nodeSelector, nic: dflt.spec.nic },
+    }));
+    const excluded = () => env.kubectl(['get', 'xdpbalancer', 'second', '-o', 'jsonpath={.status.conditions[?(@.type=="NodesExcluded")].status}']);
+    await waitFor('second says its nodes are default\'s', excluded, (x) => x === 'True');
+    // The DaemonSet controller has seen the affinity and placed nothing.
+    const ds = () => JSON.parse(env.kubectl(['get', 'ds', 'xdplb-agent-second', '-n', AGENT_NAMESPACE, '-o', 'json'])) as
+      { metadata: { generation: number }; status?: { observedGeneration?: number; desiredNumberScheduled?: number } };
+    await waitFor('second\'s DaemonSet observed, with no node to run on', ds,
+      (d) => d.status?.observedGeneration === d.metadata.generation && d.status.desiredNumberScheduled === 0);
+    assert.equal(env.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'xdplb.dev/balancer=second', '-o', 'name']), '');
+    assert.equal(agentUids(), before, 'the first balancer\'s agents were not replaced');
+    env.kubectl(['delete', 'xdpbalancer', 'second']);
+    await waitFor('second\'s DaemonSet gone', () => env.kubectl(['get', 'ds', '-n', AGENT_NAMESPACE, '-o', 'name']), (x) => !x.includes('xdplb-agent-second'));
+  });
+
   test('uninstall: kubectl delete of the balancers, then of deploy/, leaves no XDP program, pin or xdplb object', async () => {
     assert.ok(OVERLAY, 'XDPLB_KIND_OVERLAY names the kustomization run.sh applied');
     await env.down();
