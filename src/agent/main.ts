@@ -141,7 +141,9 @@ async function main(): Promise<void> {
     }
     const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
     source = new ClusterSource(kc, { balancer, node: nodeName! });
-    onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir });
+    // In a pod (POD_NAMESPACE set by the DaemonSet), the DaemonSet and this node say whether an agent will run here again.
+    const where = env.POD_NAMESPACE && nodeName ? { node: nodeName, namespace: env.POD_NAMESPACE } : undefined;
+    onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where);
   }
   // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
   // cluster list may still be retrying), program what the source wants (a diff), then attach.

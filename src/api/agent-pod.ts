@@ -6,6 +6,8 @@ import { GROUP } from './loadbalancervip.js';
 
 /** app.kubernetes.io/name of every agent pod. */
 export const AGENT_APP = 'xdplb-agent';
+/** The DaemonSet of a balancer's agents (in the controller's namespace). */
+export const agentDaemonSetName = (balancer: string) => `${AGENT_APP}-${balancer}`;
 /** Which XdpBalancer an agent pod serves. */
 export const BALANCER_LABEL = `${GROUP}/balancer`;
 /** The container port of the agent's metrics; its trace endpoint is tracePortFor() of it, on loopback. */

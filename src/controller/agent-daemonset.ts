@@ -5,7 +5,7 @@
  * pinned, and the next one adopts them.
  */
 import type { V1DaemonSet } from '@kubernetes/client-node';
-import { AGENT_APP, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
+import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import { DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer } from '../api/xdpbalancer.js';
 
@@ -31,7 +31,6 @@ const MOUNT_BPFFS = `[ "$(stat -f -c %T ${BPFFS})" = ${BPFFS_TYPE} ] || mount -t
  */
 export const LINUX_NODES = { 'kubernetes.io/os': 'linux' };
 
-export const agentDaemonSetName = (balancer: string) => `xdplb-agent-${balancer}`;
 export const agentPinDir = (balancer: string) => `${BPFFS}/xdplb/${balancer}`;
 
 export function agentSelector(balancer: string): Record<string, string> {
@@ -87,7 +86,11 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             image: spec.image,
             command: ['node', AGENT_ENTRYPOINT],
             args,
-            env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+            env: [
+              { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+              // On SIGTERM the agent reads its DaemonSet, here, to tell a restart from a removal.
+              { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+            ],
             // Loading BPF and attaching XDP need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; privileged also lifts memlock.
             securityContext: { privileged: true, runAsUser: 0 },
             ports: [{ name: METRICS_PORT_NAME, containerPort: port, protocol: 'TCP' }],

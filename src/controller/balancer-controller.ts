@@ -17,8 +17,8 @@ import {
 import { apiError } from '../lib/api-error.js';
 import { componentLog } from '../lib/log.js';
 import { WatchedCache } from '../lib/watched-cache.js';
-import { AGENT_APP, BALANCER_LABEL } from '../api/agent-pod.js';
-import { agentDaemonSet, agentDaemonSetName, MANAGED_BY } from './agent-daemonset.js';
+import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL } from '../api/agent-pod.js';
+import { agentDaemonSet, MANAGED_BY } from './agent-daemonset.js';
 import { trimPod } from './backends.js';
 import { excludedNodes, excludeNodesAffinity, nodesExcludedCondition, trimNodeForPlacement } from './balancer-placement.js';
 import type { EventRecorder } from './events.js';

@@ -4,43 +4,21 @@
  * keeps it and the newer one's DaemonSet is kept off it (a node affinity), and
  * the newer is told which nodes it lost (a condition). Pure.
  *
- * "May run on" is what the DaemonSet controller decides, read from the Nodes:
- * the node matches the balancer's nodeSelector (and kubernetes.io/os=linux)
- * and each of its NoSchedule/NoExecute taints is tolerated, by the balancer's
- * tolerations or by those the DaemonSet controller adds to every daemon pod.
+ * "May run on" is what the DaemonSet controller decides, read from the Nodes
+ * (lib/daemon-placement.ts): the node matches the balancer's nodeSelector (and
+ * kubernetes.io/os=linux) and its NoSchedule/NoExecute taints are tolerated.
  * It is read from the selectors and taints, not from where agent pods are now,
  * so a rolling update of the older balancer never lets the newer one in.
  */
-import type { V1Affinity, V1Condition, V1Node, V1NodeSelectorTerm, V1Taint, V1Toleration } from '@kubernetes/client-node';
+import type { V1Affinity, V1Condition, V1Node, V1NodeSelectorTerm } from '@kubernetes/client-node';
 import { BalancerConditionType, type XdpBalancer } from '../api/xdpbalancer.js';
+import { daemonPodFits, NODE_NAME_FIELD } from '../lib/daemon-placement.js';
 import { LINUX_NODES } from './agent-daemonset.js';
-
-/**
- * Taints every daemon pod tolerates (the DaemonSet controller adds these
- * tolerations; a host-network pod also tolerates network-unavailable).
- */
-const DAEMON_TOLERATED = new Set([
-  'node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable', 'node.kubernetes.io/disk-pressure',
-  'node.kubernetes.io/memory-pressure', 'node.kubernetes.io/pid-pressure', 'node.kubernetes.io/unschedulable',
-  'node.kubernetes.io/network-unavailable',
-]);
-
-/** The node field a node affinity can match on by name. */
-const NODE_NAME_FIELD = 'metadata.name';
-
-function tolerates(t: V1Toleration, taint: V1Taint): boolean {
-  if (t.effect && t.effect !== taint.effect) return false;
-  if (t.operator === 'Exists') return !t.key || t.key === taint.key;
-  return t.key === taint.key && (t.value ?? '') === (taint.value ?? '');
-}
+import { NODES_SHOWN } from './node-overlap.js';
 
 /** Whether the balancer's DaemonSet would place an agent on the node. */
 export function mayRunOn(b: XdpBalancer, node: V1Node): boolean {
-  const labels = node.metadata?.labels ?? {};
-  const selector = { ...LINUX_NODES, ...b.spec.nodeSelector };
-  if (!Object.entries(selector).every(([k, v]) => labels[k] === v)) return false;
-  return (node.spec?.taints ?? []).every((taint) =>
-    taint.effect === 'PreferNoSchedule' || DAEMON_TOLERATED.has(taint.key) || (b.spec.tolerations ?? []).some((t) => tolerates(t, taint)));
+  return daemonPodFits({ nodeSelector: { ...LINUX_NODES, ...b.spec.nodeSelector }, tolerations: b.spec.tolerations }, node);
 }
 
 const created = (b: XdpBalancer) => new Date(b.metadata.creationTimestamp ?? 0).getTime();
@@ -86,8 +64,6 @@ export function excludeNodesAffinity(nodes: readonly string[]): V1Affinity | und
   return { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [term] } } };
 }
 
-/** Nodes named in a message, at most. */
-const NODES_SHOWN = 3;
 
 /** The NodesExcluded condition of a balancer, from what it lost (node -> older balancer); lastTransitionTime is the caller's. */
 export function nodesExcludedCondition(lost: ReadonlyMap<string, string> | undefined, generation: number | undefined): Omit<V1Condition, 'lastTransitionTime'> {

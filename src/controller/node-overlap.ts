@@ -77,7 +77,7 @@ export class AgentNodes {
 }
 
 /** Nodes named in a message, at most: a large overlap is summarised. */
-const NODES_SHOWN = 3;
+export const NODES_SHOWN = 3;
 
 /** The NodeOverlap condition of a balancer (lastTransitionTime is the caller's). */
 export function nodeOverlapCondition(shared: Map<string, string[]>, generation: number | undefined): Omit<V1Condition, 'lastTransitionTime'> {

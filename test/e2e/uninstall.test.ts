@@ -2,8 +2,9 @@
  * How a stopping agent tells an uninstall from a restart, against a real
  * kube-apiserver, as the agent's service account with deploy/'s RBAC: the
  * GET of its XdpBalancer says present (stay), being deleted, deleted or its
- * CRD gone (detach); an API that cannot answer says nothing (stay, and warn
- * with the cleanup command).
+ * CRD gone (detach); with the balancer present, its DaemonSet and this node
+ * say whether an agent will run here again (stay) or not (detach); an API
+ * that cannot answer says nothing (stay, and warn with the cleanup command).
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -59,7 +60,7 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
   test('present: stay attached (the agent may read its balancer)', async (t) => {
     if (!f.need(t)) return;
     balancer('edge');
-    const d = await exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS);
+    const d = await exitDecision(agent(), 'edge', AT, undefined, GET_TIMEOUT_MS);
     assert.deepEqual([d.detach, d.level], [false, 'info'], d.message);
   });
 
@@ -68,25 +69,25 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
     balancer('held', [FINALIZER]);
     kubectl(['delete', 'xdpbalancer', 'held', '--wait=false']);
     assert.ok(JSON.parse(kubectl(['get', 'xdpbalancer', 'held', '-o', 'json'])).metadata.deletionTimestamp);
-    let d = await exitDecision(agent(), 'held', AT, GET_TIMEOUT_MS);
+    let d = await exitDecision(agent(), 'held', AT, undefined, GET_TIMEOUT_MS);
     assert.equal(d.detach, true, d.message);
     assert.match(d.message, /XdpBalancer held is being deleted/);
 
     kubectl(['patch', 'xdpbalancer', 'held', '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
     kubectl(['wait', '--for=delete', 'xdpbalancer/held', '--timeout=30s']);
-    d = await exitDecision(agent(), 'held', AT, GET_TIMEOUT_MS);
+    d = await exitDecision(agent(), 'held', AT, undefined, GET_TIMEOUT_MS);
     assert.equal(d.detach, true, d.message);
     assert.match(d.message, /XdpBalancer held is gone/);
   });
 
   test('forbidden (403): stay attached, warn with the cleanup command', async (t) => {
     if (!f.need(t)) return;
-    assertStays(await exitDecision(kubeAs('bob'), 'edge', AT, GET_TIMEOUT_MS), 'HTTP 403');
+    assertStays(await exitDecision(kubeAs('bob'), 'edge', AT, undefined, GET_TIMEOUT_MS), 'HTTP 403');
   });
 
   test('connection refused: stay attached, warn', async (t) => {
     if (!f.need(t)) return;
-    assertStays(await exitDecision(kubeAt(await freePort()), 'edge', AT, GET_TIMEOUT_MS), 'ECONNREFUSED');
+    assertStays(await exitDecision(kubeAt(await freePort()), 'edge', AT, undefined, GET_TIMEOUT_MS), 'ECONNREFUSED');
   });
 
   test('an API server that never answers: the GET gives up, stay attached, warn', async (t) => {
@@ -96,18 +97,58 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     try {
       const port = (silent.address() as { port: number }).port;
-      assertStays(await exitDecision(kubeAt(port), 'edge', AT, 500), 'no answer within 500 ms');
+      assertStays(await exitDecision(kubeAt(port), 'edge', AT, undefined, 500), 'no answer within 500 ms');
     } finally {
       for (const s of held) s.destroy();
       await new Promise((r) => silent.close(r));
     }
   });
 
+  test('the balancer exists: stay while its DaemonSet still wants this node; detach when the node no longer fits it or the DaemonSet goes', async (t) => {
+    if (!f.need(t)) return;
+    balancer('placed');
+    const WHERE = { node: 'node-p', namespace: 'xdplb-system' };
+    kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-p', labels: { 'kubernetes.io/os': 'linux', pool: 'main' } } }));
+    const daemonSet = (podSpec: Record<string, unknown>) => kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'xdplb-agent-placed', namespace: 'xdplb-system' },
+      spec: {
+        selector: { matchLabels: { app: 'agent' } },
+        template: { metadata: { labels: { app: 'agent' } }, spec: { containers: [{ name: 'agent', image: 'none' }], ...podSpec } },
+      },
+    }));
+    const decide = () => exitDecision(agent(), 'placed', AT, WHERE, GET_TIMEOUT_MS);
+    daemonSet({ nodeSelector: { 'kubernetes.io/os': 'linux', pool: 'main' } });
+    let d = await decide();
+    assert.equal(d.detach, false, d.message);
+    assert.match(d.message, /XdpBalancer placed exists: staying attached for the next agent/);
+    // The balancer's nodeSelector moves elsewhere.
+    daemonSet({ nodeSelector: { pool: 'edge' } });
+    d = await decide();
+    assert.equal(d.detach, true, d.message);
+    assert.match(d.message, /^node node-p no longer fits DaemonSet xdplb-agent-placed \(nodeSelector, node affinity or taints\)/);
+    // The controller keeps it off this node for an older balancer.
+    daemonSet({ affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'NotIn', values: ['node-p'] }] }] } } } });
+    assert.equal((await decide()).detach, true);
+    // A taint it does not tolerate; the DaemonSet controller's own tolerations do not count against it.
+    daemonSet({});
+    kubectl(['taint', 'node', 'node-p', 'node.kubernetes.io/unschedulable=:NoSchedule']);
+    assert.equal((await decide()).detach, false, 'daemon pods tolerate unschedulable (a cordon)');
+    kubectl(['taint', 'node', 'node-p', 'dedicated=db:NoExecute']);
+    assert.equal((await decide()).detach, true);
+    // The DaemonSet gone.
+    kubectl(['delete', 'ds', 'xdplb-agent-placed', '-n', 'xdplb-system']);
+    d = await decide();
+    assert.equal(d.detach, true, d.message);
+    assert.match(d.message, /^DaemonSet xdplb-agent-placed is gone/);
+    kubectl(['delete', 'node', 'node-p']);
+    kubectl(['delete', 'xdpbalancer', 'placed']);
+  });
+
   test('the XdpBalancer CRD gone: detach', async (t) => {
     if (!f.need(t)) return;
     kubectl(['delete', 'crd', 'xdpbalancers.xdplb.dev', '--wait=true', '--timeout=60s']);
     // The CRD's handler may serve for a moment after the object is gone: wait for the 404, however long it takes.
-    const d = await waitUntil('the agent sees the CRD gone', () => exitDecision(agent(), 'edge', AT, GET_TIMEOUT_MS), (x) => x.detach, CRD_GONE_WAIT_MS);
+    const d = await waitUntil('the agent sees the CRD gone', () => exitDecision(agent(), 'edge', AT, undefined, GET_TIMEOUT_MS), (x) => x.detach, CRD_GONE_WAIT_MS);
     assert.equal(d.detach, true, d.message);
     assert.match(d.message, /XdpBalancer edge is gone/);
   });

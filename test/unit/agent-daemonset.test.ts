@@ -24,7 +24,10 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641',
     '--trace-address', '127.0.0.1:9642']);
-  assert.deepEqual(c.env, [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
+  assert.deepEqual(c.env, [
+    { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+  ]);
   assert.equal(c.securityContext?.privileged, true);
   assert.equal(c.resources?.limits, undefined, 'BPF maps are charged to the pod: no memory limit');
   assert.deepEqual(pod.volumes, [{ name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }]);

@@ -1,16 +1,26 @@
 /**
- * Whether a cluster-mode agent that is stopping is being uninstalled. A
- * rolling update, a pod restart or a node drain must leave the program
- * attached and the maps pinned, so the next agent adopts them; an uninstall
- * must leave nothing. The agent's XdpBalancer tells them apart: gone (the
- * CRD too) or being deleted means uninstall, so detach and unpin; present
- * means stay. When the API cannot answer, stay: traffic keeps flowing, and
- * the log names the command that removes it by hand.
+ * Whether a cluster-mode agent that is stopping will be replaced on this
+ * node. A rolling update, a pod restart or a node drain must leave the program
+ * attached and the maps pinned, so the next agent adopts them; when no agent
+ * of this balancer will run here again, nothing may be left. Detach and unpin
+ * when:
+ * - the agent's XdpBalancer is gone (the CRD too) or being deleted (uninstall);
+ * - its DaemonSet is gone or being deleted;
+ * - this node no longer fits the DaemonSet's pod template (the nodeSelector
+ *   changed, a node label or taint changed, or the controller keeps this
+ *   balancer off the node for an older one): the DaemonSet controller deleted
+ *   this pod and will not make another here.
+ * Otherwise stay. When the API cannot answer, stay: traffic keeps flowing,
+ * and the log names the command that removes it by hand.
  */
-import { CustomObjectsApi, type KubeConfig, Observable, type ObservableMiddleware } from '@kubernetes/client-node';
+import {
+  AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, Observable, type ObservableMiddleware, type V1DaemonSet, type V1Node,
+} from '@kubernetes/client-node';
+import { agentDaemonSetName } from '../../api/agent-pod.js';
 import { GROUP, VERSION } from '../../api/loadbalancervip.js';
 import { XDPB_PLURAL } from '../../api/xdpbalancer.js';
 import { apiError, isNotFound } from '../../lib/api-error.js';
+import { daemonPodFits } from '../../lib/daemon-placement.js';
 
 /** Bounds the GET: the pod has terminationGracePeriodSeconds 30 for all of its shutdown. */
 export const BALANCER_GET_TIMEOUT_MS = 3000;
@@ -35,13 +45,29 @@ export interface Attachment {
   pinDir: string;
 }
 
-/** The decision, from the GET alone. */
-export function decideOnExit(balancer: string, got: BalancerGet, at: Attachment): ExitDecision {
+/** Where the agent runs, to ask whether its DaemonSet still wants this node. */
+export interface Placement {
+  /** This node's name. */
+  node: string;
+  /** The namespace of the agent DaemonSets (the agent's own). */
+  namespace: string;
+}
+
+/** What the GETs of the DaemonSet and the node gave. */
+export interface PlacementGets {
+  daemonSet: { object: V1DaemonSet } | { error: unknown };
+  node: { object: V1Node } | { error: unknown };
+}
+
+const STAY_FOR_NEXT = (balancer: string) => ({ detach: false, level: 'info' as const, message: `XdpBalancer ${balancer} exists: staying attached for the next agent` });
+
+/** The decision, from the GETs (placement: absent outside a pod, or when the balancer's GET decided already). */
+export function decideOnExit(balancer: string, got: BalancerGet, at: Attachment, placement?: PlacementGets): ExitDecision {
   if ('object' in got) {
     if (got.object.metadata?.deletionTimestamp) {
       return { detach: true, level: 'info', message: `XdpBalancer ${balancer} is being deleted: detaching and unpinning` };
     }
-    return { detach: false, level: 'info', message: `XdpBalancer ${balancer} exists: staying attached for the next agent` };
+    return placement ? decideByPlacement(balancer, placement, at) : STAY_FOR_NEXT(balancer);
   }
   if (isNotFound(got.error)) {
     return { detach: true, level: 'info', message: `XdpBalancer ${balancer} is gone: detaching and unpinning` };
@@ -54,8 +80,37 @@ export function decideOnExit(balancer: string, got: BalancerGet, at: Attachment)
   };
 }
 
-/** GETs the balancer within `timeoutMs`; never throws. */
-export async function getBalancer(kc: KubeConfig, balancer: string, timeoutMs = BALANCER_GET_TIMEOUT_MS): Promise<BalancerGet> {
+/** The balancer exists: detach only if its DaemonSet is going or no longer wants this node. */
+function decideByPlacement(balancer: string, p: PlacementGets, at: Attachment): ExitDecision {
+  const ds = agentDaemonSetName(balancer);
+  if ('error' in p.daemonSet) {
+    if (isNotFound(p.daemonSet.error)) return { detach: true, level: 'info', message: `DaemonSet ${ds} is gone: detaching and unpinning` };
+    return cannotTell(`DaemonSet ${ds}`, p.daemonSet.error, at);
+  }
+  if (p.daemonSet.object.metadata?.deletionTimestamp) return { detach: true, level: 'info', message: `DaemonSet ${ds} is being deleted: detaching and unpinning` };
+  if ('error' in p.node) return cannotTell('this node', p.node.error, at);
+  const spec = p.daemonSet.object.spec?.template.spec;
+  const node = p.node.object.metadata?.name;
+  if (spec && !daemonPodFits(spec, p.node.object)) {
+    return {
+      detach: true, level: 'info',
+      message: `node ${node} no longer fits DaemonSet ${ds} (nodeSelector, node affinity or taints): no agent of XdpBalancer ${balancer} will run here; detaching and unpinning`,
+    };
+  }
+  return STAY_FOR_NEXT(balancer);
+}
+
+function cannotTell(what: string, error: unknown, at: Attachment): ExitDecision {
+  return {
+    detach: false,
+    level: 'warn',
+    message: `could not read ${what} (${describeError(error)}): staying attached; ` +
+      `if this node no longer runs this balancer, run on it: xdplb-agent cleanup --nic ${at.nic} --pin-dir ${at.pinDir}`,
+  };
+}
+
+/** A request option that aborts after `timeoutMs`, and the signal to tell a timeout from other errors. */
+function deadline(timeoutMs: number) {
   const signal = AbortSignal.timeout(timeoutMs);
   const withTimeout: ObservableMiddleware = {
     pre: (ctx) => {
@@ -64,20 +119,41 @@ export async function getBalancer(kc: KubeConfig, balancer: string, timeoutMs = 
     },
     post: (res) => new Observable(Promise.resolve(res)),
   };
+  const options = { middleware: [withTimeout], middlewareMergeStrategy: 'append' as const };
+  const error = (err: unknown) => (signal.aborted ? new Error(`no answer within ${timeoutMs} ms`) : err);
+  return { options, error };
+}
+
+/** GETs the balancer within `timeoutMs`; never throws. */
+export async function getBalancer(kc: KubeConfig, balancer: string, timeoutMs = BALANCER_GET_TIMEOUT_MS): Promise<BalancerGet> {
+  const d = deadline(timeoutMs);
   try {
-    const object = await kc.makeApiClient(CustomObjectsApi).getClusterCustomObject(
-      { group: GROUP, version: VERSION, plural: XDPB_PLURAL, name: balancer },
-      { middleware: [withTimeout], middlewareMergeStrategy: 'append' },
-    );
+    const object = await kc.makeApiClient(CustomObjectsApi).getClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, name: balancer }, d.options);
     return { object: object as BalancerObject };
   } catch (error) {
-    return { error: signal.aborted ? new Error(`no answer within ${timeoutMs} ms`) : error };
+    return { error: d.error(error) };
   }
 }
 
-/** GETs the balancer and decides. */
-export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachment, timeoutMs?: number): Promise<ExitDecision> {
-  return decideOnExit(balancer, await getBalancer(kc, balancer, timeoutMs), at);
+/** GETs the balancer's DaemonSet and this node within `timeoutMs`, together; never throws. */
+export async function getPlacement(kc: KubeConfig, balancer: string, where: Placement, timeoutMs = BALANCER_GET_TIMEOUT_MS): Promise<PlacementGets> {
+  const d = deadline(timeoutMs);
+  const [daemonSet, node] = await Promise.all([
+    kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name: agentDaemonSetName(balancer), namespace: where.namespace }, d.options)
+      .then((object) => ({ object }), (error: unknown) => ({ error: d.error(error) })),
+    kc.makeApiClient(CoreV1Api).readNode({ name: where.node }, d.options)
+      .then((object) => ({ object }), (error: unknown) => ({ error: d.error(error) })),
+  ]);
+  return { daemonSet, node };
+}
+
+/** GETs the balancer (and, where the agent runs in a pod, its DaemonSet and node) and decides. */
+export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachment, where?: Placement, timeoutMs?: number): Promise<ExitDecision> {
+  const [got, placement] = await Promise.all([
+    getBalancer(kc, balancer, timeoutMs),
+    where ? getPlacement(kc, balancer, where, timeoutMs) : Promise.resolve(undefined),
+  ]);
+  return decideOnExit(balancer, got, at, placement);
 }
 
 function describeError(err: unknown): string {
