@@ -16,7 +16,15 @@ import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
 import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, NextHopWatcher } from './net/next-hop.js';
-import { allAddresses } from './net/iproute.js';
+import { allAddresses, subnets } from './net/iproute.js';
+import { InvalidStateError } from './dataplane/desired-state.js';
+import { programId } from '../libbpf/pins.js';
+import type { AgentBgpSettings } from '../api/xdpbalancer.js';
+import { Announcer } from './announce/announcer.js';
+import { connectedPeers } from './announce/connected-peers.js';
+import { mapsWritableCheck, programAttachedCheck } from './announce/dataplane-checks.js';
+import type { HealthCheck } from './announce/health.js';
+import { registerBgpMetrics } from './announce/bgp-metrics.js';
 
 const log = componentLog('agent');
 
@@ -38,6 +46,18 @@ export interface AgentOptions {
   /** Map capacities (default: the compiled ones). */
   capacity?: BalancerCapacity;
   nextHopPollMs?: number;
+  /** Announce the programmed VIPs by BGP through BIRD. */
+  bgp?: AgentBgp;
+}
+
+export interface AgentBgp {
+  settings: AgentBgpSettings;
+  /** Where BIRD's configuration and control socket are. */
+  birdDir: string;
+  /** On stop, how long routers get to act on the withdrawal before the agent goes on. */
+  withdrawSettleMs?: number;
+  /** Checks on top of the dataplane's own (the cluster source adds the API server's). */
+  checks?: HealthCheck[];
 }
 
 /** The balancer program's life on a NIC; its pin shares the maps' directory. */
@@ -63,6 +83,9 @@ export class Agent {
   private nodeAddresses: string[] = [];
   private addressTimer: NodeJS.Timeout | null = null;
   private queue: Promise<void> = Promise.resolve();
+  private announcer: Announcer | null = null;
+  /** The kernel's refusal of the last programming; null once one succeeds. */
+  private lastWriteError: string | null = null;
   metrics: AgentMetrics | null = null;
   mode: XdpMode | null = null;
 
@@ -87,6 +110,7 @@ export class Agent {
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
     if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
+    if (this.opts.bgp) this.announcer = await this.makeAnnouncer(this.opts.bgp);
     this.tracer = new Tracer(this.lb.maps, () => this.dataplane!.installedVipNums());
     if (this.opts.traceAddress) {
       // Tracing is for debugging: a port in use must not keep the balancer from running.
@@ -105,6 +129,10 @@ export class Agent {
     await this.reconcile();
     this.attach();
     this.metrics!.setReady(true);
+    if (this.announcer) {
+      this.announcer.start();
+      await this.announcer.setProgrammed(this.programmedAddresses());
+    }
     this.watcher = new NextHopWatcher(this.nextHop!, { ...this.opts, nic: this.nextHop!.nic }, (next) => {
       this.nextHop = next;
       void this.reconcile();
@@ -146,11 +174,15 @@ export class Agent {
       const end = this.metrics!.reconcileDuration.startTimer();
       try {
         const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips, nodeAddresses: this.nodeAddresses });
+        this.lastWriteError = null;
         this.metrics!.reconciles.inc({ result: 'ok' });
+        // Before attach (the first run) there is nothing to announce yet: run() announces after attaching.
+        if (this.mode) void this.announcer?.setProgrammed(this.programmedAddresses());
         this.refreshTrace();
         if (result.writes) log.info(result, 'reconciled');
       } catch (err) {
         this.metrics!.reconciles.inc({ result: 'error' });
+        if (!(err instanceof InvalidStateError)) this.lastWriteError = (err as Error).message;
         log.error({ err: (err as Error).message }, 'desired state refused; the maps keep the running state');
         throw err;
       } finally {
@@ -159,6 +191,45 @@ export class Agent {
     });
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** The VIP addresses the maps hold: what this node may announce. */
+  private programmedAddresses(): string[] {
+    return this.dataplane!.installedVipNums().map((v) => v.address);
+  }
+
+  /** Resolves the node's side of BGP (router id, peers on its subnets); throws when it cannot be. */
+  private async makeAnnouncer(bgp: AgentBgp): Promise<Announcer> {
+    const nextHop = this.nextHop!;
+    const routerId = bgp.settings.routerID ?? nextHop.srcV4;
+    if (!routerId) {
+      throw new Error(`BGP needs a router id: ${nextHop.nic} has no IPv4 address to take it from; set spec.bgp.routerID (standalone: "routerID" in --bgp)`);
+    }
+    const { connected, elsewhere } = connectedPeers(bgp.settings.peers, await subnets());
+    for (const p of elsewhere) log.info({ peer: p.address }, 'BGP peer in none of this node\'s subnets: no session from this node');
+    if (connected.length === 0) log.warn({ peers: bgp.settings.peers.map((p) => p.address) }, 'no BGP peer is on this node\'s subnets: nothing will be announced');
+    const ourProgram = () => programId(this.lb!.progFd);
+    const announcer = new Announcer({
+      settings: bgp.settings,
+      birdDir: bgp.birdDir,
+      routerId,
+      nextHopV6: nextHop.srcV6,
+      peers: connected,
+      withdrawSettleMs: bgp.withdrawSettleMs,
+      checks: [programAttachedCheck(nextHop.nic, ourProgram), mapsWritableCheck(() => this.lastWriteError), ...(bgp.checks ?? [])],
+    });
+    registerBgpMetrics(this.metrics!.registry, () => announcer.state());
+    log.info({ routerId, localASN: bgp.settings.localASN, peers: connected.map((p) => p.address), birdDir: bgp.birdDir }, 'announcing VIPs by BGP');
+    return announcer;
+  }
+
+  /**
+   * Withdraws every VIP route and waits for the routers to move the traffic:
+   * the first thing a stopping agent does, so no new flow arrives while the
+   * node stops (and, if it detaches, finds no program).
+   */
+  async withdraw(): Promise<void> {
+    await this.announcer?.withdrawAll();
   }
 
   /** A traced VIP may have been added, renumbered or removed. */
@@ -190,6 +261,7 @@ export class Agent {
    */
   async stop(opts: { detach?: boolean } = {}): Promise<void> {
     this.watcher?.stop();
+    this.announcer?.stop();
     if (this.addressTimer) clearInterval(this.addressTimer);
     await this.queue;
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));

@@ -10,14 +10,20 @@ import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { realSlotsFor } from '../bpf/maps.js';
 import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
-import { Agent, cleanup, type XdpModeOption } from './agent.js';
+import { Agent, type AgentBgp, cleanup, type XdpModeOption } from './agent.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
 import type { VipSource } from './sources/source.js';
-import { type ExitDecision, exitDecision } from './sources/uninstall.js';
+import { type ExitDecision, exitDecision, getBalancer } from './sources/uninstall.js';
+import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
+import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
+import { parseBgpSettings } from './announce/bgp-settings.js';
 
 const log = componentLog('main');
+
+const DEFAULT_BIRD_DIR = '/run/xdplb/bird';
+const MS_PER_S = 1000;
 
 const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [options]   (cluster mode)
        xdplb-agent [run] --config FILE [options]                           (standalone)
@@ -37,6 +43,14 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
   --max-vips N          VIP capacity; default 512 (ring memory: N x 512 KiB) (XDPLB_MAX_VIPS)
   --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
+  --bgp JSON            announce the programmed VIPs by BGP through BIRD: {"localASN", "routerID"?, "peers":
+                        [{"address", "asn", "port"?, "passwordFile"?, "addressFamilies"?}], "communities"?} (XDPLB_BGP)
+  --bird-dir DIR        where BIRD's configuration (written by the agent) and control socket are;
+                        default ${DEFAULT_BIRD_DIR} (XDPLB_BIRD_DIR)
+  --bgp-api-loss-seconds N  cluster mode: withdraw the VIP routes when the API server has not answered for N s;
+                        0: never; default ${DEFAULT_API_LOSS_SECONDS} (XDPLB_BGP_API_LOSS_SECONDS)
+  --bgp-withdraw-seconds N  on SIGTERM, after the withdrawal, how long routers get to move the traffic
+                        before the agent goes on; default ${DEFAULT_WITHDRAW_SETTLE_MS / MS_PER_S} (XDPLB_BGP_WITHDRAW_SECONDS)
   --detach-on-exit      detach and unpin on SIGTERM. Default: stay attached, traffic keeps flowing;
                         in cluster mode, detach and unpin when the XdpBalancer is gone or being deleted
 `;
@@ -73,6 +87,10 @@ async function main(): Promise<void> {
         'max-vips': { type: 'string' },
         'max-reals': { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
+        bgp: { type: 'string' },
+        'bird-dir': { type: 'string' },
+        'bgp-api-loss-seconds': { type: 'string' },
+        'bgp-withdraw-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -102,18 +120,32 @@ async function main(): Promise<void> {
   if (!config && !nodeName) fail('give --node-name (cluster mode) or --config (standalone mode)');
   const xdpMode = (v['xdp-mode'] ?? env.XDPLB_XDP_MODE ?? 'auto') as XdpModeOption;
   if (!XDP_MODES.includes(xdpMode)) fail(`--xdp-mode must be one of ${XDP_MODES.join(', ')}`);
-  const count = (flag: string, raw: string | undefined): number | undefined => {
+  const integer = (flag: string, raw: string | undefined, min: number): number | undefined => {
     if (raw === undefined) return undefined;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) fail(`--${flag} must be a positive integer, not "${raw}"`);
+    if (!Number.isInteger(n) || n < min) fail(`--${flag} must be an integer of at least ${min}, not "${raw}"`);
     return n;
   };
+  const count = (flag: string, raw: string | undefined) => integer(flag, raw, 1);
   const maxReals = count('max-reals', v['max-reals'] ?? env.XDPLB_MAX_REALS);
   const capacity = {
     connectionTable: count('connection-table', v['connection-table'] ?? env.XDPLB_CONNECTION_TABLE),
     vips: count('max-vips', v['max-vips'] ?? env.XDPLB_MAX_VIPS),
     reals: maxReals === undefined ? undefined : realSlotsFor(maxReals),
   };
+
+  const bgpJson = v.bgp ?? env.XDPLB_BGP;
+  let bgp: AgentBgp | undefined;
+  if (bgpJson) {
+    try {
+      bgp = { settings: parseBgpSettings(bgpJson), birdDir: v['bird-dir'] ?? env.XDPLB_BIRD_DIR ?? DEFAULT_BIRD_DIR, checks: [] };
+    } catch (err) {
+      fail(`--bgp: ${(err as Error).message}`);
+    }
+    const settleS = integer('bgp-withdraw-seconds', v['bgp-withdraw-seconds'] ?? env.XDPLB_BGP_WITHDRAW_SECONDS, 0);
+    if (settleS !== undefined) bgp.withdrawSettleMs = settleS * MS_PER_S;
+  }
+  const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
   const agent = new Agent({
     nic,
@@ -126,7 +158,9 @@ async function main(): Promise<void> {
     srcV4: v['src-v4'] ?? env.XDPLB_SRC_V4,
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
     capacity,
+    bgp,
   });
+  let apiProbe: ApiProbe | null = null;
   let source: VipSource;
   /** On SIGTERM without --detach-on-exit: stay attached, or detach because xdplb is being uninstalled. */
   let onExit: () => Promise<ExitDecision | null> = () => Promise.resolve(null);
@@ -144,6 +178,11 @@ async function main(): Promise<void> {
     // In a pod (POD_NAMESPACE set by the DaemonSet), the DaemonSet and this node say whether an agent will run here again.
     const where = env.POD_NAMESPACE && nodeName ? { node: nodeName, namespace: env.POD_NAMESPACE } : undefined;
     onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where);
+    if (bgp) {
+      const client = kc;
+      apiProbe = new ApiProbe(() => getBalancer(client, balancer), apiLossSeconds);
+      bgp.checks!.push(apiProbe);
+    }
   }
   // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
   // cluster list may still be retrying), program what the source wants (a diff), then attach.
@@ -151,6 +190,7 @@ async function main(): Promise<void> {
   await agent.open();
   await agent.run(await source.initial(agent));
   await source.follow(agent);
+  apiProbe?.start();
   log.info({ ...source.describe(), nic: agent.nic, mode: agent.mode, pinDir }, `xdplb-agent running (${source.mode})`);
 
   let stopping = false;
@@ -159,8 +199,12 @@ async function main(): Promise<void> {
     stopping = true;
     const forced = !!v['detach-on-exit'];
     log.info({ signal, detachOnExit: forced }, 'stopping');
-    const decided = forced ? Promise.resolve(null) : onExit();
-    Promise.all([decided, source.stop()]).then(([decision]) => {
+    apiProbe?.stop();
+    // Routes first: no new flow may arrive at a node that is stopping (and may detach).
+    agent.withdraw().then(() => {
+      const decided = forced ? Promise.resolve(null) : onExit();
+      return Promise.all([decided, source.stop()]);
+    }).then(([decision]) => {
       if (decision) log[decision.level](decision.message);
       return agent.stop({ detach: forced || !!decision?.detach });
     }).then(

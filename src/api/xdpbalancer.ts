@@ -23,6 +23,8 @@ export interface XdpBalancerSpec {
   metricsPort?: number;
   /** How long a backend that stopped being Ready keeps its established flows. */
   drainSeconds?: number;
+  /** Announce the VIPs by BGP (a BIRD sidecar per agent); absent: routes to the nodes are someone else's job. */
+  bgp?: XdpBalancerBgp;
 }
 
 export interface XdpBalancerStatus {
@@ -57,3 +59,64 @@ export const BalancerConditionType = {
    */
   NodesExcluded: 'NodesExcluded',
 } as const;
+
+/** An address family a BGP session carries VIP routes of. */
+export type BgpAddressFamily = 'IPv4' | 'IPv6';
+
+/** A key of a Secret in the agents' namespace. */
+export interface SecretKeyRef {
+  name: string;
+  key: string;
+}
+
+/** A router a balancer node announces its VIPs to. */
+export interface BgpPeer {
+  /** The router's address, in one of the node's own subnets (single-hop BGP). */
+  address: string;
+  asn: number;
+  /** Default 179. */
+  port?: number;
+  /** TCP MD5 password (RFC 2385): a Secret in the agents' namespace, mounted into the agent pods. */
+  passwordSecretRef?: SecretKeyRef;
+  /** Which VIP routes the session carries; default: the family of `address`. */
+  addressFamilies?: BgpAddressFamily[];
+}
+
+/** spec.bgp: announce each VIP a node serves, as a /32 or /128, through BIRD beside the agent. */
+export interface XdpBalancerBgp {
+  localASN: number;
+  /** Default: the node's IPv4 source address on the balancer NIC. */
+  routerID?: string;
+  peers: BgpPeer[];
+  /** Added to every announced route: standard "ASN:VALUE" or large "ASN:DATA1:DATA2". */
+  communities?: string[];
+}
+
+/**
+ * The agent's --bgp value (JSON): spec.bgp as the agent needs it, with each
+ * peer's password as a file the pod mounts from the Secret, so neither the
+ * pod spec nor the agent's RBAC ever holds a password.
+ */
+export interface AgentBgpPeer extends Omit<BgpPeer, 'passwordSecretRef'> {
+  /** A file holding the TCP MD5 password. */
+  passwordFile?: string;
+}
+
+export interface AgentBgpSettings extends Omit<XdpBalancerBgp, 'peers'> {
+  peers: AgentBgpPeer[];
+}
+
+export const DEFAULT_BGP_PORT = 179;
+/** In the directory the agent and its BIRD share: the configuration the agent writes, and BIRD's control socket. */
+export const BIRD_CONFIG_NAME = 'bird.conf';
+export const BIRD_SOCKET_NAME = 'bird.ctl';
+/**
+ * How BIRD runs beside an agent (the pod's sidecar; the lab does the same):
+ * in the foreground, logging to stderr, once the agent has written its first
+ * configuration, which it does only after programming the node. A BIRD that
+ * restarts later reads the last configuration the agent wrote.
+ */
+export function birdCommand(birdDir: string): string[] {
+  const conf = `${birdDir}/${BIRD_CONFIG_NAME}`;
+  return ['sh', '-c', `until [ -s ${conf} ]; do sleep 1; done; exec bird -f -c ${conf} -s ${birdDir}/${BIRD_SOCKET_NAME}`];
+}

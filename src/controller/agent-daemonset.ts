@@ -4,10 +4,12 @@
  * hitless: an agent that exits leaves the program attached and the maps
  * pinned, and the next one adopts them.
  */
-import type { V1DaemonSet } from '@kubernetes/client-node';
+import type { V1Container, V1DaemonSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
-import { DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer } from '../api/xdpbalancer.js';
+import {
+  type AgentBgpSettings, birdCommand, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
+} from '../api/xdpbalancer.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
 export const MANAGED_BY = 'xdplb-controller';
@@ -31,6 +33,50 @@ const MOUNT_BPFFS = `[ "$(stat -f -c %T ${BPFFS})" = ${BPFFS_TYPE} ] || mount -t
  */
 export const LINUX_NODES = { 'kubernetes.io/os': 'linux' };
 
+/** Shared by the agent (writes BIRD's configuration, talks to its socket) and the BIRD sidecar; in memory, gone with the pod. */
+export const BIRD_DIR = '/run/xdplb/bird';
+/** Where the agent finds each peer password Secret: one directory per Secret, one file per key. */
+export const BGP_PASSWORDS_DIR = '/etc/xdplb/bgp-passwords';
+/** Readable by root only: the agent runs as root. */
+const SECRET_FILE_MODE = 0o400;
+
+/**
+ * What spec.bgp adds to the agent pod: the agent's --bgp flags (passwords as
+ * files mounted from their Secrets, so the agent needs no RBAC on Secrets
+ * and no password is in the pod spec), and BIRD as a native sidecar (an init
+ * container that keeps running): it starts before the agent and is stopped
+ * only after the agent has exited, so the agent's withdrawal on SIGTERM
+ * still reaches the routers.
+ */
+function bgpPodParts(bgp: XdpBalancerBgp, image: string): { args: string[]; volumes: V1Volume[]; agentMounts: V1VolumeMount[]; sidecar: V1Container } {
+  const secrets = [...new Set(bgp.peers.flatMap((p) => (p.passwordSecretRef ? [p.passwordSecretRef.name] : [])))].sort();
+  const volumeOf = (secret: string) => `bgp-password-${secrets.indexOf(secret)}`;
+  const settings: AgentBgpSettings = {
+    ...bgp,
+    peers: bgp.peers.map(({ passwordSecretRef, ...peer }) =>
+      passwordSecretRef ? { ...peer, passwordFile: `${BGP_PASSWORDS_DIR}/${passwordSecretRef.name}/${passwordSecretRef.key}` } : peer),
+  };
+  const birdMount: V1VolumeMount = { name: 'bird', mountPath: BIRD_DIR };
+  return {
+    args: ['--bgp', JSON.stringify(settings), '--bird-dir', BIRD_DIR],
+    volumes: [
+      { name: 'bird', emptyDir: { medium: 'Memory' } },
+      ...secrets.map((secretName) => ({ name: volumeOf(secretName), secret: { secretName, defaultMode: SECRET_FILE_MODE } })),
+    ],
+    agentMounts: [birdMount, ...secrets.map((secret) => ({ name: volumeOf(secret), mountPath: `${BGP_PASSWORDS_DIR}/${secret}`, readOnly: true }))],
+    sidecar: {
+      name: 'bird',
+      image,
+      command: birdCommand(BIRD_DIR),
+      restartPolicy: 'Always',
+      // Host network: BGP on port 179 of the node (NET_BIND_SERVICE), MD5 keys on its sockets (NET_ADMIN); nothing else.
+      securityContext: { runAsUser: 0, capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE', 'NET_ADMIN'] } },
+      resources: { requests: { cpu: '10m', memory: '32Mi' } },
+      volumeMounts: [birdMount],
+    },
+  };
+}
+
 export const agentPinDir = (balancer: string) => `${BPFFS}/xdplb/${balancer}`;
 
 export function agentSelector(balancer: string): Record<string, string> {
@@ -49,6 +95,8 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));
   if (caps.reals !== undefined) args.push('--max-reals', String(caps.reals));
   if (caps.connectionTable !== undefined) args.push('--connection-table', String(caps.connectionTable));
+  const bgp = spec.bgp ? bgpPodParts(spec.bgp, spec.image) : null;
+  if (bgp) args.push(...bgp.args);
   return {
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',
@@ -80,7 +128,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             command: ['sh', '-c', MOUNT_BPFFS],
             securityContext: { privileged: true, runAsUser: 0 },
             volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'Bidirectional' }],
-          }],
+          }, ...(bgp ? [bgp.sidecar] : [])],
           containers: [{
             name: 'agent',
             image: spec.image,
@@ -99,9 +147,9 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             // No memory limit: BPF maps are charged to the agent's cgroup (rings alone are 512 KiB per VIP
             // of capacity), and an OOM kill mid-update is worse than a node that reports pressure.
             resources: { requests: { cpu: '100m', memory: '256Mi' } },
-            volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'HostToContainer' }],
+            volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'HostToContainer' }, ...(bgp?.agentMounts ?? [])],
           }],
-          volumes: [{ name: 'bpffs', hostPath: { path: BPFFS, type: 'Directory' } }],
+          volumes: [{ name: 'bpffs', hostPath: { path: BPFFS, type: 'Directory' } }, ...(bgp?.volumes ?? [])],
         },
       },
     },

@@ -19,6 +19,9 @@ async function up(): Promise<void> {
 
   # a connection to the VIP: a real greets you with its name
   ip netns exec ${ns('client')} bash -c 'exec 3<>/dev/tcp/198.19.0.10/80; head -1 <&3'
+  # BGP: the router's sessions and the VIP routes it learnt from the balancer nodes (ECMP)
+  birdc -s ${lab.routerBirdDir}/bird.ctl show protocols
+  ip -n ${ns('router')} route show proto bird
   # an agent's metrics
   ip netns exec ${ns('lb1')} curl -s 127.0.0.1:9641/metrics | grep ^xdplb_
   # the VIPs: the agents apply a saved change within a second

@@ -14,6 +14,13 @@ async function main(): Promise<void> {
     lab.writeVips(labVips(lab));
     for (const b of lab.balancers) await lab.startAgent(b);
     say(`agents attached to eth0 of ${lab.balancers.map((b) => b.name).join(' and ')}; VIPs: ${VIP4} (TCP 80, UDP 53), ${VIP4_V6REALS} (TCP 80, IPv6 reals), ${VIP6} (TCP 80, UDP 53)`);
+    say();
+    say('Each agent announces the VIPs it serves by BGP, through the BIRD beside it. The router\'s sessions (birdc show protocols):');
+    say(lab.routerBirdc('show', 'protocols').trim());
+    say();
+    say('The VIP routes the router learnt, one ECMP next hop per balancer node (ip route):');
+    say([lab.ip(lab.router, '-4', 'route', 'show', 'proto', 'bird'), lab.ip(lab.router, '-6', 'route', 'show', 'proto', 'bird')].join('').trim());
+    say();
     say('sending traffic from the client...');
     const results = [];
     for (const vip of [VIP4, VIP4_V6REALS, VIP6]) {

@@ -33,6 +33,11 @@ test('SIGTERM during a lab run: namespaces, pins and files are removed', async (
   assert.deepEqual(left, []);
   assert.ok(!existsSync(made.pinRoot!), 'pins removed');
   assert.ok(!existsSync(made.workDir!), 'work dir removed');
+  // The lab's BIRDs (routing by BGP) name their files in the work dir; SIGKILLed children may take a moment to be reaped.
+  const birds = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(made.workDir!));
+  const deadline = Date.now() + 5000;
+  while (birds().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(birds(), [], 'no BIRD of that lab');
 });
 
 test('SIGINT during a control-plane run: etcd and kube-apiserver end, their data is removed', async (t) => {

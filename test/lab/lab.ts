@@ -9,6 +9,11 @@
  * The router sends the VIP prefixes to lb1 and lb2 by ECMP (L4 hash); the
  * balancers encapsulate back to the router, which routes to the reals; the
  * reals answer the client through the router directly (DSR).
+ *
+ * Routing 'bgp' (the default): the router learns the VIP routes by BGP from a
+ * BIRD beside each agent (the agent announces what it serves), merging them
+ * into ECMP routes. Routing 'static': fixed routes the test sets (routeVia),
+ * for tests that steer traffic to chosen nodes.
  * Everything is removed by down(), also on process exit or an interrupt signal.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -18,6 +23,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
+import { type AgentBgpSettings, BIRD_SOCKET_NAME, birdCommand } from '../../src/api/xdpbalancer.js';
+import { BALANCER_ASN, ROUTER_ASN, routerBirdConfig } from './router-bird.js';
 import { onExitOrSignal } from '../support/cleanup.js';
 import { parseMetrics, sample, type Samples } from '../support/prometheus.js';
 
@@ -34,6 +41,17 @@ const FABRIC_MTU = 3000;
 const CLIENT_MTU = 1500;
 const METRICS_PORT = 9641;
 const READY_TIMEOUT_MS = 15_000;
+/** BGP sessions come up and routes converge within seconds; generous, for a loaded CI machine. */
+export const ROUTES_TIMEOUT_MS = 30_000;
+const POLL_MS = 100;
+const ROUTER_ID = '198.18.10.1';
+/** Routing 'static': the router's routes to the VIP ranges. */
+const STATIC_VIP_ROUTES = { v4: '198.19.0.0/24', v6: '2001:db8:19::/64' };
+/** Lines of a BIRD's log kept for error messages. */
+const BIRD_LOG_LINES = 200;
+
+/** How the router reaches the VIPs: learnt by BGP from the balancers, or static routes the test sets. */
+export type LabRouting = 'bgp' | 'static';
 
 export const VIP4 = '198.19.0.10';
 export const VIP4_V6REALS = '198.19.0.11';
@@ -53,6 +71,12 @@ export interface Balancer {
   v4: string;
   v6: string;
   pinDir: string;
+  /** The router's addresses on the node's link: its BGP peers. */
+  gatewayV4: string;
+  gatewayV6: string;
+  /** BIRD's configuration (the agent writes it) and control socket. */
+  birdDir: string;
+  bird: ChildProcess | null;
   agent: ChildProcess | null;
   log: string[];
 }
@@ -87,8 +111,10 @@ export class Lab {
   private readonly pids: number[] = [];
   /** Namespaces with an API forwarder running. */
   private readonly forwarders = new Set<string>();
+  private routerBird: ChildProcess | null = null;
+  readonly routerBirdDir: string;
 
-  private constructor(readonly tag: string, realCount: number, readonly persistent: boolean) {
+  private constructor(readonly tag: string, realCount: number, readonly persistent: boolean, public routing: LabRouting) {
     const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
     this.router = ns('router');
     this.client = ns('client');
@@ -99,6 +125,10 @@ export class Lab {
       v4: `198.18.2${i}.2`,
       v6: `2001:db8:2${i}::2`,
       pinDir: `${this.pinRoot}/lb${i}`,
+      gatewayV4: `198.18.2${i}.1`,
+      gatewayV6: `2001:db8:2${i}::1`,
+      birdDir: '', // in workDir, made below
+      bird: null,
       agent: null,
       log: [],
     }));
@@ -110,11 +140,13 @@ export class Lab {
     }));
     this.workDir = mkdtempSync(join(tmpdir(), `${LAB_PREFIX}-`));
     this.configPath = join(this.workDir, 'vips.yaml');
+    for (const b of this.balancers) b.birdDir = join(this.workDir, `bird-${b.name}`);
+    this.routerBirdDir = join(this.workDir, 'bird-router');
   }
 
   /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
-  static async up(opts: { tag?: string; reals?: number; persistent?: boolean } = {}): Promise<Lab> {
-    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false);
+  static async up(opts: { tag?: string; reals?: number; persistent?: boolean; routing?: LabRouting } = {}): Promise<Lab> {
+    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false, opts.routing ?? 'bgp');
     lab.unregisterCleanup = onExitOrSignal(() => lab.downSync());
     try {
       lab.removeStale();
@@ -180,15 +212,108 @@ export class Lab {
       await this.runNode(r.ns, DECAP, ['attach', '--nic', 'eth0', '--addr', r.v4, '--addr', r.v6, '--pin-dir', `${this.pinRoot}/${r.name}`]);
       await this.startServer(r);
     }
+    if (this.routing === 'bgp') await this.startBgp();
+    else this.routeVia(this.balancers);
+  }
+
+  /**
+   * Starts BIRD on the router and beside each balancer node (each waits for
+   * the configuration its agent writes) and leaves the VIP routes to BGP.
+   */
+  async startBgp(): Promise<void> {
+    this.routing = 'bgp';
+    for (const b of this.balancers) {
+      if (b.bird) continue;
+      mkdirSync(b.birdDir, { recursive: true });
+      const [cmd, ...args] = birdCommand(b.birdDir);
+      b.bird = this.keepLog(this.spawnIn(b.ns, [cmd!, ...args], `bird-${b.name}`), `bird-${b.name}`);
+      b.bird.on('exit', () => (b.bird = null));
+    }
+    if (this.routerBird) return;
+    for (const prefix of Object.values(STATIC_VIP_ROUTES)) {
+      try {
+        this.ip(this.router, 'route', 'del', prefix);
+      } catch {
+        /* none yet */
+      }
+    }
+    mkdirSync(this.routerBirdDir, { recursive: true });
+    const conf = join(this.routerBirdDir, 'bird.conf');
+    writeFileSync(conf, routerBirdConfig(ROUTER_ID, this.balancers.map((b) => ({ name: b.name, v4: b.v4, v6: b.v6 }))));
+    const socket = join(this.routerBirdDir, BIRD_SOCKET_NAME);
+    this.routerBird = this.keepLog(this.spawnIn(this.router, ['bird', '-f', '-c', conf, '-s', socket], 'bird-router'), 'bird-router');
+    this.routerBird.on('exit', () => (this.routerBird = null));
+    await this.until('the router\'s BIRD to listen', () => existsSync(socket), READY_TIMEOUT_MS);
+  }
+
+  /** BIRD's last log lines, by process name (bird-router, bird-lb1, ...). */
+  readonly birdLogs = new Map<string, string[]>();
+
+  /** Reads a BIRD's output as it comes (a full pipe would stop BIRD), keeping its last lines. */
+  private keepLog(child: ChildProcess, name: string): ChildProcess {
+    const lines: string[] = [];
+    this.birdLogs.set(name, lines);
+    const stop = this.follow(child, name, (text) => {
+      lines.push(...text.split('\n').filter(Boolean));
+      lines.splice(0, Math.max(0, lines.length - BIRD_LOG_LINES));
+    });
+    child.on('exit', stop);
+    return child;
+  }
+
+  /** Stops the router's BIRD (its routes leave the kernel with it) and routes statically to every balancer. */
+  async useStaticRoutes(): Promise<void> {
+    this.routing = 'static';
+    const bird = this.routerBird;
+    if (bird) {
+      const exited = new Promise((r) => bird.once('exit', r));
+      bird.kill('SIGTERM');
+      await exited;
+    }
     this.routeVia(this.balancers);
+  }
+
+  /** What a standalone agent is given to announce its VIPs: every router address (each node peers with those on its link). */
+  bgpSettings(): AgentBgpSettings {
+    return { localASN: BALANCER_ASN, peers: this.balancers.flatMap((b) => [b.gatewayV4, b.gatewayV6].map((address) => ({ address, asn: ROUTER_ASN }))) };
+  }
+
+  /** The gateways of the router's kernel route to exactly this address (/32 or /128), sorted; [] when it has none. */
+  routerNextHops(address: string): string[] {
+    const prefix = address.includes(':') ? `${address}/128` : `${address}/32`;
+    const routes = JSON.parse(this.ip(this.router, '-j', address.includes(':') ? '-6' : '-4', 'route', 'show', 'exact', prefix) || '[]') as
+      { gateway?: string; nexthops?: { gateway?: string }[] }[];
+    return routes.flatMap((r) => (r.nexthops ?? [r]).flatMap((h) => (h.gateway ? [h.gateway] : []))).sort();
+  }
+
+  /** Waits until the router routes each address to exactly these balancers (none: no route). */
+  async waitForRoutes(addresses: string[], via: Balancer[], timeoutMs = ROUTES_TIMEOUT_MS): Promise<void> {
+    for (const address of addresses) {
+      const want = via.map((b) => (address.includes(':') ? b.v6 : b.v4)).sort();
+      await this.until(`the router to route ${address} via [${want.join(', ')}] (now [${this.routerNextHops(address).join(', ')}])`,
+        () => this.routerNextHops(address).join() === want.join(), timeoutMs);
+    }
+  }
+
+  /** birdc on the router: its sessions, or the routes it learnt. */
+  routerBirdc(...command: string[]): string {
+    return run('birdc', ['-s', join(this.routerBirdDir, BIRD_SOCKET_NAME), ...command]);
+  }
+
+  private async until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
   }
 
   /** Points the router's VIP routes at these balancers (ECMP when several). */
   routeVia(balancers: Balancer[]): void {
     const hops4 = balancers.flatMap((b) => ['nexthop', 'via', b.v4, 'dev', b.name]);
     const hops6 = balancers.flatMap((b) => ['nexthop', 'via', b.v6, 'dev', b.name]);
-    this.ip(this.router, 'route', 'replace', '198.19.0.0/24', ...hops4);
-    this.ip(this.router, '-6', 'route', 'replace', '2001:db8:19::/64', ...hops6);
+    this.ip(this.router, 'route', 'replace', STATIC_VIP_ROUTES.v4, ...hops4);
+    this.ip(this.router, '-6', 'route', 'replace', STATIC_VIP_ROUTES.v6, ...hops6);
   }
 
   /**
@@ -197,7 +322,12 @@ export class Lab {
    * to workDir/<logName>.log, so it outlives this process.
    */
   spawnNode(ns: string, script: string, args: string[], logName?: string): ChildProcess {
-    const argv = [`--net=/var/run/netns/${ns}`, process.execPath, script, ...args];
+    return this.spawnIn(ns, [process.execPath, script, ...args], logName);
+  }
+
+  /** spawnNode for any program. */
+  spawnIn(ns: string, command: string[], logName?: string): ChildProcess {
+    const argv = [`--net=/var/run/netns/${ns}`, ...command];
     const env = { ...process.env, XDPLB_LOG_LEVEL: process.env.XDPLB_LOG_LEVEL ?? 'info' };
     let child: ChildProcess;
     if (this.persistent && logName) {
@@ -285,8 +415,26 @@ export class Lab {
   }
 
   /** Starts the agent of a balancer node on the lab's VIP file and waits until it is ready. */
-  startAgent(b: Balancer, extraArgs: string[] = []): Promise<void> {
-    return this.launchAgent(b, ['--config', this.configPath, ...extraArgs]);
+  async startAgent(b: Balancer, extraArgs: string[] = []): Promise<void> {
+    const bgp = this.routing === 'bgp' ? ['--bgp', JSON.stringify(this.bgpSettings()), '--bird-dir', b.birdDir] : [];
+    await this.launchAgent(b, ['--config', this.configPath, ...bgp, ...extraArgs]);
+    // With BGP, ready means traffic reaches it too: the router has learnt its routes.
+    if (this.routing === 'bgp') await this.waitForRoutesVia(b);
+  }
+
+  /** The addresses of the VIP file. */
+  fileVipAddresses(): string[] {
+    const doc = yaml.load(readFileSync(this.configPath, 'utf8')) as { vips?: { address: string }[] } | null;
+    return [...new Set((doc?.vips ?? []).map((v) => v.address))];
+  }
+
+  /** Waits until the router routes every address of the VIP file via this balancer (among others). */
+  private async waitForRoutesVia(b: Balancer): Promise<void> {
+    for (const address of this.fileVipAddresses()) {
+      const hop = address.includes(':') ? b.v6 : b.v4;
+      await this.until(`the router to learn ${address} from ${b.name}\n${this.birdLogs.get(`bird-${b.name}`)?.slice(-5).join('\n') ?? ''}`,
+        () => this.routerNextHops(address).includes(hop), ROUTES_TIMEOUT_MS);
+    }
   }
 
   /**
@@ -400,9 +548,9 @@ export class Lab {
     if (!existsSync(file)) return false;
     const state = JSON.parse(readFileSync(file, 'utf8')) as LabState;
     for (const pid of state.pids) {
-      // Only processes this lab started: their command line names the lab's own scripts.
+      // Only processes this lab started: their command line names the lab's own scripts or files (BIRD's).
       const cmdline = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
-      if (cmdline.includes(DIST)) process.kill(pid, 'SIGKILL');
+      if (cmdline.includes(DIST) || cmdline.includes(state.workDir)) process.kill(pid, 'SIGKILL');
     }
     for (const ns of [...state.namespaces].reverse()) {
       try {

@@ -29,7 +29,7 @@ describe('lab: xdplb trace on a balancer node', () => {
   before(async () => {
     if (process.getuid?.() !== 0) return;
     dir = mkdtempSync(join(tmpdir(), 'xdplb-lab-trace-'));
-    lab = await Lab.up();
+    lab = await Lab.up({ routing: 'static' }); // tests steer traffic with routeVia
     lab.writeVips(labVips(lab));
     lb = lab.balancers[0]!;
     lab.routeVia([lb]); // every flow through the traced node

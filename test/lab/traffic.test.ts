@@ -41,7 +41,7 @@ describe('lab: real traffic through XDP balancers', () => {
   let lab: Lab;
   before(async () => {
     if (process.getuid?.() !== 0) return;
-    lab = await Lab.up();
+    lab = await Lab.up({ routing: 'static' }); // tests steer traffic with routeVia
     lab.writeVips(labVips(lab));
     for (const b of lab.balancers) await lab.startAgent(b);
   });

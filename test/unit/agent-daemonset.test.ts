@@ -60,3 +60,43 @@ test('the same spec gives the same template (no needless rollout); a new image c
   assert.equal(JSON.stringify(agentDaemonSet(balancer(), 'ns').spec), a);
   assert.notEqual(JSON.stringify(agentDaemonSet(balancer({ image: 'registry.example/xdplb:0.2.0' }), 'ns').spec), a);
 });
+
+test('spec.bgp: the agent gets --bgp with password files, a BIRD sidecar that outlives it, and the Secrets mounted; no bgp, no sidecar', () => {
+  const plain = agentDaemonSet(balancer(), 'xdplb-system').spec!.template.spec!;
+  assert.deepEqual(plain.initContainers!.map((c) => c.name), ['mount-bpffs'], 'no sidecar without spec.bgp');
+  const bgp = {
+    localASN: 64512, communities: ['65000:100'],
+    peers: [
+      { address: '198.18.21.1', asn: 64500, passwordSecretRef: { name: 'bgp-auth', key: 'tor-a' } },
+      { address: '198.18.22.1', asn: 64500, passwordSecretRef: { name: 'bgp-auth', key: 'tor-b' } },
+      { address: '2001:db8:21::1', asn: 64500, addressFamilies: ['IPv6' as const] },
+    ],
+  };
+  const pod = agentDaemonSet(balancer({ bgp }), 'xdplb-system').spec!.template.spec!;
+  const agent = pod.containers[0]!;
+  const at = agent.args!.indexOf('--bgp');
+  assert.deepEqual(JSON.parse(agent.args![at + 1]!), {
+    localASN: 64512, communities: ['65000:100'],
+    peers: [
+      { address: '198.18.21.1', asn: 64500, passwordFile: '/etc/xdplb/bgp-passwords/bgp-auth/tor-a' },
+      { address: '198.18.22.1', asn: 64500, passwordFile: '/etc/xdplb/bgp-passwords/bgp-auth/tor-b' },
+      { address: '2001:db8:21::1', asn: 64500, addressFamilies: ['IPv6'] },
+    ],
+  }, 'no Secret name, no password in the arguments: files the kubelet mounts');
+  assert.deepEqual(agent.args!.slice(at + 2, at + 4), ['--bird-dir', '/run/xdplb/bird']);
+  const sidecar = pod.initContainers!.find((c) => c.name === 'bird')!;
+  assert.equal(sidecar.restartPolicy, 'Always', 'a native sidecar: started before the agent, stopped after it');
+  assert.equal(sidecar.image, 'registry.example/xdplb:0.1.0');
+  assert.match(sidecar.command!.join(' '), /exec bird -f -c \/run\/xdplb\/bird\/bird\.conf -s \/run\/xdplb\/bird\/bird\.ctl/);
+  assert.deepEqual(sidecar.securityContext?.capabilities?.add, ['NET_BIND_SERVICE', 'NET_ADMIN']);
+  assert.notEqual(sidecar.securityContext?.privileged, true);
+  assert.deepEqual(sidecar.volumeMounts, [{ name: 'bird', mountPath: '/run/xdplb/bird' }]);
+  assert.deepEqual(pod.volumes!.slice(1), [
+    { name: 'bird', emptyDir: { medium: 'Memory' } },
+    { name: 'bgp-password-0', secret: { secretName: 'bgp-auth', defaultMode: 0o400 } },
+  ]);
+  assert.deepEqual(agent.volumeMounts!.slice(1), [
+    { name: 'bird', mountPath: '/run/xdplb/bird' },
+    { name: 'bgp-password-0', mountPath: '/etc/xdplb/bgp-passwords/bgp-auth', readOnly: true },
+  ]);
+});

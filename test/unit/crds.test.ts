@@ -8,6 +8,7 @@ import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
 import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
 import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT } from '../../src/api/xdpbalancer.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
+import { MAX_ASN } from '../../src/agent/announce/bgp-settings.js';
 
 interface Schema {
   type?: string;
@@ -15,6 +16,7 @@ interface Schema {
   items?: Schema;
   required?: string[];
   maxItems?: number;
+  maximum?: number;
   description?: string;
   default?: unknown;
   'x-kubernetes-validations'?: { rule: string }[];
@@ -117,4 +119,14 @@ test('the defaults the schemas give are the ones the code falls back to', () => 
   assert.equal(xdpb.metricsPort!.default, DEFAULT_METRICS_PORT);
   assert.equal(xdpb.drainSeconds!.default, DEFAULT_DRAIN_SECONDS);
   assert.equal(xdpb.xdpMode!.default, 'auto');
+});
+
+test('spec.bgp in the schema: the fields the agent reads, required where the agent needs them', () => {
+  const bgp = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!.bgp!;
+  assert.deepEqual(bgp.required, ['localASN', 'peers']);
+  assert.deepEqual(Object.keys(bgp.properties!).sort(), ['communities', 'localASN', 'peers', 'routerID']);
+  const peer = bgp.properties!.peers!.items!;
+  assert.deepEqual(peer.required, ['address', 'asn']);
+  assert.deepEqual(Object.keys(peer.properties!).sort(), ['address', 'addressFamilies', 'asn', 'passwordSecretRef', 'port']);
+  assert.equal(bgp.properties!.localASN!.maximum, MAX_ASN);
 });

@@ -66,3 +66,16 @@ export async function neighbourMac(address: string, dev: string): Promise<string
   const n = out.find((e) => e.lladdr && (e.state ?? []).some((s) => USABLE_NEIGH_STATES.has(s)));
   return n?.lladdr ?? null;
 }
+
+export interface Subnet {
+  /** An address of this namespace. */
+  local: string;
+  prefixlen: number;
+}
+
+/** Every global address of this network namespace with its prefix length: the subnets the node is directly on. */
+export async function subnets(): Promise<Subnet[]> {
+  const out = await ipJson<{ addr_info?: { local?: string; prefixlen?: number; scope?: string }[] }[]>(['addr', 'show']);
+  return out.flatMap((l) => (l.addr_info ?? []).flatMap((a) =>
+    a.local && a.prefixlen !== undefined && a.scope === 'global' ? [{ local: a.local, prefixlen: a.prefixlen }] : []));
+}

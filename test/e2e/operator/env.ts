@@ -5,6 +5,7 @@
  */
 import type { Samples } from '../../support/prometheus.js';
 import type { RunningTrace } from '../../support/trace-process.js';
+import type { XdpBalancerBgp } from '../../../src/api/xdpbalancer.js';
 
 export interface ConnectResult {
   byReal: Record<string, number>;
@@ -77,5 +78,22 @@ export interface OperatorEnv {
    */
   syncEndpoints(service: string, port: number): Promise<void>;
 
+  /** A router that peers by BGP with the balancer nodes, where the environment has one. */
+  readonly bgp?: BgpRouter;
+
   down(): Promise<void>;
+}
+
+/** The environment's BGP router, and agents run from the DaemonSet's pod template as a kubelet would. */
+export interface BgpRouter {
+  /** spec.bgp for the default balancer: the router's addresses on the nodes' links. */
+  settings(): XdpBalancerBgp;
+  /** Starts routing by BGP (the router's and the nodes' BIRD) and restarts every agent with the DaemonSet's BGP arguments. */
+  start(): Promise<void>;
+  /** The gateways of the router's route to exactly this address; [] when it has none. */
+  nextHops(address: string): string[];
+  /** The nodes' addresses the router would route the address via, one per node. */
+  nodeHops(address: string): string[];
+  /** Restarts the agents without BGP and routes statically again, as before start(). */
+  stop(): Promise<void>;
 }

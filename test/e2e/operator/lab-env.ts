@@ -18,7 +18,8 @@ import { namespacePool } from '../pool-manifests.js';
 import { ApiBridge } from './api-bridge.js';
 import { MemoryCgroup } from '../../support/memory-cgroup.js';
 import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
-import type { BackendState, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
+import type { BackendState, BgpRouter, ConnectResult, ContinuousResult, LongResult, OperatorEnv } from './env.js';
+import { BALANCER_ASN, ROUTER_ASN } from '../../lab/router-bird.js';
 
 const DIST = fileURLToPath(new URL('../../../', import.meta.url)); // dist/
 export const REPO = join(DIST, '..');
@@ -74,7 +75,8 @@ export class LabOperatorEnv implements OperatorEnv {
       cp.kubectl(['create', 'namespace', 'shop']);
       cp.kubectl(['apply', '-f', '-'], namespacePool('shop'));
       await opts.before?.(cp);
-      lab = await Lab.up({ reals: 3 });
+      // Static routes, as the default balancer has no spec.bgp; the BGP scenario switches (env.bgp).
+      lab = await Lab.up({ reals: 3, routing: 'static' });
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
       await bridge.start();
       const e = (env = new LabOperatorEnv(cp, lab, bridge, opts.agentArgs ?? []));
@@ -175,13 +177,53 @@ export class LabOperatorEnv implements OperatorEnv {
     return b;
   }
 
+  /** Arguments a kubelet would take from the DaemonSet's pod template beyond the lab's own: the BGP ones, with the node's BIRD directory. */
+  private templateArgs: (node: string) => string[] = () => [];
+
   startAgent(node: string): Promise<void> {
     return this.lab.startClusterAgent(this.balancer(node), {
       kubeconfig: this.cp.kubeconfigAs('xdplb-system/xdplb-agent'),
       port: this.bridge.port,
       socket: this.bridge.socketPath,
-    }, this.agentArgs);
+    }, [...this.agentArgs, ...this.templateArgs(node)]);
   }
+
+  /** The agents' BGP flags in the DaemonSet's pod template (what the controller made of spec.bgp). */
+  private bgpArgsOfTemplate(): string[] | null {
+    const ds = this.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE])!;
+    const args = (ds.spec.template.spec.containers as { name: string; args: string[] }[]).find((c) => c.name === 'agent')!.args;
+    const at = args.indexOf('--bgp');
+    return at < 0 ? null : args.slice(at, at + 2);
+  }
+
+  /** A rolling update as the DaemonSet controller and kubelet would do it: one node at a time, SIGTERM, then the new template's agent. */
+  private async rollAgents(): Promise<void> {
+    for (const b of this.lab.balancers) {
+      await this.lab.stopAgent(b, 'SIGTERM');
+      await this.startAgent(b.name);
+    }
+  }
+
+  readonly bgp: BgpRouter = {
+    settings: () => ({
+      localASN: BALANCER_ASN,
+      peers: this.lab.balancers.flatMap((b) => [b.gatewayV4, b.gatewayV6].map((address) => ({ address, asn: ROUTER_ASN }))),
+    }),
+    start: async () => {
+      const bgp = await waitFor('--bgp in the agent DaemonSet', () => this.bgpArgsOfTemplate(), (a) => a !== null);
+      this.templateArgs = (node) => [...bgp!, '--bird-dir', this.balancer(node).birdDir];
+      await this.lab.startBgp();
+      await this.rollAgents();
+    },
+    nextHops: (address) => this.lab.routerNextHops(address),
+    nodeHops: (address) => this.lab.balancers.map((b) => (address.includes(':') ? b.v6 : b.v4)).sort(),
+    stop: async () => {
+      await waitFor('no --bgp in the agent DaemonSet', () => this.bgpArgsOfTemplate(), (a) => a === null);
+      this.templateArgs = () => [];
+      await this.lab.useStaticRoutes();
+      await this.rollAgents();
+    },
+  };
 
   async restartAgent(node: string): Promise<void> {
     await this.lab.stopAgent(this.balancer(node), 'SIGKILL');

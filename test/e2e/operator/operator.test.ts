@@ -284,4 +284,34 @@ describe('operator end to end: kubectl apply to packets', () => {
     await waitFor('the Service\'s VIP gone from every agent', vipsProgrammed, (n) => n.every((x) => x === 0));
     assert.equal((await env.connect(env.vip4, HTTP, 20)).failures, 20, 'nothing balances the deleted Service');
   });
+
+  test('spec.bgp on the balancer: every node announces the VIP, the router learns it with one ECMP next hop per node; deleted, it is withdrawn', async (t) => {
+    if (!need(t)) return;
+    const router = env.bgp;
+    if (!router) {
+      t.skip('this environment has no BGP router');
+      return;
+    }
+    const patchBgp = (bgp: unknown) => env.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { bgp } })]);
+    patchBgp(router.settings());
+    try {
+      await router.start();
+      for (const b of env.backendNames) await env.setBackend(b, 'ready');
+      env.kubectl(['apply', '-f', '-'], webVip('web-bgp'));
+      await waitFor(`the router's route to ${env.vip4} via every node`, () => router.nextHops(env.vip4), (hops) => hops.join() === router.nodeHops(env.vip4).join(), 60_000);
+      t.diagnostic(`router next hops for ${env.vip4}: ${router.nextHops(env.vip4).join(', ')}`);
+      const served = await untilServed(300, (byReal) => env.backendNames.every((b) => !!byReal[b]), 30_000);
+      assert.equal(served.failures, 0);
+      for (const n of env.nodes) {
+        const m = await waitFor(`${n}'s BGP sessions in its metrics`, () => env.agentMetrics(n), (x) => sum(x, 'xdplb_bgp_session_up') >= 2);
+        assert.equal(sample(m, 'xdplb_bgp_vips_announced'), 1, `${n} announces the one VIP`);
+      }
+      env.kubectl(['delete', 'lbvip', 'web-bgp', '-n', ns()]);
+      await waitFor(`${env.vip4} withdrawn from the router`, () => router.nextHops(env.vip4), (hops) => hops.length === 0, 30_000);
+    } finally {
+      env.kubectl(['delete', 'lbvip', 'web-bgp', '-n', ns(), '--ignore-not-found']);
+      patchBgp(null);
+      await router.stop();
+    }
+  });
 });
