@@ -7,9 +7,6 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 bash scripts/install-deps.sh
-# bird2: the lab's router and balancer nodes speak BGP through BIRD 2.
-dpkg-query -W -f='${Status}' bird2 2>/dev/null | grep -q "install ok installed" \
-  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bird2 >/dev/null; }
 source scripts/lib/node.sh
 xdplb_use_pinned_node
 [[ -f node_modules/.package-lock.json && ! package-lock.json -nt node_modules/.package-lock.json ]] || npm ci --no-audit --no-fund
