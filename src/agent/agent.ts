@@ -19,6 +19,8 @@ import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, NextHopWatcher } from 
 import { allAddresses, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
 import { programId } from '../libbpf/pins.js';
+import { REASONS, verdictOf } from '../api/verdicts.js';
+import { readReasons } from './dataplane/counters.js';
 import type { AgentBgpSettings } from '../api/xdpbalancer.js';
 import { Announcer } from './announce/announcer.js';
 import { connectedPeers } from './announce/connected-peers.js';
@@ -230,6 +232,18 @@ export class Agent {
    */
   async withdraw(): Promise<void> {
     await this.announcer?.withdrawAll();
+  }
+
+  /** Whether it announces its VIPs (BGP): only then does a withdrawal move traffic away. */
+  get announces(): boolean {
+    return !!this.announcer;
+  }
+
+  /** Packets the program has forwarded to reals (every TX verdict), since it was loaded: a counter that only grows. */
+  forwardedPackets(): bigint {
+    if (!this.lb) return 0n;
+    const reasons = readReasons(this.lb.maps);
+    return REASONS.filter((r) => verdictOf(r) === 'tx').reduce((sum, r) => sum + reasons[r], 0n);
   }
 
   /** A traced VIP may have been added, renumbered or removed. */

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
-import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
+import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { realSlotsFor } from '../bpf/maps.js';
 import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
@@ -16,6 +16,7 @@ import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
 import type { VipSource } from './sources/source.js';
 import { type ExitDecision, exitDecision, getBalancer } from './sources/uninstall.js';
+import { waitForTrafficToMove } from './drain.js';
 import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
 import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
 import { parseBgpSettings } from './announce/bgp-settings.js';
@@ -51,8 +52,12 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
                         0: never; default ${DEFAULT_API_LOSS_SECONDS} (XDPLB_BGP_API_LOSS_SECONDS)
   --bgp-withdraw-seconds N  on SIGTERM, after the withdrawal, how long routers get to move the traffic
                         before the agent goes on; default ${DEFAULT_WITHDRAW_SETTLE_MS / MS_PER_S} (XDPLB_BGP_WITHDRAW_SECONDS)
+  --drain-seconds N     when it detaches after withdrawing its routes (BGP), wait at most N s for its
+                        forwarded packets to stop (the routers moved the traffic); default ${DEFAULT_DRAIN_SECONDS}
+                        (XDPLB_DRAIN_SECONDS)
   --detach-on-exit      detach and unpin on SIGTERM. Default: stay attached, traffic keeps flowing;
-                        in cluster mode, detach and unpin when the XdpBalancer is gone or being deleted
+                        in cluster mode, detach and unpin when no agent of the balancer will run on the
+                        node again (XdpBalancer or DaemonSet gone, node no longer selected)
 `;
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
@@ -91,6 +96,7 @@ async function main(): Promise<void> {
         'bird-dir': { type: 'string' },
         'bgp-api-loss-seconds': { type: 'string' },
         'bgp-withdraw-seconds': { type: 'string' },
+        'drain-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -145,6 +151,7 @@ async function main(): Promise<void> {
     const settleS = integer('bgp-withdraw-seconds', v['bgp-withdraw-seconds'] ?? env.XDPLB_BGP_WITHDRAW_SECONDS, 0);
     if (settleS !== undefined) bgp.withdrawSettleMs = settleS * MS_PER_S;
   }
+  const drainSeconds = integer('drain-seconds', v['drain-seconds'] ?? env.XDPLB_DRAIN_SECONDS, 0) ?? DEFAULT_DRAIN_SECONDS;
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
   const agent = new Agent({
@@ -204,9 +211,17 @@ async function main(): Promise<void> {
     agent.withdraw().then(() => {
       const decided = forced ? Promise.resolve(null) : onExit();
       return Promise.all([decided, source.stop()]);
-    }).then(([decision]) => {
+    }).then(async ([decision]) => {
       if (decision) log[decision.level](decision.message);
-      return agent.stop({ detach: forced || !!decision?.detach });
+      const detach = forced || !!decision?.detach;
+      // Leaving for good, routes withdrawn: let the routers move the flows before the program goes.
+      if (detach && agent.announces) {
+        log.info({ drainSeconds }, 'waiting for the traffic to move before detaching');
+        const drained = await waitForTrafficToMove(() => agent.forwardedPackets(), { maxMs: drainSeconds * MS_PER_S });
+        log[drained.quiet ? 'info' : 'warn']({ ...drained, packets: Number(drained.packets) },
+          drained.quiet ? 'traffic moved: detaching' : `traffic still arriving after ${drainSeconds} s (drainSeconds): detaching anyway`);
+      }
+      return agent.stop({ detach });
     }).then(
       () => process.exit(0),
       (err: unknown) => {

@@ -8,10 +8,12 @@ import type { V1Container, V1DaemonSet, V1Volume, V1VolumeMount } from '@kuberne
 import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
-  type AgentBgpSettings, birdCommand, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
+  type AgentBgpSettings, birdCommand, DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
 } from '../api/xdpbalancer.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
+/** What an agent's stop takes besides a drain: the withdrawal and its settle time, the API reads, unpinning. */
+const STOP_SECONDS = 30;
 export const MANAGED_BY = 'xdplb-controller';
 /** Where the image keeps the built agent. */
 export const AGENT_ENTRYPOINT = '/app/dist/src/agent/main.js';
@@ -87,6 +89,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   const name = b.metadata.name!;
   const spec = b.spec;
   const port = spec.metricsPort ?? DEFAULT_METRICS_PORT;
+  const drainSeconds = spec.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
   const labels = { ...agentSelector(name), 'app.kubernetes.io/part-of': 'xdplb', 'app.kubernetes.io/managed-by': MANAGED_BY };
   const args = ['run', '--balancer', name, '--xdp-mode', spec.xdpMode ?? 'auto', '--pin-dir', agentPinDir(name), '--metrics-address', `0.0.0.0:${port}`,
     '--trace-address', `127.0.0.1:${tracePortFor(port)}`];
@@ -96,7 +99,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   if (caps.reals !== undefined) args.push('--max-reals', String(caps.reals));
   if (caps.connectionTable !== undefined) args.push('--connection-table', String(caps.connectionTable));
   const bgp = spec.bgp ? bgpPodParts(spec.bgp, spec.image) : null;
-  if (bgp) args.push(...bgp.args);
+  if (bgp) args.push(...bgp.args, '--drain-seconds', String(drainSeconds));
   return {
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',
@@ -121,7 +124,8 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
           priorityClassName: 'system-node-critical',
           nodeSelector: { ...LINUX_NODES, ...spec.nodeSelector },
           tolerations: spec.tolerations,
-          terminationGracePeriodSeconds: 30,
+          // Removed from its node with BGP on, the agent waits up to drainSeconds for the traffic to move.
+          terminationGracePeriodSeconds: STOP_SECONDS + (bgp ? drainSeconds : 0),
           initContainers: [{
             name: 'mount-bpffs',
             image: spec.image,

@@ -3,7 +3,7 @@
  * VIPs, then announces them through the BIRD beside it; the router learns
  * them from both nodes and routes by ECMP. Checked under continuous traffic:
  * a node withdraws a VIP that leaves it, withdraws everything before its
- * program detaches on SIGTERM, and keeps announcing (and serving) when its
+ * program detaches on SIGTERM (once its forwarded packets stopped), and keeps announcing (and serving) when its
  * agent is killed, since the program stays attached.
  */
 import assert from 'node:assert/strict';
@@ -111,6 +111,9 @@ describe('lab: VIPs announced by BGP', () => {
     assert.deepEqual(lab.routerNextHops(VIP4), [lb2.v4], 'lb2 carries the VIP alone');
     assert.equal(c.failures, 0, `failed: ${c.errors.join(', ')}`);
     assert.ok(lb1.log.some((l) => l.includes('VIP routes withdrawn')), 'the agent logged the withdrawal');
+    // It detached only once its own forwarded packets had stopped (the router had moved the flows), within drainSeconds.
+    const drained = lb1.log.find((l) => l.includes('traffic moved: detaching') || l.includes('detaching anyway'));
+    assert.ok(drained?.includes('traffic moved: detaching'), `the agent waited for the traffic to move: ${drained}`);
     await lab.startAgent(lb1);
     await lab.waitForRoutes([VIP4, VIP4_V6REALS, VIP6], lab.balancers);
   });

@@ -40,9 +40,10 @@ export const LAB_PREFIX = 'xdplb-lab';
 const FABRIC_MTU = 3000;
 const CLIENT_MTU = 1500;
 const METRICS_PORT = 9641;
-const READY_TIMEOUT_MS = 15_000;
+/** An agent is ready within seconds; generous, for a loaded CI machine (load averages of 20 were seen here). */
+const READY_TIMEOUT_MS = 60_000;
 /** BGP sessions come up and routes converge within seconds; generous, for a loaded CI machine. */
-export const ROUTES_TIMEOUT_MS = 30_000;
+export const ROUTES_TIMEOUT_MS = 90_000;
 const POLL_MS = 100;
 const ROUTER_ID = '198.18.10.1';
 /** Routing 'static': the router's routes to the VIP ranges. */
