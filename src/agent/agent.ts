@@ -15,7 +15,7 @@ import type { Acceptance, VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
-import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, NextHopWatcher } from './net/next-hop.js';
+import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, NextHopWatcher } from './net/next-hop.js';
 import { allAddresses, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
 import { programId } from '../libbpf/pins.js';
@@ -133,14 +133,20 @@ export class Agent {
       this.announcer.start();
       await this.announcer.setProgrammed(this.programmedAddresses());
     }
-    this.watcher = new NextHopWatcher(this.nextHop!, { ...this.opts, nic: this.nextHop!.nic }, (next) => {
-      this.nextHop = next;
-      void this.reconcile();
-    }, this.opts.nextHopPollMs);
+    this.watcher = new NextHopWatcher(this.nextHop!, { ...this.opts, nic: this.nextHop!.nic },
+      (state, changed) => this.onNextHopPoll(state, changed), this.opts.nextHopPollMs);
     this.watcher.start();
     // A VIP already programmed stays until its next change; new ones are checked against the fresh list.
     this.addressTimer = setInterval(() => void this.refreshNodeAddresses(), this.opts.nextHopPollMs ?? NEXT_HOP_POLL_MS);
     this.addressTimer.unref();
+  }
+
+  /** Reprograms changed encapsulation settings; the watcher keeps the last good ones of what is lost. */
+  private onNextHopPoll(state: NextHopState, changed: boolean): void {
+    this.metrics!.setEncapStale(state.stale);
+    if (!changed) return;
+    this.nextHop = state.nextHop;
+    this.reconcile().catch(() => undefined); // logged by reconcile; the maps keep the running state
   }
 
   private async refreshNodeAddresses(): Promise<void> {
@@ -176,6 +182,7 @@ export class Agent {
         const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips, nodeAddresses: this.nodeAddresses });
         this.lastWriteError = null;
         this.metrics!.reconciles.inc({ result: 'ok' });
+        this.metrics!.setEncap(this.nextHop!);
         // Before attach (the first run) there is nothing to announce yet: run() announces after attaching.
         if (this.mode) void this.announcer?.setProgrammed(this.programmedAddresses());
         this.refreshTrace();

@@ -11,13 +11,16 @@ import { REASONS, TRACE_COUNTERS } from '../bpf/consts.js';
 import type { BalancerMapSet } from '../bpf/programs.js';
 import { readReasons, readRealStats, readTraceCounters, readVipStats } from './dataplane/counters.js';
 import type { Dataplane } from './dataplane/dataplane.js';
-
+import type { EncapConfig } from '../bpf/structs.js';
+import { ENCAP_SETTINGS, type EncapSetting } from './net/last-good.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly reconciles: Counter<'result'>;
   readonly reconcileDuration: Histogram;
   private readonly xdpMode: Gauge<'mode' | 'nic'>;
+  private readonly encapStale: Gauge<'setting'>;
+  private readonly encapInfo: Gauge<'next_hop_mac' | 'source_v4' | 'source_v6'>;
   private ready = false;
 
   constructor(maps: BalancerMapSet, dataplane: () => Dataplane) {
@@ -83,6 +86,19 @@ export class AgentMetrics {
       },
     });
     this.xdpMode = new Gauge({ name: 'xdplb_xdp_mode_info', help: 'The XDP mode the program is attached in (1).', labelNames: ['mode', 'nic'], registers: [r] });
+    this.encapStale = new Gauge({
+      name: 'xdplb_encap_setting_stale',
+      help: 'A setting of the encapsulation lost from the node (1): the program keeps using its last good value.',
+      labelNames: ['setting'],
+      registers: [r],
+    });
+    for (const setting of ENCAP_SETTINGS) this.encapStale.set({ setting }, 0);
+    this.encapInfo = new Gauge({
+      name: 'xdplb_encap_info',
+      help: 'The encapsulation settings programmed (1).',
+      labelNames: ['next_hop_mac', 'source_v4', 'source_v6'],
+      registers: [r],
+    });
     this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
     this.reconcileDuration = new Histogram({
       name: 'xdplb_reconcile_duration_seconds',
@@ -99,6 +115,15 @@ export class AgentMetrics {
 
   setReady(ready: boolean): void {
     this.ready = ready;
+  }
+
+  setEncapStale(stale: readonly EncapSetting[]): void {
+    for (const setting of ENCAP_SETTINGS) this.encapStale.set({ setting }, stale.includes(setting) ? 1 : 0);
+  }
+
+  setEncap(encap: EncapConfig): void {
+    this.encapInfo.reset();
+    this.encapInfo.set({ next_hop_mac: encap.nextHopMac, source_v4: encap.srcV4 ?? '', source_v6: encap.srcV6 ?? '' }, 1);
   }
 
   /** Serves /metrics, /healthz and /readyz. */

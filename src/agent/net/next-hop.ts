@@ -9,6 +9,7 @@ import { isIPv4 } from 'node:net';
 import { componentLog } from '../../lib/log.js';
 import type { EncapConfig } from '../../bpf/structs.js';
 import { defaultRoute, globalAddresses, link, neighbourMac } from './iproute.js';
+import { type EncapSetting, withLastGood } from './last-good.js';
 
 const log = componentLog('next-hop');
 
@@ -99,16 +100,35 @@ const same = (a: NextHop, b: NextHop) => JSON.stringify(a) === JSON.stringify(b)
 /** How often the next hop is re-discovered unless the agent is told otherwise. */
 export const NEXT_HOP_POLL_MS = 2000;
 
-/** Re-discovers periodically and reports changes; a failed discovery keeps the last good one. */
+/** What one poll found. */
+export interface NextHopState {
+  /** What to program: the last good values of what is missing (see last-good.ts). */
+  nextHop: NextHop;
+  /** Settings lost since they were last seen, kept from before. */
+  stale: readonly EncapSetting[];
+  /** Why discovery failed, when it did. */
+  problem?: string;
+}
+
+/**
+ * Re-discovers every interval and hands each poll's state to the agent. Logs
+ * each loss once, and each recovery once.
+ */
 export class NextHopWatcher {
   private timer: NodeJS.Timeout | null = null;
+  private state: NextHopState;
+  /** A poll waits up to RESOLVE_TIMEOUT_MS for a MAC: longer than an interval, so polls must not overlap. */
+  private polling = false;
 
   constructor(
-    private current: NextHop,
+    initial: NextHop,
     private readonly opts: NextHopOptions,
-    private readonly onChange: (next: NextHop) => void,
+    /** Called after every poll; `changed`: the state differs from the previous poll's. */
+    private readonly onPoll: (state: NextHopState, changed: boolean) => void,
     private readonly intervalMs = NEXT_HOP_POLL_MS,
-  ) {}
+  ) {
+    this.state = { nextHop: initial, stale: [] };
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.check(), this.intervalMs);
@@ -120,14 +140,50 @@ export class NextHopWatcher {
   }
 
   async check(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
     try {
-      const next = await discoverNextHop({ ...this.opts, nic: this.current.nic });
-      if (same(next, this.current)) return;
-      log.info({ from: this.current, to: next }, 'next hop changed');
-      this.current = next;
-      this.onChange(next);
+      const next = await this.observe();
+      const previous = this.state;
+      const changed = !same(next.nextHop, previous.nextHop) || next.stale.join() !== previous.stale.join();
+      if (changed) logChanges(previous, next);
+      this.state = next;
+      this.onPoll(next, changed);
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'next hop discovery failed; keeping the last one');
+    } finally {
+      this.polling = false;
     }
   }
+
+  private async observe(): Promise<NextHopState> {
+    const last = this.state.nextHop;
+    try {
+      return withLastGood(last, await discoverNextHop({ ...this.opts, nic: last.nic }));
+    } catch (err) {
+      return { ...withLastGood(last, null), problem: (err as Error).message };
+    }
+  }
+}
+
+function logChanges(previous: NextHopState, next: NextHopState): void {
+  const nic = next.nextHop.nic;
+  for (const setting of next.stale) {
+    if (!previous.stale.includes(setting)) {
+      log.warn({ nic, setting, kept: keptValue(next.nextHop, setting), problem: next.problem },
+        `${describe(setting)} lost: encapsulating with the last good value until it returns`);
+    }
+  }
+  for (const setting of previous.stale) {
+    if (!next.stale.includes(setting)) log.info({ nic, setting, now: keptValue(next.nextHop, setting) }, `${describe(setting)} is back`);
+  }
+  if (!same(previous.nextHop, next.nextHop)) log.info({ from: previous.nextHop, to: next.nextHop }, 'next hop changed');
+}
+
+function describe(setting: EncapSetting): string {
+  return { source_v4: 'the NIC\'s IPv4 source address', source_v6: 'the NIC\'s IPv6 source address', next_hop: 'the next hop (gateway route or MAC)' }[setting];
+}
+
+function keptValue(n: NextHop, setting: EncapSetting): string | undefined {
+  return { source_v4: n.srcV4, source_v6: n.srcV6, next_hop: n.nextHopMac }[setting];
 }
