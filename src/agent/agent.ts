@@ -19,6 +19,7 @@ import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, Nex
 import { allAddresses, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
 import { programId } from '../libbpf/pins.js';
+import { ifIndex } from '../libbpf/libbpf.js';
 import type { AgentBgpSettings } from '../api/xdpbalancer.js';
 import { Announcer } from './announce/announcer.js';
 import { connectedPeers } from './announce/connected-peers.js';
@@ -86,6 +87,10 @@ export class Agent {
   private announcer: Announcer | null = null;
   /** The kernel's refusal of the last programming; null once one succeeds. */
   private lastWriteError: string | null = null;
+  /** The NIC's index when the program went on: a NIC re-created under the same name has another. */
+  private attachedIfindex: number | null = null;
+  /** The index of a re-created NIC the program could not go on, so its error is logged once, not every poll. */
+  private reattachFailedOn: number | null = null;
   metrics: AgentMetrics | null = null;
   mode: XdpMode | null = null;
 
@@ -128,7 +133,8 @@ export class Agent {
     this.vips = initialVips;
     await this.reconcile();
     this.attach();
-    this.metrics!.setReady(true);
+    this.metrics!.setReadiness(() => this.notReadyReason());
+    this.metrics!.setAttachedCheck(() => this.attachmentProblem() === null);
     if (this.announcer) {
       this.announcer.start();
       await this.announcer.setProgrammed(this.programmedAddresses());
@@ -141,12 +147,53 @@ export class Agent {
     this.addressTimer.unref();
   }
 
-  /** Reprograms changed encapsulation settings; the watcher keeps the last good ones of what is lost. */
+  /**
+   * Follows the NIC: reprograms changed encapsulation settings (the watcher
+   * keeps the last good ones of what is lost), and puts the program back on a
+   * re-created NIC, after its new settings (its MAC) are in the maps.
+   */
   private onNextHopPoll(state: NextHopState, changed: boolean): void {
     this.metrics!.setEncapStale(state.stale);
-    if (!changed) return;
-    this.nextHop = state.nextHop;
-    this.reconcile().catch(() => undefined); // logged by reconcile; the maps keep the running state
+    if (!state.nicPresent) return;
+    if (changed) {
+      this.nextHop = state.nextHop;
+      this.reconcile().catch(() => undefined); // logged by reconcile; the maps keep the running state
+    }
+    if (state.nextHop.ifindex !== this.attachedIfindex) void this.enqueue(() => this.reattach(state.nextHop.ifindex));
+  }
+
+  /** Puts the program back on a re-created NIC, in the configured mode. */
+  private reattach(ifindex: number): void {
+    if (this.attachedIfindex === ifindex) return; // an earlier poll's request did it
+    try {
+      this.attach();
+      this.reattachFailedOn = null;
+      this.metrics!.reattaches.inc();
+      log.info({ nic: this.nextHop!.nic, ifindex: this.attachedIfindex }, 'program back on the re-created NIC');
+    } catch (err) {
+      const level = this.reattachFailedOn === ifindex ? 'debug' : 'error';
+      this.reattachFailedOn = ifindex;
+      log[level]({ nic: this.nextHop!.nic, err: (err as Error).message }, 'cannot put the program back on the re-created NIC; retrying at each poll');
+    }
+  }
+
+  /** Why /readyz fails: nothing programmed yet, the NIC missing, or the program not on it. */
+  private notReadyReason(): string | null {
+    if (!this.mode) return 'not programmed yet';
+    const nic = this.nextHop!.nic;
+    // Asked of the kernel at each request, so /readyz fails at once, not at the next poll.
+    if (!nicExists(nic)) return `${nic} is missing: the program goes back on when it returns`;
+    return this.attachmentProblem();
+  }
+
+  /** Null when this agent's program is on the NIC, else what is wrong. */
+  private attachmentProblem(): string | null {
+    const nic = this.nextHop!.nic;
+    try {
+      return programAttachedCheck(nic, () => programId(this.lb!.progFd)).problem();
+    } catch (err) {
+      return `cannot tell whether the program is on ${nic}: ${(err as Error).message}`;
+    }
   }
 
   private async refreshNodeAddresses(): Promise<void> {
@@ -175,8 +222,15 @@ export class Agent {
     });
   }
 
+  /** Runs one change of the maps or the attachment after those before it. */
+  private enqueue(work: () => void): Promise<void> {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private reconcile(): Promise<void> {
-    const run = this.queue.then(() => {
+    return this.enqueue(() => {
       const end = this.metrics!.reconcileDuration.startTimer();
       try {
         const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips, nodeAddresses: this.nodeAddresses });
@@ -196,8 +250,6 @@ export class Agent {
         end();
       }
     });
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   /** The VIP addresses the maps hold: what this node may announce. */
@@ -253,6 +305,7 @@ export class Agent {
     const attached = balancerProgram(nic, this.opts.pinDir).attach(this.lb!.progFd, this.opts.xdpMode);
     for (const { mode, err } of attached.failed) log.warn({ nic, err }, `${mode} XDP failed; falling back to ${attached.mode}`);
     this.mode = attached.mode;
+    this.attachedIfindex = ifIndex(nic);
     if (attached.replaced !== null) {
       // Atomic swap: the new program shares the pinned maps, so no packet notices.
       log.info({ nic, mode: attached.mode, replaced: attached.replaced }, 'took over the attached program');
@@ -280,6 +333,15 @@ export class Agent {
       log.info({ nic: this.nextHop.nic }, 'detached and unpinned');
     }
     this.lb?.object.close();
+  }
+}
+
+function nicExists(nic: string): boolean {
+  try {
+    ifIndex(nic);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -18,10 +18,15 @@ export class AgentMetrics {
   readonly registry = new Registry();
   readonly reconciles: Counter<'result'>;
   readonly reconcileDuration: Histogram;
+  /** Programs put back on a re-created NIC. */
+  readonly reattaches: Counter;
   private readonly xdpMode: Gauge<'mode' | 'nic'>;
   private readonly encapStale: Gauge<'setting'>;
   private readonly encapInfo: Gauge<'next_hop_mac' | 'source_v4' | 'source_v6'>;
-  private ready = false;
+  /** Why the agent is not ready (null: ready); until run() says otherwise, it has programmed nothing. */
+  private notReady: () => string | null = () => 'not programmed yet';
+  /** Whether the program is on the NIC, asked at each scrape. */
+  private attached: () => boolean = () => false;
 
   constructor(maps: BalancerMapSet, dataplane: () => Dataplane) {
     const r = this.registry;
@@ -99,6 +104,16 @@ export class AgentMetrics {
       labelNames: ['next_hop_mac', 'source_v4', 'source_v6'],
       registers: [r],
     });
+    this.reattaches = new Counter({ name: 'xdplb_xdp_reattaches_total', help: 'Times the program was put back on a re-created NIC.', registers: [r] });
+    const isAttached = () => this.attached();
+    new Gauge({
+      name: 'xdplb_xdp_attached',
+      help: 'This agent\'s program is on the NIC (1), or not (0: NIC missing, program detached or replaced).',
+      registers: [r],
+      collect() {
+        this.set(isAttached() ? 1 : 0);
+      },
+    });
     this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
     this.reconcileDuration = new Histogram({
       name: 'xdplb_reconcile_duration_seconds',
@@ -113,8 +128,13 @@ export class AgentMetrics {
     this.xdpMode.set({ mode, nic }, 1);
   }
 
-  setReady(ready: boolean): void {
-    this.ready = ready;
+  /** `why` says why the agent is not ready now, null when it is; /readyz and xdplb_xdp_attached ask it at each request. */
+  setReadiness(why: () => string | null): void {
+    this.notReady = why;
+  }
+
+  setAttachedCheck(attached: () => boolean): void {
+    this.attached = attached;
   }
 
   setEncapStale(stale: readonly EncapSetting[]): void {
@@ -128,6 +148,6 @@ export class AgentMetrics {
 
   /** Serves /metrics, /healthz and /readyz. */
   listen(address: string): Promise<Server> {
-    return serveMetrics(this.registry, address, () => (this.ready ? null : 'not programmed yet'));
+    return serveMetrics(this.registry, address, () => this.notReady());
   }
 }

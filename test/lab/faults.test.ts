@@ -2,13 +2,15 @@
  * Faults of the balancer node's network, under traffic: the node's IPv4
  * source address lost for a while (the agent keeps encapsulating with the
  * last good one, reports it, and takes the address back, changed or not, with
- * no VIP event).
+ * no VIP event), and its NIC deleted and created again (the agent puts the
+ * program back and is not ready in between).
  *
  * Static routing to lb1 alone: every packet of the test goes through the node
  * under test, and no BGP session depends on the address the test removes.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample } from '../support/prometheus.js';
@@ -23,6 +25,13 @@ interface ConnectResult {
   failures: number;
   errors: string[];
 }
+interface ProbeResult {
+  at: number | null;
+  attempts: number;
+  error?: string;
+}
+
+const CLIENT = fileURLToPath(new URL('./programs/client.js', import.meta.url));
 
 /** How long the address stays away: longer than two of the agent's 2-s polls, so it must notice. */
 const ADDRESS_LOSS_MS = 5000;
@@ -32,6 +41,7 @@ const TRAFFIC_MS = LEAD_MS + ADDRESS_LOSS_MS + 4000;
 /** What the agent must notice within (its poll is 2 s): generous, for a loaded CI machine. */
 const NOTICE_TIMEOUT_MS = 30_000;
 const WATCH_MS = 200;
+const PROBE_INTERVAL_MS = 20;
 const CHECK_CONNECTIONS = 100;
 const SUBNET_V4_PREFIX = 24;
 /** An address of lb1's subnet no node has: the node's address after it changed. */
@@ -65,6 +75,8 @@ describe('lab: faults of the balancer node\'s network', () => {
   };
   const stale = (m: Samples, setting: string) => sample(m, 'xdplb_encap_setting_stale', { setting });
   const sourceV4 = (m: Samples) => [...m.keys()].find((k) => k.startsWith('xdplb_encap_info{'))?.match(/source_v4="([^"]*)"/)?.[1];
+  /** The agent's /readyz: its status and why. */
+  const readyz = () => lab.httpGet(lb1, '/readyz').then((text) => ({ ready: true, text }), (err: Error) => ({ ready: false, text: err.message }));
   const replaceV4 = (from: string, to: string) => {
     lab.ip(lb1.ns, 'addr', 'del', `${from}/${SUBNET_V4_PREFIX}`, 'dev', 'eth0');
     lab.ip(lb1.ns, 'addr', 'add', `${to}/${SUBNET_V4_PREFIX}`, 'dev', 'eth0');
@@ -116,5 +128,41 @@ describe('lab: faults of the balancer node\'s network', () => {
       replaceV4(CHANGED_V4, lb1.v4);
     }
     await metricsWhen(`source_v4 ${lb1.v4} programmed again`, (m) => sourceV4(m) === lb1.v4);
+  });
+
+  test('the NIC deleted and created again: not ready while it is missing, the program goes back on, traffic is served', async (t) => {
+    if (!requireKernel(t)) return;
+    lab.deleteNic(lb1);
+    const deadline = Date.now() + NOTICE_TIMEOUT_MS;
+    let missing = await readyz();
+    while (!missing.text.includes('eth0 is missing') && Date.now() < deadline) {
+      await sleep(WATCH_MS);
+      missing = await readyz();
+    }
+    assert.equal(missing.ready, false, '/readyz fails while the NIC is missing');
+    assert.match(missing.text, /eth0 is missing/);
+    assert.equal(sample(await lab.metrics(lb1), 'xdplb_xdp_attached'), 0);
+
+    await lab.restoreNic(lb1);
+    lab.routeVia([lb1]); // the router's routes left with its side of the veth
+    const restoredAt = Date.now();
+    // The probe prints "started" before its result: its last line is the JSON.
+    const probe = lab.runNode(lab.client, CLIENT, [JSON.stringify({ mode: 'probe', vip: VIP4, port: 80, durationMs: NOTICE_TIMEOUT_MS, intervalMs: PROBE_INTERVAL_MS })])
+      .then((out) => JSON.parse(out.trim().split('\n').at(-1)!) as ProbeResult, (err: Error) => ({ at: null, attempts: 0, error: err.message }));
+    let readyAt: number | null = null;
+    while (readyAt === null && Date.now() < restoredAt + NOTICE_TIMEOUT_MS) {
+      if ((await readyz()).ready) readyAt = Date.now();
+      else await sleep(WATCH_MS / 2);
+    }
+    const served = await probe;
+    assert.ok(readyAt !== null, `/readyz ready again within ${NOTICE_TIMEOUT_MS} ms:\n${lb1.log.slice(-10).join('\n')}`);
+    assert.ok(served.at !== null, `the VIP answers again within ${NOTICE_TIMEOUT_MS} ms ${served.error ?? ''}`);
+    t.diagnostic(`NIC re-created: ready after ${readyAt - restoredAt} ms, first connection served after ${served.at - restoredAt} ms`);
+    const m = await lab.metrics(lb1);
+    assert.equal(sample(m, 'xdplb_xdp_attached'), 1);
+    assert.equal(sample(m, 'xdplb_xdp_reattaches_total'), 1);
+    const r = await lab.clientRun<ConnectResult>({ mode: 'connect', vip: VIP4, port: 80, count: CHECK_CONNECTIONS, concurrency: 8 });
+    assert.equal(r.failures, 0, `failed: ${r.errors.join(', ')}`);
+    assert.ok(lb1.log.some((l) => l.includes('program back on the re-created NIC')), 'the agent said so');
   });
 });

@@ -6,6 +6,7 @@ import type { NextHop } from '../../src/agent/net/next-hop.js';
 
 const programmed: NextHop = {
   nic: 'eth0',
+  ifindex: 2,
   gateway: '198.18.21.1',
   nextHopMac: '02:00:00:00:00:01',
   srcMac: '02:00:00:00:00:02',

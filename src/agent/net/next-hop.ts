@@ -8,7 +8,7 @@ import { createSocket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { componentLog } from '../../lib/log.js';
 import type { EncapConfig } from '../../bpf/structs.js';
-import { defaultRoute, globalAddresses, link, neighbourMac } from './iproute.js';
+import { defaultRoute, globalAddresses, link, linkIfExists, neighbourMac } from './iproute.js';
 import { type EncapSetting, withLastGood } from './last-good.js';
 
 const log = componentLog('next-hop');
@@ -29,6 +29,8 @@ export interface NextHopOptions {
 
 export interface NextHop extends EncapConfig {
   nic: string;
+  /** The NIC's index: a new one means the NIC was re-created and the program must go on again. */
+  ifindex: number;
   gateway: string | null;
 }
 
@@ -86,6 +88,7 @@ export async function discoverNextHop(opts: NextHopOptions): Promise<NextHop> {
   }
   return {
     nic,
+    ifindex: l.ifindex,
     gateway,
     nextHopMac,
     srcMac: l.address,
@@ -106,13 +109,18 @@ export interface NextHopState {
   nextHop: NextHop;
   /** Settings lost since they were last seen, kept from before. */
   stale: readonly EncapSetting[];
+  /** False while no link has the NIC's name (deleted, perhaps to be re-created). */
+  nicPresent: boolean;
   /** Why discovery failed, when it did. */
   problem?: string;
 }
 
 /**
- * Re-discovers every interval and hands each poll's state to the agent. Logs
- * each loss once, and each recovery once.
+ * Re-discovers every interval and hands each poll's state to the agent (one
+ * loop for next hop, addresses and the NIC's presence: polling `ip` every 2 s
+ * costs little, and `ip monitor` would be one more child process to keep
+ * alive and still need this poll for the gateway's MAC). Logs each loss once,
+ * and each recovery once.
  */
 export class NextHopWatcher {
   private timer: NodeJS.Timeout | null = null;
@@ -127,7 +135,7 @@ export class NextHopWatcher {
     private readonly onPoll: (state: NextHopState, changed: boolean) => void,
     private readonly intervalMs = NEXT_HOP_POLL_MS,
   ) {
-    this.state = { nextHop: initial, stale: [] };
+    this.state = { nextHop: initial, stale: [], nicPresent: true };
   }
 
   start(): void {
@@ -145,12 +153,12 @@ export class NextHopWatcher {
     try {
       const next = await this.observe();
       const previous = this.state;
-      const changed = !same(next.nextHop, previous.nextHop) || next.stale.join() !== previous.stale.join();
+      const changed = !same(next.nextHop, previous.nextHop) || next.stale.join() !== previous.stale.join() || next.nicPresent !== previous.nicPresent;
       if (changed) logChanges(previous, next);
       this.state = next;
       this.onPoll(next, changed);
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'next hop discovery failed; keeping the last one');
+      log.warn({ err: (err as Error).message }, 'cannot read the NIC\'s state; keeping the last one');
     } finally {
       this.polling = false;
     }
@@ -158,16 +166,23 @@ export class NextHopWatcher {
 
   private async observe(): Promise<NextHopState> {
     const last = this.state.nextHop;
+    // A missing NIC has nothing to discover: keep everything for when it returns.
+    if (!(await linkIfExists(last.nic))) return { nextHop: last, stale: this.state.stale, nicPresent: false };
     try {
-      return withLastGood(last, await discoverNextHop({ ...this.opts, nic: last.nic }));
+      return { ...withLastGood(last, await discoverNextHop({ ...this.opts, nic: last.nic })), nicPresent: true };
     } catch (err) {
-      return { ...withLastGood(last, null), problem: (err as Error).message };
+      return { ...withLastGood(last, null), nicPresent: true, problem: (err as Error).message };
     }
   }
 }
 
 function logChanges(previous: NextHopState, next: NextHopState): void {
   const nic = next.nextHop.nic;
+  if (previous.nicPresent && !next.nicPresent) {
+    log.error({ nic }, `${nic} is gone: its XDP program went with it; the agent puts it back when ${nic} returns (readiness fails until then)`);
+    return;
+  }
+  if (!previous.nicPresent && next.nicPresent) log.info({ nic, ifindex: next.nextHop.ifindex }, `${nic} is back`);
   for (const setting of next.stale) {
     if (!previous.stale.includes(setting)) {
       log.warn({ nic, setting, kept: keptValue(next.nextHop, setting), problem: next.problem },
