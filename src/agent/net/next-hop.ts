@@ -167,11 +167,15 @@ export class NextHopWatcher {
   private async observe(): Promise<NextHopState> {
     const last = this.state.nextHop;
     // A missing NIC has nothing to discover: keep everything for when it returns.
-    if (!(await linkIfExists(last.nic))) return { nextHop: last, stale: this.state.stale, nicPresent: false };
+    const nicNow = await linkIfExists(last.nic);
+    if (!nicNow) return { nextHop: last, stale: this.state.stale, nicPresent: false };
     try {
       return { ...withLastGood(last, await discoverNextHop({ ...this.opts, nic: last.nic })), nicPresent: true };
     } catch (err) {
-      return { ...withLastGood(last, null), nicPresent: true, problem: (err as Error).message };
+      // The link itself is known: a NIC re-created without its gateway yet still gets the program back, with its own MAC.
+      const kept = withLastGood(last, null);
+      const nextHop = { ...kept.nextHop, ifindex: nicNow.ifindex, srcMac: nicNow.address, maxPktSize: nicNow.mtu };
+      return { nextHop, stale: kept.stale, nicPresent: true, problem: (err as Error).message };
     }
   }
 }
