@@ -15,12 +15,13 @@ import type { Acceptance, VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
-import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, NextHopWatcher } from './net/next-hop.js';
+import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, NextHopWatcher } from './net/next-hop.js';
 import { allAddresses, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
 import { programId } from '../libbpf/pins.js';
 import { REASONS, verdictOf } from '../api/verdicts.js';
 import { readReasons } from './dataplane/counters.js';
+import { ifIndex } from '../libbpf/libbpf.js';
 import type { AgentBgpSettings } from '../api/xdpbalancer.js';
 import { Announcer } from './announce/announcer.js';
 import { connectedPeers } from './announce/connected-peers.js';
@@ -88,6 +89,10 @@ export class Agent {
   private announcer: Announcer | null = null;
   /** The kernel's refusal of the last programming; null once one succeeds. */
   private lastWriteError: string | null = null;
+  /** The NIC's index when the program went on: a NIC re-created under the same name has another. */
+  private attachedIfindex: number | null = null;
+  /** The index of a re-created NIC the program could not go on, so its error is logged once, not every poll. */
+  private reattachFailedOn: number | null = null;
   metrics: AgentMetrics | null = null;
   mode: XdpMode | null = null;
 
@@ -130,19 +135,67 @@ export class Agent {
     this.vips = initialVips;
     await this.reconcile();
     this.attach();
-    this.metrics!.setReady(true);
+    this.metrics!.setReadiness(() => this.notReadyReason());
+    this.metrics!.setAttachedCheck(() => this.attachmentProblem() === null);
     if (this.announcer) {
       this.announcer.start();
       await this.announcer.setProgrammed(this.programmedAddresses());
     }
-    this.watcher = new NextHopWatcher(this.nextHop!, { ...this.opts, nic: this.nextHop!.nic }, (next) => {
-      this.nextHop = next;
-      void this.reconcile();
-    }, this.opts.nextHopPollMs);
+    this.watcher = new NextHopWatcher(this.nextHop!, { ...this.opts, nic: this.nextHop!.nic },
+      (state, changed) => this.onNextHopPoll(state, changed), this.opts.nextHopPollMs);
     this.watcher.start();
     // A VIP already programmed stays until its next change; new ones are checked against the fresh list.
     this.addressTimer = setInterval(() => void this.refreshNodeAddresses(), this.opts.nextHopPollMs ?? NEXT_HOP_POLL_MS);
     this.addressTimer.unref();
+  }
+
+  /**
+   * Follows the NIC: reprograms changed encapsulation settings (the watcher
+   * keeps the last good ones of what is lost), and puts the program back on a
+   * re-created NIC, after its new settings (its MAC) are in the maps.
+   */
+  private onNextHopPoll(state: NextHopState, changed: boolean): void {
+    this.metrics!.setEncapStale(state.stale);
+    if (!state.nicPresent) return;
+    if (changed) {
+      this.nextHop = state.nextHop;
+      this.reconcile().catch(() => undefined); // logged by reconcile; the maps keep the running state
+    }
+    if (state.nextHop.ifindex !== this.attachedIfindex) void this.enqueue(() => this.reattach(state.nextHop.ifindex));
+  }
+
+  /** Puts the program back on a re-created NIC, in the configured mode. */
+  private reattach(ifindex: number): void {
+    if (this.attachedIfindex === ifindex) return; // an earlier poll's request did it
+    try {
+      this.attach();
+      this.reattachFailedOn = null;
+      this.metrics!.reattaches.inc();
+      log.info({ nic: this.nextHop!.nic, ifindex: this.attachedIfindex }, 'program back on the re-created NIC');
+    } catch (err) {
+      const level = this.reattachFailedOn === ifindex ? 'debug' : 'error';
+      this.reattachFailedOn = ifindex;
+      log[level]({ nic: this.nextHop!.nic, err: (err as Error).message }, 'cannot put the program back on the re-created NIC; retrying at each poll');
+    }
+  }
+
+  /** Why /readyz fails: nothing programmed yet, the NIC missing, or the program not on it. */
+  private notReadyReason(): string | null {
+    if (!this.mode) return 'not programmed yet';
+    const nic = this.nextHop!.nic;
+    // Asked of the kernel at each request, so /readyz fails at once, not at the next poll.
+    if (!nicExists(nic)) return `${nic} is missing: the program goes back on when it returns`;
+    return this.attachmentProblem();
+  }
+
+  /** Null when this agent's program is on the NIC, else what is wrong. */
+  private attachmentProblem(): string | null {
+    const nic = this.nextHop!.nic;
+    try {
+      return programAttachedCheck(nic, () => programId(this.lb!.progFd)).problem();
+    } catch (err) {
+      return `cannot tell whether the program is on ${nic}: ${(err as Error).message}`;
+    }
   }
 
   private async refreshNodeAddresses(): Promise<void> {
@@ -171,13 +224,21 @@ export class Agent {
     });
   }
 
+  /** Runs one change of the maps or the attachment after those before it. */
+  private enqueue(work: () => void): Promise<void> {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private reconcile(): Promise<void> {
-    const run = this.queue.then(() => {
+    return this.enqueue(() => {
       const end = this.metrics!.reconcileDuration.startTimer();
       try {
         const result = this.dataplane!.apply({ encap: this.nextHop!, vips: this.vips, nodeAddresses: this.nodeAddresses });
         this.lastWriteError = null;
         this.metrics!.reconciles.inc({ result: 'ok' });
+        this.metrics!.setEncap(this.nextHop!);
         // Before attach (the first run) there is nothing to announce yet: run() announces after attaching.
         if (this.mode) void this.announcer?.setProgrammed(this.programmedAddresses());
         this.refreshTrace();
@@ -191,8 +252,6 @@ export class Agent {
         end();
       }
     });
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   /** The VIP addresses the maps hold: what this node may announce. */
@@ -260,6 +319,7 @@ export class Agent {
     const attached = balancerProgram(nic, this.opts.pinDir).attach(this.lb!.progFd, this.opts.xdpMode);
     for (const { mode, err } of attached.failed) log.warn({ nic, err }, `${mode} XDP failed; falling back to ${attached.mode}`);
     this.mode = attached.mode;
+    this.attachedIfindex = ifIndex(nic);
     if (attached.replaced !== null) {
       // Atomic swap: the new program shares the pinned maps, so no packet notices.
       log.info({ nic, mode: attached.mode, replaced: attached.replaced }, 'took over the attached program');
@@ -287,6 +347,15 @@ export class Agent {
       log.info({ nic: this.nextHop.nic }, 'detached and unpinned');
     }
     this.lb?.object.close();
+  }
+}
+
+function nicExists(nic: string): boolean {
+  try {
+    ifIndex(nic);
+    return true;
+  } catch {
+    return false;
   }
 }
 

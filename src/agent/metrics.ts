@@ -11,14 +11,22 @@ import { REASONS, TRACE_COUNTERS } from '../bpf/consts.js';
 import type { BalancerMapSet } from '../bpf/programs.js';
 import { readReasons, readRealStats, readTraceCounters, readVipStats } from './dataplane/counters.js';
 import type { Dataplane } from './dataplane/dataplane.js';
-
+import type { EncapConfig } from '../bpf/structs.js';
+import { ENCAP_SETTINGS, type EncapSetting } from './net/last-good.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly reconciles: Counter<'result'>;
   readonly reconcileDuration: Histogram;
+  /** Programs put back on a re-created NIC. */
+  readonly reattaches: Counter;
   private readonly xdpMode: Gauge<'mode' | 'nic'>;
-  private ready = false;
+  private readonly encapStale: Gauge<'setting'>;
+  private readonly encapInfo: Gauge<'next_hop_mac' | 'source_v4' | 'source_v6'>;
+  /** Why the agent is not ready (null: ready); until run() says otherwise, it has programmed nothing. */
+  private notReady: () => string | null = () => 'not programmed yet';
+  /** Whether the program is on the NIC, asked at each scrape. */
+  private attached: () => boolean = () => false;
 
   constructor(maps: BalancerMapSet, dataplane: () => Dataplane) {
     const r = this.registry;
@@ -83,6 +91,29 @@ export class AgentMetrics {
       },
     });
     this.xdpMode = new Gauge({ name: 'xdplb_xdp_mode_info', help: 'The XDP mode the program is attached in (1).', labelNames: ['mode', 'nic'], registers: [r] });
+    this.encapStale = new Gauge({
+      name: 'xdplb_encap_setting_stale',
+      help: 'A setting of the encapsulation lost from the node (1): the program keeps using its last good value.',
+      labelNames: ['setting'],
+      registers: [r],
+    });
+    for (const setting of ENCAP_SETTINGS) this.encapStale.set({ setting }, 0);
+    this.encapInfo = new Gauge({
+      name: 'xdplb_encap_info',
+      help: 'The encapsulation settings programmed (1).',
+      labelNames: ['next_hop_mac', 'source_v4', 'source_v6'],
+      registers: [r],
+    });
+    this.reattaches = new Counter({ name: 'xdplb_xdp_reattaches_total', help: 'Times the program was put back on a re-created NIC.', registers: [r] });
+    const isAttached = () => this.attached();
+    new Gauge({
+      name: 'xdplb_xdp_attached',
+      help: 'This agent\'s program is on the NIC (1), or not (0: NIC missing, program detached or replaced).',
+      registers: [r],
+      collect() {
+        this.set(isAttached() ? 1 : 0);
+      },
+    });
     this.reconciles = new Counter({ name: 'xdplb_reconciles_total', help: 'Reconciles of the maps with the desired state.', labelNames: ['result'], registers: [r] });
     this.reconcileDuration = new Histogram({
       name: 'xdplb_reconcile_duration_seconds',
@@ -97,12 +128,26 @@ export class AgentMetrics {
     this.xdpMode.set({ mode, nic }, 1);
   }
 
-  setReady(ready: boolean): void {
-    this.ready = ready;
+  /** `why` says why the agent is not ready now, null when it is; /readyz and xdplb_xdp_attached ask it at each request. */
+  setReadiness(why: () => string | null): void {
+    this.notReady = why;
+  }
+
+  setAttachedCheck(attached: () => boolean): void {
+    this.attached = attached;
+  }
+
+  setEncapStale(stale: readonly EncapSetting[]): void {
+    for (const setting of ENCAP_SETTINGS) this.encapStale.set({ setting }, stale.includes(setting) ? 1 : 0);
+  }
+
+  setEncap(encap: EncapConfig): void {
+    this.encapInfo.reset();
+    this.encapInfo.set({ next_hop_mac: encap.nextHopMac, source_v4: encap.srcV4 ?? '', source_v6: encap.srcV6 ?? '' }, 1);
   }
 
   /** Serves /metrics, /healthz and /readyz. */
   listen(address: string): Promise<Server> {
-    return serveMetrics(this.registry, address, () => (this.ready ? null : 'not programmed yet'));
+    return serveMetrics(this.registry, address, () => this.notReady());
   }
 }

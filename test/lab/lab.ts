@@ -309,6 +309,18 @@ export class Lab {
     }
   }
 
+  /** Deletes a balancer node's NIC (as a driver reload does); its router-side peer, with the addresses, routes and decap there, goes too. */
+  deleteNic(b: Balancer): void {
+    this.ip(b.ns, 'link', 'del', 'eth0');
+  }
+
+  /** Creates a deleted balancer NIC again as build() made it: names, addresses, default routes, the router's decap on its side. Static VIP routes are the caller's (routeVia). */
+  async restoreNic(b: Balancer): Promise<void> {
+    const net = this.balancers.indexOf(b) + 1;
+    this.wire(b.ns, b.name, `198.18.2${net}`, `2001:db8:2${net}`, FABRIC_MTU);
+    await this.runNode(this.router, DECAP, ['attach', '--nic', b.name, '--pin-dir', `${this.pinRoot}/router-${b.name}`]);
+  }
+
   /** Points the router's VIP routes at these balancers (ECMP when several). */
   routeVia(balancers: Balancer[]): void {
     const hops4 = balancers.flatMap((b) => ['nexthop', 'via', b.v4, 'dev', b.name]);

@@ -31,16 +31,30 @@ export async function defaultRoute(family: 4 | 6): Promise<Route | null> {
 }
 
 export interface Link {
+  /** A NIC deleted and created again under the same name gets a new index (and loses its XDP program). */
+  ifindex: number;
   ifname: string;
   address: string;
   mtu: number;
 }
 
 export async function link(dev: string): Promise<Link> {
-  const links = await ipJson<Link[]>(['link', 'show', 'dev', dev]);
-  const l = links[0];
+  const l = await linkIfExists(dev);
   if (!l) throw new Error(`network interface "${dev}" does not exist (check with "ip link")`);
   return l;
+}
+
+/** What `ip link show dev X` says when there is no X (iproute2's messages are not translated). */
+const NO_SUCH_DEVICE = /Device "[^"]*" does not exist/;
+
+/** The link, or null when no link has that name (`ip` failing for another reason still throws). */
+export async function linkIfExists(dev: string): Promise<Link | null> {
+  try {
+    return (await ipJson<Link[]>(['link', 'show', 'dev', dev]))[0] ?? null;
+  } catch (err) {
+    if (NO_SUCH_DEVICE.test((err as Error).message)) return null;
+    throw err;
+  }
 }
 
 export async function globalAddresses(dev: string): Promise<{ v4: string[]; v6: string[] }> {
