@@ -16,9 +16,10 @@ import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
 import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, NextHopWatcher } from './net/next-hop.js';
-import { allAddresses, subnets } from './net/iproute.js';
+import { allAddresses, allLinks, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
-import { programId } from '../libbpf/pins.js';
+import { attachedProgram, pinnedProgramId, programId } from '../libbpf/pins.js';
+import { detachXdp } from '../libbpf/xdp.js';
 import { REASONS, verdictOf } from '../api/verdicts.js';
 import { readReasons } from './dataplane/counters.js';
 import { ifIndex } from '../libbpf/libbpf.js';
@@ -134,6 +135,7 @@ export class Agent {
     // Program before attaching: the program must never see empty maps it would pass traffic through.
     this.vips = initialVips;
     await this.reconcile();
+    await this.leaveOtherNics();
     this.attach();
     this.metrics!.setReadiness(() => this.notReadyReason());
     this.metrics!.setAttachedCheck(() => this.attachmentProblem() === null);
@@ -314,13 +316,36 @@ export class Agent {
     }
   }
 
+  /**
+   * A changed `nic` setting: this balancer's program (the pinned one) may
+   * still be on the NIC the previous agent used, sharing maps whose control
+   * entry now holds this NIC's addresses. It comes off there first, so it
+   * never sends frames with the wrong addresses, and goes on the new NIC next.
+   */
+  private async leaveOtherNics(): Promise<void> {
+    const nic = this.nextHop!.nic;
+    const ours = pinnedProgramId(balancerProgram(nic, this.opts.pinDir).pinPath);
+    if (!ours) return;
+    for (const l of await allLinks()) {
+      if (l.ifname === nic) continue;
+      const on = attachedProgram(l.ifname);
+      if (on?.id !== ours) continue;
+      detachXdp(l.ifname, on.mode);
+      log.info({ from: l.ifname, to: nic }, 'nic changed: detached from the old NIC');
+    }
+  }
+
   private attach(): void {
     const nic = this.nextHop!.nic;
     const attached = balancerProgram(nic, this.opts.pinDir).attach(this.lb!.progFd, this.opts.xdpMode);
     for (const { mode, err } of attached.failed) log.warn({ nic, err }, `${mode} XDP failed; falling back to ${attached.mode}`);
     this.mode = attached.mode;
     this.attachedIfindex = ifIndex(nic);
-    if (attached.replaced !== null) {
+    if (attached.modeChange) {
+      // One mode per NIC: the old program came off before this one went on; the maps (connections included) are the same.
+      log.info({ nic, from: attached.modeChange.from, mode: attached.mode, gapMicros: attached.modeChange.gapMicros, replaced: attached.replaced },
+        'changed XDP mode');
+    } else if (attached.replaced !== null) {
       // Atomic swap: the new program shares the pinned maps, so no packet notices.
       log.info({ nic, mode: attached.mode, replaced: attached.replaced }, 'took over the attached program');
     } else {

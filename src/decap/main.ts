@@ -55,7 +55,7 @@ function main(): void {
   }
   // Refuse before loading: loading pins the maps.
   const mode = requested ?? 'auto';
-  program.assertAttachable(mode);
+  program.assertAttachable();
   const decap = loadDecap({ pinDir });
   try {
     setDecapAddrs(decap.maps, v.addr ?? []);

@@ -39,7 +39,11 @@ export interface Attachment {
   replaced: number | null;
   /** The auto modes that failed before `mode` attached, with the error of each. */
   failed: { mode: XdpMode; err: string }[];
+  /** Set when the owner's program was in another mode: the NIC ran no program for gapMicros. */
+  modeChange?: { from: XdpMode; gapMicros: number };
 }
+
+const NS_PER_MICRO = 1000n;
 
 export interface Detachment {
   detached: boolean;
@@ -57,11 +61,11 @@ export class XdpProgram {
   }
 
   /**
-   * Throws what attach() would refuse (a foreign program; the owner's in
-   * another mode than asked) without changing anything, so a caller can
-   * refuse before it loads and pins. Returns the owner's attached program.
+   * Throws what attach() would refuse (a foreign program) without changing
+   * anything, so a caller can refuse before it loads and pins. Returns the
+   * owner's attached program.
    */
-  assertAttachable(mode: XdpModeRequest): { mode: XdpMode; id: number } | null {
+  assertAttachable(): { mode: XdpMode; id: number } | null {
     const { nic, owner } = this.opts;
     const current = attachedProgram(nic);
     if (!current) return null;
@@ -71,20 +75,24 @@ export class XdpProgram {
         `another XDP program (id ${current.id}) is attached to ${nic} in ${current.mode} mode: ${owner.name} will not replace a program it did not attach. Detach it (ip link set dev ${nic} ${off}) or choose another NIC`,
       );
     }
-    if (mode !== 'auto' && mode !== current.mode) {
-      throw new Error(`${owner.name} is attached to ${nic} in ${current.mode} mode, ${mode} was asked: run "${owner.detachCommand}" first to change modes`);
-    }
     return current;
   }
 
   /**
    * Attaches the program, or swaps it for the owner's earlier one in one step
    * (compare-and-swap on the old program, in its mode), then pins it there.
+   * Asked for another mode than the owner's program has, it changes modes:
+   * the kernel keeps one mode per NIC, so the old program is detached and the
+   * new one attached right after (the gap, in microseconds, is returned); if
+   * the new mode fails, the program goes back on in the old mode and the
+   * error is thrown.
    */
   attach(progFd: number, mode: XdpModeRequest, autoModes: readonly XdpMode[] = AUTO_MODES): Attachment {
-    const current = this.assertAttachable(mode);
+    const current = this.assertAttachable();
     let attachment: Attachment;
-    if (current) {
+    if (current && mode !== 'auto' && mode !== current.mode) {
+      attachment = this.changeMode(progFd, current, mode);
+    } else if (current) {
       const oldFd = programFdById(current.id);
       try {
         attachXdp(this.nic, progFd, { mode: current.mode, replaceFd: oldFd });
@@ -115,6 +123,21 @@ export class XdpProgram {
     const result = this.detach();
     removePinDir(this.opts.pinDir);
     return result;
+  }
+
+  private changeMode(progFd: number, current: { mode: XdpMode; id: number }, mode: XdpMode): Attachment {
+    const started = process.hrtime.bigint();
+    detachXdp(this.nic, current.mode);
+    try {
+      attachXdp(this.nic, progFd, { mode });
+    } catch (err) {
+      attachXdp(this.nic, progFd, { mode: current.mode });
+      mkdirSync(this.opts.pinDir, { recursive: true });
+      pinProgram(progFd, this.pinPath);
+      throw new Error(`${mode} XDP did not attach to ${this.nic} (${(err as Error).message}): the program is back on in ${current.mode} mode`);
+    }
+    const gapMicros = Number((process.hrtime.bigint() - started) / NS_PER_MICRO);
+    return { mode, replaced: current.id, failed: [], modeChange: { from: current.mode, gapMicros } };
   }
 
   /** Tries the modes in order; the last one's error is thrown when none attaches. */

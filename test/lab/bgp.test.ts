@@ -12,12 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Samples, sample } from '../support/prometheus.js';
 import { type Balancer, Lab, labVips, ROUTES_TIMEOUT_MS, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
 import { birdAvailable, requireBird } from './require-bird.js';
-
-interface ContinuousResult {
-  ok: number;
-  failures: number;
-  errors: string[];
-}
+import { type ContinuousResult } from './client-results.js';
 
 /** Long enough to span a stop and its withdrawal (2 s settle by default) with traffic on both sides of it. */
 const TRAFFIC_MS = 8000;

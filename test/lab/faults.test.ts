@@ -15,16 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample } from '../support/prometheus.js';
 import { type Balancer, Lab, labVips, VIP4 } from './lab.js';
+import { type ConnectResult, type ContinuousResult } from './client-results.js';
 
-interface ContinuousResult {
-  ok: number;
-  failures: number;
-  errors: string[];
-}
-interface ConnectResult {
-  failures: number;
-  errors: string[];
-}
 interface ProbeResult {
   at: number | null;
   attempts: number;
@@ -54,11 +46,7 @@ describe('lab: faults of the balancer node\'s network', () => {
   let lb1: Balancer;
   before(async () => {
     if (process.getuid?.() !== 0) return;
-    lab = await Lab.up({ routing: 'static', reals: 2 });
-    lb1 = lab.balancers[0]!;
-    lab.writeVips(labVips(lab));
-    lab.routeVia([lb1]);
-    await lab.startAgent(lb1);
+    ({ lab, lb1 } = await Lab.upThroughFirstBalancer());
   });
   after(async () => {
     await lab?.down();

@@ -146,6 +146,16 @@ export class Lab {
   }
 
   /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
+  /** Static routes to lb1 alone, the lab's VIPs, and lb1's agent running: every packet of a test goes through lb1. */
+  static async upThroughFirstBalancer(reals = 2): Promise<{ lab: Lab; lb1: Balancer }> {
+    const lab = await Lab.up({ routing: 'static', reals });
+    const lb1 = lab.balancers[0]!;
+    lab.writeVips(labVips(lab));
+    lab.routeVia([lb1]);
+    await lab.startAgent(lb1);
+    return { lab, lb1 };
+  }
+
   static async up(opts: { tag?: string; reals?: number; persistent?: boolean; routing?: LabRouting } = {}): Promise<Lab> {
     const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false, opts.routing ?? 'bgp');
     lab.unregisterCleanup = onExitOrSignal(() => lab.downSync());
@@ -162,6 +172,11 @@ export class Lab {
   /** Runs `ip` inside a namespace. */
   ip(ns: string, ...args: string[]): string {
     return run('ip', ['-n', ns, ...args]);
+  }
+
+  /** Runs `ip` in a namespace's network only: /sys/fs/bpf stays visible (`ip -n` remounts /sys), so pinned objects can be named. */
+  nsenterIp(ns: string, ...args: string[]): string {
+    return run('nsenter', [`--net=/var/run/netns/${ns}`, 'ip', ...args]);
   }
 
   private sysctl(ns: string, ...settings: string[]): void {

@@ -14,13 +14,7 @@ import { requireKernel } from '../support/kernel.js';
 import { watchTrace, XDPLB_CLI } from '../support/trace-process.js';
 import { sample, type Samples } from '../support/prometheus.js';
 import { type Balancer, CLIENT4, Lab, labVips, VIP4 } from './lab.js';
-
-
-interface ConnectResult {
-  byReal: Record<string, number>;
-  failures: number;
-  errors: string[];
-}
+import { type ConnectResult } from './client-results.js';
 
 describe('lab: xdplb trace on a balancer node', () => {
   let lab: Lab;

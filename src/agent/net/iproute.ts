@@ -57,6 +57,11 @@ export async function linkIfExists(dev: string): Promise<Link | null> {
   }
 }
 
+/** Every link of the network namespace. */
+export async function allLinks(): Promise<Link[]> {
+  return ipJson<Link[]>(['link', 'show']);
+}
+
 export async function globalAddresses(dev: string): Promise<{ v4: string[]; v6: string[] }> {
   const out = await ipJson<{ addr_info?: { family: string; local: string; scope: string }[] }[]>(['addr', 'show', 'dev', dev]);
   const info = out[0]?.addr_info ?? [];

@@ -6,23 +6,10 @@
 import type { Samples } from '../../support/prometheus.js';
 import type { RunningTrace } from '../../support/trace-process.js';
 import type { XdpBalancerBgp } from '../../../src/api/xdpbalancer.js';
+import type { ConnectResult, ContinuousResult, LongResult } from '../../lab/client-results.js';
 
-export interface ConnectResult {
-  byReal: Record<string, number>;
-  failures: number;
-  errors: string[];
-}
-export interface LongResult {
-  real: string;
-  sent: number;
-  received: number;
-  error: string;
-}
-export interface ContinuousResult {
-  ok: number;
-  failures: number;
-  errors: string[];
-}
+// The lab's client program answers the same in both environments.
+export type { ConnectResult, ContinuousResult, LongResult };
 
 export type BackendState = 'ready' | 'not-ready' | 'absent';
 

@@ -14,6 +14,7 @@ import type { OperatorEnv } from './env.js';
 import { REPO, waitFor } from './lab-env.js';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { LONG_LIVED_MIN_MESSAGES } from '../../lab/client-results.js';
 
 async function openEnv(): Promise<OperatorEnv> {
   if (process.env.XDPLB_E2E_ENV === 'kind') return (await import('./kind-env.js')).KindOperatorEnv.up();
@@ -106,7 +107,7 @@ describe('operator end to end: kubectl apply to packets', () => {
     assert.ok(results.some((r) => r.real === a), `no long-lived connection landed on ${a}: ${results.map((r) => r.real)}`);
     for (const r of results) {
       assert.equal(r.error, '', `a connection to ${r.real} broke while it drained: ${r.error}`);
-      assert.ok(r.received >= r.sent - 1 && r.sent >= 30, `connection to ${r.real}: ${r.received}/${r.sent}`);
+      assert.ok(r.received >= r.sent - 1 && r.sent >= LONG_LIVED_MIN_MESSAGES, `connection to ${r.real}: ${r.received}/${r.sent}`);
     }
     await untilVip('web', `${a} gone after ${env.drainSeconds} s`, (v) => !v.status?.backends?.some((x) => x.pod === a));
     await waitFor('every agent dropped the drained real', async () =>
