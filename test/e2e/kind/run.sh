@@ -205,8 +205,14 @@ export XDPLB_E2E_ENV=kind XDPLB_E2E_IMAGE="$E2E_IMAGE" XDPLB_E2E_CLIENT="$CLIENT
   XDPLB_KIND_CLUSTER="$CLUSTER" XDPLB_KIND_OVERLAY="$overlay"
 # In this order, one file at a time: e2e/kind/bgp puts the balancer back as it
 # found it; e2e/kind/cluster is last (it drains a node and uninstalls xdplb).
-# SCENARIOS picks some of them while iterating on a kept cluster
-# (KEEP_CLUSTER=1 SCENARIOS=e2e/kind/bgp).
+# A file that fails does not stop the next ones (each sets up what it needs);
+# the run fails at the end. SCENARIOS picks some of them while iterating on a
+# kept cluster (KEEP_CLUSTER=1 SCENARIOS=e2e/kind/bgp).
+failed=()
 for scenario in ${SCENARIOS-e2e/operator/operator e2e/kind/bgp e2e/kind/cluster}; do
-  node test/run.mjs "$scenario"
+  node test/run.mjs "$scenario" || failed+=("$scenario")
 done
+if ((${#failed[@]})); then
+  say "failed: ${failed[*]}"
+  exit 1
+fi
