@@ -29,7 +29,9 @@
 #      workers (ECMP); the Docker host routes pod CIDRs to their nodes (a
 #      balancer sends encapsulated packets to its gateway, the host); the
 #      nodes accept what direct server return needs (see the sysctls below)
-#   5. runs the scenarios with XDPLB_E2E_ENV=kind
+#   5. runs the scenarios with XDPLB_E2E_ENV=kind: the operator's, then
+#      announcing the VIP by BGP to the client (test/e2e/kind/bgp.test.ts), then
+#      drain and uninstall (test/e2e/kind/cluster.test.ts)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 root=$(pwd)
@@ -201,6 +203,16 @@ $SUDO nsenter -t "$(docker inspect -f '{{.State.Pid}}' "$CLIENT")" -n ethtool -K
 phase "scenarios"
 export XDPLB_E2E_ENV=kind XDPLB_E2E_IMAGE="$E2E_IMAGE" XDPLB_E2E_CLIENT="$CLIENT" XDPLB_E2E_VIP="$VIP" \
   XDPLB_KIND_CLUSTER="$CLUSTER" XDPLB_KIND_OVERLAY="$overlay"
-node test/run.mjs e2e/operator/operator
-# Last: it drains a node and uninstalls xdplb.
-node test/run.mjs e2e/kind/cluster
+# In this order, one file at a time: e2e/kind/bgp puts the balancer back as it
+# found it; e2e/kind/cluster is last (it drains a node and uninstalls xdplb).
+# A file that fails does not stop the next ones (each sets up what it needs);
+# the run fails at the end. SCENARIOS picks some of them while iterating on a
+# kept cluster (KEEP_CLUSTER=1 SCENARIOS=e2e/kind/bgp).
+failed=()
+for scenario in ${SCENARIOS-e2e/operator/operator e2e/kind/bgp e2e/kind/cluster}; do
+  node test/run.mjs "$scenario" || failed+=("$scenario")
+done
+if ((${#failed[@]})); then
+  say "failed: ${failed[*]}"
+  exit 1
+fi
