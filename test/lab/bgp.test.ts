@@ -24,9 +24,7 @@ describe('lab: VIPs announced by BGP', () => {
   let lab: Lab;
   before(async () => {
     if (!birdAvailable()) return;
-    lab = await Lab.up();
-    lab.writeVips(labVips(lab));
-    for (const b of lab.balancers) await lab.startAgent(b);
+    lab = await Lab.upServing();
   });
   after(async () => {
     await lab?.down();

@@ -146,6 +146,14 @@ export class Lab {
   }
 
   /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
+  /** Routed by BGP (the default), the lab's VIPs, and every node's agent running and announcing. */
+  static async upServing(): Promise<Lab> {
+    const lab = await Lab.up();
+    lab.writeVips(labVips(lab));
+    for (const b of lab.balancers) await lab.startAgent(b);
+    return lab;
+  }
+
   /** Static routes to lb1 alone, the lab's VIPs, and lb1's agent running: every packet of a test goes through lb1. */
   static async upThroughFirstBalancer(reals = 2): Promise<{ lab: Lab; lb1: Balancer }> {
     const lab = await Lab.up({ routing: 'static', reals });

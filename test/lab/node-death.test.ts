@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ContinuousResult } from './client-results.js';
-import { type Balancer, Lab, labVips, ROUTES_TIMEOUT_MS, VIP4, VIP6 } from './lab.js';
+import { type Balancer, Lab, ROUTES_TIMEOUT_MS, VIP4, VIP6 } from './lab.js';
 import { birdAvailable, requireBird } from './require-bird.js';
 
 /** Traffic runs before and after the death, so it happens under load. */
@@ -25,9 +25,7 @@ describe('lab: a balancer node dies', () => {
   let lab: Lab;
   before(async () => {
     if (!birdAvailable()) return;
-    lab = await Lab.up();
-    lab.writeVips(labVips(lab));
-    for (const b of lab.balancers) await lab.startAgent(b);
+    lab = await Lab.upServing();
   });
   after(async () => {
     await lab?.down();

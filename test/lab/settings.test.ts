@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BALANCER_PROGRAM } from '../../src/bpf/consts.js';
 import { requireKernel } from '../support/kernel.js';
-import { type Balancer, Lab, labVips, VIP4 } from './lab.js';
+import { type Balancer, Lab, VIP4 } from './lab.js';
 import { type ContinuousResult } from './client-results.js';
 
 /** Traffic runs on its own a while before and after the change, so both edges happen under load. */
