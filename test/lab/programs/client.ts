@@ -3,7 +3,8 @@
  * argv[2]: JSON command:
  *  { mode: 'connect', vip, port, count, concurrency }      new TCP connections, each reads the greeting
  *  { mode: 'udp', vip, port, sourcePorts: number[] }        one datagram per source port, answers by port
- *  { mode: 'long', vip, port, durationMs, intervalMs }      one connection, a line every interval
+ *  { mode: 'long', vip, port, durationMs, intervalMs }      one connection, a line every interval; then it
+ *                                                           waits for the answers on their way
  *  { mode: 'continuous', vip, port, durationMs }            back-to-back connections for a while
  *  { mode: 'probe', vip, port, durationMs, intervalMs }     prints "started", then connects every interval
  *                                                           until one is answered: { at: epoch ms, attempts }
@@ -100,6 +101,9 @@ async function udp(): Promise<object> {
   return { byPort, failures: errors.length, errors: errors.slice(0, 10) };
 }
 
+/** After the last line, how long a long-lived connection waits for its answers (a loaded machine delays them). */
+const LONG_ANSWER_WAIT_MS = 10_000;
+
 function long(): Promise<object> {
   return new Promise((resolve) => {
     const sock = connect({ host: cmd.vip, port: cmd.port });
@@ -109,7 +113,12 @@ function long(): Promise<object> {
     let received = 0;
     let buf = '';
     let error = '';
+    let done = false;
+    /** Sending has stopped: the answers still on their way are awaited, so an unbroken connection answers every line. */
+    let draining = false;
     const finish = () => {
+      if (done) return;
+      done = true;
       clearInterval(tick);
       sock.destroy();
       resolve({ real, sent, received, error });
@@ -126,12 +135,18 @@ function long(): Promise<object> {
         if (!real) real = line.replace(/^real=/, '');
         else if (line.startsWith(`real=${real} ping`)) received++;
       }
+      if (draining && received >= sent) finish();
     });
     sock.on('error', (err) => {
       error = err.message;
       finish();
     });
-    setTimeout(finish, cmd.durationMs ?? 1000);
+    setTimeout(() => {
+      clearInterval(tick);
+      draining = true;
+      if (received >= sent) finish();
+      else setTimeout(finish, LONG_ANSWER_WAIT_MS);
+    }, cmd.durationMs ?? 1000);
   });
 }
 
