@@ -95,6 +95,7 @@ export class VipController {
         this.queueAll();
         this.poolStatus.allChanged();
       },
+      poolWritten: () => this.poolStatus.allChanged(),
       namespaceChanged: (ns) => {
         for (const v of this.vips.list(ns)) this.queue.add(keyOf(ns, v.metadata.name));
       },

@@ -31,8 +31,10 @@ export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
 const KUBERNETES_SERVICE = { namespace: 'default', name: 'kubernetes' };
 
 export interface AdmissionHooks {
-  /** Pools were added, changed or removed: any VIP's admission may have changed. */
+  /** What the pools say changed (added, removed, spec): any VIP's admission may have changed. */
   poolsChanged(): void;
+  /** A pool object changed, perhaps only its status: the status writer checks it is still right. */
+  poolWritten(): void;
   /** A namespace's labels changed: its VIPs' admission may have. */
   namespaceChanged(namespace: string): void;
   /** The never-allowed addresses changed (a node, a pod CIDR, the Service range). */
@@ -59,6 +61,7 @@ export class AddressAdmission {
   private readonly kubernetesService: WatchedCache<V1Service>;
   private serviceCIDRs: WatchedCache<V1ServiceCIDR> | undefined;
   private resolved: Pool[] = [];
+  private resolvedKey = '';
   private forbiddenNow: Forbidden = NOTHING_FORBIDDEN;
   private forbiddenKey = '';
   private started = false;
@@ -136,14 +139,24 @@ export class AddressAdmission {
     if (this.started && verb !== 'delete' && ns.metadata?.name) this.hooks.namespaceChanged(ns.metadata.name);
   }
 
+  /**
+   * The controller writes each pool's status (addresses in use) as VIPs come
+   * and go: passing those on would re-check every VIP once a second while
+   * thousands are being assigned. Only a change of what the pools say is.
+   */
   private poolsMayHaveChanged(): void {
     if (!this.started) return;
-    this.resolvePools();
-    this.hooks.poolsChanged();
+    if (this.resolvePools()) this.hooks.poolsChanged();
+    else this.hooks.poolWritten();
   }
 
-  private resolvePools(): void {
-    this.resolved = resolvePools(this.poolCache.list());
+  private resolvePools(): boolean {
+    const next = resolvePools(this.poolCache.list());
+    const key = JSON.stringify(next, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    if (key === this.resolvedKey) return false;
+    this.resolved = next;
+    this.resolvedKey = key;
+    return true;
   }
 
   /** Node status updates arrive every few seconds: only a change of the forbidden ranges is passed on. */
