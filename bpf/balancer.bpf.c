@@ -4,10 +4,13 @@
  *
  * VIP lookup -> backend choice (SYN: ring; else connection table, then ring)
  * -> IPIP encapsulation -> XDP_TX to the next hop. The real answers the client
- * directly (DSR). Packets not for a VIP go to the kernel untouched.
+ * directly (DSR). Packets not for a VIP go to the kernel untouched. In L2 mode,
+ * ARP requests and neighbor solicitations for the node's addresses are
+ * answered first (l2.h).
  */
 #include "include/encap.h"
 #include "include/jhash.h"
+#include "include/l2.h"
 #include "include/parse.h"
 #include "include/trace.h"
 #include "include/xdplb_maps.h"
@@ -166,12 +169,17 @@ int xdplb_balancer(struct xdp_md *ctx)
 	struct trace_record *rec;
 	struct real_stats *rs;
 	struct ctl_config *cfg;
+	const __u8 *l2_mac = NULL;
 	__u32 zero = 0, hash = 0;
 	int reason;
 
-	reason = balance(ctx, &p, &t, &hash);
+	reason = xdplb_l2_question(ctx, &p.flow, &l2_mac);
+	if (reason == XDPLB_L2_NOT_OURS)
+		reason = balance(ctx, &p, &t, &hash);
 	rec = xdplb_trace_begin(ctx, &p.flow, &t);
-	if (reason == XDPLB_TX_ENCAP) {
+	if (l2_mac) {
+		reason = xdplb_l2_answer(ctx, reason, l2_mac);
+	} else if (reason == XDPLB_TX_ENCAP) {
 		cfg = bpf_map_lookup_elem(&ctl, &zero);
 		reason = cfg ? xdplb_encap(ctx, &p, t.real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK) :
 			       XDPLB_DROP_NOT_CONFIGURED;

@@ -5,18 +5,29 @@
 #include <linux/ip.h>
 #include <linux/types.h>
 
-/* RFC 1071 checksum of an option-less IPv4 header whose check field is 0. */
-static __always_inline __u16 xdplb_ipv4_csum(const struct iphdr *iph)
+/* Adds the 16-bit words of len bytes (even, a constant) to a ones' complement sum. */
+static __always_inline __u32 xdplb_csum_add(const void *p, __u32 len, __u32 sum)
 {
-	const __u16 *w = (const __u16 *)iph;
-	__u32 sum = 0;
+	const __u16 *w = p;
 
 #pragma unroll
-	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
+	for (__u32 i = 0; i < len / 2; i++)
 		sum += w[i];
+	return sum;
+}
+
+/* The checksum field's value for a ones' complement sum. */
+static __always_inline __u16 xdplb_csum_fold(__u32 sum)
+{
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return (__u16)~sum;
+}
+
+/* RFC 1071 checksum of an option-less IPv4 header whose check field is 0. */
+static __always_inline __u16 xdplb_ipv4_csum(const struct iphdr *iph)
+{
+	return xdplb_csum_fold(xdplb_csum_add(iph, sizeof(*iph), 0));
 }
 
 #endif

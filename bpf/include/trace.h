@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Packet tracing: a record per matching packet in a ring buffer, with the
- * frame before and after encapsulation. Off (trace_config.rule_count 0) it
- * costs one inlined array load per packet. Its maps (trace_ctl, trace_budget,
- * trace_stats, trace_ring) are with the others in xdplb_maps.h.
+ * frame as received and, when it is sent back out (XDP_TX), as sent. Off
+ * (trace_config.rule_count 0) it costs one inlined array load per packet.
+ * Its maps (trace_ctl, trace_budget, trace_stats, trace_ring) are with the
+ * others in xdplb_maps.h.
  */
 #ifndef XDPLB_TRACE_H
 #define XDPLB_TRACE_H
@@ -155,7 +156,7 @@ static __always_inline void xdplb_trace_submit(struct xdp_md *ctx, struct trace_
 					       int reason)
 {
 	rec->reason = reason;
-	if (reason == XDPLB_TX_ENCAP) {
+	if (reason < XDPLB_FIRST_PASS_REASON) {
 		rec->out_len = ctx->data_end - ctx->data;
 		rec->out_cap = xdplb_trace_copy_frame(ctx, rec->pkt_out);
 	}

@@ -7,6 +7,9 @@
 #ifndef XDPLB_CONSTS_H
 #define XDPLB_CONSTS_H
 
+#include <linux/if_ether.h>
+#include <linux/in.h>
+
 /* Constants are enums, not macros, so they are in the object's BTF where the
  * layout test can compare them with the TypeScript mirror. */
 
@@ -18,6 +21,7 @@ enum xdplb_capacity {
 	XDPLB_CONNECTION_TABLE_SIZE = 1048576, /* conn_table entries (shared by all CPUs) */
 	XDPLB_MAX_DECAP_ADDRS = 64,   /* local addresses the decap program accepts */
 	XDPLB_MAX_EXT_HDRS = 4,       /* IPv6 extension headers walked before L4 */
+	XDPLB_MAX_ND_OPTS = 4,        /* options walked in a neighbor solicitation */
 };
 
 /* Address families as stored in map keys (not the host's AF_* values, which
@@ -31,6 +35,36 @@ enum xdplb_family {
 enum xdplb_vip_flag {
 	XDPLB_VIP_F_HASH_NO_SRC_PORT = 1 << 0, /* client-IP stickiness */
 	XDPLB_VIP_F_LRU_BYPASS = 1 << 1,       /* never use the connection table */
+};
+
+/* l2_addrs values: what the node does for an address in L2 mode. */
+enum xdplb_l2_flag {
+	XDPLB_L2_F_ANSWER = 1 << 0, /* answer ARP requests / neighbor solicitations for it */
+};
+
+/*
+ * The protocol numbers of L2 mode: the answers the balancer program gives
+ * (bpf/include/l2.h) and the announcements the agent sends
+ * (src/agent/announce/l2-frames.ts). The kernel's names where its UAPI
+ * headers have them and BPF can include them (linux/if_arp.h pulls in libc's
+ * sys/socket.h); ARP's are RFC 826's, NDP's RFC 4861's.
+ */
+enum xdplb_l2_const {
+	XDPLB_ETH_P_IP = ETH_P_IP,
+	XDPLB_ETH_P_ARP = ETH_P_ARP,
+	XDPLB_ETH_P_IPV6 = ETH_P_IPV6,
+	XDPLB_ARPHRD_ETHER = 1,                      /* ARP hardware type: Ethernet */
+	XDPLB_ARPOP_REQUEST = 1,
+	XDPLB_ARPOP_REPLY = 2,
+	XDPLB_IPPROTO_ICMPV6 = IPPROTO_ICMPV6,
+	XDPLB_NDISC_NEIGHBOUR_SOLICITATION = 135,    /* ICMPv6 type */
+	XDPLB_NDISC_NEIGHBOUR_ADVERTISEMENT = 136,   /* ICMPv6 type */
+	XDPLB_ND_OPT_TARGET_LL_ADDR = 2,             /* option type */
+	XDPLB_ND_OPT_UNIT = 8,                       /* option lengths count 8-byte units */
+	/* Flag bits of a neighbor advertisement's first byte after the checksum. */
+	XDPLB_NA_F_SOLICITED = 0x40,
+	XDPLB_NA_F_OVERRIDE = 0x20,
+	XDPLB_NDP_HOP_LIMIT = 255,                   /* sent with, and required of, every NDP message */
 };
 
 /* Packet tracing (bpf/include/trace.h). */
@@ -72,10 +106,13 @@ enum xdplb_trace_counter {
  */
 enum xdplb_reason {
 	XDPLB_TX_ENCAP = 0,           /* VIP packet encapsulated to a real and sent */
+	XDPLB_TX_ARP_REPLY,           /* ARP request for an L2 address answered */
+	XDPLB_TX_NDP_ADVERT,          /* neighbor solicitation for an L2 address answered */
 	XDPLB_PASS_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...) */
 	XDPLB_PASS_NOT_VIP,           /* IP packet not addressed to a VIP */
 	XDPLB_PASS_MALFORMED,         /* truncated/invalid header, not to a VIP address */
 	XDPLB_PASS_VIP_NOT_TCP_UDP,   /* to a VIP address, neither TCP nor UDP (ICMP...) */
+	XDPLB_PASS_NDP_NO_ROOM,       /* option-less solicitation for an L2 address, no room to answer */
 	XDPLB_DROP_MALFORMED,         /* truncated/invalid header to a VIP address */
 	XDPLB_DROP_FRAGMENT,          /* IP fragment to a VIP address */
 	XDPLB_DROP_NO_REAL,           /* the VIP's ring has no real */
@@ -103,6 +140,8 @@ struct xdplb_btf_anchor {
 	enum xdplb_capacity capacity;
 	enum xdplb_family family;
 	enum xdplb_vip_flag vip_flag;
+	enum xdplb_l2_flag l2_flag;
+	enum xdplb_l2_const l2_const;
 	enum xdplb_reason reason;
 	enum xdplb_decap_reason decap_reason;
 	enum xdplb_trace_const trace_const;

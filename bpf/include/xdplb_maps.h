@@ -35,6 +35,15 @@ struct {
 	__type(value, __u32);
 } vip_addrs SEC(".maps");
 
+/* L2 mode: addresses this node answers ARP and neighbor solicitations for
+ * (value: XDPLB_L2_F_*), while it is the one elected to announce them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XDPLB_MAX_VIPS);
+	__type(key, struct xdplb_addr);
+	__type(value, __u32);
+} l2_addrs SEC(".maps");
+
 /* Real id -> the real's address; id 0 is reserved ("no real"), family 0 an unused slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

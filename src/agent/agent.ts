@@ -20,7 +20,6 @@ import { allAddresses, allLinks, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
 import { attachedProgram, pinnedProgramId, programId } from '../libbpf/pins.js';
 import { detachXdp } from '../libbpf/xdp.js';
-import { REASONS, verdictOf } from '../api/verdicts.js';
 import { readReasons } from './dataplane/counters.js';
 import { ifIndex } from '../libbpf/libbpf.js';
 import type { AgentBgpSettings } from '../api/xdpbalancer.js';
@@ -300,11 +299,12 @@ export class Agent {
     return !!this.announcer;
   }
 
-  /** Packets the program has forwarded to reals (every TX verdict), since it was loaded: a counter that only grows. */
+  /**
+   * Packets the program has forwarded to reals since it was loaded: a counter that only grows.
+   * Only TX_ENCAP: the other TX reasons are ARP and NDP answers, which go on while traffic drains.
+   */
   forwardedPackets(): bigint {
-    if (!this.lb) return 0n;
-    const reasons = readReasons(this.lb.maps);
-    return REASONS.filter((r) => verdictOf(r) === 'tx').reduce((sum, r) => sum + reasons[r], 0n);
+    return this.lb ? readReasons(this.lb.maps).TX_ENCAP : 0n;
   }
 
   /** A traced VIP may have been added, renumbered or removed. */

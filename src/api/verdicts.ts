@@ -9,10 +9,13 @@
 /** enum xdplb_reason, by its C name without the XDPLB_ prefix, in enum order. */
 export const REASONS = [
   'TX_ENCAP',
+  'TX_ARP_REPLY',
+  'TX_NDP_ADVERT',
   'PASS_NOT_IP',
   'PASS_NOT_VIP',
   'PASS_MALFORMED',
   'PASS_VIP_NOT_TCP_UDP',
+  'PASS_NDP_NO_ROOM',
   'DROP_MALFORMED',
   'DROP_FRAGMENT',
   'DROP_NO_REAL',

@@ -11,6 +11,7 @@ export const RING_SIZE = 65537;
 export const CONNECTION_TABLE_SIZE = 1048576;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
+export const MAX_ND_OPTS = 4;
 
 export const TRACE_MAX_RULES = 8;
 export const TRACE_RING_BYTES = 1 << 22;
@@ -27,6 +28,30 @@ export type Family = typeof FAMILY_V4 | typeof FAMILY_V6;
 
 export const VIP_F_HASH_NO_SRC_PORT = 1 << 0;
 export const VIP_F_LRU_BYPASS = 1 << 1;
+
+/** l2_addrs values (enum xdplb_l2_flag). */
+export const L2_F_ANSWER = 1 << 0;
+
+/**
+ * enum xdplb_l2_const without the XDPLB_ prefix: the protocol numbers of the
+ * ARP and NDP answers the program gives and the announcements the agent sends.
+ */
+export const L2_PROTO = {
+  ETH_P_IP: 0x0800,
+  ETH_P_ARP: 0x0806,
+  ETH_P_IPV6: 0x86dd,
+  ARPHRD_ETHER: 1,
+  ARPOP_REQUEST: 1,
+  ARPOP_REPLY: 2,
+  IPPROTO_ICMPV6: 58,
+  NDISC_NEIGHBOUR_SOLICITATION: 135,
+  NDISC_NEIGHBOUR_ADVERTISEMENT: 136,
+  ND_OPT_TARGET_LL_ADDR: 2,
+  ND_OPT_UNIT: 8,
+  NA_F_SOLICITED: 0x40,
+  NA_F_OVERRIDE: 0x20,
+  NDP_HOP_LIMIT: 255,
+} as const;
 
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;

@@ -89,6 +89,8 @@ const perRealId: Scale = { with: 'reals' };
 export const BALANCER_MAPS = {
   vips: map<VipKey, VipMeta>('vip_map', MapType.HASH, VipKeyCodec, VipMetaCodec, perVip),
   vipAddrs: map<IpAddress, number>('vip_addrs', MapType.HASH, AddrCodec, U32Codec, perVip),
+  /** L2 mode: address -> L2_F_* flags (L2_F_ANSWER: answer ARP and neighbor solicitations for it). */
+  l2Addrs: map<IpAddress, number>('l2_addrs', MapType.HASH, AddrCodec, U32Codec, perVip),
   reals: map<number, IpAddress | null>('reals', MapType.ARRAY, U32Codec, RealSlotCodec, perRealId),
   ring: map<number, number>('ring', MapType.ARRAY, U32Codec, U32Codec, { with: 'vips', times: RING_SIZE }, BPF_F_MMAPABLE),
   connTable: map<Buffer, Buffer>('conn_table', MapType.LRU_HASH, opaqueCodec(FlowKeyLayout), opaqueCodec(FlowValueLayout),

@@ -148,7 +148,7 @@ export function parseMac(text: string): Buffer {
   return Buffer.from(parts.map((p) => parseInt(p, 16)));
 }
 
-const formatMac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+export const formatMac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 
 export function encodeCtlConfig(cfg: CtlConfig): Buffer {
   const o = CtlConfigLayout.offsets;

@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { ALL_LAYOUTS, AddrLayout } from '../../src/bpf/structs.js';
 import * as L from '../../src/bpf/consts.js';
 import { TRACE_LAYOUTS } from '../../src/bpf/trace-structs.js';
+import { L2_LAYOUTS } from '../../src/bpf/l2-structs.js';
 import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
   from '../../src/bpf/maps.js';
 import { BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBalancer, loadDecap } from '../../src/bpf/programs.js';
@@ -20,7 +21,7 @@ const strip = (names: Record<string, number>) =>
 describe('struct layouts match the BTF', () => {
   const btf = new Btf(BALANCER_OBJECT);
   const decapBtf = new Btf(DECAP_OBJECT);
-  for (const layout of [...ALL_LAYOUTS, ...TRACE_LAYOUTS]) {
+  for (const layout of [...ALL_LAYOUTS, ...TRACE_LAYOUTS, ...L2_LAYOUTS]) {
     test(`struct ${layout.cName}`, () => {
       const actual = btf.struct(layout.cName);
       assert.equal(layout.size, actual.size, `sizeof(struct ${layout.cName})`);
@@ -39,12 +40,15 @@ describe('struct layouts match the BTF', () => {
       CONNECTION_TABLE_SIZE: L.CONNECTION_TABLE_SIZE,
       MAX_DECAP_ADDRS: L.MAX_DECAP_ADDRS,
       MAX_EXT_HDRS: L.MAX_EXT_HDRS,
+      MAX_ND_OPTS: L.MAX_ND_OPTS,
     });
     assert.deepEqual(strip(btf.enumValues('xdplb_family')), { FAMILY_V4: L.FAMILY_V4, FAMILY_V6: L.FAMILY_V6 });
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_flag')), {
       VIP_F_HASH_NO_SRC_PORT: L.VIP_F_HASH_NO_SRC_PORT,
       VIP_F_LRU_BYPASS: L.VIP_F_LRU_BYPASS,
     });
+    assert.deepEqual(strip(btf.enumValues('xdplb_l2_flag')), { L2_F_ANSWER: L.L2_F_ANSWER });
+    assert.deepEqual(strip(btf.enumValues('xdplb_l2_const')), L.L2_PROTO);
     assert.deepEqual(strip(btf.enumValues('xdplb_trace_const')), {
       TRACE_MAX_RULES: L.TRACE_MAX_RULES,
       TRACE_SNAPLEN: L.TRACE_SNAPLEN,

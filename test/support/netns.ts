@@ -40,13 +40,27 @@ export class TestNetns {
     }
   }
 
+  /** Returns this thread to the namespace it was in before enter(). */
+  leave(): void {
+    if (this.home === null) return;
+    setNetns(this.home, 'the original namespace');
+    closeSync(this.home);
+    this.home = null;
+  }
+
+  /** Runs fn inside the namespace and comes back, also when it throws. */
+  within<T>(fn: () => T): T {
+    this.enter();
+    try {
+      return fn();
+    } finally {
+      this.leave();
+    }
+  }
+
   /** Returns to the original namespace and deletes this one, with what is in it. */
   remove(): void {
-    if (this.home !== null) {
-      setNetns(this.home, 'the original namespace');
-      closeSync(this.home);
-      this.home = null;
-    }
+    this.leave();
     execFileSync('ip', ['netns', 'del', this.name], { stdio: 'pipe' });
   }
 }

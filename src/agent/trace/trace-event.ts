@@ -29,7 +29,8 @@ export function toTraceEvent(rec: RawTraceRecord, vip: InstalledVipRef | undefin
     timeNs: String(timeNs),
     cpu: rec.cpu,
     family: rec.flow.family,
-    proto: rec.flow.family ? protoName(rec.flow.proto) : '',
+    // An answered ARP request carries its sender and target addresses as the flow: not an IP packet.
+    proto: rec.reason === 'TX_ARP_REPLY' ? 'ARP' : rec.flow.family ? protoName(rec.flow.proto) : '',
     src: rec.flow.src,
     sport: rec.flow.sport,
     dst: rec.flow.dst,
