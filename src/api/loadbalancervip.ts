@@ -49,6 +49,12 @@ export interface NodeStatus {
   lastError?: string;
 }
 
+export interface L2Status {
+  node: string;
+  /** When that node took the address over (RFC 3339). */
+  since: string;
+}
+
 export interface LoadBalancerVipStatus {
   observedGeneration?: number;
   /** The VIP's address (spec.address, or the one assigned): agents program it only while AddressAllowed is True. */
@@ -64,6 +70,8 @@ export interface LoadBalancerVipStatus {
   conditions?: V1Condition[];
   backends?: BackendStatus[];
   nodes?: NodeStatus[];
+  /** L2 mode: the node answering ARP/NDP for the address, chosen by the controller. */
+  l2?: L2Status;
 }
 
 export type AddressFamily = 'IPv4' | 'IPv6';

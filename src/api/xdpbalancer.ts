@@ -1,5 +1,6 @@
 /** The XdpBalancer custom resource (crds/xdpbalancers.yaml holds its schema and defaults). */
 import type { V1Condition, V1ObjectMeta, V1Toleration } from '@kubernetes/client-node';
+import { stableHashHex } from '../lib/stable-hash.js';
 
 export const XDPB_PLURAL = 'xdpbalancers';
 export const XDPB_KIND = 'XdpBalancer';
@@ -25,7 +26,37 @@ export interface XdpBalancerSpec {
   drainSeconds?: number;
   /** Announce the VIPs by BGP (a BIRD sidecar per agent); absent: routes to the nodes are someone else's job. */
   bgp?: XdpBalancerBgp;
+  /** Announce the VIPs on the nodes' LAN (ARP/NDP from one elected node per VIP); not with bgp. */
+  l2?: XdpBalancerL2;
 }
+
+/** spec.l2: one node per VIP, chosen by the controller, answers ARP/NDP for it. */
+export interface XdpBalancerL2 {
+  /** How long after an agent stops renewing its Lease its VIPs move to another node. */
+  leaseSeconds?: number;
+}
+
+export const DEFAULT_L2_LEASE_SECONDS = 10;
+/** An agent renews its Lease this many times per lease duration: one lost renewal does not cost the node its VIPs. */
+export const L2_RENEWALS_PER_LEASE = 3;
+/** The label every agent's L2 Lease carries, valued with its balancer's name: what the controller watches. */
+export const L2_LEASE_BALANCER_LABEL = 'xdplb.dev/l2-balancer';
+/** The label naming the node whose agent holds the Lease. */
+export const L2_LEASE_NODE_LABEL = 'xdplb.dev/l2-node';
+
+/**
+ * The name of the Lease a balancer's agent holds for its node, in the agents'
+ * namespace. A node name may be up to 253 characters: a longer pair ends in a
+ * hash so the name stays a valid, distinct object name.
+ */
+export function l2LeaseName(balancer: string, node: string): string {
+  const name = `xdplb-l2-${balancer}.${node}`;
+  if (name.length <= MAX_OBJECT_NAME) return name;
+  const suffix = stableHashHex(name);
+  return `${name.slice(0, MAX_OBJECT_NAME - suffix.length - 1)}-${suffix}`;
+}
+
+const MAX_OBJECT_NAME = 253;
 
 export interface XdpBalancerStatus {
   observedGeneration?: number;

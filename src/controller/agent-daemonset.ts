@@ -8,7 +8,7 @@ import type { V1Container, V1DaemonSet, V1Volume, V1VolumeMount } from '@kuberne
 import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
-  type AgentBgpSettings, birdCommand, DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
+  type AgentBgpSettings, birdCommand, DEFAULT_DRAIN_SECONDS, DEFAULT_L2_LEASE_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
 } from '../api/xdpbalancer.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
@@ -99,7 +99,11 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   if (caps.reals !== undefined) args.push('--max-reals', String(caps.reals));
   if (caps.connectionTable !== undefined) args.push('--connection-table', String(caps.connectionTable));
   const bgp = spec.bgp ? bgpPodParts(spec.bgp, spec.image) : null;
-  if (bgp) args.push(...bgp.args, '--drain-seconds', String(drainSeconds));
+  if (bgp) args.push(...bgp.args);
+  if (spec.l2) args.push('--l2-lease-seconds', String(spec.l2.leaseSeconds ?? DEFAULT_L2_LEASE_SECONDS));
+  // Announcing (BGP or L2), an agent leaving its node moves the traffic away first, then waits for it.
+  const announces = !!bgp || !!spec.l2;
+  if (announces) args.push('--drain-seconds', String(drainSeconds));
   return {
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',
@@ -124,8 +128,8 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
           priorityClassName: 'system-node-critical',
           nodeSelector: { ...LINUX_NODES, ...spec.nodeSelector },
           tolerations: spec.tolerations,
-          // Removed from its node with BGP on, the agent waits up to drainSeconds for the traffic to move.
-          terminationGracePeriodSeconds: STOP_SECONDS + (bgp ? drainSeconds : 0),
+          // Removed from its node while announcing, the agent waits up to drainSeconds for the traffic to move.
+          terminationGracePeriodSeconds: STOP_SECONDS + (announces ? drainSeconds : 0),
           initContainers: [{
             name: 'mount-bpffs',
             image: spec.image,

@@ -42,6 +42,8 @@ export interface BalancerView {
   drainSeconds(balancer: string): number;
   /** Whether two different balancers may run on one node: both exist and their nodeSelectors do not exclude each other. */
   mayShareNodes(a: string, b: string): boolean;
+  /** Whether the balancer announces its VIPs in L2 mode (spec.l2). */
+  l2?(balancer: string): boolean;
 }
 
 export interface BalancerControllerOptions {
@@ -143,6 +145,10 @@ export class BalancerController implements BalancerView {
 
   drainSeconds(balancer: string): number {
     return this.balancers.get(balancer)?.spec.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
+  }
+
+  l2(balancer: string): boolean {
+    return !!this.balancers.get(balancer)?.spec.l2;
   }
 
   mayShareNodes(a: string, b: string): boolean {

@@ -40,7 +40,7 @@ export class Controller {
     });
     this.endpointSlices = new EndpointSlices(kc);
     this.vips = new VipController(kc, { balancers: this.balancers, endpointSlices: this.endpointSlices, events: this.events, metrics: this.metrics,
-      resyncSeconds: opts.resyncSeconds, maxListedBackends: opts.maxListedBackends, onVipChange: (v) => this.services.vipChanged(v) });
+      resyncSeconds: opts.resyncSeconds, maxListedBackends: opts.maxListedBackends, agentNamespace: opts.namespace, onVipChange: (v) => this.services.vipChanged(v) });
     this.services = new ServiceController(kc, {
       vips: { vip: (ns, name) => this.vips.vip(ns, name), vips: () => this.vips.allVips() },
       endpointSlices: this.endpointSlices, serveWithoutClass: opts.serveServicesWithoutClass, events: this.events, metrics: this.metrics,

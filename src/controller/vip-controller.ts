@@ -29,6 +29,7 @@ import type { ControllerMetrics } from './metrics.js';
 import { MultiMap } from './indexes.js';
 import { AddressAdmission } from './pools/address-admission.js';
 import { UsedAddresses } from './pools/assignment.js';
+import { AgentLeases } from './l2/agent-leases.js';
 import { PoolStatusWriter } from './pools/pool-status.js';
 import { decideAddress } from './pools/vip-address.js';
 import { matchesSelector } from './selector.js';
@@ -50,6 +51,8 @@ export interface VipControllerOptions {
   resyncSeconds?: number;
   /** Entries a VIP's status.backends may hold; the CRD's limit unless a test says fewer. */
   maxListedBackends?: number;
+  /** The agents' namespace: where, in L2 mode, they hold the Leases that say they are alive. */
+  agentNamespace?: string;
 }
 
 export const DEFAULT_RESYNC_SECONDS = 300;
@@ -72,6 +75,8 @@ export class VipController {
   /** Pools, namespaces and never-allowed addresses: whether a VIP may have its address. */
   readonly admission: AddressAdmission;
   private readonly poolStatus: PoolStatusWriter;
+  /** L2 mode: which agents are alive. */
+  private readonly agentLeases: AgentLeases | null;
   /** Every VIP's address (spec or status), so none is assigned twice; released when the VIP goes. */
   readonly used = new UsedAddresses();
   /** The address each VIP key holds in `used`. */
@@ -102,6 +107,8 @@ export class VipController {
       forbiddenChanged: () => this.queueAll(),
     });
     this.poolStatus = new PoolStatusWriter(kc, this.admission, this.used, opts.metrics);
+    this.agentLeases = opts.agentNamespace === undefined ? null
+      : new AgentLeases(kc, opts.agentNamespace, { aliveChanged: (balancer) => this.queueBalancer(balancer) });
     opts.endpointSlices.onChange((service) => {
       for (const key of this.byService.get(service)) this.queue.add(key);
     });
@@ -121,7 +128,7 @@ export class VipController {
   async start(): Promise<void> {
     // Admission first: a VIP reconciled before the pools are known would be refused.
     await this.admission.start();
-    await Promise.all([this.vips.start(), this.pods.start()]);
+    await Promise.all([this.vips.start(), this.pods.start(), this.agentLeases?.start()]);
     this.queueAll();
     this.queue.start();
     this.poolStatus.start();
@@ -133,11 +140,15 @@ export class VipController {
     clearInterval(this.resyncTimer);
     await this.queue.stop();
     await this.poolStatus.stop();
-    await Promise.all([this.vips.stop(), this.pods.stop(), this.admission.stop()]);
+    await Promise.all([this.vips.stop(), this.pods.stop(), this.admission.stop(), this.agentLeases?.stop()]);
   }
 
   private queueAll(): void {
     for (const v of this.vips.list()) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
+  }
+
+  private queueBalancer(balancer: string): void {
+    for (const v of this.vips.list()) if (balancerOf(v) === balancer) this.queue.add(keyOf(v.metadata.namespace, v.metadata.name));
   }
 
   /** A VIP whose address is not allowed holds no claim (it is programmed nowhere). */
@@ -269,6 +280,7 @@ export class VipController {
       pods: service === undefined ? this.podIndex.candidates(ns, vip.spec.backendSelector ?? {}) : [],
       endpointSlices: service === undefined ? undefined : this.opts.endpointSlices.of(ns, service),
       podOf: (pod) => this.pods.get(pod, ns),
+      l2Alive: this.agentLeases && this.opts.balancers.l2?.(balancerOf(vip)) ? this.agentLeases.alive(balancerOf(vip)) : undefined,
     });
     const { status, requeue } = next;
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
@@ -280,7 +292,7 @@ export class VipController {
     if (!changed(vip.status, status)) return requeue;
     const written = await this.custom.patchNamespacedCustomObjectStatus(
       // A merge patch keeps fields it does not name: null removes a pool no longer allowed.
-      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
+      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, l2: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ).then(() => true, goneOrThrow);
     if (!written) return;
@@ -348,6 +360,7 @@ function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipS
     prev?.readyBackends !== next.readyBackends ||
     prev?.unlistedBackends !== next.unlistedBackends ||
     prev?.programmedNodes !== next.programmedNodes ||
+    prev?.l2?.node !== next.l2?.node ||
     !sameBackends(prev?.backends, next.backends) ||
     !conditionsEqual(prev?.conditions, next.conditions)
   );

@@ -14,6 +14,7 @@ import type { BalancerView } from './balancer-controller.js';
 import { computeConditions, programmedNodes } from './conditions.js';
 import type { ConflictInfo } from './conflicts.js';
 import type { AddressDecision } from './pools/vip-address.js';
+import { electL2Node } from './l2/l2-election.js';
 import { resolveEndpointBackends } from './services/endpoint-backends.js';
 
 const MS_PER_SECOND = 1000;
@@ -32,6 +33,8 @@ export interface VipStatusInput {
   now: Date;
   /** Entries status.backends may hold; MAX_STATUS_BACKENDS unless a test says fewer. */
   maxBackends?: number;
+  /** L2 mode (the balancer's spec.l2): the nodes whose agent is alive; absent when the balancer is not in L2 mode. */
+  l2Alive?: ReadonlySet<string>;
 }
 
 export interface VipStatusResult {
@@ -71,6 +74,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     now,
   });
   const programmed = programmedNodes(vip).length;
+  const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now });
   return {
     status: {
       observedGeneration: vip.metadata.generation,
@@ -82,6 +86,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
       programmedNodes: `${programmed}/${desired ?? 0}`,
       backends: listed,
       conditions,
+      ...(l2 ? { l2 } : {}),
     },
     desiredNodes: desired ?? 0,
     programmedNodes: programmed,

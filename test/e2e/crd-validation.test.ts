@@ -91,5 +91,13 @@ describe('CRDs on a real kube-apiserver', () => {
     // CEL rules run only once the schema's own checks pass: the bad key alone.
     assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
       'spec: {image: "xdplb:dev", nodeSelector: {"edge node": "yes"}}\n'), /spec\.nodeSelector: Invalid value: .*not label keys .*such as "edge node"/);
+    // L2 mode: its lease defaulted and bounded; a VIP is announced one way, not by BGP and L2 both.
+    cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: lan}\nspec: {image: "xdplb:dev", l2: {}}\n');
+    assert.equal(cp.kubectl(['get', 'xdpb', 'lan', '-o', 'jsonpath={.spec.l2.leaseSeconds}']), '10');
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
+      'spec: {image: "xdplb:dev", l2: {leaseSeconds: 1}}\n'), /spec\.l2\.leaseSeconds: Invalid value: 1: spec\.l2\.leaseSeconds in body should be greater than or equal to 3/);
+    assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
+      'spec: {image: "xdplb:dev", l2: {}, bgp: {localASN: 64512, peers: [{address: 198.18.21.1, asn: 64500}]}}\n'), /give bgp or l2, not both/);
+    cp.kubectl(['delete', 'xdpb', 'lan']);
   });
 });

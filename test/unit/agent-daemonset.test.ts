@@ -100,3 +100,16 @@ test('spec.bgp: the agent gets --bgp with password files, a BIRD sidecar that ou
     { name: 'bgp-password-0', mountPath: '/etc/xdplb/bgp-passwords/bgp-auth', readOnly: true },
   ]);
 });
+
+test('spec.l2: the agent gets --l2-lease-seconds (defaulted) and --drain-seconds, and the grace period covers the drain', () => {
+  const plain = agentDaemonSet(balancer({ drainSeconds: 30 }), 'xdplb-system').spec!.template.spec!;
+  assert.ok(!plain.containers[0]!.args!.includes('--l2-lease-seconds'));
+  const pod = agentDaemonSet(balancer({ drainSeconds: 30, l2: {} }), 'xdplb-system').spec!.template.spec!;
+  const args = pod.containers[0]!.args!;
+  assert.deepEqual(args.slice(args.indexOf('--l2-lease-seconds'), args.indexOf('--l2-lease-seconds') + 2), ['--l2-lease-seconds', '10']);
+  assert.deepEqual(args.slice(args.indexOf('--drain-seconds'), args.indexOf('--drain-seconds') + 2), ['--drain-seconds', '30']);
+  assert.equal(pod.terminationGracePeriodSeconds, plain.terminationGracePeriodSeconds! + 30);
+  const custom = agentDaemonSet(balancer({ l2: { leaseSeconds: 4 } }), 'xdplb-system').spec!.template.spec!.containers[0]!.args!;
+  assert.equal(custom[custom.indexOf('--l2-lease-seconds') + 1], '4');
+  assert.deepEqual(pod.initContainers!.map((c) => c.name), ['mount-bpffs'], 'no sidecar: the XDP program answers ARP/NDP');
+});

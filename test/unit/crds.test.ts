@@ -41,7 +41,7 @@ const load = (name: string) =>
 function resolves(schema: Schema, jsonPath: string): boolean {
   let s: Schema | undefined = schema;
   for (const part of jsonPath.replace(/\[[^\]]*\]/g, '[]').replace(/^\./, '').split('.')) {
-    const m = /^([A-Za-z]+)(\[.*\])?$/.exec(part);
+    const m = /^([A-Za-z][A-Za-z0-9]*)(\[.*\])?$/.exec(part);
     if (!m || !s) return false;
     if (m[1] === 'metadata') return true; // the API server's own
     s = s.properties?.[m[1]!];
