@@ -28,6 +28,9 @@ import { connectedPeers } from './announce/connected-peers.js';
 import { mapsWritableCheck, programAttachedCheck } from './announce/dataplane-checks.js';
 import type { HealthCheck } from './announce/health.js';
 import { registerBgpMetrics } from './announce/bgp-metrics.js';
+import { L2Announcer } from './announce/l2-announcer.js';
+import { announceAddress, l2AddressMap, registerL2Metrics, SolicitedNodeGroups } from './announce/l2-sender.js';
+import { canonicalIp } from '../lib/ip.js';
 
 const log = componentLog('agent');
 
@@ -51,6 +54,8 @@ export interface AgentOptions {
   nextHopPollMs?: number;
   /** Announce the programmed VIPs by BGP through BIRD. */
   bgp?: AgentBgp;
+  /** L2 mode: answer ARP/NDP for the addresses the source names (setL2Addresses), announcing each taken over. */
+  l2?: boolean;
 }
 
 export interface AgentBgp {
@@ -87,6 +92,8 @@ export class Agent {
   private addressTimer: NodeJS.Timeout | null = null;
   private queue: Promise<void> = Promise.resolve();
   private announcer: Announcer | null = null;
+  private l2: L2Announcer | null = null;
+  private l2Groups: SolicitedNodeGroups | null = null;
   /** The kernel's refusal of the last programming; null once one succeeds. */
   private lastWriteError: string | null = null;
   /** The NIC's index when the program went on: a NIC re-created under the same name has another. */
@@ -118,6 +125,14 @@ export class Agent {
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
     if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
     if (this.opts.bgp) this.announcer = await this.makeAnnouncer(this.opts.bgp);
+    if (this.opts.l2) {
+      const groups = (this.l2Groups = new SolicitedNodeGroups(() => this.nextHop!.nic));
+      const l2 = (this.l2 = new L2Announcer(l2AddressMap(this.lb.maps), (address) => announceAddress(this.nextHop!, address), {
+        answered: (addresses) => void groups.sync(addresses),
+      }));
+      registerL2Metrics(this.metrics.registry, () => l2.state());
+      log.info({ nic: this.nextHop.nic }, 'announcing VIPs in L2 mode (ARP/NDP) where the controller names this node');
+    }
     this.tracer = new Tracer(this.lb.maps, () => this.dataplane!.installedVipNums());
     if (this.opts.traceAddress) {
       // Tracing is for debugging: a port in use must not keep the balancer from running.
@@ -225,6 +240,18 @@ export class Agent {
     });
   }
 
+  /**
+   * L2 mode: answers ARP/NDP for these addresses (those the controller names
+   * this node for) among the VIPs the maps hold; announces the new ones.
+   */
+  setL2Addresses(addresses: string[]): void {
+    if (!this.l2) return;
+    void this.enqueue(() => {
+      const programmed = new Set(this.programmedAddresses().map(canonicalIp));
+      this.l2!.set(addresses.filter((a) => programmed.has(canonicalIp(a))));
+    });
+  }
+
   /** Runs one change of the maps or the attachment after those before it. */
   private enqueue(work: () => void): Promise<void> {
     const run = this.queue.then(work);
@@ -291,12 +318,14 @@ export class Agent {
    * node stops (and, if it detaches, finds no program).
    */
   async withdraw(): Promise<void> {
+    this.l2?.withdrawAll();
+    await this.l2Groups?.idle();
     await this.announcer?.withdrawAll();
   }
 
-  /** Whether it announces its VIPs (BGP): only then does a withdrawal move traffic away. */
+  /** Whether it announces its VIPs (BGP or L2): only then does a withdrawal move traffic away. */
   get announces(): boolean {
-    return !!this.announcer;
+    return !!this.announcer || !!this.l2;
   }
 
   /**

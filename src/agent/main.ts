@@ -20,11 +20,14 @@ import { waitForTrafficToMove } from './drain.js';
 import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
 import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
 import { parseBgpSettings } from './announce/bgp-settings.js';
+import { AgentLease } from './announce/l2-lease.js';
 
 const log = componentLog('main');
 
 const DEFAULT_BIRD_DIR = '/run/xdplb/bird';
 const MS_PER_S = 1000;
+/** The CRD's minimum of spec.l2.leaseSeconds: renewals every second at least. */
+const MIN_L2_LEASE_SECONDS = 3;
 
 const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [options]   (cluster mode)
        xdplb-agent [run] --config FILE [options]                           (standalone)
@@ -52,9 +55,13 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
                         0: never; default ${DEFAULT_API_LOSS_SECONDS} (XDPLB_BGP_API_LOSS_SECONDS)
   --bgp-withdraw-seconds N  on SIGTERM, after the withdrawal, how long routers get to move the traffic
                         before the agent goes on; default ${DEFAULT_WITHDRAW_SETTLE_MS / MS_PER_S} (XDPLB_BGP_WITHDRAW_SECONDS)
-  --drain-seconds N     when it detaches after withdrawing its routes (BGP), wait at most N s for its
+  --drain-seconds N     when it detaches after withdrawing its routes (BGP) or its L2 addresses, wait at most N s for its
                         forwarded packets to stop (the routers moved the traffic); default ${DEFAULT_DRAIN_SECONDS}
                         (XDPLB_DRAIN_SECONDS)
+  --l2-lease-seconds N  cluster mode, L2 announcement: hold a Lease in the agents' namespace (renewed every
+                        N/3 s, deleted on stop) and answer ARP/NDP for the VIPs the controller names this
+                        node for (status.l2.node), announcing each it takes over (XDPLB_L2_LEASE_SECONDS)
+  --namespace NS        the agents' namespace, for the L2 Lease; default: the pod's (POD_NAMESPACE)
   --detach-on-exit      detach and unpin on SIGTERM. Default: stay attached, traffic keeps flowing;
                         in cluster mode, detach and unpin when no agent of the balancer will run on the
                         node again (XdpBalancer or DaemonSet gone, node no longer selected)
@@ -97,6 +104,8 @@ async function main(): Promise<void> {
         'bgp-api-loss-seconds': { type: 'string' },
         'bgp-withdraw-seconds': { type: 'string' },
         'drain-seconds': { type: 'string' },
+        'l2-lease-seconds': { type: 'string' },
+        namespace: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -151,6 +160,10 @@ async function main(): Promise<void> {
     const settleS = integer('bgp-withdraw-seconds', v['bgp-withdraw-seconds'] ?? env.XDPLB_BGP_WITHDRAW_SECONDS, 0);
     if (settleS !== undefined) bgp.withdrawSettleMs = settleS * MS_PER_S;
   }
+  const l2LeaseSeconds = integer('l2-lease-seconds', v['l2-lease-seconds'] ?? env.XDPLB_L2_LEASE_SECONDS, MIN_L2_LEASE_SECONDS);
+  if (l2LeaseSeconds !== undefined && config) fail('--l2-lease-seconds needs cluster mode: the controller chooses which node announces each VIP');
+  const agentNamespace = v.namespace ?? env.POD_NAMESPACE;
+  if (l2LeaseSeconds !== undefined && !agentNamespace) fail('--l2-lease-seconds needs the agents\' namespace for its Lease: give --namespace (in a pod, POD_NAMESPACE)');
   const drainSeconds = integer('drain-seconds', v['drain-seconds'] ?? env.XDPLB_DRAIN_SECONDS, 0) ?? DEFAULT_DRAIN_SECONDS;
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
@@ -166,8 +179,10 @@ async function main(): Promise<void> {
     srcV6: v['src-v6'] ?? env.XDPLB_SRC_V6,
     capacity,
     bgp,
+    l2: l2LeaseSeconds !== undefined,
   });
   let apiProbe: ApiProbe | null = null;
+  let lease: AgentLease | null = null;
   let source: VipSource;
   /** On SIGTERM without --detach-on-exit: stay attached, or detach because xdplb is being uninstalled. */
   let onExit: () => Promise<ExitDecision | null> = () => Promise.resolve(null);
@@ -185,6 +200,7 @@ async function main(): Promise<void> {
     // In a pod (POD_NAMESPACE set by the DaemonSet), the DaemonSet and this node say whether an agent will run here again.
     const where = env.POD_NAMESPACE && nodeName ? { node: nodeName, namespace: env.POD_NAMESPACE } : undefined;
     onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where);
+    if (l2LeaseSeconds !== undefined) lease = new AgentLease(kc, { balancer, node: nodeName!, namespace: agentNamespace!, leaseSeconds: l2LeaseSeconds });
     if (bgp) {
       const client = kc;
       apiProbe = new ApiProbe(() => getBalancer(client, balancer), apiLossSeconds);
@@ -198,6 +214,8 @@ async function main(): Promise<void> {
   await agent.run(await source.initial(agent));
   await source.follow(agent);
   apiProbe?.start();
+  // Alive once programmed and attached: only then may the controller name this node for a VIP.
+  await lease?.start();
   log.info({ ...source.describe(), nic: agent.nic, mode: agent.mode, pinDir }, `xdplb-agent running (${source.mode})`);
 
   let stopping = false;
@@ -207,14 +225,14 @@ async function main(): Promise<void> {
     const forced = !!v['detach-on-exit'];
     log.info({ signal, detachOnExit: forced }, 'stopping');
     apiProbe?.stop();
-    // Routes first: no new flow may arrive at a node that is stopping (and may detach).
-    agent.withdraw().then(() => {
+    // Routes (or L2 addresses) first: no new flow may arrive at a node that is stopping (and may detach).
+    agent.withdraw().then(() => lease?.release()).then(() => {
       const decided = forced ? Promise.resolve(null) : onExit();
       return Promise.all([decided, source.stop()]);
     }).then(async ([decision]) => {
       if (decision) log[decision.level](decision.message);
       const detach = forced || !!decision?.detach;
-      // Leaving for good, routes withdrawn: let the routers move the flows before the program goes.
+      // Leaving for good, routes or L2 addresses withdrawn: let the routers or clients move the flows before the program goes.
       if (detach && agent.announces) {
         log.info({ drainSeconds }, 'waiting for the traffic to move before detaching');
         const drained = await waitForTrafficToMove(() => agent.forwardedPackets(), { maxMs: drainSeconds * MS_PER_S });

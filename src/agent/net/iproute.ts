@@ -98,3 +98,20 @@ export async function subnets(): Promise<Subnet[]> {
   return out.flatMap((l) => (l.addr_info ?? []).flatMap((a) =>
     a.local && a.prefixlen !== undefined && a.scope === 'global' ? [{ local: a.local, prefixlen: a.prefixlen }] : []));
 }
+
+/**
+ * Adds or removes a link-layer multicast address of a NIC (`ip maddr`): a NIC
+ * drops multicast it has not joined, and a Neighbor Solicitation goes to the
+ * target's solicited-node group. Kept by the kernel, not by this process, so
+ * the XDP program goes on receiving them while the agent restarts. Adding an
+ * address already added, or removing one that is not, is not an error.
+ */
+export async function setLinkMulticast(dev: string, mac: string, present: boolean): Promise<void> {
+  try {
+    await run('ip', ['maddr', present ? 'add' : 'del', mac, 'dev', dev], { encoding: 'utf8' });
+  } catch (err) {
+    const text = (err as { stderr?: string }).stderr ?? (err as Error).message;
+    if (present ? /File exists/.test(text) : /No such file|Cannot assign/.test(text)) return;
+    throw new Error(`"ip maddr ${present ? 'add' : 'del'} ${mac} dev ${dev}" failed: ${text.trim()}`);
+  }
+}

@@ -117,6 +117,8 @@ export class ClusterSource implements VipSource {
       for (const v of plan.programmed) plan.refused.set(v, refusedByKernel);
       plan.programmed = [];
     }
+    // Only what is programmed here: the controller may name this node before the maps hold the VIP.
+    programmer.setL2Addresses?.(plan.programmed.filter((v) => v.status?.l2?.node === this.opts.node && v.status.address).map((v) => v.status!.address!));
     for (const [v, why] of plan.refused) log.warn({ vip: vipRef(v), problem: why }, 'VIP not programmed on this node');
     const failedWrites = await this.report(plan);
     if (refusedByKernel) throw new Error(refusedByKernel);

@@ -14,6 +14,8 @@ export interface Programmer {
   accept: DataplaneAccept;
   /** Programs the VIPs as a diff; rejects, keeping the running state, when the dataplane refuses them. */
   setVips(vips: VipSpec[]): Promise<void>;
+  /** L2 mode: the programmed VIP addresses the controller names this node for (status.l2.node). */
+  setL2Addresses?(addresses: string[]): void;
 }
 
 export interface VipSource {
