@@ -51,8 +51,15 @@ const STATIC_VIP_ROUTES = { v4: '198.19.0.0/24', v6: '2001:db8:19::/64' };
 /** Lines of a BIRD's log kept for error messages. */
 const BIRD_LOG_LINES = 200;
 
-/** How the router reaches the VIPs: learnt by BGP from the balancers, or static routes the test sets. */
-export type LabRouting = 'bgp' | 'static';
+/**
+ * How traffic reaches the VIPs: learnt by BGP from the balancers, static
+ * routes the test sets, or 'l2': the client and the balancers share one
+ * Ethernet segment (a bridge in the router's namespace), the client reaches
+ * the VIP range on-link and the balancer the controller names answers ARP/NDP.
+ */
+export type LabRouting = 'bgp' | 'static' | 'l2';
+/** Routing 'l2': the bridge joining the client, the balancers and the router. */
+const SEGMENT = 'seg';
 
 export const VIP4 = '198.19.0.10';
 export const VIP4_V6REALS = '198.19.0.11';
@@ -98,6 +105,8 @@ const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['
 export class Lab {
   readonly router: string;
   readonly client: string;
+  /** Every real's namespace starts with this. */
+  private readonly realPrefix: string;
   readonly balancers: Balancer[];
   readonly reals: LabReal[];
   readonly pinRoot: string;
@@ -133,6 +142,7 @@ export class Lab {
       agent: null,
       log: [],
     }));
+    this.realPrefix = ns('real');
     this.reals = Array.from({ length: realCount }, (_, j) => ({
       name: `real${j + 1}`,
       ns: ns(`real${j + 1}`),
@@ -199,10 +209,14 @@ export class Lab {
   }
 
   /** A veth between the router (routerIf) and a node's eth0, with /24 and /64 on both ends. */
+  /** A veth from the router to the namespace's eth0; in the 'l2' lab the client's and balancers' join the segment, where the router's addresses go. */
   private wire(ns: string, routerIf: string, v4net: string, v6net: string, mtu: number): void {
     this.ip(this.router, 'link', 'add', routerIf, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns, 'mtu', String(mtu));
-    this.ip(this.router, 'addr', 'add', `${v4net}.1/24`, 'dev', routerIf);
-    this.ip(this.router, '-6', 'addr', 'add', `${v6net}::1/64`, 'dev', routerIf, 'nodad');
+    const onSegment = this.routing === 'l2' && !ns.startsWith(this.realPrefix);
+    if (onSegment) this.ip(this.router, 'link', 'set', routerIf, 'master', SEGMENT);
+    const routerSide = onSegment ? SEGMENT : routerIf;
+    this.ip(this.router, 'addr', 'add', `${v4net}.1/24`, 'dev', routerSide);
+    this.ip(this.router, '-6', 'addr', 'add', `${v6net}::1/64`, 'dev', routerSide, 'nodad');
     this.ip(ns, 'addr', 'add', `${v4net}.2/24`, 'dev', 'eth0');
     this.ip(ns, '-6', 'addr', 'add', `${v6net}::2/64`, 'dev', 'eth0', 'nodad');
     this.ip(this.router, 'link', 'set', routerIf, 'up');
@@ -216,7 +230,15 @@ export class Lab {
     this.sysctl(this.router, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1',
       'net.ipv4.fib_multipath_hash_policy=1', 'net.ipv6.fib_multipath_hash_policy=1');
     this.addNs(this.client);
+    if (this.routing === 'l2') {
+      // One broadcast domain; no multicast snooping, so Neighbor Solicitations reach every balancer.
+      this.ip(this.router, 'link', 'add', SEGMENT, 'type', 'bridge', 'mcast_snooping', '0');
+      this.ip(this.router, 'link', 'set', SEGMENT, 'up');
+    }
     this.wire(this.client, 'c1', '198.18.10', '2001:db8:10', CLIENT_MTU);
+    if (this.routing === 'l2') {
+      for (const prefix of Object.values(STATIC_VIP_ROUTES)) this.ip(this.client, 'route', 'add', prefix, 'dev', 'eth0');
+    }
     // With checksum offload, veth hands XDP frames whose TCP/UDP checksum is not
     // filled in yet (CHECKSUM_PARTIAL); the balancer sends the bytes as they are
     // and the real drops them. A physical NIC never delivers such frames, so the
@@ -237,7 +259,7 @@ export class Lab {
       await this.startServer(r);
     }
     if (this.routing === 'bgp') await this.startBgp();
-    else this.routeVia(this.balancers);
+    else if (this.routing === 'static') this.routeVia(this.balancers);
   }
 
   /**

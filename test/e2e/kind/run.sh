@@ -30,7 +30,8 @@
 #      balancer sends encapsulated packets to its gateway, the host); the
 #      nodes accept what direct server return needs (see the sysctls below)
 #   5. runs the scenarios with XDPLB_E2E_ENV=kind: the operator's, then
-#      announcing the VIP by BGP to the client (test/e2e/kind/bgp.test.ts), then
+#      announcing the VIP by BGP to the client (test/e2e/kind/bgp.test.ts), L2
+#      mode with a VIP on the kind network (test/e2e/kind/l2.test.ts), then
 #      drain and uninstall (test/e2e/kind/cluster.test.ts)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -209,7 +210,7 @@ export XDPLB_E2E_ENV=kind XDPLB_E2E_IMAGE="$E2E_IMAGE" XDPLB_E2E_CLIENT="$CLIENT
 # the run fails at the end. SCENARIOS picks some of them while iterating on a
 # kept cluster (KEEP_CLUSTER=1 SCENARIOS=e2e/kind/bgp).
 failed=()
-for scenario in ${SCENARIOS-e2e/operator/operator e2e/kind/bgp e2e/kind/cluster}; do
+for scenario in ${SCENARIOS-e2e/operator/operator e2e/kind/bgp e2e/kind/l2 e2e/kind/cluster}; do
   node test/run.mjs "$scenario" || failed+=("$scenario")
 done
 if ((${#failed[@]})); then

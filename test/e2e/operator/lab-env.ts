@@ -64,7 +64,7 @@ export class LabOperatorEnv implements OperatorEnv {
    * would. `before` runs once the control plane has deploy/, before any
    * controller or agent starts (benchmarks load objects there).
    */
-  static async up(opts: { agentArgs?: string[]; before?: (cp: ControlPlane) => Promise<void> } = {}): Promise<LabOperatorEnv> {
+  static async up(opts: { agentArgs?: string[]; before?: (cp: ControlPlane) => Promise<void>; routing?: 'static' | 'l2' } = {}): Promise<LabOperatorEnv> {
     const cp = await ControlPlane.start();
     let lab: Lab | undefined;
     let bridge: ApiBridge | undefined;
@@ -76,7 +76,7 @@ export class LabOperatorEnv implements OperatorEnv {
       cp.kubectl(['apply', '-f', '-'], namespacePool('shop'));
       await opts.before?.(cp);
       // Static routes, as the default balancer has no spec.bgp; the BGP scenario switches (env.bgp).
-      lab = await Lab.up({ reals: 3, routing: 'static' });
+      lab = await Lab.up({ reals: 3, routing: opts.routing ?? 'static' });
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
       await bridge.start();
       const e = (env = new LabOperatorEnv(cp, lab, bridge, opts.agentArgs ?? []));
@@ -188,12 +188,38 @@ export class LabOperatorEnv implements OperatorEnv {
     }, [...this.agentArgs, ...this.templateArgs(node)]);
   }
 
-  /** The agents' BGP flags in the DaemonSet's pod template (what the controller made of spec.bgp). */
-  private bgpArgsOfTemplate(): string[] | null {
+  /** A flag and its value in the agent container of the DaemonSet's pod template (what the controller made of the XdpBalancer), or null. */
+  private templateFlag(flag: string): string[] | null {
     const ds = this.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE])!;
     const args = (ds.spec.template.spec.containers as { name: string; args: string[] }[]).find((c) => c.name === 'agent')!.args;
-    const at = args.indexOf('--bgp');
+    const at = args.indexOf(flag);
     return at < 0 ? null : args.slice(at, at + 2);
+  }
+
+  private bgpArgsOfTemplate(): string[] | null {
+    return this.templateFlag('--bgp');
+  }
+
+  /**
+   * L2 mode (an env made with routing 'l2'): patches spec.l2 into the default
+   * balancer and restarts the agents with the DaemonSet's L2 flags, as a
+   * rollout would; the pod's namespace (POD_NAMESPACE in a pod) is given as a flag.
+   */
+  async startL2(leaseSeconds: number): Promise<void> {
+    this.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { l2: { leaseSeconds } } })]);
+    const l2 = await waitFor('--l2-lease-seconds in the agent DaemonSet', () => this.templateFlag('--l2-lease-seconds'), (a) => a?.[1] === String(leaseSeconds));
+    const drain = this.templateFlag('--drain-seconds') ?? [];
+    this.templateArgs = () => [...l2!, ...drain, '--namespace', AGENT_NAMESPACE];
+    await this.rollAgents();
+  }
+
+  /** Starts an agent with extra flags beyond the template's (a test's --detach-on-exit). */
+  startAgentWith(node: string, extra: string[]): Promise<void> {
+    return this.lab.startClusterAgent(this.balancer(node), {
+      kubeconfig: this.cp.kubeconfigAs('xdplb-system/xdplb-agent'),
+      port: this.bridge.port,
+      socket: this.bridge.socketPath,
+    }, [...this.agentArgs, ...this.templateArgs(node), ...extra]);
   }
 
   /** A rolling update as the DaemonSet controller and kubelet would do it: one node at a time, SIGTERM, then the new template's agent. */

@@ -4,10 +4,10 @@
  * lab here (lab-env.ts) and on a kind cluster (XDPLB_E2E_ENV=kind, kind-env.ts).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LoadBalancerVip } from '../../../src/api/loadbalancervip.js';
-import { inCI } from '../../support/kernel.js';
+import { environment } from '../../support/environment.js';
 import { sample, sum } from '../../support/prometheus.js';
 import { INVALID_VIPS, vipManifest } from '../invalid-vips.js';
 import type { OperatorEnv } from './env.js';
@@ -28,23 +28,7 @@ const APPLY_TO_TRAFFIC_MS = 5000;
 
 describe('operator end to end: kubectl apply to packets', () => {
   let env: OperatorEnv;
-  let unavailable: Error | null = null;
-  before(async () => {
-    try {
-      env = await openEnv();
-    } catch (err) {
-      unavailable = err as Error;
-    }
-  });
-  after(async () => {
-    await env?.down();
-  });
-  const need = (t: TestContext) => {
-    if (!unavailable) return true;
-    if (inCI) throw unavailable;
-    t.skip(`no operator environment: ${unavailable.message}`);
-    return false;
-  };
+  const { need } = environment('operator environment', async () => (env = await openEnv()));
 
   const ns = () => env.namespace;
   const getVip = (name: string) => JSON.parse(env.kubectl(['get', 'lbvip', name, '-n', ns(), '-o', 'json'])) as LoadBalancerVip;
