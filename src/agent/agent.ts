@@ -31,6 +31,7 @@ import { registerBgpMetrics } from './announce/bgp-metrics.js';
 import { L2Announcer } from './announce/l2-announcer.js';
 import { announceAddress, l2AddressMap, registerL2Metrics, SolicitedNodeGroups } from './announce/l2-sender.js';
 import { canonicalIp } from '../lib/ip.js';
+import { CapacityChange, recover as recoverCapacityChange } from './capacities/capacity-change.js';
 
 const log = componentLog('agent');
 
@@ -100,6 +101,8 @@ export class Agent {
   private attachedIfindex: number | null = null;
   /** The index of a re-created NIC the program could not go on, so its error is logged once, not every poll. */
   private reattachFailedOn: number | null = null;
+  /** Set when the pinned maps have other capacities: new maps are built beside them and swapped in by run(). */
+  private capacityChange: CapacityChange | null = null;
   metrics: AgentMetrics | null = null;
   mode: XdpMode | null = null;
 
@@ -119,7 +122,8 @@ export class Agent {
     this.nextHop = await discoverNextHop(this.opts);
     log.info({ nextHop: this.nextHop }, 'next hop');
     await this.refreshNodeAddresses();
-    this.lb = loadBalancer({ pinDir: this.opts.pinDir, capacity: this.opts.capacity });
+    this.capacityChange = CapacityChange.prepare({ pinDir: this.opts.pinDir, nic: this.nextHop.nic, capacity: this.opts.capacity });
+    this.lb = this.capacityChange?.loadNew() ?? loadBalancer({ pinDir: this.opts.pinDir, capacity: this.opts.capacity });
     this.dataplane = new Dataplane(this.lb.maps);
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
@@ -148,9 +152,10 @@ export class Agent {
     if (!this.dataplane) throw new Error('agent not opened');
     // Program before attaching: the program must never see empty maps it would pass traffic through.
     this.vips = initialVips;
-    await this.reconcile();
+    await this.reconcile().catch((err: unknown) => { throw this.capacityChange?.abandon(err) ?? err; });
     await this.leaveOtherNics();
-    this.attach();
+    if (this.capacityChange) await this.capacityChange.swap(this.lb!, () => this.attach(), this.metrics!);
+    else this.attach();
     this.metrics!.setReadiness(() => this.notReadyReason());
     this.metrics!.setAttachedCheck(() => this.attachmentProblem() === null);
     if (this.announcer) {
@@ -415,6 +420,7 @@ function nicExists(nic: string): boolean {
 
 /** Detaches whatever xdplb attached to a NIC and removes its pins (xdplb-agent cleanup). */
 export function cleanup(nic: string, pinDir: string): { detached: boolean } {
+  recoverCapacityChange(pinDir, nic); // one set of pins, whatever a capacities change that stopped half way left
   const { detached, foreign } = balancerProgram(nic, pinDir).remove();
   if (foreign !== null) log.warn({ nic, id: foreign }, 'the program on the NIC is not ours: left attached');
   return { detached };

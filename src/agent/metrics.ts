@@ -14,12 +14,18 @@ import type { Dataplane } from './dataplane/dataplane.js';
 import type { EncapConfig } from '../bpf/structs.js';
 import { ENCAP_SETTINGS, type EncapSetting } from './net/last-good.js';
 
+/** What became of the old connection table's entries in a capacities change. */
+const MOVED_RESULTS = ['copied', 'real_gone', 'table_full', 'unreadable'] as const;
+export type MovedResult = (typeof MOVED_RESULTS)[number];
+
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly reconciles: Counter<'result'>;
   readonly reconcileDuration: Histogram;
   /** Programs put back on a re-created NIC. */
   readonly reattaches: Counter;
+  /** Connection-table entries a capacities change copied or dropped. */
+  private readonly movedConnections: Counter<'result'>;
   private readonly xdpMode: Gauge<'mode' | 'nic'>;
   private readonly encapStale: Gauge<'setting'>;
   private readonly encapInfo: Gauge<'next_hop_mac' | 'source_v4' | 'source_v6'>;
@@ -81,6 +87,7 @@ export class AgentMetrics {
     scraped('xdplb_vips_capacity', 'VIPs the maps can hold.', () => dataplane().capacity.vips);
     scraped('xdplb_reals', 'Reals programmed in the maps (including draining ones).', () => dataplane().installedReals().length);
     scraped('xdplb_reals_capacity', 'Reals the maps can hold.', () => dataplane().capacity.reals);
+    scraped('xdplb_connection_table_capacity', 'Flows the connection table can hold.', () => maps.connTable.maxEntries);
     new Counter({
       name: 'xdplb_map_writes_total',
       help: 'BPF map element writes by this agent (0 growth: the maps already matched the desired state).',
@@ -104,6 +111,13 @@ export class AgentMetrics {
       labelNames: ['next_hop_mac', 'source_v4', 'source_v6'],
       registers: [r],
     });
+    this.movedConnections = new Counter({
+      name: 'xdplb_capacity_change_connections_total',
+      help: 'Connection-table entries of the old maps that this agent\'s capacities change copied into the new ones, or dropped (real_gone, table_full, unreadable).',
+      labelNames: ['result'],
+      registers: [r],
+    });
+    for (const result of MOVED_RESULTS) this.movedConnections.inc({ result }, 0);
     this.reattaches = new Counter({ name: 'xdplb_xdp_reattaches_total', help: 'Times the program was put back on a re-created NIC.', registers: [r] });
     const isAttached = () => this.attached();
     new Gauge({
@@ -121,6 +135,10 @@ export class AgentMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
       registers: [r],
     });
+  }
+
+  countMovedConnections(moved: Record<MovedResult, number>): void {
+    for (const result of MOVED_RESULTS) this.movedConnections.inc({ result }, moved[result]);
   }
 
   setMode(mode: string, nic: string): void {

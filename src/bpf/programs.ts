@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
 import type { BpfMap } from '../libbpf/bpf-map.js';
 import { BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
-import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, maxEntriesFor, type Schema } from './maps.js';
+import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, type Schema } from './maps.js';
+import { loadSizes } from './pinned-layout.js';
 
 const BPF_BUILD_DIR = fileURLToPath(new URL('../../../bpf/build/', import.meta.url));
 
@@ -37,7 +38,7 @@ function mapSet<S extends Schema>(object: BpfObject, schema: S): KernelMapSet<S>
 }
 
 export function loadBalancer(opts: LoadOptions & { capacity?: BalancerCapacity } = {}, path = BALANCER_OBJECT): LoadedBalancer {
-  const maxEntries = { ...opts.maxEntries, ...maxEntriesFor(BALANCER_MAPS, opts.capacity ?? {}) };
+  const maxEntries = { ...opts.maxEntries, ...loadSizes(BALANCER_MAPS, opts.capacity ?? {}) };
   const object = BpfObject.load(path, specs(BALANCER_MAPS), { ...opts, maxEntries });
   return { object, maps: mapSet(object, BALANCER_MAPS), progFd: object.programFd(BALANCER_PROGRAM) };
 }

@@ -4,6 +4,9 @@ import { c, check, possibleCpus } from './libbpf.js';
 import { indexKey, perCpuStride, type RawMap, splitPerCpu } from './raw-map.js';
 
 const BPF_ANY = 0;
+const BPF_NOEXIST = 1;
+const ENOENT = 2;
+const EEXIST = 17;
 const PROT_READ = 0x1;
 const PROT_WRITE = 0x2;
 const MAP_SHARED = 0x01;
@@ -55,6 +58,38 @@ export class BpfMap implements RawMap {
   lookupPerCpu(key: Buffer): Buffer[] | null {
     const all = this.lookup(key);
     return all && splitPerCpu(all, this.valueSize);
+  }
+
+  /** Adds the element unless the key is there; returns false (and leaves the map as it was) when it is. */
+  insert(key: Buffer, value: Buffer): boolean {
+    this.checkKey(key);
+    this.writes++;
+    const rc = c.mapUpdate(this.fd, key, value, BPF_NOEXIST) as number;
+    if (rc === -EEXIST) return false;
+    check(`bpf_map_update_elem(${this.name}, BPF_NOEXIST)`, rc);
+    return true;
+  }
+
+  /**
+   * Every element of a hash map, up to `chunk` per syscall: keys and values
+   * (lookupSize each) back to back. The kernel walks the buckets in order;
+   * elements added or removed meanwhile may or may not be seen.
+   */
+  *batches(chunk = 8192): Generator<{ keys: Buffer; values: Buffer; count: number }> {
+    let inBatch: Buffer | null = null;
+    for (;;) {
+      // A hash map's batch token is its next bucket (a u32); the buffer is larger for any map type.
+      const outBatch = Buffer.alloc(Math.max(this.keySize, 8));
+      const keys = Buffer.alloc(chunk * this.keySize);
+      const values = Buffer.alloc(chunk * this.lookupSize);
+      const n = [chunk];
+      const rc = c.mapLookupBatch(this.fd, inBatch, outBatch, keys, values, n, null) as number;
+      if (rc < 0 && rc !== -ENOENT /* the last batch */) check(`bpf_map_lookup_batch(${this.name})`, rc);
+      const count = n[0] ?? 0;
+      if (count) yield { keys, values, count };
+      if (rc === -ENOENT) return;
+      inBatch = outBatch;
+    }
   }
 
   /** Returns false when the key was not there. */

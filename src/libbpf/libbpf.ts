@@ -101,6 +101,8 @@ export const c = {
   getpagesize: libc.func('int getpagesize(void)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)'),
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
+  schedGetAffinity: libc.func('int sched_getaffinity(int pid, size_t cpusetsize, _Out_ uint8_t *mask)'),
+  schedSetAffinity: libc.func('int sched_setaffinity(int pid, size_t cpusetsize, const uint8_t *mask)'),
 };
 
 export { TestRunOpts, XdpAttachOpts };

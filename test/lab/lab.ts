@@ -515,8 +515,8 @@ export class Lab {
   private async launchAgent(b: Balancer, args: string[]): Promise<void> {
     if (b.agent) throw new Error(`${b.name} already runs an agent`);
     const child = this.spawnNode(b.ns, AGENT, [
-      ...args, '--nic', 'eth0', '--pin-dir', b.pinDir,
-      '--metrics-address', `127.0.0.1:${METRICS_PORT}`, '--connection-table', '65536',
+      '--connection-table', '65536', ...args, '--nic', 'eth0', '--pin-dir', b.pinDir, // the last of a flag wins: args may size the table
+      '--metrics-address', `127.0.0.1:${METRICS_PORT}`,
     ], `agent-${b.name}`);
     b.agent = child;
     const unfollow = this.follow(child, `agent-${b.name}`, (text) => b.log.push(...text.split('\n').filter(Boolean)));

@@ -8,8 +8,12 @@
  *  { mode: 'continuous', vip, port, durationMs }            back-to-back connections for a while
  *  { mode: 'probe', vip, port, durationMs, intervalMs }     prints "started", then connects every interval
  *                                                           until one is answered: { at: epoch ms, attempts }
+ * long and continuous also take stopFile: they run until that file exists (not for durationMs), so a
+ * test can keep traffic going through a change whatever time a loaded machine takes for it.
  */
 import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, isIPv6 } from 'node:net';
 
 const CONNECT_TIMEOUT_MS = 3000;
@@ -26,8 +30,18 @@ interface Cmd {
   sourcePorts?: number[];
   durationMs?: number;
   intervalMs?: number;
+  stopFile?: string;
 }
 const cmd = JSON.parse(process.argv[2] ?? '{}') as Cmd;
+
+/** How often a run with a stopFile looks for it. */
+const STOP_POLL_MS = 50;
+
+/** Resolves when the run is to stop: durationMs from now, or once cmd.stopFile exists. */
+async function runEnds(): Promise<void> {
+  if (!cmd.stopFile) return sleep(cmd.durationMs ?? 1000);
+  while (!existsSync(cmd.stopFile)) await sleep(STOP_POLL_MS);
+}
 
 /** One connection: resolves with the real's name from the greeting. */
 function greet(vip: string, port: number, timeoutMs = CONNECT_TIMEOUT_MS): Promise<string> {
@@ -141,20 +155,21 @@ function long(): Promise<object> {
       error = err.message;
       finish();
     });
-    setTimeout(() => {
+    void runEnds().then(() => {
       clearInterval(tick);
       draining = true;
       if (received >= sent) finish();
       else setTimeout(finish, LONG_ANSWER_WAIT_MS);
-    }, cmd.durationMs ?? 1000);
+    });
   });
 }
 
 async function continuous(): Promise<object> {
-  const end = Date.now() + (cmd.durationMs ?? 1000);
+  let ended = false;
+  void runEnds().then(() => (ended = true));
   let ok = 0;
   const errors: string[] = [];
-  while (Date.now() < end) {
+  while (!ended) {
     try {
       await greet(cmd.vip, cmd.port);
       ok++;
