@@ -149,7 +149,7 @@ describe('lab: settings changed by a new agent', () => {
         await lab.stopAgent(b, 'SIGTERM'); // a rollout: the program stays
         await lab.startAgent(b, CAPACITY_ARGS);
         const restartMs = Date.now() - stopped;
-        const line = b.log.slice(logFrom).find((l) => l.includes('capacities changed'));
+        const line = b.log.slice(logFrom).find((l) => l.includes('map layout changed'));
         assert.ok(line, `${b.name}: the agent logged the change`);
         const result = JSON.parse(line!) as CapacityChangeResult & { ms: number };
         changed.push({ node: b.name, result, restartMs });

@@ -189,7 +189,7 @@ export class CapacityChange {
     const changes = pinnedLayoutChanges(opts.pinDir, BALANCER_MAPS, opts.capacity ?? {});
     if (changes.length === 0) return null;
     const change = new CapacityChange(opts, changes, pinnedCapacities(opts.pinDir), kernelCapacities(resolveCapacities(opts.capacity)));
-    log.info({ pinDir: opts.pinDir, staging: change.staging, changes }, `the pinned maps do not fit the capacities asked (${change.describe()}): building new maps beside them`);
+    log.info({ pinDir: opts.pinDir, staging: change.staging, changes }, `the pinned maps do not fit the capacities asked or this version's map layout (${change.describe()}): building new maps beside them`);
     return change;
   }
 
@@ -303,7 +303,7 @@ export class CapacityChange {
     log.info({
       ...result,
       ms: Number((process.hrtime.bigint() - this.started) / 1_000_000n),
-    }, `capacities changed (${this.describe()}): program ${result.replaced ?? '(none)'} replaced by ${result.program} on new maps; ` +
+    }, `map layout changed (${this.describe()}): program ${result.replaced ?? '(none)'} replaced by ${result.program} on new maps; ` +
       `${c.copied} connections copied (${c.copiedAfterSwap} of them made during the swap), ${dropped} dropped ` +
       `(real gone ${c.droppedRealGone}, table full ${c.droppedTableFull}, unreadable ${c.droppedUnreadable})`);
     return result;
