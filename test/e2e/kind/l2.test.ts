@@ -25,8 +25,8 @@ const HTTP = 80;
 const CLIENT = process.env.XDPLB_E2E_CLIENT ?? 'xdplb-e2e-client';
 const AGENT_SELECTOR = 'app.kubernetes.io/name=xdplb-agent';
 const AGENT_DS = 'ds/xdplb-agent-default';
-/** On the kind network (run.sh's 198.19.128.0/24), far above the few addresses Docker hands out. */
-const L2_VIP = { name: 'web-l2', address: '198.19.128.240', pool: 'xdplb-e2e-l2', cidr: '198.19.128.240/29' };
+/** The VIP: an address of the kind network (run.sh's 198.19.128.0/24) the backends serve too (kind-env's l2Vip). */
+const L2_VIP = { name: 'web-l2', pool: 'xdplb-e2e-l2', prefixLength: 29 };
 const LEASE_SECONDS = 5;
 const ROLL_WAIT = '300s';
 const WAIT_MS = 120_000;
@@ -44,14 +44,14 @@ function nodeMac(node: string): string {
 describe('kind: L2 mode, the VIP on the nodes\' own network', () => {
   let env: KindOperatorEnv;
   const l2Node = () => (JSON.parse(env.kubectl(['get', 'lbvip', L2_VIP.name, '-n', env.namespace, '-o', 'json'])) as LoadBalancerVip).status?.l2?.node;
-  const clientNeighbor = () => (JSON.parse(onClient(['ip', '-j', 'neigh', 'show', 'to', L2_VIP.address]) || '[]') as { lladdr?: string }[])[0]?.lladdr ?? null;
+  const clientNeighbor = () => (JSON.parse(onClient(['ip', '-j', 'neigh', 'show', 'to', env.l2Vip]) || '[]') as { lladdr?: string }[])[0]?.lladdr ?? null;
   const template = () => env.kubectl(['get', AGENT_DS, '-n', AGENT_NAMESPACE, '-o', 'jsonpath={.spec.template.spec.containers[0].args}']);
   const rollout = () => env.kubectl(['rollout', 'status', '-n', AGENT_NAMESPACE, AGENT_DS, `--timeout=${ROLL_WAIT}`]);
 
   before(async () => {
     env = await KindOperatorEnv.up();
     for (const b of env.backendNames) await env.setBackend(b, 'ready');
-    env.kubectl(['apply', '-f', '-'], poolManifest(L2_VIP.pool, [L2_VIP.cidr], { matchLabels: { 'kubernetes.io/metadata.name': env.namespace } }));
+    env.kubectl(['apply', '-f', '-'], poolManifest(L2_VIP.pool, [`${env.l2Vip}/${L2_VIP.prefixLength}`], { matchLabels: { 'kubernetes.io/metadata.name': env.namespace } }));
   });
 
   after(async () => {
@@ -71,13 +71,13 @@ describe('kind: L2 mode, the VIP on the nodes\' own network', () => {
     const leases = await waitFor('a Lease per balancer worker', () => env.kubectl(['get', 'leases', '-n', AGENT_NAMESPACE, '-l', 'xdplb.dev/l2-balancer=default',
       '-o', 'jsonpath={.items[*].spec.holderIdentity}']).split(' ').filter(Boolean).sort(), (h) => h.length === env.nodes.length, WAIT_MS, 1000);
     assert.deepEqual(leases, [...env.nodes].sort());
-    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${L2_VIP.address}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, L2_VIP.name, env.namespace));
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.l2Vip}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, L2_VIP.name, env.namespace));
     const node = await waitFor('status.l2.node', l2Node, (n) => !!n && env.nodes.includes(n), WAIT_MS, 500);
     t.diagnostic(`kubectl get lbvip -o wide:\n${env.kubectl(['get', 'lbvip', L2_VIP.name, '-n', env.namespace, '-o', 'wide']).trimEnd()}`);
-    const r = await waitFor('every backend served on-link', () => env.connect(L2_VIP.address, HTTP, 300),
+    const r = await waitFor('every backend served on-link', () => env.connect(env.l2Vip, HTTP, 300),
       (x) => x.failures === 0 && env.backendNames.every((b) => !!x.byReal[b]), WAIT_MS, 500);
-    t.diagnostic(`300 connections: ${JSON.stringify(r.byReal)}; client: ${onClient(['ip', 'neigh', 'show', 'to', L2_VIP.address])}`);
-    assert.equal(clientNeighbor(), nodeMac(node!), `the client resolved ${L2_VIP.address} to ${node}'s MAC`);
+    t.diagnostic(`300 connections: ${JSON.stringify(r.byReal)}; client: ${onClient(['ip', 'neigh', 'show', 'to', env.l2Vip])}`);
+    assert.equal(clientNeighbor(), nodeMac(node!), `the client resolved ${env.l2Vip} to ${node}'s MAC`);
     for (const n of env.nodes) {
       const answered = sample(await env.agentMetrics(n), 'xdplb_l2_addresses_answered');
       assert.equal(answered, n === node ? 1 : 0, `${n} answers ARP for ${answered} address(es)`);
@@ -88,7 +88,7 @@ describe('kind: L2 mode, the VIP on the nodes\' own network', () => {
     const from = l2Node()!;
     const to = env.nodes.find((n) => n !== from)!;
     const pod = JSON.parse(env.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', AGENT_SELECTOR, '--field-selector', `spec.nodeName=${from}`, '-o', 'json'])).items[0].metadata.name as string;
-    const traffic = env.continuous(L2_VIP.address, HTTP, TRAFFIC_MS);
+    const traffic = env.continuous(env.l2Vip, HTTP, TRAFFIC_MS);
     await new Promise((r) => setTimeout(r, 2000));
     const t0 = Date.now();
     env.kubectl(['delete', 'pod', '-n', AGENT_NAMESPACE, pod, '--wait=false']);
@@ -102,7 +102,7 @@ describe('kind: L2 mode, the VIP on the nodes\' own network', () => {
     assert.ok(sample(await env.agentMetrics(to), 'xdplb_l2_announcements_total') >= 1, `${to} announced the address`);
     rollout();
     assert.equal(l2Node(), to, 'the restarted worker does not take it back');
-    const r = await env.connect(L2_VIP.address, HTTP, 100);
+    const r = await env.connect(env.l2Vip, HTTP, 100);
     assert.equal(r.failures, 0, r.errors.join(', '));
   });
 });

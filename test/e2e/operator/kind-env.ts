@@ -39,6 +39,8 @@ export class KindOperatorEnv implements OperatorEnv {
   readonly namespace = 'shop';
   readonly backendNames = ['backend-1', 'backend-2', 'backend-3'];
   readonly vip4 = env.XDPLB_E2E_VIP ?? '198.19.0.10';
+  /** L2 mode's VIP (test/e2e/kind/l2.test.ts): an address of the kind network itself, far above what Docker hands out. */
+  readonly l2Vip = env.XDPLB_E2E_L2_VIP ?? '198.19.128.240';
   readonly drainSeconds = 4;
   readonly nodes: string[];
   private readonly image = env.XDPLB_E2E_IMAGE ?? 'xdplb-e2e:dev';
@@ -86,11 +88,13 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   private createBackend(name: string): void {
-    const server = JSON.stringify({ name, tcp: [{ address: this.vip4, port: 80 }], udp: [{ address: this.vip4, port: 53 }] });
+    // Direct server return: a backend answers from each VIP it serves, so each is on its lo.
+    const vips = [this.vip4, this.l2Vip];
+    const server = JSON.stringify({ name, tcp: vips.map((address) => ({ address, port: 80 })), udp: [{ address: this.vip4, port: 53 }] });
     const script = [
       'set -e',
       'mount -t bpf bpf /sys/fs/bpf',
-      `ip addr add ${this.vip4}/32 dev lo`,
+      ...vips.map((v) => `ip addr add ${v}/32 dev lo`),
       // The kind nodes' kernels may lack ipip: decapsulate with xdplb's own program, as the lab does.
       `node ${DECAP} attach --nic eth0 --addr "$POD_IP" --pin-dir /sys/fs/bpf/decap`,
       `exec node ${SERVER_PROGRAM} '${server}'`,
