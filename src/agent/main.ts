@@ -16,6 +16,7 @@ import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
 import type { VipSource } from './sources/source.js';
 import { type ExitDecision, exitDecision, getBalancer } from './sources/uninstall.js';
+import { RemovalWatch } from './sources/removal-watch.js';
 import { waitForTrafficToMove } from './drain.js';
 import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
 import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
@@ -199,7 +200,10 @@ async function main(): Promise<void> {
     source = new ClusterSource(kc, { balancer, node: nodeName! });
     // In a pod (POD_NAMESPACE set by the DaemonSet), the DaemonSet and this node say whether an agent will run here again.
     const where = env.POD_NAMESPACE && nodeName ? { node: nodeName, namespace: env.POD_NAMESPACE } : undefined;
-    onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where);
+    const removal = where ? new RemovalWatch(kc, balancer, where.namespace) : null;
+    void removal?.start();
+    onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where, undefined, () => removal?.seen() ?? null)
+      .finally(() => removal?.stop());
     if (l2LeaseSeconds !== undefined) lease = new AgentLease(kc, { balancer, node: nodeName!, namespace: agentNamespace!, leaseSeconds: l2LeaseSeconds });
     if (bgp) {
       const client = kc;

@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { type ExitDecision, exitDecision } from '../../src/agent/sources/uninstall.js';
+import { RemovalWatch } from '../../src/agent/sources/removal-watch.js';
 import { freePort, type TestServiceAccount } from './control-plane/control-plane.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
 import { waitUntil } from './control-plane/objects.js';
@@ -142,6 +143,34 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
     assert.match(d.message, /^DaemonSet xdplb-agent-placed is gone/);
     kubectl(['delete', 'node', 'node-p']);
     kubectl(['delete', 'xdpbalancer', 'placed']);
+  });
+
+  test('everything deleted at once: the DaemonSet goes, then the agent\'s RBAC before it asks; what its watch saw decides: detach', async (t) => {
+    if (!f.need(t)) return;
+    balancer('racing');
+    kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'xdplb-agent-racing', namespace: 'xdplb-system' },
+      spec: { selector: { matchLabels: { app: 'racing' } }, template: { metadata: { labels: { app: 'racing' } }, spec: { containers: [{ name: 'agent', image: 'none' }] } } },
+    }));
+    const WHERE = { node: 'node-r', namespace: 'xdplb-system' };
+    const watch = new RemovalWatch(agent(), 'racing', WHERE.namespace);
+    try {
+      await watch.start();
+      assert.equal(watch.seen(), null, 'nothing going yet');
+      kubectl(['delete', 'ds', 'xdplb-agent-racing', '-n', 'xdplb-system']);
+      await waitUntil('the watch saw the DaemonSet deleted', () => watch.seen(), (x) => x !== null);
+      kubectl(['delete', '-f', AGENT_RBAC]);
+      const d = await waitUntil('the agent\'s GETs refused', () => exitDecision(agent(), 'racing', AT, WHERE, GET_TIMEOUT_MS, () => watch.seen()),
+        (x) => x.detach || x.level === 'warn', CRD_GONE_WAIT_MS);
+      assert.equal(d.detach, true, d.message);
+      assert.match(d.message, /^could not read .*\(HTTP (401|403)\), but DaemonSet xdplb-agent-racing was deleted while this agent ran: detaching and unpinning$/);
+      // Without what the watch saw, the same refusal leaves it attached, as before.
+      assert.equal((await exitDecision(agent(), 'racing', AT, WHERE, GET_TIMEOUT_MS)).detach, false);
+    } finally {
+      await watch.stop();
+      kubectl(['apply', '-f', AGENT_RBAC]);
+      kubectl(['delete', 'xdpbalancer', 'racing', '--ignore-not-found']);
+    }
   });
 
   test('the XdpBalancer CRD gone: detach', async (t) => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ApiException } from '@kubernetes/client-node';
-import { decideOnExit } from '../../src/agent/sources/uninstall.js';
+import { decideOnExit, withRemovalSeen } from '../../src/agent/sources/uninstall.js';
 
 const AT = { nic: 'eth0', pinDir: '/sys/fs/bpf/xdplb/edge' };
 const CLEANUP = 'xdplb-agent cleanup --nic eth0 --pin-dir /sys/fs/bpf/xdplb/edge';
@@ -47,5 +47,19 @@ describe('decideOnExit', () => {
       assert.ok(d.message.includes(named), `${named}: ${d.message}`);
       assert.ok(d.message.includes(CLEANUP), d.message);
     }
+  });
+});
+
+describe('withRemovalSeen', () => {
+  const unreadable = decideOnExit('edge', { error: apiError(403) }, AT);
+  test('an agent that cannot read the API but saw its DaemonSet go detaches', () => {
+    const d = withRemovalSeen(unreadable, 'DaemonSet xdplb-agent-edge was deleted');
+    assert.equal(d.detach, true);
+    assert.match(d.message, /could not read XdpBalancer edge \(HTTP 403\), but DaemonSet xdplb-agent-edge was deleted while this agent ran: detaching/);
+  });
+  test('nothing seen: it stays, as before; a decision the API made is never overridden', () => {
+    assert.equal(withRemovalSeen(unreadable, null), unreadable);
+    const stay = decideOnExit('edge', { object: { metadata: { name: 'edge' } } }, AT);
+    assert.equal(withRemovalSeen(stay, 'XdpBalancer edge was deleted'), stay, 'the API said the balancer exists: a stale watch event does not overrule it');
   });
 });

@@ -37,6 +37,8 @@ export interface ExitDecision {
   detach: boolean;
   level: 'info' | 'warn';
   message: string;
+  /** Set when the API could not answer: what could not be read, and why. */
+  unreadable?: string;
 }
 
 /** Where the agent is attached, for the hand-cleanup command. */
@@ -72,11 +74,12 @@ export function decideOnExit(balancer: string, got: BalancerGet, at: Attachment,
   if (isNotFound(got.error)) {
     return { detach: true, level: 'info', message: `XdpBalancer ${balancer} is gone: detaching and unpinning` };
   }
+  const unreadable = `could not read XdpBalancer ${balancer} (${describeError(got.error)})`;
   return {
     detach: false,
     level: 'warn',
-    message: `could not read XdpBalancer ${balancer} (${describeError(got.error)}): staying attached; ` +
-      `if xdplb is being uninstalled, run on this node: xdplb-agent cleanup --nic ${at.nic} --pin-dir ${at.pinDir}`,
+    unreadable,
+    message: `${unreadable}: staying attached; if xdplb is being uninstalled, run on this node: xdplb-agent cleanup --nic ${at.nic} --pin-dir ${at.pinDir}`,
   };
 }
 
@@ -101,11 +104,12 @@ function decideByPlacement(balancer: string, p: PlacementGets, at: Attachment): 
 }
 
 function cannotTell(what: string, error: unknown, at: Attachment): ExitDecision {
+  const unreadable = `could not read ${what} (${describeError(error)})`;
   return {
     detach: false,
     level: 'warn',
-    message: `could not read ${what} (${describeError(error)}): staying attached; ` +
-      `if this node no longer runs this balancer, run on it: xdplb-agent cleanup --nic ${at.nic} --pin-dir ${at.pinDir}`,
+    unreadable,
+    message: `${unreadable}: staying attached; if this node no longer runs this balancer, run on it: xdplb-agent cleanup --nic ${at.nic} --pin-dir ${at.pinDir}`,
   };
 }
 
@@ -147,13 +151,28 @@ export async function getPlacement(kc: KubeConfig, balancer: string, where: Plac
   return { daemonSet, node };
 }
 
-/** GETs the balancer (and, where the agent runs in a pod, its DaemonSet and node) and decides. */
-export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachment, where?: Placement, timeoutMs?: number): Promise<ExitDecision> {
+/**
+ * GETs the balancer (and, where the agent runs in a pod, its DaemonSet and
+ * node) and decides. `removalSeen`: what the agent's watches saw of its
+ * removal (removal-watch.ts); it decides when the GETs cannot.
+ */
+export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachment, where?: Placement, timeoutMs?: number,
+  removalSeen?: () => string | null): Promise<ExitDecision> {
   const [got, placement] = await Promise.all([
     getBalancer(kc, balancer, timeoutMs),
     where ? getPlacement(kc, balancer, where, timeoutMs) : Promise.resolve(undefined),
   ]);
-  return decideOnExit(balancer, got, at, placement);
+  return withRemovalSeen(decideOnExit(balancer, got, at, placement), removalSeen?.() ?? null);
+}
+
+/**
+ * An agent that cannot read the API (everything being deleted at once took
+ * its RBAC or the CRD first) but saw its XdpBalancer or DaemonSet go while it
+ * ran is being removed: it detaches rather than staying attached.
+ */
+export function withRemovalSeen(d: ExitDecision, removal: string | null): ExitDecision {
+  if (d.detach || d.unreadable === undefined || !removal) return d;
+  return { detach: true, level: 'info', message: `${d.unreadable}, but ${removal} while this agent ran: detaching and unpinning` };
 }
 
 function describeError(err: unknown): string {

@@ -21,6 +21,8 @@ const OVERLAY = process.env.XDPLB_KIND_OVERLAY;
 const AGENT_SELECTOR = 'app.kubernetes.io/name=xdplb-agent';
 const DRAIN_TRAFFIC_MS = 30_000;
 const UNINSTALL_WAIT = '180s';
+/** The same, for waits the test polls. */
+const UNINSTALL_WAIT_MS = 180_000;
 const KERNEL_PINS = ['/sys/fs/bpf/progs.debug', '/sys/fs/bpf/maps.debug'];
 const execFileAsync = promisify(execFile);
 
@@ -94,16 +96,25 @@ describe('kind: what only a real cluster shows', () => {
     await waitFor('second\'s DaemonSet gone', () => env.kubectl(['get', 'ds', '-n', AGENT_NAMESPACE, '-o', 'name']), (x) => !x.includes('xdplb-agent-second'));
   });
 
-  test('uninstall: kubectl delete of the balancers, then of deploy/, leaves no XDP program, pin or xdplb object', async () => {
+  test('uninstall: kubectl delete -k deploy/ alone (everything at once) leaves no XDP program, pin or xdplb object', async () => {
     assert.ok(OVERLAY, 'XDPLB_KIND_OVERLAY names the kustomization run.sh applied');
     await env.down();
     const nodes = kindNodes();
     assert.equal(nodes.length, 3, `kind nodes: ${nodes}`);
     const attached = () => nodes.filter((n) => onNode(n, 'ip -d link show eth0').includes('prog/xdp'));
     assert.deepEqual(attached().sort(), [...env.nodes].sort(), 'before: the balancer workers run XDP on eth0');
-    env.kubectl(['delete', 'xdpbalancer', '--all', `--timeout=${UNINSTALL_WAIT}`]);
-    env.kubectl(['wait', '-n', AGENT_NAMESPACE, '--for=delete', 'pod', '-l', AGENT_SELECTOR, `--timeout=${UNINSTALL_WAIT}`]);
+    // The agents' RBAC, the CRDs and their namespace go together: each agent decides by what it can
+    // still read, or else by the deletion its watches saw while it ran.
     env.kubectl(['delete', '-k', OVERLAY, '--ignore-not-found', '--wait', `--timeout=${UNINSTALL_WAIT}`]);
+    const namespaceGone = () => {
+      try {
+        env.kubectl(['get', 'namespace', AGENT_NAMESPACE]);
+        return false;
+      } catch (err) {
+        return /NotFound/.test(String((err as { stderr?: string }).stderr ?? err));
+      }
+    };
+    await waitFor('the agents\' namespace gone (its pods stopped)', namespaceGone, (gone) => gone, UNINSTALL_WAIT_MS, 1000);
     assert.deepEqual(attached(), [], 'no node runs XDP on eth0');
     for (const n of nodes) {
       // progs.debug and maps.debug are the kernel's (every bpffs mount has them: CONFIG_BPF_PRELOAD).

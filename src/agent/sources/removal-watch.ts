@@ -1,0 +1,67 @@
+/**
+ * What the agent saw of its own removal while it ran: its XdpBalancer or its
+ * DaemonSet deleted or being deleted, as their watches reported it.
+ *
+ * On SIGTERM the agent asks the API server whether an agent of its balancer
+ * will run on the node again (uninstall.ts). When everything is deleted at
+ * once (`kubectl delete -k deploy/`), that question may come too late: its
+ * RBAC, its ServiceAccount or the CRD may already be gone, and an agent that
+ * cannot tell stays attached. Watches opened while the agent could still read
+ * go on delivering the deletions, so what they saw decides then.
+ */
+import { AppsV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1DaemonSet } from '@kubernetes/client-node';
+import { agentDaemonSetName } from '../../api/agent-pod.js';
+import { GROUP, VERSION } from '../../api/loadbalancervip.js';
+import { XDPB_PLURAL } from '../../api/xdpbalancer.js';
+import { componentLog } from '../../lib/log.js';
+import { WatchedCache } from '../../lib/watched-cache.js';
+
+const log = componentLog('removal-watch');
+
+export class RemovalWatch {
+  private readonly caches: WatchedCache<KubernetesObject>[] = [];
+  private removal: string | null = null;
+
+  constructor(kc: KubeConfig, balancer: string, namespace: string) {
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const apps = kc.makeApiClient(AppsV1Api);
+    const byName = (name: string) => `metadata.name=${name}`;
+    const ds = agentDaemonSetName(balancer);
+    this.caches.push(
+      new WatchedCache<KubernetesObject>(kc, `/apis/${GROUP}/${VERSION}/${XDPB_PLURAL}`,
+        (page) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, fieldSelector: byName(balancer), ...page }) as never,
+        (o, verb) => this.saw(`XdpBalancer ${balancer}`, o, verb), { fieldSelector: byName(balancer), trim: keepMetadataOnly }),
+      new WatchedCache<V1DaemonSet>(kc, `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
+        (page) => apps.listNamespacedDaemonSet({ namespace, fieldSelector: byName(ds), ...page }),
+        (o, verb) => this.saw(`DaemonSet ${ds}`, o, verb), { fieldSelector: byName(ds), trim: keepMetadataOnly }) as WatchedCache<KubernetesObject>,
+    );
+  }
+
+  /** Starts watching; resolves once both have listed (a caller need not wait: they retry on their own). */
+  start(): Promise<void> {
+    return Promise.all(this.caches.map((c) => c.start())).then(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.caches.map((c) => c.stop()));
+  }
+
+  /** What was seen going, or null. */
+  seen(): string | null {
+    return this.removal;
+  }
+
+  private saw(what: string, o: KubernetesObject, verb: 'add' | 'update' | 'delete'): void {
+    if (this.removal) return;
+    if (verb === 'delete') this.removal = `${what} was deleted`;
+    else if (o.metadata?.deletionTimestamp) this.removal = `${what} was being deleted`;
+    if (this.removal) log.info({ removal: this.removal }, 'seen: no agent of this balancer will run here again once this one stops');
+  }
+}
+
+function keepMetadataOnly(o: KubernetesObject): void {
+  const { name, namespace, resourceVersion, deletionTimestamp } = o.metadata ?? {};
+  o.metadata = { name, namespace, resourceVersion, deletionTimestamp };
+  delete (o as { spec?: unknown }).spec;
+  delete (o as { status?: unknown }).status;
+}
