@@ -19,6 +19,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +51,8 @@ const POLL_MS = 100;
 const ROUTER_ID = '198.18.10.1';
 /** Routing 'static': the router's routes to the VIP ranges. */
 const STATIC_VIP_ROUTES = { v4: '198.19.0.0/24', v6: '2001:db8:19::/64' };
+/** How far two readings of one BIRD session's "since" may differ (sameSessions). */
+const SINCE_JITTER_MS = 1000;
 /** Lines of a BIRD's log kept for error messages. */
 const BIRD_LOG_LINES = 200;
 
@@ -358,6 +361,19 @@ export class Lab {
   /** birdc on the router: its sessions, or the routes it learnt. */
   routerBirdc(...command: string[]): string {
     return run('birdc', ['-s', join(this.routerBirdDir, BIRD_SOCKET_NAME), ...command]);
+  }
+
+  /**
+   * The router's BGP sessions with the nodes and, when it runs BFD, its BFD
+   * sessions, each "name state since" (a session that restarted has a new
+   * since; see sameSessions).
+   */
+  routerSessions(): string[] {
+    const bgp = this.routerBirdc('show', 'protocols').split('\n').filter((l) => /^lb\d_v[46]\s/.test(l))
+      .map((l) => l.split(/\s+/)).map((c) => `${c[0]} ${c[3]} ${c[4]}`); // name proto table state since ...
+    const bfd = !this.bgp.bfd ? [] : this.routerBirdc('show', 'bfd', 'sessions').split('\n').map((l) => l.trim().split(/\s+/))
+      .filter((c) => c.length >= 4 && isIP(c[0]!)).map((c) => `${c[0]} ${c[2]} ${c[3]}`); // address interface state since ...
+    return [...bgp, ...bfd];
   }
 
   private async until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
@@ -670,6 +686,21 @@ export class Lab {
     rmSync(this.pinRoot, { recursive: true, force: true });
     rmSync(this.workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Whether two readings of routerSessions() show the same sessions, each up
+ * since the same moment: BIRD prints "since" from its monotonic clock
+ * converted to wall time, which moves by milliseconds between two reads on a
+ * loaded machine; a restarted session moves by seconds.
+ */
+export function sameSessions(a: string[], b: string[]): boolean {
+  const ms = (l: string) => {
+    const [h, m, sec] = l.split(' ').at(-1)!.split(':').map(Number);
+    return ((h! * 60 + m!) * 60 + sec!) * 1000;
+  };
+  const name = (l: string) => l.split(' ').slice(0, -1).join(' ');
+  return a.length === b.length && a.every((l, i) => name(l) === name(b[i]!) && Math.abs(ms(l) - ms(b[i]!)) < SINCE_JITTER_MS);
 }
 
 async function signalAndWait(child: ChildProcess | null, signal: NodeJS.Signals): Promise<void> {

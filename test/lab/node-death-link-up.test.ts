@@ -28,7 +28,7 @@ import { parseBfdSessions } from '../../src/agent/announce/bird-status.js';
 import { BIRD_CONFIG_NAME } from '../../src/api/xdpbalancer.js';
 import { sample } from '../support/prometheus.js';
 import { type ContinuousResult, LONG_LIVED_MIN_MESSAGES, type LongResult } from './client-results.js';
-import { type Balancer, Lab, ROUTES_TIMEOUT_MS, VIP4, VIP6 } from './lab.js';
+import { type Balancer, Lab, labVips, ROUTES_TIMEOUT_MS, sameSessions, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
 import { birdAvailable, requireBird } from './require-bird.js';
 import { ROUTER_BFD_PROTOCOL } from './router-bird.js';
 
@@ -180,15 +180,32 @@ describe('lab: a balancer node dies while its link stays up', () => {
     assert.equal(afterwards.failures, 0, `through the surviving node: ${afterwards.errors.join(', ')}`);
   };
 
+  const bfdUp = () => until('the router\'s BFD sessions with both nodes to come up',
+    () => lab.balancers.flatMap((b) => [b.v4, b.v6]).every((a) => routerBfd().get(a) === 'Up'));
+
+  test('BFD comes up with both nodes, their agents report it; a VIP change reloads their BIRD without restarting a BGP or BFD session', async (t) => {
+    if (!requireBird(t)) return;
+    await bfdUp();
+    for (const b of lab.balancers) {
+      await until(`${b.name}'s agent to report its BFD sessions up`, async () => {
+        const m = await lab.metrics(b);
+        return sample(m, 'xdplb_bfd_session_up', { peer: b.gatewayV4 }) === 1 && sample(m, 'xdplb_bfd_session_up', { peer: b.gatewayV6 }) === 1;
+      });
+    }
+    const sessions = lab.routerSessions();
+    assert.equal(sessions.length, 8, `4 BGP and 4 BFD sessions: ${JSON.stringify(sessions)}`);
+    await lab.applyVips(labVips(lab).filter((v) => v.address !== VIP4_V6REALS));
+    await lab.waitForRoutes([VIP4_V6REALS], []);
+    await lab.applyVips(labVips(lab));
+    await lab.waitForRoutes([VIP4_V6REALS], lab.balancers);
+    const after = lab.routerSessions();
+    assert.ok(sameSessions(after, sessions), `two reloads restarted no session: ${JSON.stringify(sessions)} -> ${JSON.stringify(after)}`);
+  });
+
   test('with BFD on both ends: the router ends the sessions when BFD goes down and drops its routes; traffic moves to the other node', async (t) => {
     if (!requireBird(t)) return;
     const [lb1, lb2] = lab.balancers as [Balancer, Balancer];
-    const everyHop = lab.balancers.flatMap((b) => [b.v4, b.v6]);
-    await until('the router\'s BFD sessions with both nodes to come up', () => everyHop.every((a) => routerBfd().get(a) === 'Up'));
-    await until(`${lb1.name}'s agent to report its BFD sessions up`, async () => {
-      const m = await lab.metrics(lb1);
-      return sample(m, 'xdplb_bfd_session_up', { peer: lb1.gatewayV4 }) === 1 && sample(m, 'xdplb_bfd_session_up', { peer: lb1.gatewayV6 }) === 1;
-    });
+    await bfdUp();
     const d = await dieUnderTraffic(lb1);
     for (const family of ['v4', 'v6'] as const) assert.match(d.info[family], /BFD session down/, `the router's ${family} session ended by BFD`);
     assert.equal(routerBfd().get(lb2.v4), 'Up', 'the other node\'s BFD session stays up');
