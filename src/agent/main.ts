@@ -49,7 +49,8 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --max-vips N          VIP capacity; default 512 (ring memory: N x 512 KiB) (XDPLB_MAX_VIPS)
   --max-reals N         real capacity; default 4095                    (XDPLB_MAX_REALS)
   --bgp JSON            announce the programmed VIPs by BGP through BIRD: {"localASN", "routerID"?, "peers":
-                        [{"address", "asn", "port"?, "passwordFile"?, "addressFamilies"?}], "communities"?} (XDPLB_BGP)
+                        [{"address", "asn", "port"?, "passwordFile"?, "addressFamilies"?}], "communities"?,
+                        "bfd"?: {"minIntervalMilliseconds"? (300), "multiplier"? (3)}} (XDPLB_BGP)
   --bird-dir DIR        where BIRD's configuration (written by the agent) and control socket are;
                         default ${DEFAULT_BIRD_DIR} (XDPLB_BIRD_DIR)
   --bgp-api-loss-seconds N  cluster mode: withdraw the VIP routes when the API server has not answered for N s;

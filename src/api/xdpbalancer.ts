@@ -121,7 +121,29 @@ export interface XdpBalancerBgp {
   peers: BgpPeer[];
   /** Added to every announced route: standard "ASN:VALUE" or large "ASN:DATA1:DATA2". */
   communities?: string[];
+  /** Present: BFD (RFC 5880) on every session, so a router notices a dead node within intervals, not at its hold timer. */
+  bfd?: BgpBfd;
 }
+
+/**
+ * spec.bgp.bfd: the node's side of each peer's BFD session. A router ends the
+ * BGP session (and drops the node's routes) when it has heard no BFD packet
+ * for `multiplier` times the interval both ends agreed on (the larger of the
+ * one it asks for and the one the node offers). A peer that runs no BFD is
+ * unaffected: the session stays down and BGP goes on by its hold timer.
+ */
+export interface BgpBfd {
+  /** The interval the node sends at and asks its peers to send at, in ms. Default 300. */
+  minIntervalMilliseconds?: number;
+  /** Packets missed in a row before the session is declared down. Default 3. */
+  multiplier?: number;
+}
+
+export const DEFAULT_BFD_MIN_INTERVAL_MS = 300;
+export const DEFAULT_BFD_MULTIPLIER = 3;
+/** Bounds of spec.bgp.bfd (the CRD says the same): under 10 ms a busy node drops sessions for nothing; 8 bits of multiplier on the wire. */
+export const BFD_MIN_INTERVAL_MS = { min: 10, max: 10_000 } as const;
+export const BFD_MULTIPLIER = { min: 1, max: 255 } as const;
 
 /**
  * The agent's --bgp value (JSON): spec.bgp as the agent needs it, with each

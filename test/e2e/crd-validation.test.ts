@@ -99,5 +99,15 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.match(cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
       'spec: {image: "xdplb:dev", l2: {}, bgp: {localASN: 64512, peers: [{address: 198.18.21.1, asn: 64500}]}}\n'), /give bgp or l2, not both/);
     cp.kubectl(['delete', 'xdpb', 'lan']);
+    // BFD: {} turns it on with its defaults; timers out of bounds are refused, naming the field.
+    const bgp = (bfd: string) => 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: routed}\n' +
+      `spec: {image: "xdplb:dev", bgp: {localASN: 64512, peers: [{address: 198.18.21.1, asn: 64500}], bfd: ${bfd}}}\n`;
+    cp.kubectl(['apply', '-f', '-'], bgp('{}'));
+    assert.equal(cp.kubectl(['get', 'xdpb', 'routed', '-o', 'jsonpath={.spec.bgp.bfd}']), '{"minIntervalMilliseconds":300,"multiplier":3}');
+    const bfdErr = cp.kubectlError(['apply', '--dry-run=server', '-f', '-'], bgp('{minIntervalMilliseconds: 5, multiplier: 256}'));
+    assert.match(bfdErr, /spec\.bgp\.bfd\.minIntervalMilliseconds: Invalid value: 5/);
+    assert.match(bfdErr, /spec\.bgp\.bfd\.multiplier: Invalid value: 256/);
+    assert.match(cp.kubectl(['explain', 'xdpb.spec.bgp.bfd.multiplier']), /Packets missed in a row before a session is declared down\. Default 3\./);
+    cp.kubectl(['delete', 'xdpb', 'routed']);
   });
 });

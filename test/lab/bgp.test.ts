@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Samples, sample } from '../support/prometheus.js';
-import { type Balancer, Lab, labVips, ROUTES_TIMEOUT_MS, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
+import { type Balancer, Lab, labVips, ROUTES_TIMEOUT_MS, sameSessions, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
 import { birdAvailable, requireBird } from './require-bird.js';
 import { type ContinuousResult } from './client-results.js';
 
@@ -42,18 +42,6 @@ describe('lab: VIPs announced by BGP', () => {
   };
   const xdpOn = (b: Balancer) => lab.ip(b.ns, 'link', 'show', 'dev', 'eth0').includes('prog/xdp');
   const continuous = () => lab.clientRun<ContinuousResult>({ mode: 'continuous', vip: VIP4, port: 80, durationMs: TRAFFIC_MS });
-  const sessionSince = () => lab.routerBirdc('show', 'protocols').split('\n').filter((l) => /^lb\d_v[46]/.test(l)).map((l) => l.split(/\s+/).slice(0, 5).join(' '));
-  /**
-   * Whether each session is up since the same moment: BIRD prints "since" from
-   * its monotonic clock converted to wall time, which moves by milliseconds
-   * between two reads on a loaded machine; a restarted session moves by seconds.
-   */
-  const SINCE_JITTER_MS = 1000;
-  const sameSessions = (a: string[], b: string[]) => {
-    const ms = (l: string) => { const [h, m, sec] = l.split(' ').at(-1)!.split(':').map(Number); return ((h! * 60 + m!) * 60 + sec!) * 1000; };
-    const name = (l: string) => l.split(' ').slice(0, 4).join(' ');
-    return a.length === b.length && a.every((l, i) => name(l) === name(b[i]!) && Math.abs(ms(l) - ms(b[i]!)) < SINCE_JITTER_MS);
-  };
 
   test('the router learns every VIP from both nodes: two ECMP next hops per /32 and /128; agents export session metrics', async (t) => {
     if (!requireBird(t)) return;
@@ -76,14 +64,14 @@ describe('lab: VIPs announced by BGP', () => {
 
   test('a VIP deleted from the nodes is withdrawn from the router; the sessions stay up', async (t) => {
     if (!requireBird(t)) return;
-    const sessions = sessionSince();
+    const sessions = lab.routerSessions();
     const traffic = continuous();
     await lab.applyVips(labVips(lab).filter((v) => v.address !== VIP4_V6REALS));
     await lab.waitForRoutes([VIP4_V6REALS], []);
     await lab.waitForRoutes([VIP4], lab.balancers);
     const c = await traffic;
     assert.equal(c.failures, 0, c.errors.join(', '));
-    const after = sessionSince();
+    const after = lab.routerSessions();
     assert.ok(sameSessions(after, sessions), `a reload restarted no session: ${JSON.stringify(sessions)} -> ${JSON.stringify(after)}`);
     await lab.applyVips(labVips(lab));
     await lab.waitForRoutes([VIP4_V6REALS], lab.balancers);

@@ -12,18 +12,21 @@
  *
  * Routing 'bgp' (the default): the router learns the VIP routes by BGP from a
  * BIRD beside each agent (the agent announces what it serves), merging them
- * into ECMP routes. Routing 'static': fixed routes the test sets (routeVia),
+ * into ECMP routes; asked to, the router and the agents run BFD, and the
+ * router offers a shorter hold time (LabBgpOptions). Routing 'static': fixed routes the test sets (routeVia),
  * for tests that steer traffic to chosen nodes.
  * Everything is removed by down(), also on process exit or an interrupt signal.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
-import { type AgentBgpSettings, BIRD_SOCKET_NAME, birdCommand } from '../../src/api/xdpbalancer.js';
+import { type AgentBgpSettings, type BgpBfd, BIRD_SOCKET_NAME, birdCommand } from '../../src/api/xdpbalancer.js';
+import { bfdTimers } from '../../src/agent/announce/bgp-settings.js';
 import { BALANCER_ASN, ROUTER_ASN, routerBirdConfig } from './router-bird.js';
 import { onExitOrSignal } from '../support/cleanup.js';
 import { parseMetrics, sample, type Samples } from '../support/prometheus.js';
@@ -48,6 +51,8 @@ const POLL_MS = 100;
 const ROUTER_ID = '198.18.10.1';
 /** Routing 'static': the router's routes to the VIP ranges. */
 const STATIC_VIP_ROUTES = { v4: '198.19.0.0/24', v6: '2001:db8:19::/64' };
+/** How far two readings of one BIRD session's "since" may differ (sameSessions). */
+const SINCE_JITTER_MS = 1000;
 /** Lines of a BIRD's log kept for error messages. */
 const BIRD_LOG_LINES = 200;
 
@@ -58,6 +63,14 @@ const BIRD_LOG_LINES = 200;
  * the VIP range on-link and the balancer the controller names answers ARP/NDP.
  */
 export type LabRouting = 'bgp' | 'static' | 'l2';
+/** Routing 'bgp': what the sessions between the router and the nodes run besides BGP. */
+export interface LabBgpOptions {
+  /** BFD on both ends of every session: the router's, and spec.bgp.bfd in the agents' --bgp (the same timers). */
+  bfd?: BgpBfd;
+  /** The hold time the router offers (the sessions take it when shorter than the nodes' 240 s). */
+  holdSeconds?: number;
+}
+
 /** Routing 'l2': the bridge joining the client, the balancers and the router. */
 const SEGMENT = 'seg';
 
@@ -124,7 +137,8 @@ export class Lab {
   private routerBird: ChildProcess | null = null;
   readonly routerBirdDir: string;
 
-  private constructor(readonly tag: string, realCount: number, readonly persistent: boolean, public routing: LabRouting) {
+  private constructor(readonly tag: string, realCount: number, readonly persistent: boolean, public routing: LabRouting,
+    readonly bgp: LabBgpOptions) {
     const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
     this.router = ns('router');
     this.client = ns('client');
@@ -157,8 +171,8 @@ export class Lab {
 
   /** Builds the lab. Removes namespaces a crashed earlier run with the same tag left. */
   /** Routed by BGP (the default), the lab's VIPs, and every node's agent running and announcing. */
-  static async upServing(): Promise<Lab> {
-    const lab = await Lab.up();
+  static async upServing(bgp: LabBgpOptions = {}): Promise<Lab> {
+    const lab = await Lab.up(bgp);
     lab.writeVips(labVips(lab));
     for (const b of lab.balancers) await lab.startAgent(b);
     return lab;
@@ -174,8 +188,9 @@ export class Lab {
     return { lab, lb1 };
   }
 
-  static async up(opts: { tag?: string; reals?: number; persistent?: boolean; routing?: LabRouting } = {}): Promise<Lab> {
-    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false, opts.routing ?? 'bgp');
+  static async up(opts: { tag?: string; reals?: number; persistent?: boolean; routing?: LabRouting } & LabBgpOptions = {}): Promise<Lab> {
+    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false, opts.routing ?? 'bgp',
+      { bfd: opts.bfd, holdSeconds: opts.holdSeconds });
     lab.unregisterCleanup = onExitOrSignal(() => lab.downSync());
     try {
       lab.removeStale();
@@ -285,7 +300,8 @@ export class Lab {
     }
     mkdirSync(this.routerBirdDir, { recursive: true });
     const conf = join(this.routerBirdDir, 'bird.conf');
-    writeFileSync(conf, routerBirdConfig(ROUTER_ID, this.balancers.map((b) => ({ name: b.name, v4: b.v4, v6: b.v6 }))));
+    const peers = this.balancers.map((b) => ({ name: b.name, v4: b.v4, v6: b.v6 }));
+    writeFileSync(conf, routerBirdConfig(ROUTER_ID, peers, { bfd: this.bgp.bfd && bfdTimers(this.bgp.bfd), holdSeconds: this.bgp.holdSeconds }));
     const socket = join(this.routerBirdDir, BIRD_SOCKET_NAME);
     this.routerBird = this.keepLog(this.spawnIn(this.router, ['bird', '-f', '-c', conf, '-s', socket], 'bird-router'), 'bird-router');
     this.routerBird.on('exit', () => (this.routerBird = null));
@@ -321,7 +337,8 @@ export class Lab {
 
   /** What a standalone agent is given to announce its VIPs: every router address (each node peers with those on its link). */
   bgpSettings(): AgentBgpSettings {
-    return { localASN: BALANCER_ASN, peers: this.balancers.flatMap((b) => [b.gatewayV4, b.gatewayV6].map((address) => ({ address, asn: ROUTER_ASN }))) };
+    const peers = this.balancers.flatMap((b) => [b.gatewayV4, b.gatewayV6].map((address) => ({ address, asn: ROUTER_ASN })));
+    return { localASN: BALANCER_ASN, peers, ...(this.bgp.bfd ? { bfd: this.bgp.bfd } : {}) };
   }
 
   /** The gateways of the router's kernel route to exactly this address (/32 or /128), sorted; [] when it has none. */
@@ -344,6 +361,19 @@ export class Lab {
   /** birdc on the router: its sessions, or the routes it learnt. */
   routerBirdc(...command: string[]): string {
     return run('birdc', ['-s', join(this.routerBirdDir, BIRD_SOCKET_NAME), ...command]);
+  }
+
+  /**
+   * The router's BGP sessions with the nodes and, when it runs BFD, its BFD
+   * sessions, each "name state since" (a session that restarted has a new
+   * since; see sameSessions).
+   */
+  routerSessions(): string[] {
+    const bgp = this.routerBirdc('show', 'protocols').split('\n').filter((l) => /^lb\d_v[46]\s/.test(l))
+      .map((l) => l.split(/\s+/)).map((c) => `${c[0]} ${c[3]} ${c[4]}`); // name proto table state since ...
+    const bfd = !this.bgp.bfd ? [] : this.routerBirdc('show', 'bfd', 'sessions').split('\n').map((l) => l.trim().split(/\s+/))
+      .filter((c) => c.length >= 4 && isIP(c[0]!)).map((c) => `${c[0]} ${c[2]} ${c[3]}`); // address interface state since ...
+    return [...bgp, ...bfd];
   }
 
   private async until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
@@ -534,13 +564,22 @@ export class Lab {
   }
 
   /** Sends a signal to the agent of a balancer node and waits for it to exit. */
-  async stopAgent(b: Balancer, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = b.agent;
-    if (!child) return;
-    const exited = new Promise((r) => child.once('exit', r));
+  stopAgent(b: Balancer, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     // nsenter execs node, so this PID is the agent itself.
-    child.kill(signal);
-    await exited;
+    return signalAndWait(b.agent, signal);
+  }
+
+  /** Sends a signal to the BIRD beside a balancer node and waits for it to exit; startBgp() starts it again. */
+  stopBird(b: Balancer, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    // nsenter execs sh, which execs bird (birdCommand): this PID is BIRD itself once it runs.
+    return signalAndWait(b.bird, signal);
+  }
+
+  /** The client's TCP counters (nstat, absolute, history untouched): a lost SYN or segment is retransmitted, not failed. */
+  clientTcp(): { synRetrans: number; retransSegs: number } {
+    const text = run('ip', ['netns', 'exec', this.client, 'nstat', '-asz', 'TcpExtTCPSynRetrans', 'TcpRetransSegs']);
+    const n = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    return { synRetrans: n('TcpExtTCPSynRetrans'), retransSegs: n('TcpRetransSegs') };
   }
 
   /** GET on the agent's HTTP endpoint, from inside its namespace (exits once stdout is flushed: a pipe write is async). */
@@ -647,6 +686,28 @@ export class Lab {
     rmSync(this.pinRoot, { recursive: true, force: true });
     rmSync(this.workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Whether two readings of routerSessions() show the same sessions, each up
+ * since the same moment: BIRD prints "since" from its monotonic clock
+ * converted to wall time, which moves by milliseconds between two reads on a
+ * loaded machine; a restarted session moves by seconds.
+ */
+export function sameSessions(a: string[], b: string[]): boolean {
+  const ms = (l: string) => {
+    const [h, m, sec] = l.split(' ').at(-1)!.split(':').map(Number);
+    return ((h! * 60 + m!) * 60 + sec!) * 1000;
+  };
+  const name = (l: string) => l.split(' ').slice(0, -1).join(' ');
+  return a.length === b.length && a.every((l, i) => name(l) === name(b[i]!) && Math.abs(ms(l) - ms(b[i]!)) < SINCE_JITTER_MS);
+}
+
+async function signalAndWait(child: ChildProcess | null, signal: NodeJS.Signals): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await exited;
 }
 
 /** The lab's standard VIPs: IPv4 TCP+UDP, IPv4 with IPv6 reals, IPv6 TCP+UDP. */

@@ -104,13 +104,6 @@ describe('lab: settings changed by a new agent', () => {
     execFileSync('ip', ['netns', 'exec', r.ns, 'ss', '-Htn', 'state', 'established', '( sport = :80 )'], { encoding: 'utf8' })
       .split('\n').filter(Boolean).length;
 
-  /** The client's TCP counters (nstat, absolute, history untouched): a lost SYN or segment is retransmitted, not failed. */
-  const clientTcp = () => {
-    const text = execFileSync('ip', ['netns', 'exec', lab.client, 'nstat', '-asz', 'TcpExtTCPSynRetrans', 'TcpRetransSegs'], { encoding: 'utf8' });
-    const n = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-    return { synRetrans: n('TcpExtTCPSynRetrans'), retransSegs: n('TcpRetransSegs') };
-  };
-
   test('capacities changed, rolled through both nodes: new maps swapped in, the connection table copied; no connection lost', async (t) => {
     if (!requireKernel(t)) return;
     const lb2 = lab.balancers[1]!;
@@ -138,7 +131,7 @@ describe('lab: settings changed by a new agent', () => {
       await lab.applyVips(labVips(lab).map((v) => ({ ...v, reals: v.reals.map((r) => ({ ...r, weight: r.address === real1!.v4 ? 0 : 1 })) })));
       const continuous = lab.clientRun<ContinuousResult>({ mode: 'continuous', vip: VIP4, port: 80, stopFile });
       traffic.push(continuous);
-      const tcpBefore = clientTcp();
+      const tcpBefore = lab.clientTcp();
       await sleep(LEAD_MS);
 
       const changed: { node: string; result: CapacityChangeResult & { ms: number }; restartMs: number }[] = [];
@@ -172,7 +165,7 @@ describe('lab: settings changed by a new agent', () => {
       await sleep(LEAD_MS);
       writeFileSync(stopFile, '');
       const [c, ...l] = await Promise.all([continuous, ...longs]);
-      const tcpAfter = clientTcp();
+      const tcpAfter = lab.clientTcp();
       for (const { node, result, restartMs } of changed) {
         t.diagnostic(`${node}: ${JSON.stringify(result.from)} -> ${JSON.stringify(result.to)}; ${result.connections.copied} connection entries copied ` +
           `(${result.connections.copiedAfterSwap} made during the swap), ${result.connections.droppedRealGone + result.connections.droppedTableFull} dropped; ` +

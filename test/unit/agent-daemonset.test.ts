@@ -99,6 +99,11 @@ test('spec.bgp: the agent gets --bgp with password files, a BIRD sidecar that ou
     { name: 'bird', mountPath: '/run/xdplb/bird' },
     { name: 'bgp-password-0', mountPath: '/etc/xdplb/bgp-passwords/bgp-auth', readOnly: true },
   ]);
+  // BFD goes to the agent as the API server stored it (defaults filled in); the sidecar needs no more (UDP 3784: NET_BIND_SERVICE).
+  const withBfd = agentDaemonSet(balancer({ bgp: { ...bgp, bfd: { minIntervalMilliseconds: 300, multiplier: 3 } } }), 'xdplb-system').spec!.template.spec!;
+  const args = withBfd.containers[0]!.args!;
+  assert.deepEqual((JSON.parse(args[args.indexOf('--bgp') + 1]!) as { bfd?: unknown }).bfd, { minIntervalMilliseconds: 300, multiplier: 3 });
+  assert.deepEqual(withBfd.initContainers!.find((c) => c.name === 'bird')!.securityContext, sidecar.securityContext);
 });
 
 test('spec.l2: the agent gets --l2-lease-seconds (defaulted) and --drain-seconds, and the grace period covers the drain', () => {

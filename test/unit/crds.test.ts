@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
 import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
-import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT } from '../../src/api/xdpbalancer.js';
+import {
+  BFD_MIN_INTERVAL_MS, BFD_MULTIPLIER, DEFAULT_BFD_MIN_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER, DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT,
+} from '../../src/api/xdpbalancer.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 import { MAX_ASN } from '../../src/agent/announce/bgp-settings.js';
 
@@ -17,6 +19,7 @@ interface Schema {
   required?: string[];
   maxItems?: number;
   maximum?: number;
+  minimum?: number;
   description?: string;
   default?: unknown;
   'x-kubernetes-validations'?: { rule: string }[];
@@ -124,9 +127,15 @@ test('the defaults the schemas give are the ones the code falls back to', () => 
 test('spec.bgp in the schema: the fields the agent reads, required where the agent needs them', () => {
   const bgp = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!.bgp!;
   assert.deepEqual(bgp.required, ['localASN', 'peers']);
-  assert.deepEqual(Object.keys(bgp.properties!).sort(), ['communities', 'localASN', 'peers', 'routerID']);
+  assert.deepEqual(Object.keys(bgp.properties!).sort(), ['bfd', 'communities', 'localASN', 'peers', 'routerID']);
   const peer = bgp.properties!.peers!.items!;
   assert.deepEqual(peer.required, ['address', 'asn']);
   assert.deepEqual(Object.keys(peer.properties!).sort(), ['address', 'addressFamilies', 'asn', 'passwordSecretRef', 'port']);
   assert.equal(bgp.properties!.localASN!.maximum, MAX_ASN);
+  // BFD: the defaults and bounds the agent applies to a standalone --bgp.
+  const bfd = bgp.properties!.bfd!.properties!;
+  assert.deepEqual(Object.keys(bfd).sort(), ['minIntervalMilliseconds', 'multiplier']);
+  assert.deepEqual([bfd.minIntervalMilliseconds!.default, bfd.minIntervalMilliseconds!.minimum, bfd.minIntervalMilliseconds!.maximum],
+    [DEFAULT_BFD_MIN_INTERVAL_MS, BFD_MIN_INTERVAL_MS.min, BFD_MIN_INTERVAL_MS.max]);
+  assert.deepEqual([bfd.multiplier!.default, bfd.multiplier!.minimum, bfd.multiplier!.maximum], [DEFAULT_BFD_MULTIPLIER, BFD_MULTIPLIER.min, BFD_MULTIPLIER.max]);
 });

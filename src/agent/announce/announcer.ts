@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { BIRD_CONFIG_NAME, BIRD_SOCKET_NAME, type AgentBgpPeer, type AgentBgpSettings } from '../../api/xdpbalancer.js';
 import { canonicalIp } from '../../lib/ip.js';
 import { componentLog } from '../../lib/log.js';
-import { parseCommunity, peerFamilies } from './bgp-settings.js';
+import { type BfdTimers, bfdTimers, parseCommunity, peerFamilies } from './bgp-settings.js';
 import { BirdClient } from './bird-client.js';
 import { type BirdPeer, peerProtocolName, renderBirdConfig } from './bird-config.js';
-import { type BgpSession, parseSessions } from './bird-status.js';
+import { type BgpSession, parseBfdSessions, parseSessions } from './bird-status.js';
 import { firstProblem, type HealthCheck } from './health.js';
 
 const log = componentLog('announce');
@@ -55,6 +55,8 @@ export interface AnnouncerState {
   /** Why the node withdrew, or null while it announces what it serves. */
   withdrawnBecause: string | null;
   sessions: BgpSession[];
+  /** Whether the sessions run BFD (spec.bgp.bfd). */
+  bfd: boolean;
 }
 
 export class Announcer {
@@ -72,10 +74,13 @@ export class Announcer {
   private chain: Promise<void> = Promise.resolve();
   private retry: NodeJS.Timeout | null = null;
   private timers: NodeJS.Timeout[] = [];
+  /** spec.bgp.bfd with its defaults; undefined: no BFD. */
+  private readonly bfd: BfdTimers | undefined;
 
   constructor(private readonly opts: AnnouncerOptions) {
     this.client = new BirdClient(join(opts.birdDir, BIRD_SOCKET_NAME));
     this.configPath = join(opts.birdDir, BIRD_CONFIG_NAME);
+    this.bfd = opts.settings.bfd ? bfdTimers(opts.settings.bfd) : undefined;
   }
 
   /** Starts the health checks and the session polls; nothing is announced before setProgrammed(). */
@@ -132,7 +137,7 @@ export class Announcer {
   }
 
   state(): AnnouncerState {
-    return { announced: this.announced, withdrawnBecause: this.stopping ? 'stopping' : this.unhealthy, sessions: this.sessions };
+    return { announced: this.announced, withdrawnBecause: this.stopping ? 'stopping' : this.unhealthy, sessions: this.sessions, bfd: !!this.bfd };
   }
 
   private checkHealth(): void {
@@ -174,6 +179,7 @@ export class Announcer {
       communities: (this.opts.settings.communities ?? []).map((c) => parseCommunity(c)!),
       announce,
       nextHopV6: this.opts.nextHopV6,
+      bfd: this.bfd,
     });
     if (text === this.applied) return;
     const tmp = `${this.configPath}.tmp`;
@@ -206,9 +212,12 @@ export class Announcer {
   /** One session per configured peer, labelled with the peer's address as configured. */
   private async pollSessions(): Promise<void> {
     let reported: BgpSession[] = [];
+    let bfd = new Map<string, string>();
     let unreachable: string | null = null;
     try {
       reported = parseSessions((await this.client.command('show protocols all')).lines);
+      // BFD sessions exist once BIRD has our bfd protocol; before that (a BIRD still on an older configuration) there are none.
+      if (this.bfd) bfd = parseBfdSessions((await this.client.command('show bfd sessions').catch(() => ({ lines: [] }))).lines);
     } catch (err) {
       unreachable = (err as Error).message;
       if (this.sessions.some((s) => s.established)) log.warn({ err: unreachable }, 'cannot read BGP sessions from BIRD');
@@ -216,10 +225,15 @@ export class Announcer {
     const now = this.opts.peers.map((p): BgpSession => {
       const s = reported.find((r) => r.protocol === peerProtocolName(p.address));
       const missing = { bgpState: 'Unknown', established: false, exportedRoutes: 0, info: unreachable ?? 'not configured in BIRD yet' };
-      return { ...missing, ...s, protocol: peerProtocolName(p.address), neighbor: canonicalIp(p.address) };
+      const neighbor = canonicalIp(p.address);
+      return { ...missing, ...s, protocol: peerProtocolName(p.address), neighbor, bfdState: this.bfd ? bfd.get(neighbor) ?? null : null };
     });
     for (const s of now) {
       const before = this.sessions.find((b) => b.protocol === s.protocol);
+      if (this.bfd && (before?.bfdState === 'Up') !== (s.bfdState === 'Up')) {
+        if (s.bfdState === 'Up') log.info({ peer: s.neighbor }, 'BFD session up');
+        else if (before) log.warn({ peer: s.neighbor, state: s.bfdState ?? 'none' }, 'BFD session down');
+      }
       if (before?.established === s.established) continue;
       if (s.established) log.info({ peer: s.neighbor, protocol: s.protocol }, 'BGP session established');
       else if (before) log.warn({ peer: s.neighbor, protocol: s.protocol, state: s.bgpState, info: s.info }, 'BGP session down');

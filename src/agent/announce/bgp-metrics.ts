@@ -15,6 +15,17 @@ export function registerBgpMetrics(registry: Registry, state: () => AnnouncerSta
     },
   });
   new Gauge({
+    name: 'xdplb_bfd_session_up',
+    help: 'With spec.bgp.bfd: whether the BFD session with the peer is Up (1) or not (0), as BIRD reports it; a peer that runs no BFD stays 0.',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      if (!state().bfd) return;
+      for (const { peer, s } of sessions()) this.set({ peer }, s.bfdState === 'Up' ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: 'xdplb_bgp_announced_prefixes',
     help: 'VIP prefixes (/32, /128) BIRD has announced to the peer (its exported routes).',
     labelNames: ['peer'],

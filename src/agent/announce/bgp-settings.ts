@@ -6,7 +6,10 @@
  * JSON by hand.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import type { AgentBgpPeer, AgentBgpSettings, BgpAddressFamily } from '../../api/xdpbalancer.js';
+import {
+  type AgentBgpPeer, type AgentBgpSettings, BFD_MIN_INTERVAL_MS, BFD_MULTIPLIER, type BgpAddressFamily, type BgpBfd, DEFAULT_BFD_MIN_INTERVAL_MS,
+  DEFAULT_BFD_MULTIPLIER,
+} from '../../api/xdpbalancer.js';
 import { canonicalIp } from '../../lib/ip.js';
 
 /** 4-octet AS numbers (RFC 6793); 0 is reserved. */
@@ -61,6 +64,31 @@ function peerProblems(peer: AgentBgpPeer, at: string): string[] {
   return problems;
 }
 
+/** BFD as BIRD is told of it: spec.bgp.bfd with its defaults filled in. */
+export interface BfdTimers {
+  intervalMs: number;
+  multiplier: number;
+}
+
+export function bfdTimers(bfd: BgpBfd): BfdTimers {
+  return { intervalMs: bfd.minIntervalMilliseconds ?? DEFAULT_BFD_MIN_INTERVAL_MS, multiplier: bfd.multiplier ?? DEFAULT_BFD_MULTIPLIER };
+}
+
+const inBounds = (x: unknown, b: { min: number; max: number }) => Number.isInteger(x) && (x as number) >= b.min && (x as number) <= b.max;
+
+function bfdProblems(bfd: unknown): string[] {
+  if (typeof bfd !== 'object' || bfd === null || Array.isArray(bfd)) return ['bfd: give an object ({} for the defaults), or leave it out for no BFD'];
+  const { minIntervalMilliseconds: interval, multiplier } = bfd as BgpBfd;
+  const problems: string[] = [];
+  if (interval !== undefined && !inBounds(interval, BFD_MIN_INTERVAL_MS)) {
+    problems.push(`bfd.minIntervalMilliseconds: ${interval} is not a whole number of milliseconds from ${BFD_MIN_INTERVAL_MS.min} to ${BFD_MIN_INTERVAL_MS.max}`);
+  }
+  if (multiplier !== undefined && !inBounds(multiplier, BFD_MULTIPLIER)) {
+    problems.push(`bfd.multiplier: ${multiplier} is not a whole number from ${BFD_MULTIPLIER.min} to ${BFD_MULTIPLIER.max}`);
+  }
+  return problems;
+}
+
 /** Checks settings (parsed JSON); throws BgpSettingsError naming every problem. */
 export function checkBgpSettings(value: unknown): AgentBgpSettings {
   const s = value as AgentBgpSettings;
@@ -85,6 +113,7 @@ export function checkBgpSettings(value: unknown): AgentBgpSettings {
   for (const c of s.communities ?? []) {
     if (parseCommunity(c) === null) problems.push(`communities: "${c}" is neither ASN:VALUE (16-bit each) nor ASN:DATA1:DATA2 (32-bit each)`);
   }
+  if (s.bfd !== undefined) problems.push(...bfdProblems(s.bfd));
   if (problems.length) throw new BgpSettingsError(problems);
   return s;
 }

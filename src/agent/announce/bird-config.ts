@@ -8,15 +8,21 @@
  * Nothing goes to the kernel (no kernel protocol): the routes exist only to be
  * exported by BGP, and only routes of the VIP protocols are exported; nothing
  * is imported from the peers.
+ *
+ * BFD, when asked for, is one bfd protocol holding the timers for every
+ * session, and `bfd on` in each bgp protocol: BIRD applies new timers to
+ * running BFD sessions without touching BGP.
  */
 import type { BgpAddressFamily } from '../../api/xdpbalancer.js';
 import { canonicalIp } from '../../lib/ip.js';
-import type { Community } from './bgp-settings.js';
+import type { BfdTimers, Community } from './bgp-settings.js';
 
 /** The static protocols holding the VIP routes, one per family (a BIRD channel carries one). */
 export const VIP_PROTOCOLS: Record<BgpAddressFamily, string> = { IPv4: 'xdplb_vips4', IPv6: 'xdplb_vips6' };
 /** Prefix of the bgp protocols' names; the rest is the peer's address. */
 export const PEER_PROTOCOL_PREFIX = 'xdplb_peer_';
+/** The bfd protocol serving every peer's session. */
+export const BFD_PROTOCOL = 'xdplb_bfd';
 
 export interface BirdPeer {
   address: string;
@@ -36,6 +42,8 @@ export interface BirdConfigInput {
   announce: string[];
   /** The next hop announced with IPv6 routes over an IPv4 session (BGP needs one of the route's family). */
   nextHopV6?: string;
+  /** BFD on every session, with these timers; absent: none. */
+  bfd?: BfdTimers;
 }
 
 /** A BIRD symbol for a peer's protocol: stable across reloads for the same address, so its session stays. */
@@ -70,6 +78,20 @@ function exportFilter(communities: Community[]): string[] {
   ];
 }
 
+/** Every session's timers: the same on every interface (sessions are single-hop, on the node's own subnets). */
+function bfdProtocol(bfd: BfdTimers): string[] {
+  return [
+    '# BFD for the BGP sessions: a peer that hears nothing for multiplier x interval drops this node\'s routes.',
+    `protocol bfd ${BFD_PROTOCOL} {`,
+    '  interface "*" {',
+    `    interval ${bfd.intervalMs} ms;`,
+    `    multiplier ${bfd.multiplier};`,
+    '  };',
+    '}',
+    '',
+  ];
+}
+
 function staticProtocol(family: BgpAddressFamily, addresses: string[]): string[] {
   // blackhole: a route needs a destination, and this one is never installed anywhere (no kernel protocol).
   const routes = addresses.map((a) => `  route ${hostPrefix(a)} blackhole;`);
@@ -100,6 +122,7 @@ function bgpProtocol(peer: BirdPeer, input: BirdConfigInput): string[] {
     if (problem) throw new Error(`the password of peer ${peer.address} ${problem}`);
     lines.push(`  password "${peer.password}";`);
   }
+  if (input.bfd) lines.push('  bfd on;   # a BFD session down ends this one (timers: protocol bfd)');
   for (const family of [...new Set(peer.families)].sort()) lines.push(...channel(peer, family, input));
   lines.push('}');
   return lines;
@@ -118,6 +141,7 @@ export function renderBirdConfig(input: BirdConfigInput): string {
     'protocol device {',
     '}',
     '',
+    ...(input.bfd ? bfdProtocol(input.bfd) : []),
     ...exportFilter(input.communities),
     '',
     ...staticProtocol('IPv4', unique.filter((a) => !isV6(a))),

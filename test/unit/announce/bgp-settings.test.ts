@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BgpSettingsError, parseBgpSettings, parseCommunity, peerFamilies } from '../../../src/agent/announce/bgp-settings.js';
+import { BgpSettingsError, bfdTimers, parseBgpSettings, parseCommunity, peerFamilies } from '../../../src/agent/announce/bgp-settings.js';
 import { connectedPeers, inSubnet } from '../../../src/agent/announce/connected-peers.js';
 
 test('valid settings pass; a peer carries its own address\'s family unless told otherwise', () => {
@@ -52,4 +52,29 @@ test('a node peers only with the routers on its own subnets', () => {
   const { connected, elsewhere } = connectedPeers(peers, [{ local: '198.18.21.2', prefixlen: 24 }, { local: '2001:db8:21::2', prefixlen: 64 }]);
   assert.deepEqual(connected.map((p) => p.address), ['198.18.21.1', '2001:db8:21::1']);
   assert.deepEqual(elsewhere.map((p) => p.address), ['198.18.22.1', '2001:db8:22::1']);
+});
+
+test('bfd: an object, {} for the defaults (300 ms, 3); intervals and multipliers out of bounds are refused, naming the field', () => {
+  const peers = [{ address: '198.18.21.1', asn: 64500 }];
+  assert.deepEqual(bfdTimers(parseBgpSettings(JSON.stringify({ localASN: 1, peers, bfd: {} })).bfd!), { intervalMs: 300, multiplier: 3 });
+  assert.deepEqual(bfdTimers(parseBgpSettings(JSON.stringify({ localASN: 1, peers, bfd: { minIntervalMilliseconds: 10, multiplier: 255 } })).bfd!),
+    { intervalMs: 10, multiplier: 255 });
+  assert.equal(parseBgpSettings(JSON.stringify({ localASN: 1, peers })).bfd, undefined, 'absent: no BFD');
+  const refused = (bfd: unknown) => {
+    try {
+      parseBgpSettings(JSON.stringify({ localASN: 1, peers, bfd }));
+    } catch (e) {
+      return (e as BgpSettingsError).problems.join('\n');
+    }
+    throw new Error(`accepted ${JSON.stringify(bfd)}`);
+  };
+  assert.match(refused(true), /bfd: give an object/);
+  assert.match(refused([]), /bfd: give an object/);
+  assert.match(refused({ minIntervalMilliseconds: 9 }), /bfd\.minIntervalMilliseconds: 9 is not a whole number of milliseconds from 10 to 10000/);
+  assert.match(refused({ minIntervalMilliseconds: 10001 }), /bfd\.minIntervalMilliseconds: 10001/);
+  assert.match(refused({ minIntervalMilliseconds: 2.5 }), /bfd\.minIntervalMilliseconds: 2\.5/);
+  const both = refused({ multiplier: 0, minIntervalMilliseconds: '300' });
+  assert.match(both, /bfd\.multiplier: 0 is not a whole number from 1 to 255/);
+  assert.match(both, /bfd\.minIntervalMilliseconds: 300/);
+  assert.match(refused({ multiplier: 256 }), /bfd\.multiplier: 256/);
 });

@@ -80,3 +80,29 @@ test('the same input renders the same text, whatever the order of peers and VIPs
   const b = renderBirdConfig(base({ peers: [...peers].reverse(), announce: ['198.19.0.1', '198.19.0.2'] }));
   assert.equal(a, b);
 });
+
+test('BFD: one bfd protocol holds the timers, every bgp protocol says bfd on; without it, neither', () => {
+  const peers = [{ address: '198.18.21.1', asn: 64500, families: ['IPv4' as const] }, { address: '2001:db8:21::1', asn: 64500, families: ['IPv6' as const] }];
+  const config = renderBirdConfig(base({ peers, bfd: { intervalMs: 300, multiplier: 3 } }));
+  assert.deepEqual(block(config, 'protocol bfd xdplb_bfd'), ['interface "*" {', 'interval 300 ms;', 'multiplier 3;', '};']);
+  for (const name of ['xdplb_peer_198_18_21_1', 'xdplb_peer_2001_db8_21__1']) {
+    assert.ok(block(config, `protocol bgp ${name}`).some((l) => l.startsWith('bfd on;')), name);
+  }
+  const plain = renderBirdConfig(base({ peers }));
+  assert.doesNotMatch(plain, /protocol bfd|bfd on/);
+});
+
+test('a reload for new VIPs or new BFD timers leaves every bgp protocol as it was (BIRD restarts only protocols whose text changed)', () => {
+  const peers = [{ address: '198.18.21.1', asn: 64500, families: ['IPv4' as const, 'IPv6' as const] }];
+  const protocols = (config: string) => {
+    const blocks = new Map<string, string[]>();
+    for (const header of config.split('\n').filter((l) => /^protocol (bgp|bfd|static) /.test(l))) blocks.set(header, block(config, header.replace(/ \{$/, '')));
+    return blocks;
+  };
+  const before = protocols(renderBirdConfig(base({ peers, nextHopV6: '2001:db8:21::2', bfd: { intervalMs: 300, multiplier: 3 }, announce: ['198.19.0.10'] })));
+  const vips = protocols(renderBirdConfig(base({ peers, nextHopV6: '2001:db8:21::2', bfd: { intervalMs: 300, multiplier: 3 }, announce: ['198.19.0.11', '2001:db8:19::10'] })));
+  const timers = protocols(renderBirdConfig(base({ peers, nextHopV6: '2001:db8:21::2', bfd: { intervalMs: 50, multiplier: 5 }, announce: ['198.19.0.10'] })));
+  const changed = (a: Map<string, string[]>, b: Map<string, string[]>) => [...a.keys()].filter((k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)));
+  assert.deepEqual(changed(before, vips), ['protocol static xdplb_vips4 {', 'protocol static xdplb_vips6 {']);
+  assert.deepEqual(changed(before, timers), ['protocol bfd xdplb_bfd {']);
+});

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ApiProbe, answered } from '../../../src/agent/announce/api-probe.js';
 import { parseReply } from '../../../src/agent/announce/bird-client.js';
-import { parseSessions } from '../../../src/agent/announce/bird-status.js';
+import { parseBfdSessions, parseSessions } from '../../../src/agent/announce/bird-status.js';
 
 // Captured from BIRD 2.0.12 (`show protocols all` on a lab balancer node), trimmed.
 const SHOW_PROTOCOLS_ALL = `2002-Name       Proto      Table      State  Since         Info
@@ -47,6 +47,22 @@ test('sessions: the agent\'s bgp protocols with state, neighbor and routes expor
     { protocol: 'xdplb_peer_198_18_21_1', neighbor: '198.18.21.1', bgpState: 'Established', established: true, exportedRoutes: 2, info: 'Established' },
     { protocol: 'xdplb_peer_2001_db8_22__1', neighbor: '2001:db8:22::1', bgpState: 'Active', established: false, exportedRoutes: 0, info: 'Active Socket: Connection refused' },
   ]);
+});
+
+// Captured from BIRD 2.0.12 (`show bfd sessions`): a node's bfd protocol, its peers' sessions up, then the peer gone.
+const SHOW_BFD_SESSIONS_UP = '1020-xdplb_bfd:\n IP address                Interface  State      Since         Interval  Timeout\n' +
+  ' 198.18.98.1               eth0       Up         00:13:02.034    0.300    0.900\n' +
+  ' 2001:db8:98::1            eth0       Up         00:13:02.034    0.300    0.900\n0000 \n';
+const SHOW_BFD_SESSIONS_DOWN = '1020-xdplb_bfd:\n IP address                Interface  State      Since         Interval  Timeout\n' +
+  ' 198.18.98.1               eth0       Down       00:13:19.997    1.000    0.000\n' +
+  ' 2001:db8:098:0::1         eth0       Down       00:13:19.996    1.000    0.000\n1020-other:\n' +
+  ' IP address                Interface  State      Since         Interval  Timeout\n' +
+  ' 198.18.99.1               eth1       Up         00:13:02.034    0.300    0.900\n0000 \n';
+
+test('BFD sessions: each peer address (canonical) with its state, from the agent\'s bfd protocol only', () => {
+  assert.deepEqual([...parseBfdSessions(parseReply(SHOW_BFD_SESSIONS_UP).lines)], [['198.18.98.1', 'Up'], ['2001:db8:98::1', 'Up']]);
+  assert.deepEqual([...parseBfdSessions(parseReply(SHOW_BFD_SESSIONS_DOWN).lines)], [['198.18.98.1', 'Down'], ['2001:db8:98::1', 'Down']]);
+  assert.equal(parseBfdSessions(parseReply('0000 \n').lines).size, 0);
 });
 
 test('the API probe: any HTTP answer counts; silence past the bound is a problem, 0 turns the check off', () => {
