@@ -29,6 +29,7 @@ import { mapsWritableCheck, programAttachedCheck } from './announce/dataplane-ch
 import type { HealthCheck } from './announce/health.js';
 import { registerBgpMetrics } from './announce/bgp-metrics.js';
 import { L2Announcer } from './announce/l2-announcer.js';
+import type { NodeAnnouncements } from './announce/node-report.js';
 import { announceAddress, l2AddressMap, registerL2Metrics, SolicitedNodeGroups } from './announce/l2-sender.js';
 import { canonicalIp } from '../lib/ip.js';
 import { CapacityChange, recover as recoverCapacityChange } from './capacities/capacity-change.js';
@@ -326,6 +327,11 @@ export class Agent {
     this.l2?.withdrawAll();
     await this.l2Groups?.idle();
     await this.announcer?.withdrawAll();
+  }
+
+  /** How the node announces its VIPs now, for its entry of the XdpBalancer status. */
+  announcements(): NodeAnnouncements {
+    return { ...(this.announcer ? { bgp: this.announcer.state() } : {}), ...(this.l2 ? { l2: this.l2.state() } : {}) };
   }
 
   /** Whether it announces its VIPs (BGP or L2): only then does a withdrawal move traffic away. */

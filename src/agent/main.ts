@@ -22,6 +22,7 @@ import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
 import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
 import { parseBgpSettings } from './announce/bgp-settings.js';
 import { AgentLease } from './announce/l2-lease.js';
+import { NodeReport } from './announce/node-report.js';
 
 const log = componentLog('main');
 
@@ -185,6 +186,7 @@ async function main(): Promise<void> {
   });
   let apiProbe: ApiProbe | null = null;
   let lease: AgentLease | null = null;
+  let report: NodeReport | null = null;
   let source: VipSource;
   /** On SIGTERM without --detach-on-exit: stay attached, or detach because xdplb is being uninstalled. */
   let onExit: () => Promise<ExitDecision | null> = () => Promise.resolve(null);
@@ -205,6 +207,8 @@ async function main(): Promise<void> {
     void removal?.start();
     onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where, undefined, () => removal?.seen() ?? null)
       .finally(() => removal?.stop());
+    // Its node's entry of the balancer's status: only where it announces (BGP or L2).
+    if (bgp || l2LeaseSeconds !== undefined) report = new NodeReport(kc, balancer, nodeName!, () => agent.announcements());
     if (l2LeaseSeconds !== undefined) lease = new AgentLease(kc, { balancer, node: nodeName!, namespace: agentNamespace!, leaseSeconds: l2LeaseSeconds });
     if (bgp) {
       const client = kc;
@@ -221,6 +225,7 @@ async function main(): Promise<void> {
   apiProbe?.start();
   // Alive once programmed and attached: only then may the controller name this node for a VIP.
   await lease?.start();
+  report?.start();
   log.info({ ...source.describe(), nic: agent.nic, mode: agent.mode, pinDir }, `xdplb-agent running (${source.mode})`);
 
   let stopping = false;
@@ -231,7 +236,10 @@ async function main(): Promise<void> {
     log.info({ signal, detachOnExit: forced }, 'stopping');
     apiProbe?.stop();
     // Routes (or L2 addresses) first: no new flow may arrive at a node that is stopping (and may detach).
-    agent.withdraw().then(() => lease?.release()).then(() => {
+    agent.withdraw().then(() => lease?.release()).then(async () => {
+      // The withdrawal in the node's status before the agent goes.
+      report?.stop();
+      await report?.check();
       const decided = forced ? Promise.resolve(null) : onExit();
       return Promise.all([decided, source.stop()]);
     }).then(async ([decision]) => {

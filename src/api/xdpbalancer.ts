@@ -63,6 +63,39 @@ export interface XdpBalancerStatus {
   desiredAgents?: number;
   readyAgents?: number;
   conditions?: V1Condition[];
+  /** One entry per node, written by its agent: how it announces the VIPs. */
+  nodes?: BalancerNodeStatus[];
+}
+
+/** A BGP session of a node, as its BIRD reports it. */
+export interface BalancerNodeBgpSession {
+  peer: string;
+  /** BGP's state: Idle, Connect, Active, OpenSent, OpenConfirm, Established. */
+  state: string;
+  established: boolean;
+  /** VIP routes sent to the peer. */
+  routesSent: number;
+  /** The BFD session's state, with spec.bgp.bfd. */
+  bfd?: string;
+  /** BIRD's last error for the session. */
+  info?: string;
+}
+
+export interface BalancerNodeStatus {
+  node: string;
+  bgp?: {
+    /** VIP addresses the node announces. */
+    announced: number;
+    /** Why it withdrew every route (stopping, or what is unhealthy); absent while it announces. */
+    withdrawn?: string;
+    sessions: BalancerNodeBgpSession[];
+  };
+  l2?: {
+    /** VIP addresses the node answers ARP/NDP for. */
+    answering: number;
+  };
+  /** When the agent wrote this entry (it writes on change only). */
+  updated: string;
 }
 
 export interface XdpBalancer {

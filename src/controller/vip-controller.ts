@@ -11,7 +11,7 @@ import {
   CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
 } from '@kubernetes/client-node';
 import {
-  AddressReason, type BackendStatus, ConditionType, DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus,
+  AddressReason, type BackendStatus, ConditionType, DEFAULT_BALANCER, GROUP, type L2Status, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus,
   VERSION, vipAddress,
 } from '../api/loadbalancervip.js';
 import { goneOrThrow } from '../lib/api-error.js';
@@ -77,6 +77,8 @@ export class VipController {
   private readonly poolStatus: PoolStatusWriter;
   /** L2 mode: which agents are alive. */
   private readonly agentLeases: AgentLeases | null;
+  /** L2 mode: the node each VIP was last given, by key, ahead of the cache (see electL2Node). */
+  private readonly l2Named = new Map<string, L2Status>();
   /** Every VIP's address (spec or status), so none is assigned twice; released when the VIP goes. */
   readonly used = new UsedAddresses();
   /** The address each VIP key holds in `used`. */
@@ -263,6 +265,7 @@ export class VipController {
     const vip = this.vips.get(name, ns);
     if (!vip) {
       // Deleted: agents drop it from their maps.
+      this.l2Named.delete(key);
       for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
       this.badWeights.forget(key);
       return;
@@ -281,6 +284,7 @@ export class VipController {
       endpointSlices: service === undefined ? undefined : this.opts.endpointSlices.of(ns, service),
       podOf: (pod) => this.pods.get(pod, ns),
       l2Alive: this.agentLeases && this.opts.balancers.l2?.(balancerOf(vip)) ? this.agentLeases.alive(balancerOf(vip)) : undefined,
+      l2Current: this.l2Named.get(key),
     });
     const { status, requeue } = next;
     this.opts.metrics?.vipNodes.set({ vip: key, state: 'desired' }, next.desiredNodes);
@@ -289,13 +293,18 @@ export class VipController {
     for (const bad of this.badWeights.fresh(key, next.badWeights)) {
       this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
     }
-    if (!changed(vip.status, status)) return requeue;
+    const rememberL2 = () => (status.l2 ? this.l2Named.set(key, status.l2) : this.l2Named.delete(key));
+    if (!changed(vip.status, status)) {
+      rememberL2();
+      return requeue;
+    }
     const written = await this.custom.patchNamespacedCustomObjectStatus(
       // A merge patch keeps fields it does not name: null removes a pool no longer allowed.
       { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, l2: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ).then(() => true, goneOrThrow);
     if (!written) return;
+    rememberL2();
     this.statusWrites++;
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
     this.recordEvents(vip, vip.status, status);

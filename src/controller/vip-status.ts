@@ -5,7 +5,7 @@
  */
 import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
 import {
-  DEFAULT_BALANCER, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary,
+  DEFAULT_BALANCER, type L2Status, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary,
 } from '../api/loadbalancervip.js';
 import type { Requeue } from '../lib/work-queue.js';
 import { limitBackends } from './backend-limit.js';
@@ -35,6 +35,8 @@ export interface VipStatusInput {
   maxBackends?: number;
   /** L2 mode (the balancer's spec.l2): the nodes whose agent is alive; absent when the balancer is not in L2 mode. */
   l2Alive?: ReadonlySet<string>;
+  /** The announcing node this controller last wrote, which its cache may not show yet. */
+  l2Current?: L2Status;
 }
 
 export interface VipStatusResult {
@@ -74,7 +76,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     now,
   });
   const programmed = programmedNodes(vip).length;
-  const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now });
+  const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now, current: input.l2Current });
   return {
     status: {
       observedGeneration: vip.metadata.generation,

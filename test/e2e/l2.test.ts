@@ -81,6 +81,10 @@ describe('L2 mode: one node answers ARP/NDP for a VIP; another takes over when i
       const expected = [n4, n6].filter((n) => n === node).length;
       await waitFor(`${node} answering for ${expected} address(es)`, () => answered(node), (x) => x === expected, TAKEOVER_TIMEOUT_MS);
     }
+    // Each node's entry of the balancer's status says how many it answers for.
+    await waitFor('the L2 counts in the XdpBalancer status', () => JSON.parse(env.kubectl(['get', 'xdpbalancer', 'default', '-o', 'jsonpath={.status.nodes}']) || '[]') as
+      { node: string; l2?: { answering: number } }[], (e) => env.nodes.every((n) => e.find((x) => x.node === n)?.l2?.answering === [n4, n6].filter((x) => x === n).length),
+    TAKEOVER_TIMEOUT_MS);
     for (const [vip, node] of [[env.vip4, n4!], [VIP6, n6!]] as const) {
       const r = await env.connect(vip, HTTP, 200);
       assert.equal(r.failures, 0, `${vip}: ${r.errors.join(', ')}`);

@@ -19,6 +19,12 @@ export interface L2Input {
   /** Nodes whose agent holds an unexpired Lease. */
   alive: ReadonlySet<string>;
   now: Date;
+  /**
+   * The node this controller last named, when it knows better than the VIP
+   * it read: its own status write may not be in its cache yet, and the VIP
+   * must not move because of that.
+   */
+  current?: L2Status;
 }
 
 export function l2Candidates(vip: LoadBalancerVip, alive: ReadonlySet<string>): string[] {
@@ -32,7 +38,7 @@ export function electL2Node(input: L2Input): L2Status | undefined {
   const { vip, address, alive, now } = input;
   if (address === undefined) return undefined;
   const candidates = l2Candidates(vip, alive);
-  const current = vip.status?.l2;
+  const current = input.current ?? vip.status?.l2;
   if (current && candidates.includes(current.node)) return current;
   let best: string | undefined;
   let bestHash = Infinity;

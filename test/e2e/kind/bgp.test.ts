@@ -157,6 +157,11 @@ describe('kind: announcing the VIP by BGP to the client', () => {
       t.diagnostic(`${node}: xdplb_bgp_session_up{peer="${clientIp}"} ${sample(m, 'xdplb_bgp_session_up', { peer: clientIp })}, ` +
         `xdplb_bgp_announced_prefixes ${sample(m, 'xdplb_bgp_announced_prefixes', { peer: clientIp })}, xdplb_bgp_vips_announced ${sample(m, 'xdplb_bgp_vips_announced')}`);
     }
+    // Each worker's sessions in the XdpBalancer's status too (written by its agent).
+    const entries = await waitFor('each worker\'s BGP session in the XdpBalancer status', () =>
+      JSON.parse(env.kubectl(['get', 'xdpbalancer', 'default', '-o', 'jsonpath={.status.nodes}']) || '[]') as { node: string; bgp?: { sessions: { peer: string; established: boolean }[] } }[],
+    (e) => env.nodes.every((n) => e.find((x) => x.node === n)?.bgp?.sessions.some((s) => s.peer === clientIp && s.established)), SESSION_WAIT_MS, 1000);
+    t.diagnostic(`kubectl get xdpbalancer default -o jsonpath={.status.nodes}: ${JSON.stringify(entries)}`);
     const protocols = onClient(['birdc', '-s', `${ROUTER_DIR}/bird.ctl`, 'show', 'protocols']);
     t.diagnostic(`client: birdc show protocols\n${protocols}`);
 

@@ -290,6 +290,15 @@ describe('operator end to end: kubectl apply to packets', () => {
         const m = await waitFor(`${n}'s BGP sessions in its metrics`, () => env.agentMetrics(n), (x) => sum(x, 'xdplb_bgp_session_up') >= 2);
         assert.equal(sample(m, 'xdplb_bgp_vips_announced'), 1, `${n} announces the one VIP`);
       }
+      // And in the balancer's status: each node's entry, written by its agent.
+      type NodeEntry = { node: string; bgp?: { announced: number; withdrawn?: string; sessions: { peer: string; established: boolean; routesSent: number }[] } };
+      const entries = await waitFor('every node\'s BGP entry in the XdpBalancer status', () =>
+        (JSON.parse(env.kubectl(['get', 'xdpbalancer', 'default', '-o', 'jsonpath={.status.nodes}']) || '[]') as NodeEntry[]),
+      (e) => env.nodes.every((n) => {
+        const b = e.find((x) => x.node === n)?.bgp;
+        return !!b && b.announced === 1 && b.sessions.length >= 2 && b.sessions.every((s) => s.established) && b.sessions.some((s) => s.routesSent >= 1);
+      }), 60_000);
+      t.diagnostic(`status.nodes: ${JSON.stringify(entries.map((e) => ({ node: e.node, ...e.bgp })))}`);
       env.kubectl(['delete', 'lbvip', 'web-bgp', '-n', ns()]);
       await waitFor(`${env.vip4} withdrawn from the router`, () => router.nextHops(env.vip4), (hops) => hops.length === 0, 30_000);
     } finally {

@@ -61,3 +61,10 @@ test('Lease names: readable when they fit, a valid distinct name when a node nam
   assert.notEqual(long1, long2);
   assert.match(long1, /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
 });
+
+test('what this controller last named wins over a VIP read before its write landed: no flip to the hash\'s choice', () => {
+  const named = { node: 'zz', since: '2026-11-30T11:00:00.000Z' };
+  // The cache shows no status.l2 yet, and now a second candidate.
+  const stale = vip([programmed('a'), programmed('zz')]);
+  assert.equal(electL2Node({ vip: stale, address: ADDRESS, alive: alive('a', 'zz'), now: NOW, current: named }), named);
+});
