@@ -69,6 +69,30 @@ struct real_stats {
 	__u64 bytes; /* frame bytes as received, before encapsulation */
 };
 
+/* An address, port and protocol: the backend program's reply key (a pod's
+ * address and target port) and values (a VIP and its port; a pod's address
+ * and target port). Same layout as struct vip_key. */
+struct xdplb_endpoint {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+/* backend_svcs key: a tunnel packet toward a local pod, by its outer
+ * destination (the pod address the balancer encapsulated to) and its inner
+ * destination (the VIP, its port and protocol). The families differ for
+ * IPv4 in IPv6. */
+struct backend_svc_key {
+	__be32 tunnel_dst[4];
+	__be32 vip[4];
+	__be16 vip_port;
+	__u8 proto;
+	__u8 vip_family;
+	__u8 tunnel_family;
+	__u8 pad[3];
+};
+
 /* One trace match rule: every set field must match. A packet is traced when
  * any of trace_config's first rule_count rules match. */
 struct trace_rule {

@@ -1,6 +1,6 @@
 /**
- * The schema of every map of both programs (bpf/include/xdplb_maps.h and
- * bpf/decap.bpf.c): name in the object, BPF map type and flags, key and value
+ * The schema of every map of the programs (bpf/include/xdplb_maps.h,
+ * bpf/decap.bpf.c and bpf/backend.bpf.c): name in the object, BPF map type and flags, key and value
  * codec, and the capacity its size follows. Loading (max_entries overrides),
  * typed handles, in-memory maps and test/bpf/layout.test.ts all derive from it.
  */
@@ -9,8 +9,11 @@ import { MemoryMap } from '../libbpf/memory-map.js';
 import type { RawMap } from '../libbpf/raw-map.js';
 import { type Codec, TypedMap, U32Windows } from '../libbpf/typed-map.js';
 import {
+  BACKEND_REASONS,
   CONNECTION_TABLE_SIZE,
   DECAP_REASONS,
+  MAX_BACKEND_REPLIES,
+  MAX_BACKEND_SERVICES,
   MAX_DECAP_ADDRS,
   MAX_REALS,
   MAX_VIPS,
@@ -41,6 +44,7 @@ import {
   VipStatsCodec,
 } from './structs.js';
 import { TraceBudgetLayout, TraceConfigLayout } from './trace-structs.js';
+import { type BackendSvcKey, BackendSvcKeyCodec, type Endpoint, EndpointCodec } from './backend-structs.js';
 
 /** enum bpf_map_type values of the types xdplb uses. */
 export const MapType = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LRU_HASH: 9, RINGBUF: 27 } as const;
@@ -108,6 +112,15 @@ export const BALANCER_MAPS = {
 export const DECAP_MAPS = {
   addrs: map<IpAddress, number>('decap_addrs', MapType.HASH, AddrCodec, U32Codec, { fixed: MAX_DECAP_ADDRS }),
   stats: map<number, bigint>('decap_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: DECAP_REASONS.length }),
+} as const;
+
+/** The backend program's maps (bpf/backend.bpf.c): pod-address mode on a node hosting backend pods. */
+export const BACKEND_MAPS = {
+  /** (pod address as tunnelled to, VIP, VIP port, protocol) -> (pod address, target port, protocol). */
+  services: map<BackendSvcKey, Endpoint>('backend_svcs', MapType.HASH, BackendSvcKeyCodec, EndpointCodec, { fixed: MAX_BACKEND_SERVICES }),
+  /** (pod address, target port, protocol) -> (VIP, VIP port, protocol). */
+  replies: map<Endpoint, Endpoint>('backend_replies', MapType.HASH, EndpointCodec, EndpointCodec, { fixed: MAX_BACKEND_REPLIES }),
+  stats: map<number, bigint>('backend_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: BACKEND_REASONS.length }),
 } as const;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a schema holds maps of every key and value type
