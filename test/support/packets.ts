@@ -298,17 +298,12 @@ export function encapsulate(frame: Buffer, outerSrc: string, outerDst: string): 
   return Buffer.concat([eth, outer, inner]);
 }
 
-/**
- * Whether an option-less IPv4 or extension-less IPv6 packet's checksums add
- * up: the IPv4 header's, and the TCP/UDP one over the pseudo-header (an IPv4
- * UDP checksum of 0, "none", counts as valid).
- */
-export function checksumsValid(l3: Buffer): { ip: boolean; l4: boolean } {
+/** The TCP/UDP pseudo-header of an option-less IPv4 or extension-less IPv6 packet, and where its segment starts. */
+export function pseudoHeader(l3: Buffer): { pseudo: Buffer; hlen: number; proto: number; len: number } {
   const v4 = l3[0]! >> 4 === 4;
   const hlen = v4 ? (l3[0]! & 0x0f) * 4 : IPV6_HLEN;
   const proto = v4 ? l3[9]! : l3[6]!;
   const len = (v4 ? l3.readUInt16BE(2) : IPV6_HLEN + l3.readUInt16BE(4)) - hlen;
-  const segment = l3.subarray(hlen, hlen + len);
   let pseudo: Buffer;
   if (v4) {
     pseudo = Buffer.alloc(12);
@@ -321,6 +316,18 @@ export function checksumsValid(l3: Buffer): { ip: boolean; l4: boolean } {
     pseudo.writeUInt32BE(len, 32);
     pseudo.writeUInt8(proto, 39);
   }
+  return { pseudo, hlen, proto, len };
+}
+
+/**
+ * Whether an option-less IPv4 or extension-less IPv6 packet's checksums add
+ * up: the IPv4 header's, and the TCP/UDP one over the pseudo-header (an IPv4
+ * UDP checksum of 0, "none", counts as valid).
+ */
+export function checksumsValid(l3: Buffer): { ip: boolean; l4: boolean } {
+  const { pseudo, hlen, proto, len } = pseudoHeader(l3);
+  const v4 = l3[0]! >> 4 === 4;
+  const segment = l3.subarray(hlen, hlen + len);
   const udpNone = v4 && proto === PROTO_UDP && segment.readUInt16BE(6) === 0;
   return {
     ip: !v4 || checksum(l3.subarray(0, hlen)) === 0,
