@@ -8,12 +8,17 @@
  * tunnel packet whose outer destination is the pod loses its outer header, and
  * its inner destination VIP:port becomes the pod's address and target port.
  *
- * xdplb_backend_from_pod (host-side ingress: from the pod): a TCP or UDP
- * packet from a pod's (address, target port) gets its source rewritten back
- * to VIP:port; the host then routes it as any other (direct server return).
+ * The flow, as the pod sees it, is recorded with the VIP:port its client
+ * addressed.
  *
- * Both stateless: two maps the agent fills from the VIPs the node's pods back.
- * bpf/BACKEND.md has the corner cases.
+ * xdplb_backend_from_pod (host-side ingress: from the pod): a TCP or UDP
+ * packet of a recorded flow (the reversed tuple is in backend_flows) gets its
+ * source rewritten back to that VIP:port; the host then routes it as any
+ * other (direct server return). Everything else the pod sends (answers to
+ * kubelet probes and ClusterIP clients, its own connections) passes untouched.
+ *
+ * backend_svcs is the agent's, filled from the VIPs the node's pods back;
+ * backend_flows is the programs' own. bpf/BACKEND.md has the corner cases.
  */
 #include <stddef.h>
 #include <linux/pkt_cls.h>
@@ -50,13 +55,21 @@ struct {
 	__type(value, struct xdplb_endpoint);
 } backend_svcs SEC(".maps");
 
-/* (pod address, target port, protocol) -> (VIP, VIP port, protocol). */
+/*
+ * The flows translated toward a pod, as the pod sees them (src: the client
+ * and its port; dst: the pod and its target port) -> the VIP, port and
+ * protocol the client addressed. Written toward the pod, read under the
+ * reversed tuple from it. One LRU for all CPUs (not BPF_F_NO_COMMON_LRU): a
+ * flow is recorded on the CPU that receives the tunnel packets, often one per
+ * balancer (NICs hash IPIP by its outer addresses), so per-CPU lists would
+ * give those flows a CPU's share of the table; only new flows write to it.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, XDPLB_MAX_BACKEND_REPLIES);
-	__type(key, struct xdplb_endpoint);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPLB_BACKEND_FLOW_TABLE_SIZE);
+	__type(key, struct flow_key);
 	__type(value, struct xdplb_endpoint);
-} backend_replies SEC(".maps");
+} backend_flows SEC(".maps");
 
 /* Per enum xdplb_backend_reason: packets; every packet counts in exactly one. */
 struct {
@@ -145,6 +158,34 @@ static __always_inline int same_addr(const __be32 *a, const __be32 *b)
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
+static __always_inline int same_endpoint(const struct xdplb_endpoint *a, const struct xdplb_endpoint *b)
+{
+	return same_addr(a->addr, b->addr) && a->port == b->port && a->proto == b->proto && a->family == b->family;
+}
+
+/*
+ * Records a translated flow for its replies: (client, client port, pod, target
+ * port) -> the VIP and port the client addressed. Written only when absent or
+ * different (a new flow, one evicted, or the same client port now reaching the
+ * pod through another VIP); a hit only marks the entry recently used. If the
+ * update fails the packet still goes to the pod and its next one tries again.
+ */
+static __always_inline void record_flow(const struct xdplb_packet *p, const struct xdplb_endpoint *pod)
+{
+	struct flow_key flow = p->flow;
+	struct xdplb_endpoint vip = {}, *known;
+
+	__builtin_memcpy(flow.dst, pod->addr, sizeof(flow.dst));
+	flow.dport = pod->port;
+	__builtin_memcpy(vip.addr, p->flow.dst, sizeof(vip.addr));
+	vip.port = p->flow.dport;
+	vip.proto = p->flow.proto;
+	vip.family = p->flow.family;
+	known = bpf_map_lookup_elem(&backend_flows, &flow);
+	if (!known || !same_endpoint(known, &vip))
+		bpf_map_update_elem(&backend_flows, &flow, &vip, BPF_ANY);
+}
+
 /*
  * The inner packet of a tunnel packet toward the pod: parsed as if the frame
  * began outer_len bytes later (the inner IP header is then where a frame's IP
@@ -195,6 +236,7 @@ static __always_inline int to_pod(struct __sk_buff *skb, struct backend_svc_key 
 	}
 	if (rewrite(skb, &p, sizeof(struct ethhdr), REWRITE_DST, &pod))
 		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
+	record_flow(&p, &pod);
 	return verdict(done);
 }
 
@@ -245,7 +287,8 @@ int xdplb_backend_to_pod(struct __sk_buff *skb)
 SEC("tc")
 int xdplb_backend_from_pod(struct __sk_buff *skb)
 {
-	struct xdplb_endpoint key = {}, vip, *found;
+	struct flow_key key = {};
+	struct xdplb_endpoint vip, *found;
 	struct xdplb_packet p = {};
 	int r;
 
@@ -256,15 +299,19 @@ int xdplb_backend_from_pod(struct __sk_buff *skb)
 	if (r != XDPLB_PARSED)
 		return verdict(XDPLB_BACKEND_PASS_NOT_REPLY);
 
-	__builtin_memcpy(key.addr, p.flow.src, sizeof(key.addr));
-	key.port = p.flow.sport;
+	/* The flow as recorded toward the pod: the reply's tuple reversed. */
+	__builtin_memcpy(key.src, p.flow.dst, sizeof(key.src));
+	__builtin_memcpy(key.dst, p.flow.src, sizeof(key.dst));
+	key.sport = p.flow.dport;
+	key.dport = p.flow.sport;
 	key.proto = p.flow.proto;
 	key.family = p.flow.family;
-	found = bpf_map_lookup_elem(&backend_replies, &key);
+	found = bpf_map_lookup_elem(&backend_flows, &key);
 	if (!found)
-		return verdict(XDPLB_BACKEND_PASS_NOT_REPLY);
-	/* A reply is never a bare SYN: this one opens a connection from a
-	 * target port. Left alone, and counted: see BACKEND.md. */
+		return verdict(XDPLB_BACKEND_PASS_NO_FLOW);
+	/* A reply is never a bare SYN: the pod opens a connection on the tuple
+	 * of a flow that ended (its entry not yet evicted). Left alone, and
+	 * counted: see BACKEND.md. */
 	if (p.tcp_syn)
 		return verdict(XDPLB_BACKEND_PASS_OWN_SYN);
 	__builtin_memcpy(&vip, found, sizeof(vip));

@@ -33,8 +33,9 @@ struct vip_meta {
 	__u32 vip_num; /* index of the VIP's ring and stats slot */
 };
 
-/* conn_table key: the flow as the balancer saw it (sport 0 for VIPs that
- * hash without the source port). */
+/* A flow's five-tuple. conn_table key: the flow as the balancer saw it (sport
+ * 0 for VIPs that hash without the source port). backend_flows key: the flow
+ * as the pod sees it (src the client, dst the pod and its target port). */
 struct flow_key {
 	__be32 src[4];
 	__be32 dst[4];
@@ -69,9 +70,9 @@ struct real_stats {
 	__u64 bytes; /* frame bytes as received, before encapsulation */
 };
 
-/* An address, port and protocol: the backend program's reply key (a pod's
- * address and target port) and values (a VIP and its port; a pod's address
- * and target port). Same layout as struct vip_key. */
+/* An address, port and protocol: the backend program's values (a pod's
+ * address and target port in backend_svcs; the VIP and port a flow's client
+ * addressed in backend_flows). Same layout as struct vip_key. */
 struct xdplb_endpoint {
 	__be32 addr[4];
 	__be16 port;

@@ -5,7 +5,7 @@
  */
 import { type IpAddress, IP_BYTES } from '../lib/ip.js';
 import type { Codec } from '../libbpf/typed-map.js';
-import { addressOf, type StructLayout, structCodec, type VipKey, VipKeyCodec, VipKeyLayout } from './structs.js';
+import { addressOf, FlowKeyLayout, type StructLayout, structCodec, type VipKey, VipKeyCodec, VipKeyLayout } from './structs.js';
 
 /** struct xdplb_endpoint: an address, port and protocol; the bytes of struct vip_key. */
 export const EndpointLayout = {
@@ -54,6 +54,39 @@ export const BackendSvcKeyCodec = structCodec<BackendSvcKey>(BackendSvcKeyLayout
   };
 });
 
+/** A backend_flows key: a flow translated toward a pod, as the pod sees it (struct flow_key: src the client, dst the pod). */
+export interface BackendFlow {
+  client: IpAddress;
+  clientPort: number;
+  /** The pod's address of the flow's family. */
+  pod: IpAddress;
+  targetPort: number;
+  proto: number;
+}
+
+export const BackendFlowCodec = structCodec<BackendFlow>(FlowKeyLayout, (f) => {
+  if (f.client.family !== f.pod.family) throw new Error(`flow ${f.client.text} -> ${f.pod.text} mixes families`);
+  const o = FlowKeyLayout.offsets;
+  const b = Buffer.alloc(FlowKeyLayout.size);
+  f.client.bytes.copy(b, o.src, 0, IP_BYTES);
+  f.pod.bytes.copy(b, o.dst, 0, IP_BYTES);
+  b.writeUInt16BE(f.clientPort, o.sport);
+  b.writeUInt16BE(f.targetPort, o.dport);
+  b.writeUInt8(f.proto, o.proto);
+  b.writeUInt8(f.client.family, o.family);
+  return b;
+}, (b) => {
+  const o = FlowKeyLayout.offsets;
+  const family = b.readUInt8(o.family);
+  return {
+    client: addressOf(family, b.subarray(o.src, o.src + IP_BYTES)),
+    clientPort: b.readUInt16BE(o.sport),
+    pod: addressOf(family, b.subarray(o.dst, o.dst + IP_BYTES)),
+    targetPort: b.readUInt16BE(o.dport),
+    proto: b.readUInt8(o.proto),
+  };
+});
+
 /** One VIP port served by one local pod. */
 export interface PodService {
   vip: IpAddress;
@@ -66,20 +99,14 @@ export interface PodService {
   tunnelDst?: IpAddress;
 }
 
-/** The backend_svcs and backend_replies entries of a pod service. */
-export function podServiceEntries(s: PodService): {
-  svc: [BackendSvcKey, Endpoint];
-  reply: [Endpoint, Endpoint];
-} {
+/** The backend_svcs entry of a pod service (its replies are found per flow: backend_flows). */
+export function podServiceEntry(s: PodService): [BackendSvcKey, Endpoint] {
   if (s.pod.family !== s.vip.family) {
     throw new Error(`pod address ${s.pod.text} is not of VIP ${s.vip.text}'s family: the pod needs an address of each family it serves`);
   }
   const pod: Endpoint = { address: s.pod, port: s.targetPort, proto: s.proto };
-  const vip: Endpoint = { address: s.vip, port: s.vipPort, proto: s.proto };
-  return {
-    svc: [{ tunnelDst: s.tunnelDst ?? s.pod, vip: s.vip, vipPort: s.vipPort, proto: s.proto }, pod],
-    reply: [pod, vip],
-  };
+  return [{ tunnelDst: s.tunnelDst ?? s.pod, vip: s.vip, vipPort: s.vipPort, proto: s.proto }, pod];
 }
 
-export const BACKEND_LAYOUTS: readonly StructLayout[] = [EndpointLayout, BackendSvcKeyLayout];
+/** The structs of the backend object's maps; struct flow_key is the balancer's too, checked in both objects. */
+export const BACKEND_LAYOUTS: readonly StructLayout[] = [EndpointLayout, BackendSvcKeyLayout, FlowKeyLayout];

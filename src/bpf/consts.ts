@@ -13,7 +13,8 @@ export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 export const MAX_ND_OPTS = 4;
 export const MAX_BACKEND_SERVICES = 16384;
-export const MAX_BACKEND_REPLIES = 16384;
+/** The backend program's flow table: its default size; the agent may load another (BackendCapacities). */
+export const BACKEND_FLOW_TABLE_SIZE = 262144;
 
 export const TRACE_MAX_RULES = 8;
 export const TRACE_RING_BYTES = 1 << 22;
@@ -85,6 +86,7 @@ export const BACKEND_REASONS = [
   'PASS_NO_SERVICE',
   'PASS_FRAGMENT',
   'PASS_NOT_REPLY',
+  'PASS_NO_FLOW',
   'PASS_OWN_SYN',
   'DROP_HAIRPIN',
   'DROP_DECAP_FAILED',

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
 import type { BpfMap } from '../libbpf/bpf-map.js';
 import { BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM, BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
-import { BACKEND_MAPS, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, type Schema } from './maps.js';
+import { BACKEND_MAPS, type BackendCapacities, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, type Schema } from './maps.js';
 import { loadSizes } from './pinned-layout.js';
 
 const BPF_BUILD_DIR = fileURLToPath(new URL('../../../bpf/build/', import.meta.url));
@@ -58,8 +58,10 @@ export function loadDecap(opts: LoadOptions = {}, path = DECAP_OBJECT): LoadedDe
   return { object, maps: mapSet(object, DECAP_MAPS), progFd: object.programFd(DECAP_PROGRAM) };
 }
 
-export function loadBackend(opts: LoadOptions = {}, path = BACKEND_OBJECT): LoadedBackend {
-  const object = BpfObject.load(path, specs(BACKEND_MAPS), opts);
+/** The backend object; capacity: its flow table's size (absent: the compiled default). */
+export function loadBackend(opts: LoadOptions & { capacity?: Partial<BackendCapacities> } = {}, path = BACKEND_OBJECT): LoadedBackend {
+  const maxEntries = { ...opts.maxEntries, ...loadSizes(BACKEND_MAPS, opts.capacity ?? {}) };
+  const object = BpfObject.load(path, specs(BACKEND_MAPS), { ...opts, maxEntries });
   return {
     object,
     maps: mapSet(object, BACKEND_MAPS),

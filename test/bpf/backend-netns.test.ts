@@ -7,6 +7,8 @@
  * module); the pod's SYN-ACK must reach the client as from VIP:80, straight
  * from the node (direct server return). With the pod's transmit checksum
  * offload on (the replies are CHECKSUM_PARTIAL) and off (complete checksums).
+ * And the node's own connection to the pod's target port (a kubelet probe)
+ * completes: its SYN-ACK is no tunnelled flow's reply and keeps the pod's address.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -70,6 +72,14 @@ let up = 0;
 for (const port of [8080, 8081]) {
   net.createServer((s) => s.destroy()).listen({ port, host: '::', ipv6Only: false }, () => { if (++up === 2) console.log('listening'); });
 }`;
+
+/** Connects to host:port and prints "connected" (the kubelet's TCP probe, from the node). */
+const PROBE = `
+const net = require('net');
+const [host, port] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port), timeout: 10000 }, () => { console.log('connected'); s.destroy(); });
+s.on('timeout', () => { console.log('timeout'); s.destroy(); process.exitCode = 1; });
+s.on('error', (e) => { console.log(e.code); process.exitCode = 1; });`;
 
 function sh(ns: string, ...args: string[]): void {
   execFileSync('ip', ['netns', 'exec', ns, ...args], { stdio: 'pipe' });
@@ -253,5 +263,19 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
           assert.ok(now.REPLY_REWRITTEN > before.REPLY_REWRITTEN, 'REPLY_REWRITTEN counted');
         });
     }
+  }
+
+  for (const family of ['v4', 'v6'] as const) {
+    test(`a kubelet probe from the node's ${family} address to the pod's target port 8080 connects (its answer is not rewritten)`,
+      (t) => {
+        if (!requireKernel(t)) return;
+        const before = readBackendReasons(backend!.maps);
+        const out = execFileSync('ip', ['netns', 'exec', NODE_NS, process.execPath, '-e', PROBE, POD[family], '8080'],
+          { encoding: 'utf8' });
+        assert.equal(out.trim(), 'connected');
+        const now = readBackendReasons(backend!.maps);
+        assert.ok(now.PASS_NO_FLOW > before.PASS_NO_FLOW, 'PASS_NO_FLOW counted');
+        assert.equal(now.REPLY_REWRITTEN, before.REPLY_REWRITTEN, 'nothing rewritten');
+      });
   }
 });

@@ -10,7 +10,7 @@ import * as L from '../../src/bpf/consts.js';
 import { TRACE_LAYOUTS } from '../../src/bpf/trace-structs.js';
 import { L2_LAYOUTS } from '../../src/bpf/l2-structs.js';
 import { BACKEND_LAYOUTS } from '../../src/bpf/backend-structs.js';
-import { BACKEND_MAPS, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
+import { type BackendCapacities, BACKEND_MAPS, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
   from '../../src/bpf/maps.js';
 import { BACKEND_OBJECT, BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBackend, loadBalancer, loadDecap }
   from '../../src/bpf/programs.js';
@@ -48,7 +48,7 @@ describe('struct layouts match the BTF', () => {
       MAX_EXT_HDRS: L.MAX_EXT_HDRS,
       MAX_ND_OPTS: L.MAX_ND_OPTS,
       MAX_BACKEND_SERVICES: L.MAX_BACKEND_SERVICES,
-      MAX_BACKEND_REPLIES: L.MAX_BACKEND_REPLIES,
+      BACKEND_FLOW_TABLE_SIZE: L.BACKEND_FLOW_TABLE_SIZE,
     });
     assert.deepEqual(strip(btf.enumValues('xdplb_family')), { FAMILY_V4: L.FAMILY_V4, FAMILY_V6: L.FAMILY_V6 });
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_flag')), {
@@ -116,7 +116,7 @@ describe('map definitions match the schema', () => {
   });
 
   /** What the kernel made of each map: sizes from the codecs, entries from the capacities. */
-  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities): void {
+  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities & Partial<BackendCapacities>): void {
     for (const [k, m] of Object.entries(schema)) {
       const map = maps[k]!;
       assert.equal(map.name, m.name);
@@ -139,12 +139,22 @@ describe('map definitions match the schema', () => {
     }
   });
 
-  const fixedSize: [string, () => { maps: KernelMapSet<Schema>; object: { close(): void } }, Schema][] = [
+  test('backend maps at a chosen flow table size', (t) => {
+    if (!requireKernel(t)) return;
+    const backend = loadBackend({ capacity: { backendFlows: 1000 } });
+    try {
+      checkLoaded(backend.maps, BACKEND_MAPS, { ...DEFAULT_CAPACITIES, backendFlows: 1000 });
+    } finally {
+      backend.object.close();
+    }
+  });
+
+  const compiledSize: [string, () => { maps: KernelMapSet<Schema>; object: { close(): void } }, Schema][] = [
     ['decap', loadDecap, DECAP_MAPS],
     ['backend', loadBackend, BACKEND_MAPS],
   ];
-  for (const [program, load, schema] of fixedSize) {
-    test(`${program} maps as loaded`, (t) => {
+  for (const [program, load, schema] of compiledSize) {
+    test(`${program} maps as loaded at the compiled sizes`, (t) => {
       if (!requireKernel(t)) return;
       const loaded = load();
       try {
