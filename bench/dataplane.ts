@@ -23,21 +23,15 @@ import { maglevRing } from '../src/lib/maglev.js';
 import { ENCAP } from '../test/support/balancer-harness.js';
 import { buildPacket } from '../test/support/packets.js';
 import { median, timeMs } from './stats.js';
+import { type TimedCase, timeRounds } from './test-run-rounds.js';
 
 const FLOORS_OBJECT = fileURLToPath(new URL('../../bench/bpf/build/floors.bpf.o', import.meta.url));
 const ROUNDS = Number(process.env.XDPLB_BENCH_ROUNDS ?? 7);
 const RUNS_PER_ROUND = Number(process.env.XDPLB_BENCH_RUNS ?? 20_000);
 const PAYLOAD = Buffer.alloc(64, 0x61);
 
-interface Case {
-  name: string;
-  fd: number;
-  /** Run in turn; one packet, or one per run for "new flow" cases. */
-  packets: (round: number) => Buffer[];
-  /** The reason every run must count (balancer cases). */
-  reason?: Reason;
+interface Case extends TimedCase<Reason> {
   floor?: 'encap' | 'lookups' | 'pass';
-  samples: number[];
 }
 
 export function packetPaths(): string {
@@ -74,21 +68,7 @@ export function packetPaths(): string {
       { name: 'non-VIP packet, XDP_PASS', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.99', proto: 'tcp', sport: 40000, dport: 80, ack: true, payload: PAYLOAD })), reason: 'PASS_NOT_VIP', floor: 'pass', samples: [] },
     ];
     for (const k of cases) testRun(k.fd, k.packets(-1)[0]!); // warms the connection table for the LRU-hit cases
-    const durations = new Array<number>(RUNS_PER_ROUND);
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const k of cases) {
-        const packets = k.packets(r);
-        const before = readReasons(lb.maps);
-        for (let i = 0; i < RUNS_PER_ROUND; i++) durations[i] = testRun(k.fd, packets[i % packets.length]!).durationNs;
-        if (k.reason) {
-          const counted = readReasons(lb.maps)[k.reason] - before[k.reason];
-          if (counted !== BigInt(RUNS_PER_ROUND)) {
-            throw new Error(`${k.name}: ${counted} of ${RUNS_PER_ROUND} runs counted ${k.reason}: the benchmark is not timing the path it names`);
-          }
-        }
-        k.samples.push(median(durations));
-      }
-    }
+    timeRounds(cases, ROUNDS, RUNS_PER_ROUND, () => readReasons(lb.maps));
     const med = new Map(cases.map((k) => [k.name, median(k.samples)]));
     const floorOf = {
       encap: med.get('floor: add IPv4 header + XDP_TX')!,

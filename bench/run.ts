@@ -1,5 +1,6 @@
 /** npm run bench: prints the benchmark tables as Markdown (root and a BPF kernel needed). */
 import { agentReconcile } from './agent.js';
+import { backendPaths } from './backend.js';
 import { labPps } from './lab-pps.js';
 import { maglevGeneration, packetPaths, ringProgramming } from './dataplane.js';
 import { planning } from './planning.js';
@@ -12,7 +13,7 @@ if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, tracing, agent, planning, pools, lab, operator = apply + scale).
+// npm run bench [-- NAME...]: only the named groups (dataplane, backend, tracing, agent, planning, pools, lab, operator = apply + scale).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
@@ -21,6 +22,7 @@ if (want('dataplane')) {
   console.log(maglevGeneration(), '\n');
   console.log(ringProgramming(), '\n');
 }
+if (want('backend')) console.log(backendPaths(), '\n');
 if (want('dataplane') || want('tracing')) console.log(tracingCost(), '\n');
 if (want('agent')) console.log(agentReconcile(), '\n');
 if (want('agent') || want('planning')) console.log(planning(), '\n');

@@ -8,6 +8,7 @@
  * ARP requests and neighbor solicitations for the node's addresses are
  * answered first (l2.h).
  */
+#include "include/counters.h"
 #include "include/encap.h"
 #include "include/jhash.h"
 #include "include/l2.h"
@@ -19,11 +20,7 @@ XDPLB_BTF_ANCHOR;
 
 static __always_inline int verdict(enum xdplb_reason reason)
 {
-	__u32 key = reason;
-	__u64 *count = bpf_map_lookup_elem(&reason_stats, &key);
-
-	if (count)
-		*count += 1;
+	xdplb_count(&reason_stats, reason);
 	if (reason >= XDPLB_FIRST_DROP_REASON)
 		return XDP_DROP;
 	if (reason >= XDPLB_FIRST_PASS_REASON)

@@ -5,6 +5,7 @@
  * destination, the VIP, is on the real's loopback) to the kernel. Kernels with
  * ipip/ip6tnl devices can use those instead; this works without them.
  */
+#include "include/counters.h"
 #include "include/parse.h"
 
 /* The decap program's maps (the balancer's are in include/xdplb_maps.h;
@@ -30,11 +31,7 @@ XDPLB_BTF_ANCHOR;
 
 static __always_inline int count(enum xdplb_decap_reason reason)
 {
-	__u32 key = reason;
-	__u64 *c = bpf_map_lookup_elem(&decap_stats, &key);
-
-	if (c)
-		*c += 1;
+	xdplb_count(&decap_stats, reason);
 	return reason == XDPLB_DECAP_DROP_MALFORMED ? XDP_DROP : XDP_PASS;
 }
 

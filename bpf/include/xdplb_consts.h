@@ -22,6 +22,15 @@ enum xdplb_capacity {
 	XDPLB_MAX_DECAP_ADDRS = 64,   /* local addresses the decap program accepts */
 	XDPLB_MAX_EXT_HDRS = 4,       /* IPv6 extension headers walked before L4 */
 	XDPLB_MAX_ND_OPTS = 4,        /* options walked in a neighbor solicitation */
+	XDPLB_MAX_BACKEND_SERVICES = 16384, /* backend: (pod, VIP, port) entries on one node */
+	/* backend: flows to the node's pods whose replies go back as from the
+	 * VIP. Sized for the connections open through VIPs to one node's pods,
+	 * idle ones included (an evicted idle flow's next reply from the pod
+	 * leaves unrewritten: bpf/BACKEND.md): 110 pods (the kubelet's default
+	 * maximum) with about 2400 each. 128 bytes an entry as the kernel
+	 * accounts it (preallocated): 32 MiB. The agent can load another size
+	 * (src/bpf/maps.ts BackendCapacities). */
+	XDPLB_BACKEND_FLOW_TABLE_SIZE = 262144,
 };
 
 /* Address families as stored in map keys (not the host's AF_* values, which
@@ -135,6 +144,30 @@ enum xdplb_decap_reason {
 	XDPLB_DECAP_REASON_MAX,
 };
 
+/*
+ * What the backend program (bpf/backend.bpf.c) did with a packet, toward a
+ * local pod or from it; one counter each. Ranges decide the verdict: the
+ * rewrites and passes let the packet go on, the drops end it.
+ */
+enum xdplb_backend_reason {
+	XDPLB_BACKEND_TO_POD_V4_IN_V4 = 0, /* decapsulated, VIP:port rewritten to pod:target port, flow recorded */
+	XDPLB_BACKEND_TO_POD_V4_IN_V6,
+	XDPLB_BACKEND_TO_POD_V6_IN_V6,
+	XDPLB_BACKEND_REPLY_REWRITTEN,     /* from a pod: a recorded flow's reply, source rewritten to VIP:port */
+	XDPLB_BACKEND_PASS_NOT_ENCAP,      /* toward a pod: not IPIP / IPv6 tunnel traffic */
+	XDPLB_BACKEND_PASS_NO_SERVICE,     /* tunnel packet, but no (pod, VIP, port, protocol) entry: in-pod decap's */
+	XDPLB_BACKEND_PASS_FRAGMENT,       /* tunnel packet whose outer or inner header is a fragment */
+	XDPLB_BACKEND_PASS_NOT_REPLY,      /* from a pod: not TCP or UDP (nothing a VIP flow can be) */
+	XDPLB_BACKEND_PASS_NO_FLOW,        /* from a pod: TCP/UDP of no flow that came through the tunnel (probes, own connections) */
+	XDPLB_BACKEND_PASS_OWN_SYN,        /* from a pod: a bare SYN on a recorded flow's tuple: the pod opening a connection */
+	XDPLB_BACKEND_DROP_HAIRPIN,        /* a pod's own connection to a VIP, balanced back to itself */
+	XDPLB_BACKEND_DROP_DECAP_FAILED,   /* bpf_skb_adjust_room refused to remove the outer header */
+	XDPLB_BACKEND_DROP_REWRITE_FAILED, /* storing an address, port or checksum failed */
+	XDPLB_BACKEND_REASON_MAX,
+};
+#define XDPLB_BACKEND_FIRST_PASS_REASON XDPLB_BACKEND_PASS_NOT_ENCAP
+#define XDPLB_BACKEND_FIRST_DROP_REASON XDPLB_BACKEND_DROP_HAIRPIN
+
 /* Referenced by each program so that every enum above is in its BTF. */
 struct xdplb_btf_anchor {
 	enum xdplb_capacity capacity;
@@ -144,6 +177,7 @@ struct xdplb_btf_anchor {
 	enum xdplb_l2_const l2_const;
 	enum xdplb_reason reason;
 	enum xdplb_decap_reason decap_reason;
+	enum xdplb_backend_reason backend_reason;
 	enum xdplb_trace_const trace_const;
 	enum xdplb_trace_path trace_path;
 	enum xdplb_trace_counter trace_counter;

@@ -33,8 +33,9 @@ struct vip_meta {
 	__u32 vip_num; /* index of the VIP's ring and stats slot */
 };
 
-/* conn_table key: the flow as the balancer saw it (sport 0 for VIPs that
- * hash without the source port). */
+/* A flow's five-tuple. conn_table key: the flow as the balancer saw it (sport
+ * 0 for VIPs that hash without the source port). backend_flows key: the flow
+ * as the pod sees it (src the client, dst the pod and its target port). */
 struct flow_key {
 	__be32 src[4];
 	__be32 dst[4];
@@ -67,6 +68,30 @@ struct vip_stats {
 struct real_stats {
 	__u64 packets;
 	__u64 bytes; /* frame bytes as received, before encapsulation */
+};
+
+/* An address, port and protocol: the backend program's values (a pod's
+ * address and target port in backend_svcs; the VIP and port a flow's client
+ * addressed in backend_flows). Same layout as struct vip_key. */
+struct xdplb_endpoint {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+/* backend_svcs key: a tunnel packet toward a local pod, by its outer
+ * destination (the pod address the balancer encapsulated to) and its inner
+ * destination (the VIP, its port and protocol). The families differ for
+ * IPv4 in IPv6. */
+struct backend_svc_key {
+	__be32 tunnel_dst[4];
+	__be32 vip[4];
+	__be16 vip_port;
+	__u8 proto;
+	__u8 vip_family;
+	__u8 tunnel_family;
+	__u8 pad[3];
 };
 
 /* One trace match rule: every set field must match. A packet is traced when

@@ -12,6 +12,9 @@ export const CONNECTION_TABLE_SIZE = 1048576;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 export const MAX_ND_OPTS = 4;
+export const MAX_BACKEND_SERVICES = 16384;
+/** The backend program's flow table: its default size; the agent may load another (BackendCapacities). */
+export const BACKEND_FLOW_TABLE_SIZE = 262144;
 
 export const TRACE_MAX_RULES = 8;
 export const TRACE_RING_BYTES = 1 << 22;
@@ -73,5 +76,26 @@ export const DECAP_REASONS = [
 ] as const;
 export type DecapReason = (typeof DECAP_REASONS)[number];
 
+/** enum xdplb_backend_reason, by its C name without the XDPLB_BACKEND_ prefix. */
+export const BACKEND_REASONS = [
+  'TO_POD_V4_IN_V4',
+  'TO_POD_V4_IN_V6',
+  'TO_POD_V6_IN_V6',
+  'REPLY_REWRITTEN',
+  'PASS_NOT_ENCAP',
+  'PASS_NO_SERVICE',
+  'PASS_FRAGMENT',
+  'PASS_NOT_REPLY',
+  'PASS_NO_FLOW',
+  'PASS_OWN_SYN',
+  'DROP_HAIRPIN',
+  'DROP_DECAP_FAILED',
+  'DROP_REWRITE_FAILED',
+] as const;
+export type BackendReason = (typeof BACKEND_REASONS)[number];
+
 export const BALANCER_PROGRAM = 'xdplb_balancer';
 export const DECAP_PROGRAM = 'xdplb_decap';
+/** The backend object's tc programs: host-side veth egress (toward the pod) and ingress (from it). */
+export const BACKEND_TO_POD_PROGRAM = 'xdplb_backend_to_pod';
+export const BACKEND_FROM_POD_PROGRAM = 'xdplb_backend_from_pod';

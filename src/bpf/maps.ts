@@ -1,6 +1,6 @@
 /**
- * The schema of every map of both programs (bpf/include/xdplb_maps.h and
- * bpf/decap.bpf.c): name in the object, BPF map type and flags, key and value
+ * The schema of every map of the programs (bpf/include/xdplb_maps.h,
+ * bpf/decap.bpf.c and bpf/backend.bpf.c): name in the object, BPF map type and flags, key and value
  * codec, and the capacity its size follows. Loading (max_entries overrides),
  * typed handles, in-memory maps and test/bpf/layout.test.ts all derive from it.
  */
@@ -9,8 +9,11 @@ import { MemoryMap } from '../libbpf/memory-map.js';
 import type { RawMap } from '../libbpf/raw-map.js';
 import { type Codec, TypedMap, U32Windows } from '../libbpf/typed-map.js';
 import {
+  BACKEND_FLOW_TABLE_SIZE,
+  BACKEND_REASONS,
   CONNECTION_TABLE_SIZE,
   DECAP_REASONS,
+  MAX_BACKEND_SERVICES,
   MAX_DECAP_ADDRS,
   MAX_REALS,
   MAX_VIPS,
@@ -41,6 +44,7 @@ import {
   VipStatsCodec,
 } from './structs.js';
 import { TraceBudgetLayout, TraceConfigLayout } from './trace-structs.js';
+import { type BackendFlow, BackendFlowCodec, type BackendSvcKey, BackendSvcKeyCodec, type Endpoint, EndpointCodec } from './backend-structs.js';
 
 /** enum bpf_map_type values of the types xdplb uses. */
 export const MapType = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LRU_HASH: 9, RINGBUF: 27 } as const;
@@ -55,7 +59,17 @@ export interface MapCapacities {
   reals: number;
   connectionTable: number;
 }
-export type Scale = { with: keyof MapCapacities; times?: number } | { fixed: number };
+
+/** The backend program's capacities (a node hosting backend pods), chosen at load time like the balancer's. */
+export interface BackendCapacities {
+  /** backend_flows entries: flows to the node's pods whose replies are rewritten. */
+  backendFlows: number;
+}
+export const DEFAULT_BACKEND_CAPACITIES: BackendCapacities = { backendFlows: BACKEND_FLOW_TABLE_SIZE };
+
+/** Every capacity a map's size can follow. */
+export type Capacities = MapCapacities & BackendCapacities;
+export type Scale = { with: keyof Capacities; times?: number } | { fixed: number };
 
 export interface MapSchema<K, V> {
   /** Name in the object (the kernel keeps 15 characters). */
@@ -110,20 +124,31 @@ export const DECAP_MAPS = {
   stats: map<number, bigint>('decap_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: DECAP_REASONS.length }),
 } as const;
 
+/** The backend program's maps (bpf/backend.bpf.c): pod-address mode on a node hosting backend pods. */
+export const BACKEND_MAPS = {
+  /** (pod address as tunnelled to, VIP, VIP port, protocol) -> (pod address, target port, protocol). */
+  services: map<BackendSvcKey, Endpoint>('backend_svcs', MapType.HASH, BackendSvcKeyCodec, EndpointCodec, { fixed: MAX_BACKEND_SERVICES }),
+  /** (client, client port, pod, target port, protocol) as the pod sees the request -> (VIP, VIP port, protocol). */
+  flows: map<BackendFlow, Endpoint>('backend_flows', MapType.LRU_HASH, BackendFlowCodec, EndpointCodec, { with: 'backendFlows' }),
+  stats: map<number, bigint>('backend_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: BACKEND_REASONS.length }),
+} as const;
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a schema holds maps of every key and value type
 export type Schema = Readonly<Record<string, MapSchema<any, any>>>;
 export type RawMapSet<S extends Schema> = { [K in keyof S]: RawMap };
 
-/** max_entries of a map under these capacities. */
-export function entriesOf(m: MapSchema<unknown, unknown>, c: MapCapacities): number {
-  return 'fixed' in m.scale ? m.scale.fixed : c[m.scale.with] * (m.scale.times ?? 1);
+/** max_entries of a map under these capacities (a capacity not given: its default). */
+export function entriesOf(m: MapSchema<unknown, unknown>, c: MapCapacities & Partial<BackendCapacities>): number {
+  if ('fixed' in m.scale) return m.scale.fixed;
+  const all: Capacities = { ...DEFAULT_BACKEND_CAPACITIES, ...c };
+  return all[m.scale.with] * (m.scale.times ?? 1);
 }
 
 /** vip_num * RING_SIZE must stay a u32 ring index. */
 export const MAX_VIP_CAPACITY = Math.floor(0xffffffff / RING_SIZE);
 
 /** Checks capacities chosen by an operator; throws saying which is out of range. */
-export function checkCapacities(c: Partial<MapCapacities>): void {
+export function checkCapacities(c: Partial<Capacities>): void {
   if (c.vips !== undefined && (!Number.isInteger(c.vips) || c.vips < 1 || c.vips > MAX_VIP_CAPACITY)) {
     throw new Error(`VIP capacity ${c.vips} is not an integer in 1..${MAX_VIP_CAPACITY}`);
   }
@@ -134,10 +159,13 @@ export function checkCapacities(c: Partial<MapCapacities>): void {
   if (c.connectionTable !== undefined && (!Number.isInteger(c.connectionTable) || c.connectionTable < 1)) {
     throw new Error(`connection table size ${c.connectionTable} is not a positive integer`);
   }
+  if (c.backendFlows !== undefined && (!Number.isInteger(c.backendFlows) || c.backendFlows < 1)) {
+    throw new Error(`backend flow table size ${c.backendFlows} is not a positive integer`);
+  }
 }
 
 /** max_entries overrides, by map name, for the capacities given (absent: the compiled size). */
-export function maxEntriesFor(schema: Schema, c: Partial<MapCapacities>): Record<string, number> {
+export function maxEntriesFor(schema: Schema, c: Partial<Capacities>): Record<string, number> {
   checkCapacities(c);
   const out: Record<string, number> = {};
   for (const m of Object.values(schema)) {

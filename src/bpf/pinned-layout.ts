@@ -11,6 +11,7 @@ import { type MapInfo, pinnedMapInfo } from '../libbpf/map-info.js';
 import {
   BALANCER_MAPS,
   BPF_F_NO_COMMON_LRU,
+  type Capacities,
   DEFAULT_CAPACITIES,
   entriesOf,
   type MapCapacities,
@@ -41,7 +42,7 @@ export function kernelMaxEntries(m: MapSchema<unknown, unknown>, entries: number
 }
 
 /** maxEntriesFor (the load's overrides) in the kernel's sizes. */
-export function loadSizes(schema: Schema, c: Partial<MapCapacities>): Record<string, number> {
+export function loadSizes(schema: Schema, c: Partial<Capacities>): Record<string, number> {
   const out = maxEntriesFor(schema, c);
   for (const m of Object.values(schema)) if (out[m.name] !== undefined) out[m.name] = kernelMaxEntries(m, out[m.name]!);
   return out;

@@ -1,20 +1,22 @@
-/** The two xdplb objects and their maps, loaded by name from bpf/build. */
+/** The xdplb objects and their maps, loaded by name from bpf/build. */
 import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
 import type { BpfMap } from '../libbpf/bpf-map.js';
-import { BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
-import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, type Schema } from './maps.js';
+import { BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM, BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
+import { BACKEND_MAPS, type BackendCapacities, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, type Schema } from './maps.js';
 import { loadSizes } from './pinned-layout.js';
 
 const BPF_BUILD_DIR = fileURLToPath(new URL('../../../bpf/build/', import.meta.url));
 
 export const BALANCER_OBJECT = process.env.XDPLB_BALANCER_OBJECT ?? `${BPF_BUILD_DIR}balancer.bpf.o`;
 export const DECAP_OBJECT = process.env.XDPLB_DECAP_OBJECT ?? `${BPF_BUILD_DIR}decap.bpf.o`;
+export const BACKEND_OBJECT = process.env.XDPLB_BACKEND_OBJECT ?? `${BPF_BUILD_DIR}backend.bpf.o`;
 
 /** The kernel maps of a loaded program, by their schema's keys. */
 export type KernelMapSet<S extends Schema> = { [K in keyof S]: BpfMap };
 export type BalancerMapSet = KernelMapSet<typeof BALANCER_MAPS>;
 export type DecapMapSet = KernelMapSet<typeof DECAP_MAPS>;
+export type BackendMapSet = KernelMapSet<typeof BACKEND_MAPS>;
 
 export interface LoadedBalancer {
   object: BpfObject;
@@ -26,6 +28,14 @@ export interface LoadedDecap {
   object: BpfObject;
   maps: DecapMapSet;
   progFd: number;
+}
+
+/** The backend object: its tc programs for a pod's host-side veth, egress (toward the pod) and ingress (from it). */
+export interface LoadedBackend {
+  object: BpfObject;
+  maps: BackendMapSet;
+  toPodFd: number;
+  fromPodFd: number;
 }
 
 /** Map capacities chosen at load time; absent: the compiled defaults. */
@@ -46,4 +56,16 @@ export function loadBalancer(opts: LoadOptions & { capacity?: BalancerCapacity }
 export function loadDecap(opts: LoadOptions = {}, path = DECAP_OBJECT): LoadedDecap {
   const object = BpfObject.load(path, specs(DECAP_MAPS), opts);
   return { object, maps: mapSet(object, DECAP_MAPS), progFd: object.programFd(DECAP_PROGRAM) };
+}
+
+/** The backend object; capacity: its flow table's size (absent: the compiled default). */
+export function loadBackend(opts: LoadOptions & { capacity?: Partial<BackendCapacities> } = {}, path = BACKEND_OBJECT): LoadedBackend {
+  const maxEntries = { ...opts.maxEntries, ...loadSizes(BACKEND_MAPS, opts.capacity ?? {}) };
+  const object = BpfObject.load(path, specs(BACKEND_MAPS), { ...opts, maxEntries });
+  return {
+    object,
+    maps: mapSet(object, BACKEND_MAPS),
+    toPodFd: object.programFd(BACKEND_TO_POD_PROGRAM),
+    fromPodFd: object.programFd(BACKEND_FROM_POD_PROGRAM),
+  };
 }

@@ -206,12 +206,12 @@ export function u32Key(n: number): Buffer {
   return buf;
 }
 
-function addressOf(family: number, bytes: Buffer): IpAddress {
+export function addressOf(family: number, bytes: Buffer): IpAddress {
   if (family !== FAMILY_V4 && family !== FAMILY_V6) throw new Error(`address family ${family} is neither 4 nor 6`);
   return parseIp(formatIp({ family, bytes }));
 }
 
-function structCodec<T>(layout: StructLayout, encode: (v: T) => Buffer, decode: (b: Buffer) => T): Codec<T> {
+export function structCodec<T>(layout: StructLayout, encode: (v: T) => Buffer, decode: (b: Buffer) => T): Codec<T> {
   return { cType: `struct ${layout.cName}`, size: layout.size, encode, decode };
 }
 

@@ -1,4 +1,8 @@
-/** BPF_PROG_TEST_RUN: run an XDP program on a packet without a NIC. */
+/**
+ * BPF_PROG_TEST_RUN: run an XDP program, or a tc (SCHED_CLS) one on an skb
+ * built from the frame, without a NIC. The verdict is the program's return
+ * value, signed (tc's TC_ACT_UNSPEC / tcx's TCX_NEXT is -1).
+ */
 import { TestRunOpts, c, check } from './libbpf.js';
 import koffi from 'koffi';
 
@@ -8,6 +12,9 @@ export type XdpActionName = keyof typeof XdpAction;
 export const actionName = (n: number): XdpActionName | `UNKNOWN(${number})` =>
   (Object.keys(XdpAction) as XdpActionName[]).find((k) => XdpAction[k] === n) ?? `UNKNOWN(${n})`;
 
+/** tc verdicts (linux/pkt_cls.h) and tcx's (enum tcx_action_base) that equal them. */
+export const TcAction = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;
+
 /** BPF_F_TEST_XDP_LIVE_FRAMES: each repetition starts from the original frame and is really sent. */
 export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
 
@@ -15,6 +22,7 @@ export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
 const OUTPUT_SLACK = 256;
 
 export interface TestRunResult {
+  /** The program's return value: an XdpAction or a TcAction. */
   action: number;
   output: Buffer;
   /** Mean ns per repetition, as the kernel measured it. */
@@ -24,7 +32,7 @@ export interface TestRunResult {
 export interface TestRunOptions {
   repeat?: number;
   flags?: number;
-  /** struct xdp_md for the run (e.g. ingress_ifindex for live frames). */
+  /** struct xdp_md, or struct __sk_buff for tc, for the run (e.g. ingress_ifindex for live frames). */
   ctx?: Buffer;
   batchSize?: number;
 }
@@ -51,7 +59,7 @@ export function testRun(progFd: number, packet: Buffer, opts: TestRunOptions = {
   };
   check('bpf_prog_test_run_opts', c.testRun(progFd, o) as number);
   return {
-    action: o.retval,
+    action: o.retval | 0, // retval is a u32 in the opts; tc's verdicts are signed
     output: out ? out.subarray(0, o.data_size_out) : Buffer.alloc(0),
     durationNs: o.duration,
   };

@@ -5,13 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ALL_LAYOUTS, AddrLayout } from '../../src/bpf/structs.js';
+import { ALL_LAYOUTS, AddrLayout, type StructLayout } from '../../src/bpf/structs.js';
 import * as L from '../../src/bpf/consts.js';
 import { TRACE_LAYOUTS } from '../../src/bpf/trace-structs.js';
 import { L2_LAYOUTS } from '../../src/bpf/l2-structs.js';
-import { BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
+import { BACKEND_LAYOUTS } from '../../src/bpf/backend-structs.js';
+import { type BackendCapacities, BACKEND_MAPS, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, DEFAULT_CAPACITIES, entriesOf, isPerCpu, MapType, type Schema }
   from '../../src/bpf/maps.js';
-import { BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBalancer, loadDecap } from '../../src/bpf/programs.js';
+import { BACKEND_OBJECT, BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBackend, loadBalancer, loadDecap }
+  from '../../src/bpf/programs.js';
 import { Btf } from '../support/btf.js';
 import { requireKernel } from '../support/kernel.js';
 
@@ -21,12 +23,16 @@ const strip = (names: Record<string, number>) =>
 describe('struct layouts match the BTF', () => {
   const btf = new Btf(BALANCER_OBJECT);
   const decapBtf = new Btf(DECAP_OBJECT);
-  for (const layout of [...ALL_LAYOUTS, ...TRACE_LAYOUTS, ...L2_LAYOUTS]) {
-    test(`struct ${layout.cName}`, () => {
-      const actual = btf.struct(layout.cName);
-      assert.equal(layout.size, actual.size, `sizeof(struct ${layout.cName})`);
-      assert.deepEqual(layout.offsets, actual.offsets, `offsets of struct ${layout.cName}`);
-    });
+  const backendBtf = new Btf(BACKEND_OBJECT);
+  const layouts: [Btf, readonly StructLayout[]][] = [[btf, [...ALL_LAYOUTS, ...TRACE_LAYOUTS, ...L2_LAYOUTS]], [backendBtf, BACKEND_LAYOUTS]];
+  for (const [objectBtf, list] of layouts) {
+    for (const layout of list) {
+      test(`struct ${layout.cName}`, () => {
+        const actual = objectBtf.struct(layout.cName);
+        assert.equal(layout.size, actual.size, `sizeof(struct ${layout.cName})`);
+        assert.deepEqual(layout.offsets, actual.offsets, `offsets of struct ${layout.cName}`);
+      });
+    }
   }
   test('decap uses the same struct xdplb_addr', () => {
     assert.deepEqual(decapBtf.struct(AddrLayout.cName), btf.struct(AddrLayout.cName));
@@ -41,6 +47,8 @@ describe('struct layouts match the BTF', () => {
       MAX_DECAP_ADDRS: L.MAX_DECAP_ADDRS,
       MAX_EXT_HDRS: L.MAX_EXT_HDRS,
       MAX_ND_OPTS: L.MAX_ND_OPTS,
+      MAX_BACKEND_SERVICES: L.MAX_BACKEND_SERVICES,
+      BACKEND_FLOW_TABLE_SIZE: L.BACKEND_FLOW_TABLE_SIZE,
     });
     assert.deepEqual(strip(btf.enumValues('xdplb_family')), { FAMILY_V4: L.FAMILY_V4, FAMILY_V6: L.FAMILY_V6 });
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_flag')), {
@@ -67,10 +75,17 @@ describe('struct layouts match the BTF', () => {
       ...Object.fromEntries(L.DECAP_REASONS.map((r, i) => [r, i])),
       DECAP_REASON_MAX: L.DECAP_REASONS.length,
     });
+    const backend = Object.fromEntries(Object.entries(backendBtf.enumValues('xdplb_backend_reason'))
+      .map(([k, v]) => [k.replace(/^XDPLB_BACKEND_/, ''), v]));
+    assert.deepEqual(backend, { ...Object.fromEntries(L.BACKEND_REASONS.map((r, i) => [r, i])), REASON_MAX: L.BACKEND_REASONS.length });
   });
 });
 
-const PROGRAMS: [string, string, Schema][] = [['balancer', BALANCER_OBJECT, BALANCER_MAPS], ['decap', DECAP_OBJECT, DECAP_MAPS]];
+const PROGRAMS: [string, string, Schema][] = [
+  ['balancer', BALANCER_OBJECT, BALANCER_MAPS],
+  ['decap', DECAP_OBJECT, DECAP_MAPS],
+  ['backend', BACKEND_OBJECT, BACKEND_MAPS],
+];
 
 describe('map definitions match the schema', () => {
   for (const [program, object, schema] of PROGRAMS) {
@@ -85,7 +100,7 @@ describe('map definitions match the schema', () => {
   }
 
   test('every struct a map holds is one whose layout is checked', () => {
-    const checked = new Set([...ALL_LAYOUTS, ...TRACE_LAYOUTS].map((l) => `struct ${l.cName}`));
+    const checked = new Set([...ALL_LAYOUTS, ...TRACE_LAYOUTS, ...BACKEND_LAYOUTS].map((l) => `struct ${l.cName}`));
     for (const [, , schema] of PROGRAMS) {
       for (const m of Object.values(schema)) {
         for (const c of [m.key, m.value]) if (c.cType.startsWith('struct ')) assert.ok(checked.has(c.cType), `${m.name}: ${c.cType}`);
@@ -97,10 +112,11 @@ describe('map definitions match the schema', () => {
     const perCpu = Object.values(BALANCER_MAPS).filter(isPerCpu).map((m) => m.name);
     assert.deepEqual(perCpu, ['vip_stats', 'real_stats', 'reason_stats', 'trace_budget', 'trace_stats']);
     assert.ok(isPerCpu(DECAP_MAPS.stats) && !isPerCpu(DECAP_MAPS.addrs));
+    assert.deepEqual(Object.values(BACKEND_MAPS).filter(isPerCpu).map((m) => m.name), ['backend_stats']);
   });
 
   /** What the kernel made of each map: sizes from the codecs, entries from the capacities. */
-  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities): void {
+  function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities & Partial<BackendCapacities>): void {
     for (const [k, m] of Object.entries(schema)) {
       const map = maps[k]!;
       assert.equal(map.name, m.name);
@@ -123,13 +139,29 @@ describe('map definitions match the schema', () => {
     }
   });
 
-  test('decap maps as loaded', (t) => {
+  test('backend maps at a chosen flow table size', (t) => {
     if (!requireKernel(t)) return;
-    const decap = loadDecap();
+    const backend = loadBackend({ capacity: { backendFlows: 1000 } });
     try {
-      checkLoaded(decap.maps, DECAP_MAPS, DEFAULT_CAPACITIES);
+      checkLoaded(backend.maps, BACKEND_MAPS, { ...DEFAULT_CAPACITIES, backendFlows: 1000 });
     } finally {
-      decap.object.close();
+      backend.object.close();
     }
   });
+
+  const compiledSize: [string, () => { maps: KernelMapSet<Schema>; object: { close(): void } }, Schema][] = [
+    ['decap', loadDecap, DECAP_MAPS],
+    ['backend', loadBackend, BACKEND_MAPS],
+  ];
+  for (const [program, load, schema] of compiledSize) {
+    test(`${program} maps as loaded at the compiled sizes`, (t) => {
+      if (!requireKernel(t)) return;
+      const loaded = load();
+      try {
+        checkLoaded(loaded.maps, schema, DEFAULT_CAPACITIES);
+      } finally {
+        loaded.object.close();
+      }
+    });
+  }
 });

@@ -1,7 +1,7 @@
-/** Reading the per-CPU counters of the balancer and decap programs. */
+/** Reading the per-CPU counters of the balancer, decap and backend programs. */
 import { type RealStats, sumCounters, type VipStats } from '../../bpf/structs.js';
-import { DECAP_REASONS, type DecapReason, REASONS, type Reason, TRACE_COUNTERS } from '../../bpf/consts.js';
-import { BALANCER_MAPS, DECAP_MAPS, type MapSchema, type RawMapSet, typedMap } from '../../bpf/maps.js';
+import { BACKEND_REASONS, type BackendReason, DECAP_REASONS, type DecapReason, REASONS, type Reason, TRACE_COUNTERS } from '../../bpf/consts.js';
+import { BACKEND_MAPS, BALANCER_MAPS, DECAP_MAPS, type MapSchema, type RawMapSet, typedMap } from '../../bpf/maps.js';
 import type { RawMap } from '../../libbpf/raw-map.js';
 
 type Balancer = RawMapSet<typeof BALANCER_MAPS>;
@@ -22,6 +22,10 @@ export function readReasons(maps: Balancer): Record<Reason, bigint> {
 
 export function readDecapReasons(maps: RawMapSet<typeof DECAP_MAPS>): Record<DecapReason, bigint> {
   return readU64Counters(DECAP_MAPS.stats, maps.stats, DECAP_REASONS);
+}
+
+export function readBackendReasons(maps: RawMapSet<typeof BACKEND_MAPS>): Record<BackendReason, bigint> {
+  return readU64Counters(BACKEND_MAPS.stats, maps.stats, BACKEND_REASONS);
 }
 
 export function readTraceCounters(maps: Balancer): Record<(typeof TRACE_COUNTERS)[number], bigint> {

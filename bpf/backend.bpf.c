@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdplb backend, for nodes that host backend pods (pod-address mode): two tc
+ * programs for tcx on the host side of a pod's veth, so that the pod needs no
+ * VIP, no privilege and no BPF.
+ *
+ * xdplb_backend_to_pod (host-side egress: toward the pod): an IPIP or IPv6
+ * tunnel packet whose outer destination is the pod loses its outer header, and
+ * its inner destination VIP:port becomes the pod's address and target port.
+ *
+ * The flow, as the pod sees it, is recorded with the VIP:port its client
+ * addressed.
+ *
+ * xdplb_backend_from_pod (host-side ingress: from the pod): a TCP or UDP
+ * packet of a recorded flow (the reversed tuple is in backend_flows) gets its
+ * source rewritten back to that VIP:port; the host then routes it as any
+ * other (direct server return). Everything else the pod sends (answers to
+ * kubelet probes and ClusterIP clients, its own connections) passes untouched.
+ *
+ * backend_svcs is the agent's, filled from the VIPs the node's pods back;
+ * backend_flows is the programs' own. bpf/BACKEND.md has the corner cases.
+ */
+#include <stddef.h>
+#include <linux/pkt_cls.h>
+
+#include "include/counters.h"
+#include "include/parse.h"
+
+/*
+ * bpf_skb_adjust_room flags of Linux 6.3, newer than the UAPI headers the
+ * build uses: the inner header's family when it differs from the outer's
+ * (sets skb->protocol). Own names, as newer headers declare the kernel's in
+ * an enum.
+ */
+#define XDPLB_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#define XDPLB_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
+
+/* tcx verdicts (enum tcx_action_base, Linux 6.6) are the tc actions: NEXT lets
+ * the programs after ours (a CNI's) and then the stack have the packet. */
+#define XDPLB_TCX_NEXT TC_ACT_UNSPEC
+#define XDPLB_TCX_DROP TC_ACT_SHOT
+
+/* Bytes of headers read directly: Ethernet, outer IPv6, inner IPv6 and the
+ * start of TCP/UDP. Pulled into the linear area when they are not there. */
+#define XDPLB_BACKEND_PULL_LEN (sizeof(struct ethhdr) + 2 * sizeof(struct ipv6hdr) + sizeof(struct tcphdr))
+
+/* The backend program's maps (src/bpf/maps.ts BACKEND_MAPS is their schema). */
+
+/* (pod address as tunnelled to, VIP, VIP port, protocol) -> the pod's address
+ * of the VIP's family, its target port and the protocol. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XDPLB_MAX_BACKEND_SERVICES);
+	__type(key, struct backend_svc_key);
+	__type(value, struct xdplb_endpoint);
+} backend_svcs SEC(".maps");
+
+/*
+ * The flows translated toward a pod, as the pod sees them (src: the client
+ * and its port; dst: the pod and its target port) -> the VIP, port and
+ * protocol the client addressed. Written toward the pod, read under the
+ * reversed tuple from it. One LRU for all CPUs (not BPF_F_NO_COMMON_LRU): a
+ * flow is recorded on the CPU that receives the tunnel packets, often one per
+ * balancer (NICs hash IPIP by its outer addresses), so per-CPU lists would
+ * give those flows a CPU's share of the table; only new flows write to it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPLB_BACKEND_FLOW_TABLE_SIZE);
+	__type(key, struct flow_key);
+	__type(value, struct xdplb_endpoint);
+} backend_flows SEC(".maps");
+
+/* Per enum xdplb_backend_reason: packets; every packet counts in exactly one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPLB_BACKEND_REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} backend_stats SEC(".maps");
+
+XDPLB_BTF_ANCHOR;
+
+static __always_inline int verdict(enum xdplb_backend_reason reason)
+{
+	xdplb_count(&backend_stats, reason);
+	return reason >= XDPLB_BACKEND_FIRST_DROP_REASON ? XDPLB_TCX_DROP : XDPLB_TCX_NEXT;
+}
+
+/* Makes the headers readable directly when the skb holds them in fragments. */
+static __always_inline void pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < XDPLB_BACKEND_PULL_LEN ? skb->len : XDPLB_BACKEND_PULL_LEN;
+
+	if ((void *)(long)skb->data + want > (void *)(long)skb->data_end)
+		bpf_skb_pull_data(skb, want); /* on failure the bounds checks below pass the packet */
+}
+
+enum rewrite_field { REWRITE_SRC, REWRITE_DST };
+
+/*
+ * Rewrites the source or the destination address and port of the parsed
+ * packet whose IP header is at l3_off, fixing the IPv4 header checksum and
+ * the TCP/UDP checksum (pseudo-header included). An IPv4 UDP checksum of zero
+ * (none) stays zero. Through helpers only: any of them may move the data.
+ */
+static __always_inline int rewrite(struct __sk_buff *skb, const struct xdplb_packet *p, __u32 l3_off,
+				   enum rewrite_field field, const struct xdplb_endpoint *to)
+{
+	const int dst = field == REWRITE_DST;
+	const int udp = p->flow.proto == IPPROTO_UDP;
+	__u32 l4_off = l3_off + p->l4_off;
+	__u32 csum_off = l4_off + (udp ? offsetof(struct udphdr, check) : offsetof(struct tcphdr, check));
+	__u32 port_off = l4_off + (dst ? offsetof(struct udphdr, dest) : offsetof(struct udphdr, source));
+	__be16 old_port = dst ? p->flow.dport : p->flow.sport;
+	const __be32 *old_addr = dst ? p->flow.dst : p->flow.src;
+	__u64 mangled_0 = udp ? BPF_F_MARK_MANGLED_0 : 0;
+	int l4_csum = 1;
+
+	if (p->flow.family == XDPLB_FAMILY_V4) {
+		__u32 addr_off = l3_off + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+
+		if (udp) {
+			__u16 check;
+
+			if (bpf_skb_load_bytes(skb, csum_off, &check, sizeof(check)))
+				return -1;
+			l4_csum = check != 0;
+		}
+		if (l4_csum && bpf_l4_csum_replace(skb, csum_off, old_addr[0], to->addr[0],
+						   BPF_F_PSEUDO_HDR | mangled_0 | sizeof(__be32)))
+			return -1;
+		if (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old_addr[0],
+					to->addr[0], sizeof(__be32)))
+			return -1;
+		if (bpf_skb_store_bytes(skb, addr_off, &to->addr[0], sizeof(__be32), 0))
+			return -1;
+	} else {
+		__u32 addr_off = l3_off + (dst ? offsetof(struct ipv6hdr, daddr) : offsetof(struct ipv6hdr, saddr));
+		__s64 diff = bpf_csum_diff((__be32 *)old_addr, sizeof(p->flow.dst), (__be32 *)to->addr,
+					   sizeof(to->addr), 0);
+
+		/* size 0: from and to are a checksum difference, not header bytes */
+		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled_0))
+			return -1;
+		if (bpf_skb_store_bytes(skb, addr_off, to->addr, sizeof(to->addr), 0))
+			return -1;
+	}
+	if (old_port == to->port)
+		return 0;
+	if (l4_csum && bpf_l4_csum_replace(skb, csum_off, old_port, to->port, mangled_0 | sizeof(__be16)))
+		return -1;
+	return bpf_skb_store_bytes(skb, port_off, &to->port, sizeof(to->port), 0) ? -1 : 0;
+}
+
+static __always_inline int same_addr(const __be32 *a, const __be32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline int same_endpoint(const struct xdplb_endpoint *a, const struct xdplb_endpoint *b)
+{
+	return same_addr(a->addr, b->addr) && a->port == b->port && a->proto == b->proto && a->family == b->family;
+}
+
+/*
+ * Records a translated flow for its replies: (client, client port, pod, target
+ * port) -> the VIP and port the client addressed. Written only when absent or
+ * different (a new flow, one evicted, or the same client port now reaching the
+ * pod through another VIP); a hit only marks the entry recently used. If the
+ * update fails the packet still goes to the pod and its next one tries again.
+ */
+static __always_inline void record_flow(const struct xdplb_packet *p, const struct xdplb_endpoint *pod)
+{
+	struct flow_key flow = p->flow;
+	struct xdplb_endpoint vip = {}, *known;
+
+	__builtin_memcpy(flow.dst, pod->addr, sizeof(flow.dst));
+	flow.dport = pod->port;
+	__builtin_memcpy(vip.addr, p->flow.dst, sizeof(vip.addr));
+	vip.port = p->flow.dport;
+	vip.proto = p->flow.proto;
+	vip.family = p->flow.family;
+	known = bpf_map_lookup_elem(&backend_flows, &flow);
+	if (!known || !same_endpoint(known, &vip))
+		bpf_map_update_elem(&backend_flows, &flow, &vip, BPF_ANY);
+}
+
+/*
+ * The inner packet of a tunnel packet toward the pod: parsed as if the frame
+ * began outer_len bytes later (the inner IP header is then where a frame's IP
+ * header would be), decapsulated, translated.
+ */
+static __always_inline int to_pod(struct __sk_buff *skb, struct backend_svc_key *key, __u32 outer_len,
+				  int inner_v6, enum xdplb_backend_reason done)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct xdplb_packet p = {};
+	struct xdplb_endpoint pod, *found;
+	__u64 decap_flags = BPF_F_ADJ_ROOM_FIXED_GSO; /* the segments' payload is what it was */
+	int r;
+
+	r = inner_v6 ? xdplb_parse_ipv6(&p, data + outer_len, data_end) :
+		       xdplb_parse_ipv4(&p, data + outer_len, data_end);
+	if (r == XDPLB_PARSE_FRAGMENT)
+		return verdict(XDPLB_BACKEND_PASS_FRAGMENT);
+	if (r != XDPLB_PARSED)
+		return verdict(XDPLB_BACKEND_PASS_NO_SERVICE);
+
+	__builtin_memcpy(key->vip, p.flow.dst, sizeof(key->vip));
+	key->vip_port = p.flow.dport;
+	key->proto = p.flow.proto;
+	key->vip_family = p.flow.family;
+	found = bpf_map_lookup_elem(&backend_svcs, key);
+	if (!found)
+		return verdict(XDPLB_BACKEND_PASS_NO_SERVICE);
+	__builtin_memcpy(&pod, found, sizeof(pod));
+	if (pod.family != p.flow.family)
+		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED); /* an entry the agent got wrong */
+	/* The pod's own connection to a VIP it backs, balanced to itself: it
+	 * would get a packet from its own address (a martian) and answer it
+	 * locally, never as the VIP. */
+	if (same_addr(p.flow.src, pod.addr))
+		return verdict(XDPLB_BACKEND_DROP_HAIRPIN);
+
+	if (key->tunnel_family != key->vip_family)
+		decap_flags |= inner_v6 ? XDPLB_ADJ_ROOM_DECAP_L3_IPV6 : XDPLB_ADJ_ROOM_DECAP_L3_IPV4;
+	if (bpf_skb_adjust_room(skb, -(__s32)outer_len, BPF_ADJ_ROOM_MAC, decap_flags))
+		return verdict(XDPLB_BACKEND_DROP_DECAP_FAILED);
+	if (key->tunnel_family != key->vip_family) {
+		__be16 proto = bpf_htons(inner_v6 ? ETH_P_IPV6 : ETH_P_IP);
+
+		if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, sizeof(proto), 0))
+			return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
+	}
+	if (rewrite(skb, &p, sizeof(struct ethhdr), REWRITE_DST, &pod))
+		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
+	record_flow(&p, &pod);
+	return verdict(done);
+}
+
+SEC("tc")
+int xdplb_backend_to_pod(struct __sk_buff *skb)
+{
+	struct backend_svc_key key = {};
+	void *data, *data_end;
+	struct ethhdr *eth;
+
+	pull_headers(skb);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return verdict(XDPLB_BACKEND_PASS_NOT_ENCAP);
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = (void *)(eth + 1);
+
+		/* The balancer sends no IPv4 options: an outer header with them is not ours. */
+		if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl != XDPLB_IPV4_MIN_IHL ||
+		    iph->protocol != IPPROTO_IPIP)
+			return verdict(XDPLB_BACKEND_PASS_NOT_ENCAP);
+		if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return verdict(XDPLB_BACKEND_PASS_FRAGMENT);
+		key.tunnel_family = XDPLB_FAMILY_V4;
+		key.tunnel_dst[0] = iph->daddr;
+		return to_pod(skb, &key, XDPLB_IPV4_HLEN, 0, XDPLB_BACKEND_TO_POD_V4_IN_V4);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = (void *)(eth + 1);
+
+		if ((void *)(ip6h + 1) > data_end || ip6h->version != 6)
+			return verdict(XDPLB_BACKEND_PASS_NOT_ENCAP);
+		key.tunnel_family = XDPLB_FAMILY_V6;
+		__builtin_memcpy(key.tunnel_dst, &ip6h->daddr, sizeof(key.tunnel_dst));
+		if (ip6h->nexthdr == IPPROTO_IPIP)
+			return to_pod(skb, &key, XDPLB_IPV6_HLEN, 0, XDPLB_BACKEND_TO_POD_V4_IN_V6);
+		if (ip6h->nexthdr == IPPROTO_IPV6)
+			return to_pod(skb, &key, XDPLB_IPV6_HLEN, 1, XDPLB_BACKEND_TO_POD_V6_IN_V6);
+		if (ip6h->nexthdr == IPPROTO_FRAGMENT)
+			return verdict(XDPLB_BACKEND_PASS_FRAGMENT);
+	}
+	return verdict(XDPLB_BACKEND_PASS_NOT_ENCAP);
+}
+
+SEC("tc")
+int xdplb_backend_from_pod(struct __sk_buff *skb)
+{
+	struct flow_key key = {};
+	struct xdplb_endpoint vip, *found;
+	struct xdplb_packet p = {};
+	int r;
+
+	pull_headers(skb);
+	r = xdplb_parse(&p, (void *)(long)skb->data, (void *)(long)skb->data_end);
+	if (r == XDPLB_PARSE_FRAGMENT)
+		return verdict(XDPLB_BACKEND_PASS_FRAGMENT);
+	if (r != XDPLB_PARSED)
+		return verdict(XDPLB_BACKEND_PASS_NOT_REPLY);
+
+	/* The flow as recorded toward the pod: the reply's tuple reversed. */
+	__builtin_memcpy(key.src, p.flow.dst, sizeof(key.src));
+	__builtin_memcpy(key.dst, p.flow.src, sizeof(key.dst));
+	key.sport = p.flow.dport;
+	key.dport = p.flow.sport;
+	key.proto = p.flow.proto;
+	key.family = p.flow.family;
+	found = bpf_map_lookup_elem(&backend_flows, &key);
+	if (!found)
+		return verdict(XDPLB_BACKEND_PASS_NO_FLOW);
+	/* A reply is never a bare SYN: the pod opens a connection on the tuple
+	 * of a flow that ended (its entry not yet evicted). Left alone, and
+	 * counted: see BACKEND.md. */
+	if (p.tcp_syn)
+		return verdict(XDPLB_BACKEND_PASS_OWN_SYN);
+	__builtin_memcpy(&vip, found, sizeof(vip));
+	if (vip.family != p.flow.family)
+		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED); /* an entry the agent got wrong */
+	if (rewrite(skb, &p, sizeof(struct ethhdr), REWRITE_SRC, &vip))
+		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
+	return verdict(XDPLB_BACKEND_REPLY_REWRITTEN);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
