@@ -21,6 +21,7 @@ import { BackendAgent, removeBackend } from '../../src/agent/backend/backend-age
 import { linkPin } from '../../src/agent/backend/pod-links.js';
 import type { PodBackend } from '../../src/agent/backend/service-plan.js';
 import { RP_FILTER_LOOSE, rpFilter } from '../../src/agent/backend/rp-filter.js';
+import { BACKEND_FLOW_TABLE_SIZE } from '../../src/bpf/consts.js';
 import { parseIp } from '../../src/lib/ip.js';
 import { TcxLink, type TcxLinkInfo } from '../../src/libbpf/tcx.js';
 import { backendFlows } from '../support/backend.js';
@@ -56,6 +57,8 @@ const DRAIN_MS = 10 * 60_000;
 const POLL_MS = 200;
 const NOTICE_TIMEOUT_MS = 60_000;
 const CHECK_EVERY_MS = 100;
+/** A flow table size other than the compiled one, which the pinned table has. */
+const OTHER_FLOW_TABLE_SIZE = 1024;
 
 /** Each pod backs both VIPs, named by its IPv4 address for the IPv4 VIP and its IPv6 one for the IPv6 VIP. */
 const BACKENDS: PodBackend[] = POD.flatMap((p) => [
@@ -280,6 +283,9 @@ describe('the backend agent on pods in namespaces: attach, follow veths, restart
     await agent!.stop();
     agent = null;
     await answers(1, 'IPv4 in IPv4'); // no agent: the pinned links and maps carry on
+    assert.throws(() => BackendAgent.open({ pinDir: PIN_DIR, drainMs: DRAIN_MS, capacity: { backendFlows: OTHER_FLOW_TABLE_SIZE } }),
+      new RegExp(`backend_flows maxEntries ${BACKEND_FLOW_TABLE_SIZE} pinned, ${OTHER_FLOW_TABLE_SIZE} wanted.*removeBackend`),
+      'another flow table size: refused, the pins untouched');
     agent = BackendAgent.open({ pinDir: PIN_DIR, drainMs: DRAIN_MS, pollMs: POLL_MS });
     const flowsAfter = backendFlows(agent.maps).keys().map((f) => `${f.client.text}:${f.clientPort}>${f.pod.text}:${f.targetPort}`).sort();
     for (const f of flowsBefore) assert.ok(flowsAfter.includes(f), `flow ${f} kept across the restart`);

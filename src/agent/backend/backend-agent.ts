@@ -22,7 +22,7 @@ import { componentLog } from '../../lib/log.js';
 import type { BackendCapacities } from '../../bpf/maps.js';
 import { removePinDir } from '../../libbpf/xdp-program.js';
 import { type BackendObject, openBackendObject } from './backend-object.js';
-import { type PodInterface, type PodInterfaces, readPodInterfaces } from './pod-interfaces.js';
+import { type PodInterface, readPodInterfaces } from './pod-interfaces.js';
 import { detachAllPinned, type LinkChange, PodLinks } from './pod-links.js';
 import { describeBackend, planServices, type PodBackend, type Refusal } from './service-plan.js';
 import { ServiceTable, type TableChange } from './service-table.js';
@@ -80,7 +80,9 @@ export class BackendAgent {
 
   /** Polls pods' veths every pollMs until stop(). */
   start(): void {
-    this.timer = setInterval(() => void this.sync().catch(() => undefined), this.opts.pollMs ?? BACKEND_POLL_MS);
+    this.timer = setInterval(() => void this.sync().catch((err: Error) => {
+      log.warn({ err: err.message }, 'backend pass failed; attachments and entries stay as they are until the next poll');
+    }), this.opts.pollMs ?? BACKEND_POLL_MS);
     this.timer.unref();
   }
 
@@ -109,13 +111,7 @@ export class BackendAgent {
 
   private async pass(): Promise<SyncResult> {
     if (this.closed) throw new Error('the backend agent is stopped');
-    let pods: PodInterfaces;
-    try {
-      pods = await readPodInterfaces();
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'cannot read the pods\' veths; keeping attachments and entries as they are');
-      throw err;
-    }
+    const pods = await readPodInterfaces();
     const plan = planServices(this.backends, pods);
     // Veths of the planned entries and of those still held (draining): a draining flow's reply still needs its rewrite.
     const wanted = new Map<string, PodInterface>();
@@ -132,7 +128,9 @@ export class BackendAgent {
   }
 
   private report(links: LinkChange, table: TableChange, refused: Refusal[]): void {
-    for (const f of links.failed) log.error({ ifname: f.ifname, err: f.err }, 'backend programs not attached to the pod veth; retrying at each poll');
+    for (const f of links.failed) {
+      log.error({ ifname: f.ifname, err: f.err }, `backend programs not ${f.action === 'attach' ? 'attached to' : 'detached from'} the pod veth; retrying at each poll`);
+    }
     for (const f of table.failed) {
       log.error({ vip: f.entry.key.vip.text, port: f.entry.key.vipPort, tunnelDst: f.entry.key.tunnelDst.text, err: f.err },
         'backend service entry not written (is backend_svcs full?); retrying at each poll');

@@ -41,7 +41,7 @@ export function openBackendObject(pinDir: string, capacity: Partial<BackendCapac
   if (changes.length > 0) {
     const what = changes.map((c) => `${c.map} ${c.field} ${c.pinned} pinned, ${c.wanted} wanted`).join('; ');
     throw new Error(`the backend maps pinned in ${pinDir} have another layout (${what}). A new flow table forgets every flow `
-      + 'to the node\'s pods: keep the pinned size, or remove the backend pins (BackendAgent.remove(), which also detaches) to start fresh');
+      + 'to the node\'s pods: keep the pinned size, or remove the backend pins to start fresh (removeBackend(pinDir), which also detaches from the pods)');
   }
   const loaded = loadBackend({ pinDir, capacity });
   const progFd = { egress: loaded.toPodFd, ingress: loaded.fromPodFd };

@@ -49,7 +49,7 @@ export interface LinkChange {
   updated: string[];
   /** Veths that lost them (gone, or no pod of a served backend any more). */
   detached: string[];
-  failed: { ifname: string; err: string }[];
+  failed: { ifname: string; action: 'attach' | 'detach'; err: string }[];
 }
 
 export class PodLinks {
@@ -65,7 +65,7 @@ export class PodLinks {
         detachPinned(this.pinDir, ifname);
         change.detached.push(ifname);
       } catch (err) {
-        change.failed.push({ ifname, err: (err as Error).message });
+        change.failed.push({ ifname, action: 'detach', err: (err as Error).message });
       }
     }
     for (const iface of wanted) {
@@ -73,7 +73,7 @@ export class PodLinks {
         const did = this.ensure(iface);
         if (did) change[did].push(iface.ifname);
       } catch (err) {
-        change.failed.push({ ifname: iface.ifname, err: (err as Error).message });
+        change.failed.push({ ifname: iface.ifname, action: 'attach', err: (err as Error).message });
       }
     }
     return change;
