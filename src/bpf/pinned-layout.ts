@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { possibleCpus } from '../libbpf/libbpf.js';
 import { type MapInfo, pinnedMapInfo } from '../libbpf/map-info.js';
 import {
+  type BackendCapacities,
   BALANCER_MAPS,
   BPF_F_NO_COMMON_LRU,
   type Capacities,
@@ -48,7 +49,7 @@ export function loadSizes(schema: Schema, c: Partial<Capacities>): Record<string
   return out;
 }
 
-export function wantedLayout(m: MapSchema<unknown, unknown>, c: MapCapacities): MapLayout {
+export function wantedLayout(m: MapSchema<unknown, unknown>, c: MapCapacities & Partial<BackendCapacities>): MapLayout {
   return { type: m.type, keySize: m.key.size, valueSize: m.value.size, maxEntries: kernelMaxEntries(m, entriesOf(m, c)), flags: m.flags };
 }
 
@@ -60,8 +61,9 @@ export interface LayoutChange {
 }
 
 /** Where the maps pinned in pinDir differ from what these capacities make; [] when every pinned map fits (absent ones are created). */
-export function pinnedLayoutChanges(pinDir: string, schema: Schema, capacities: Partial<MapCapacities>): LayoutChange[] {
-  const c = resolveCapacities(capacities);
+export function pinnedLayoutChanges(pinDir: string, schema: Schema, capacities: Partial<Capacities>): LayoutChange[] {
+  const { backendFlows } = capacities;
+  const c = { ...resolveCapacities(capacities), ...(backendFlows === undefined ? {} : { backendFlows }) };
   const changes: LayoutChange[] = [];
   for (const m of Object.values(schema)) {
     const pinned = pinnedMapInfo(join(pinDir, m.name));

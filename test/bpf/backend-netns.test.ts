@@ -11,8 +11,8 @@
  * completes: its SYN-ACK is no tunnelled flow's reply and keeps the pod's address.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,13 +20,13 @@ import { type LoadedBackend, loadBackend } from '../../src/bpf/programs.js';
 import { IPPROTO_TCP } from '../../src/bpf/consts.js';
 import { parseIp } from '../../src/lib/ip.js';
 import { TcxLink } from '../../src/libbpf/tcx.js';
-import { PacketSocket } from '../../src/agent/net/packet-socket.js';
 import { readBackendReasons } from '../../src/agent/dataplane/counters.js';
 import { addPodService } from '../support/backend.js';
 import { onExitOrSignal } from '../support/cleanup.js';
 import { requireKernel } from '../support/kernel.js';
 import { TestNetns } from '../support/netns.js';
-import { buildPacket, checksum, checksumsValid, encapsulate, ETH_HLEN, innerFlow, pseudoHeader } from '../support/packets.js';
+import { checksum, checksumsValid, ETH_HLEN, innerFlow, pseudoHeader } from '../support/packets.js';
+import { startPodServer, tunnelledSynReply } from '../support/tunnel-capture.js';
 
 const CLIENT_NS = `xdplb-bkc-${process.pid}`;
 const NODE_NS = `xdplb-bkn-${process.pid}`;
@@ -42,10 +42,8 @@ const TCP_FLAG_SYN = 0x02;
 const TCP_FLAG_ACK = 0x10;
 /** The SYN's sequence number, as test/support/packets.ts writes it. */
 const SYN_SEQ = 1000;
-const CAPTURE_TIMEOUT_MS = 30_000;
-/** pcap file header and record header sizes (libpcap's savefile format). */
-const PCAP_FILE_HLEN = 24;
-const PCAP_RECORD_HLEN = 16;
+/** The pod's unmodified server listens on both target ports. */
+const SERVER_PORTS = [8080, 8081];
 const RP_FILTER_STRICT = 1;
 const RP_FILTER_LOOSE = 2;
 
@@ -65,14 +63,6 @@ const CASES: Case[] = [
   { name: 'IPv4 in IPv6', vip: '198.19.60.12', client: CLIENT.v4, outerSrc: CLIENT.v6, outerDst: POD.v6, pod: POD.v4, targetPort: 8081 },
 ];
 
-/** An unmodified server: accepts on both ports, both families, and closes. */
-const SERVER = `
-const net = require('net');
-let up = 0;
-for (const port of [8080, 8081]) {
-  net.createServer((s) => s.destroy()).listen({ port, host: '::', ipv6Only: false }, () => { if (++up === 2) console.log('listening'); });
-}`;
-
 /** Connects to host:port and prints "connected" (the kubelet's TCP probe, from the node). */
 const PROBE = `
 const net = require('net');
@@ -83,39 +73,6 @@ s.on('error', (e) => { console.log(e.code); process.exitCode = 1; });`;
 
 function sh(ns: string, ...args: string[]): void {
   execFileSync('ip', ['netns', 'exec', ns, ...args], { stdio: 'pipe' });
-}
-
-/** Resolves when the child prints `marker` on stdout or stderr; rejects if it exits first. */
-function waitForOutput(child: ChildProcess, marker: string, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const onData = (d: Buffer) => {
-      seen += d.toString();
-      if (seen.includes(marker)) resolve();
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${what} exited (${code}) before "${marker}": ${seen}`)));
-  });
-}
-
-function waitForExit(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else child.once('exit', (code) => resolve(code));
-  });
-}
-
-/** The frames of a pcap file (Ethernet link type). */
-function pcapFrames(file: string): Buffer[] {
-  const data = readFileSync(file);
-  const frames: Buffer[] = [];
-  for (let off = PCAP_FILE_HLEN; off + PCAP_RECORD_HLEN <= data.length;) {
-    const caplen = data.readUInt32LE(off + 8);
-    frames.push(data.subarray(off + PCAP_RECORD_HLEN, off + PCAP_RECORD_HLEN + caplen));
-    off += PCAP_RECORD_HLEN + caplen;
-  }
-  return frames;
 }
 
 /**
@@ -191,8 +148,7 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
     client.ip('route', 'add', 'blackhole', '198.19.60.0/24');
     client.ip('-6', 'route', 'add', 'blackhole', '2001:db8:69::/64');
 
-    server = spawn('ip', ['netns', 'exec', POD_NS, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await waitForOutput(server, 'listening', 'the pod\'s server');
+    server = await startPodServer(POD_NS, SERVER_PORTS);
 
     backend = loadBackend();
     for (const c of CASES) {
@@ -212,29 +168,9 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
   });
 
   /** Sends a tunnelled SYN from the client and returns the first segment from port 80 the client receives. */
-  async function synAck(c: Case, clientPort: number): Promise<Buffer> {
-    const file = join(dir!, `${clientPort}.pcap`);
-    const capture = spawn('ip', ['netns', 'exec', CLIENT_NS, 'timeout', String(CAPTURE_TIMEOUT_MS / 1000), 'tcpdump', '-i', NIC.client,
-      '-n', '-U', '--immediate-mode', '-c', '1', '-w', file, `tcp and src port ${VIP_PORT} and dst port ${clientPort}`],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-    try {
-      await waitForOutput(capture, 'listening on', 'tcpdump');
-      const syn = buildPacket({ src: c.client, dst: c.vip, proto: 'tcp', sport: clientPort, dport: VIP_PORT, syn: true,
-        srcMac: MAC.client, dstMac: MAC.node });
-      const frame = encapsulate(syn, c.outerSrc, c.outerDst);
-      const socket = client!.within(() => new PacketSocket(NIC.client));
-      try {
-        socket.send(frame);
-      } finally {
-        socket.close();
-      }
-      assert.equal(await waitForExit(capture), 0, 'tcpdump caught a segment from port 80 before its timeout');
-    } finally {
-      capture.kill();
-    }
-    const frames = pcapFrames(file);
-    assert.equal(frames.length, 1);
-    return frames[0]!;
+  function synAck(c: Case, clientPort: number): Promise<Buffer> {
+    return tunnelledSynReply({ client: client!, nic: NIC.client, dir: dir!, srcMac: MAC.client, dstMac: MAC.node, src: c.client,
+      sport: clientPort, vip: c.vip, vipPort: VIP_PORT, outerSrc: c.outerSrc, outerDst: c.outerDst });
   }
 
   const offloads: [string, string][] = [['on', 'CHECKSUM_PARTIAL replies'], ['off', 'complete checksums']];

@@ -115,3 +115,22 @@ export async function setLinkMulticast(dev: string, mac: string, present: boolea
     throw new Error(`"ip maddr ${present ? 'add' : 'del'} ${mac} dev ${dev}" failed: ${text.trim()}`);
   }
 }
+
+export interface RouteEntry {
+  /** "default", a prefix ("10.0.0.0/24") or, for a host route, a bare address. */
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  /** Who made it: "kernel" for the routes of the namespace's own addresses, "boot" or "static" for `ip route add` and CNIs. */
+  protocol?: string;
+}
+
+/** Every route of the main table of one family. */
+export async function routes(family: 4 | 6): Promise<RouteEntry[]> {
+  return ipJson<RouteEntry[]>([`-${family}`, 'route', 'show']);
+}
+
+/** Every link of one kind (`ip link show type veth`). */
+export async function linksOfType(kind: string): Promise<Link[]> {
+  return ipJson<Link[]>(['link', 'show', 'type', kind]);
+}

@@ -1,0 +1,175 @@
+/**
+ * The node side of pod-address mode: makes unmodified local pods serve the
+ * VIPs they back. Data flows one way, one module a step:
+ *
+ *   desired backends (setBackends: VIP port -> pod address, target port)
+ *   + local pods' veths (pod-interfaces: host routes through veths)
+ *   -> a plan of backend_svcs entries, and refusals (service-plan)
+ *   -> tcx links on the veths of pods with entries (pod-links, rp-filter)
+ *   -> backend_svcs as a diff, removed entries kept while they drain (service-table)
+ *
+ * over one backend object loaded per node and pinned (backend-object), so a
+ * restarted agent adopts maps, flow table and links without a gap.
+ *
+ * Pods' veths are followed by polling, not `ip monitor`: the whole state is
+ * read every poll (three `ip -j` calls), so a missed or reordered event cannot
+ * leave a veth without its programs, and there is no child process to keep
+ * alive. A pod is a backend only once Ready, seconds after its veth appears,
+ * so a second's delay costs nothing; a veth that goes away took its
+ * attachments with it, and the poll only tidies the pins up.
+ */
+import { componentLog } from '../../lib/log.js';
+import type { BackendCapacities } from '../../bpf/maps.js';
+import { removePinDir } from '../../libbpf/xdp-program.js';
+import { type BackendObject, openBackendObject } from './backend-object.js';
+import { type PodInterface, readPodInterfaces } from './pod-interfaces.js';
+import { detachAllPinned, type LinkChange, PodLinks } from './pod-links.js';
+import { describeBackend, planServices, type PodBackend, type Refusal } from './service-plan.js';
+import { ServiceTable, type TableChange } from './service-table.js';
+
+const log = componentLog('backend');
+
+/** How often pods' veths and routes are read again unless told otherwise. */
+export const BACKEND_POLL_MS = 1000;
+
+export interface BackendAgentOptions {
+  /** bpffs directory of the backend object: maps, programs and per-veth links are pinned there. */
+  pinDir: string;
+  /** How long a backend's entries stay after it leaves the desired set: the balancer's drain period. */
+  drainMs: number;
+  /** The flow table's size (default: the compiled one). A pinned table of another size is refused. */
+  capacity?: Partial<BackendCapacities>;
+  pollMs?: number;
+}
+
+/** What one pass did. */
+export interface SyncResult {
+  links: LinkChange;
+  table: TableChange;
+  /** Backends given that could not be programmed, with why. */
+  refused: Refusal[];
+}
+
+export class BackendAgent {
+  private backends: PodBackend[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** The refusals last logged, so each is logged when it appears, not every poll. */
+  private loggedRefusals = new Set<string>();
+  private lastRefused: Refusal[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly opts: BackendAgentOptions,
+    private readonly object: BackendObject,
+    private readonly table: ServiceTable,
+    private readonly links: PodLinks,
+  ) {}
+
+  /**
+   * Loads the backend object over the pins in pinDir (adopting maps and
+   * their entries, and the links), and pins what is new. Nothing is attached
+   * or written until the first sync.
+   */
+  static open(opts: BackendAgentOptions): BackendAgent {
+    const object = openBackendObject(opts.pinDir, opts.capacity);
+    const table = new ServiceTable(object.loaded.maps.services, opts.drainMs);
+    log.info({ pinDir: opts.pinDir, services: table.entries().length, flowTable: object.loaded.maps.flows.maxEntries }, 'backend object loaded');
+    return new BackendAgent(opts, object, table, new PodLinks(opts.pinDir, object));
+  }
+
+  /** Polls pods' veths every pollMs until stop(). */
+  start(): void {
+    this.timer = setInterval(() => void this.sync().catch((err: Error) => {
+      log.warn({ err: err.message }, 'backend pass failed; attachments and entries stay as they are until the next poll');
+    }), this.opts.pollMs ?? BACKEND_POLL_MS);
+    this.timer.unref();
+  }
+
+  /** Replaces the desired backends and applies them; resolves with what the pass did (refusals included). */
+  setBackends(backends: readonly PodBackend[]): Promise<SyncResult> {
+    this.backends = [...backends];
+    return this.sync();
+  }
+
+  /** The desired backends that are not programmed, with why (as of the last pass). */
+  refused(): Refusal[] {
+    return this.lastRefused;
+  }
+
+  /** The maps, for tests and metrics. */
+  get maps(): BackendObject['loaded']['maps'] {
+    return this.object.loaded.maps;
+  }
+
+  /** One pass: read the veths, plan, attach where entries need it, write the diff. Passes run one at a time. */
+  sync(): Promise<SyncResult> {
+    const run = this.queue.then(() => this.pass());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async pass(): Promise<SyncResult> {
+    if (this.closed) throw new Error('the backend agent is stopped');
+    const pods = await readPodInterfaces();
+    const plan = planServices(this.backends, pods);
+    // Veths of the planned entries and of those still held (draining): a draining flow's reply still needs its rewrite.
+    const wanted = new Map<string, PodInterface>();
+    for (const e of plan.entries.values()) wanted.set(e.ifname, pods.of(e.key.tunnelDst)!);
+    for (const e of this.table.entries()) {
+      const iface = pods.of(e.key.tunnelDst);
+      if (iface) wanted.set(iface.ifname, iface);
+    }
+    // Programs on first, entries after: a translated packet's reply then always finds its rewrite.
+    const links = this.links.sync([...wanted.values()]);
+    const table = this.table.apply(plan.entries);
+    this.report(links, table, plan.refused);
+    return { links, table, refused: plan.refused };
+  }
+
+  private report(links: LinkChange, table: TableChange, refused: Refusal[]): void {
+    for (const f of links.failed) {
+      log.error({ ifname: f.ifname, err: f.err }, `backend programs not ${f.action === 'attach' ? 'attached to' : 'detached from'} the pod veth; retrying at each poll`);
+    }
+    for (const f of table.failed) {
+      log.error({ vip: f.entry.key.vip.text, port: f.entry.key.vipPort, tunnelDst: f.entry.key.tunnelDst.text, err: f.err },
+        'backend service entry not written (is backend_svcs full?); retrying at each poll');
+    }
+    if (table.added || table.changed || table.drainStarted || table.removed) {
+      const { added, changed, drainStarted, removed } = table;
+      log.info({ added, changed, drainStarted, removed }, 'backend services updated');
+    }
+    const now = new Set<string>();
+    for (const r of refused) {
+      const id = `${describeBackend(r.backend)}: ${r.reason}`;
+      now.add(id);
+      if (!this.loggedRefusals.has(id)) log.warn({ backend: describeBackend(r.backend), reason: r.reason }, 'backend not programmed');
+    }
+    this.loggedRefusals = now;
+    this.lastRefused = refused;
+  }
+
+  /** Stops following pods; programs, links, maps and pins stay, for the next agent to adopt. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.queue;
+    this.closed = true;
+    this.object.loaded.object.close();
+  }
+
+  /** stop(), then detaches from every pod veth and removes every pin: nothing of the backend mode is left. */
+  async remove(): Promise<void> {
+    await this.stop();
+    removeBackend(this.opts.pinDir);
+  }
+}
+
+/** Detaches every pinned link and removes the pin directory (for an agent not running, too); returns the veths detached. */
+export function removeBackend(pinDir: string): string[] {
+  const detached = detachAllPinned(pinDir);
+  removePinDir(pinDir); // the maps' and programs' pins
+
+  log.info({ pinDir, detached }, 'backend mode removed: links detached, pins removed');
+  return detached;
+}
