@@ -10,7 +10,7 @@
  * bad VIP never keeps the others from being programmed, and no VIP is ever
  * half-programmed.
  */
-import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip } from '../../api/loadbalancervip.js';
+import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip, specProblem } from '../../api/loadbalancervip.js';
 import { canonicalIp } from '../../lib/ip.js';
 import { type Acceptance, problemText, type VipSpec } from '../dataplane/desired-state.js';
 import { REFUSED_WITH_GROUP } from '../dataplane/acceptance.js';
@@ -40,8 +40,12 @@ export function allowedAddress(vip: LoadBalancerVip): string | undefined {
   return address;
 }
 
-/** Left out by the controller's word: in conflict, or no allowed address. */
-const setAsideByController = (v: LoadBalancerVip) => inConflict(v) || allowedAddress(v) === undefined;
+/**
+ * Left out by the controller's word: in conflict, no allowed address, or a
+ * spec no node can serve as written (a targetPort with delivery InPod; the
+ * controller's Programmed condition says why).
+ */
+export const setAsideByController = (v: LoadBalancerVip) => inConflict(v) || allowedAddress(v) === undefined || specProblem(v.spec) !== undefined;
 
 export const vipRef = (v: LoadBalancerVip) => `${v.metadata.namespace}/${v.metadata.name}`;
 
