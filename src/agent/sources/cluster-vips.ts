@@ -49,12 +49,15 @@ export const setAsideByController = (v: LoadBalancerVip) => inConflict(v) || all
 
 export const vipRef = (v: LoadBalancerVip) => `${v.metadata.namespace}/${v.metadata.name}`;
 
+/** VIPs oldest first, then by namespace/name: a stable order in which older VIPs win. */
+export function oldestFirst(vips: readonly LoadBalancerVip[]): LoadBalancerVip[] {
+  const created = (v: LoadBalancerVip) => new Date(v.metadata.creationTimestamp ?? 0).getTime();
+  return [...vips].sort((a, b) => created(a) - created(b) || vipRef(a).localeCompare(vipRef(b)));
+}
+
 /** The VIPs of a balancer, oldest first: when capacity runs out, the newest VIPs are the ones refused. */
 export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[]): LoadBalancerVip[] {
-  const created = (v: LoadBalancerVip) => new Date(v.metadata.creationTimestamp ?? 0).getTime();
-  return vips
-    .filter((v) => (v.spec.balancer ?? DEFAULT_BALANCER) === balancer)
-    .sort((a, b) => created(a) - created(b) || vipRef(a).localeCompare(vipRef(b)));
+  return oldestFirst(vips.filter((v) => (v.spec.balancer ?? DEFAULT_BALANCER) === balancer));
 }
 
 /** The dataplane VIPs of one LoadBalancerVip: one per port. */
