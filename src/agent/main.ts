@@ -25,7 +25,7 @@ import { parseBgpSettings } from './announce/bgp-settings.js';
 import { AgentLease } from './announce/l2-lease.js';
 import { NodeReport } from './announce/node-report.js';
 import { removeBackend } from './backend/backend-agent.js';
-import { DEFAULT_BACKEND_METRICS_PORT, DEFAULT_BACKEND_PIN_DIR, runBackendMode } from './backend/backend-mode.js';
+import { BACKEND_DAEMONSET, DEFAULT_BACKEND_METRICS_PORT, DEFAULT_BACKEND_PIN_DIR, runBackendMode } from './backend/backend-mode.js';
 import { BackendClusterSource, BackendFileSource, type BackendSource } from './backend/backend-sources.js';
 
 const log = componentLog('main');
@@ -85,7 +85,8 @@ protocol, podAddress, targetPort}]}), and:
   --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}
   --drain-seconds N     how long a backend's entries stay after it leaves (its flows finish); default
                         ${DEFAULT_DRAIN_SECONDS}, the balancers' default drainSeconds
-  --detach-on-exit      on SIGTERM detach from the pods and unpin; default: stay, the next agent adopts them
+  --detach-on-exit      on SIGTERM detach from the pods and unpin; default: stay, the next agent adopts them,
+                        unless (in a pod, POD_NAMESPACE) its DaemonSet ${BACKEND_DAEMONSET} was seen deleted: uninstall
 `;
 
 /** The flags backend mode reads; any other is the balancer's. */
@@ -300,6 +301,7 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
   const drainSeconds = rawDrain === undefined ? DEFAULT_DRAIN_SECONDS : Number(rawDrain);
   if (!Number.isInteger(drainSeconds) || drainSeconds < 0) fail(`--drain-seconds must be an integer of at least 0, not "${rawDrain}"`);
   let source: BackendSource;
+  let removal: RemovalWatch | null = null;
   if (config) {
     source = new BackendFileSource(config);
   } else {
@@ -310,16 +312,22 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
       fail((err as Error).message);
     }
     source = new BackendClusterSource(kc, nodeName!);
+    // In a pod: its DaemonSet seen deleted means an uninstall, and the agent leaves nothing behind.
+    if (env.POD_NAMESPACE) {
+      removal = new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET);
+      void removal.start();
+    }
   }
   const running = await runBackendMode(source, {
     pinDir,
     drainSeconds,
     metricsAddress: str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS ?? `0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}`,
     detachOnExit: !!v['detach-on-exit'],
+    removal: () => removal?.seen() ?? null,
   });
   onStopSignal((signal) => {
     log.info({ signal, detachOnExit: !!v['detach-on-exit'] }, 'stopping');
-    return running.stop();
+    return running.stop().finally(() => removal?.stop());
   });
 }
 

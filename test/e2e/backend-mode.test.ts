@@ -8,7 +8,8 @@
  * A "client" namespace, standing in for the balancer, sends a tunnelled SYN
  * for VIP:80 to the pod: the unmodified pod, listening on 8080 only, must
  * answer from VIP:80. Deleting the VIP drains its entries, then removes them.
- * The agent stops on SIGTERM leaving its pins; `cleanup` removes them.
+ * The agent stops on SIGTERM leaving its pins; `cleanup` removes them; an
+ * agent that saw its DaemonSet deleted (an uninstall) removes them itself.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -160,6 +161,22 @@ describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delive
     return line ? Number(line.split(' ').pop()) : NaN;
   };
 
+  /** The agent in the node namespace as node-a, under deploy/backend.yaml's RBAC; resolves once /readyz says ready. */
+  async function startAgent(env: Record<string, string> = {}): Promise<void> {
+    const { cp } = f;
+    agentLog = '';
+    const args = [process.execPath, AGENT, '--mode', 'backend', '--node-name', NODE_NAME, '--kubeconfig', cp.kubeconfigAs('xdplb-system/xdplb-backend'),
+      '--pin-dir', PIN_DIR, '--metrics-address', METRICS, '--drain-seconds', String(DRAIN_SECONDS)];
+    const [cmd, ...rest] = inNetns(NODE_NS, args);
+    agent = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    children.push(agent);
+    agent.stdout!.on('data', (d: Buffer) => { agentLog += d.toString(); });
+    agent.stderr!.on('data', (d: Buffer) => { agentLog += d.toString(); });
+    await waitUntil('the backend agent ready', () => get('/readyz'), (r) => r === 'ready\n').catch((err: Error) => {
+      throw new Error(`${err.message}\nthe agent's log:\n${agentLog}`);
+    });
+  }
+
   test('the pod answers a tunnelled SYN for VIP:80 from VIP:80, listening on 8080; deleting the VIP drains, then removes', async (t) => {
     if (!f.need(t) || !requireKernel(t)) return;
     const { cp } = f;
@@ -177,13 +194,7 @@ describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delive
     await waitForOutput(spawnIn(null, [process.execPath, '-e', relayScript(sock, port)]), 'listening', 'the host-side relay');
     await waitForOutput(spawnIn(NODE_NS, [process.execPath, '-e', relayScript(port, sock)]), 'listening', 'the node-side relay');
 
-    agent = spawnIn(NODE_NS, [process.execPath, AGENT, '--mode', 'backend', '--node-name', NODE_NAME, '--kubeconfig', cp.kubeconfigAs('xdplb-system/xdplb-backend'),
-      '--pin-dir', PIN_DIR, '--metrics-address', METRICS, '--drain-seconds', String(DRAIN_SECONDS)]);
-    agent.stdout!.on('data', (d: Buffer) => { agentLog += d.toString(); });
-    agent.stderr!.on('data', (d: Buffer) => { agentLog += d.toString(); });
-    await waitUntil('the backend agent ready', () => get('/readyz'), (r) => r === 'ready\n').catch((err: Error) => {
-      throw new Error(`${err.message}\nthe agent's log:\n${agentLog}`);
-    });
+    await startAgent();
     assert.ok(metric('xdplb_backend_services') >= 1, `backend_svcs holds the VIP's entry:\n${agentLog}`);
     assert.equal(metric('xdplb_backend_refused'), 0, agentLog);
 
@@ -199,11 +210,22 @@ describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delive
     await waitUntil('the entry removed after the drain', () => agentLog, (l) => /"removed":[1-9]/.test(l), DRAIN_WAIT_MS);
     await waitUntil('nothing held', () => metric('xdplb_backend_services'), (n) => n === 0);
 
-    agent.kill('SIGTERM');
-    assert.equal(await waitForExit(agent), 0, agentLog);
+    agent!.kill('SIGTERM');
+    assert.equal(await waitForExit(agent!), 0, agentLog);
     assert.ok(existsSync(PIN_DIR), 'stopped, not removed: the pins stay for the next agent');
     const [cmd, ...args] = inNetns(NODE_NS, [process.execPath, AGENT, '--mode', 'backend', 'cleanup', '--pin-dir', PIN_DIR]);
     execFileSync(cmd!, args, { stdio: 'pipe' });
     assert.ok(!existsSync(PIN_DIR), 'cleanup removed the pins');
+  });
+
+  test('an agent in a pod that saw its DaemonSet deleted (an uninstall) detaches and unpins on SIGTERM', async (t) => {
+    if (!f.need(t) || !requireKernel(t)) return;
+    await startAgent({ POD_NAMESPACE: AGENT_NS });
+    assert.ok(existsSync(PIN_DIR), 'the object pinned');
+    f.cp.kubectl(['delete', 'daemonset', 'xdplb-backend', '-n', AGENT_NS]);
+    await waitUntil('the deletion seen', () => agentLog, (l) => l.includes('DaemonSet xdplb-backend was deleted'));
+    agent!.kill('SIGTERM');
+    assert.equal(await waitForExit(agent!), 0, agentLog);
+    assert.ok(!existsSync(PIN_DIR), `nothing left:\n${agentLog}`);
   });
 });

@@ -3,8 +3,9 @@
  * of desired backends (the cluster's LoadBalancerVips with delivery Node, or
  * a file), keeps a BackendAgent equal to it, and serves /metrics, /healthz
  * and /readyz. On SIGTERM it stops following and leaves programs, links and
- * maps in place for the next agent to adopt (no gap in a rolling update);
- * --detach-on-exit removes everything instead.
+ * maps in place for the next agent to adopt (no gap in a rolling update),
+ * unless its DaemonSet was seen deleted (an uninstall) or --detach-on-exit
+ * says so: then it removes everything.
  */
 import type { Server } from 'node:http';
 import { serveMetrics } from '../../lib/metrics-server.js';
@@ -20,6 +21,8 @@ const log = componentLog('backend-mode');
 export const DEFAULT_BACKEND_PIN_DIR = '/sys/fs/bpf/xdplb-backend';
 /** Balancer agents use 9641 (metrics) and 9642 (trace, loopback) on the host network; the controller 9642 in its pod. */
 export const DEFAULT_BACKEND_METRICS_PORT = 9643;
+/** deploy/backend.yaml's DaemonSet: seen deleted, the agent leaves nothing behind. */
+export const BACKEND_DAEMONSET = 'xdplb-backend';
 
 export interface BackendModeOptions {
   pinDir: string;
@@ -27,6 +30,8 @@ export interface BackendModeOptions {
   metricsAddress: string;
   /** Remove everything (links detached, pins removed) on stop. */
   detachOnExit: boolean;
+  /** Asked on stop: why no backend agent will run on this node again (its DaemonSet deleted), or null. */
+  removal?: () => string | null;
   pollMs?: number;
 }
 
@@ -73,7 +78,9 @@ export async function runBackendMode(source: BackendSource, opts: BackendModeOpt
     async stop() {
       await source.stop();
       server.close();
-      if (opts.detachOnExit) await agent.remove();
+      const removal = opts.removal?.() ?? null;
+      if (removal) log.info({ removal }, 'xdplb is being removed from this node: detaching from the pods and unpinning');
+      if (opts.detachOnExit || removal) await agent.remove();
       else await agent.stop();
     },
   };
