@@ -2,7 +2,8 @@
 /**
  * xdplb-agent: the per-node balancer daemon. Cluster mode (the default)
  * follows the LoadBalancerVips of one XdpBalancer; standalone mode (--config)
- * a YAML file of VIPs.
+ * a YAML file of VIPs. With --mode backend, the backend node's daemon instead
+ * (backend/backend-mode.ts): pods of this node serve VIPs with delivery Node.
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
@@ -23,6 +24,9 @@ import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
 import { parseBgpSettings } from './announce/bgp-settings.js';
 import { AgentLease } from './announce/l2-lease.js';
 import { NodeReport } from './announce/node-report.js';
+import { removeBackend } from './backend/backend-agent.js';
+import { BACKEND_DAEMONSET, DEFAULT_BACKEND_METRICS_PORT, DEFAULT_BACKEND_PIN_DIR, runBackendMode } from './backend/backend-mode.js';
+import { BackendClusterSource, BackendFileSource, type BackendSource } from './backend/backend-sources.js';
 
 const log = componentLog('main');
 
@@ -34,6 +38,11 @@ const MIN_L2_LEASE_SECONDS = 3;
 const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [options]   (cluster mode)
        xdplb-agent [run] --config FILE [options]                           (standalone)
        xdplb-agent cleanup [--nic IF] [--pin-dir DIR]
+       xdplb-agent --mode backend [run] --node-name NODE | --config FILE [backend options]
+       xdplb-agent --mode backend cleanup [--pin-dir DIR]
+
+  --mode MODE           balancer (default) | backend: on a backend node, hand tunnelled packets to this node's
+                        pods for the VIPs with delivery Node, translating ports (XDPLB_MODE)
 
   --node-name NODE      this node, for status.nodes of each VIP        (NODE_NAME)
   --balancer NAME       the XdpBalancer whose VIPs to serve; default "default" (XDPLB_BALANCER)
@@ -68,7 +77,21 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --detach-on-exit      detach and unpin on SIGTERM. Default: stay attached, traffic keeps flowing;
                         in cluster mode, detach and unpin when no agent of the balancer will run on the
                         node again (XdpBalancer or DaemonSet gone, node no longer selected)
+
+backend mode (--mode backend) takes --node-name (the backends of status.backends on this node, of every
+LoadBalancerVip with delivery Node), --kubeconfig, --config FILE (standalone: {backends: [{vip, vipPort,
+protocol, podAddress, targetPort}]}), and:
+  --pin-dir DIR         default ${DEFAULT_BACKEND_PIN_DIR}
+  --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}
+  --drain-seconds N     how long a backend's entries stay after it leaves (its flows finish); default
+                        ${DEFAULT_DRAIN_SECONDS}, the balancers' default drainSeconds
+  --detach-on-exit      on SIGTERM detach from the pods and unpin; default: stay, the next agent adopts them,
+                        unless (in a pod, POD_NAMESPACE) its DaemonSet ${BACKEND_DAEMONSET} was seen deleted: uninstall
 `;
+
+/** The flags backend mode reads; any other is the balancer's. */
+const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'drain-seconds', 'detach-on-exit', 'help']);
+const MODES = ['balancer', 'backend'];
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
 const DEFAULT_METRICS_ADDRESS = `0.0.0.0:${DEFAULT_METRICS_PORT}`;
@@ -86,6 +109,7 @@ async function main(): Promise<void> {
     parsed = parseArgs({
       allowPositionals: true,
       options: {
+        mode: { type: 'string' },
         config: { type: 'string' },
         'node-name': { type: 'string' },
         balancer: { type: 'string' },
@@ -122,6 +146,9 @@ async function main(): Promise<void> {
   }
   const env = process.env;
   const command = positionals[0] ?? 'run';
+  const mode = v.mode ?? env.XDPLB_MODE ?? 'balancer';
+  if (!MODES.includes(mode)) fail(`--mode must be one of ${MODES.join(', ')}, not "${mode}"`);
+  if (mode === 'backend') return backendMain(v, command);
   const pinDir = v['pin-dir'] ?? env.XDPLB_PIN_DIR ?? DEFAULT_PIN_DIR;
   const nic = v.nic ?? env.XDPLB_NIC;
 
@@ -228,15 +255,12 @@ async function main(): Promise<void> {
   report?.start();
   log.info({ ...source.describe(), nic: agent.nic, mode: agent.mode, pinDir }, `xdplb-agent running (${source.mode})`);
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onStopSignal((signal) => {
     const forced = !!v['detach-on-exit'];
     log.info({ signal, detachOnExit: forced }, 'stopping');
     apiProbe?.stop();
     // Routes (or L2 addresses) first: no new flow may arrive at a node that is stopping (and may detach).
-    agent.withdraw().then(() => lease?.release()).then(async () => {
+    return agent.withdraw().then(() => lease?.release()).then(async () => {
       // The withdrawal in the node's status before the agent goes.
       report?.stop();
       await report?.check();
@@ -253,7 +277,67 @@ async function main(): Promise<void> {
           drained.quiet ? 'traffic moved: detaching' : `traffic still arriving after ${drainSeconds} s (drainSeconds): detaching anyway`);
       }
       return agent.stop({ detach });
-    }).then(
+    });
+  });
+}
+
+/** --mode backend: the backend node's daemon, or its cleanup. */
+async function backendMain(v: Record<string, string | boolean | undefined>, command: string): Promise<void> {
+  const env = process.env;
+  const other = Object.keys(v).filter((k) => v[k] !== undefined && !BACKEND_FLAGS.has(k));
+  if (other.length) fail(`--${other.join(', --')}: balancer flag(s), not for --mode backend`);
+  const str = (k: string) => v[k] as string | undefined;
+  const pinDir = str('pin-dir') ?? env.XDPLB_PIN_DIR ?? DEFAULT_BACKEND_PIN_DIR;
+  if (command === 'cleanup') {
+    const detached = removeBackend(pinDir);
+    log.info({ pinDir, detached }, 'backend mode cleaned up');
+    return;
+  }
+  if (command !== 'run') fail(`unknown command "${command}"`);
+  const config = str('config') ?? env.XDPLB_CONFIG;
+  const nodeName = str('node-name') ?? env.NODE_NAME;
+  if (!config && !nodeName) fail('give --node-name (cluster mode) or --config (standalone mode)');
+  const rawDrain = str('drain-seconds') ?? env.XDPLB_DRAIN_SECONDS;
+  const drainSeconds = rawDrain === undefined ? DEFAULT_DRAIN_SECONDS : Number(rawDrain);
+  if (!Number.isInteger(drainSeconds) || drainSeconds < 0) fail(`--drain-seconds must be an integer of at least 0, not "${rawDrain}"`);
+  let source: BackendSource;
+  let removal: RemovalWatch | null = null;
+  if (config) {
+    source = new BackendFileSource(config);
+  } else {
+    let kc;
+    try {
+      kc = loadKubeConfig(str('kubeconfig') ?? env.KUBECONFIG);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+    source = new BackendClusterSource(kc, nodeName!);
+    // In a pod: its DaemonSet seen deleted means an uninstall, and the agent leaves nothing behind.
+    if (env.POD_NAMESPACE) {
+      removal = new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET);
+      void removal.start();
+    }
+  }
+  const running = await runBackendMode(source, {
+    pinDir,
+    drainSeconds,
+    metricsAddress: str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS ?? `0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}`,
+    detachOnExit: !!v['detach-on-exit'],
+    removal: () => removal?.seen() ?? null,
+  });
+  onStopSignal((signal) => {
+    log.info({ signal, detachOnExit: !!v['detach-on-exit'] }, 'stopping');
+    return running.stop().finally(() => removal?.stop());
+  });
+}
+
+/** Runs `stop` once, on the first SIGTERM or SIGINT, then exits: 0 when it resolved, 1 when it failed. */
+function onStopSignal(stop: (signal: string) => Promise<unknown>): void {
+  let stopping = false;
+  const handle = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    stop(signal).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err: (err as Error).message }, 'stop failed');
@@ -261,8 +345,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => handle('SIGTERM'));
+  process.on('SIGINT', () => handle('SIGINT'));
 }
 
 main().catch((err: unknown) => {

@@ -1,6 +1,6 @@
 /** The LoadBalancerVip custom resource (crds/ holds its schema). */
 import type { V1Condition, V1LabelSelector, V1ObjectMeta } from '@kubernetes/client-node';
-import type { HashingOptions, VipPort } from './types.js';
+import { type HashingOptions, targetPortOf, type VipPort } from './types.js';
 
 export const GROUP = 'xdplb.dev';
 export const VERSION = 'v1alpha1';
@@ -10,6 +10,18 @@ export const DEFAULT_BALANCER = 'default';
 
 /** The most entries status.backends may hold: the CRD's maxItems (test/unit/crds.test.ts checks they agree). */
 export const MAX_STATUS_BACKENDS = 4096;
+
+/**
+ * Who takes the tunnel off and hands the packet to the pod:
+ * - Node: the backend node's datapath (the xdplb-backend DaemonSet) decapsulates
+ *   and translates ports (targetPort); pods need nothing.
+ * - InPod: the pod decapsulates itself (xdplb-decap, the VIP on its lo); ports
+ *   arrive unchanged, so no targetPort may differ from its port.
+ */
+export type Delivery = 'Node' | 'InPod';
+export const DELIVERIES: readonly Delivery[] = ['Node', 'InPod'];
+/** The CRD's default: today's lab and kind backends decapsulate in the pod. */
+export const DEFAULT_DELIVERY: Delivery = 'InPod';
 
 /** Annotation on a backend pod: its relative weight (non-negative integer). */
 export const WEIGHT_ANNOTATION = 'xdplb.dev/weight';
@@ -28,6 +40,8 @@ export interface LoadBalancerVipSpec {
   backendService?: string;
   hashing?: HashingOptions;
   lruBypass?: boolean;
+  /** Who decapsulates (and translates ports): the backend node, or the pod itself. Default InPod. */
+  delivery?: Delivery;
 }
 
 export interface BackendStatus {
@@ -84,9 +98,9 @@ export interface LoadBalancerVip {
   status?: LoadBalancerVipStatus;
 }
 
-/** "80/TCP,443/TCP": the Ports column (a printer column shows only the first element of a list). */
+/** "80/TCP,443->8443/TCP": the Ports column (a printer column shows only the first element of a list). */
 export function portsSummary(spec: Pick<LoadBalancerVipSpec, 'ports'>): string {
-  return spec.ports.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`).join(',');
+  return spec.ports.map((p) => `${p.port}${targetPortOf(p) === p.port ? '' : `->${p.targetPort}`}/${p.protocol ?? 'TCP'}`).join(',');
 }
 
 export const ConditionType = {
@@ -120,6 +134,28 @@ export const AddressReason = {
   AddressRevoked: 'AddressRevoked',
 } as const;
 export type AddressReasonCode = (typeof AddressReason)[keyof typeof AddressReason];
+
+/** Programmed reasons that say the spec cannot be served as written (no agent programs it). */
+export const SpecReason = {
+  /** A port's targetPort differs from it, and delivery is InPod: nothing would translate the port. */
+  TargetPortNeedsNodeDelivery: 'TargetPortNeedsNodeDelivery',
+} as const;
+
+/**
+ * Why no agent may program this VIP as written, or undefined: a targetPort
+ * that differs from its port needs delivery Node (a pod that decapsulates
+ * itself receives the VIP port unchanged).
+ */
+export function specProblem(spec: Pick<LoadBalancerVipSpec, 'ports' | 'delivery'>): { reason: string; message: string } | undefined {
+  if ((spec.delivery ?? DEFAULT_DELIVERY) === 'Node') return undefined;
+  const differ = spec.ports.filter((p) => targetPortOf(p) !== p.port);
+  if (!differ.length) return undefined;
+  return {
+    reason: SpecReason.TargetPortNeedsNodeDelivery,
+    message: `${differ.map((p) => `port ${p.port}/${p.protocol ?? 'TCP'} has targetPort ${p.targetPort}`).join(', ')}: `
+      + 'with delivery InPod the pod receives the VIP port unchanged; set spec.delivery: Node so the backend node translates it, or drop targetPort',
+  };
+}
 
 /** The address a VIP has: spec.address, or else the one the controller assigned. */
 export const vipAddress = (v: Pick<LoadBalancerVip, 'spec' | 'status'>): string | undefined => v.spec.address ?? v.status?.address;

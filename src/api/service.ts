@@ -12,6 +12,13 @@ export const ADDRESS_ANNOTATION = 'xdplb.dev/address';
 /** Service annotation: the XdpBalancer to serve it (default "default"). */
 export const BALANCER_ANNOTATION = 'xdplb.dev/balancer';
 
+/**
+ * Service annotation: the VIP's delivery, Node (default for Services: their pods
+ * are ordinary pods, the backend node decapsulates and translates ports) or
+ * InPod (the pods run xdplb-decap with the VIP on lo; ports must equal target ports).
+ */
+export const DELIVERY_ANNOTATION = 'xdplb.dev/delivery';
+
 /** Label on a LoadBalancerVip made for a Service: the Service's name (same namespace). */
 export const SERVICE_LABEL = 'xdplb.dev/service';
 
@@ -20,7 +27,11 @@ export const INGRESS_IP_MODE = 'VIP';
 
 /** Why a Service of ours is not served (its Events say so). */
 export const ServiceReason = {
-  /** Port and target port differ: the XDP path forwards packets unchanged, ports included. */
+  /**
+   * Port and target port differ where nothing can translate: delivery InPod (the
+   * pod gets the VIP port unchanged), or a named target port the endpoints
+   * resolve to another number (a VIP port has one target port, not one per endpoint).
+   */
   PortsDiffer: 'PortsDiffer',
   UnsupportedProtocol: 'UnsupportedProtocol',
   TooManyPorts: 'TooManyPorts',

@@ -7,7 +7,16 @@ export type Protocol = 'TCP' | 'UDP';
 export interface VipPort {
   port: number;
   protocol: Protocol;
+  /**
+   * The pod's port the VIP port is translated to (1..65535); absent: the same
+   * as port. Only a backend node can translate (LoadBalancerVip delivery Node):
+   * the balancer forwards packets unchanged, ports included.
+   */
+  targetPort?: number;
 }
+
+/** The port a VIP port is delivered to in the pod. */
+export const targetPortOf = (p: Pick<VipPort, 'port' | 'targetPort'>): number => p.targetPort ?? p.port;
 
 export interface HashingOptions {
   /** Hash on the client address only: every connection of a client reaches one real. */

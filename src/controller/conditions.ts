@@ -25,6 +25,8 @@ export interface ConditionInputs {
   desiredNodes: number;
   /** Why the balancer cannot program anything (missing, not scheduled), if so. */
   balancerProblem?: string;
+  /** Why no agent may program the spec as written (specProblem), if so: Programmed False with its reason. */
+  specProblem?: { reason: string; message: string };
   now: Date;
 }
 
@@ -71,12 +73,14 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
   );
   const allowed = i.address.allowed;
   const addressCond = cond(ConditionType.AddressAllowed, allowed, i.address.code, i.address.message, gen);
-  const allProgrammed = allowed && !inConflict && !i.balancerProblem && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
+  const spec = i.specProblem;
+  const allProgrammed = !spec && allowed && !inConflict && !i.balancerProblem && i.desiredNodes > 0 && programmed.length >= i.desiredNodes;
   const programmedCond = cond(
     ConditionType.Programmed,
     allProgrammed,
-    !allowed ? 'AddressNotAllowed' : inConflict ? 'Conflict' : i.balancerProblem ? 'NoBalancer' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
-    (allowed ? undefined : 'the address is not allowed: programmed on no node') ?? i.balancerProblem
+    spec ? spec.reason : !allowed ? 'AddressNotAllowed' : inConflict ? 'Conflict' : i.balancerProblem ? 'NoBalancer' : failing.length ? 'NodeErrors' : allProgrammed ? 'AllNodes' : 'Pending',
+    (spec ? `${spec.message}: programmed on no node` : undefined)
+      ?? (allowed ? undefined : 'the address is not allowed: programmed on no node') ?? i.balancerProblem
       ?? (failing.length
         ? failing.map((n) => `${n.node}: ${n.lastError}`).join('; ')
         : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}`),

@@ -11,7 +11,7 @@ import {
   CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
 } from '@kubernetes/client-node';
 import {
-  AddressReason, type BackendStatus, ConditionType, DEFAULT_BALANCER, GROUP, type L2Status, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus,
+  AddressReason, type BackendStatus, ConditionType, DEFAULT_BALANCER, GROUP, type L2Status, LBVIP_PLURAL, type LoadBalancerVip, type LoadBalancerVipStatus, SpecReason,
   VERSION, vipAddress,
 } from '../api/loadbalancervip.js';
 import { goneOrThrow } from '../lib/api-error.js';
@@ -333,6 +333,11 @@ export class VipController {
     }
     if (allowed?.status === 'True' && wasAllowed?.status === 'False') events.record(vip, 'Normal', 'AddressAllowed', allowed.message);
     if (allowed?.reason === AddressReason.Assigned && next.address !== prev?.address) events.record(vip, 'Normal', 'AddressAssigned', allowed.message);
+    const wasProgrammed = prev?.conditions?.find((c) => c.type === ConditionType.Programmed);
+    const programmed = next.conditions?.find((c) => c.type === ConditionType.Programmed);
+    if (programmed?.reason === SpecReason.TargetPortNeedsNodeDelivery && wasProgrammed?.reason !== programmed.reason) {
+      events.record(vip, 'Warning', programmed.reason, programmed.message);
+    }
   }
 }
 

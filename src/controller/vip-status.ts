@@ -5,7 +5,7 @@
  */
 import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
 import {
-  DEFAULT_BALANCER, type L2Status, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary,
+  DEFAULT_BALANCER, type L2Status, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary, specProblem,
 } from '../api/loadbalancervip.js';
 import type { Requeue } from '../lib/work-queue.js';
 import { limitBackends } from './backend-limit.js';
@@ -73,6 +73,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     balancerProblem: !balancers.exists(balancer)
       ? `XdpBalancer "${balancer}" does not exist`
       : desired === undefined ? `the agents of XdpBalancer "${balancer}" are not scheduled yet` : undefined,
+    specProblem: specProblem(vip.spec),
     now,
   });
   const programmed = programmedNodes(vip).length;

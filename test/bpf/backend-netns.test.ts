@@ -24,7 +24,7 @@ import { readBackendReasons } from '../../src/agent/dataplane/counters.js';
 import { addPodService } from '../support/backend.js';
 import { onExitOrSignal } from '../support/cleanup.js';
 import { requireKernel } from '../support/kernel.js';
-import { TestNetns } from '../support/netns.js';
+import { removeNetns, TestNetns } from '../support/netns.js';
 import { checksum, checksumsValid, ETH_HLEN, innerFlow, pseudoHeader } from '../support/packets.js';
 import { startPodServer, tunnelledSynReply } from '../support/tunnel-capture.js';
 
@@ -102,13 +102,7 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
     server = null;
     backend?.object.close();
     backend = null;
-    for (const ns of [client, node, pod]) {
-      try {
-        ns?.remove();
-      } catch {
-        /* already gone */
-      }
-    }
+    removeNetns(client, node, pod);
     client = node = pod = null;
     if (dir) rmSync(dir, { recursive: true, force: true });
     dir = null;

@@ -22,6 +22,7 @@ describe('CRDs on a real kube-apiserver', () => {
     const spec = JSON.parse(cp.kubectl(['get', 'lbvip', 'web4', '-n', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
     assert.equal(spec.balancer, 'default');
     assert.deepEqual(spec.ports, [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }]);
+    assert.equal(spec.delivery, 'InPod', 'delivery defaults to InPod: the pods decapsulate themselves');
     const table = cp.kubectl(['get', 'lbvip', '-n', 'default']);
     assert.match(table, /^NAME\s+ADDRESS\s+ALLOWED\s+PORTS\s+BACKENDS\s+PROGRAMMED\s+READY\s+AGE/m);
     // Every column but the name and age comes from status, which the controller writes (the address only once a pool allows it:
@@ -30,6 +31,19 @@ describe('CRDs on a real kube-apiserver', () => {
     // Agents select their balancer's VIPs by a field selector on spec.balancer.
     assert.deepEqual(cp.kubectl(['get', 'lbvip', '-A', '--field-selector', 'spec.balancer=default', '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').sort(), ['web4', 'web6']);
     assert.equal(cp.kubectl(['get', 'lbvip', '-A', '--field-selector', 'spec.balancer=edge', '-o', 'name']), '');
+  });
+
+  test('targetPort and delivery Node are accepted; targetPort is left out unless given', (t) => {
+    if (!f.need(t)) return;
+    const { cp } = f;
+    cp.kubectl(['apply', '-f', '-'], vip(`  address: 198.19.0.11\n  ports: [{port: 80, targetPort: 8080}, {port: 443}]\n  delivery: Node\n${sel}`, 'mapped'));
+    const spec = JSON.parse(cp.kubectl(['get', 'lbvip', 'mapped', '-n', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
+    assert.equal(spec.delivery, 'Node');
+    assert.deepEqual(spec.ports, [{ port: 80, targetPort: 8080, protocol: 'TCP' }, { port: 443, protocol: 'TCP' }]);
+    // A targetPort that differs with delivery InPod is accepted by the API server: the controller refuses it with a
+    // condition (TargetPortNeedsNodeDelivery), which the user sees on the VIP, rather than the write failing.
+    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], vip(`  address: 198.19.0.11\n  ports: [{port: 80, targetPort: 8080}]\n${sel}`, 'inpod'));
+    cp.kubectl(['delete', 'lbvip', 'mapped', '-n', 'default']);
   });
 
   test('selectors with any label Kubernetes allows are accepted', (t) => {
@@ -67,6 +81,10 @@ describe('CRDs on a real kube-apiserver', () => {
     const explain = (path: string) => f.cp.kubectl(['explain', path]);
     assert.match(explain('lbvip.spec.address'), /The virtual IP, IPv4 or IPv6/);
     assert.match(explain('lbvip.spec.ports.protocol'), /TCP or UDP\. Default TCP\./);
+    // kubectl explain wraps lines: compare with whitespace folded.
+    const folded = (path: string) => explain(path).replace(/\s+/g, ' ');
+    assert.match(folded('lbvip.spec.ports.targetPort'), /translated to on the backend node .*Default: the same as port\. .*TargetPortNeedsNodeDelivery/);
+    assert.match(folded('lbvip.spec.delivery'), /Node - the backend node's datapath .*InPod - each pod decapsulates .*Default InPod\./);
     assert.match(explain('lbvip.status.backends.draining'), /keeps its connections, gets no new ones/);
     assert.match(explain('xdpb.spec.drainSeconds'), /Default 60\./);
     assert.match(explain('xdpb.spec.tolerations.operator'), /Equal \(key and value match\)/);

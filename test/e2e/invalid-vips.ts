@@ -35,6 +35,10 @@ export const INVALID_VIPS: [string, string, string][] = [
   ['expression key with a space', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: "my app", operator: Exists}]}`, 'spec.backendSelector.matchExpressions[0].key'],
   ['expression value with a space', `  address: 198.19.0.10\n${OK_PORTS}\n  backendSelector: {matchExpressions: [{key: app, operator: In, values: ["web shop"]}]}`, 'spec.backendSelector.matchExpressions[0].values[0]'],
   ['bad balancer name', `  address: 198.19.0.10\n  balancer: Bad_Name\n${OK_PORTS}\n${sel}`, 'spec.balancer'],
+  ['target port 0', `  address: 198.19.0.10\n  ports: [{port: 80, targetPort: 0}]\n${sel}`, 'spec.ports[0].targetPort'],
+  ['target port 65536', `  address: 198.19.0.10\n  ports: [{port: 80, targetPort: 65536}]\n${sel}`, 'spec.ports[0].targetPort'],
+  ['target port a name', `  address: 198.19.0.10\n  ports: [{port: 80, targetPort: http}]\n${sel}`, 'spec.ports[0].targetPort'],
+  ['unknown delivery', `  address: 198.19.0.10\n${OK_PORTS}\n${sel}\n  delivery: Pod`, 'spec.delivery'],
   ['hashing option not a boolean', `  address: 198.19.0.10\n${OK_PORTS}\n${sel}\n  hashing: {ignoreSourcePort: "yes"}`, 'spec.hashing.ignoreSourcePort'],
 ];
 

@@ -5,7 +5,8 @@
  * controller would (the kind suite has the real one). Checked: a Service of
  * class xdplb.dev/xdp gets a LoadBalancerVip, an address from a pool and the
  * EXTERNAL-IP; ready endpoints become backends, terminating ones drain;
- * ports that differ from their targets are refused with an Event; a Service
+ * a port that differs from its target gets delivery Node (InPod, or a named
+ * target resolving to another number, is refused with an Event); a Service
  * of another class, or of none, is left alone unless the controller is told to
  * serve those; a type change and a deletion clean up; a VIP name in use is
  * reported; a VIP left behind while no controller ran is swept.
@@ -118,17 +119,23 @@ describe('Services of type LoadBalancer on a real kube-apiserver', () => {
     await waitUntil('both VIPs deleted with their Services', () => [vipOrNull('asked'), vipOrNull('outside')], (xs) => xs.every((x) => x === null));
   });
 
-  test('a port that differs from its target port is not served, with a Warning; once equal, it is', async (t) => {
+  test('a port that differs from its target port is served with delivery Node; InPod, or a named port resolving to another number, is refused with a Warning', async (t) => {
     if (!f.need(t)) return;
     service('mapped', [{ port: 80, targetPort: 8080 }]);
-    await waitUntil('a PortsDiffer Event', () => eventsOf(f.cp, NS, 'mapped'), (e) => e.some((l) => l.startsWith('Warning PortsDiffer: port 80/TCP has targetPort 8080')));
-    assert.equal(vipOrNull('mapped'), null);
-    assert.deepEqual(ingress('mapped'), []);
-    // A named target port is resolved by the endpoints.
+    const made = await waitUntil('a VIP with the target port and delivery Node', () => vipOrNull('mapped'), (x) => !!x);
+    assert.deepEqual(made!.spec.ports, [{ port: 80, protocol: 'TCP', targetPort: 8080 }]);
+    assert.equal(made!.spec.delivery, 'Node');
+    await waitUntil('served', () => ingress('mapped'), (ips) => ips.length === 1);
+    // Told that the pods decapsulate themselves: nothing would translate the port.
+    service('mapped', [{ port: 80, targetPort: 8080 }], { annotations: { 'xdplb.dev/delivery': 'InPod' } });
+    await waitUntil('a PortsDiffer Event', () => eventsOf(f.cp, NS, 'mapped'),
+      (e) => e.some((l) => l.startsWith('Warning PortsDiffer: port 80/TCP has targetPort 8080: with xdplb.dev/delivery: InPod')));
+    await waitUntil('the VIP removed', () => vipOrNull('mapped'), (x) => x === null);
+    // A named target port is resolved by the endpoints, per endpoint: one that differs is refused whatever the delivery.
     service('mapped', [{ port: 80, targetPort: 'http', name: 'http' }]);
     slice('mapped', [['m-a', '198.18.50.9', true]], [{ port: 80, targetPort: 8080, name: 'http' }]);
     await waitUntil('a PortsDiffer Event naming the resolved port', () => eventsOf(f.cp, NS, 'mapped'),
-      (e) => e.some((l) => l.startsWith('Warning PortsDiffer: port 80/TCP has targetPort "http", which the endpoints resolve to 8080')));
+      (e) => e.some((l) => l.startsWith('Warning PortsDiffer: port 80/TCP has targetPort "http", which the endpoints resolve to 8080: a named targetPort can differ per endpoint')));
     assert.equal(vipOrNull('mapped'), null);
     slice('mapped', [['m-a', '198.18.50.9', true]], [{ port: 80, name: 'http' }]);
     await waitUntil('served once the named port resolves to 80', () => ingress('mapped'), (ips) => ips.length === 1);

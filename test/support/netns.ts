@@ -64,3 +64,14 @@ export class TestNetns {
     execFileSync('ip', ['netns', 'del', this.name], { stdio: 'pipe' });
   }
 }
+
+/** Removes each of these namespaces that exists; one already gone is no error (cleanups run after failures too). */
+export function removeNetns(...namespaces: (TestNetns | null)[]): void {
+  for (const ns of namespaces) {
+    try {
+      ns?.remove();
+    } catch {
+      /* already gone */
+    }
+  }
+}

@@ -90,6 +90,15 @@ test('only an address the controller allowed is programmed: not before, not afte
   assert.deepEqual(vipSpecsFor('default', [assigned]).map((s) => s.address), ['198.19.0.77', '198.19.0.77'], 'no spec.address: the assigned one');
 });
 
+test('a targetPort with delivery InPod is set aside (the controller says why); with delivery Node the balancer programs it, ports unchanged', () => {
+  const ports = [{ port: 80, protocol: 'TCP' as const, targetPort: 8080 }];
+  const inPod = vip('in-pod', { spec: { ...vip('x').spec, ports } });
+  const plan = planVips('default', [inPod], acceptAll);
+  assert.deepEqual([plan.specs, plan.programmed, plan.setAside], [[], [], [inPod]]);
+  const node = vip('node', { spec: { ...vip('x').spec, ports, delivery: 'Node' } });
+  assert.deepEqual(vipSpecsFor('default', [node]).map((s) => `${s.address}:${s.port}`), ['198.19.0.10:80'], 'the balancer forwards to the VIP port; the backend node translates');
+});
+
 describe('planning what an agent programs', () => {
   const at = (name: string, minute: number, address = '198.19.0.10') => vip(name, {
     metadata: { name, namespace: 'shop', generation: 1, creationTimestamp: new Date(Date.UTC(2026, 10, 24, 12, minute)) },

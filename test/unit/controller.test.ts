@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type LoadBalancerVip, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
+import { type LoadBalancerVip, specProblem, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
 import { backendIp, resolveBackends, trimPod } from '../../src/controller/backends.js';
 import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
 import { ClaimIndex, type ConflictInfo } from '../../src/controller/conflicts.js';
@@ -268,6 +268,21 @@ describe('balancer problems and events', () => {
     assert.equal(by.Programmed!.message, 'XdpBalancer "edge" does not exist');
     assert.equal(by.Ready!.status, 'False');
     assert.match(by.Ready!.message!, /XdpBalancer "edge" does not exist/);
+  });
+
+  test('a targetPort with delivery InPod: Programmed False, TargetPortNeedsNodeDelivery, not Ready; delivery Node is fine', () => {
+    const v = vip('v', { ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 }] });
+    v.status = { nodes: [{ node: 'node-0', programmedGeneration: v.metadata.generation }] };
+    const conditions = (spec: LoadBalancerVip['spec']) => Object.fromEntries(computeConditions({
+      address: ALLOWED, vip: { ...v, spec }, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW, specProblem: specProblem(spec),
+    }).map((x) => [x.type, x]));
+    const by = conditions(v.spec);
+    assert.deepEqual([by.Programmed!.status, by.Programmed!.reason], ['False', 'TargetPortNeedsNodeDelivery']);
+    assert.match(by.Programmed!.message, /^port 80\/TCP has targetPort 8080: with delivery InPod .*set spec\.delivery: Node.*: programmed on no node$/);
+    assert.equal(by.Ready!.status, 'False');
+    assert.match(by.Ready!.message, /TargetPortNeedsNodeDelivery|targetPort 8080/);
+    assert.equal(conditions({ ...v.spec, delivery: 'Node' }).Programmed!.status, 'True');
+    assert.equal(specProblem({ ports: [{ port: 80, protocol: 'TCP', targetPort: 80 }] }), undefined, 'a targetPort equal to the port needs nothing');
   });
 
   test('backend changes read as what happened to which pod', () => {

@@ -57,6 +57,7 @@ export class BackendAgent {
   /** The refusals last logged, so each is logged when it appears, not every poll. */
   private loggedRefusals = new Set<string>();
   private lastRefused: Refusal[] = [];
+  private lastVeths = 0;
   private closed = false;
 
   private constructor(
@@ -97,6 +98,11 @@ export class BackendAgent {
     return this.lastRefused;
   }
 
+  /** backend_svcs entries held (draining ones included), and the pod veths carrying the programs, as of the last pass. */
+  counts(): { entries: number; draining: number; veths: number } {
+    return { entries: this.table.entries().length, draining: this.table.draining().length, veths: this.lastVeths };
+  }
+
   /** The maps, for tests and metrics. */
   get maps(): BackendObject['loaded']['maps'] {
     return this.object.loaded.maps;
@@ -122,6 +128,7 @@ export class BackendAgent {
     }
     // Programs on first, entries after: a translated packet's reply then always finds its rewrite.
     const links = this.links.sync([...wanted.values()]);
+    this.lastVeths = wanted.size;
     const table = this.table.apply(plan.entries);
     this.report(links, table, plan.refused);
     return { links, table, refused: plan.refused };

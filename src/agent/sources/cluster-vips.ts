@@ -10,7 +10,7 @@
  * bad VIP never keeps the others from being programmed, and no VIP is ever
  * half-programmed.
  */
-import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip } from '../../api/loadbalancervip.js';
+import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip, specProblem } from '../../api/loadbalancervip.js';
 import { canonicalIp } from '../../lib/ip.js';
 import { type Acceptance, problemText, type VipSpec } from '../dataplane/desired-state.js';
 import { REFUSED_WITH_GROUP } from '../dataplane/acceptance.js';
@@ -40,17 +40,24 @@ export function allowedAddress(vip: LoadBalancerVip): string | undefined {
   return address;
 }
 
-/** Left out by the controller's word: in conflict, or no allowed address. */
-const setAsideByController = (v: LoadBalancerVip) => inConflict(v) || allowedAddress(v) === undefined;
+/**
+ * Left out by the controller's word: in conflict, no allowed address, or a
+ * spec no node can serve as written (a targetPort with delivery InPod; the
+ * controller's Programmed condition says why).
+ */
+export const setAsideByController = (v: LoadBalancerVip) => inConflict(v) || allowedAddress(v) === undefined || specProblem(v.spec) !== undefined;
 
 export const vipRef = (v: LoadBalancerVip) => `${v.metadata.namespace}/${v.metadata.name}`;
 
+/** VIPs oldest first, then by namespace/name: a stable order in which older VIPs win. */
+export function oldestFirst(vips: readonly LoadBalancerVip[]): LoadBalancerVip[] {
+  const created = (v: LoadBalancerVip) => new Date(v.metadata.creationTimestamp ?? 0).getTime();
+  return [...vips].sort((a, b) => created(a) - created(b) || vipRef(a).localeCompare(vipRef(b)));
+}
+
 /** The VIPs of a balancer, oldest first: when capacity runs out, the newest VIPs are the ones refused. */
 export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[]): LoadBalancerVip[] {
-  const created = (v: LoadBalancerVip) => new Date(v.metadata.creationTimestamp ?? 0).getTime();
-  return vips
-    .filter((v) => (v.spec.balancer ?? DEFAULT_BALANCER) === balancer)
-    .sort((a, b) => created(a) - created(b) || vipRef(a).localeCompare(vipRef(b)));
+  return oldestFirst(vips.filter((v) => (v.spec.balancer ?? DEFAULT_BALANCER) === balancer));
 }
 
 /** The dataplane VIPs of one LoadBalancerVip: one per port. */

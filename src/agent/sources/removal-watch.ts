@@ -22,19 +22,22 @@ export class RemovalWatch {
   private readonly caches: WatchedCache<KubernetesObject>[] = [];
   private removal: string | null = null;
 
-  constructor(kc: KubeConfig, balancer: string, namespace: string) {
+  /**
+   * Watches the XdpBalancer `balancer` and its agents' DaemonSet; with
+   * balancer null, only the DaemonSet `daemonSet` (the backend agents' has no XdpBalancer).
+   */
+  constructor(kc: KubeConfig, balancer: string | null, namespace: string, daemonSet = agentDaemonSetName(balancer ?? '')) {
     const custom = kc.makeApiClient(CustomObjectsApi);
     const apps = kc.makeApiClient(AppsV1Api);
     const byName = (name: string) => `metadata.name=${name}`;
-    const ds = agentDaemonSetName(balancer);
-    this.caches.push(
-      new WatchedCache<KubernetesObject>(kc, `/apis/${GROUP}/${VERSION}/${XDPB_PLURAL}`,
+    if (balancer !== null) {
+      this.caches.push(new WatchedCache<KubernetesObject>(kc, `/apis/${GROUP}/${VERSION}/${XDPB_PLURAL}`,
         (page) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, fieldSelector: byName(balancer), ...page }) as never,
-        (o, verb) => this.saw(`XdpBalancer ${balancer}`, o, verb), { fieldSelector: byName(balancer), trim: keepMetadataOnly }),
-      new WatchedCache<V1DaemonSet>(kc, `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
-        (page) => apps.listNamespacedDaemonSet({ namespace, fieldSelector: byName(ds), ...page }),
-        (o, verb) => this.saw(`DaemonSet ${ds}`, o, verb), { fieldSelector: byName(ds), trim: keepMetadataOnly }) as WatchedCache<KubernetesObject>,
-    );
+        (o, verb) => this.saw(`XdpBalancer ${balancer}`, o, verb), { fieldSelector: byName(balancer), trim: keepMetadataOnly }));
+    }
+    this.caches.push(new WatchedCache<V1DaemonSet>(kc, `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
+      (page) => apps.listNamespacedDaemonSet({ namespace, fieldSelector: byName(daemonSet), ...page }),
+      (o, verb) => this.saw(`DaemonSet ${daemonSet}`, o, verb), { fieldSelector: byName(daemonSet), trim: keepMetadataOnly }) as WatchedCache<KubernetesObject>);
   }
 
   /** Starts watching; resolves once both have listed (a caller need not wait: they retry on their own). */
@@ -55,7 +58,7 @@ export class RemovalWatch {
     if (this.removal) return;
     if (verb === 'delete') this.removal = `${what} was deleted`;
     else if (o.metadata?.deletionTimestamp) this.removal = `${what} was being deleted`;
-    if (this.removal) log.info({ removal: this.removal }, 'seen: no agent of this balancer will run here again once this one stops');
+    if (this.removal) log.info({ removal: this.removal }, 'seen: no agent of this kind will run here again once this one stops');
   }
 }
 

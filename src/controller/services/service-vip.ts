@@ -3,15 +3,20 @@
  * controller makes for it (same name and namespace, labelled with the
  * Service, owned by it), or why it cannot be served. Pure.
  *
- * The XDP path forwards packets unchanged, ports included: a Service port
- * whose target port differs cannot be served until backends rewrite ports.
+ * The VIP's delivery is Node unless the xdplb.dev/delivery annotation says
+ * InPod: the backend node decapsulates and translates a numeric targetPort, so
+ * ordinary pods serve. A named targetPort is resolved per endpoint, and a VIP
+ * port has one target port: one that resolves to a number other than the port
+ * is refused (PortsDiffer), as is any differing port with delivery InPod.
  */
 import type { V1EndpointSlice, V1OwnerReference, V1Service } from '@kubernetes/client-node';
-import { type AddressFamily, DEFAULT_BALANCER, GROUP, LBVIP_KIND, type LoadBalancerVip, VERSION } from '../../api/loadbalancervip.js';
 import {
-  ADDRESS_ANNOTATION, BALANCER_ANNOTATION, LOAD_BALANCER_CLASS, SERVICE_LABEL, ServiceReason,
+  type AddressFamily, DEFAULT_BALANCER, DEFAULT_DELIVERY, DELIVERIES, type Delivery, GROUP, LBVIP_KIND, type LoadBalancerVip, VERSION,
+} from '../../api/loadbalancervip.js';
+import {
+  ADDRESS_ANNOTATION, BALANCER_ANNOTATION, DELIVERY_ANNOTATION, LOAD_BALANCER_CLASS, SERVICE_LABEL, ServiceReason,
 } from '../../api/service.js';
-import { MAX_PORTS_PER_VIP, type VipPort } from '../../api/types.js';
+import { MAX_PORTS_PER_VIP, targetPortOf, type VipPort } from '../../api/types.js';
 
 export type ServicePlan =
   | { serve: true; vip: LoadBalancerVip }
@@ -33,8 +38,17 @@ function namedTargetPorts(slices: Iterable<V1EndpointSlice>, name: string | unde
 
 const BALANCER_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+/** The delivery of a Service's VIP: Node unless the annotation says otherwise. */
+const SERVICE_DELIVERY: Delivery = 'Node';
+
 export function planServiceVip(svc: V1Service, slices: Iterable<V1EndpointSlice>): ServicePlan {
   const name = svc.metadata?.name ?? '';
+  const annotations = svc.metadata?.annotations ?? {};
+  const delivery = (annotations[DELIVERY_ANNOTATION] ?? SERVICE_DELIVERY) as Delivery;
+  if (!DELIVERIES.includes(delivery)) {
+    return { serve: false, reason: ServiceReason.BadAnnotation, message: `annotation ${DELIVERY_ANNOTATION}: "${delivery}" is neither ${DELIVERIES.join(' nor ')}` };
+  }
+  const inPod = `with ${DELIVERY_ANNOTATION}: InPod the pods receive the VIP port unchanged; remove the annotation (delivery Node translates it) or make them equal`;
   const ports: VipPort[] = [];
   for (const p of svc.spec?.ports ?? []) {
     const protocol = p.protocol ?? 'TCP';
@@ -42,23 +56,27 @@ export function planServiceVip(svc: V1Service, slices: Iterable<V1EndpointSlice>
       return { serve: false, reason: ServiceReason.UnsupportedProtocol, message: `port ${p.port}/${protocol}: xdplb balances TCP and UDP only` };
     }
     const target = p.targetPort;
-    if (typeof target === 'number' && target !== p.port) {
-      return { serve: false, reason: ServiceReason.PortsDiffer, message: `port ${p.port}/${protocol} has targetPort ${target}: the XDP path does not rewrite ports, so each port must equal its targetPort` };
-    }
+    let targetPort = p.port;
     if (typeof target === 'string' && !/^\d+$/.test(target)) {
       const numbers = [...namedTargetPorts(slices, p.name)].filter((n) => n !== p.port);
       if (numbers.length) {
-        return { serve: false, reason: ServiceReason.PortsDiffer, message: `port ${p.port}/${protocol} has targetPort "${target}", which the endpoints resolve to ${numbers.join(', ')}: the XDP path does not rewrite ports, so each port must equal its targetPort` };
+        return {
+          serve: false, reason: ServiceReason.PortsDiffer,
+          message: `port ${p.port}/${protocol} has targetPort "${target}", which the endpoints resolve to ${numbers.join(', ')}: a named targetPort can differ per endpoint ` +
+            'and a VIP port has one target port, so a named one must resolve to the port itself; give the number instead',
+        };
       }
-    } else if (typeof target === 'string' && Number(target) !== p.port) {
-      return { serve: false, reason: ServiceReason.PortsDiffer, message: `port ${p.port}/${protocol} has targetPort ${target}: the XDP path does not rewrite ports, so each port must equal its targetPort` };
+    } else if (target !== undefined) {
+      targetPort = Number(target);
     }
-    ports.push({ port: p.port, protocol });
+    if (targetPort !== p.port && delivery === 'InPod') {
+      return { serve: false, reason: ServiceReason.PortsDiffer, message: `port ${p.port}/${protocol} has targetPort ${targetPort}: ${inPod}` };
+    }
+    ports.push({ port: p.port, protocol, ...(targetPort === p.port ? {} : { targetPort }) });
   }
   if (ports.length > MAX_PORTS_PER_VIP) {
     return { serve: false, reason: ServiceReason.TooManyPorts, message: `${ports.length} ports: a VIP balances at most ${MAX_PORTS_PER_VIP}` };
   }
-  const annotations = svc.metadata?.annotations ?? {};
   const balancer = annotations[BALANCER_ANNOTATION] ?? DEFAULT_BALANCER;
   if (!BALANCER_NAME.test(balancer) || balancer.length > 63) {
     return { serve: false, reason: ServiceReason.BadAnnotation, message: `annotation ${BALANCER_ANNOTATION}: "${balancer}" is not an XdpBalancer name` };
@@ -77,6 +95,7 @@ export function planServiceVip(svc: V1Service, slices: Iterable<V1EndpointSlice>
       ports,
       backendService: name,
       hashing: { ignoreSourcePort: svc.spec?.sessionAffinity === 'ClientIP' },
+      delivery,
     },
   };
   return { serve: true, vip };
@@ -88,7 +107,8 @@ export function vipMatches(current: LoadBalancerVip, desired: LoadBalancerVip): 
     balancer: v.spec.balancer ?? DEFAULT_BALANCER,
     address: v.spec.address ?? null,
     addressFamily: v.spec.addressFamily ?? null,
-    ports: v.spec.ports.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`),
+    ports: v.spec.ports.map((p) => `${p.port}:${targetPortOf(p)}/${p.protocol ?? 'TCP'}`),
+    delivery: v.spec.delivery ?? DEFAULT_DELIVERY,
     backendService: v.spec.backendService ?? null,
     ignoreSourcePort: v.spec.hashing?.ignoreSourcePort ?? false,
   });

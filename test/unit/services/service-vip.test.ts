@@ -24,7 +24,7 @@ test('the VIP made for a Service: same name, labelled and owned, its ports, back
     ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: 'shop', uid: 'u-1', controller: true }],
   });
   assert.deepEqual(plan.vip.spec, {
-    balancer: 'edge', addressFamily: 'IPv6', ports: [{ port: 80, protocol: 'TCP' }], backendService: 'shop', hashing: { ignoreSourcePort: true },
+    balancer: 'edge', addressFamily: 'IPv6', ports: [{ port: 80, protocol: 'TCP' }], backendService: 'shop', hashing: { ignoreSourcePort: true }, delivery: 'Node',
   });
   const asked = planServiceVip(svc({ loadBalancerIP: '198.19.5.9' }, { 'xdplb.dev/address': '198.19.5.7' }), []);
   assert.ok(asked.serve && asked.vip.spec.address === '198.19.5.7' && asked.vip.spec.addressFamily === undefined, 'the annotation first');
@@ -32,20 +32,36 @@ test('the VIP made for a Service: same name, labelled and owned, its ports, back
   assert.ok(legacy.serve && legacy.vip.spec.address === '198.19.5.9', 'then spec.loadBalancerIP');
 });
 
-test('refused: a port whose target differs (numbers, or a name the endpoints resolve to another number), SCTP, a bad balancer name', () => {
-  const differ = planServiceVip(svc({ ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 as never }] }), []);
-  assert.deepEqual(differ, { serve: false, reason: 'PortsDiffer', message: 'port 80/TCP has targetPort 8080: the XDP path does not rewrite ports, so each port must equal its targetPort' });
+test('a numeric targetPort that differs is served with delivery Node, the backend node translating it', () => {
+  for (const targetPort of [8080, '8080']) {
+    const plan = planServiceVip(svc({ ports: [{ port: 80, protocol: 'TCP', targetPort: targetPort as never }, { port: 443, protocol: 'TCP', targetPort: 443 as never }] }), []);
+    assert.ok(plan.serve, `targetPort ${JSON.stringify(targetPort)}`);
+    assert.deepEqual(plan.vip.spec.ports, [{ port: 80, protocol: 'TCP', targetPort: 8080 }, { port: 443, protocol: 'TCP' }]);
+    assert.equal(plan.vip.spec.delivery, 'Node');
+  }
+  const inPod = planServiceVip(svc({}, { 'xdplb.dev/delivery': 'InPod' }), []);
+  assert.ok(inPod.serve && inPod.vip.spec.delivery === 'InPod', 'the annotation chooses InPod');
+});
+
+test('refused: a port whose target differs with delivery InPod, a name the endpoints resolve to another number, SCTP, bad annotations', () => {
+  const differ = planServiceVip(svc({ ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 as never }] }, { 'xdplb.dev/delivery': 'InPod' }), []);
+  assert.deepEqual(differ, {
+    serve: false, reason: 'PortsDiffer',
+    message: 'port 80/TCP has targetPort 8080: with xdplb.dev/delivery: InPod the pods receive the VIP port unchanged; remove the annotation (delivery Node translates it) or make them equal',
+  });
   const named = svc({ ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' as never }] });
   const slices = (port: number): V1EndpointSlice[] => [{ addressType: 'IPv4', endpoints: [], ports: [{ name: 'http', port, protocol: 'TCP' }] }];
   assert.equal(planServiceVip(named, []).serve, true, 'no endpoints yet: nothing says it differs');
   assert.equal(planServiceVip(named, slices(80)).serve, true);
   const resolved = planServiceVip(named, slices(8080));
   assert.ok(!resolved.serve && resolved.reason === 'PortsDiffer' && resolved.message.includes('which the endpoints resolve to 8080'));
-  assert.ok(!planServiceVip(svc({ ports: [{ port: 80, protocol: 'TCP', targetPort: '8080' as never }] }), []).serve, 'a number written as a string');
+  assert.match(resolved.message, /a named targetPort can differ per endpoint and a VIP port has one target port/);
   const sctp = planServiceVip(svc({ ports: [{ port: 80, protocol: 'SCTP' }] }), []);
   assert.ok(!sctp.serve && sctp.reason === 'UnsupportedProtocol');
   const bad = planServiceVip(svc({}, { 'xdplb.dev/balancer': 'Edge_1' }), []);
   assert.ok(!bad.serve && bad.reason === 'BadAnnotation');
+  const badDelivery = planServiceVip(svc({}, { 'xdplb.dev/delivery': 'Pod' }), []);
+  assert.deepEqual(badDelivery, { serve: false, reason: 'BadAnnotation', message: 'annotation xdplb.dev/delivery: "Pod" is neither Node nor InPod' });
 });
 
 test('an unchanged Service writes nothing: the VIP in the cluster (defaults filled in) matches what is wanted', () => {
@@ -59,4 +75,10 @@ test('an unchanged Service writes nothing: the VIP in the cluster (defaults fill
   const edited = planServiceVip(svc({ ports: [{ port: 443, protocol: 'TCP', targetPort: 443 as never }] }), []);
   assert.ok(edited.serve);
   assert.equal(vipMatches(inCluster, edited.vip), false);
+  const retargeted = planServiceVip(svc({ ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 as never }] }), []);
+  assert.ok(retargeted.serve);
+  assert.equal(vipMatches(inCluster, retargeted.vip), false, 'a new targetPort is a change');
+  const inPod = planServiceVip(svc({}, { 'xdplb.dev/delivery': 'InPod' }), []);
+  assert.ok(inPod.serve);
+  assert.equal(vipMatches(inCluster, inPod.vip), false, 'a new delivery is a change');
 });
