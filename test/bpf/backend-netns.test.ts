@@ -9,6 +9,8 @@
  * offload on (the replies are CHECKSUM_PARTIAL) and off (complete checksums).
  * And the node's own connection to the pod's target port (a kubelet probe)
  * completes: its SYN-ACK is no tunnelled flow's reply and keeps the pod's address.
+ * With the pod veth's rp_filter strict the SYN-ACK still arrives (the program
+ * redirects it: it never meets rp_filter).
  * Last, the node's FORWARD chain gets kube-proxy's (iptables mode) rule that
  * drops what conntrack calls INVALID, in both families: the rewritten SYN-ACK
  * is the first packet of its flow conntrack would see (a SYN-ACK without a
@@ -224,6 +226,20 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
         assert.equal(now.REPLY_REWRITTEN, before.REPLY_REWRITTEN, 'nothing rewritten');
       });
   }
+
+  test('with the pod veth\'s rp_filter strict, the IPv4 SYN-ACK still reaches the client: a redirected reply never meets it',
+    async (t) => {
+      if (!requireKernel(t)) return;
+      const c = CASES[0]!;
+      sh(NODE_NS, 'sysctl', '-qw', `net.ipv4.conf.${NIC.hostVeth}.rp_filter=${RP_FILTER_STRICT}`);
+      try {
+        const port = clientPort++;
+        const flow = innerFlow((await synAck(c, port)).subarray(ETH_HLEN));
+        assert.deepEqual({ src: flow.src, sport: flow.sport }, { src: parseIp(c.vip).text, sport: VIP_PORT });
+      } finally {
+        sh(NODE_NS, 'sysctl', '-qw', `net.ipv4.conf.${NIC.hostVeth}.rp_filter=${RP_FILTER_LOOSE}`);
+      }
+    });
 
   describe('the node\'s FORWARD chain drops conntrack INVALID (kube-proxy, iptables mode)', () => {
     // Only in the node's namespace: deleting the namespace takes the rules with it.
