@@ -5,7 +5,7 @@
  * one run); rounds interleaved across cases; each round's median kept. Every
  * run of a case that names a reason must count that reason once.
  */
-import { testRun } from '../src/libbpf/test-run.js';
+import { testRun, type TestRunOptions } from '../src/libbpf/test-run.js';
 import { median } from './stats.js';
 
 export interface TimedCase<R extends string> {
@@ -19,14 +19,15 @@ export interface TimedCase<R extends string> {
   samples: number[];
 }
 
+/** runOpts: for every run (the backend's: the __sk_buff of a packet received on a pod's veth). */
 export function timeRounds<R extends string>(cases: TimedCase<R>[], rounds: number, runsPerRound: number,
-  readReasons: () => Readonly<Record<string, bigint>>): void {
+  readReasons: () => Readonly<Record<string, bigint>>, runOpts: TestRunOptions = {}): void {
   const durations = new Array<number>(runsPerRound);
   for (let r = 0; r < rounds; r++) {
     for (const k of cases) {
       const packets = k.packets(r);
       const before = readReasons();
-      for (let i = 0; i < runsPerRound; i++) durations[i] = testRun(k.fd, packets[i % packets.length]!).durationNs;
+      for (let i = 0; i < runsPerRound; i++) durations[i] = testRun(k.fd, packets[i % packets.length]!, runOpts).durationNs;
       if (k.reason) {
         const counted = readReasons()[k.reason]! - before[k.reason]!;
         if (counted !== BigInt(runsPerRound)) {

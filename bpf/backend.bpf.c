@@ -13,9 +13,13 @@
  *
  * xdplb_backend_from_pod (host-side ingress: from the pod): a TCP or UDP
  * packet of a recorded flow (the reversed tuple is in backend_flows) gets its
- * source rewritten back to that VIP:port; the host then routes it as any
- * other (direct server return). Everything else the pod sends (answers to
- * kubelet probes and ClusterIP clients, its own connections) passes untouched.
+ * source rewritten back to that VIP:port, and the program routes it itself
+ * (bpf_fib_lookup, TTL decremented, bpf_redirect_neigh) out of the node's
+ * egress device (direct server return): the node's netfilter never sees it,
+ * so conntrack cannot call its SYN-ACK INVALID (it saw only the tunnel
+ * packet). A reply the node would not simply forward goes to its stack.
+ * Everything else the pod sends (answers to kubelet probes and ClusterIP
+ * clients, its own connections) passes untouched.
  *
  * backend_svcs is the agent's, filled from the VIPs the node's pods back;
  * backend_flows is the programs' own. bpf/BACKEND.md has the corner cases.
@@ -39,6 +43,19 @@
  * the programs after ours (a CNI's) and then the stack have the packet. */
 #define XDPLB_TCX_NEXT TC_ACT_UNSPEC
 #define XDPLB_TCX_DROP TC_ACT_SHOT
+
+/* struct bpf_fib_lookup and struct bpf_redir_neigh take the host's address
+ * families (Linux's AF_INET and AF_INET6), not enum xdplb_family. */
+#define XDPLB_AF_INET 2
+#define XDPLB_AF_INET6 10
+
+/* A packet that arrives with this TTL or hop limit, or less, must not be
+ * forwarded: the stack drops it and answers ICMP time exceeded. */
+#define XDPLB_LAST_HOP_TTL 1
+
+/* The first word of an IPv6 header less the version: traffic class and flow
+ * label, which policy routing may match. */
+#define XDPLB_IPV6_FLOWINFO_MASK 0x0fffffff
 
 /* Bytes of headers read directly: Ethernet, outer IPv6, inner IPv6 and the
  * start of TCP/UDP. Pulled into the linear area when they are not there. */
@@ -284,6 +301,127 @@ int xdplb_backend_to_pod(struct __sk_buff *skb)
 	return verdict(XDPLB_BACKEND_PASS_NOT_ENCAP);
 }
 
+/* Why the node's route lookup would not simply forward a reply. */
+static __always_inline enum xdplb_backend_reason to_stack_reason(int fib_rc)
+{
+	switch (fib_rc) {
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		return XDPLB_BACKEND_REPLY_TO_STACK_NO_ROUTE;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return XDPLB_BACKEND_REPLY_TO_STACK_FRAG_NEEDED;
+	default: /* not forwarded, forwarding disabled, encapsulation, an error */
+		return XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED;
+	}
+}
+
+/* The IPv4 header's TTL and protocol: the 16-bit word the header checksum sums them in. */
+union ttl_word {
+	struct {
+		__u8 ttl;
+		__u8 protocol;
+	};
+	__be16 word;
+};
+
+/*
+ * Sends a rewritten reply (its IP header at ETH_HLEN, the family of p) out of
+ * the device the node's routes give its destination, as the node would
+ * forward it: the lookup is made as for a packet received on the pod's veth
+ * (its forwarding setting and the policy rules that match it apply), the TTL
+ * or hop limit goes down by one (the IPv4 checksum with it), and
+ * bpf_redirect_neigh fills in the next hop's MAC (resolving it when needed).
+ * The reply never enters the node's IP stack: no netfilter (FORWARD,
+ * POSTROUTING), no rp_filter. The egress device's tc programs still run.
+ *
+ * The MTU checked is the egress device's (GSO skbs by their segments), not a
+ * route's own mtu. Where the node would not simply forward the reply (a
+ * TO_STACK reason) it goes to the stack, as before this existed.
+ */
+static __always_inline int send_reply(struct __sk_buff *skb, const struct xdplb_packet *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	const __u32 l3_off = sizeof(struct ethhdr);
+	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
+	int rc;
+
+	fib.l4_protocol = p->flow.proto;
+	fib.ifindex = skb->ifindex; /* the pod's host-side veth, where the reply came in */
+	if (p->flow.family == XDPLB_FAMILY_V4) {
+		struct iphdr *iph = data + l3_off;
+
+		if ((void *)(iph + 1) > data_end)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED);
+		if (iph->ttl <= XDPLB_LAST_HOP_TTL)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_TTL_EXPIRED);
+		fib.family = XDPLB_AF_INET;
+		fib.tos = iph->tos;
+		fib.ipv4_src = iph->saddr;
+		fib.ipv4_dst = iph->daddr;
+	} else {
+		struct ipv6hdr *ip6h = data + l3_off;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED);
+		if (ip6h->hop_limit <= XDPLB_LAST_HOP_TTL)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_TTL_EXPIRED);
+		fib.family = XDPLB_AF_INET6;
+		fib.flowinfo = *(__be32 *)ip6h & bpf_htonl(XDPLB_IPV6_FLOWINFO_MASK);
+		__builtin_memcpy(fib.ipv6_src, &ip6h->saddr, sizeof(fib.ipv6_src));
+		__builtin_memcpy(fib.ipv6_dst, &ip6h->daddr, sizeof(fib.ipv6_dst));
+	}
+	{
+		/* The ports, for rules that match them: the headers' after the rewrite. */
+		struct udphdr *l4 = data + l3_off + p->l4_off;
+
+		if ((void *)(l4 + 1) > data_end)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED);
+		fib.sport = l4->source;
+		fib.dport = l4->dest;
+	}
+
+	/* No tot_len: the kernel then checks the skb against the egress
+	 * device's MTU, GSO-aware. The neighbour is bpf_redirect_neigh's. */
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return verdict(to_stack_reason(rc));
+
+	if (p->flow.family == XDPLB_FAMILY_V4) {
+		struct iphdr *iph = data + l3_off;
+		union ttl_word old, new;
+
+		if ((void *)(iph + 1) > data_end)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED);
+		old.ttl = iph->ttl;
+		old.protocol = iph->protocol;
+		new = old;
+		new.ttl--;
+		if (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old.word, new.word, sizeof(new.word)) ||
+		    bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, ttl), &new.ttl, sizeof(new.ttl), 0))
+			return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
+	} else {
+		struct ipv6hdr *ip6h = data + l3_off;
+		__u8 hop_limit;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return verdict(XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED);
+		hop_limit = ip6h->hop_limit - 1;
+		if (bpf_skb_store_bytes(skb, l3_off + offsetof(struct ipv6hdr, hop_limit), &hop_limit, sizeof(hop_limit), 0))
+			return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
+	}
+
+	/* The next hop: the route's gateway, or the destination itself (the
+	 * lookup leaves it in ipv4_dst or ipv6_dst, with its family: an IPv4
+	 * route may have an IPv6 gateway). */
+	nh.nh_family = fib.family;
+	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
+	xdplb_count(&backend_stats, XDPLB_BACKEND_REPLY_REWRITTEN);
+	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+}
+
 SEC("tc")
 int xdplb_backend_from_pod(struct __sk_buff *skb)
 {
@@ -319,7 +457,7 @@ int xdplb_backend_from_pod(struct __sk_buff *skb)
 		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED); /* an entry the agent got wrong */
 	if (rewrite(skb, &p, sizeof(struct ethhdr), REWRITE_SRC, &vip))
 		return verdict(XDPLB_BACKEND_DROP_REWRITE_FAILED);
-	return verdict(XDPLB_BACKEND_REPLY_REWRITTEN);
+	return send_reply(skb, &p);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -153,7 +153,15 @@ enum xdplb_backend_reason {
 	XDPLB_BACKEND_TO_POD_V4_IN_V4 = 0, /* decapsulated, VIP:port rewritten to pod:target port, flow recorded */
 	XDPLB_BACKEND_TO_POD_V4_IN_V6,
 	XDPLB_BACKEND_TO_POD_V6_IN_V6,
-	XDPLB_BACKEND_REPLY_REWRITTEN,     /* from a pod: a recorded flow's reply, source rewritten to VIP:port */
+	XDPLB_BACKEND_REPLY_REWRITTEN,     /* from a pod: a recorded flow's reply, source rewritten to VIP:port, routed by the
+					    * program and sent from its egress device (bpf_redirect_neigh), past the node's netfilter */
+	/* A recorded flow's reply, rewritten, that the node's route lookup would not
+	 * simply forward: left to the node's stack (netfilter included), which does
+	 * what it always does with it. */
+	XDPLB_BACKEND_REPLY_TO_STACK_NO_ROUTE,      /* a blackhole, unreachable or prohibit route: the stack drops it (with its ICMP) */
+	XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED, /* not forwarded: a local destination, forwarding off on the veth, no route, a route with encapsulation */
+	XDPLB_BACKEND_REPLY_TO_STACK_FRAG_NEEDED,   /* larger than the egress device's MTU (and no GSO skb that segments to fit it) */
+	XDPLB_BACKEND_REPLY_TO_STACK_TTL_EXPIRED,   /* TTL or hop limit 1 or less: the stack answers time exceeded */
 	XDPLB_BACKEND_PASS_NOT_ENCAP,      /* toward a pod: not IPIP / IPv6 tunnel traffic */
 	XDPLB_BACKEND_PASS_NO_SERVICE,     /* tunnel packet, but no (pod, VIP, port, protocol) entry: in-pod decap's */
 	XDPLB_BACKEND_PASS_FRAGMENT,       /* tunnel packet whose outer or inner header is a fragment */

@@ -21,7 +21,10 @@ import { BackendAgent, removeBackend } from '../../src/agent/backend/backend-age
 import { linkPin } from '../../src/agent/backend/pod-links.js';
 import type { PodBackend } from '../../src/agent/backend/service-plan.js';
 import { RP_FILTER_LOOSE, rpFilter } from '../../src/agent/backend/rp-filter.js';
-import { BACKEND_FLOW_TABLE_SIZE } from '../../src/bpf/consts.js';
+import { BACKEND_FLOW_TABLE_SIZE, BACKEND_REASONS } from '../../src/bpf/consts.js';
+import { BACKEND_MAPS } from '../../src/bpf/maps.js';
+import { loadBackend } from '../../src/bpf/programs.js';
+import { pinnedMapInfo } from '../../src/libbpf/map-info.js';
 import { parseIp } from '../../src/lib/ip.js';
 import { TcxLink, type TcxLinkInfo } from '../../src/libbpf/tcx.js';
 import { backendFlows } from '../support/backend.js';
@@ -286,7 +289,14 @@ describe('the backend agent on pods in namespaces: attach, follow veths, restart
     assert.throws(() => BackendAgent.open({ pinDir: PIN_DIR, drainMs: DRAIN_MS, capacity: { backendFlows: OTHER_FLOW_TABLE_SIZE } }),
       new RegExp(`backend_flows maxEntries ${BACKEND_FLOW_TABLE_SIZE} pinned, ${OTHER_FLOW_TABLE_SIZE} wanted.*removeBackend`),
       'another flow table size: refused, the pins untouched');
+    // An older version's counters pinned (fewer reasons, before REPLY_TO_STACK_*): replaced, all else adopted.
+    const statsPin = join(PIN_DIR, BACKEND_MAPS.stats.name);
+    const olderReasons = BACKEND_REASONS.filter((r) => !r.startsWith('REPLY_TO_STACK')).length;
+    rmSync(statsPin);
+    loadBackend({ pinDir: PIN_DIR, maxEntries: { [BACKEND_MAPS.stats.name]: olderReasons } }).object.close();
+    assert.equal(pinnedMapInfo(statsPin)?.maxEntries, olderReasons);
     agent = BackendAgent.open({ pinDir: PIN_DIR, drainMs: DRAIN_MS, pollMs: POLL_MS });
+    assert.equal(pinnedMapInfo(statsPin)?.maxEntries, BACKEND_REASONS.length, 'the older counters replaced');
     const flowsAfter = backendFlows(agent.maps).keys().map((f) => `${f.client.text}:${f.clientPort}>${f.pod.text}:${f.targetPort}`).sort();
     for (const f of flowsBefore) assert.ok(flowsAfter.includes(f), `flow ${f} kept across the restart`);
     const result = await agent.setBackends(BACKENDS);

@@ -9,6 +9,13 @@
  * offload on (the replies are CHECKSUM_PARTIAL) and off (complete checksums).
  * And the node's own connection to the pod's target port (a kubelet probe)
  * completes: its SYN-ACK is no tunnelled flow's reply and keeps the pod's address.
+ * With the pod veth's rp_filter strict the SYN-ACK still arrives (the program
+ * redirects it: it never meets rp_filter).
+ * Last, the node's FORWARD chain gets kube-proxy's (iptables mode) rule that
+ * drops what conntrack calls INVALID, in both families: the rewritten SYN-ACK
+ * is the first packet of its flow conntrack would see (a SYN-ACK without a
+ * SYN: INVALID), and must reach the client all the same, as nothing of it
+ * goes through FORWARD.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync } from 'node:child_process';
@@ -44,6 +51,8 @@ const TCP_FLAG_ACK = 0x10;
 const SYN_SEQ = 1000;
 /** The pod's unmodified server listens on both target ports. */
 const SERVER_PORTS = [8080, 8081];
+/** kube-proxy's (iptables mode) KUBE-FORWARD rule, here straight in the node's FORWARD chain. */
+const DROP_INVALID = ['FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'];
 const RP_FILTER_STRICT = 1;
 const RP_FILTER_LOOSE = 2;
 
@@ -73,6 +82,15 @@ s.on('error', (e) => { console.log(e.code); process.exitCode = 1; });`;
 
 function sh(ns: string, ...args: string[]): void {
   execFileSync('ip', ['netns', 'exec', ns, ...args], { stdio: 'pipe' });
+}
+
+/** Packets the DROP_INVALID rule dropped in the node's namespace (iptables or ip6tables: 'v4' or 'v6'). */
+function invalidDrops(family: 'v4' | 'v6'): number {
+  const tool = family === 'v4' ? 'iptables' : 'ip6tables';
+  const out = execFileSync('ip', ['netns', 'exec', NODE_NS, tool, '-w', '-nvxL', 'FORWARD'], { encoding: 'utf8' });
+  const rule = out.split('\n').find((l) => /\bDROP\b.*INVALID/.test(l));
+  assert.ok(rule, `${tool}: the INVALID rule is in the node's FORWARD chain`);
+  return Number(rule.trim().split(/\s+/)[0]);
 }
 
 /**
@@ -208,4 +226,56 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
         assert.equal(now.REPLY_REWRITTEN, before.REPLY_REWRITTEN, 'nothing rewritten');
       });
   }
+
+  test('with the pod veth\'s rp_filter strict, the IPv4 SYN-ACK still reaches the client: a redirected reply never meets it',
+    async (t) => {
+      if (!requireKernel(t)) return;
+      const c = CASES[0]!;
+      sh(NODE_NS, 'sysctl', '-qw', `net.ipv4.conf.${NIC.hostVeth}.rp_filter=${RP_FILTER_STRICT}`);
+      try {
+        const port = clientPort++;
+        const flow = innerFlow((await synAck(c, port)).subarray(ETH_HLEN));
+        assert.deepEqual({ src: flow.src, sport: flow.sport }, { src: parseIp(c.vip).text, sport: VIP_PORT });
+      } finally {
+        sh(NODE_NS, 'sysctl', '-qw', `net.ipv4.conf.${NIC.hostVeth}.rp_filter=${RP_FILTER_LOOSE}`);
+      }
+    });
+
+  describe('the node\'s FORWARD chain drops conntrack INVALID (kube-proxy, iptables mode)', () => {
+    // Only in the node's namespace: deleting the namespace takes the rules with it.
+    before(() => {
+      if (process.getuid?.() !== 0) return;
+      for (const tool of ['iptables', 'ip6tables']) sh(NODE_NS, tool, '-w', '-A', ...DROP_INVALID);
+    });
+    after(() => {
+      if (!node) return;
+      for (const tool of ['iptables', 'ip6tables']) {
+        try {
+          sh(NODE_NS, tool, '-w', '-D', ...DROP_INVALID);
+        } catch {
+          /* the namespace is gone, and the rule with it */
+        }
+      }
+    });
+
+    for (const c of CASES) {
+      const family = c.vip.includes(':') ? 'v6' : 'v4';
+      test(`${c.name}: the SYN-ACK still reaches the client from ${c.vip}:${VIP_PORT}, and FORWARD never sees it`, async (t) => {
+        if (!requireKernel(t)) return;
+        sh(POD_NS, 'ethtool', '-K', NIC.pod, 'tx', 'on');
+        const port = clientPort++;
+        const dropped = invalidDrops(family);
+        let frame: Buffer;
+        try {
+          frame = await synAck(c, port);
+        } catch (err) {
+          throw new Error(`no SYN-ACK; the INVALID rule dropped ${invalidDrops(family) - dropped} packets meanwhile`, { cause: err });
+        }
+        const flow = innerFlow(frame.subarray(ETH_HLEN));
+        assert.deepEqual({ src: flow.src, sport: flow.sport, dst: flow.dst, dport: flow.dport },
+          { src: parseIp(c.vip).text, sport: VIP_PORT, dst: parseIp(c.client).text, dport: port });
+        assert.equal(invalidDrops(family), dropped, 'the INVALID rule dropped nothing');
+      });
+    }
+  });
 });

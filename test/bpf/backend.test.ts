@@ -3,9 +3,17 @@
  * a tunnel packet of each family comes out as the packet the pod would get
  * from the client directly (outer header gone, VIP:80 become pod:8080,
  * checksums valid) and its flow is recorded; from the pod, the replies of
- * recorded flows come out as from the VIP:80 their client addressed;
+ * recorded flows come out as from the VIP:80 their client addressed, one
+ * hop further (TTL or hop limit less one) and redirected to the egress device
+ * the node's routes give (TC_ACT_REDIRECT), or, where the node would not
+ * simply forward them (no route, a local destination, too large, TTL 1), to
+ * the node's stack with the reason counted;
  * everything else (probes from the node, the pod's own connections, flows no
  * longer recorded) is left byte for byte as it was.
+ *
+ * The runs happen in a namespace of the test's own, standing in for the
+ * node (the route lookup is the namespace's), as if each packet came in on
+ * its "pod veth".
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -13,9 +21,11 @@ import { type LoadedBackend, loadBackend } from '../../src/bpf/programs.js';
 import type { BackendReason } from '../../src/bpf/consts.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../src/bpf/consts.js';
 import { parseIp } from '../../src/lib/ip.js';
-import { TcAction, testRun } from '../../src/libbpf/test-run.js';
+import { TcAction, testRun, type TestRunOptions } from '../../src/libbpf/test-run.js';
 import { addPodService, type BackendFlow, backendFlows, expectCounted } from '../support/backend.js';
 import { requireKernel } from '../support/kernel.js';
+import { BLACKHOLED, createBackendNodeNetns, NARROW, NARROW_MTU, NODE } from '../support/backend-node-netns.js';
+import { removeNetns, type TestNetns } from '../support/netns.js';
 import { buildArp, ARP_REQUEST } from '../support/l2-packets.js';
 import { buildPacket, checksumsValid, encapsulate, ETH_HLEN, type PacketSpec } from '../support/packets.js';
 
@@ -30,8 +40,7 @@ const VIP4_OVER_V6 = '198.19.0.12';
 const VIP6 = '2001:db8:19::10';
 /** Each family's second VIP, served by the same pod on the same target port. */
 const SECOND_VIP = { [VIP4]: '198.19.0.11', [VIP6]: '2001:db8:19::11', [VIP4_OVER_V6]: '198.19.0.13' } as const;
-/** The node's own address (the kubelet probes from it) and a ClusterIP client pod (kube-proxy DNATs its packets). */
-const NODE = { v4: '198.18.1.1', v6: '2001:db8:1::1' };
+/** A ClusterIP client pod (kube-proxy DNATs its packets); the node's own address (the kubelet probes from it) is NODE. */
 const OTHER_POD = { v4: '198.18.2.5', v6: '2001:db8:2::5' };
 const VIP_PORT = 80;
 /** Every VIP's target port, IPv4 in IPv6 included: the same (pod, port) answers for several VIPs. */
@@ -40,6 +49,13 @@ const UDP_VIP_PORT = 53;
 const UDP_TARGET_PORT = 5353;
 const CLIENT_PORT = 40000;
 const PAYLOAD = Buffer.from('GET / HTTP/1.0\r\n\r\n');
+/** The pod's TTL and hop limit; a reply the program forwards leaves with one less. */
+const POD_TTL = 64;
+const FORWARDED_TTL = POD_TTL - 1;
+/** The last hop a packet may take: the node answers time exceeded rather than forward it. */
+const LAST_HOP_TTL = 1;
+/** A reply that does not fit NARROW_MTU. */
+const LARGE_PAYLOAD = Buffer.alloc(NARROW_MTU + 100);
 
 interface FamilyCase {
   name: string;
@@ -68,8 +84,12 @@ let nextClientPort = CLIENT_PORT;
 
 describe('backend program', () => {
   let b: LoadedBackend;
+  let node: TestNetns | null = null;
+  /** Each run: received on the pods' veth. */
+  let runOpts: TestRunOptions;
   before(() => {
     if (process.getuid?.() !== 0) return;
+    ({ ns: node, runOpts } = createBackendNodeNetns(`xdplb-bk-${process.pid}`));
     b = loadBackend();
     for (const f of FAMILIES) {
       for (const vip of [f.vip, SECOND_VIP[f.vip as keyof typeof SECOND_VIP]]) {
@@ -80,11 +100,15 @@ describe('backend program', () => {
     addPodService(b.maps, { vip: parseIp(VIP4), vipPort: UDP_VIP_PORT, proto: IPPROTO_UDP, pod: parseIp(POD4),
       targetPort: UDP_TARGET_PORT });
   });
-  after(() => b?.object.close());
+  after(() => {
+    b?.object.close();
+    removeNetns(node);
+    node = null;
+  });
 
-  /** Runs a program on a frame; checks the one counter it moved and the verdict. */
+  /** Runs a program on a frame, in the node's namespace; checks the one counter it moved and the verdict. */
   function run(progFd: number, frame: Buffer, reason: BackendReason, verdict: number = TcAction.NEXT): Buffer {
-    const r = expectCounted(b.maps, reason, () => testRun(progFd, frame));
+    const r = expectCounted(b.maps, reason, () => node!.within(() => testRun(progFd, frame, runOpts)));
     assert.equal(r.action, verdict, `verdict for ${reason}`);
     return r.output;
   }
@@ -100,15 +124,23 @@ describe('backend program', () => {
     const sport = nextClientPort++;
     const request: PacketSpec = { src: client, dst: vip, proto: 'tcp', sport, dport: VIP_PORT, syn: true, payload: PAYLOAD };
     const reply: PacketSpec = { src: f.pod, dst: client, proto: 'tcp', sport: f.targetPort, dport: sport, syn: true, ack: true,
-      payload: PAYLOAD };
+      ttl: POD_TTL, payload: PAYLOAD };
     const key: BackendFlow = { client: parseIp(client), clientPort: sport, pod: parseIp(f.pod), targetPort: f.targetPort, proto: IPPROTO_TCP };
     return { request, reply, key, tunnelled: encapsulate(buildPacket(request), f.outerSrc, f.outerDst) };
   }
 
-  /** The reply comes out as from vip:80, checksums valid. */
+  /** The reply comes out as from vip:80, one hop further, checksums valid, redirected to its egress device. */
   function assertRepliesAs(reply: PacketSpec, vip: string): void {
-    const out = fromPod(buildPacket(reply), 'REPLY_REWRITTEN');
-    assert.equal(out.toString('hex'), buildPacket({ ...reply, src: vip, sport: VIP_PORT }).toString('hex'), `reply as from ${vip}`);
+    const out = fromPod(buildPacket(reply), 'REPLY_REWRITTEN', TcAction.REDIRECT);
+    assert.equal(out.toString('hex'), buildPacket({ ...reply, src: vip, sport: VIP_PORT, ttl: FORWARDED_TTL }).toString('hex'),
+      `reply as from ${vip}`);
+    assertValid(out);
+  }
+
+  /** The reply comes out as from vip:80, TTL untouched (the stack forwards it, or not), and goes to the stack. */
+  function assertToStack(what: string, reply: PacketSpec, vip: string, reason: BackendReason): void {
+    const out = fromPod(buildPacket(reply), reason);
+    assert.equal(out.toString('hex'), buildPacket({ ...reply, src: vip, sport: VIP_PORT }).toString('hex'), `${what}: as from ${vip}`);
     assertValid(out);
   }
 
@@ -186,6 +218,26 @@ describe('backend program', () => {
       assertRepliesAs({ ...reply, syn: false }, f.vip);
     });
 
+    const v = f.client.includes(':') ? 'v6' : 'v4';
+    test(`${f.name}: a reply the node would not simply forward goes to its stack, rewritten, the reason counted`, (t) => {
+      if (!requireKernel(t)) return;
+      const cases: [string, string, BackendReason, Partial<PacketSpec>][] = [
+        ['a blackholed client', BLACKHOLED[v], 'REPLY_TO_STACK_NO_ROUTE', {}],
+        ['the node itself as the client (a local destination)', NODE[v], 'REPLY_TO_STACK_NOT_FORWARDED', {}],
+        ['a reply larger than its egress device\'s MTU', NARROW[v], 'REPLY_TO_STACK_FRAG_NEEDED', { payload: LARGE_PAYLOAD }],
+        ['a reply at its last hop', f.client, 'REPLY_TO_STACK_TTL_EXPIRED', { ttl: LAST_HOP_TTL }],
+      ];
+      for (const [what, client, reason, change] of cases) {
+        const { reply, tunnelled } = flowOf(f, f.vip, client);
+        toPod(tunnelled, f.reason);
+        assertToStack(what, { ...reply, syn: false, ...change }, f.vip, reason);
+      }
+      // The same destination, fitting: redirected.
+      const { reply, tunnelled } = flowOf(f, f.vip, NARROW[v]);
+      toPod(tunnelled, f.reason);
+      assertRepliesAs({ ...reply, syn: false }, f.vip);
+    });
+
     test(`${f.name}: a bare SYN on the tuple of a recorded flow (the pod reusing it) passes untouched`, (t) => {
       if (!requireKernel(t)) return;
       const { reply, tunnelled } = flowOf(f);
@@ -202,9 +254,10 @@ describe('backend program', () => {
     const out = toPod(encapsulate(buildPacket(request), BALANCER4, POD4), 'TO_POD_V4_IN_V4');
     assert.equal(out.toString('hex'), buildPacket({ ...request, dst: POD4, dport: UDP_TARGET_PORT }).toString('hex'));
     assertValid(out);
-    const reply: PacketSpec = { src: POD4, dst: CLIENT4, proto: 'udp', sport: UDP_TARGET_PORT, dport: CLIENT_PORT, payload: PAYLOAD };
-    const back = fromPod(buildPacket(reply), 'REPLY_REWRITTEN');
-    assert.equal(back.toString('hex'), buildPacket({ ...reply, src: VIP4, sport: UDP_VIP_PORT }).toString('hex'));
+    const reply: PacketSpec = { src: POD4, dst: CLIENT4, proto: 'udp', sport: UDP_TARGET_PORT, dport: CLIENT_PORT, ttl: POD_TTL,
+      payload: PAYLOAD };
+    const back = fromPod(buildPacket(reply), 'REPLY_REWRITTEN', TcAction.REDIRECT);
+    assert.equal(back.toString('hex'), buildPacket({ ...reply, src: VIP4, sport: UDP_VIP_PORT, ttl: FORWARDED_TTL }).toString('hex'));
     assertValid(back);
   });
 

@@ -8,10 +8,14 @@ import { BACKEND_REASONS, type BackendReason } from '../../bpf/consts.js';
 import { readBackendReasons } from '../dataplane/counters.js';
 import type { BackendAgent } from './backend-agent.js';
 
-/** What became of the packet: handed to the pod, a reply rewritten, left to the kernel, or dropped. */
+/**
+ * What became of the packet: handed to the pod, a reply rewritten (sent on by
+ * the program, or by the node's stack: REPLY_TO_STACK_*), left to the kernel
+ * untouched, or dropped.
+ */
 export function backendVerdict(reason: BackendReason): 'delivered' | 'rewritten' | 'pass' | 'drop' {
   if (reason.startsWith('TO_POD')) return 'delivered';
-  if (reason === 'REPLY_REWRITTEN') return 'rewritten';
+  if (reason.startsWith('REPLY')) return 'rewritten';
   return reason.startsWith('DROP') ? 'drop' : 'pass';
 }
 

@@ -9,6 +9,7 @@
  * runs (the links it finds pinned and not running them are an older agent's,
  * to update), and keep them for `bpftool` to show.
  */
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM } from '../../bpf/consts.js';
 import { BACKEND_MAPS, type BackendCapacities } from '../../bpf/maps.js';
@@ -34,15 +35,21 @@ export interface BackendObject {
 /**
  * Loads the object over the maps pinned in pinDir (created there when
  * absent) and pins its programs. Refuses, without touching the pins, maps of
- * another layout: resizing the flow table means a new, empty one.
+ * another layout: resizing the flow table means a new, empty one. The one
+ * exception is the counters: a pinned backend_stats of another size is an
+ * older version's list of reasons, so its pin is replaced and the counts
+ * start again (the links keep the old map until they move to the new programs).
  */
 export function openBackendObject(pinDir: string, capacity: Partial<BackendCapacities> = {}): BackendObject {
-  const changes = pinnedLayoutChanges(pinDir, BACKEND_MAPS, capacity);
+  const all = pinnedLayoutChanges(pinDir, BACKEND_MAPS, capacity);
+  const stats = BACKEND_MAPS.stats.name;
+  const changes = all.filter((c) => c.map !== stats);
   if (changes.length > 0) {
     const what = changes.map((c) => `${c.map} ${c.field} ${c.pinned} pinned, ${c.wanted} wanted`).join('; ');
     throw new Error(`the backend maps pinned in ${pinDir} have another layout (${what}). A new flow table forgets every flow `
       + 'to the node\'s pods: keep the pinned size, or remove the backend pins to start fresh (removeBackend(pinDir), which also detaches from the pods)');
   }
+  if (all.length > changes.length) rmSync(join(pinDir, stats));
   const loaded = loadBackend({ pinDir, capacity });
   const progFd = { egress: loaded.toPodFd, ingress: loaded.fromPodFd };
   try {
