@@ -23,7 +23,7 @@ import { kubeConfigFrom } from '../test/e2e/control-plane/objects.js';
 import { LabOperatorEnv, waitFor } from '../test/e2e/operator/lab-env.js';
 import { poolManifest } from '../test/e2e/pool-manifests.js';
 import {
-  CONTROLLER_MEMORY_LIMIT, controllerWork, createEndpointSlice, hasIngress, inFlight, lbService, leaseAcquired, listVips, peakRssMb, seconds, serviceCidrManifest,
+  CONTROLLER_MEMORY_LIMIT, controllerWork, createEndpointSlice, deleteVips, hasIngress, inFlight, lbService, leaseAcquired, listVips, peakRssMb, seconds, serviceCidrManifest,
   v4Number, v4Text, Watched,
 } from './services.js';
 import { median } from './stats.js';
@@ -201,7 +201,7 @@ export async function scale(
       await inFlight(vips, 16, (i) => custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: NS, name: `v${i}`,
         body: { status: { address: null, addressPool: null, ports: null, backends: null, readyBackends: null, unlistedBackends: null, conditions: null,
           programmedNodes: null, observedGeneration: null } } }, merge));
-      await custom.deleteCollectionNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: NS, labelSelector: SERVICE_LABEL });
+      await deleteVips(custom, NS, SERVICE_LABEL);
       await inFlight(services, 16, (i) => core.patchNamespacedServiceStatus({ name: `s${i}`, namespace: NS, body: { status: { loadBalancer: { ingress: null } } } }, merge));
       await Promise.all([
         vipWatch.until('VIP statuses cleared', vipNames, (v) => !resolved(v), 300_000),

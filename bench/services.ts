@@ -305,10 +305,30 @@ async function floorWrites(kc: KubeConfig, services: V1Service[], firstAddress: 
     fieldManager: CONTROLLER_FIELD_MANAGER,
   }, merge)));
   // Gone again before the controller runs: it would reconcile them (they are VIPs of no pool).
-  await custom.deleteCollectionNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: FLOOR_NS });
+  await deleteVips(custom, FLOOR_NS);
   await waitFor('the floor VIPs deleted', async () => ((await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL,
-    namespace: FLOOR_NS, limit: 1 })) as { items: unknown[] }).items.length, (n) => n === 0, 120_000, 500);
+    namespace: FLOOR_NS, limit: 1 })) as { items: unknown[] }).items.length, (n) => n === 0, 600_000, 500);
   return { vipCreates, vipStatuses, serviceStatuses };
+}
+
+const HTTP_GATEWAY_TIMEOUT = 504;
+
+/**
+ * Deletes every LoadBalancerVip of the namespace (matching the selector). The
+ * API server gives up a large collection delete after a minute (504), having
+ * deleted part of it: that is not an error, the rest is asked for again.
+ */
+export async function deleteVips(custom: CustomObjectsApi, namespace: string, labelSelector?: string): Promise<void> {
+  const left = async () => ((await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace, labelSelector, limit: 1 })) as
+    { items: unknown[] }).items.length;
+  // A timed-out collection delete stops where it was: ask again until none is left.
+  do {
+    try {
+      await custom.deleteCollectionNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace, labelSelector });
+    } catch (err) {
+      if ((err as { code?: number }).code !== HTTP_GATEWAY_TIMEOUT) throw err;
+    }
+  } while ((await left()) > 0);
 }
 
 /** Every ingress address distinct, in the pool and never its first or last; each the address of the Service's VIP. */
