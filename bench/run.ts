@@ -7,13 +7,14 @@ import { planning } from './planning.js';
 import { poolAssignment } from './pool-assignment.js';
 import { machine } from './stats.js';
 import { applyToPackets, scale } from './operator.js';
+import { servicesAssign } from './services.js';
 import { tracingCost } from './tracing.js';
 
 if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, backend, tracing, agent, planning, pools, lab, operator = apply + scale).
+// npm run bench [-- NAME...]: only the named groups (dataplane, backend, tracing, agent, planning, pools, lab, operator = apply + scale + services).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
@@ -29,4 +30,5 @@ if (want('agent') || want('planning')) console.log(planning(), '\n');
 if (want('pools')) console.log(await poolAssignment(), '\n');
 if (want('lab')) console.log(await labPps(), '\n');
 if (want('operator') || want('apply')) console.log(await applyToPackets(), '\n');
-if (want('operator') || want('scale')) console.log(await scale());
+if (want('operator') || want('scale')) console.log(await scale(), '\n');
+if (want('operator') || want('services')) console.log(await servicesAssign());
