@@ -14,7 +14,16 @@ import { readFileSync, writeFileSync } from 'node:fs';
 
 export const RP_FILTER_LOOSE = 2;
 
-const rpFilterPath = (ifname: string): string => `/proc/sys/net/ipv4/conf/${ifname}/rp_filter`;
+/**
+ * Where the node's net sysctls are. In a container that is not privileged
+ * /proc/sys is read-only, and the runtime refuses a mount inside /proc, so the
+ * DaemonSet mounts the node's /proc/sys/net elsewhere (deploy/backend.yaml,
+ * as Cilium does) and names it here; with the host network it shows the
+ * node's namespace.
+ */
+export const PROC_SYS_NET_ENV = 'XDPLB_PROC_SYS_NET';
+const procSysNet = (): string => process.env[PROC_SYS_NET_ENV] || '/proc/sys/net';
+const rpFilterPath = (ifname: string): string => `${procSysNet()}/ipv4/conf/${ifname}/rp_filter`;
 const DEFAULT_CONF = 'default';
 
 export function rpFilter(ifname: string): number {

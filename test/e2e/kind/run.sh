@@ -170,6 +170,18 @@ kind load docker-image "$IMAGE" "$E2E_IMAGE" --name "$CLUSTER"
 phase "kubectl apply -k deploy/"
 overlay=$work/overlay
 mkdir "$overlay"
+# Docker before 23 (Debian 12's docker.io is 20.10) does not know CAP_BPF and CAP_PERFMON, so kind's
+# node containers lack them in their bounding set and runc cannot give them to the backend DaemonSet
+# ("unable to apply caps"). The kernel accepts CAP_SYS_ADMIN in their place (bpf_capable(),
+# perfmon_capable()): only on such nodes does the overlay swap them.
+CAP_BPF_BIT=39
+backend_caps_patch=
+node_caps=$(docker exec "$CLUSTER-control-plane" awk '/^CapBnd/ {print $2}' /proc/1/status)
+if (( (16#$node_caps >> CAP_BPF_BIT & 1) == 0 )); then
+  echo "run.sh: kind's nodes have no CAP_BPF (CapBnd $node_caps, Docker too old to know it): xdplb-backend gets CAP_SYS_ADMIN instead of CAP_BPF + CAP_PERFMON"
+  backend_caps_patch='  - target: {kind: DaemonSet, name: xdplb-backend}
+    patch: '"'"'[{"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/capabilities/add", "value": ["SYS_ADMIN", "NET_ADMIN"]}]'"'"''
+fi
 cat >"$overlay/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -178,6 +190,7 @@ images: [{name: xdplb, newName: ${IMAGE%:*}, newTag: ${IMAGE#*:}}]
 patches:
   - target: {kind: Deployment, name: xdplb-controller}
     patch: '[{"op": "add", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"}]'
+$backend_caps_patch
 YAML
 kubectl apply -k "$overlay"
 kubectl -n xdplb-system rollout status deploy/xdplb-controller --timeout=180s
@@ -210,7 +223,7 @@ export XDPLB_E2E_ENV=kind XDPLB_E2E_IMAGE="$E2E_IMAGE" XDPLB_E2E_CLIENT="$CLIENT
 # the run fails at the end. SCENARIOS picks some of them while iterating on a
 # kept cluster (KEEP_CLUSTER=1 SCENARIOS=e2e/kind/bgp).
 failed=()
-for scenario in ${SCENARIOS-e2e/operator/operator e2e/kind/bgp e2e/kind/l2 e2e/kind/cluster}; do
+for scenario in ${SCENARIOS-e2e/operator/operator e2e/kind/backend e2e/kind/bgp e2e/kind/l2 e2e/kind/cluster}; do
   node test/run.mjs "$scenario" || failed+=("$scenario")
 done
 if ((${#failed[@]})); then
