@@ -20,6 +20,7 @@ import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
 
 const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
 const SERVER_PROGRAM = '/app/dist/test/lab/programs/server.js';
+const ANY_V4 = '0.0.0.0';
 const DECAP = '/app/dist/src/decap/main.js';
 const READY_FILE = '/tmp/ready';
 const AGENT_METRICS_PORT = 9641;
@@ -88,9 +89,12 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   private createBackend(name: string): void {
-    // Direct server return: a backend answers from each VIP it serves, so each is on its lo.
+    // Direct server return: a backend answers from each VIP it serves, so each is on its lo. TCP listens
+    // on every address: a connection to a VIP answers from it, and under delivery Node (every Service's,
+    // the xdplb-backend DaemonSet decapsulating on the node) packets arrive for the pod's own address.
+    // UDP answers from the address it is bound to, so it listens on the VIP.
     const vips = [this.vip4, this.l2Vip];
-    const server = JSON.stringify({ name, tcp: vips.map((address) => ({ address, port: 80 })), udp: [{ address: this.vip4, port: 53 }] });
+    const server = JSON.stringify({ name, tcp: [{ address: ANY_V4, port: 80 }], udp: [{ address: this.vip4, port: 53 }] });
     const script = [
       'set -e',
       'mount -t bpf bpf /sys/fs/bpf',

@@ -255,19 +255,24 @@ describe('operator end to end: kubectl apply to packets', () => {
       metadata: { name: 'web-svc', namespace: ns(), annotations: { 'xdplb.dev/address': env.vip4 } },
       spec: { type: 'LoadBalancer', loadBalancerClass: 'xdplb.dev/xdp', selector: { app: 'web' }, ports: [{ name: 'http', protocol: 'TCP', port: HTTP, targetPort: HTTP }] },
     }));
-    await env.syncEndpoints('web-svc', HTTP);
-    await waitFor('the EXTERNAL-IP', () => env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}']), (ip) => ip === env.vip4);
-    t.diagnostic(`kubectl get svc:\n${env.kubectl(['get', 'svc', 'web-svc', '-n', ns()])}`);
-    const row = env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '--no-headers']);
-    assert.match(row, new RegExp(`^web-svc\\s+LoadBalancer\\s+\\S+\\s+${env.vip4.replace(/\./g, '\\.')}\\s+80:\\d+/TCP\\s`));
-    const served = await untilServed(300, (byReal) => env.backendNames.every((b) => !!byReal[b]), 60_000);
-    assert.deepEqual(Object.keys(served.byReal).sort(), [...env.backendNames].sort());
-    const v = await untilVip('web-svc', 'Ready on every node', (x) => cond(x, 'Ready')?.status === 'True');
-    assert.equal(v.spec.backendService, 'web-svc');
-    assert.equal(v.status!.readyBackends, env.backendNames.length);
-    env.kubectl(['delete', 'svc', 'web-svc', '-n', ns()]);
-    await waitFor('the Service\'s VIP gone from every agent', vipsProgrammed, (n) => n.every((x) => x === 0));
-    assert.equal((await env.connect(env.vip4, HTTP, 20)).failures, 20, 'nothing balances the deleted Service');
+    // Deleted also when a check fails: a Service left holding the VIP would fail the scenarios after it.
+    try {
+      await env.syncEndpoints('web-svc', HTTP);
+      await waitFor('the EXTERNAL-IP', () => env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}']), (ip) => ip === env.vip4);
+      t.diagnostic(`kubectl get svc:\n${env.kubectl(['get', 'svc', 'web-svc', '-n', ns()])}`);
+      const row = env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '--no-headers']);
+      assert.match(row, new RegExp(`^web-svc\\s+LoadBalancer\\s+\\S+\\s+${env.vip4.replace(/\./g, '\\.')}\\s+80:\\d+/TCP\\s`));
+      const served = await untilServed(300, (byReal) => env.backendNames.every((b) => !!byReal[b]), 60_000);
+      assert.deepEqual(Object.keys(served.byReal).sort(), [...env.backendNames].sort());
+      const v = await untilVip('web-svc', 'Ready on every node', (x) => cond(x, 'Ready')?.status === 'True');
+      assert.equal(v.spec.backendService, 'web-svc');
+      assert.equal(v.status!.readyBackends, env.backendNames.length);
+      env.kubectl(['delete', 'svc', 'web-svc', '-n', ns()]);
+      await waitFor('the Service\'s VIP gone from every agent', vipsProgrammed, (n) => n.every((x) => x === 0));
+      assert.equal((await env.connect(env.vip4, HTTP, 20)).failures, 20, 'nothing balances the deleted Service');
+    } finally {
+      env.kubectl(['delete', 'svc', 'web-svc', '-n', ns(), '--ignore-not-found']);
+    }
   });
 
   // The lab has a router; on kind the client's BIRD is the router of test/e2e/kind/bgp.test.ts, which covers this there.
