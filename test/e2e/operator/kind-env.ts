@@ -136,9 +136,10 @@ export class KindOperatorEnv implements OperatorEnv {
     return this.clientRun({ mode: 'continuous', vip, port, durationMs });
   }
 
+  /** '' while the DaemonSet replaces a deleted pod (a jsonpath of items[0] fails on the empty list). */
   private agentPod(node: string): string {
     return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'app.kubernetes.io/name=xdplb-agent', '--field-selector', `spec.nodeName=${node}`,
-      '-o', 'jsonpath={.items[0].metadata.name}']);
+      '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean)[0] ?? '';
   }
 
   /** Only the current context's user: it must hold the grant (run.sh uses the cluster admin). */

@@ -269,7 +269,9 @@ describe('operator end to end: kubectl apply to packets', () => {
       assert.equal(v.status!.readyBackends, env.backendNames.length);
       env.kubectl(['delete', 'svc', 'web-svc', '-n', ns()]);
       await waitFor('the Service\'s VIP gone from every agent', vipsProgrammed, (n) => n.every((x) => x === 0));
-      assert.equal((await env.connect(env.vip4, HTTP, 20)).failures, 20, 'nothing balances the deleted Service');
+      // On kind, kube-proxy also captures a LoadBalancer Service's ingress IP on every node (ipMode VIP) and
+      // removes those rules a moment after the Service is gone: wait for that, not only for xdplb.
+      await waitFor('nothing balances the deleted Service', async () => (await env.connect(env.vip4, HTTP, 20)).failures, (f) => f === 20, 30_000, 1000);
     } finally {
       env.kubectl(['delete', 'svc', 'web-svc', '-n', ns(), '--ignore-not-found']);
     }
