@@ -18,7 +18,7 @@ import type { LoadBalancerVip } from '../../../src/api/loadbalancervip.js';
 import { DEFAULT_BACKEND_METRICS_PORT } from '../../../src/agent/backend/backend-mode.js';
 import { KindOperatorEnv } from '../operator/kind-env.js';
 import { AGENT_NAMESPACE, waitFor } from '../operator/lab-env.js';
-import { parseMetrics, type Samples, sum } from '../../support/prometheus.js';
+import { type Samples, sum } from '../../support/prometheus.js';
 
 const HTTP = 80;
 const TARGET_PORT = 8080;
@@ -36,10 +36,7 @@ const CONNECTIONS = 300;
 describe('kind: unmodified pods as backends (delivery Node, port 80 -> targetPort 8080)', () => {
   let env: KindOperatorEnv;
   const podNode = (pod: string) => env.kubectl(['get', 'pod', pod, '-n', env.namespace, '-o', 'jsonpath={.spec.nodeName}']);
-  const backendAgent = (node: string) => env.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', BACKEND_SELECTOR, '--field-selector', `spec.nodeName=${node}`,
-    '-o', 'jsonpath={.items[0].metadata.name}']);
-  const backendMetrics = (node: string): Samples => parseMetrics(env.kubectl(['get', '--raw',
-    `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${backendAgent(node)}:${DEFAULT_BACKEND_METRICS_PORT}/proxy/metrics`]));
+  const backendMetrics = (node: string): Samples => env.systemPodMetrics(env.systemPodOn(node, BACKEND_SELECTOR), DEFAULT_BACKEND_METRICS_PORT);
   /** Packets of one verdict the node's backend programs counted, all reasons. */
   const counted = (m: Samples, verdict: string) => sum(m, 'xdplb_backend_packets_total', { verdict });
 
@@ -63,8 +60,7 @@ describe('kind: unmodified pods as backends (delivery Node, port 80 -> targetPor
         },
       }));
     }
-    await waitFor('both plain pods Ready', () => PODS.map((p) => env.kubectl(['get', 'pod', p, '-n', env.namespace,
-      '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])), (r) => r.every((x) => x === 'True'), WAIT_MS, 1000);
+    await waitFor('both plain pods Ready', () => PODS.map((p) => env.podReady(p)), (r) => r.every((x) => x === true), WAIT_MS, 1000);
   });
 
   after(async () => {
@@ -104,7 +100,7 @@ describe('kind: unmodified pods as backends (delivery Node, port 80 -> targetPor
     }
     // The kubelet kept probing 8080 from the node throughout: both pods still Ready.
     for (const p of PODS) {
-      assert.equal(env.kubectl(['get', 'pod', p, '-n', env.namespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), 'True', `${p} still Ready`);
+      assert.equal(env.podReady(p), true, `${p} still Ready`);
     }
 
     env.kubectl(['delete', 'svc', SERVICE, '-n', env.namespace]);

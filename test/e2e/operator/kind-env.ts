@@ -69,7 +69,8 @@ export class KindOperatorEnv implements OperatorEnv {
     return failureOutput(() => this.kubectl(args, input), `kubectl ${args.join(' ')}`);
   }
 
-  private podReady(name: string): boolean | null {
+  /** Whether a pod of the test namespace is Ready; null: there is no such pod. */
+  podReady(name: string): boolean | null {
     try {
       return this.kubectl(['get', 'pod', name, '-n', this.namespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True';
     } catch {
@@ -136,10 +137,22 @@ export class KindOperatorEnv implements OperatorEnv {
     return this.clientRun({ mode: 'continuous', vip, port, durationMs });
   }
 
-  /** '' while the DaemonSet replaces a deleted pod (a jsonpath of items[0] fails on the empty list). */
-  private agentPod(node: string): string {
-    return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', 'app.kubernetes.io/name=xdplb-agent', '--field-selector', `spec.nodeName=${node}`,
+  /**
+   * The pod of xdplb-system matching the selector on a node (a DaemonSet's); '' while the DaemonSet
+   * replaces a deleted pod (a jsonpath of items[0] fails on the empty list).
+   */
+  systemPodOn(node: string, selector: string): string {
+    return this.kubectl(['get', 'pods', '-n', AGENT_NAMESPACE, '-l', selector, '--field-selector', `spec.nodeName=${node}`,
       '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean)[0] ?? '';
+  }
+
+  /** An xdplb-system pod's /metrics, through the API server's pod proxy. */
+  systemPodMetrics(pod: string, port: number): Samples {
+    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${pod}:${port}/proxy/metrics`]));
+  }
+
+  private agentPod(node: string): string {
+    return this.systemPodOn(node, 'app.kubernetes.io/name=xdplb-agent');
   }
 
   /** Only the current context's user: it must hold the grant (run.sh uses the cluster admin). */
@@ -164,7 +177,7 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   async agentMetrics(node: string): Promise<Samples> {
-    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${this.agentPod(node)}:${AGENT_METRICS_PORT}/proxy/metrics`]));
+    return this.systemPodMetrics(this.agentPod(node), AGENT_METRICS_PORT);
   }
 
   async restartAgent(node: string): Promise<void> {
