@@ -4,11 +4,21 @@
  *
  *   client ── router ─┬─ lb1 (xdplb-agent, XDP on eth0)
  *                     ├─ lb2 (xdplb-agent, XDP on eth0)
- *                     └─ real1..N (decap XDP on eth0, VIPs on lo)
+ *                     ├─ real1..N (decap XDP on eth0, VIPs on lo)
+ *                     ├─ w1 (xdplb-agent --mode backend) ── w1-pod1..M
+ *                     └─ w2 (xdplb-agent --mode backend) ── w2-pod1..M
  *
  * The router sends the VIP prefixes to lb1 and lb2 by ECMP (L4 hash); the
  * balancers encapsulate back to the router, which routes to the reals; the
  * reals answer the client through the router directly (DSR).
+ *
+ * Worker nodes (Lab.up({ pods })) hold pods laid out as a CNI plugin lays
+ * them out (ptp, Calico): each pod its own namespace behind a veth pair, its
+ * addresses /32 and /128 on its eth0, default routes to a link-local gateway
+ * the node's veth answers for, and host routes to it on the node. The pods
+ * run an unmodified TCP and UDP server on every address, port POD_PORT: no
+ * VIP, no privilege, no BPF. The router routes w1's pod network (routed pod
+ * CIDRs); w2's pods are reachable only through w2, as with an overlay.
  *
  * Routing 'bgp' (the default): the router learns the VIP routes by BGP from a
  * BIRD beside each agent (the agent announces what it serves), merging them
@@ -25,6 +35,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
+import type { PodBackend } from '../../src/agent/backend/service-plan.js';
 import { type AgentBgpSettings, type BgpBfd, BIRD_SOCKET_NAME, birdCommand } from '../../src/api/xdpbalancer.js';
 import { bfdTimers } from '../../src/agent/announce/bgp-settings.js';
 import { BALANCER_ASN, ROUTER_ASN, routerBirdConfig } from './router-bird.js';
@@ -78,6 +89,7 @@ export const VIP4 = '198.19.0.10';
 export const VIP4_V6REALS = '198.19.0.11';
 export const VIP6 = '2001:db8:19::10';
 export const CLIENT4 = '198.18.10.2';
+const CLIENT6 = '2001:db8:10::2';
 
 export interface LabReal {
   name: string;
@@ -85,6 +97,45 @@ export interface LabReal {
   v4: string;
   v6: string;
 }
+
+/** A worker node: a backend agent (--mode backend) and the pods on it. */
+export interface LabWorker {
+  name: string;
+  ns: string;
+  v4: string;
+  v6: string;
+  /** The pod network: /24 and /64 (first three groups of each). */
+  podNet: { v4: string; v6: string };
+  /** Whether the router routes the pod network to this node. */
+  routed: boolean;
+  pinDir: string;
+  /** The backend agent's standalone file. */
+  backendsPath: string;
+  agent: ChildProcess | null;
+  log: string[];
+  pods: LabPod[];
+  /** Pods ever made here: numbers are not reused, as a pod's new address would not be. */
+  made: number;
+}
+
+export interface LabPod {
+  name: string;
+  ns: string;
+  worker: LabWorker;
+  v4: string;
+  v6: string;
+  /** The host side of its veth, in the worker's namespace. */
+  veth: string;
+  server: ChildProcess | null;
+}
+
+/** What a pod's unmodified server listens on, TCP and UDP, on every address (dual stack). */
+export const POD_PORT = 8080;
+/** The gateway a pod's default routes point at: link-local, answered by the node's end of the veth (Calico's layout). */
+const POD_GATEWAY = { v4: '169.254.1.1', v6: 'fe80::1' };
+const WORKER_METRICS_PORT = 9643;
+/** The worker that the router does not route the pod network of. */
+const UNROUTED_WORKER = 'w2';
 
 export interface Balancer {
   name: string;
@@ -113,15 +164,19 @@ export interface LabState {
   pids: number[];
 }
 
+/** An entry of a backend agent's standalone file. */
+export type StandaloneBackend = PodBackend;
+
 const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
 
 export class Lab {
   readonly router: string;
   readonly client: string;
-  /** Every real's namespace starts with this. */
-  private readonly realPrefix: string;
   readonly balancers: Balancer[];
   readonly reals: LabReal[];
+  readonly workers: LabWorker[];
+  /** The client's addresses (wire() gives it .2 of its link). */
+  readonly clientAddress = { v4: CLIENT4, v6: CLIENT6 };
   readonly pinRoot: string;
   readonly workDir: string;
   readonly configPath: string;
@@ -137,8 +192,8 @@ export class Lab {
   private routerBird: ChildProcess | null = null;
   readonly routerBirdDir: string;
 
-  private constructor(readonly tag: string, realCount: number, readonly persistent: boolean, public routing: LabRouting,
-    readonly bgp: LabBgpOptions) {
+  private constructor(readonly tag: string, realCount: number, private readonly podsPerWorker: number, readonly persistent: boolean,
+    public routing: LabRouting, readonly bgp: LabBgpOptions) {
     const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
     this.router = ns('router');
     this.client = ns('client');
@@ -156,7 +211,6 @@ export class Lab {
       agent: null,
       log: [],
     }));
-    this.realPrefix = ns('real');
     this.reals = Array.from({ length: realCount }, (_, j) => ({
       name: `real${j + 1}`,
       ns: ns(`real${j + 1}`),
@@ -164,6 +218,20 @@ export class Lab {
       v6: `2001:db8:3${j + 1}::2`,
     }));
     this.workDir = mkdtempSync(join(tmpdir(), `${LAB_PREFIX}-`));
+    this.workers = podsPerWorker === 0 ? [] : [1, 2].map((i) => ({
+      name: `w${i}`,
+      ns: ns(`w${i}`),
+      v4: `198.18.4${i}.2`,
+      v6: `2001:db8:4${i}::2`,
+      podNet: { v4: `198.18.14${i}`, v6: `2001:db8:14${i}` },
+      routed: `w${i}` !== UNROUTED_WORKER,
+      pinDir: `${this.pinRoot}/w${i}`,
+      backendsPath: join(this.workDir, `backends-w${i}.yaml`),
+      agent: null,
+      log: [],
+      pods: [],
+      made: 0,
+    }));
     this.configPath = join(this.workDir, 'vips.yaml');
     for (const b of this.balancers) b.birdDir = join(this.workDir, `bird-${b.name}`);
     this.routerBirdDir = join(this.workDir, 'bird-router');
@@ -188,8 +256,9 @@ export class Lab {
     return { lab, lb1 };
   }
 
-  static async up(opts: { tag?: string; reals?: number; persistent?: boolean; routing?: LabRouting } & LabBgpOptions = {}): Promise<Lab> {
-    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.persistent ?? false, opts.routing ?? 'bgp',
+  /** `pods`: the worker nodes w1 and w2 with that many pods each (none by default). */
+  static async up(opts: { tag?: string; reals?: number; pods?: number; persistent?: boolean; routing?: LabRouting } & LabBgpOptions = {}): Promise<Lab> {
+    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.pods ?? 0, opts.persistent ?? false, opts.routing ?? 'bgp',
       { bfd: opts.bfd, holdSeconds: opts.holdSeconds });
     lab.unregisterCleanup = onExitOrSignal(() => lab.downSync());
     try {
@@ -227,7 +296,7 @@ export class Lab {
   /** A veth from the router to the namespace's eth0; in the 'l2' lab the client's and balancers' join the segment, where the router's addresses go. */
   private wire(ns: string, routerIf: string, v4net: string, v6net: string, mtu: number): void {
     this.ip(this.router, 'link', 'add', routerIf, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns, 'mtu', String(mtu));
-    const onSegment = this.routing === 'l2' && !ns.startsWith(this.realPrefix);
+    const onSegment = this.routing === 'l2' && (ns === this.client || this.balancers.some((b) => b.ns === ns));
     if (onSegment) this.ip(this.router, 'link', 'set', routerIf, 'master', SEGMENT);
     const routerSide = onSegment ? SEGMENT : routerIf;
     this.ip(this.router, 'addr', 'add', `${v4net}.1/24`, 'dev', routerSide);
@@ -272,6 +341,16 @@ export class Lab {
       this.ip(r.ns, '-6', 'addr', 'add', `${VIP6}/128`, 'dev', 'lo', 'nodad');
       await this.runNode(r.ns, DECAP, ['attach', '--nic', 'eth0', '--addr', r.v4, '--addr', r.v6, '--pin-dir', `${this.pinRoot}/${r.name}`]);
       await this.startServer(r);
+    }
+    for (const [i, w] of this.workers.entries()) {
+      this.addNs(w.ns);
+      this.wire(w.ns, w.name, `198.18.4${i + 1}`, `2001:db8:4${i + 1}`, FABRIC_MTU);
+      this.sysctl(w.ns, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1');
+      if (w.routed) {
+        this.ip(this.router, 'route', 'add', `${w.podNet.v4}.0/24`, 'via', w.v4);
+        this.ip(this.router, '-6', 'route', 'add', `${w.podNet.v6}::/64`, 'via', w.v6);
+      }
+      for (let k = 0; k < this.podsPerWorker; k++) await this.addPod(w);
     }
     if (this.routing === 'bgp') await this.startBgp();
     else if (this.routing === 'static') this.routeVia(this.balancers);
@@ -376,6 +455,14 @@ export class Lab {
     return [...bgp, ...bfd];
   }
 
+  private async untilAsync(what: string, ok: () => Promise<boolean>, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ok())) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
   private async until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!ok()) {
@@ -476,22 +563,117 @@ export class Lab {
       tcp: [VIP4, VIP4_V6REALS, VIP6].map((address) => ({ address, port: 80 })),
       udp: [VIP4, VIP6].map((address) => ({ address, port: 53 })),
     };
-    const child = this.spawnNode(r.ns, SERVER, [JSON.stringify(cfg)], `server-${r.name}`);
+    return this.serve(r.ns, cfg).then(() => undefined);
+  }
+
+  /** Starts the lab's server program in a namespace and waits until it listens. */
+  private serve(ns: string, cfg: { name: string; tcp: { address: string; port: number }[]; udp: { address: string; port: number }[] }): Promise<ChildProcess> {
+    const child = this.spawnNode(ns, SERVER, [JSON.stringify(cfg)], `server-${cfg.name}`);
     return new Promise((resolve, reject) => {
       let unfollow = () => undefined as void;
       const timer = setTimeout(() => {
         unfollow();
-        reject(new Error(`server on ${r.name} did not start`));
+        reject(new Error(`server ${cfg.name} did not start`));
       }, READY_TIMEOUT_MS);
-      unfollow = this.follow(child, `server-${r.name}`, (text) => {
+      unfollow = this.follow(child, `server-${cfg.name}`, (text) => {
         if (text.includes('ready')) {
           clearTimeout(timer);
           unfollow();
-          resolve();
+          resolve(child);
         }
       });
-      child.on('exit', (code) => reject(new Error(`server on ${r.name} exited ${code}`)));
+      child.on('exit', (code) => reject(new Error(`server ${cfg.name} exited ${code}`)));
     });
+  }
+
+  /**
+   * Adds a pod to a worker, as a CNI plugin would: its namespace, a veth pair
+   * (eth0 inside, `<pod>h` on the node), its addresses, routes both ways; then
+   * starts its unmodified server on every address, TCP and UDP port POD_PORT.
+   */
+  async addPod(w: LabWorker): Promise<LabPod> {
+    const k = ++w.made;
+    const name = `${w.name}-pod${k}`;
+    const pod: LabPod = {
+      name, ns: `${LAB_PREFIX}-${this.tag}-${name}`, worker: w, v4: `${w.podNet.v4}.${k + 1}`, v6: `${w.podNet.v6}::${(k + 1).toString(16)}`,
+      veth: `${name.replace('-', '')}h`, server: null,
+    };
+    this.addNs(pod.ns);
+    this.ip(w.ns, 'link', 'add', pod.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
+    // The node answers ARP for the pod's gateway (proxy ARP) and NDP from fe80::1 on its end.
+    this.sysctl(w.ns, `net.ipv4.conf.${pod.veth}.proxy_arp=1`);
+    this.ip(w.ns, '-6', 'addr', 'add', `${POD_GATEWAY.v6}/64`, 'dev', pod.veth, 'nodad');
+    this.ip(w.ns, 'link', 'set', pod.veth, 'up');
+    this.ip(pod.ns, 'addr', 'add', `${pod.v4}/32`, 'dev', 'eth0');
+    this.ip(pod.ns, '-6', 'addr', 'add', `${pod.v6}/128`, 'dev', 'eth0', 'nodad');
+    this.ip(pod.ns, 'link', 'set', 'eth0', 'up');
+    this.ip(pod.ns, 'route', 'add', POD_GATEWAY.v4, 'dev', 'eth0', 'scope', 'link');
+    this.ip(pod.ns, 'route', 'add', 'default', 'via', POD_GATEWAY.v4, 'dev', 'eth0');
+    this.ip(pod.ns, '-6', 'route', 'add', 'default', 'via', POD_GATEWAY.v6, 'dev', 'eth0');
+    this.ip(w.ns, 'route', 'add', `${pod.v4}/32`, 'dev', pod.veth);
+    this.ip(w.ns, '-6', 'route', 'add', `${pod.v6}/128`, 'dev', pod.veth);
+    // '::' takes IPv4 too (dual stack): one socket a protocol, as most servers do.
+    pod.server = await this.serve(pod.ns, { name, tcp: [{ address: '::', port: POD_PORT }], udp: [{ address: '::', port: POD_PORT }] });
+    pod.server.on('exit', () => (pod.server = null));
+    w.pods.push(pod);
+    return pod;
+  }
+
+  /** Deletes a pod as the kubelet and CNI plugin would: its server stops, its namespace goes and takes the veth and host routes with it. */
+  async removePod(pod: LabPod): Promise<void> {
+    await signalAndWait(pod.server, 'SIGKILL');
+    run('ip', ['netns', 'del', pod.ns]);
+    this.namespaces.splice(this.namespaces.indexOf(pod.ns), 1);
+    pod.worker.pods.splice(pod.worker.pods.indexOf(pod), 1);
+  }
+
+  /** Every pod of every worker. */
+  pods(): LabPod[] {
+    return this.workers.flatMap((w) => w.pods);
+  }
+
+  /** Writes a worker's backend file (atomically); its agent applies it within its poll. */
+  writeBackends(w: LabWorker, backends: StandaloneBackend[]): void {
+    const tmp = `${w.backendsPath}.tmp`;
+    writeFileSync(tmp, yaml.dump({ backends }));
+    execFileSync('mv', [tmp, w.backendsPath]);
+  }
+
+  /** Writes a worker's backend file and waits until its running agent has applied it, none refused. */
+  async applyBackends(w: LabWorker, backends: StandaloneBackend[]): Promise<void> {
+    const applied = async () => sample(await this.backendMetrics(w), 'xdplb_backend_applied_total');
+    const before = w.agent ? await applied() : 0;
+    this.writeBackends(w, backends);
+    if (!w.agent) return;
+    await this.untilAsync(`the backend agent on ${w.name} to apply its file`, async () => (await applied()) > before);
+    const refused = sample(await this.backendMetrics(w), 'xdplb_backend_refused');
+    if (refused) throw new Error(`the backend agent on ${w.name} refused ${refused} backends:\n${w.log.slice(-10).join('\n')}`);
+  }
+
+  /** Starts a worker's backend agent (`xdplb-agent --mode backend --config`) and waits until it is ready. */
+  async startBackendAgent(w: LabWorker, extraArgs: string[] = []): Promise<void> {
+    if (w.agent) throw new Error(`${w.name} already runs a backend agent`);
+    if (!existsSync(w.backendsPath)) this.writeBackends(w, []);
+    const child = this.spawnNode(w.ns, AGENT, ['--mode', 'backend', '--config', w.backendsPath, '--pin-dir', w.pinDir,
+      '--metrics-address', `127.0.0.1:${WORKER_METRICS_PORT}`, ...extraArgs], `agent-${w.name}`);
+    w.agent = child;
+    const unfollow = this.follow(child, `agent-${w.name}`, (text) => w.log.push(...text.split('\n').filter(Boolean)));
+    child.on('exit', () => {
+      unfollow();
+      if (w.agent === child) w.agent = null;
+    });
+    await this.untilAsync(`the backend agent on ${w.name} to be ready`, async () => {
+      if (!w.agent) throw new Error(`backend agent on ${w.name} exited:\n${w.log.slice(-20).join('\n')}`);
+      return (await this.get(w.ns, WORKER_METRICS_PORT, '/readyz').catch(() => '')) === 'ready\n';
+    });
+  }
+
+  stopBackendAgent(w: LabWorker, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    return signalAndWait(w.agent, signal);
+  }
+
+  async backendMetrics(w: LabWorker): Promise<Samples> {
+    return parseMetrics(await this.get(w.ns, WORKER_METRICS_PORT, '/metrics'));
   }
 
   /** Writes the standalone VIP file the agents watch (atomically, as a ConfigMap update would). */
@@ -582,10 +764,15 @@ export class Lab {
     return { synRetrans: n('TcpExtTCPSynRetrans'), retransSegs: n('TcpRetransSegs') };
   }
 
-  /** GET on the agent's HTTP endpoint, from inside its namespace (exits once stdout is flushed: a pipe write is async). */
+  /** GET on the agent's HTTP endpoint, from inside its namespace. */
   httpGet(b: Balancer, path: string): Promise<string> {
-    const script = `fetch('http://127.0.0.1:${METRICS_PORT}${path}').then(async (r) => { const ok = r.ok; process.stdout.write(await r.text(), () => process.exit(ok ? 0 : 1)); }, () => process.exit(1))`;
-    return this.runNode(b.ns, '-e', [script]);
+    return this.get(b.ns, METRICS_PORT, path);
+  }
+
+  /** GET on 127.0.0.1:port inside a namespace (the child exits once stdout is flushed: a pipe write is async). */
+  private get(ns: string, port: number, path: string): Promise<string> {
+    const script = `fetch('http://127.0.0.1:${port}${path}').then(async (r) => { const ok = r.ok; process.stdout.write(await r.text(), () => process.exit(ok ? 0 : 1)); }, () => process.exit(1))`;
+    return this.runNode(ns, '-e', [script]);
   }
 
   async metrics(b: Balancer): Promise<Samples> {

@@ -19,7 +19,8 @@ export function backendVerdict(reason: BackendReason): 'delivered' | 'rewritten'
   return reason.startsWith('DROP') ? 'drop' : 'pass';
 }
 
-export function backendMetrics(agent: BackendAgent, desired: () => number): Registry {
+/** `applied`: desired lists applied so far (the first and each change the source gave). */
+export function backendMetrics(agent: BackendAgent, desired: () => number, applied: () => number): Registry {
   const r = new Registry();
   collectDefaultMetrics({ register: r, prefix: 'xdplb_backend_agent_' });
   new Counter({
@@ -36,6 +37,15 @@ export function backendMetrics(agent: BackendAgent, desired: () => number): Regi
   const scraped = (name: string, help: string, read: () => number) =>
     new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
   scraped('xdplb_backend_desired', 'Backends (VIP port, pod) this node should serve, as the source gives them.', desired);
+  new Counter({
+    name: 'xdplb_backend_applied_total',
+    help: 'Desired lists applied: the first, and one for each change the source gave (a test waits for it to move).',
+    registers: [r],
+    collect() {
+      this.reset();
+      this.inc(applied());
+    },
+  });
   scraped('xdplb_backend_refused', 'Desired backends not programmed (the log says why: pod not local, a clash, ...).', () => agent.refused().length);
   scraped('xdplb_backend_services', 'backend_svcs entries held, draining ones included.', () => agent.counts().entries);
   scraped('xdplb_backend_services_draining', 'backend_svcs entries kept while their flows finish.', () => agent.counts().draining);

@@ -53,16 +53,16 @@ export async function runBackendMode(source: BackendSource, opts: BackendModeOpt
   });
   const agent = BackendAgent.open({ pinDir: opts.pinDir, drainMs: opts.drainSeconds * MS_PER_S, pollMs: opts.pollMs });
   let desired: PodBackend[] = first;
-  let applied = false;
-  const registry = backendMetrics(agent, () => desired.length);
+  let applied = 0;
+  const registry = backendMetrics(agent, () => desired.length, () => applied);
   const apply = async (backends: PodBackend[]) => {
     desired = backends;
     await agent.setBackends(backends);
-    applied = true;
+    applied++;
   };
   let server: Server;
   try {
-    server = await serveMetrics(registry, opts.metricsAddress, () => (applied ? null : 'the first backends are not applied yet'));
+    server = await serveMetrics(registry, opts.metricsAddress, () => (applied > 0 ? null : 'the first backends are not applied yet'));
   } catch (err) {
     await agent.stop();
     await source.stop();
