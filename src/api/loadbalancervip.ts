@@ -20,8 +20,8 @@ export const MAX_STATUS_BACKENDS = 4096;
  */
 export type Delivery = 'Node' | 'InPod';
 export const DELIVERIES: readonly Delivery[] = ['Node', 'InPod'];
-/** The CRD's default: today's lab and kind backends decapsulate in the pod. */
-export const DEFAULT_DELIVERY: Delivery = 'InPod';
+/** The CRD's default: backends are ordinary pods; InPod is the choice for reals that decapsulate themselves. */
+export const DEFAULT_DELIVERY: Delivery = 'Node';
 
 /** Annotation on a backend pod: its relative weight (non-negative integer). */
 export const WEIGHT_ANNOTATION = 'xdplb.dev/weight';
@@ -40,7 +40,7 @@ export interface LoadBalancerVipSpec {
   backendService?: string;
   hashing?: HashingOptions;
   lruBypass?: boolean;
-  /** Who decapsulates (and translates ports): the backend node, or the pod itself. Default InPod. */
+  /** Who decapsulates (and translates ports): the backend node, or the pod itself. Default Node. */
   delivery?: Delivery;
 }
 

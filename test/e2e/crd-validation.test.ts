@@ -22,7 +22,7 @@ describe('CRDs on a real kube-apiserver', () => {
     const spec = JSON.parse(cp.kubectl(['get', 'lbvip', 'web4', '-n', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
     assert.equal(spec.balancer, 'default');
     assert.deepEqual(spec.ports, [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }]);
-    assert.equal(spec.delivery, 'InPod', 'delivery defaults to InPod: the pods decapsulate themselves');
+    assert.equal(spec.delivery, 'Node', 'delivery defaults to Node: the backend node decapsulates, the pods need nothing');
     const table = cp.kubectl(['get', 'lbvip', '-n', 'default']);
     assert.match(table, /^NAME\s+ADDRESS\s+ALLOWED\s+PORTS\s+BACKENDS\s+PROGRAMMED\s+READY\s+AGE/m);
     // Every column but the name and age comes from status, which the controller writes (the address only once a pool allows it:
@@ -42,7 +42,7 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.deepEqual(spec.ports, [{ port: 80, targetPort: 8080, protocol: 'TCP' }, { port: 443, protocol: 'TCP' }]);
     // A targetPort that differs with delivery InPod is accepted by the API server: the controller refuses it with a
     // condition (TargetPortNeedsNodeDelivery), which the user sees on the VIP, rather than the write failing.
-    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], vip(`  address: 198.19.0.11\n  ports: [{port: 80, targetPort: 8080}]\n${sel}`, 'inpod'));
+    cp.kubectl(['apply', '--dry-run=server', '-f', '-'], vip(`  address: 198.19.0.11\n  ports: [{port: 80, targetPort: 8080}]\n  delivery: InPod\n${sel}`, 'inpod'));
     cp.kubectl(['delete', 'lbvip', 'mapped', '-n', 'default']);
   });
 
@@ -84,7 +84,7 @@ describe('CRDs on a real kube-apiserver', () => {
     // kubectl explain wraps lines: compare with whitespace folded.
     const folded = (path: string) => explain(path).replace(/\s+/g, ' ');
     assert.match(folded('lbvip.spec.ports.targetPort'), /translated to on the backend node .*Default: the same as port\. .*TargetPortNeedsNodeDelivery/);
-    assert.match(folded('lbvip.spec.delivery'), /Node - the backend node's datapath .*InPod - each pod decapsulates .*Default InPod\./);
+    assert.match(folded('lbvip.spec.delivery'), /Node - the backend node's datapath .*InPod - each pod decapsulates .*Default Node\./);
     assert.match(explain('lbvip.status.backends.draining'), /keeps its connections, gets no new ones/);
     assert.match(explain('xdpb.spec.drainSeconds'), /Default 60\./);
     assert.match(explain('xdpb.spec.tolerations.operator'), /Equal \(key and value match\)/);

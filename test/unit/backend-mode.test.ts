@@ -46,7 +46,8 @@ test('only what the balancers program: delivery Node, an allowed address (the as
   const conflict = vip('conflict');
   conflict.status!.conditions!.push({ type: 'Conflict', status: 'True', reason: 'AddressInUse', message: '', lastTransitionTime: AT });
   const unchecked = vip('unchecked', { address: '198.19.0.99' });
-  assert.deepEqual(nodeDeliveredVips([inPod, defaulted, refused, conflict, unchecked]), [], 'InPod (the default) is the pods\' own business');
+  assert.deepEqual(nodeDeliveredVips([inPod, refused, conflict, unchecked]), [], 'InPod is the pods\' own business');
+  assert.deepEqual(nodeDeliveredVips([defaulted]), [defaulted], 'delivery left out is Node (the default)');
   const assigned = vip('assigned');
   assigned.status!.address = '198.19.0.77';
   assert.deepEqual(new Set(backendsOfNode([assigned], 'node-a').map((b) => b.vip)), new Set(['198.19.0.77']), 'no spec.address: the assigned one');

@@ -92,7 +92,7 @@ test('only an address the controller allowed is programmed: not before, not afte
 
 test('a targetPort with delivery InPod is set aside (the controller says why); with delivery Node the balancer programs it, ports unchanged', () => {
   const ports = [{ port: 80, protocol: 'TCP' as const, targetPort: 8080 }];
-  const inPod = vip('in-pod', { spec: { ...vip('x').spec, ports } });
+  const inPod = vip('in-pod', { spec: { ...vip('x').spec, ports, delivery: 'InPod' } });
   const plan = planVips('default', [inPod], acceptAll);
   assert.deepEqual([plan.specs, plan.programmed, plan.setAside], [[], [], [inPod]]);
   const node = vip('node', { spec: { ...vip('x').spec, ports, delivery: 'Node' } });

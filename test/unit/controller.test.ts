@@ -271,7 +271,7 @@ describe('balancer problems and events', () => {
   });
 
   test('a targetPort with delivery InPod: Programmed False, TargetPortNeedsNodeDelivery, not Ready; delivery Node is fine', () => {
-    const v = vip('v', { ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 }] });
+    const v = vip('v', { ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 }], delivery: 'InPod' });
     v.status = { nodes: [{ node: 'node-0', programmedGeneration: v.metadata.generation }] };
     const conditions = (spec: LoadBalancerVip['spec']) => Object.fromEntries(computeConditions({
       address: ALLOWED, vip: { ...v, spec }, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW, specProblem: specProblem(spec),
@@ -282,7 +282,8 @@ describe('balancer problems and events', () => {
     assert.equal(by.Ready!.status, 'False');
     assert.match(by.Ready!.message, /TargetPortNeedsNodeDelivery|targetPort 8080/);
     assert.equal(conditions({ ...v.spec, delivery: 'Node' }).Programmed!.status, 'True');
-    assert.equal(specProblem({ ports: [{ port: 80, protocol: 'TCP', targetPort: 80 }] }), undefined, 'a targetPort equal to the port needs nothing');
+    assert.equal(specProblem({ ports: [{ port: 80, protocol: 'TCP', targetPort: 80 }], delivery: 'InPod' }), undefined, 'a targetPort equal to the port needs nothing');
+    assert.equal(specProblem({ ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 }] }), undefined, 'delivery left out is Node: it translates');
   });
 
   test('backend changes read as what happened to which pod', () => {
