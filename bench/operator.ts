@@ -39,7 +39,7 @@ export async function applyToPackets(applies = Number(process.env.BENCH_APPLIES 
   const env = await LabOperatorEnv.up();
   try {
     for (const b of env.backendNames) await env.setBackend(b, 'ready');
-    const manifest = vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, 'web', env.namespace);
+    const manifest = vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, 'web', env.namespace);
     const latencies: number[] = [];
     const kubectlApply: number[] = [];
     const vipsInAgents = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vips')));

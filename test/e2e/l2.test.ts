@@ -44,7 +44,7 @@ describe('L2 mode: one node answers ARP/NDP for a VIP; another takes over when i
       await env.startL2(LEASE_SECONDS);
       for (const r of env.backendNames) await env.setBackend(r, 'ready');
       for (const [name, address] of [['web4', env.vip4], ['web6', VIP6]]) {
-        env.kubectl(['apply', '-f', '-'], vipManifest(`  address: "${address}"\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, name!, env.namespace));
+        env.kubectl(['apply', '-f', '-'], vipManifest(`  address: "${address}"\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, name!, env.namespace));
       }
     } catch (err) {
       await env.down();

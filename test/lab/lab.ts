@@ -153,6 +153,13 @@ export interface Balancer {
   log: string[];
 }
 
+/** How a node's agent reaches the API server: a kubeconfig for 127.0.0.1:port, relayed to the socket the test's bridge listens on. */
+export interface LabApi {
+  kubeconfig: string;
+  port: number;
+  socket: string;
+}
+
 /** Where `npm run lab -- up` keeps what `down` needs. */
 export const LAB_STATE_DIR = '/run/xdplb-lab';
 
@@ -192,7 +199,7 @@ export class Lab {
   private routerBird: ChildProcess | null = null;
   readonly routerBirdDir: string;
 
-  private constructor(readonly tag: string, realCount: number, private readonly podsPerWorker: number, readonly persistent: boolean,
+  private constructor(readonly tag: string, realCount: number, private readonly podsPerWorker: readonly number[], readonly persistent: boolean,
     public routing: LabRouting, readonly bgp: LabBgpOptions) {
     const ns = (n: string) => `${LAB_PREFIX}-${tag}-${n}`;
     this.router = ns('router');
@@ -218,7 +225,7 @@ export class Lab {
       v6: `2001:db8:3${j + 1}::2`,
     }));
     this.workDir = mkdtempSync(join(tmpdir(), `${LAB_PREFIX}-`));
-    this.workers = podsPerWorker === 0 ? [] : [1, 2].map((i) => ({
+    this.workers = podsPerWorker.length === 0 ? [] : [1, 2].map((i) => ({
       name: `w${i}`,
       ns: ns(`w${i}`),
       v4: `198.18.4${i}.2`,
@@ -256,9 +263,10 @@ export class Lab {
     return { lab, lb1 };
   }
 
-  /** `pods`: the worker nodes w1 and w2 with that many pods each (none by default). */
-  static async up(opts: { tag?: string; reals?: number; pods?: number; persistent?: boolean; routing?: LabRouting } & LabBgpOptions = {}): Promise<Lab> {
-    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, opts.pods ?? 0, opts.persistent ?? false, opts.routing ?? 'bgp',
+  /** `pods`: the worker nodes w1 and w2 with that many pods each, or [w1's, w2's] (no workers by default). */
+  static async up(opts: { tag?: string; reals?: number; pods?: number | [number, number]; persistent?: boolean; routing?: LabRouting } & LabBgpOptions = {}): Promise<Lab> {
+    const pods = opts.pods === undefined ? [] : typeof opts.pods === 'number' ? [opts.pods, opts.pods] : opts.pods;
+    const lab = new Lab(opts.tag ?? String(process.pid), opts.reals ?? 3, pods, opts.persistent ?? false, opts.routing ?? 'bgp',
       { bfd: opts.bfd, holdSeconds: opts.holdSeconds });
     lab.unregisterCleanup = onExitOrSignal(() => lab.downSync());
     try {
@@ -350,7 +358,7 @@ export class Lab {
         this.ip(this.router, 'route', 'add', `${w.podNet.v4}.0/24`, 'via', w.v4);
         this.ip(this.router, '-6', 'route', 'add', `${w.podNet.v6}::/64`, 'via', w.v6);
       }
-      for (let k = 0; k < this.podsPerWorker; k++) await this.addPod(w);
+      for (let k = 0; k < this.podsPerWorker[i]!; k++) await this.addPod(w);
     }
     if (this.routing === 'bgp') await this.startBgp();
     else if (this.routing === 'static') this.routeVia(this.balancers);
@@ -650,12 +658,23 @@ export class Lab {
     if (refused) throw new Error(`the backend agent on ${w.name} refused ${refused} backends:\n${w.log.slice(-10).join('\n')}`);
   }
 
-  /** Starts a worker's backend agent (`xdplb-agent --mode backend --config`) and waits until it is ready. */
-  async startBackendAgent(w: LabWorker, extraArgs: string[] = []): Promise<void> {
+  /**
+   * Starts a worker's backend agent and waits until it is ready: standalone on
+   * its backend file (`--config`), or given `api`, in cluster mode as node
+   * w.name (as startClusterAgent does for a balancer node).
+   */
+  async startBackendAgent(w: LabWorker, opts: { api?: LabApi; args?: string[] } = {}): Promise<void> {
     if (w.agent) throw new Error(`${w.name} already runs a backend agent`);
-    if (!existsSync(w.backendsPath)) this.writeBackends(w, []);
-    const child = this.spawnNode(w.ns, AGENT, ['--mode', 'backend', '--config', w.backendsPath, '--pin-dir', w.pinDir,
-      '--metrics-address', `127.0.0.1:${WORKER_METRICS_PORT}`, ...extraArgs], `agent-${w.name}`);
+    let source: string[];
+    if (opts.api) {
+      await this.ensureApiForwarder(w.ns, opts.api);
+      source = ['--node-name', w.name, '--kubeconfig', opts.api.kubeconfig];
+    } else {
+      if (!existsSync(w.backendsPath)) this.writeBackends(w, []);
+      source = ['--config', w.backendsPath];
+    }
+    const child = this.spawnNode(w.ns, AGENT, ['--mode', 'backend', ...source, '--pin-dir', w.pinDir,
+      '--metrics-address', `127.0.0.1:${WORKER_METRICS_PORT}`, ...(opts.args ?? [])], `agent-${w.name}`);
     w.agent = child;
     const unfollow = this.follow(child, `agent-${w.name}`, (text) => w.log.push(...text.split('\n').filter(Boolean)));
     child.on('exit', () => {
@@ -712,16 +731,20 @@ export class Lab {
    * API server is at 127.0.0.1:apiPort of the host; inside the node's
    * namespace a forwarder relays that port to `apiSocket` (see api-forward.ts).
    */
-  async startClusterAgent(b: Balancer, api: { kubeconfig: string; port: number; socket: string }, extraArgs: string[] = []): Promise<void> {
-    if (!this.forwarders.has(b.ns)) {
-      const fwd = this.spawnNode(b.ns, API_FORWARD, [String(api.port), api.socket]);
-      await new Promise<void>((resolve, reject) => {
-        fwd.stdout!.once('data', () => resolve());
-        fwd.once('exit', (code) => reject(new Error(`API forwarder in ${b.ns} exited ${code}`)));
-      });
-      this.forwarders.add(b.ns);
-    }
+  async startClusterAgent(b: Balancer, api: LabApi, extraArgs: string[] = []): Promise<void> {
+    await this.ensureApiForwarder(b.ns, api);
     return this.launchAgent(b, ['--node-name', b.name, '--kubeconfig', api.kubeconfig, ...extraArgs]);
+  }
+
+  /** The API server's port inside a namespace: a forwarder relays 127.0.0.1:api.port there to api.socket (api-forward.ts). */
+  private async ensureApiForwarder(ns: string, api: LabApi): Promise<void> {
+    if (this.forwarders.has(ns)) return;
+    const fwd = this.spawnNode(ns, API_FORWARD, [String(api.port), api.socket]);
+    await new Promise<void>((resolve, reject) => {
+      fwd.stdout!.once('data', () => resolve());
+      fwd.once('exit', (code) => reject(new Error(`API forwarder in ${ns} exited ${code}`)));
+    });
+    this.forwarders.add(ns);
   }
 
   private async launchAgent(b: Balancer, args: string[]): Promise<void> {

@@ -108,7 +108,7 @@ describe('kind: announcing the VIP by BGP to the client', () => {
     }
     clientIp = execFileSync('docker', ['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', CLIENT], { encoding: 'utf8' }).trim();
     for (const b of env.backendNames) await env.setBackend(b, 'ready');
-    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, 'web', env.namespace));
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, 'web', env.namespace));
     await waitFor('every backend served (static route)', () => env.connect(env.vip4, HTTP, 300),
       (r) => r.failures === 0 && env.backendNames.every((b) => !!r.byReal[b]), 60_000, 500);
   });
@@ -198,7 +198,7 @@ describe('kind: announcing the VIP by BGP to the client', () => {
   });
 
   test('a VIP applied is announced by both workers; deleted, it is withdrawn from the client\'s table', async (t) => {
-    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${OTHER_VIP.address}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, OTHER_VIP.name, env.namespace));
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${OTHER_VIP.address}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, OTHER_VIP.name, env.namespace));
     await waitFor(`the client's BGP route to ${OTHER_VIP.address} through both workers`, () => clientNextHops(OTHER_VIP.address, 'bird'),
       (h) => JSON.stringify(h) === JSON.stringify(workers()), ROUTE_WAIT_MS, 500);
     t.diagnostic(`client, ${OTHER_VIP.name} applied: ${onClient(['ip', 'route', 'show', `${OTHER_VIP.address}/32`]).replace(/\s+/g, ' ')}`);

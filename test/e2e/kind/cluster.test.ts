@@ -44,7 +44,7 @@ describe('kind: what only a real cluster shows', () => {
   before(async () => {
     env = await KindOperatorEnv.up();
     for (const b of env.backendNames) await env.setBackend(b, 'ready');
-    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, 'web', env.namespace));
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, 'web', env.namespace));
     await waitFor('every backend served', () => env.connect(env.vip4, HTTP, 300),
       (r) => r.failures === 0 && env.backendNames.every((b) => !!r.byReal[b]), 60_000, 500);
   });

@@ -71,7 +71,7 @@ describe('kind: L2 mode, the VIP on the nodes\' own network', () => {
     const leases = await waitFor('a Lease per balancer worker', () => env.kubectl(['get', 'leases', '-n', AGENT_NAMESPACE, '-l', 'xdplb.dev/l2-balancer=default',
       '-o', 'jsonpath={.items[*].spec.holderIdentity}']).split(' ').filter(Boolean).sort(), (h) => h.length === env.nodes.length, WAIT_MS, 1000);
     assert.deepEqual(leases, [...env.nodes].sort());
-    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.l2Vip}\n  ports: [{port: ${HTTP}}]\n  backendSelector: {matchLabels: {app: web}}`, L2_VIP.name, env.namespace));
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.l2Vip}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, L2_VIP.name, env.namespace));
     const node = await waitFor('status.l2.node', l2Node, (n) => !!n && env.nodes.includes(n), WAIT_MS, 500);
     t.diagnostic(`kubectl get lbvip -o wide:\n${env.kubectl(['get', 'lbvip', L2_VIP.name, '-n', env.namespace, '-o', 'wide']).trimEnd()}`);
     const r = await waitFor('every backend served on-link', () => env.connect(env.l2Vip, HTTP, 300),

@@ -18,6 +18,8 @@ export interface OperatorEnv {
   readonly namespace: string;
   /** Backends the environment can run; each answers a connection with "real=<its name>". */
   readonly backendNames: string[];
+  /** The port the backends' servers listen on, TCP and UDP, on every address: the VIPs translate their ports to it (delivery Node). */
+  readonly backendPort: number;
   /** Balancer nodes, by node name. */
   readonly nodes: string[];
   /** An IPv4 address the environment routes to its balancer nodes and the backends answer for. */

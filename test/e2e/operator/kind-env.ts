@@ -1,9 +1,11 @@
 /**
  * The operator scenarios on a kind cluster (test/e2e/kind/run.sh sets it up:
  * the image loaded, deploy/ applied, a client container on the kind network
- * routing the VIP to the balancer nodes). Backends are real pods of the e2e
- * image: the VIP on lo, the decap program on eth0, the lab's server program;
- * readiness follows a file the test creates and removes with kubectl exec.
+ * routing the VIP to the balancer nodes). Backends are unmodified pods of the
+ * e2e image in a namespace that enforces the restricted pod security profile:
+ * the lab's server program on POD_PORT, as a user, no capability, no VIP, no
+ * BPF (the xdplb-backend DaemonSet delivers to them); readiness follows a
+ * file the test creates and removes with kubectl exec.
  *
  * Environment: KUBECONFIG (or the current context), XDPLB_E2E_IMAGE (the
  * e2e image tag), XDPLB_E2E_CLIENT (client container name), XDPLB_E2E_VIP.
@@ -17,11 +19,13 @@ import type { BackendState, ConnectResult, ContinuousResult, LongResult, Operato
 import { failureOutput } from '../control-plane/control-plane.js';
 import { namespacePool } from '../pool-manifests.js';
 import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
+import { POD_PORT } from '../../lab/lab.js';
 
 const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
 const SERVER_PROGRAM = '/app/dist/test/lab/programs/server.js';
 const ANY_V4 = '0.0.0.0';
-const DECAP = '/app/dist/src/decap/main.js';
+/** The image's unprivileged user (deploy/Dockerfile runs the controller as it too). */
+const NON_ROOT_UID = 65532;
 const READY_FILE = '/tmp/ready';
 const AGENT_METRICS_PORT = 9641;
 const CONTROLLER_METRICS_PORT = 9642;
@@ -39,6 +43,7 @@ const env = process.env;
 export class KindOperatorEnv implements OperatorEnv {
   readonly namespace = 'shop';
   readonly backendNames = ['backend-1', 'backend-2', 'backend-3'];
+  readonly backendPort = POD_PORT;
   readonly vip4 = env.XDPLB_E2E_VIP ?? '198.19.0.10';
   /** L2 mode's VIP (test/e2e/kind/l2.test.ts): an address of the kind network itself, far above what Docker hands out. */
   readonly l2Vip = env.XDPLB_E2E_L2_VIP ?? '198.19.128.240';
@@ -54,7 +59,7 @@ export class KindOperatorEnv implements OperatorEnv {
 
   static async up(): Promise<KindOperatorEnv> {
     const e = new KindOperatorEnv();
-    e.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${e.namespace}, labels: {pod-security.kubernetes.io/enforce: privileged}}\n`);
+    e.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${e.namespace}, labels: {pod-security.kubernetes.io/enforce: restricted}}\n`);
     e.kubectl(['apply', '-f', '-'], namespacePool(e.namespace));
     e.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: e.drainSeconds } })]);
     e.kubectl(['rollout', 'status', '-n', AGENT_NAMESPACE, 'ds/xdplb-agent-default', '--timeout=180s']);
@@ -90,29 +95,17 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   private createBackend(name: string): void {
-    // Direct server return: a backend answers from each VIP it serves, so each is on its lo. TCP listens
-    // on every address: a connection to a VIP answers from it, and under delivery Node (every Service's,
-    // the xdplb-backend DaemonSet decapsulating on the node) packets arrive for the pod's own address.
-    // UDP answers from the address it is bound to, so it listens on the VIP.
-    const vips = [this.vip4, this.l2Vip];
-    const server = JSON.stringify({ name, tcp: [{ address: ANY_V4, port: 80 }], udp: [{ address: this.vip4, port: 53 }] });
-    const script = [
-      'set -e',
-      'mount -t bpf bpf /sys/fs/bpf',
-      ...vips.map((v) => `ip addr add ${v}/32 dev lo`),
-      // The kind nodes' kernels may lack ipip: decapsulate with xdplb's own program, as the lab does.
-      `node ${DECAP} attach --nic eth0 --addr "$POD_IP" --pin-dir /sys/fs/bpf/decap`,
-      `exec node ${SERVER_PROGRAM} '${server}'`,
-    ].join('\n');
+    const server = JSON.stringify({ name, tcp: [{ address: ANY_V4, port: this.backendPort }], udp: [{ address: ANY_V4, port: this.backendPort }] });
     this.kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'v1', kind: 'Pod',
       metadata: { name, namespace: this.namespace, labels: { app: 'web' } },
       spec: {
         terminationGracePeriodSeconds: 1,
         containers: [{
-          name: 'server', image: this.image, imagePullPolicy: 'Never', command: ['sh', '-c', script],
-          env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
-          securityContext: { privileged: true, runAsUser: 0 },
+          name: 'server', image: this.image, imagePullPolicy: 'Never', command: ['node', SERVER_PROGRAM, server],
+          // What the restricted pod security profile allows: nothing more.
+          securityContext: { runAsNonRoot: true, runAsUser: NON_ROOT_UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' } },
           readinessProbe: { exec: { command: ['test', '-f', READY_FILE] }, periodSeconds: 1, failureThreshold: 1 },
         }],
       },

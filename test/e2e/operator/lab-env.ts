@@ -1,9 +1,11 @@
 /**
  * The operator on this machine: a real kube-apiserver and etcd, deploy/
  * applied with kubectl, two controller replicas as processes, and the lab's
- * two balancer nodes running agents in cluster mode. There is no kubelet:
- * backend Pods are created through the API and given Ready status and the
- * lab reals' addresses by the test; the DaemonSet's status is set the same way.
+ * two balancer nodes running agents in cluster mode. The backends are the lab
+ * worker w1's pods (unmodified servers on POD_PORT), with w1's backend agent
+ * (`xdplb-agent --mode backend`) in cluster mode as node w1. There is no
+ * kubelet: backend Pods are created through the API and given Ready status and
+ * the lab pods' addresses by the test; the DaemonSets' status is set the same way.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -11,8 +13,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
-import { Lab } from '../../lab/lab.js';
-import { ControlPlane, freePort } from '../control-plane/control-plane.js';
+import { Lab, type LabApi, type LabPod, POD_PORT } from '../../lab/lab.js';
+import { ControlPlane, freePort, type TestServiceAccount } from '../control-plane/control-plane.js';
 import { CRD_NAMES } from '../control-plane/fixture.js';
 import { namespacePool } from '../pool-manifests.js';
 import { ApiBridge } from './api-bridge.js';
@@ -31,6 +33,8 @@ const DRAIN_SECONDS = 4;
 /** Lease timing short enough for a takeover within seconds. */
 const LEASE = ['--lease-duration', '3', '--renew-deadline', '2', '--retry-period', '0.5'];
 const WAIT_MS = 20_000;
+/** Pods on the worker whose pod network the router routes: the suite uses up to three. */
+const BACKEND_PODS = 3;
 
 export async function waitFor<T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean, timeoutMs = WAIT_MS, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -47,6 +51,7 @@ export class LabOperatorEnv implements OperatorEnv {
   readonly namespace = 'shop';
   readonly nodes: string[];
   readonly backendNames: string[];
+  readonly backendPort = POD_PORT;
   readonly vip4 = '198.19.0.10';
   readonly drainSeconds = DRAIN_SECONDS;
   private readonly controllerProcs = new Map<string, ChildProcess>();
@@ -56,7 +61,16 @@ export class LabOperatorEnv implements OperatorEnv {
 
   private constructor(readonly cp: ControlPlane, readonly lab: Lab, readonly bridge: ApiBridge, private readonly agentArgs: string[]) {
     this.nodes = lab.balancers.map((b) => b.name);
-    this.backendNames = lab.reals.map((r) => r.name);
+    this.backendNames = this.pods().map((p) => p.name);
+  }
+
+  /** The backend pods: the routed worker's. */
+  private pods(): LabPod[] {
+    return this.lab.pods().filter((p) => p.worker.routed);
+  }
+
+  private api(kubeconfigAs: TestServiceAccount): LabApi {
+    return { kubeconfig: this.cp.kubeconfigAs(kubeconfigAs), port: this.bridge.port, socket: this.bridge.socketPath };
   }
 
   /**
@@ -76,7 +90,7 @@ export class LabOperatorEnv implements OperatorEnv {
       cp.kubectl(['apply', '-f', '-'], namespacePool('shop'));
       await opts.before?.(cp);
       // Static routes, as the default balancer has no spec.bgp; the BGP scenario switches (env.bgp).
-      lab = await Lab.up({ reals: 3, routing: opts.routing ?? 'static' });
+      lab = await Lab.up({ reals: 0, pods: [BACKEND_PODS, 0], routing: opts.routing ?? 'static' });
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
       await bridge.start();
       const e = (env = new LabOperatorEnv(cp, lab, bridge, opts.agentArgs ?? []));
@@ -86,6 +100,7 @@ export class LabOperatorEnv implements OperatorEnv {
       await waitFor('the agent DaemonSet', () => e.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE]), (ds) => !!ds);
       cp.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: DRAIN_SECONDS } })]);
       e.scheduleAgents(2);
+      for (const w of lab.workers.filter((x) => x.pods.length)) await lab.startBackendAgent(w, { api: e.api('xdplb-system/xdplb-backend') });
       for (const b of lab.balancers) await e.startAgent(b.name);
       return e;
     } catch (err) {
@@ -181,11 +196,7 @@ export class LabOperatorEnv implements OperatorEnv {
   private templateArgs: (node: string) => string[] = () => [];
 
   startAgent(node: string): Promise<void> {
-    return this.lab.startClusterAgent(this.balancer(node), {
-      kubeconfig: this.cp.kubeconfigAs('xdplb-system/xdplb-agent'),
-      port: this.bridge.port,
-      socket: this.bridge.socketPath,
-    }, [...this.agentArgs, ...this.templateArgs(node)]);
+    return this.lab.startClusterAgent(this.balancer(node), this.api('xdplb-system/xdplb-agent'), [...this.agentArgs, ...this.templateArgs(node)]);
   }
 
   /** A flag and its value in the agent container of the DaemonSet's pod template (what the controller made of the XdpBalancer), or null. */
@@ -215,11 +226,7 @@ export class LabOperatorEnv implements OperatorEnv {
 
   /** Starts an agent with extra flags beyond the template's (a test's --detach-on-exit). */
   startAgentWith(node: string, extra: string[]): Promise<void> {
-    return this.lab.startClusterAgent(this.balancer(node), {
-      kubeconfig: this.cp.kubeconfigAs('xdplb-system/xdplb-agent'),
-      port: this.bridge.port,
-      socket: this.bridge.socketPath,
-    }, [...this.agentArgs, ...this.templateArgs(node), ...extra]);
+    return this.lab.startClusterAgent(this.balancer(node), this.api('xdplb-system/xdplb-agent'), [...this.agentArgs, ...this.templateArgs(node), ...extra]);
   }
 
   /** A rolling update as the DaemonSet controller and kubelet would do it: one node at a time, SIGTERM, then the new template's agent. */
@@ -273,8 +280,8 @@ export class LabOperatorEnv implements OperatorEnv {
   }
 
   async setBackend(name: string, state: BackendState): Promise<void> {
-    const real = this.lab.reals.find((r) => r.name === name);
-    if (!real) throw new Error(`no backend ${name}`);
+    const pod = this.pods().find((p) => p.name === name);
+    if (!pod) throw new Error(`no backend ${name}`);
     if (state === 'absent') {
       this.kubectl(['delete', 'pod', name, '-n', this.namespace, '--grace-period=0', '--force', '--ignore-not-found']);
       return;
@@ -282,10 +289,10 @@ export class LabOperatorEnv implements OperatorEnv {
     this.kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'v1', kind: 'Pod',
       metadata: { name, namespace: this.namespace, labels: { app: 'web' } },
-      spec: { nodeName: `worker-${name}`, containers: [{ name: 'server', image: E2E_IMAGE }] },
+      spec: { nodeName: pod.worker.name, containers: [{ name: 'server', image: E2E_IMAGE }] },
     }));
     const status = {
-      phase: 'Running', podIP: real.v4, podIPs: [{ ip: real.v4 }, { ip: real.v6 }],
+      phase: 'Running', podIP: pod.v4, podIPs: [{ ip: pod.v4 }, { ip: pod.v6 }],
       conditions: [{ type: 'Ready', status: state === 'ready' ? 'True' : 'False' }],
     };
     this.kubectl(['patch', 'pod', name, '-n', this.namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);

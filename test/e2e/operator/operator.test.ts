@@ -36,7 +36,7 @@ describe('operator end to end: kubectl apply to packets', () => {
   const untilVip = (name: string, what: string, ok: (v: LoadBalancerVip) => boolean) => waitFor(what, () => getVip(name), ok);
   const vipsProgrammed = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vips')));
   const mapWrites = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_map_writes_total')));
-  const webVip = (name = 'web') => vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}}, {port: 53, protocol: UDP}]\n  backendSelector: {matchLabels: {app: web}}`, name, ns());
+  const webVip = (name = 'web') => vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}, {port: 53, protocol: UDP, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, name, ns());
   /** Connections until all of `count` succeed, or the deadline. */
   const untilServed = async (count: number, ok: (byReal: Record<string, number>) => boolean, timeoutMs = APPLY_TO_TRAFFIC_MS) => {
     const started = Date.now();
@@ -72,7 +72,7 @@ describe('operator end to end: kubectl apply to packets', () => {
       env.nodes.map((n) => [n, v.metadata.generation, 2]).sort());
     const row = env.kubectl(['get', 'lbvip', 'web', '-n', ns()]);
     t.diagnostic(`kubectl get lbvip:\n${row}`);
-    assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+InPool\\s+80/TCP,53/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
+    assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+InPool\\s+80->${env.backendPort}/TCP,53->${env.backendPort}/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
   });
 
   test('a new pod gets flows; a NotReady pod drains (its connections live on), then leaves every map', async (t) => {
@@ -253,11 +253,11 @@ describe('operator end to end: kubectl apply to packets', () => {
     env.kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'v1', kind: 'Service',
       metadata: { name: 'web-svc', namespace: ns(), annotations: { 'xdplb.dev/address': env.vip4 } },
-      spec: { type: 'LoadBalancer', loadBalancerClass: 'xdplb.dev/xdp', selector: { app: 'web' }, ports: [{ name: 'http', protocol: 'TCP', port: HTTP, targetPort: HTTP }] },
+      spec: { type: 'LoadBalancer', loadBalancerClass: 'xdplb.dev/xdp', selector: { app: 'web' }, ports: [{ name: 'http', protocol: 'TCP', port: HTTP, targetPort: env.backendPort }] },
     }));
     // Deleted also when a check fails: a Service left holding the VIP would fail the scenarios after it.
     try {
-      await env.syncEndpoints('web-svc', HTTP);
+      await env.syncEndpoints('web-svc', env.backendPort);
       await waitFor('the EXTERNAL-IP', () => env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}']), (ip) => ip === env.vip4);
       t.diagnostic(`kubectl get svc:\n${env.kubectl(['get', 'svc', 'web-svc', '-n', ns()])}`);
       const row = env.kubectl(['get', 'svc', 'web-svc', '-n', ns(), '--no-headers']);
