@@ -1,21 +1,36 @@
 /**
- * npm run demo: the lab with two XDP balancer nodes in standalone mode, real
- * TCP and UDP traffic, and what happened to it; then everything is removed.
+ * npm run demo: the lab with two XDP balancer nodes in standalone mode and
+ * worker nodes whose backends are unmodified pods, real TCP and UDP traffic,
+ * and what happened to it; then everything is removed.
  */
-import { Lab, labVips, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
-import { connectionsTable, metricsTable } from './report.js';
+import { Lab, type LabPod, POD_PORT } from './lab.js';
+import { POD_VIP4, POD_VIP4_V6PODS, POD_VIP6, POD_VIP_TCP_PORT, POD_VIP_UDP_PORT, routedPods, servePods } from './pod-vips.js';
+import { backendTable, connectionsTable, metricsTable } from './report.js';
 
 const say = (s = '') => process.stdout.write(`${s}\n`);
+const PODS_PER_WORKER = 3;
+const TCP_CONNECTIONS = 300;
+const UDP_DATAGRAMS = 150;
+const UDP_FIRST_SOURCE_PORT = 46000;
+const shown = (vip: string) => (vip.includes(':') ? `[${vip}]` : vip);
 
 async function main(): Promise<void> {
-  say(`xdplb demo on Node.js ${process.version}: building the lab (client, ECMP router, 2 balancer nodes, 3 reals)...`);
-  const lab = await Lab.up({ tag: 'demo' });
+  say(`xdplb demo on Node.js ${process.version}: building the lab (client, ECMP router, 2 balancer nodes, worker w1 with ${PODS_PER_WORKER} pods)...`);
+  const lab = await Lab.up({ tag: 'demo', reals: 0, pods: [PODS_PER_WORKER, 0] });
   try {
-    lab.writeVips(labVips(lab));
+    const pods: LabPod[] = routedPods(lab);
+    const workers = lab.workers.filter((w) => w.pods.length);
+    for (const w of workers) await lab.startBackendAgent(w);
+    await servePods(lab, pods);
     for (const b of lab.balancers) await lab.startAgent(b);
-    say(`agents attached to eth0 of ${lab.balancers.map((b) => b.name).join(' and ')}; VIPs: ${VIP4} (TCP 80, UDP 53), ${VIP4_V6REALS} (TCP 80, IPv6 reals), ${VIP6} (TCP 80, UDP 53)`);
+    say(`The backends are unmodified pods: ${pods.map((p) => p.name).join(', ')}, each its own network namespace behind a veth, as a CNI`);
+    say(`plugin lays them out, running a plain TCP and UDP server on port ${POD_PORT}: no VIP, no privilege, nothing BPF inside the pod.`);
+    say(`On ${workers.map((w) => w.name).join(', ')}, \`xdplb-agent --mode backend\` attaches tc programs to each pod's veth: they take the balancers'`);
+    say(`tunnel off, translate VIP:${POD_VIP_TCP_PORT} and VIP:${POD_VIP_UDP_PORT} to pod:${POD_PORT}, and send the replies from the VIP straight to the client.`);
+    say(`Balancer agents attached to eth0 of ${lab.balancers.map((b) => b.name).join(' and ')}; VIPs: ${POD_VIP4} (TCP ${POD_VIP_TCP_PORT}, UDP ${POD_VIP_UDP_PORT}), `
+      + `${POD_VIP4_V6PODS} (TCP ${POD_VIP_TCP_PORT}, to the pods' IPv6 addresses), ${POD_VIP6} (TCP ${POD_VIP_TCP_PORT}, UDP ${POD_VIP_UDP_PORT})`);
     say();
-    say('Each agent announces the VIPs it serves by BGP, through the BIRD beside it. The router\'s sessions (birdc show protocols):');
+    say('Each balancer agent announces the VIPs it serves by BGP, through the BIRD beside it. The router\'s sessions (birdc show protocols):');
     say(lab.routerBirdc('show', 'protocols').trim());
     say();
     say('The VIP routes the router learnt, one ECMP next hop per balancer node (ip route):');
@@ -23,25 +38,32 @@ async function main(): Promise<void> {
     say();
     say('sending traffic from the client...');
     const results = [];
-    for (const vip of [VIP4, VIP4_V6REALS, VIP6]) {
-      const r = await lab.clientRun<{ byReal: Record<string, number>; failures: number }>({ mode: 'connect', vip, port: 80, count: 300, concurrency: 8 });
-      results.push({ vip: `${vip.includes(':') ? `[${vip}]` : vip}:80 TCP`, ...r });
+    for (const vip of [POD_VIP4, POD_VIP4_V6PODS, POD_VIP6]) {
+      const r = await lab.clientRun<{ byReal: Record<string, number>; failures: number }>({ mode: 'connect', vip, port: POD_VIP_TCP_PORT, count: TCP_CONNECTIONS, concurrency: 8 });
+      results.push({ vip: `${shown(vip)}:${POD_VIP_TCP_PORT} TCP`, ...r });
     }
-    for (const vip of [VIP4, VIP6]) {
-      const sourcePorts = Array.from({ length: 150 }, (_, i) => 46000 + i);
-      const u = await lab.clientRun<{ byPort: Record<string, string>; failures: number }>({ mode: 'udp', vip, port: 53, sourcePorts });
+    for (const vip of [POD_VIP4, POD_VIP6]) {
+      const sourcePorts = Array.from({ length: UDP_DATAGRAMS }, (_, i) => UDP_FIRST_SOURCE_PORT + i);
+      const u = await lab.clientRun<{ byPort: Record<string, string>; failures: number }>({ mode: 'udp', vip, port: POD_VIP_UDP_PORT, sourcePorts });
       const byReal: Record<string, number> = {};
-      for (const real of Object.values(u.byPort)) byReal[real] = (byReal[real] ?? 0) + 1;
-      results.push({ vip: `${vip.includes(':') ? `[${vip}]` : vip}:53 UDP`, byReal, failures: u.failures });
+      for (const answer of Object.values(u.byPort)) {
+        const pod = answer.split(' ')[0]!.replace('real=', '');
+        byReal[pod] = (byReal[pod] ?? 0) + 1;
+      }
+      results.push({ vip: `${shown(vip)}:${POD_VIP_UDP_PORT} UDP`, byReal, failures: u.failures });
     }
     say();
-    say('Which real answered each connection (TCP) or datagram (UDP), as the client saw it:');
-    say(connectionsTable(results, lab.reals.map((r) => r.name)));
+    say(`Which pod answered each connection (TCP) or datagram (UDP), as the client saw it (every pod listens on ${POD_PORT} only):`);
+    say(connectionsTable(results, pods.map((p) => p.name)));
     say();
-    say(metricsTable(lab, await Promise.all(lab.balancers.map((b) => lab.metrics(b)))));
+    say(metricsTable(lab, await Promise.all(lab.balancers.map((b) => lab.metrics(b))), pods.map((p) => ({ name: p.name, addresses: [p.v4, p.v6] }))));
+    say();
+    say('What the backend programs on the workers did (xdplb_backend_packets_total): to_pod_* = decapsulated and translated to the pod,');
+    say('reply_rewritten = a pod\'s reply sent on as VIP:port, pass_no_flow = the pod\'s other traffic, left alone:');
+    say(backendTable(workers.map((w) => w.name), await Promise.all(workers.map((w) => lab.backendMetrics(w)))));
     say();
     const failed = results.reduce((a, r) => a + r.failures, 0);
-    say(failed ? `${failed} requests failed` : 'every request was answered; replies went from the reals straight to the client (DSR).');
+    say(failed ? `${failed} requests failed` : 'every request was answered by an unmodified pod; replies went from the pods straight to the client (DSR).');
     process.exitCode = failed ? 1 : 0;
   } finally {
     await lab.down();

@@ -16,7 +16,14 @@ export function connectionsTable(results: { vip: string; byReal: Record<string, 
   );
 }
 
-export function metricsTable(lab: Lab, metrics: Samples[]): string {
+/** A real as the tables name it: its name and the addresses the balancers encapsulate to. */
+export interface ReportedReal {
+  name: string;
+  addresses: string[];
+}
+
+/** The balancer agents' view: packets per VIP, per real, and their verdicts. */
+export function metricsTable(lab: Lab, metrics: Samples[], reals: ReportedReal[] = lab.reals.map((r) => ({ name: r.name, addresses: [r.v4, r.v6] }))): string {
   const vips = new Set<string>();
   for (const m of metrics) for (const key of m.keys()) {
     const v = /^xdplb_vip_packets_total\{vip="([^"]+)"\}/.exec(key)?.[1];
@@ -27,7 +34,7 @@ export function metricsTable(lab: Lab, metrics: Samples[]): string {
     ...metrics.map((m) => sum(m, 'xdplb_vip_packets_total', { vip })),
     metrics.reduce((a, m) => a + sum(m, 'xdplb_vip_new_flows_total', { vip }), 0),
   ]);
-  const realRows = lab.reals.flatMap((r) => [r.v4, r.v6].map((addr) => [`${r.name} ${addr}`, ...metrics.map((m) => sum(m, 'xdplb_real_packets_total', { real: addr }))]));
+  const realRows = reals.flatMap((r) => r.addresses.map((addr) => [`${r.name} ${addr}`, ...metrics.map((m) => sum(m, 'xdplb_real_packets_total', { real: addr }))]));
   const reasons = ['tx_encap', 'pass_not_vip', 'pass_not_ip', 'drop_no_real', 'drop_fragment', 'drop_malformed'];
   const reasonRows = reasons.map((reason) => [reason, ...metrics.map((m) => sum(m, 'xdplb_packets_total', { reason }))]);
   const nodes = lab.balancers.map((b) => b.name);
@@ -41,4 +48,15 @@ export function metricsTable(lab: Lab, metrics: Samples[]): string {
     'Verdicts:',
     table(['reason', ...nodes], reasonRows),
   ].join('\n');
+}
+
+/** The backend agents' view: what their programs did with each packet, per worker (reasons seen anywhere, or every delivery reason). */
+export function backendTable(workers: string[], metrics: Samples[]): string {
+  const reasons = new Set<string>();
+  for (const m of metrics) for (const [key, value] of m) {
+    const reason = /^xdplb_backend_packets_total\{.*reason="([^"]+)"/.exec(key)?.[1];
+    if (reason && (value > 0 || reason.startsWith('to_pod') || reason === 'reply_rewritten')) reasons.add(reason);
+  }
+  const rows = [...reasons].map((reason) => [reason, ...metrics.map((m) => sum(m, 'xdplb_backend_packets_total', { reason }))]);
+  return table(['reason', ...workers], rows);
 }
