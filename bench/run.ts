@@ -2,6 +2,7 @@
 import { agentReconcile } from './agent.js';
 import { backendPaths } from './backend.js';
 import { labPps } from './lab-pps.js';
+import { labBackendPps } from './lab-backend-pps.js';
 import { maglevGeneration, packetPaths, ringProgramming } from './dataplane.js';
 import { planning } from './planning.js';
 import { poolAssignment } from './pool-assignment.js';
@@ -14,7 +15,7 @@ if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, backend, tracing, agent, planning, pools, lab, operator = apply + scale + services).
+// npm run bench [-- NAME...]: only the named groups (dataplane, backend, tracing, agent, planning, pools, lab, lab-backend, operator = apply + scale + services).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\n`);
@@ -29,6 +30,7 @@ if (want('agent')) console.log(agentReconcile(), '\n');
 if (want('agent') || want('planning')) console.log(planning(), '\n');
 if (want('pools')) console.log(await poolAssignment(), '\n');
 if (want('lab')) console.log(await labPps(), '\n');
+if (want('lab') || want('lab-backend')) console.log(await labBackendPps(), '\n');
 if (want('operator') || want('apply')) console.log(await applyToPackets(), '\n');
 if (want('operator') || want('scale')) console.log(await scale(), '\n');
 if (want('operator') || want('services')) console.log(await servicesAssign());

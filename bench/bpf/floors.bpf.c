@@ -22,20 +22,33 @@ struct {
 	__type(value, __u64);
 } floor_seen SEC(".maps");
 
-SEC("xdp")
-int floor_tx_counted(struct xdp_md *ctx)
+static __always_inline void floor_count(void)
 {
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&floor_seen, &zero);
 
 	if (n)
 		*n += 1;
+}
+
+SEC("xdp")
+int floor_tx_counted(struct xdp_md *ctx)
+{
+	floor_count();
 	return XDP_TX;
 }
 
 SEC("xdp")
 int floor_drop(struct xdp_md *ctx)
 {
+	return XDP_DROP;
+}
+
+/* A sink that counts what reached it (the lab's backend bench: frames a pod received). */
+SEC("xdp")
+int floor_drop_counted(struct xdp_md *ctx)
+{
+	floor_count();
 	return XDP_DROP;
 }
 

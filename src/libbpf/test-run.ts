@@ -15,11 +15,24 @@ export const actionName = (n: number): XdpActionName | `UNKNOWN(${number})` =>
 /** tc verdicts (linux/pkt_cls.h) and tcx's (enum tcx_action_base) that equal them. */
 export const TcAction = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 
-/** BPF_F_TEST_XDP_LIVE_FRAMES: each repetition starts from the original frame and is really sent. */
+/**
+ * BPF_F_TEST_XDP_LIVE_FRAMES: each repetition starts from the original frame
+ * and is really sent. A run interrupted and run again (EINTR, below) has sent
+ * some frames twice: a caller counting them counts in its program.
+ */
 export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
 
 /** Room for the largest encapsulation plus the frame itself. */
 const OUTPUT_SLACK = 256;
+const EINTR = 4;
+/**
+ * The kernel stops a run with EINTR when the thread has a signal or task work
+ * pending, and libuv's io_uring (Node's file system calls) queues task work
+ * whenever a completion arrives: a long run started just after a file read is
+ * cut short. The work runs on the way back to user space, so a new run goes
+ * through; a few tries bound a real signal storm.
+ */
+const INTERRUPTED_RUN_TRIES = 5;
 
 export interface TestRunResult {
   /** The program's return value: an XdpAction or a TcAction. */
@@ -57,7 +70,13 @@ export function testRun(progFd: number, packet: Buffer, opts: TestRunOptions = {
     cpu: 0,
     batch_size: opts.batchSize ?? 0,
   };
-  check('bpf_prog_test_run_opts', c.testRun(progFd, o) as number);
+  for (let attempt = 1; ; attempt++) {
+    const rc = c.testRun(progFd, o) as number;
+    if (rc !== -EINTR || attempt === INTERRUPTED_RUN_TRIES) {
+      check('bpf_prog_test_run_opts', rc);
+      break;
+    }
+  }
   return {
     action: o.retval | 0, // retval is a u32 in the opts; tc's verdicts are signed
     output: out ? out.subarray(0, o.data_size_out) : Buffer.alloc(0),
