@@ -21,7 +21,7 @@ function fnv1a(text: string): number {
 /** The weight of one (node, key) pair; the highest weight owns the key (ties: the smaller node name). */
 const weight = (nodeHash: number, keyHash: number) => fmix32(fmix32(keyHash) ^ nodeHash);
 
-export class Assignment {
+export class Rendezvous {
   private readonly nodes: { name: string; hash: number }[];
 
   /** `nodes`: the nodes that probe, in any order (duplicates ignored). */
