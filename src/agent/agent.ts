@@ -109,6 +109,11 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {}
 
+  /** The encapsulation settings programmed now (the health prober sends its frames with them); null before open(). */
+  encapSettings(): NextHop | null {
+    return this.nextHop;
+  }
+
   get nic(): string {
     if (!this.nextHop) throw new Error('agent not started');
     return this.nextHop.nic;

@@ -27,6 +27,10 @@ import { NodeReport } from './announce/node-report.js';
 import { removeBackend } from './backend/backend-agent.js';
 import { BACKEND_DAEMONSET, DEFAULT_BACKEND_METRICS_PORT, DEFAULT_BACKEND_PIN_DIR, runBackendMode } from './backend/backend-mode.js';
 import { BackendClusterSource, BackendFileSource, type BackendSource } from './backend/backend-sources.js';
+import { clusterHealth, localHealth } from './health/agent-health.js';
+import type { ClusterHealth } from './health/cluster-health.js';
+import type { LocalHealth } from './health/local-health.js';
+import type { StandaloneVip } from './sources/standalone-config.js';
 
 const log = componentLog('main');
 
@@ -74,6 +78,8 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
                         N/3 s, deleted on stop) and answer ARP/NDP for the VIPs the controller names this
                         node for (status.l2.node), announcing each it takes over (XDPLB_L2_LEASE_SECONDS)
   --namespace NS        the agents' namespace, for the L2 Lease; default: the pod's (POD_NAMESPACE)
+  --no-health-checks    probe no backend (spec.healthCheck of every VIP ignored); default: probe each backend along
+                        its tunnel path, needs CAP_NET_RAW (XDPLB_HEALTH_CHECKS=false)
   --detach-on-exit      detach and unpin on SIGTERM. Default: stay attached, traffic keeps flowing;
                         in cluster mode, detach and unpin when no agent of the balancer will run on the
                         node again (XdpBalancer or DaemonSet gone, node no longer selected)
@@ -126,6 +132,7 @@ async function main(): Promise<void> {
         'max-vips': { type: 'string' },
         'max-reals': { type: 'string' },
         'detach-on-exit': { type: 'boolean' },
+        'no-health-checks': { type: 'boolean' },
         bgp: { type: 'string' },
         'bird-dir': { type: 'string' },
         'bgp-api-loss-seconds': { type: 'string' },
@@ -215,10 +222,16 @@ async function main(): Promise<void> {
   let lease: AgentLease | null = null;
   let report: NodeReport | null = null;
   let source: VipSource;
+  const healthChecks = !v['no-health-checks'] && env.XDPLB_HEALTH_CHECKS !== 'false';
+  /** Set once the agent is open (their sockets go on its NIC). */
+  const hc: { local: LocalHealth | null; cluster: ClusterHealth | null } = { local: null, cluster: null };
+  let startHealth = () => undefined as void;
   /** On SIGTERM without --detach-on-exit: stay attached, or detach because xdplb is being uninstalled. */
   let onExit: () => Promise<ExitDecision | null> = () => Promise.resolve(null);
   if (config) {
-    source = new FileSource(config);
+    source = new FileSource(config, { onVips: (vips) => hc.local?.setFile(vips) });
+    // Standalone: every real probed by this node, the result applied to its own maps.
+    if (healthChecks) startHealth = () => { hc.local = localHealth(agent); };
   } else {
     let kc;
     try {
@@ -227,28 +240,34 @@ async function main(): Promise<void> {
       fail((err as Error).message);
     }
     const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
-    source = new ClusterSource(kc, { balancer, node: nodeName! });
+    source = new ClusterSource(kc, { balancer, node: nodeName!, onProgrammed: (vips) => hc.cluster?.setVips(vips) });
+    const client = kc;
+    // Cluster: this node's share of the backends probed, what it judged in its node report, weight 0 from the VIPs' status.
+    if (healthChecks) startHealth = () => { hc.cluster = clusterHealth(client, agent, balancer, nodeName!); hc.cluster?.start(); };
     // In a pod (POD_NAMESPACE set by the DaemonSet), the DaemonSet and this node say whether an agent will run here again.
     const where = env.POD_NAMESPACE && nodeName ? { node: nodeName, namespace: env.POD_NAMESPACE } : undefined;
     const removal = where ? new RemovalWatch(kc, balancer, where.namespace) : null;
     void removal?.start();
     onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where, undefined, () => removal?.seen() ?? null)
       .finally(() => removal?.stop());
-    // Its node's entry of the balancer's status: only where it announces (BGP or L2).
-    if (bgp || l2LeaseSeconds !== undefined) report = new NodeReport(kc, balancer, nodeName!, () => agent.announcements());
+    // Its node's entry of the balancer's status: where it announces (BGP or L2) or health checks.
+    if (bgp || l2LeaseSeconds !== undefined || healthChecks) {
+      report = new NodeReport(kc, balancer, nodeName!, () => ({ ...agent.announcements(), ...(hc.cluster ? { health: hc.cluster.report() } : {}) }));
+    }
     if (l2LeaseSeconds !== undefined) lease = new AgentLease(kc, { balancer, node: nodeName!, namespace: agentNamespace!, leaseSeconds: l2LeaseSeconds });
     if (bgp) {
-      const client = kc;
       apiProbe = new ApiProbe(() => getBalancer(client, balancer), apiLossSeconds);
       bgp.checks!.push(apiProbe);
     }
   }
   // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
   // cluster list may still be retrying), program what the source wants (a diff), then attach.
-  await source.start();
+  const started = await source.start();
   await agent.open();
+  startHealth();
+  hc.local?.setFile(started as StandaloneVip[]);
   await agent.run(await source.initial(agent));
-  await source.follow(agent);
+  await source.follow(hc.local ?? agent);
   apiProbe?.start();
   // Alive once programmed and attached: only then may the controller name this node for a VIP.
   await lease?.start();
@@ -259,6 +278,8 @@ async function main(): Promise<void> {
     const forced = !!v['detach-on-exit'];
     log.info({ signal, detachOnExit: forced }, 'stopping');
     apiProbe?.stop();
+    hc.local?.close();
+    void hc.cluster?.stop();
     // Routes (or L2 addresses) first: no new flow may arrive at a node that is stopping (and may detach).
     return agent.withdraw().then(() => lease?.release()).then(async () => {
       // The withdrawal in the node's status before the agent goes.

@@ -1,5 +1,6 @@
 /** The LoadBalancerVip custom resource (crds/ holds its schema). */
 import type { V1Condition, V1LabelSelector, V1ObjectMeta } from '@kubernetes/client-node';
+import type { HealthCheckSpec } from './health-check.js';
 import { type HashingOptions, targetPortOf, type VipPort } from './types.js';
 
 export const GROUP = 'xdplb.dev';
@@ -42,6 +43,8 @@ export interface LoadBalancerVipSpec {
   lruBypass?: boolean;
   /** Who decapsulates (and translates ports): the backend node, or the pod itself. Default Node. */
   delivery?: Delivery;
+  /** Probes of each backend along the real path (health-check.ts); absent: the defaults. */
+  healthCheck?: HealthCheckSpec;
 }
 
 export interface BackendStatus {
@@ -53,6 +56,20 @@ export interface BackendStatus {
   draining?: boolean;
   /** When the backend started draining (RFC 3339). */
   drainingSince?: string;
+  /** False while its health checks fail: agents give it weight 0 (it drains). Absent: healthy or not probed. */
+  healthy?: boolean;
+  unhealthySince?: string;
+  /** The last failed probe and the node that judged it. */
+  unhealthyReason?: string;
+}
+
+/** status.healthCheck: whether the backends are probed, and why not. */
+export interface HealthCheckStatus {
+  probed: boolean;
+  port?: number;
+  reason?: string;
+  message?: string;
+  unhealthyBackends?: number;
 }
 
 export interface NodeStatus {
@@ -86,6 +103,7 @@ export interface LoadBalancerVipStatus {
   nodes?: NodeStatus[];
   /** L2 mode: the node answering ARP/NDP for the address, chosen by the controller. */
   l2?: L2Status;
+  healthCheck?: HealthCheckStatus;
 }
 
 export type AddressFamily = 'IPv4' | 'IPv6';

@@ -65,7 +65,21 @@ export interface XdpBalancerStatus {
   conditions?: V1Condition[];
   /** One entry per node, written by its agent: how it announces the VIPs. */
   nodes?: BalancerNodeStatus[];
+  /** Nodes whose agent is Ready (the controller's word): they divide the health checks among themselves. */
+  probingNodes?: string[];
 }
+
+/** One backend a node judged unhealthy, in its entry of status.nodes. */
+export interface UnhealthyBackend {
+  /** The LoadBalancerVip, namespace/name. */
+  vip: string;
+  ip: string;
+  since: string;
+  reason?: string;
+}
+
+/** The most unhealthy backends one node's entry lists (the CRD's maxItems): the entry stays well inside an object's size. */
+export const MAX_REPORTED_UNHEALTHY = 1000;
 
 /** A BGP session of a node, as its BIRD reports it. */
 export interface BalancerNodeBgpSession {
@@ -93,6 +107,13 @@ export interface BalancerNodeStatus {
   l2?: {
     /** VIP addresses the node answers ARP/NDP for. */
     answering: number;
+  };
+  /** The backends this node probes, and those it judged unhealthy. */
+  health?: {
+    /** The digest of the probingNodes list the node divided the backends by. */
+    probingNodes: string;
+    probing?: number;
+    unhealthy: UnhealthyBackend[];
   };
   /** When the agent wrote this entry (it writes on change only). */
   updated: string;

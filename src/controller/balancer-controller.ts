@@ -25,6 +25,7 @@ import type { EventRecorder } from './events.js';
 import type { ControllerMetrics } from './metrics.js';
 import { AgentNodes, nodeOverlapCondition, nodeSelectorsDisjoint } from './node-overlap.js';
 import { WorkQueue } from '../lib/work-queue.js';
+import { balancerHealth, type HealthView } from './backend-health.js';
 
 const log = componentLog('balancer-controller');
 
@@ -44,6 +45,8 @@ export interface BalancerView {
   mayShareNodes(a: string, b: string): boolean;
   /** Whether the balancer announces its VIPs in L2 mode (spec.l2). */
   l2?(balancer: string): boolean;
+  /** Its nodes' health judgements of the VIPs' backends (backend-health.ts). */
+  health?(balancer: string): HealthView;
 }
 
 export interface BalancerControllerOptions {
@@ -100,6 +103,9 @@ export class BalancerController implements BalancerView {
       (page) => core.listNamespacedPod({ namespace: ns, labelSelector: agentLabel, ...page }),
       (p, verb) => {
         for (const b of this.agentNodes.update(p, verb === 'delete')) this.queue.add(b);
+        // Its readiness decides whether its node probes (status.probingNodes).
+        const own = p.metadata?.labels?.[BALANCER_LABEL];
+        if (own) this.queue.add(own);
       },
       { labelSelector: agentLabel, trim: trimPod, pageSize: AGENT_PODS_PAGE_SIZE },
     );
@@ -149,6 +155,17 @@ export class BalancerController implements BalancerView {
 
   l2(balancer: string): boolean {
     return !!this.balancers.get(balancer)?.spec.l2;
+  }
+
+  health(balancer: string): HealthView {
+    return balancerHealth(this.balancers.get(balancer));
+  }
+
+  /** The nodes whose agent of this balancer is Ready, sorted: they divide the health checks. */
+  private probingNodes(balancer: string): string[] {
+    const ready = this.agentPods.list().filter((p) => p.metadata?.labels?.[BALANCER_LABEL] === balancer && p.spec?.nodeName &&
+      p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+    return [...new Set(ready.map((p) => p.spec!.nodeName!))].sort();
   }
 
   mayShareNodes(a: string, b: string): boolean {
@@ -222,15 +239,17 @@ export class BalancerController implements BalancerView {
     const excluded: V1Condition = { ...nodesExcludedCondition(this.placement().get(name), b.metadata.generation), lastTransitionTime: new Date() };
     const prevExcluded = b.status?.conditions?.find((c) => c.type === excluded.type);
     if (prevExcluded && prevExcluded.status === excluded.status) excluded.lastTransitionTime = new Date(prevExcluded.lastTransitionTime);
+    const probingNodes = this.probingNodes(name);
     const status: XdpBalancerStatus = {
       observedGeneration: b.metadata.generation,
       desiredAgents: desired,
       readyAgents: ready,
       conditions: [condition, overlap, excluded],
+      probingNodes,
     };
     const sameAs = (c: V1Condition, p: V1Condition | undefined) => p?.status === c.status && p?.reason === c.reason && p?.message === c.message;
     const same = b.status?.observedGeneration === status.observedGeneration && b.status?.desiredAgents === desired &&
-      b.status?.readyAgents === ready && sameAs(condition, prev) && sameAs(overlap, prevOverlap) && sameAs(excluded, prevExcluded);
+      b.status?.readyAgents === ready && (b.status?.probingNodes ?? []).join() === probingNodes.join() && sameAs(condition, prev) && sameAs(overlap, prevOverlap) && sameAs(excluded, prevExcluded);
     if (same) return;
     await this.custom.patchClusterCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },

@@ -36,6 +36,7 @@ import { matchesSelector } from './selector.js';
 import { type EndpointSlices, serviceKey } from './services/endpoint-slices.js';
 import { type Requeue, WorkQueue } from '../lib/work-queue.js';
 import { vipStatus } from './vip-status.js';
+import { healthEvents } from './backend-health.js';
 
 const log = componentLog('vip-controller');
 
@@ -322,6 +323,7 @@ export class VipController {
     if (!events) return;
     const diff = backendChanges(prev?.backends ?? [], next.backends ?? []);
     if (diff) events.record(vip, 'Normal', 'BackendsChanged', diff);
+    for (const [type, reason, message] of healthEvents(prev?.backends, next.backends ?? [])) events.record(vip, type, reason, message);
     const was = prev?.conditions?.find((c) => c.type === 'Conflict');
     const now = next.conditions?.find((c) => c.type === 'Conflict');
     if (now?.status === 'True' && was?.status !== 'True') events.record(vip, 'Warning', 'Conflict', `${now.message}: not programmed`);
@@ -361,9 +363,13 @@ export function backendChanges(prev: readonly BackendStatus[], next: readonly Ba
 }
 
 /** Field by field: the API server returns a custom object's keys in its own (sorted) order. */
-const backendKey = (b: BackendStatus) => [b.ip, b.weight, b.pod, b.node ?? '', !!b.draining, b.drainingSince ?? ''].join('|');
+const backendKey = (b: BackendStatus) =>
+  [b.ip, b.weight, b.pod, b.node ?? '', !!b.draining, b.drainingSince ?? '', b.healthy ?? true, b.unhealthySince ?? '', b.unhealthyReason ?? ''].join('|');
 const sameBackends = (a: BackendStatus[] = [], b: BackendStatus[] = []) =>
   a.length === b.length && a.every((x, i) => backendKey(x) === backendKey(b[i]!));
+
+/** The API server returns an object's keys sorted: compare in that order. */
+const sortedKeys = (o: object | undefined) => (o ? Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b))) : null);
 
 function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipStatus): boolean {
   return (
@@ -376,6 +382,7 @@ function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipS
     prev?.programmedNodes !== next.programmedNodes ||
     prev?.l2?.node !== next.l2?.node ||
     !sameBackends(prev?.backends, next.backends) ||
+    JSON.stringify(sortedKeys(prev?.healthCheck)) !== JSON.stringify(sortedKeys(next.healthCheck)) ||
     !conditionsEqual(prev?.conditions, next.conditions)
   );
 }

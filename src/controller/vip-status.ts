@@ -16,6 +16,8 @@ import type { ConflictInfo } from './conflicts.js';
 import type { AddressDecision } from './pools/vip-address.js';
 import { electL2Node } from './l2/l2-election.js';
 import { resolveEndpointBackends } from './services/endpoint-backends.js';
+import { planHealthCheck } from '../api/health-check.js';
+import { healthCheckStatus, withHealth } from './backend-health.js';
 
 const MS_PER_SECOND = 1000;
 
@@ -59,7 +61,12 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
   const desired = balancers.desiredAgents(balancer);
   // Counts are of every backend; the list, and so the agents, see at most maxBackends of them.
   const active = res.backends.filter((b) => !b.draining);
-  const { listed, unlisted } = limitBackends(res.backends, vip.status?.backends, maxBackends);
+  const limited = limitBackends(res.backends, vip.status?.backends, maxBackends);
+  const unlisted = limited.unlisted;
+  // The balancer nodes' health checks: an unhealthy backend is listed with healthy false (weight 0 on every agent).
+  const healthPlan = planHealthCheck(vip.spec.healthCheck, vip.spec.ports);
+  const listed = withHealth(`${vip.metadata.namespace}/${vip.metadata.name}`, limited.listed, vip.status?.backends, balancers.health?.(balancer),
+    'probe' in healthPlan);
   const listedActive = listed.filter((b) => !b.draining);
   const conditions = computeConditions({
     vip: { ...vip, status: { ...vip.status, backends: listed } },
@@ -90,6 +97,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
       backends: listed,
       conditions,
       ...(l2 ? { l2 } : {}),
+      healthCheck: healthCheckStatus(healthPlan, listed),
     },
     desiredNodes: desired ?? 0,
     programmedNodes: programmed,

@@ -44,7 +44,12 @@ export function murmur3(text: string, seed: number): number {
     k = Math.imul(k, c2);
     h ^= k;
   }
-  h ^= data.length;
+  return fmix32(h ^ data.length);
+}
+
+/** MurmurHash3's finalizer: every input bit flips each output bit with probability about 1/2. */
+export function fmix32(x: number): number {
+  let h = x >>> 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

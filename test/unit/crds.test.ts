@@ -6,8 +6,10 @@ import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
 import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
+import { HEALTH_CHECK_BOUNDS, HEALTH_CHECK_DEFAULTS } from '../../src/api/health-check.js';
 import {
   BFD_MIN_INTERVAL_MS, BFD_MULTIPLIER, DEFAULT_BFD_MIN_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER, DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT,
+  MAX_REPORTED_UNHEALTHY,
 } from '../../src/api/xdpbalancer.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
 import { MAX_ASN } from '../../src/agent/announce/bgp-settings.js';
@@ -79,11 +81,27 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
   for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
     assert.ok(status[field], `status.${field}`);
   }
-  assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(), ['draining', 'drainingSince', 'ip', 'node', 'pod', 'weight']);
+  assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(),
+    ['draining', 'drainingSince', 'healthy', 'ip', 'node', 'pod', 'unhealthyReason', 'unhealthySince', 'weight']);
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
   // address is assigned when left out; backendSelector or backendService, one of them (a CEL rule).
   assert.deepEqual(schema.properties!.spec!.required, ['ports']);
   assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');
+});
+
+test('spec.healthCheck: the defaults and bounds the code applies, and the rules that tie it to the ports', () => {
+  const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
+  const spec = schema.properties!.spec!;
+  const hc = spec.properties!.healthCheck!.properties!;
+  assert.equal(hc.enabled!.default, HEALTH_CHECK_DEFAULTS.enabled);
+  for (const k of ['intervalSeconds', 'timeoutSeconds', 'unhealthyThreshold', 'healthyThreshold'] as const) {
+    assert.deepEqual([hc[k]!.default, hc[k]!.minimum, hc[k]!.maximum], [HEALTH_CHECK_DEFAULTS[k], HEALTH_CHECK_BOUNDS[k].min, HEALTH_CHECK_BOUNDS[k].max], k);
+  }
+  assert.ok(spec['x-kubernetes-validations']!.some((r) => r.rule.includes('self.healthCheck.port')), 'port must be a TCP port of the VIP');
+  assert.ok(spec.properties!.healthCheck!['x-kubernetes-validations']!.some((r) => r.rule.includes('timeoutSeconds < self.intervalSeconds')));
+  const xdpb = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.status!.properties!;
+  assert.equal(xdpb.nodes!.items!.properties!.health!.properties!.unhealthy!.maxItems, MAX_REPORTED_UNHEALTHY);
+  assert.ok(xdpb.probingNodes);
 });
 
 test('an XdpBalancer name is refused when its agent pods could not carry it as a label', () => {

@@ -23,6 +23,8 @@ export const NODE_REPORT_INTERVAL_MS = 5000;
 export interface NodeAnnouncements {
   bgp?: AnnouncerState;
   l2?: L2State;
+  /** The backends this node probes and judged unhealthy (health/cluster-health.ts). */
+  health?: BalancerNodeStatus['health'];
 }
 
 /** The entry, without the time it was written: what decides whether to write. */
@@ -45,6 +47,7 @@ export function nodeReport(node: string, a: NodeAnnouncements): Omit<BalancerNod
       },
     } : {}),
     ...(a.l2 ? { l2: { answering: a.l2.answering.length } } : {}),
+    ...(a.health ? { health: a.health } : {}),
   };
 }
 

@@ -36,6 +36,8 @@ const WRITE_CONCURRENCY = 16;
 export interface ClusterSourceOptions {
   balancer: string;
   node: string;
+  /** The VIPs programmed on this node, after each sync (the health checks probe their backends). */
+  onProgrammed?: (vips: LoadBalancerVip[]) => void;
 }
 
 export const agentFieldManager = (node: string) => `xdplb-agent-${node}`;
@@ -83,6 +85,7 @@ export class ClusterSource implements VipSource {
   /** Reports the initial plan; from now on, changes are programmed into `programmer`. */
   async follow(programmer: Programmer): Promise<void> {
     this.programmer = programmer;
+    if (this.first) this.opts.onProgrammed?.(this.first.programmed);
     // A failed write is retried by the sync below, which writes every entry that still differs.
     if (this.first) await this.report(this.first);
     this.queue.add(SYNC); // anything that changed since the plan was made
@@ -120,6 +123,7 @@ export class ClusterSource implements VipSource {
     // Only what is programmed here: the controller may name this node before the maps hold the VIP.
     programmer.setL2Addresses?.(plan.programmed.filter((v) => v.status?.l2?.node === this.opts.node && v.status.address).map((v) => v.status!.address!));
     for (const [v, why] of plan.refused) log.warn({ vip: vipRef(v), problem: why }, 'VIP not programmed on this node');
+    this.opts.onProgrammed?.(plan.programmed);
     const failedWrites = await this.report(plan);
     if (refusedByKernel) throw new Error(refusedByKernel);
     if (failedWrites) throw new Error(`${failedWrites} status write(s) failed`);

@@ -64,7 +64,8 @@ export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[
 export function specsOf(v: LoadBalancerVip): VipSpec[] {
   const address = allowedAddress(v);
   if (address === undefined) return [];
-  const reals = (v.status?.backends ?? []).map((b) => ({ address: b.ip, weight: b.draining ? 0 : b.weight }));
+  // Unhealthy (the balancer nodes' health checks, folded in by the controller): weight 0, draining like a backend no longer Ready.
+  const reals = (v.status?.backends ?? []).map((b) => ({ address: b.ip, weight: b.draining || b.healthy === false ? 0 : b.weight }));
   return v.spec.ports.map((p) => ({
     address,
     port: p.port,

@@ -21,10 +21,14 @@ import {
   type VipSpecBase,
 } from '../../api/types.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
+import type { HealthCheckSpec } from '../../api/health-check.js';
+import { parseHealthCheck } from '../health/health-config.js';
 
 export interface StandaloneVip extends VipSpecBase {
   name: string;
   reals: Backend[];
+  /** Probes of each real along its path (the LoadBalancerVip's spec.healthCheck); absent: the defaults. */
+  healthCheck?: HealthCheckSpec;
 }
 
 export interface Problem {
@@ -76,7 +80,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
       problems.push({ path: at, reason: 'must be a mapping' });
       return;
     }
-    checkKeys(raw, ['name', 'address', 'ports', 'hashing', 'lruBypass', 'reals'], at, problems);
+    checkKeys(raw, ['name', 'address', 'ports', 'hashing', 'lruBypass', 'reals', 'healthCheck'], at, problems);
     const name = raw.name;
     if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
       problems.push({ path: `${at}.name`, reason: `${JSON.stringify(name)} is not a lowercase DNS-style name` });
@@ -150,6 +154,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
       hashing,
       lruBypass: raw.lruBypass === true,
       reals,
+      ...(raw.healthCheck === undefined ? {} : { healthCheck: parseHealthCheck(raw.healthCheck, `${at}.healthCheck`, problems) }),
     });
   });
   if (problems.length) throw new ConfigError(source, problems);

@@ -1,0 +1,88 @@
+/** The controller's fold of the nodes' health reports into a VIP's backends, and what agents program from it. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { healthTargetKey } from '../../../src/api/health-check.js';
+import type { BackendStatus, LoadBalancerVip } from '../../../src/api/loadbalancervip.js';
+import type { XdpBalancer } from '../../../src/api/xdpbalancer.js';
+import { balancerHealth, healthCheckStatus, healthEvents, withHealth } from '../../../src/controller/backend-health.js';
+import { Rendezvous } from '../../../src/lib/rendezvous.js';
+import { specsOf } from '../../../src/agent/sources/cluster-vips.js';
+import { healthVipsOf } from '../../../src/agent/health/cluster-health.js';
+import { healthTargets } from '../../../src/agent/health/health-targets.js';
+import { planHealthCheck } from '../../../src/api/health-check.js';
+
+const NODES = ['lb-a', 'lb-b', 'lb-c'];
+const VIP = 'shop/web';
+const BACKENDS: BackendStatus[] = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6'].map((ip, i) => ({ ip, weight: 1, pod: `web-${i}` }));
+const owner = (ip: string, nodes = NODES) => new Rendezvous(nodes).ownerOf(healthTargetKey(VIP, ip))!;
+
+function balancer(reports: Record<string, string[]>, opts: { nodes?: string[]; digestOf?: string[] } = {}): XdpBalancer {
+  const nodes = opts.nodes ?? NODES;
+  const digest = new Rendezvous(opts.digestOf ?? nodes).digest();
+  return {
+    metadata: { name: 'default' }, spec: { image: 'x' },
+    status: {
+      probingNodes: nodes,
+      nodes: Object.entries(reports).map(([node, ips]) => ({
+        node, updated: '2026-01-01T00:00:00Z',
+        health: { probingNodes: digest, unhealthy: ips.map((ip) => ({ vip: VIP, ip, since: '2026-01-01T00:00:00Z', reason: 'no SYN-ACK' })) },
+      })),
+    },
+  };
+}
+
+test('a backend is unhealthy exactly when its owner under the current node list reports it', () => {
+  const bad = BACKENDS[1]!.ip;
+  const reports = Object.fromEntries(NODES.map((n) => [n, n === owner(bad) ? [bad] : []]));
+  // Another node's word on it counts for nothing: it does not probe it.
+  const other = NODES.find((n) => n !== owner(bad))!;
+  reports[other] = [...reports[other]!, bad, BACKENDS[2]!.ip].filter((ip) => owner(ip) !== other);
+  const out = withHealth(VIP, BACKENDS, undefined, balancerHealth(balancer(reports)), true);
+  assert.deepEqual(out.filter((b) => b.healthy === false).map((b) => b.ip), [bad]);
+  assert.match(out[1]!.unhealthyReason!, new RegExp(`no SYN-ACK \\(judged by ${owner(bad)}\\)`));
+  assert.equal(healthCheckStatus(planHealthCheck(undefined, [{ port: 80, protocol: 'TCP' }]), out).unhealthyBackends, 1);
+});
+
+test('the owner has not reported for the current list yet: the previous status stands, either way', () => {
+  const prev = BACKENDS.map((b, i) => (i === 0 ? { ...b, healthy: false, unhealthySince: 'then', unhealthyReason: 'old' } : b));
+  const stale = balancerHealth(balancer(Object.fromEntries(NODES.map((n) => [n, BACKENDS.map((b) => b.ip)])), { digestOf: ['lb-a'] }));
+  const out = withHealth(VIP, BACKENDS, prev, stale, true);
+  assert.deepEqual(out.map((b) => b.healthy), [false, undefined, undefined, undefined, undefined, undefined]);
+  assert.equal(out[0]!.unhealthyReason, 'old');
+});
+
+test('draining backends, VIPs not probed, and a balancer with no reports carry no health', () => {
+  const view = balancerHealth(balancer(Object.fromEntries(NODES.map((n) => [n, BACKENDS.map((b) => b.ip)]))));
+  const draining = BACKENDS.map((b) => ({ ...b, draining: true }));
+  assert.ok(withHealth(VIP, draining, undefined, view, true).every((b) => b.healthy === undefined));
+  assert.ok(withHealth(VIP, BACKENDS, undefined, view, false).every((b) => b.healthy === undefined));
+  assert.ok(withHealth(VIP, BACKENDS, undefined, balancerHealth(undefined), true).every((b) => b.healthy === undefined));
+  assert.deepEqual(healthCheckStatus(planHealthCheck(undefined, [{ port: 53, protocol: 'UDP' }]), BACKENDS),
+    { probed: false, reason: 'NoTcpPort', message: 'no TCP port to probe: UDP-only VIPs rely on readiness alone' });
+});
+
+test('events: unhealthy is a Warning, healthy again a Normal', () => {
+  const down = BACKENDS.map((b, i) => (i === 2 ? { ...b, healthy: false, unhealthyReason: 'x (judged by lb-a)' } : b));
+  assert.deepEqual(healthEvents(BACKENDS, down), [['Warning', 'BackendUnhealthy', '10.0.0.3 (pod web-2): x (judged by lb-a); weight 0 until it answers again']]);
+  assert.deepEqual(healthEvents(down, BACKENDS), [['Normal', 'BackendHealthy', '10.0.0.3 (pod web-2) answers its health checks again']]);
+  assert.deepEqual(healthEvents(down, down), []);
+});
+
+test('agents program an unhealthy backend at weight 0, and probe only their share, starting from the status', () => {
+  const vip: LoadBalancerVip = {
+    metadata: { name: 'web', namespace: 'shop', creationTimestamp: new Date(0) },
+    spec: { ports: [{ port: 80, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }], backendSelector: {} },
+    status: {
+      address: '198.19.0.10',
+      conditions: [{ type: 'AddressAllowed', status: 'True', reason: 'InPool', message: '', lastTransitionTime: new Date() }],
+      backends: BACKENDS.map((b, i) => (i === 0 ? { ...b, healthy: false, unhealthySince: '2026-01-01T00:00:00Z' } : i === 1 ? { ...b, draining: true } : b)),
+    },
+  };
+  for (const spec of specsOf(vip)) assert.deepEqual(spec.reals.map((r) => r.weight), [0, 0, 1, 1, 1, 1]);
+  const mine = (node: string) => healthTargets(healthVipsOf([vip]), (k) => new Rendezvous(NODES).ownerOf(k) === node).targets;
+  const all = NODES.flatMap(mine);
+  assert.deepEqual(all.map((t) => t.real).sort(), BACKENDS.filter((_, i) => i !== 1).map((b) => b.ip), 'every listed backend not draining, once');
+  const first = all.find((t) => t.real === BACKENDS[0]!.ip)!;
+  assert.deepEqual(first.knownUnhealthy, { since: Date.parse('2026-01-01T00:00:00Z'), reason: undefined });
+  assert.equal(first.check.port, 80);
+});
