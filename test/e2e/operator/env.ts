@@ -67,6 +67,15 @@ export interface OperatorEnv {
    */
   syncEndpoints(service: string, port: number): Promise<void>;
 
+  /**
+   * Breaks the tunnel path to one backend while its pod stays Ready and its
+   * server runs: the backend programs leave its veth, as on a node without
+   * the backend datapath. restoreBackendPath puts them back. Where the
+   * environment can do it.
+   */
+  breakBackendPath?(name: string): Promise<void>;
+  restoreBackendPath?(name: string): Promise<void>;
+
   /** A router that peers by BGP with the balancer nodes, where the environment has one. */
   readonly bgp?: BgpRouter;
 

@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseMetrics, type Samples } from '../../support/prometheus.js';
@@ -131,11 +132,26 @@ export class LabOperatorEnv implements OperatorEnv {
     }
   }
 
-  /** There is no DaemonSet controller: say that every balancer node runs a ready agent. */
+  /**
+   * There is no DaemonSet controller nor kubelet: say that every balancer node
+   * runs a ready agent, in the DaemonSet's status and with a Ready pod of its
+   * template's labels on each node (the controller divides the health checks
+   * among the nodes whose agent pod is Ready).
+   */
   scheduleAgents(n: number): void {
     const ds = this.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE])!;
     const status = { observedGeneration: ds.metadata.generation, desiredNumberScheduled: n, currentNumberScheduled: n, numberMisscheduled: 0, numberReady: n };
     this.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+    for (const node of this.nodes.slice(0, n)) {
+      const name = `${AGENT_DAEMONSET}-${node}`;
+      this.kubectl(['apply', '-f', '-'], JSON.stringify({
+        apiVersion: 'v1', kind: 'Pod',
+        metadata: { name, namespace: AGENT_NAMESPACE, labels: ds.spec.template.metadata.labels },
+        spec: { nodeName: node, containers: [{ name: 'agent', image: E2E_IMAGE }] },
+      }));
+      const podStatus = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] };
+      this.kubectl(['patch', 'pod', name, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: podStatus })]);
+    }
   }
 
   /** `memoryLimitBytes`: run it in a memory cgroup with that limit, as its pod would (benchmarks). */
@@ -279,9 +295,26 @@ export class LabOperatorEnv implements OperatorEnv {
     return parseMetrics(await this.lab.httpGet(this.balancer(node), '/metrics'));
   }
 
-  async setBackend(name: string, state: BackendState): Promise<void> {
+  private pod(name: string): LabPod {
     const pod = this.pods().find((p) => p.name === name);
     if (!pod) throw new Error(`no backend ${name}`);
+    return pod;
+  }
+
+  /** Stops the pod's node's backend agent (which leaves its links in place) and unpins the pod's two links: nothing holds them, so they detach. */
+  async breakBackendPath(name: string): Promise<void> {
+    const pod = this.pod(name);
+    await this.lab.stopBackendAgent(pod.worker);
+    for (const direction of ['ingress', 'egress']) rmSync(join(pod.worker.pinDir, `tcx_${pod.veth}_${direction}`));
+  }
+
+  /** Starts the node's backend agent again: it attaches the pod's programs anew. */
+  restoreBackendPath(name: string): Promise<void> {
+    return this.lab.startBackendAgent(this.pod(name).worker, { api: this.api('xdplb-system/xdplb-backend') });
+  }
+
+  async setBackend(name: string, state: BackendState): Promise<void> {
+    const pod = this.pod(name);
     if (state === 'absent') {
       this.kubectl(['delete', 'pod', name, '-n', this.namespace, '--grace-period=0', '--force', '--ignore-not-found']);
       return;

@@ -36,7 +36,9 @@ describe('operator end to end: kubectl apply to packets', () => {
   const untilVip = (name: string, what: string, ok: (v: LoadBalancerVip) => boolean) => waitFor(what, () => getVip(name), ok);
   const vipsProgrammed = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vips')));
   const mapWrites = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_map_writes_total')));
-  const webVip = (name = 'web') => vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}, {port: 53, protocol: UDP, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}`, name, ns());
+  // No health checks: these scenarios count the VIP's packets exactly, and each probe adds one (the probing node's RST to the
+  // VIP). The health check scenario below turns them on.
+  const webVip = (name = 'web') => vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}, {port: 53, protocol: UDP, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}\n  healthCheck: {enabled: false}`, name, ns());
   /** Connections until all of `count` succeed, or the deadline. */
   const untilServed = async (count: number, ok: (byReal: Record<string, number>) => boolean, timeoutMs = APPLY_TO_TRAFFIC_MS) => {
     const started = Date.now();
@@ -312,6 +314,62 @@ describe('operator end to end: kubectl apply to packets', () => {
       env.kubectl(['delete', 'lbvip', 'web-bgp', '-n', ns(), '--ignore-not-found']);
       patchBgp(null);
       await router.stop();
+    }
+  });
+  // Breaking one pod's tunnel path needs the node's pins: the lab does it; on kind the pods' nodes are containers.
+  const labOnlyTest = process.env.XDPLB_E2E_ENV === 'kind' ? () => undefined : test;
+  labOnlyTest('health checks along the real path: a backend whose tunnel path breaks while its pod stays Ready is marked unhealthy (status, Event, metric) and gets weight 0; the others serve on; mended, it returns', async (t) => {
+    if (!need(t)) return;
+    const [a, b, c] = env.backendNames as [string, string, string];
+    for (const x of [a, b, c]) await env.setBackend(x, 'ready');
+    const hc = { intervalSeconds: 2, timeoutSeconds: 1, unhealthyThreshold: 2, healthyThreshold: 2 };
+    env.kubectl(['apply', '-f', '-'], vipManifest(`  address: ${env.vip4}\n  ports: [{port: ${HTTP}, targetPort: ${env.backendPort}}]\n  backendSelector: {matchLabels: {app: web}}\n  healthCheck: ${JSON.stringify(hc)}`, 'web-hc', ns()));
+    const backend = (v: LoadBalancerVip, pod: string) => v.status?.backends?.find((x) => x.pod === pod);
+    const events = (reason: string) => (JSON.parse(env.kubectl(['get', 'events', '-n', ns(), '--field-selector', `involvedObject.name=web-hc,reason=${reason}`, '-o', 'json'])) as
+      { items: { message: string }[] }).items;
+    let broken = false;
+    try {
+      await untilServed(300, (byReal) => [a, b, c].every((x) => !!byReal[x]), 30_000);
+      await untilVip('web-hc', 'probed, three healthy backends', (v) => v.status?.healthCheck?.probed === true && v.status?.backends?.length === 3 &&
+        v.status.backends.every((x) => x.healthy !== false));
+      const ipA = backend(getVip('web-hc'), a)!.ip;
+      // Long-lived connections on the others must not notice; those on a lose their path with it.
+      const longs = Array.from({ length: 8 }, () => env.long(env.vip4, HTTP, 20_000, 500));
+      await sleep(1500);
+      const brokenAt = Date.now();
+      await env.breakBackendPath!(a);
+      broken = true;
+      const unhealthy = await waitFor(`${a} unhealthy in status`, () => getVip('web-hc'), (v) => backend(v, a)?.healthy === false, 60_000, 200);
+      t.diagnostic(`path broken -> status.backends[${a}].healthy false: ${Date.now() - brokenAt} ms (interval ${hc.intervalSeconds} s, ${hc.unhealthyThreshold} failures, timeout ${hc.timeoutSeconds} s)`);
+      t.diagnostic(`reason: ${backend(unhealthy, a)!.unhealthyReason}`);
+      assert.ok(backend(unhealthy, a)!.unhealthySince, 'unhealthySince set');
+      assert.equal(unhealthy.status!.healthCheck!.unhealthyBackends, 1);
+      for (const x of [b, c]) assert.notEqual(backend(unhealthy, x)!.healthy, false, `${x} stays healthy`);
+      await waitFor('a BackendUnhealthy Event on the VIP', () => events('BackendUnhealthy'), (e) => e.some((x) => x.message.includes(ipA)));
+      // The node that probes it says so in its metrics; every node gives it weight 0: new connections go to the others only.
+      const healthSeries = async () => (await Promise.all(env.nodes.map((n) => env.agentMetrics(n))))
+        .flatMap((m) => [...m].filter(([k]) => k.startsWith('xdplb_backend_healthy{') && k.includes(`real="${ipA}"`)).map(([, value]) => value));
+      assert.deepEqual(await healthSeries(), [0], 'exactly one node probes it, and reports it unhealthy');
+      const served = await untilServed(300, (byReal) => !byReal[a] && !!byReal[b] && !!byReal[c], 30_000);
+      t.diagnostic(`while ${a} is unhealthy: ${JSON.stringify(served.byReal)}, ${served.failures} failed`);
+      const results = await Promise.all(longs);
+      const others = results.filter((r) => r.real !== a);
+      t.diagnostic(`long-lived: ${results.map((r) => `${r.real} ${r.received}/${r.sent}${r.error ? ` (${r.error})` : ''}`).join('; ')}`);
+      assert.ok(others.length > 0, 'some long-lived connections were on the healthy backends');
+      for (const r of others) {
+        assert.equal(r.error, '', `a connection to ${r.real} broke: ${r.error}`);
+        assert.ok(r.received >= r.sent - 1 && r.sent >= LONG_LIVED_MIN_MESSAGES, `connection to ${r.real}: ${r.received}/${r.sent}`);
+      }
+      const mendedAt = Date.now();
+      await env.restoreBackendPath!(a);
+      broken = false;
+      await waitFor(`${a} healthy again`, () => getVip('web-hc'), (v) => backend(v, a)?.healthy !== false, 60_000, 200);
+      t.diagnostic(`path mended -> healthy: ${Date.now() - mendedAt} ms (${hc.healthyThreshold} successes)`);
+      await waitFor('a BackendHealthy Event on the VIP', () => events('BackendHealthy'), (e) => e.some((x) => x.message.includes(ipA)));
+      await untilServed(300, (byReal) => [a, b, c].every((x) => !!byReal[x]), 30_000);
+    } finally {
+      if (broken) await env.restoreBackendPath!(a);
+      env.kubectl(['delete', 'lbvip', 'web-hc', '-n', ns(), '--ignore-not-found']);
     }
   });
 });
