@@ -9,14 +9,15 @@ import { readBackendReasons } from '../dataplane/counters.js';
 import type { BackendAgent } from './backend-agent.js';
 
 /**
- * What became of the packet: handed to the pod, a reply rewritten (sent on by
- * the program, or by the node's stack: REPLY_TO_STACK_*), left to the kernel
- * untouched, or dropped.
+ * What became of the packet: handed to the pod (on its veth, or from the NIC
+ * in Node addressing, sent on by the program or by the node's stack:
+ * NODE_TO_STACK_*), a reply rewritten (sent on by the program, or by the
+ * node's stack: REPLY_TO_STACK_*), left to the kernel untouched, or dropped.
  */
 export function backendVerdict(reason: BackendReason): 'delivered' | 'rewritten' | 'pass' | 'drop' {
-  if (reason.startsWith('TO_POD')) return 'delivered';
+  if (reason.startsWith('TO_POD') || reason.startsWith('NODE_TO')) return 'delivered';
   if (reason.startsWith('REPLY')) return 'rewritten';
-  return reason.startsWith('DROP') ? 'drop' : 'pass';
+  return reason.includes('DROP') ? 'drop' : 'pass';
 }
 
 export function backendMetrics(agent: BackendAgent, desired: () => number): Registry {
