@@ -41,5 +41,9 @@ export function backendMetrics(agent: BackendAgent, desired: () => number): Regi
   scraped('xdplb_backend_services', 'backend_svcs entries held, draining ones included.', () => agent.counts().entries);
   scraped('xdplb_backend_services_draining', 'backend_svcs entries kept while their flows finish.', () => agent.counts().draining);
   scraped('xdplb_backend_veths', 'Pod veths carrying the backend programs.', () => agent.counts().veths);
+  scraped('xdplb_backend_node_services', 'Node addressing: backend_node_svcs entries held, draining ones included.', () => agent.counts().nodeEntries);
+  scraped('xdplb_backend_node_services_draining', 'Node addressing: backend_node_svcs entries kept while their flows finish.',
+    () => agent.counts().nodeDraining);
+  scraped('xdplb_backend_nics', 'Node addressing: NICs carrying the from-NIC program.', () => agent.counts().nics);
   return r;
 }
