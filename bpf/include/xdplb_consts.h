@@ -31,6 +31,12 @@ enum xdplb_capacity {
 	 * accounts it (preallocated): 32 MiB. The agent can load another size
 	 * (src/bpf/maps.ts BackendCapacities). */
 	XDPLB_BACKEND_FLOW_TABLE_SIZE = 262144,
+	/* backend, Node addressing: (node address, VIP, port) entries on one
+	 * node, and the slots each spreads new flows over (a pod in as many as
+	 * its weight gives it; more pods of one VIP port on one node than this
+	 * get no share: bpf/BACKEND.md). */
+	XDPLB_MAX_BACKEND_NODE_SERVICES = 4096,
+	XDPLB_NODE_SVC_SLOTS = 64,
 };
 
 /* Address families as stored in map keys (not the host's AF_* values, which
@@ -109,6 +115,11 @@ enum xdplb_trace_counter {
  * flow moved between nodes by ECMP picks the same ring slot. */
 #define XDPLB_FLOW_HASH_SEED 0x7864706cU /* "xdpl" */
 
+/* Seed of the hash a backend node picks one of its pods by (Node
+ * addressing): another than the balancers', so that which pod a flow gets on
+ * a node does not follow from which node the balancer chose. */
+#define XDPLB_NODE_HASH_SEED 0x6e6f6465U /* "node" */
+
 /*
  * Why the balancer did what it did with a packet. Every packet increments
  * exactly one counter. Ranges decide the XDP action: TX, then PASS, then DROP.
@@ -153,6 +164,14 @@ enum xdplb_backend_reason {
 	XDPLB_BACKEND_TO_POD_V4_IN_V4 = 0, /* decapsulated, VIP:port rewritten to pod:target port, flow recorded */
 	XDPLB_BACKEND_TO_POD_V4_IN_V6,
 	XDPLB_BACKEND_TO_POD_V6_IN_V6,
+	/* Node addressing, on the node's NIC: a tunnel packet to a node address
+	 * for a VIP port of local pods: a pod picked (the flow's, or by hash),
+	 * decapsulated, VIP:port rewritten to pod:target port, flow recorded, and
+	 * sent to the pod's veth by the program (bpf_redirect_neigh), past the
+	 * node's netfilter. */
+	XDPLB_BACKEND_NODE_TO_POD_V4_IN_V4,
+	XDPLB_BACKEND_NODE_TO_POD_V4_IN_V6,
+	XDPLB_BACKEND_NODE_TO_POD_V6_IN_V6,
 	XDPLB_BACKEND_REPLY_REWRITTEN,     /* from a pod: a recorded flow's reply, source rewritten to VIP:port, routed by the
 					    * program and sent from its egress device (bpf_redirect_neigh), past the node's netfilter */
 	/* A recorded flow's reply, rewritten, that the node's route lookup would not
@@ -162,15 +181,26 @@ enum xdplb_backend_reason {
 	XDPLB_BACKEND_REPLY_TO_STACK_NOT_FORWARDED, /* not forwarded: a local destination, forwarding off on the veth, no route, a route with encapsulation */
 	XDPLB_BACKEND_REPLY_TO_STACK_FRAG_NEEDED,   /* larger than the egress device's MTU (and no GSO skb that segments to fit it) */
 	XDPLB_BACKEND_REPLY_TO_STACK_TTL_EXPIRED,   /* TTL or hop limit 1 or less: the stack answers time exceeded */
+	/* Node addressing: translated toward a pod, but the node's route lookup
+	 * would not simply forward it to the pod: left to the node's stack. */
+	XDPLB_BACKEND_NODE_TO_STACK_NO_ROUTE,      /* a blackhole, unreachable or prohibit route to the pod */
+	XDPLB_BACKEND_NODE_TO_STACK_NOT_FORWARDED, /* forwarding off on the NIC, no route, a local or encapsulating route */
+	XDPLB_BACKEND_NODE_TO_STACK_FRAG_NEEDED,   /* larger than the pod veth's MTU */
 	XDPLB_BACKEND_PASS_NOT_ENCAP,      /* toward a pod: not IPIP / IPv6 tunnel traffic */
 	XDPLB_BACKEND_PASS_NO_SERVICE,     /* tunnel packet, but no (pod, VIP, port, protocol) entry: in-pod decap's */
 	XDPLB_BACKEND_PASS_FRAGMENT,       /* tunnel packet whose outer or inner header is a fragment */
 	XDPLB_BACKEND_PASS_NOT_REPLY,      /* from a pod: not TCP or UDP (nothing a VIP flow can be) */
 	XDPLB_BACKEND_PASS_NO_FLOW,        /* from a pod: TCP/UDP of no flow that came through the tunnel (probes, own connections) */
 	XDPLB_BACKEND_PASS_OWN_SYN,        /* from a pod: a bare SYN on a recorded flow's tuple: the pod opening a connection */
+	XDPLB_BACKEND_NODE_PASS_NOT_ENCAP,  /* on the NIC: not IPIP / IPv6 tunnel traffic (the node's own traffic) */
+	XDPLB_BACKEND_NODE_PASS_NO_SERVICE, /* on the NIC: tunnel packet with no (node address, VIP, port, protocol) entry */
+	XDPLB_BACKEND_NODE_PASS_FRAGMENT,   /* on the NIC: tunnel packet whose outer or inner header is a fragment */
 	XDPLB_BACKEND_DROP_HAIRPIN,        /* a pod's own connection to a VIP, balanced back to itself */
-	XDPLB_BACKEND_DROP_DECAP_FAILED,   /* bpf_skb_adjust_room refused to remove the outer header */
-	XDPLB_BACKEND_DROP_REWRITE_FAILED, /* storing an address, port or checksum failed */
+	XDPLB_BACKEND_DROP_DECAP_FAILED,   /* bpf_skb_adjust_room refused to remove the outer header (on the veth or the NIC) */
+	XDPLB_BACKEND_DROP_REWRITE_FAILED, /* storing an address, port or checksum failed (on the veth or the NIC) */
+	XDPLB_BACKEND_NODE_DROP_NO_POD,    /* Node addressing: a new flow for an entry whose pods all drain (no slot) */
+	XDPLB_BACKEND_NODE_DROP_HAIRPIN,   /* Node addressing: a pod's own connection to a VIP whose only pod here is itself */
+	XDPLB_BACKEND_NODE_DROP_NOT_LOCAL, /* Node addressing: the route to the picked pod leads back out of the NIC (the pod left) */
 	XDPLB_BACKEND_REASON_MAX,
 };
 #define XDPLB_BACKEND_FIRST_PASS_REASON XDPLB_BACKEND_PASS_NOT_ENCAP

@@ -94,6 +94,18 @@ struct backend_svc_key {
 	__u8 pad[3];
 };
 
+/* backend_node_svcs value (Node addressing; key: struct backend_svc_key
+ * whose tunnel_dst is the node's address): the local pods a VIP port spreads
+ * new flows over. Each slot holds a pod's address of the VIP's family; a pod
+ * has as many slots as its weight gives it. slots 0: every pod drains. */
+struct backend_node_svc {
+	__u32 slots;   /* slots in use, 0..XDPLB_NODE_SVC_SLOTS */
+	__u32 flags;   /* XDPLB_VIP_F_HASH_NO_SRC_PORT: pick by client address only */
+	__u8 family;   /* the pods' addresses' (the VIP's) */
+	__u8 pad[3];
+	__be32 pods[XDPLB_NODE_SVC_SLOTS][4];
+};
+
 /* One trace match rule: every set field must match. A packet is traced when
  * any of trace_config's first rule_count rules match. */
 struct trace_rule {

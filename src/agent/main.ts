@@ -86,17 +86,20 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
 
 backend mode (--mode backend) takes --node-name (the backends of status.backends on this node, of every
 LoadBalancerVip with delivery Node), --kubeconfig, --config FILE (standalone: {backends: [{vip, vipPort,
-protocol, podAddress, targetPort}]}), and:
+protocol, podAddress, targetPort, nodeAddress, weight, ignoreSourcePort}]}; nodeAddress: Node addressing), and:
   --pin-dir DIR         default ${DEFAULT_BACKEND_PIN_DIR}
   --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}
   --drain-seconds N     how long a backend's entries stay after it leaves (its flows finish); default
                         ${DEFAULT_DRAIN_SECONDS}, the balancers' default drainSeconds
+  --nic DEV[,DEV]       Node addressing: the devices whose ingress takes the tunnel packets to the node's
+                        address; default: the devices that carry the node addresses of status.backends[].nodeIP
   --detach-on-exit      on SIGTERM detach from the pods and unpin; default: stay, the next agent adopts them,
                         unless (in a pod, POD_NAMESPACE) its DaemonSet ${BACKEND_DAEMONSET} was seen deleted: uninstall
 `;
 
 /** The flags backend mode reads; any other is the balancer's. */
-const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'drain-seconds', 'detach-on-exit', 'help']);
+const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'drain-seconds', 'nic', 'detach-on-exit',
+  'help']);
 const MODES = ['balancer', 'backend'];
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
@@ -345,6 +348,7 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
     metricsAddress: str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS ?? `0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}`,
     detachOnExit: !!v['detach-on-exit'],
     removal: () => removal?.seen() ?? null,
+    nics: str('nic')?.split(',').filter(Boolean),
   });
   onStopSignal((signal) => {
     log.info({ signal, detachOnExit: !!v['detach-on-exit'] }, 'stopping');

@@ -24,6 +24,20 @@ export const DELIVERIES: readonly Delivery[] = ['Node', 'InPod'];
 /** The CRD's default: backends are ordinary pods; InPod is the choice for reals that decapsulate themselves. */
 export const DEFAULT_DELIVERY: Delivery = 'Node';
 
+/**
+ * Where the balancers encapsulate a delivery Node VIP's packets to:
+ * - Pod: the pod's address (backends[].ip); the network between the balancers
+ *   and the nodes must route pod addresses (pod CIDRs announced or routed).
+ * - Node: the address of the pod's node (backends[].nodeIP); the backend
+ *   node picks one of its pods for the flow. Works with any CNI, overlays included.
+ * An XdpBalancer's setting (spec.backendAddressing), resolved by the controller
+ * into each VIP's status.addressing: InPod VIPs are always Pod.
+ */
+export type BackendAddressing = 'Pod' | 'Node';
+export const BACKEND_ADDRESSINGS: readonly BackendAddressing[] = ['Pod', 'Node'];
+/** The CRD's default: the one that needs nothing of the network (bpf/BACKEND.md says why there is no automatic choice). */
+export const DEFAULT_BACKEND_ADDRESSING: BackendAddressing = 'Node';
+
 /** Annotation on a backend pod: its relative weight (non-negative integer). */
 export const WEIGHT_ANNOTATION = 'xdplb.dev/weight';
 
@@ -52,6 +66,13 @@ export interface BackendStatus {
   weight: number;
   pod: string;
   node?: string;
+  /**
+   * Node addressing (status.addressing Node): the address of the pod's node
+   * the balancers encapsulate to: its InternalIP of the VIP's family, or its
+   * IPv6 one for an IPv4 VIP on a node without IPv4. Absent: none usable (no
+   * traffic reaches the pod in Node addressing).
+   */
+  nodeIP?: string;
   /** No new flows; established ones continue until the drain period ends. */
   draining?: boolean;
   /** When the backend started draining (RFC 3339). */
@@ -104,6 +125,8 @@ export interface LoadBalancerVipStatus {
   /** L2 mode: the node answering ARP/NDP for the address, chosen by the controller. */
   l2?: L2Status;
   healthCheck?: HealthCheckStatus;
+  /** Where the balancers encapsulate to (its balancer's spec.backendAddressing, for delivery Node); absent: Pod. */
+  addressing?: BackendAddressing;
 }
 
 export type AddressFamily = 'IPv4' | 'IPv6';

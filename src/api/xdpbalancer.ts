@@ -1,6 +1,7 @@
 /** The XdpBalancer custom resource (crds/xdpbalancers.yaml holds its schema and defaults). */
 import type { V1Condition, V1ObjectMeta, V1Toleration } from '@kubernetes/client-node';
 import { stableHashHex } from '../lib/stable-hash.js';
+import type { BackendAddressing } from './loadbalancervip.js';
 
 export const XDPB_PLURAL = 'xdpbalancers';
 export const XDPB_KIND = 'XdpBalancer';
@@ -28,6 +29,8 @@ export interface XdpBalancerSpec {
   bgp?: XdpBalancerBgp;
   /** Announce the VIPs on the nodes' LAN (ARP/NDP from one elected node per VIP); not with bgp. */
   l2?: XdpBalancerL2;
+  /** Where its delivery Node VIPs' packets are encapsulated to: the pod's address, or its node's. Default Node. */
+  backendAddressing?: BackendAddressing;
 }
 
 /** spec.l2: one node per VIP, chosen by the controller, answers ARP/NDP for it. */
@@ -67,6 +70,8 @@ export interface XdpBalancerStatus {
   nodes?: BalancerNodeStatus[];
   /** Nodes whose agent is Ready (the controller's word): they divide the health checks among themselves. */
   probingNodes?: string[];
+  /** The backend addressing its delivery Node VIPs use (spec.backendAddressing or its default). */
+  backendAddressing?: BackendAddressing;
 }
 
 /** One backend a node judged unhealthy, in its entry of status.nodes. */

@@ -15,6 +15,9 @@ export const MAX_ND_OPTS = 4;
 export const MAX_BACKEND_SERVICES = 16384;
 /** The backend program's flow table: its default size; the agent may load another (BackendCapacities). */
 export const BACKEND_FLOW_TABLE_SIZE = 262144;
+/** Node addressing: (node address, VIP, port) entries on one node, and the pod slots of each. */
+export const MAX_BACKEND_NODE_SERVICES = 4096;
+export const NODE_SVC_SLOTS = 64;
 
 export const TRACE_MAX_RULES = 8;
 export const TRACE_RING_BYTES = 1 << 22;
@@ -81,20 +84,32 @@ export const BACKEND_REASONS = [
   'TO_POD_V4_IN_V4',
   'TO_POD_V4_IN_V6',
   'TO_POD_V6_IN_V6',
+  'NODE_TO_POD_V4_IN_V4',
+  'NODE_TO_POD_V4_IN_V6',
+  'NODE_TO_POD_V6_IN_V6',
   'REPLY_REWRITTEN',
   'REPLY_TO_STACK_NO_ROUTE',
   'REPLY_TO_STACK_NOT_FORWARDED',
   'REPLY_TO_STACK_FRAG_NEEDED',
   'REPLY_TO_STACK_TTL_EXPIRED',
+  'NODE_TO_STACK_NO_ROUTE',
+  'NODE_TO_STACK_NOT_FORWARDED',
+  'NODE_TO_STACK_FRAG_NEEDED',
   'PASS_NOT_ENCAP',
   'PASS_NO_SERVICE',
   'PASS_FRAGMENT',
   'PASS_NOT_REPLY',
   'PASS_NO_FLOW',
   'PASS_OWN_SYN',
+  'NODE_PASS_NOT_ENCAP',
+  'NODE_PASS_NO_SERVICE',
+  'NODE_PASS_FRAGMENT',
   'DROP_HAIRPIN',
   'DROP_DECAP_FAILED',
   'DROP_REWRITE_FAILED',
+  'NODE_DROP_NO_POD',
+  'NODE_DROP_HAIRPIN',
+  'NODE_DROP_NOT_LOCAL',
 ] as const;
 export type BackendReason = (typeof BACKEND_REASONS)[number];
 
@@ -103,3 +118,5 @@ export const DECAP_PROGRAM = 'xdplb_decap';
 /** The backend object's tc programs: host-side veth egress (toward the pod) and ingress (from it). */
 export const BACKEND_TO_POD_PROGRAM = 'xdplb_backend_to_pod';
 export const BACKEND_FROM_POD_PROGRAM = 'xdplb_backend_from_pod';
+/** Node addressing: on the node's NIC (tcx ingress), tunnel packets to the node's address toward a local pod. */
+export const BACKEND_FROM_NIC_PROGRAM = 'xdplb_backend_from_nic';

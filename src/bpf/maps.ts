@@ -13,6 +13,7 @@ import {
   BACKEND_REASONS,
   CONNECTION_TABLE_SIZE,
   DECAP_REASONS,
+  MAX_BACKEND_NODE_SERVICES,
   MAX_BACKEND_SERVICES,
   MAX_DECAP_ADDRS,
   MAX_REALS,
@@ -44,7 +45,9 @@ import {
   VipStatsCodec,
 } from './structs.js';
 import { TraceBudgetLayout, TraceConfigLayout } from './trace-structs.js';
-import { type BackendFlow, BackendFlowCodec, type BackendSvcKey, BackendSvcKeyCodec, type Endpoint, EndpointCodec } from './backend-structs.js';
+import {
+  type BackendFlow, BackendFlowCodec, type BackendNodeSvc, type ClientFlow, ClientFlowCodec, BackendNodeSvcCodec, type BackendSvcKey, BackendSvcKeyCodec, type Endpoint, EndpointCodec,
+} from './backend-structs.js';
 
 /** enum bpf_map_type values of the types xdplb uses. */
 export const MapType = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LRU_HASH: 9, RINGBUF: 27 } as const;
@@ -131,6 +134,11 @@ export const BACKEND_MAPS = {
   /** (client, client port, pod, target port, protocol) as the pod sees the request -> (VIP, VIP port, protocol). */
   flows: map<BackendFlow, Endpoint>('backend_flows', MapType.LRU_HASH, BackendFlowCodec, EndpointCodec, { with: 'backendFlows' }),
   stats: map<number, bigint>('backend_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: BACKEND_REASONS.length }),
+  /** Node addressing: (node address as tunnelled to, VIP, VIP port, protocol) -> the local pods, as slots. */
+  nodeServices: map<BackendSvcKey, BackendNodeSvc>('backend_node_svcs', MapType.HASH, BackendSvcKeyCodec, BackendNodeSvcCodec,
+    { fixed: MAX_BACKEND_NODE_SERVICES }),
+  /** Node addressing: the client's tuple (to VIP:port) -> the pod the node gave the flow; as many as backend_flows. */
+  nodeFlows: map<ClientFlow, IpAddress>('backend_node_flows', MapType.LRU_HASH, ClientFlowCodec, AddrCodec, { with: 'backendFlows' }),
 } as const;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a schema holds maps of every key and value type

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { BpfObject, type LoadOptions, type MapSpec } from '../libbpf/bpf-object.js';
 import type { BpfMap } from '../libbpf/bpf-map.js';
-import { BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM, BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
+import { BACKEND_FROM_NIC_PROGRAM, BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM, BALANCER_PROGRAM, DECAP_PROGRAM } from './consts.js';
 import { BACKEND_MAPS, type BackendCapacities, BALANCER_MAPS, type MapCapacities, DECAP_MAPS, isPerCpu, type Schema } from './maps.js';
 import { loadSizes } from './pinned-layout.js';
 
@@ -36,6 +36,8 @@ export interface LoadedBackend {
   maps: BackendMapSet;
   toPodFd: number;
   fromPodFd: number;
+  /** Node addressing: tcx ingress of the node's NIC. */
+  fromNicFd: number;
 }
 
 /** Map capacities chosen at load time; absent: the compiled defaults. */
@@ -67,5 +69,6 @@ export function loadBackend(opts: LoadOptions & { capacity?: Partial<BackendCapa
     maps: mapSet(object, BACKEND_MAPS),
     toPodFd: object.programFd(BACKEND_TO_POD_PROGRAM),
     fromPodFd: object.programFd(BACKEND_FROM_POD_PROGRAM),
+    fromNicFd: object.programFd(BACKEND_FROM_NIC_PROGRAM),
   };
 }

@@ -10,7 +10,7 @@ import {
   AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Condition, type V1DaemonSet, type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { GROUP, VERSION } from '../api/loadbalancervip.js';
+import { type BackendAddressing, DEFAULT_BACKEND_ADDRESSING, GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
   BalancerConditionType, DEFAULT_DRAIN_SECONDS, XDPB_PLURAL, type XdpBalancer, type XdpBalancerStatus,
 } from '../api/xdpbalancer.js';
@@ -20,7 +20,7 @@ import { WatchedCache } from '../lib/watched-cache.js';
 import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL } from '../api/agent-pod.js';
 import { agentDaemonSet, MANAGED_BY } from './agent-daemonset.js';
 import { trimPod } from './backends.js';
-import { excludedNodes, excludeNodesAffinity, nodesExcludedCondition, trimNodeForPlacement } from './balancer-placement.js';
+import { excludedNodes, excludeNodesAffinity, internalIps, nodesExcludedCondition, trimNodeForPlacement } from './balancer-placement.js';
 import type { EventRecorder } from './events.js';
 import type { ControllerMetrics } from './metrics.js';
 import { AgentNodes, nodeOverlapCondition, nodeSelectorsDisjoint } from './node-overlap.js';
@@ -47,6 +47,10 @@ export interface BalancerView {
   l2?(balancer: string): boolean;
   /** Its nodes' health judgements of the VIPs' backends (backend-health.ts). */
   health?(balancer: string): HealthView;
+  /** Where its delivery Node VIPs are encapsulated to (spec.backendAddressing or the default); absent: Pod. */
+  backendAddressing?(balancer: string): BackendAddressing;
+  /** A node's InternalIPs (Node addressing encapsulates to one of them); [] when unknown. */
+  nodeAddresses?(node: string): string[];
 }
 
 export interface BalancerControllerOptions {
@@ -68,6 +72,8 @@ export class BalancerController implements BalancerView {
   /** Nodes' labels and taints: which balancers may run where (balancer-placement.ts). */
   private readonly nodes: WatchedCache<V1Node>;
   private placementKey = '';
+  /** Every node's InternalIPs, to see them change (Node addressing's VIPs then get new nodeIPs). */
+  private addressesKey = '';
   private readonly queue: WorkQueue;
 
   constructor(kc: KubeConfig, private readonly opts: BalancerControllerOptions) {
@@ -109,8 +115,10 @@ export class BalancerController implements BalancerView {
       },
       { labelSelector: agentLabel, trim: trimPod, pageSize: AGENT_PODS_PAGE_SIZE },
     );
-    this.nodes = new WatchedCache<V1Node>(kc, '/api/v1/nodes', (page) => core.listNode(page), () => this.placementMayHaveChanged(),
-      { trim: trimNodeForPlacement });
+    this.nodes = new WatchedCache<V1Node>(kc, '/api/v1/nodes', (page) => core.listNode(page), () => {
+      this.placementMayHaveChanged();
+      this.addressesMayHaveChanged();
+    }, { trim: trimNodeForPlacement });
     this.queue = new WorkQueue('xdpbalancer', (name) => this.reconcile(name), opts.metrics?.queueHooks('XdpBalancer', () => this.queue.depth));
   }
 
@@ -123,6 +131,17 @@ export class BalancerController implements BalancerView {
     if (key === this.placementKey) return;
     this.placementKey = key;
     for (const b of this.balancers.list()) this.queue.add(b.metadata.name!);
+  }
+
+  /**
+   * A node came, went or changed: if any node's InternalIPs changed, the VIPs
+   * of every Node addressing balancer are looked at again (their nodeIPs).
+   */
+  private addressesMayHaveChanged(): void {
+    const key = JSON.stringify(this.nodes.list().map((n) => [n.metadata?.name, internalIps(n)]).sort());
+    if (key === this.addressesKey) return;
+    this.addressesKey = key;
+    for (const b of this.balancers.list()) if (this.backendAddressing(b.metadata.name!) === 'Node') this.opts.onBalancerChange?.(b.metadata.name!);
   }
 
   private placement(): Map<string, Map<string, string>> {
@@ -166,6 +185,14 @@ export class BalancerController implements BalancerView {
     const ready = this.agentPods.list().filter((p) => p.metadata?.labels?.[BALANCER_LABEL] === balancer && p.spec?.nodeName &&
       p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
     return [...new Set(ready.map((p) => p.spec!.nodeName!))].sort();
+  }
+
+  backendAddressing(balancer: string): BackendAddressing {
+    return this.balancers.get(balancer)?.spec.backendAddressing ?? DEFAULT_BACKEND_ADDRESSING;
+  }
+
+  nodeAddresses(node: string): string[] {
+    return internalIps(this.nodes.get(node));
   }
 
   mayShareNodes(a: string, b: string): boolean {
@@ -246,10 +273,12 @@ export class BalancerController implements BalancerView {
       readyAgents: ready,
       conditions: [condition, overlap, excluded],
       probingNodes,
+      backendAddressing: this.backendAddressing(name),
     };
     const sameAs = (c: V1Condition, p: V1Condition | undefined) => p?.status === c.status && p?.reason === c.reason && p?.message === c.message;
     const same = b.status?.observedGeneration === status.observedGeneration && b.status?.desiredAgents === desired &&
-      b.status?.readyAgents === ready && (b.status?.probingNodes ?? []).join() === probingNodes.join() && sameAs(condition, prev) && sameAs(overlap, prevOverlap) && sameAs(excluded, prevExcluded);
+      b.status?.readyAgents === ready && (b.status?.probingNodes ?? []).join() === probingNodes.join() &&
+      b.status?.backendAddressing === status.backendAddressing && sameAs(condition, prev) && sameAs(overlap, prevOverlap) && sameAs(excluded, prevExcluded);
     if (same) return;
     await this.custom.patchClusterCustomObjectStatus(
       { group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body: { status }, fieldManager: CONTROLLER_FIELD_MANAGER },

@@ -50,8 +50,18 @@ export function excludedNodes(balancers: readonly XdpBalancer[], nodes: readonly
 export function trimNodeForPlacement(n: V1Node): void {
   n.metadata = { name: n.metadata?.name, resourceVersion: n.metadata?.resourceVersion, labels: n.metadata?.labels };
   n.spec = { taints: n.spec?.taints };
-  delete n.status;
+  // Its InternalIPs: where Node addressing sends its pods' traffic.
+  const internal = n.status?.addresses?.filter((a) => a.type === NODE_INTERNAL_IP).map((a) => ({ type: a.type, address: a.address }));
+  if (internal?.length) n.status = { addresses: internal };
+  else delete n.status;
 }
+
+/** The node address type Node addressing encapsulates to. */
+export const NODE_INTERNAL_IP = 'InternalIP';
+
+/** A node's InternalIPs, as the cache trimmed them. */
+export const internalIps = (n: V1Node | undefined): string[] =>
+  (n?.status?.addresses ?? []).filter((a) => a.type === NODE_INTERNAL_IP).map((a) => a.address);
 
 /**
  * The agent pods' affinity: never on these nodes (by name); undefined when

@@ -301,7 +301,7 @@ export class VipController {
     }
     const written = await this.custom.patchNamespacedCustomObjectStatus(
       // A merge patch keeps fields it does not name: null removes a pool no longer allowed.
-      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, l2: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
+      { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, l2: null, addressing: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ).then(() => true, goneOrThrow);
     if (!written) return;
@@ -363,8 +363,8 @@ export function backendChanges(prev: readonly BackendStatus[], next: readonly Ba
 }
 
 /** Field by field: the API server returns a custom object's keys in its own (sorted) order. */
-const backendKey = (b: BackendStatus) =>
-  [b.ip, b.weight, b.pod, b.node ?? '', !!b.draining, b.drainingSince ?? '', b.healthy ?? true, b.unhealthySince ?? '', b.unhealthyReason ?? ''].join('|');
+const backendKey = (b: BackendStatus) => [b.ip, b.weight, b.pod, b.node ?? '', b.nodeIP ?? '', !!b.draining, b.drainingSince ?? '',
+  b.healthy ?? true, b.unhealthySince ?? '', b.unhealthyReason ?? ''].join('|');
 const sameBackends = (a: BackendStatus[] = [], b: BackendStatus[] = []) =>
   a.length === b.length && a.every((x, i) => backendKey(x) === backendKey(b[i]!));
 
@@ -381,6 +381,7 @@ function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipS
     prev?.unlistedBackends !== next.unlistedBackends ||
     prev?.programmedNodes !== next.programmedNodes ||
     prev?.l2?.node !== next.l2?.node ||
+    prev?.addressing !== next.addressing ||
     !sameBackends(prev?.backends, next.backends) ||
     JSON.stringify(sortedKeys(prev?.healthCheck)) !== JSON.stringify(sortedKeys(next.healthCheck)) ||
     !conditionsEqual(prev?.conditions, next.conditions)

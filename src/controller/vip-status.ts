@@ -5,11 +5,11 @@
  */
 import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
 import {
-  DEFAULT_BALANCER, type L2Status, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary, specProblem,
+  type BackendAddressing, type BackendStatus, DEFAULT_BALANCER, DEFAULT_DELIVERY, type L2Status, type LoadBalancerVip, type LoadBalancerVipStatus, MAX_STATUS_BACKENDS, portsSummary, specProblem,
 } from '../api/loadbalancervip.js';
 import type { Requeue } from '../lib/work-queue.js';
 import { limitBackends } from './backend-limit.js';
-import { type Resolution, resolveBackends } from './backends.js';
+import { pickBackendIp, type Resolution, resolveBackends } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { computeConditions, programmedNodes } from './conditions.js';
 import type { ConflictInfo } from './conflicts.js';
@@ -83,6 +83,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     specProblem: specProblem(vip.spec),
     now,
   });
+  const addressing = addressingOf(vip, balancers);
   const programmed = programmedNodes(vip).length;
   const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now, current: input.l2Current });
   return {
@@ -94,8 +95,9 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
       readyBackends: active.length,
       unlistedBackends: unlisted.length,
       programmedNodes: `${programmed}/${desired ?? 0}`,
-      backends: listed,
+      backends: addressing === 'Node' ? withNodeIps(listed, address.address, balancers, vip.status?.backends) : listed,
       conditions,
+      ...(addressing ? { addressing } : {}),
       ...(l2 ? { l2 } : {}),
       healthCheck: healthCheckStatus(healthPlan, listed),
     },
@@ -104,4 +106,27 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     badWeights: res.badWeights,
     requeue: res.requeueAfterSeconds === undefined ? undefined : { requeueAfterMs: res.requeueAfterSeconds * MS_PER_SECOND },
   };
+}
+
+/** Where the balancers encapsulate a VIP's packets to: its balancer's setting for delivery Node; undefined (Pod) for InPod. */
+export function addressingOf(vip: LoadBalancerVip, balancers: BalancerView): BackendAddressing | undefined {
+  if ((vip.spec.delivery ?? DEFAULT_DELIVERY) !== 'Node') return undefined;
+  return balancers.backendAddressing?.(vip.spec.balancer ?? DEFAULT_BALANCER) ?? 'Pod';
+}
+
+/**
+ * Node addressing: each backend with the address of its node the balancers
+ * encapsulate to, chosen among the node's InternalIPs as a pod address is
+ * among the pod's (the VIP's family; IPv6 for an IPv4 VIP when there is no
+ * IPv4). A backend whose node is not known any more (deleted while its pod
+ * drains) keeps the address it had, so its flows finish.
+ */
+export function withNodeIps(backends: readonly BackendStatus[], vipAddress: string | undefined, balancers: BalancerView,
+  previous: readonly BackendStatus[] | undefined): BackendStatus[] {
+  const had = new Map((previous ?? []).map((b) => [b.ip, b.nodeIP]));
+  return backends.map((b) => {
+    const known = b.node === undefined ? [] : balancers.nodeAddresses?.(b.node) ?? [];
+    const nodeIP = known.length ? pickBackendIp(vipAddress, known) : had.get(b.ip);
+    return nodeIP === undefined ? b : { ...b, nodeIP };
+  });
 }

@@ -24,6 +24,15 @@ const BPF_LINK_TYPE_TCX = 11;
 const BPF_LINK_INFO_SIZE = 128;
 const LINK_INFO = { type: 0, id: 4, progId: 8, tcxIfindex: 16, tcxAttachType: 20 } as const;
 
+/**
+ * struct bpf_link_create_opts as libbpf 1.1 reads it: size_t sz, then __u32
+ * flags (the rest, zero, is not sent: sz says where it ends). BPF_F_BEFORE
+ * with no relative program (Linux 6.6's mprog flags) puts a program at the
+ * front of the interface's chain.
+ */
+const LINK_CREATE_OPTS = { size: 16, sz: 0, flags: 8 } as const;
+const BPF_F_BEFORE = 1 << 3;
+
 /** Packets the interface receives (ingress) or transmits (egress). */
 export type TcxDirection = 'ingress' | 'egress';
 
@@ -46,9 +55,20 @@ export class TcxLink {
     this.fd = fd;
   }
 
-  /** Appends the program to the interface's tcx chain of that direction (in the calling thread's namespace). */
-  static attach(ifname: string, direction: TcxDirection, progFd: number): TcxLink {
-    const fd = check(`bpf_link_create(${ifname}, tcx ${direction})`, c.linkCreate(progFd, ifIndex(ifname), attachTypeOf(direction), null) as number,
+  /**
+   * Appends the program to the interface's tcx chain of that direction (in
+   * the calling thread's namespace); with `first`, puts it before every
+   * program already there (one that ends the chain with a final verdict,
+   * as a CNI's may, would otherwise keep packets from it).
+   */
+  static attach(ifname: string, direction: TcxDirection, progFd: number, opts: { first?: boolean } = {}): TcxLink {
+    let createOpts: Buffer | null = null;
+    if (opts.first) {
+      createOpts = Buffer.alloc(LINK_CREATE_OPTS.size);
+      createOpts.writeBigUInt64LE(BigInt(LINK_CREATE_OPTS.size), LINK_CREATE_OPTS.sz);
+      createOpts.writeUInt32LE(BPF_F_BEFORE, LINK_CREATE_OPTS.flags);
+    }
+    const fd = check(`bpf_link_create(${ifname}, tcx ${direction})`, c.linkCreate(progFd, ifIndex(ifname), attachTypeOf(direction), createOpts) as number,
       'tcx needs Linux 6.6 or later and a tc (SCHED_CLS) program');
     return new TcxLink(ifname, direction, fd);
   }

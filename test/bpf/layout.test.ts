@@ -49,6 +49,8 @@ describe('struct layouts match the BTF', () => {
       MAX_ND_OPTS: L.MAX_ND_OPTS,
       MAX_BACKEND_SERVICES: L.MAX_BACKEND_SERVICES,
       BACKEND_FLOW_TABLE_SIZE: L.BACKEND_FLOW_TABLE_SIZE,
+      MAX_BACKEND_NODE_SERVICES: L.MAX_BACKEND_NODE_SERVICES,
+      NODE_SVC_SLOTS: L.NODE_SVC_SLOTS,
     });
     assert.deepEqual(strip(btf.enumValues('xdplb_family')), { FAMILY_V4: L.FAMILY_V4, FAMILY_V6: L.FAMILY_V6 });
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_flag')), {

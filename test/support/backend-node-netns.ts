@@ -15,7 +15,8 @@ import { TestNetns } from './netns.js';
 
 /** The node's addresses, on the pods' veth (the kubelet probes from them). */
 export const NODE = { v4: '198.18.1.1', v6: '2001:db8:1::1' };
-const UPLINK = { v4: '198.18.50.1', v6: '2001:db8:50::1' };
+/** The node's addresses on its uplink (its NIC): Node addressing tunnels to them. */
+export const UPLINK = { v4: '198.18.50.1', v6: '2001:db8:50::1' };
 const GATEWAY = { v4: '198.18.50.254', v6: '2001:db8:50::fe' };
 export const BLACKHOLED = { v4: '198.18.102.1', v6: '2001:db8:102::1' };
 export const NARROW = { v4: '198.18.103.1', v6: '2001:db8:103::1' };
@@ -31,6 +32,16 @@ export interface BackendNodeNetns {
   ns: TestNetns;
   /** Test-run options for a packet received on the pods' veth (run them inside ns). */
   runOpts: TestRunOptions;
+  /** Test-run options for a packet received on the uplink, the node's NIC (Node addressing). */
+  nicRunOpts: TestRunOptions;
+}
+
+/** Test-run options whose __sk_buff names the device as the one the packet came in on. */
+function receivedOn(ns: string, dev: string): TestRunOptions {
+  const [link] = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show', dev], { encoding: 'utf8' })) as { ifindex: number }[];
+  const ctx = Buffer.alloc(SKB_CTX_LEN);
+  ctx.writeUInt32LE(link!.ifindex, SKB_IFINDEX_OFFSET);
+  return { ctx };
 }
 
 /** Creates the namespace (remove it with removeNetns(ns) or ns.remove()). */
@@ -54,11 +65,7 @@ export function createBackendNodeNetns(name: string): BackendNodeNetns {
     ns.ip('-6', 'route', 'add', NETS.narrow[1]!, 'dev', DEV.narrow);
     execFileSync('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1'],
       { stdio: 'pipe' });
-    const [link] = JSON.parse(execFileSync('ip', ['-n', name, '-j', 'link', 'show', DEV.pods], { encoding: 'utf8' })) as
-      { ifindex: number }[];
-    const ctx = Buffer.alloc(SKB_CTX_LEN);
-    ctx.writeUInt32LE(link!.ifindex, SKB_IFINDEX_OFFSET);
-    return { ns, runOpts: { ctx } };
+    return { ns, runOpts: receivedOn(name, DEV.pods), nicRunOpts: receivedOn(name, DEV.uplink) };
   } catch (err) {
     ns.remove();
     throw err;

@@ -31,6 +31,9 @@ export interface PacketSpec {
   dport?: number;
   syn?: boolean;
   ack?: boolean;
+  /** TCP sequence and acknowledgement numbers (default 1000, and 2000 with ack). */
+  seq?: number;
+  ackNumber?: number;
   payload?: Buffer;
   ttl?: number;
   tos?: number;
@@ -61,8 +64,8 @@ function l4(spec: PacketSpec, pseudo: (len: number, proto: number) => Buffer): {
     const h = Buffer.alloc(TCP_HLEN);
     h.writeUInt16BE(spec.sport ?? 0, 0);
     h.writeUInt16BE(spec.dport ?? 0, 2);
-    h.writeUInt32BE(1000, 4);
-    h.writeUInt32BE(spec.ack ? 2000 : 0, 8);
+    h.writeUInt32BE(spec.seq ?? 1000, 4);
+    h.writeUInt32BE(spec.ack ? (spec.ackNumber ?? 2000) : 0, 8);
     h.writeUInt8((TCP_HLEN / 4) << 4, 12);
     h.writeUInt8((spec.syn ? TCP_FLAG_SYN : 0) | (spec.ack ? TCP_FLAG_ACK : 0), 13);
     h.writeUInt16BE(65535, 14);

@@ -95,28 +95,42 @@ export interface TunnelledSyn {
 }
 
 /**
- * Sends a tunnelled SYN from the client and returns the first TCP segment
- * from the VIP's port to the SYN's source port that the client's NIC sees.
+ * Starts tcpdump on the client's NIC for `count` frames matching the filter,
+ * calls send, and returns the frames caught (asserting that all came within
+ * CAPTURE_TIMEOUT_MS).
  */
-export async function tunnelledSynReply(s: TunnelledSyn): Promise<Buffer> {
-  const file = join(s.dir, `${s.sport}.pcap`);
-  const capture = spawn('ip', ['netns', 'exec', s.client.name, 'timeout', String(CAPTURE_TIMEOUT_MS / MS_PER_SECOND), 'tcpdump', '-i', s.nic,
-    '-n', '-U', '--immediate-mode', '-c', '1', '-w', file, `tcp and src port ${s.vipPort} and dst port ${s.sport}`],
-  { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function captureWhile(client: TestNetns, nic: string, file: string, filter: string, send: () => void, count = 1): Promise<Buffer[]> {
+  const capture = spawn('ip', ['netns', 'exec', client.name, 'timeout', String(CAPTURE_TIMEOUT_MS / MS_PER_SECOND), 'tcpdump', '-i', nic,
+    '-n', '-U', '--immediate-mode', '-c', String(count), '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     await waitForOutput(capture, 'listening on', 'tcpdump');
-    const syn = buildPacket({ src: s.src, dst: s.vip, proto: 'tcp', sport: s.sport, dport: s.vipPort, syn: true, srcMac: s.srcMac, dstMac: s.dstMac });
-    const socket = s.client.within(() => new PacketSocket(s.nic));
-    try {
-      socket.send(encapsulate(syn, s.outerSrc, s.outerDst));
-    } finally {
-      socket.close();
-    }
-    assert.equal(await waitForExit(capture), 0, `tcpdump caught a segment from port ${s.vipPort} within ${CAPTURE_TIMEOUT_MS} ms`);
+    send();
+    assert.equal(await waitForExit(capture), 0, `tcpdump caught ${count} frame(s) of "${filter}" within ${CAPTURE_TIMEOUT_MS} ms`);
   } finally {
     capture.kill();
   }
   const frames = pcapFrames(file);
-  assert.equal(frames.length, 1);
-  return frames[0]!;
+  assert.equal(frames.length, count);
+  return frames;
+}
+
+/** Sends frames from the client's NIC as they are (the client builds the outer header itself). */
+export function sendFrames(client: TestNetns, nic: string, frames: readonly Buffer[]): void {
+  const socket = client.within(() => new PacketSocket(nic));
+  try {
+    for (const f of frames) socket.send(f);
+  } finally {
+    socket.close();
+  }
+}
+
+/**
+ * Sends a tunnelled SYN from the client and returns the first TCP segment
+ * from the VIP's port to the SYN's source port that the client's NIC sees.
+ */
+export async function tunnelledSynReply(s: TunnelledSyn): Promise<Buffer> {
+  const syn = buildPacket({ src: s.src, dst: s.vip, proto: 'tcp', sport: s.sport, dport: s.vipPort, syn: true, srcMac: s.srcMac, dstMac: s.dstMac });
+  const [frame] = await captureWhile(s.client, s.nic, join(s.dir, `${s.sport}.pcap`), `tcp and src port ${s.vipPort} and dst port ${s.sport}`,
+    () => sendFrames(s.client, s.nic, [encapsulate(syn, s.outerSrc, s.outerDst)]));
+  return frame!;
 }

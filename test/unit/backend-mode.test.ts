@@ -73,4 +73,6 @@ test('the standalone file: backends with targetPort defaulting to vipPort; bad s
 
 test('metrics verdicts: delivered, rewritten, pass, drop', () => {
   assert.deepEqual(['TO_POD_V4_IN_V6', 'REPLY_REWRITTEN', 'PASS_NO_FLOW', 'DROP_HAIRPIN'].map((r) => backendVerdict(r as never)), ['delivered', 'rewritten', 'pass', 'drop']);
+  assert.deepEqual(['NODE_TO_POD_V6_IN_V6', 'NODE_TO_STACK_FRAG_NEEDED', 'NODE_PASS_NOT_ENCAP', 'NODE_DROP_NOT_LOCAL'].map((r) => backendVerdict(r as never)),
+    ['delivered', 'delivered', 'pass', 'drop']);
 });

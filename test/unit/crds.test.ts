@@ -11,7 +11,9 @@ import {
   BFD_MIN_INTERVAL_MS, BFD_MULTIPLIER, DEFAULT_BFD_MIN_INTERVAL_MS, DEFAULT_BFD_MULTIPLIER, DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT,
   MAX_REPORTED_UNHEALTHY,
 } from '../../src/api/xdpbalancer.js';
-import { GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION } from '../../src/api/loadbalancervip.js';
+import {
+  BACKEND_ADDRESSINGS, DEFAULT_BACKEND_ADDRESSING, GROUP, LBVIP_KIND, LBVIP_PLURAL, MAX_STATUS_BACKENDS, VERSION,
+} from '../../src/api/loadbalancervip.js';
 import { MAX_ASN } from '../../src/agent/announce/bgp-settings.js';
 
 interface Schema {
@@ -24,6 +26,7 @@ interface Schema {
   minimum?: number;
   description?: string;
   default?: unknown;
+  enum?: unknown[];
   'x-kubernetes-validations'?: { rule: string }[];
 }
 interface Crd {
@@ -78,11 +81,13 @@ for (const [file, kind, plural, scope] of [
 test('the LoadBalancerVip schema has what the controller and agents write', () => {
   const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const status = schema.properties!.status!.properties!;
-  for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes']) {
+  for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes',
+    'addressing']) {
     assert.ok(status[field], `status.${field}`);
   }
   assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(),
-    ['draining', 'drainingSince', 'healthy', 'ip', 'node', 'pod', 'unhealthyReason', 'unhealthySince', 'weight']);
+    ['draining', 'drainingSince', 'healthy', 'ip', 'node', 'nodeIP', 'pod', 'unhealthyReason', 'unhealthySince', 'weight']);
+  assert.deepEqual(status.addressing!.enum, BACKEND_ADDRESSINGS);
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
   // address is assigned when left out; backendSelector or backendService, one of them (a CEL rule).
   assert.deepEqual(schema.properties!.spec!.required, ['ports']);
@@ -140,6 +145,8 @@ test('the defaults the schemas give are the ones the code falls back to', () => 
   assert.equal(xdpb.metricsPort!.default, DEFAULT_METRICS_PORT);
   assert.equal(xdpb.drainSeconds!.default, DEFAULT_DRAIN_SECONDS);
   assert.equal(xdpb.xdpMode!.default, 'auto');
+  assert.equal(xdpb.backendAddressing!.default, DEFAULT_BACKEND_ADDRESSING);
+  assert.deepEqual(xdpb.backendAddressing!.enum, BACKEND_ADDRESSINGS);
 });
 
 test('spec.bgp in the schema: the fields the agent reads, required where the agent needs them', () => {

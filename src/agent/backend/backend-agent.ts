@@ -7,6 +7,11 @@
  *   -> a plan of backend_svcs entries, and refusals (service-plan)
  *   -> tcx links on the veths of pods with entries (pod-links, rp-filter)
  *   -> backend_svcs as a diff, removed entries kept while they drain (service-table)
+ *   Node addressing (backends with a node address), after that:
+ *   + the node's addresses (node-plan: which device carries each)
+ *   -> backend_node_svcs entries, the pods as weighted slots (node-plan)
+ *   -> backend_node_svcs as a diff with drains (service-table)
+ *   -> the from-NIC program on the devices of the entries held, none when none is (nic-links)
  *
  * over one backend object loaded per node and pinned (backend-object), so a
  * restarted agent adopts maps, flow table and links without a gap.
@@ -23,9 +28,11 @@ import type { BackendCapacities } from '../../bpf/maps.js';
 import { removePinDir } from '../../libbpf/xdp-program.js';
 import { type BackendObject, openBackendObject } from './backend-object.js';
 import { type PodInterface, readPodInterfaces } from './pod-interfaces.js';
-import { detachAllPinned, type LinkChange, PodLinks } from './pod-links.js';
+import { detachAllNics, type NicChange, NicLinks } from './nic-links.js';
+import { type LocalAddresses, planNodeServices, readLocalAddresses } from './node-plan.js';
+import { detachAllPinned, type LinkChange, type LinkTarget, PodLinks } from './pod-links.js';
 import { describeBackend, planServices, type PodBackend, type Refusal } from './service-plan.js';
-import { ServiceTable, type TableChange } from './service-table.js';
+import { NodeServiceTable, ServiceTable, type TableChange } from './service-table.js';
 
 const log = componentLog('backend');
 
@@ -40,12 +47,20 @@ export interface BackendAgentOptions {
   /** The flow table's size (default: the compiled one). A pinned table of another size is refused. */
   capacity?: Partial<BackendCapacities>;
   pollMs?: number;
+  /**
+   * Node addressing: the devices the from-NIC program goes on while node
+   * entries are held. Absent: the devices that carry the entries' node addresses.
+   */
+  nics?: readonly string[];
 }
 
 /** What one pass did. */
 export interface SyncResult {
   links: LinkChange;
   table: TableChange;
+  /** Node addressing: backend_node_svcs, and the NICs carrying the from-NIC program. */
+  nodeTable: TableChange;
+  nics: NicChange;
   /** Backends given that could not be programmed, with why. */
   refused: Refusal[];
 }
@@ -58,6 +73,7 @@ export class BackendAgent {
   private loggedRefusals = new Set<string>();
   private lastRefused: Refusal[] = [];
   private lastVeths = 0;
+  private lastNics = 0;
   private closed = false;
 
   private constructor(
@@ -65,6 +81,8 @@ export class BackendAgent {
     private readonly object: BackendObject,
     private readonly table: ServiceTable,
     private readonly links: PodLinks,
+    private readonly nodeTable: NodeServiceTable,
+    private readonly nicLinks: NicLinks,
   ) {}
 
   /**
@@ -75,8 +93,10 @@ export class BackendAgent {
   static open(opts: BackendAgentOptions): BackendAgent {
     const object = openBackendObject(opts.pinDir, opts.capacity);
     const table = new ServiceTable(object.loaded.maps.services, opts.drainMs);
-    log.info({ pinDir: opts.pinDir, services: table.entries().length, flowTable: object.loaded.maps.flows.maxEntries }, 'backend object loaded');
-    return new BackendAgent(opts, object, table, new PodLinks(opts.pinDir, object));
+    const nodeTable = new NodeServiceTable(object.loaded.maps.nodeServices, opts.drainMs);
+    log.info({ pinDir: opts.pinDir, services: table.entries().length, nodeServices: nodeTable.entries().length,
+      flowTable: object.loaded.maps.flows.maxEntries }, 'backend object loaded');
+    return new BackendAgent(opts, object, table, new PodLinks(opts.pinDir, object), nodeTable, new NicLinks(opts.pinDir, object));
   }
 
   /** Polls pods' veths every pollMs until stop(). */
@@ -98,9 +118,12 @@ export class BackendAgent {
     return this.lastRefused;
   }
 
-  /** backend_svcs entries held (draining ones included), and the pod veths carrying the programs, as of the last pass. */
-  counts(): { entries: number; draining: number; veths: number } {
-    return { entries: this.table.entries().length, draining: this.table.draining().length, veths: this.lastVeths };
+  /** backend_svcs and backend_node_svcs entries held (draining ones included), the pod veths and NICs carrying the programs, as of the last pass. */
+  counts(): { entries: number; draining: number; veths: number; nodeEntries: number; nodeDraining: number; nics: number } {
+    return {
+      entries: this.table.entries().length, draining: this.table.draining().length, veths: this.lastVeths,
+      nodeEntries: this.nodeTable.entries().length, nodeDraining: this.nodeTable.draining().length, nics: this.lastNics,
+    };
   }
 
   /** The maps, for tests and metrics. */
@@ -117,7 +140,7 @@ export class BackendAgent {
 
   private async pass(): Promise<SyncResult> {
     if (this.closed) throw new Error('the backend agent is stopped');
-    const pods = await readPodInterfaces();
+    const [pods, local] = await Promise.all([readPodInterfaces(), readLocalAddresses()]);
     const plan = planServices(this.backends, pods);
     // Veths of the planned entries and of those still held (draining): a draining flow's reply still needs its rewrite.
     const wanted = new Map<string, PodInterface>();
@@ -130,8 +153,50 @@ export class BackendAgent {
     const links = this.links.sync([...wanted.values()]);
     this.lastVeths = wanted.size;
     const table = this.table.apply(plan.entries);
-    this.report(links, table, plan.refused);
-    return { links, table, refused: plan.refused };
+    // Node addressing, on top of the pods' own entries: the slots name pods whose entries are now written.
+    const nodePlan = planNodeServices(this.backends, pods, local, new Set(plan.refused.map((r) => r.backend)));
+    const nodeTable = this.nodeTable.apply(nodePlan.entries);
+    const nics = this.nicLinks.sync(this.wantedNics(local));
+    const refused = [...plan.refused, ...nodePlan.refused];
+    this.report(links, table, refused);
+    this.reportNode(nodeTable, nics);
+    return { links, table, nodeTable, nics, refused };
+  }
+
+  /** The NICs the from-NIC program must be on: none while no node entry is held; else the given ones, or those carrying the entries' node addresses. */
+  private wantedNics(local: LocalAddresses): LinkTarget[] {
+    const held = this.nodeTable.entries();
+    this.lastNics = 0;
+    if (!held.length) return [];
+    const wanted = new Map<string, LinkTarget>();
+    if (this.opts.nics) {
+      for (const ifname of this.opts.nics) {
+        const nic = local.deviceNamed(ifname);
+        if (nic) wanted.set(ifname, nic);
+        else log.warn({ ifname }, 'NIC given for Node addressing not found; retrying at each poll');
+      }
+    } else {
+      for (const e of held) {
+        const nic = local.deviceOf(e.key.tunnelDst);
+        if (nic) wanted.set(nic.ifname, nic);
+      }
+    }
+    this.lastNics = wanted.size;
+    return [...wanted.values()];
+  }
+
+  private reportNode(table: TableChange, nics: NicChange): void {
+    for (const f of nics.failed) {
+      log.error({ ifname: f.ifname, err: f.err }, `Node addressing program not ${f.action === 'attach' ? 'attached to' : 'detached from'} the NIC; retrying at each poll`);
+    }
+    for (const f of table.failed) {
+      log.error({ vip: f.entry.key.vip.text, port: f.entry.key.vipPort, nodeAddress: f.entry.key.tunnelDst.text, err: f.err },
+        'Node addressing entry not written (is backend_node_svcs full?); retrying at each poll');
+    }
+    if (table.added || table.changed || table.drainStarted || table.removed) {
+      const { added, changed, drainStarted, removed } = table;
+      log.info({ added, changed, drainStarted, removed }, 'Node addressing entries updated');
+    }
   }
 
   private report(links: LinkChange, table: TableChange, refused: Refusal[]): void {
@@ -172,9 +237,9 @@ export class BackendAgent {
   }
 }
 
-/** Detaches every pinned link and removes the pin directory (for an agent not running, too); returns the veths detached. */
+/** Detaches every pinned link (pod veths and NICs) and removes the pin directory (for an agent not running, too); returns the devices detached. */
 export function removeBackend(pinDir: string): string[] {
-  const detached = detachAllPinned(pinDir);
+  const detached = [...detachAllNics(pinDir), ...detachAllPinned(pinDir)];
   removePinDir(pinDir); // the maps' and programs' pins
 
   log.info({ pinDir, detached }, 'backend mode removed: links detached, pins removed');

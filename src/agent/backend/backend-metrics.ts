@@ -9,14 +9,15 @@ import { readBackendReasons } from '../dataplane/counters.js';
 import type { BackendAgent } from './backend-agent.js';
 
 /**
- * What became of the packet: handed to the pod, a reply rewritten (sent on by
- * the program, or by the node's stack: REPLY_TO_STACK_*), left to the kernel
- * untouched, or dropped.
+ * What became of the packet: handed to the pod (on its veth, or from the NIC
+ * in Node addressing, sent on by the program or by the node's stack:
+ * NODE_TO_STACK_*), a reply rewritten (sent on by the program, or by the
+ * node's stack: REPLY_TO_STACK_*), left to the kernel untouched, or dropped.
  */
 export function backendVerdict(reason: BackendReason): 'delivered' | 'rewritten' | 'pass' | 'drop' {
-  if (reason.startsWith('TO_POD')) return 'delivered';
+  if (reason.startsWith('TO_POD') || reason.startsWith('NODE_TO')) return 'delivered';
   if (reason.startsWith('REPLY')) return 'rewritten';
-  return reason.startsWith('DROP') ? 'drop' : 'pass';
+  return reason.includes('DROP') ? 'drop' : 'pass';
 }
 
 /** `applied`: desired lists applied so far (the first and each change the source gave). */
@@ -50,5 +51,9 @@ export function backendMetrics(agent: BackendAgent, desired: () => number, appli
   scraped('xdplb_backend_services', 'backend_svcs entries held, draining ones included.', () => agent.counts().entries);
   scraped('xdplb_backend_services_draining', 'backend_svcs entries kept while their flows finish.', () => agent.counts().draining);
   scraped('xdplb_backend_veths', 'Pod veths carrying the backend programs.', () => agent.counts().veths);
+  scraped('xdplb_backend_node_services', 'Node addressing: backend_node_svcs entries held, draining ones included.', () => agent.counts().nodeEntries);
+  scraped('xdplb_backend_node_services_draining', 'Node addressing: backend_node_svcs entries kept while their flows finish.',
+    () => agent.counts().nodeDraining);
+  scraped('xdplb_backend_nics', 'Node addressing: NICs carrying the from-NIC program.', () => agent.counts().nics);
   return r;
 }

@@ -33,6 +33,8 @@ export interface BackendModeOptions {
   /** Asked on stop: why no backend agent will run on this node again (its DaemonSet deleted), or null. */
   removal?: () => string | null;
   pollMs?: number;
+  /** Node addressing: the devices the from-NIC program goes on (default: those carrying the node addresses). */
+  nics?: readonly string[];
 }
 
 export interface RunningBackend {
@@ -51,7 +53,7 @@ export async function runBackendMode(source: BackendSource, opts: BackendModeOpt
     await source.stop();
     throw err;
   });
-  const agent = BackendAgent.open({ pinDir: opts.pinDir, drainMs: opts.drainSeconds * MS_PER_S, pollMs: opts.pollMs });
+  const agent = BackendAgent.open({ pinDir: opts.pinDir, drainMs: opts.drainSeconds * MS_PER_S, pollMs: opts.pollMs, nics: opts.nics });
   let desired: PodBackend[] = first;
   let applied = 0;
   const registry = backendMetrics(agent, () => desired.length, () => applied);

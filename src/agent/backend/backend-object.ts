@@ -11,7 +11,7 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM } from '../../bpf/consts.js';
+import { BACKEND_FROM_NIC_PROGRAM, BACKEND_FROM_POD_PROGRAM, BACKEND_TO_POD_PROGRAM } from '../../bpf/consts.js';
 import { BACKEND_MAPS, type BackendCapacities } from '../../bpf/maps.js';
 import { pinnedLayoutChanges } from '../../bpf/pinned-layout.js';
 import { type LoadedBackend, loadBackend } from '../../bpf/programs.js';
@@ -30,6 +30,9 @@ export interface BackendObject {
   progFd: Record<TcxDirection, number>;
   /** The kernel's ids of those programs: a link running another id is an older agent's. */
   progId: Record<TcxDirection, number>;
+  /** Node addressing: the program for the NIC's ingress, and its id. */
+  nicFd: number;
+  nicId: number;
 }
 
 /**
@@ -54,9 +57,12 @@ export function openBackendObject(pinDir: string, capacity: Partial<BackendCapac
   const progFd = { egress: loaded.toPodFd, ingress: loaded.fromPodFd };
   try {
     for (const direction of ['egress', 'ingress'] as const) pinProgram(progFd[direction], programPin(pinDir, PROGRAM_OF_DIRECTION[direction]));
+    pinProgram(loaded.fromNicFd, programPin(pinDir, BACKEND_FROM_NIC_PROGRAM));
   } catch (err) {
     loaded.object.close();
     throw err;
   }
-  return { loaded, progFd, progId: { egress: programId(progFd.egress), ingress: programId(progFd.ingress) } };
+  return {
+    loaded, progFd, progId: { egress: programId(progFd.egress), ingress: programId(progFd.ingress) }, nicFd: loaded.fromNicFd, nicId: programId(loaded.fromNicFd),
+  };
 }

@@ -87,11 +87,12 @@ export class BackendClusterSource implements BackendSource {
 
 /** How often the file is looked at: its inode, size and time are compared, and it is read when they changed. */
 const FILE_POLL_MS = 1000;
-const BACKEND_KEYS = ['vip', 'vipPort', 'protocol', 'podAddress', 'targetPort'];
+const BACKEND_KEYS = ['vip', 'vipPort', 'protocol', 'podAddress', 'targetPort', 'nodeAddress', 'weight', 'ignoreSourcePort'];
 
 /**
- * `backends: [{vip, vipPort, protocol?, podAddress, targetPort?}]`: the
- * standalone form. Shapes are checked here (a bad file is refused whole);
+ * `backends: [{vip, vipPort, protocol?, podAddress, targetPort?, nodeAddress?,
+ * weight?, ignoreSourcePort?}]`: the standalone form; nodeAddress (the node's
+ * address the balancers encapsulate to) makes a backend Node addressing. Shapes are checked here (a bad file is refused whole);
  * addresses and ports are checked by the plan, which refuses one backend, not the file.
  */
 export function parseBackendFile(text: string, source: string): PodBackend[] {
@@ -111,7 +112,15 @@ export function parseBackendFile(text: string, source: string): PodBackend[] {
     }
     const protocol = b.protocol ?? 'TCP';
     if (protocol !== 'TCP' && protocol !== 'UDP') throw new Error(`${at}: protocol must be TCP or UDP`);
-    return { vip: b.vip, vipPort: b.vipPort, protocol, podAddress: b.podAddress, targetPort: (b.targetPort as number | undefined) ?? b.vipPort };
+    if (b.nodeAddress !== undefined && typeof b.nodeAddress !== 'string') throw new Error(`${at}: nodeAddress must be an address`);
+    if (b.weight !== undefined && typeof b.weight !== 'number') throw new Error(`${at}: weight must be a number`);
+    if (b.ignoreSourcePort !== undefined && typeof b.ignoreSourcePort !== 'boolean') throw new Error(`${at}: ignoreSourcePort must be true or false`);
+    return {
+      vip: b.vip, vipPort: b.vipPort, protocol, podAddress: b.podAddress, targetPort: (b.targetPort as number | undefined) ?? b.vipPort,
+      ...(b.nodeAddress === undefined ? {} : { nodeAddress: b.nodeAddress }),
+      ...(b.weight === undefined ? {} : { weight: b.weight }),
+      ...(b.ignoreSourcePort === undefined ? {} : { ignoreSourcePort: b.ignoreSourcePort }),
+    };
   });
 }
 

@@ -9,6 +9,12 @@
  * stay in status.backends for the balancer's drain period, and so stay here:
  * their established flows keep arriving. A backend that leaves (or a VIP
  * deleted) is kept by the backend agent's table for its own drain period.
+ *
+ * In Node addressing (status.addressing Node) each backend also names its
+ * node's address (nodeIP), its weight (0 while draining) and the VIP's
+ * hashing, for the node to pick among its pods as the balancer would among
+ * nodes. Its pod entries stay too: they serve the balancers still on Pod
+ * addressing while the setting changes, and say which pods still serve.
  */
 import { DEFAULT_DELIVERY, type LoadBalancerVip } from '../../api/loadbalancervip.js';
 import { targetPortOf } from '../../api/types.js';
@@ -27,8 +33,11 @@ export function backendsOfNode(vips: readonly LoadBalancerVip[], node: string): 
     const vip = allowedAddress(v)!;
     for (const b of v.status?.backends ?? []) {
       if (b.node !== node) continue;
+      const viaNode = v.status?.addressing === 'Node' && b.nodeIP !== undefined
+        ? { nodeAddress: b.nodeIP, weight: b.draining ? 0 : b.weight, ignoreSourcePort: v.spec.hashing?.ignoreSourcePort ?? false }
+        : {};
       for (const p of v.spec.ports) {
-        out.push({ vip, vipPort: p.port, protocol: p.protocol ?? 'TCP', podAddress: b.ip, targetPort: targetPortOf(p) });
+        out.push({ vip, vipPort: p.port, protocol: p.protocol ?? 'TCP', podAddress: b.ip, targetPort: targetPortOf(p), ...viaNode });
       }
     }
   }

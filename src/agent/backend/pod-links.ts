@@ -84,33 +84,11 @@ export class PodLinks {
     let did: 'attached' | 'updated' | null = null;
     let replaced = false;
     for (const direction of ATTACH_ORDER) {
-      const path = linkPin(this.pinDir, iface.ifname, direction);
-      const pinned = TcxLink.fromPin(path, iface.ifname);
-      if (pinned) {
-        try {
-          const info = pinned.info();
-          if (info.ifindex === iface.ifindex) {
-            if (info.progId !== this.programs.progId[direction]) {
-              pinned.update(this.programs.progFd[direction]);
-              did ??= 'updated';
-            }
-            continue;
-          }
-          // The veth the link was on is gone (ifindex 0) or was re-created: that link holds nothing any more.
-          pinned.detach();
-          rmSync(path);
-          replaced = true;
-        } finally {
-          pinned.close();
-        }
-      }
-      const link = TcxLink.attach(iface.ifname, direction, this.programs.progFd[direction]);
-      try {
-        link.pin(path);
-      } finally {
-        link.close(); // the pin holds it
-      }
-      did = 'attached';
+      const r = ensurePinnedLink(linkPin(this.pinDir, iface.ifname, direction), iface, direction, this.programs.progFd[direction],
+        this.programs.progId[direction]);
+      replaced ||= r.replaced;
+      if (r.did === 'attached') did = 'attached';
+      else if (r.did === 'updated') did ??= 'updated';
     }
     const rpFilterWas = makeRpFilterLoose(iface.ifname);
     if (did === 'attached') {
@@ -127,24 +105,69 @@ export class PodLinks {
   }
 }
 
+/** An interface as the links need it: a re-created one has another index. */
+export interface LinkTarget {
+  ifname: string;
+  ifindex: number;
+}
+
+/**
+ * Makes the link pinned at path run progFd on the interface: kept where it
+ * does, moved to progFd in place where it runs another program (an agent of
+ * another build), attached anew where there is none or it is on a gone or
+ * re-created interface (that one is detached and unpinned). Says what it did.
+ */
+export function ensurePinnedLink(path: string, iface: LinkTarget, direction: TcxDirection, progFd: number, progId: number,
+  opts: { first?: boolean } = {}): { did: 'attached' | 'updated' | null; replaced: boolean } {
+  const pinned = TcxLink.fromPin(path, iface.ifname);
+  let replaced = false;
+  if (pinned) {
+    try {
+      const info = pinned.info();
+      if (info.ifindex === iface.ifindex) {
+        if (info.progId === progId) return { did: null, replaced };
+        pinned.update(progFd);
+        return { did: 'updated', replaced };
+      }
+      // The interface the link was on is gone (ifindex 0) or was re-created: that link holds nothing any more.
+      pinned.detach();
+      rmSync(path);
+      replaced = true;
+    } finally {
+      pinned.close();
+    }
+  }
+  const link = TcxLink.attach(iface.ifname, direction, progFd, opts);
+  try {
+    link.pin(path);
+  } finally {
+    link.close(); // the pin holds it
+  }
+  return { did: 'attached', replaced };
+}
+
+/** Detaches the link pinned at path and removes the pin; whether its interface was still there. False when nothing is pinned. */
+export function detachPinnedLink(path: string, ifname: string): boolean {
+  const link = TcxLink.fromPin(path, ifname);
+  if (!link) return false;
+  let present: boolean;
+  try {
+    present = link.info().ifindex !== 0;
+    link.detach();
+  } finally {
+    link.close();
+  }
+  rmSync(path);
+  return present;
+}
+
 /**
  * Takes both programs off a veth (to-pod first) and removes their pins;
  * where the veth is still there, its rp_filter goes back to the default.
  */
 export function detachPinned(pinDir: string, ifname: string): void {
   let present = false;
-  for (const direction of DETACH_ORDER) {
-    const path = linkPin(pinDir, ifname, direction);
-    const link = TcxLink.fromPin(path, ifname);
-    if (!link) continue;
-    try {
-      present ||= link.info().ifindex !== 0;
-      link.detach();
-    } finally {
-      link.close();
-    }
-    rmSync(path);
-  }
+  for (const direction of DETACH_ORDER) present = detachPinnedLink(linkPin(pinDir, ifname, direction), ifname) || present;
   if (present) {
     try {
       restoreRpFilter(ifname);

@@ -27,6 +27,16 @@ export interface PodBackend {
   podAddress: string;
   /** The pod's port the VIP port is translated to. */
   targetPort: number;
+  /**
+   * Node addressing: the node's address the balancers encapsulate to (the
+   * controller's status.backends[].nodeIP); this node then picks the pod.
+   * Absent: Pod addressing, the balancers encapsulate to podAddress.
+   */
+  nodeAddress?: string;
+  /** Node addressing: the pod's share of the node's new flows for the VIP port (0 while draining). Default 1. */
+  weight?: number;
+  /** Node addressing: the VIP hashes by client address only (spec.hashing.ignoreSourcePort), and so does the node. */
+  ignoreSourcePort?: boolean;
 }
 
 export interface PlannedEntry {
@@ -49,19 +59,19 @@ export interface ServicePlan {
 
 const MIN_PORT = 1;
 const MAX_PORT = 65535;
-const PROTOCOLS: Record<Protocol, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };
+export const PROTOCOLS: Record<Protocol, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };
 
 /** A backend_svcs key as a string, to compare planned entries with the map's. */
 export const svcKeyId = (k: BackendSvcKey): string => BackendSvcKeyCodec.encode(k).toString('hex');
 
 /** "198.19.0.10:80/TCP -> 10.244.1.5:8080", for logs and refusals. */
 export function describeBackend(b: PodBackend): string {
-  return `${b.vip}:${b.vipPort}/${b.protocol} -> ${b.podAddress}:${b.targetPort}`;
+  return `${b.vip}:${b.vipPort}/${b.protocol} -> ${b.nodeAddress === undefined ? '' : `node ${b.nodeAddress}, `}${b.podAddress}:${b.targetPort}`;
 }
 
-const validPort = (p: number): boolean => Number.isInteger(p) && p >= MIN_PORT && p <= MAX_PORT;
+export const validPort = (p: number): boolean => Number.isInteger(p) && p >= MIN_PORT && p <= MAX_PORT;
 
-function parseOrNull(text: string): IpAddress | null {
+export function parseOrNull(text: string): IpAddress | null {
   try {
     return parseIp(text);
   } catch {

@@ -72,6 +72,11 @@ export async function globalAddresses(dev: string): Promise<{ v4: string[]; v6: 
   };
 }
 
+/** Every link with its addresses (`ip -j addr show`). */
+export async function linksWithAddresses(): Promise<(Link & { addr_info?: { local?: string }[] })[]> {
+  return ipJson(['addr', 'show']);
+}
+
 /** Every address configured in this network namespace, on any link, of any scope. */
 export async function allAddresses(): Promise<string[]> {
   const out = await ipJson<{ addr_info?: { local?: string }[] }[]>(['addr', 'show']);
