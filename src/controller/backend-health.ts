@@ -56,16 +56,19 @@ export function balancerHealth(b: Pick<XdpBalancer, 'status'> | undefined): Heal
 
 /**
  * The listed backends with their health: those that take new flows (not
- * draining) get the owner's judgement, or keep their previous one while it
- * is unknown. Draining backends carry no health.
+ * draining) get the owner's judgement of their real (`realOf`: the pod's
+ * address, or in Node addressing its node's, whose verdict covers each of its
+ * pods of the VIP), or keep their previous one while it is unknown. Draining
+ * backends carry no health.
  */
 export function withHealth(vip: string, backends: readonly BackendStatus[], previous: readonly BackendStatus[] | undefined, view: HealthView | undefined,
-  probed: boolean): BackendStatus[] {
+  probed: boolean, realOf: (b: BackendStatus) => string | undefined = (b) => b.ip): BackendStatus[] {
   const before = new Map((previous ?? []).map((b) => [b.ip, b]));
   return backends.map((b) => {
     const { healthy: _h, unhealthySince: _s, unhealthyReason: _r, ...plain } = b;
-    if (!probed || !view || b.draining) return plain;
-    const j = view.judge(vip, b.ip);
+    const real = realOf(b);
+    if (!probed || !view || b.draining || real === undefined) return plain;
+    const j = view.judge(vip, real);
     const prev = before.get(b.ip);
     if (j === undefined) {
       return prev?.healthy === false ? { ...plain, healthy: false, unhealthySince: prev.unhealthySince, unhealthyReason: prev.unhealthyReason } : plain;

@@ -65,8 +65,10 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
   const unlisted = limited.unlisted;
   // The balancer nodes' health checks: an unhealthy backend is listed with healthy false (weight 0 on every agent).
   const healthPlan = planHealthCheck(vip.spec.healthCheck, vip.spec.ports);
-  const listed = withHealth(`${vip.metadata.namespace}/${vip.metadata.name}`, limited.listed, vip.status?.backends, balancers.health?.(balancer),
-    'probe' in healthPlan);
+  const addressing = addressingOf(vip, balancers);
+  const addressed = addressing === 'Node' ? withNodeIps(limited.listed, address.address, balancers, vip.status?.backends) : limited.listed;
+  const listed = withHealth(`${vip.metadata.namespace}/${vip.metadata.name}`, addressed, vip.status?.backends, balancers.health?.(balancer),
+    'probe' in healthPlan, addressing === 'Node' ? (b) => b.nodeIP : undefined);
   const listedActive = listed.filter((b) => !b.draining);
   const conditions = computeConditions({
     vip: { ...vip, status: { ...vip.status, backends: listed } },
@@ -83,7 +85,6 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     specProblem: specProblem(vip.spec),
     now,
   });
-  const addressing = addressingOf(vip, balancers);
   const programmed = programmedNodes(vip).length;
   const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now, current: input.l2Current });
   return {
@@ -95,7 +96,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
       readyBackends: active.length,
       unlistedBackends: unlisted.length,
       programmedNodes: `${programmed}/${desired ?? 0}`,
-      backends: addressing === 'Node' ? withNodeIps(listed, address.address, balancers, vip.status?.backends) : listed,
+      backends: listed,
       conditions,
       ...(addressing ? { addressing } : {}),
       ...(l2 ? { l2 } : {}),

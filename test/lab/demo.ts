@@ -4,29 +4,32 @@
  * and what happened to it; then everything is removed.
  */
 import { Lab, type LabPod, POD_PORT } from './lab.js';
-import { POD_VIP4, POD_VIP4_V6PODS, POD_VIP6, POD_VIP_TCP_PORT, POD_VIP_UDP_PORT, routedPods, servePods } from './pod-vips.js';
+import { POD_VIP4, POD_VIP4_V6PODS, POD_VIP6, POD_VIP_TCP_PORT, POD_VIP_UDP_PORT, servePods, tunnelOf, POD_VIPS } from './pod-vips.js';
 import { backendTable, connectionsTable, metricsTable } from './report.js';
 
 const say = (s = '') => process.stdout.write(`${s}\n`);
-const PODS_PER_WORKER = 3;
+const PODS_PER_WORKER = 2;
 const TCP_CONNECTIONS = 300;
 const UDP_DATAGRAMS = 150;
 const UDP_FIRST_SOURCE_PORT = 46000;
 const shown = (vip: string) => (vip.includes(':') ? `[${vip}]` : vip);
 
 async function main(): Promise<void> {
-  say(`xdplb demo on Node.js ${process.version}: building the lab (client, ECMP router, 2 balancer nodes, worker w1 with ${PODS_PER_WORKER} pods)...`);
-  const lab = await Lab.up({ tag: 'demo', reals: 0, pods: [PODS_PER_WORKER, 0] });
+  say(`xdplb demo on Node.js ${process.version}: building the lab (client, ECMP router, 2 balancer nodes, 2 worker nodes with ${PODS_PER_WORKER} pods each)...`);
+  const lab = await Lab.up({ tag: 'demo', reals: 0, pods: PODS_PER_WORKER });
   try {
-    const pods: LabPod[] = routedPods(lab);
-    const workers = lab.workers.filter((w) => w.pods.length);
+    const pods: LabPod[] = lab.pods();
+    const workers = lab.workers;
     for (const w of workers) await lab.startBackendAgent(w);
     await servePods(lab, pods);
     for (const b of lab.balancers) await lab.startAgent(b);
     say(`The backends are unmodified pods: ${pods.map((p) => p.name).join(', ')}, each its own network namespace behind a veth, as a CNI`);
     say(`plugin lays them out, running a plain TCP and UDP server on port ${POD_PORT}: no VIP, no privilege, nothing BPF inside the pod.`);
-    say(`On ${workers.map((w) => w.name).join(', ')}, \`xdplb-agent --mode backend\` attaches tc programs to each pod's veth: they take the balancers'`);
+    say(`On ${workers.map((w) => w.name).join(' and ')}, \`xdplb-agent --mode backend\` attaches tc programs to each pod's veth: they take the balancers'`);
     say(`tunnel off, translate VIP:${POD_VIP_TCP_PORT} and VIP:${POD_VIP_UDP_PORT} to pod:${POD_PORT}, and send the replies from the VIP straight to the client.`);
+    const [routed, unrouted] = [workers.find((w) => w.routed)!, workers.find((w) => !w.routed)!];
+    say(`The router routes ${routed.name}'s pod network: the balancers encapsulate to each pod's address (Pod addressing). It does not route`);
+    say(`${unrouted.name}'s, as with an overlay: the balancers encapsulate to ${unrouted.name}'s address (${unrouted.v4}), and a program on its NIC picks the pod (Node addressing).`);
     say(`Balancer agents attached to eth0 of ${lab.balancers.map((b) => b.name).join(' and ')}; VIPs: ${POD_VIP4} (TCP ${POD_VIP_TCP_PORT}, UDP ${POD_VIP_UDP_PORT}), `
       + `${POD_VIP4_V6PODS} (TCP ${POD_VIP_TCP_PORT}, to the pods' IPv6 addresses), ${POD_VIP6} (TCP ${POD_VIP_TCP_PORT}, UDP ${POD_VIP_UDP_PORT})`);
     say();
@@ -56,10 +59,16 @@ async function main(): Promise<void> {
     say(`Which pod answered each connection (TCP) or datagram (UDP), as the client saw it (every pod listens on ${POD_PORT} only):`);
     say(connectionsTable(results, pods.map((p) => p.name)));
     say();
-    say(metricsTable(lab, await Promise.all(lab.balancers.map((b) => lab.metrics(b))), pods.map((p) => ({ name: p.name, addresses: [p.v4, p.v6] }))));
+    // The reals the balancers hold: each pod of the routed worker, and the unrouted worker itself.
+    const reals = new Map<string, Set<string>>();
+    for (const p of pods) for (const v of POD_VIPS) {
+      const name = p.worker.routed ? p.name : `${p.worker.name} (node)`;
+      reals.set(name, (reals.get(name) ?? new Set()).add(tunnelOf(v, p)));
+    }
+    say(metricsTable(lab, await Promise.all(lab.balancers.map((b) => lab.metrics(b))), [...reals].map(([name, a]) => ({ name, addresses: [...a] }))));
     say();
-    say('What the backend programs on the workers did (xdplb_backend_packets_total): to_pod_* = decapsulated and translated to the pod,');
-    say('reply_rewritten = a pod\'s reply sent on as VIP:port, pass_no_flow = the pod\'s other traffic, left alone:');
+    say('What the backend programs on the workers did (xdplb_backend_packets_total): to_pod_* = decapsulated and translated on the pod\'s veth,');
+    say('node_to_pod_* = the same on the node\'s NIC, to a pod it picked; reply_rewritten = a pod\'s reply sent on as VIP:port; pass_* = left alone:');
     say(backendTable(workers.map((w) => w.name), await Promise.all(workers.map((w) => lab.backendMetrics(w)))));
     say();
     const failed = results.reduce((a, r) => a + r.failures, 0);

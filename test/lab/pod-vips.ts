@@ -2,8 +2,12 @@
  * VIPs served by the lab's pods (Lab.up({ pods })): the balancers' VIP file
  * and each worker's backend file, from one list, as the controller derives
  * both from a LoadBalancerVip with delivery Node. Port translation on every
- * VIP: the client's port (80, 53) reaches the pods' POD_PORT.
+ * VIP: the client's port (80, 53) reaches the pods' POD_PORT. A routed
+ * worker's pods are reals by their own address (Pod addressing); an unrouted
+ * worker's are reached through the worker's address (Node addressing: the
+ * node is one real, weighted by its pods, and picks the pod).
  */
+import { isIPv6 } from 'node:net';
 import type { StandaloneVip } from '../../src/agent/sources/standalone-config.js';
 import type { Protocol } from '../../src/api/types.js';
 import { type Lab, type LabPod, POD_PORT, type StandaloneBackend } from './lab.js';
@@ -17,7 +21,7 @@ export const POD_VIP6 = '2001:db8:19::20';
 export const POD_VIP_TCP_PORT = 80;
 export const POD_VIP_UDP_PORT = 53;
 
-interface PodVip {
+export interface PodVip {
   name: string;
   address: string;
   ports: { port: number; protocol: Protocol }[];
@@ -32,25 +36,33 @@ export const POD_VIPS: readonly PodVip[] = [
   { name: 'pods6', address: POD_VIP6, ports: BOTH, podAddress: (p) => p.v6 },
 ];
 
+/** Where a balancer encapsulates a VIP's packets for this pod: its address, or (unrouted worker) its node's of the same family. */
+export function tunnelOf(v: PodVip, p: LabPod): string {
+  const own = v.podAddress(p);
+  if (p.worker.routed) return own;
+  return isIPv6(own) ? p.worker.v6 : p.worker.v4;
+}
+
 /**
- * The balancers' VIPs: every given pod a real of each, by the address its VIP
- * encapsulates to; `draining` ones at weight 0 (their flows stay, no new ones).
+ * The balancers' VIPs: the given pods as reals of each (a node real for an
+ * unrouted worker's pods, weighted by how many); `draining` pods at weight 0
+ * (their flows stay, no new ones).
  */
 export function podVips(pods: readonly LabPod[], draining: readonly LabPod[] = []): StandaloneVip[] {
-  return POD_VIPS.map((v) => ({
-    name: v.name, address: v.address, ports: v.ports,
-    reals: pods.map((p) => ({ address: v.podAddress(p), weight: draining.includes(p) ? 0 : 1 })),
-  }));
+  return POD_VIPS.map((v) => {
+    const reals = new Map<string, number>();
+    for (const p of pods) reals.set(tunnelOf(v, p), (reals.get(tunnelOf(v, p)) ?? 0) + (draining.includes(p) ? 0 : 1));
+    return { name: v.name, address: v.address, ports: v.ports, reals: [...reals].map(([address, weight]) => ({ address, weight })) };
+  });
 }
 
-/** A worker's backend file: each of its given pods serves each VIP port on POD_PORT. */
+/** A worker's backend file: each of its given pods serves each VIP port on POD_PORT (through the node's address when unrouted). */
 export function podBackends(pods: readonly LabPod[]): StandaloneBackend[] {
-  return POD_VIPS.flatMap((v) => v.ports.flatMap(({ port, protocol }) =>
-    pods.map((p) => ({ vip: v.address, vipPort: port, protocol, podAddress: v.podAddress(p), targetPort: POD_PORT }))));
+  return POD_VIPS.flatMap((v) => v.ports.flatMap(({ port, protocol }) => pods.map((p) => ({
+    vip: v.address, vipPort: port, protocol, podAddress: v.podAddress(p), targetPort: POD_PORT,
+    ...(p.worker.routed ? {} : { nodeAddress: tunnelOf(v, p) }),
+  }))));
 }
-
-/** The pods a pod-addressed VIP can reach: those of a worker whose pod network the router routes. */
-export const routedPods = (lab: Lab): LabPod[] => lab.pods().filter((p) => p.worker.routed);
 
 /** Each worker's backend file: the given pods of that worker; waits until the running backend agents applied them. */
 export async function applyPodBackends(lab: Lab, pods: readonly LabPod[]): Promise<void> {

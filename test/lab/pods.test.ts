@@ -3,7 +3,10 @@
  * a CNI plugin lays them out, each worker running `xdplb-agent --mode
  * backend`; the pods run a plain TCP and UDP server on port 8080 (no VIP, no
  * privilege, no BPF). Real traffic from the client through both balancer
- * nodes, VIP port 80/53 translated to 8080, replies straight to the client.
+ * nodes, VIP port 80/53 translated to 8080, replies straight to the client:
+ * to w1's pods by their own addresses (the router routes w1's pod network),
+ * to w2's through w2's address (Node addressing: w2's pods are reachable only
+ * through their node, as with an overlay).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -11,8 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample, sum } from '../support/prometheus.js';
-import { Lab, type LabPod, POD_PORT } from './lab.js';
-import { POD_VIP4, POD_VIP4_V6PODS, POD_VIP6, POD_VIP_TCP_PORT, POD_VIP_UDP_PORT, routedPods, servePods } from './pod-vips.js';
+import { Lab, type LabPod, type LabWorker, POD_PORT } from './lab.js';
+import { POD_VIP4, POD_VIP4_V6PODS, POD_VIP6, POD_VIP_TCP_PORT, POD_VIP_UDP_PORT, servePods } from './pod-vips.js';
 import type { ConnectResult, ContinuousResult, LongResult, UdpResult } from './client-results.js';
 
 const PODS_PER_WORKER = 2;
@@ -26,9 +29,9 @@ const DRAIN_WAIT_MS = 2_000;
 const PEERS_WAIT_MS = 30_000;
 const POLL_MS = 100;
 
-describe('lab: unmodified pods behind the backend datapath (delivery Node, pod addresses)', () => {
+describe('lab: unmodified pods behind the backend datapath (delivery Node; Pod addressing to w1, Node addressing to w2)', () => {
   let lab: Lab;
-  const served = (): LabPod[] => routedPods(lab);
+  const served = (): LabPod[] => lab.pods();
   const connect = (vip: string, count: number) =>
     lab.clientRun<ConnectResult>({ mode: 'connect', vip, port: POD_VIP_TCP_PORT, count, concurrency: 8 });
   const delivered = (m: Samples) => sum(m, 'xdplb_backend_packets_total', { verdict: 'delivered' });
@@ -45,10 +48,11 @@ describe('lab: unmodified pods behind the backend datapath (delivery Node, pod a
     await lab?.down();
   });
 
-  test('TCP to an IPv4, an IPv6 and an IPv4-over-IPv6-pods VIP: every connection answered by the pods on 8080, through both balancers', async (t) => {
+  test('TCP to an IPv4, an IPv6 and an IPv4-over-IPv6-pods VIP: every connection answered by the pods on 8080 of both workers, through both balancers', async (t) => {
     if (!requireKernel(t)) return;
-    const w1 = lab.workers.find((w) => w.routed)!;
+    const [w1, w2] = lab.workers as [LabWorker, LabWorker];
     const before = await lab.backendMetrics(w1);
+    const before2 = await lab.backendMetrics(w2);
     const balancersBefore = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
     for (const vip of [POD_VIP4, POD_VIP6, POD_VIP4_V6PODS]) {
       const r = await connect(vip, CONNECTIONS);
@@ -57,13 +61,17 @@ describe('lab: unmodified pods behind the backend datapath (delivery Node, pod a
       assert.deepEqual(Object.keys(r.byReal).sort(), served().map((p) => p.name).sort(), `${vip}: every pod answered`);
     }
     const m = await lab.backendMetrics(w1);
+    const m2 = await lab.backendMetrics(w2);
     const after = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
-    assert.ok(delivered(m) - delivered(before) >= 3 * CONNECTIONS * 2, 'the worker decapsulated and translated (SYN and ACK of each connection at least)');
+    t.diagnostic(`w1 delivered ${delivered(m) - delivered(before)}, w2 ${delivered(m2) - delivered(before2)}`);
+    // SYN and ACK of each connection at least, over both workers.
+    assert.ok(delivered(m) - delivered(before) + delivered(m2) - delivered(before2) >= 3 * CONNECTIONS * 2, 'the workers decapsulated and translated');
     for (const reason of ['to_pod_v4_in_v4', 'to_pod_v6_in_v6', 'to_pod_v4_in_v6']) {
-      assert.ok(sample(m, 'xdplb_backend_packets_total', { verdict: 'delivered', reason }) > 0, `${reason} counted`);
+      assert.ok(sample(m, 'xdplb_backend_packets_total', { verdict: 'delivered', reason }) > 0, `w1 (pod addresses): ${reason} counted`);
+      assert.ok(sample(m2, 'xdplb_backend_packets_total', { verdict: 'delivered', reason: `node_${reason}` }) > 0, `w2 (its node address): node_${reason} counted`);
     }
-    assert.ok(rewritten(m) - rewritten(before) >= 3 * CONNECTIONS, 'the pods\' replies left as the VIP, rewritten and routed by the program');
-    assert.equal(sum(m, 'xdplb_backend_packets_total', { verdict: 'drop' }), 0, 'nothing dropped');
+    assert.ok(rewritten(m) - rewritten(before) + rewritten(m2) - rewritten(before2) >= 3 * CONNECTIONS, 'the pods\' replies left as the VIP, rewritten and routed by the program');
+    for (const x of [m, m2]) assert.equal(sum(x, 'xdplb_backend_packets_total', { verdict: 'drop' }), 0, 'nothing dropped');
     for (const [i, b] of lab.balancers.entries()) {
       const packets = (s: Samples) => sample(s, 'xdplb_vip_packets_total', { vip: `${POD_VIP4}:${POD_VIP_TCP_PORT}/TCP` });
       assert.ok(packets(after[i]!) > packets(balancersBefore[i]!), `${b.name} took part (ECMP)`);
@@ -100,13 +108,13 @@ describe('lab: unmodified pods behind the backend datapath (delivery Node, pod a
 
   test('a pod added and one removed under continuous traffic: 0 failed connections, long-lived ones on the others unbroken', async (t) => {
     if (!requireKernel(t)) return;
-    const w1 = lab.workers.find((w) => w.routed)!;
+    const w2 = lab.workers.find((w) => !w.routed)!;
     const leaving = served()[0]!;
     const longs = Array.from({ length: LONG_LIVED }, () =>
       lab.clientRun<LongResult>({ mode: 'long', vip: POD_VIP4, port: POD_VIP_TCP_PORT, durationMs: CHURN_TRAFFIC_MS, intervalMs: 500 }));
     const traffic = [POD_VIP4, POD_VIP6].map((vip) => lab.clientRun<ContinuousResult>({ mode: 'continuous', vip, port: POD_VIP_TCP_PORT, durationMs: CHURN_TRAFFIC_MS }));
     await sleep(CHURN_TRAFFIC_MS / 5);
-    const added = await lab.addPod(w1);
+    const added = await lab.addPod(w2);
     await servePods(lab, served());
     t.diagnostic(`added ${added.name}`);
     await sleep(CHURN_TRAFFIC_MS / 5);

@@ -13,7 +13,7 @@
  * is written. The agent watches its one XdpBalancer for changes of the list.
  */
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { type LoadBalancerVip, GROUP, VERSION } from '../../api/loadbalancervip.js';
+import { type BackendStatus, type LoadBalancerVip, GROUP, VERSION } from '../../api/loadbalancervip.js';
 import { type BalancerNodeStatus, MAX_REPORTED_UNHEALTHY, XDPB_PLURAL, type XdpBalancer } from '../../api/xdpbalancer.js';
 import { componentLog } from '../../lib/log.js';
 import { Rendezvous } from '../../lib/rendezvous.js';
@@ -24,21 +24,34 @@ import type { Prober } from './prober.js';
 
 const log = componentLog('cluster-health');
 
-/** The VIPs' part health checks need: programmed VIPs, their listed backends that take new flows. */
+/**
+ * The VIPs' part health checks need: programmed VIPs, their listed backends
+ * that take new flows. In Node addressing the balancers send to the node, and
+ * the node picks the pod: the probe can only follow the same path, so the
+ * target is the node's address and the verdict covers that node's pods of the
+ * VIP, as its weight at the balancers does (the controller judges each pod by
+ * its nodeIP: backend-health.ts).
+ */
 export function healthVipsOf(vips: readonly LoadBalancerVip[]): HealthVip[] {
   return vips.flatMap((v) => {
     const address = allowedAddress(v);
     if (address === undefined) return [];
-    return [{
-      name: vipRef(v),
-      address,
-      ports: v.spec.ports,
-      healthCheck: v.spec.healthCheck,
-      backends: (v.status?.backends ?? []).filter((b) => !b.draining).map((b) => ({
-        ip: b.ip,
-        ...(b.healthy === false ? { knownUnhealthy: { since: Date.parse(b.unhealthySince ?? '') || Date.now(), reason: b.unhealthyReason } } : {}),
-      })),
-    }];
+    const live = (v.status?.backends ?? []).filter((b) => !b.draining);
+    const known = (bs: readonly BackendStatus[]) => {
+      const down = bs.filter((b) => b.healthy === false);
+      if (!down.length || down.length < bs.length) return {};
+      const since = Math.min(...down.map((b) => Date.parse(b.unhealthySince ?? '') || Date.now()));
+      return { knownUnhealthy: { since, reason: down[0]!.unhealthyReason } };
+    };
+    let backends: HealthVip['backends'];
+    if (v.status?.addressing === 'Node') {
+      const byNode = new Map<string, BackendStatus[]>();
+      for (const b of live) if (b.nodeIP !== undefined) byNode.set(b.nodeIP, [...(byNode.get(b.nodeIP) ?? []), b]);
+      backends = [...byNode].map(([nodeIP, bs]) => ({ ip: nodeIP, ...known(bs) }));
+    } else {
+      backends = live.map((b) => ({ ip: b.ip, ...known([b]) }));
+    }
+    return [{ name: vipRef(v), address, ports: v.spec.ports, healthCheck: v.spec.healthCheck, backends }];
   });
 }
 
@@ -75,6 +88,7 @@ export class ClusterHealth {
 
   /** This node's health entry for its report. */
   report(): NonNullable<BalancerNodeStatus['health']> {
+    // Node addressing: ip is the node's address; the controller judges each of its pods by it (backend-health.ts).
     const unhealthy = [...this.prober.states()].filter(([, s]) => !s.healthy)
       .map(([t, s]) => ({ vip: t.vipName, ip: t.real, since: new Date(s.since).toISOString(), ...(s.reason ? { reason: s.reason.slice(0, 512) } : {}) }))
       .sort((a, b) => a.vip.localeCompare(b.vip) || a.ip.localeCompare(b.ip));

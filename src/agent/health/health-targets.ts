@@ -17,6 +17,7 @@ export interface HealthVip {
   address: string;
   ports: readonly Pick<VipPort, 'port' | 'protocol'>[];
   healthCheck?: HealthCheckSpec;
+  /** ip: where the probe is encapsulated to: the real (a pod, or in Node addressing its node). */
   backends: readonly { ip: string; knownUnhealthy?: { since: number; reason?: string } }[];
 }
 

@@ -2,10 +2,13 @@
  * The operator on this machine: a real kube-apiserver and etcd, deploy/
  * applied with kubectl, two controller replicas as processes, and the lab's
  * two balancer nodes running agents in cluster mode. The backends are the lab
- * worker w1's pods (unmodified servers on POD_PORT), with w1's backend agent
- * (`xdplb-agent --mode backend`) in cluster mode as node w1. There is no
- * kubelet: backend Pods are created through the API and given Ready status and
- * the lab pods' addresses by the test; the DaemonSets' status is set the same way.
+ * workers' pods (unmodified servers on POD_PORT), each worker's backend agent
+ * (`xdplb-agent --mode backend`) in cluster mode as its node; the workers are
+ * Node objects with their addresses, and the default balancer's Node
+ * addressing reaches w2's pods, whose network the router does not route,
+ * through w2. There is no kubelet: backend Pods are created through the API
+ * and given Ready status and the lab pods' addresses by the test; the
+ * DaemonSets' status is set the same way.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -34,8 +37,8 @@ const DRAIN_SECONDS = 4;
 /** Lease timing short enough for a takeover within seconds. */
 const LEASE = ['--lease-duration', '3', '--renew-deadline', '2', '--retry-period', '0.5'];
 const WAIT_MS = 20_000;
-/** Pods on the worker whose pod network the router routes: the suite uses up to three. */
-const BACKEND_PODS = 3;
+/** Backend pods: two on w1 (its pod network routed), one on w2 (reached through w2's address): the suite uses three. */
+const BACKEND_PODS: [number, number] = [2, 1];
 
 export async function waitFor<T>(what: string, get: () => T | Promise<T>, ok: (x: T) => boolean, timeoutMs = WAIT_MS, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -65,9 +68,9 @@ export class LabOperatorEnv implements OperatorEnv {
     this.backendNames = this.pods().map((p) => p.name);
   }
 
-  /** The backend pods: the routed worker's. */
+  /** The backend pods, w1's first. */
   private pods(): LabPod[] {
-    return this.lab.pods().filter((p) => p.worker.routed);
+    return this.lab.pods();
   }
 
   private api(kubeconfigAs: TestServiceAccount): LabApi {
@@ -91,7 +94,7 @@ export class LabOperatorEnv implements OperatorEnv {
       cp.kubectl(['apply', '-f', '-'], namespacePool('shop'));
       await opts.before?.(cp);
       // Static routes, as the default balancer has no spec.bgp; the BGP scenario switches (env.bgp).
-      lab = await Lab.up({ reals: 0, pods: [BACKEND_PODS, 0], routing: opts.routing ?? 'static' });
+      lab = await Lab.up({ reals: 0, pods: BACKEND_PODS, routing: opts.routing ?? 'static' });
       bridge = new ApiBridge(join(lab.workDir, 'api.sock'), Number(new URL(cp.server).port));
       await bridge.start();
       const e = (env = new LabOperatorEnv(cp, lab, bridge, opts.agentArgs ?? []));
@@ -100,6 +103,7 @@ export class LabOperatorEnv implements OperatorEnv {
       // The controller creates the default balancer and its DaemonSet; a DaemonSet controller would schedule two agents.
       await waitFor('the agent DaemonSet', () => e.get(['ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE]), (ds) => !!ds);
       cp.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: DRAIN_SECONDS } })]);
+      e.registerWorkers();
       e.scheduleAgents(2);
       for (const w of lab.workers.filter((x) => x.pods.length)) await lab.startBackendAgent(w, { api: e.api('xdplb-system/xdplb-backend') });
       for (const b of lab.balancers) await e.startAgent(b.name);
@@ -129,6 +133,15 @@ export class LabOperatorEnv implements OperatorEnv {
     } catch (err) {
       if (String((err as { stderr?: string }).stderr).includes('NotFound')) return null;
       throw err;
+    }
+  }
+
+  /** The worker nodes as a kubelet registers them: a Node with its InternalIPs (Node addressing encapsulates to them). */
+  private registerWorkers(): void {
+    for (const w of this.lab.workers) {
+      this.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: w.name } }));
+      const addresses = [w.v4, w.v6].map((address) => ({ type: 'InternalIP', address }));
+      this.kubectl(['patch', 'node', w.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses } })]);
     }
   }
 

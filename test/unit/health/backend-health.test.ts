@@ -86,3 +86,28 @@ test('agents program an unhealthy backend at weight 0, and probe only their shar
   assert.deepEqual(first.knownUnhealthy, { since: Date.parse('2026-01-01T00:00:00Z'), reason: undefined });
   assert.equal(first.check.port, 80);
 });
+
+test('Node addressing: the probe follows the traffic to the node, and the node\'s verdict covers each of its pods of the VIP', () => {
+  const onNode = (b: BackendStatus, i: number): BackendStatus => ({ ...b, node: `w${i % 2}`, nodeIP: `198.18.4${i % 2}.2` });
+  const backends = BACKENDS.map(onNode);
+  const vip: LoadBalancerVip = {
+    metadata: { name: 'web', namespace: 'shop', creationTimestamp: new Date(0) },
+    spec: { ports: [{ port: 80, protocol: 'TCP' }], backendSelector: {} },
+    status: {
+      address: '198.19.0.10', addressing: 'Node',
+      conditions: [{ type: 'AddressAllowed', status: 'True', reason: 'InPool', message: '', lastTransitionTime: new Date() }],
+      backends: backends.map((b, i) => (i === 0 ? { ...b, healthy: false, unhealthySince: '2026-01-01T00:00:00Z' } : b)),
+    },
+  };
+  const targets = NODES.flatMap((n) => healthTargets(healthVipsOf([vip]), (k) => new Rendezvous(NODES).ownerOf(k) === n).targets);
+  assert.deepEqual(targets.map((t) => t.real).sort(), ['198.18.40.2', '198.18.41.2'], 'one target per node, not per pod');
+  assert.ok(targets.every((t) => t.knownUnhealthy === undefined), 'a node is known unhealthy only when all its pods are');
+  // The node's owner reports the node's address; the controller judges each pod by its nodeIP.
+  const bad = '198.18.40.2';
+  const reports = Object.fromEntries(NODES.map((n) => [n, n === owner(bad) ? [bad] : []]));
+  const out = withHealth(VIP, backends, undefined, balancerHealth(balancer(reports)), true, (b) => b.nodeIP);
+  assert.deepEqual(out.filter((b) => b.healthy === false).map((b) => b.pod), ['web-0', 'web-2', 'web-4']);
+  for (const spec of specsOf({ ...vip, status: { ...vip.status, backends: out } })) {
+    assert.deepEqual(spec.reals, [{ address: '198.18.40.2', weight: 0 }, { address: '198.18.41.2', weight: 3 }], 'the node gets weight 0 at every balancer');
+  }
+});
