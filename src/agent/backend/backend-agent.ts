@@ -16,18 +16,21 @@
  * over one backend object loaded per node and pinned (backend-object), so a
  * restarted agent adopts maps, flow table and links without a gap.
  *
- * Pods' veths are followed by polling, not `ip monitor`: the whole state is
- * read every poll (three `ip -j` calls), so a missed or reordered event cannot
- * leave a veth without its programs, and there is no child process to keep
- * alive. A pod is a backend only once Ready, seconds after its veth appears,
- * so a second's delay costs nothing; a veth that goes away took its
- * attachments with it, and the poll only tidies the pins up.
+ * Pods' veths are followed by rtnetlink: a socket subscribed to link,
+ * address and route changes (net/netlink-changes.ts) says that something
+ * changed, and a pass then reads the whole state again (`ip -j`), at most one
+ * such pass a second. A missed or reordered message cannot leave a veth
+ * without its programs: messages are not interpreted, and a full pass runs
+ * every pollMs anyway (drains end there too). Where the socket cannot be
+ * opened, every pass is a poll, once a second. A veth that goes away took its
+ * attachments with it; the pass only tidies the pins up.
  */
 import { componentLog } from '../../lib/log.js';
 import type { BackendCapacities } from '../../bpf/maps.js';
 import { removePinDir } from '../../libbpf/xdp-program.js';
 import { type BackendObject, openBackendObject } from './backend-object.js';
 import { type PodInterface, readPodInterfaces } from './pod-interfaces.js';
+import { NetlinkChanges, RtnlGroup } from '../net/netlink-changes.js';
 import { detachAllNics, type NicChange, NicLinks } from './nic-links.js';
 import { type LocalAddresses, planNodeServices, readLocalAddresses } from './node-plan.js';
 import { detachAllPinned, type LinkChange, type LinkTarget, PodLinks } from './pod-links.js';
@@ -36,8 +39,15 @@ import { NodeServiceTable, ServiceTable, type TableChange } from './service-tabl
 
 const log = componentLog('backend');
 
-/** How often pods' veths and routes are read again unless told otherwise. */
-export const BACKEND_POLL_MS = 1000;
+/** How often the whole state is read again when rtnetlink reported no change: entries whose drain ended go, pins are tidied. */
+export const BACKEND_POLL_MS = 5000;
+/** Without rtnetlink: every pass is a poll. */
+const FALLBACK_POLL_MS = 1000;
+/** How often the rtnetlink socket is drained (a recv that finds nothing, when nothing changed). */
+const CHANGE_CHECK_MS = 200;
+/** At most one pass a change triggers per this: a node whose routes churn (a routing daemon) costs no more than polling. */
+const MIN_CHANGE_PASS_MS = 1000;
+const FOLLOWED = RtnlGroup.LINK | RtnlGroup.IPV4_IFADDR | RtnlGroup.IPV6_IFADDR | RtnlGroup.IPV4_ROUTE | RtnlGroup.IPV6_ROUTE;
 
 export interface BackendAgentOptions {
   /** bpffs directory of the backend object: maps, programs and per-veth links are pinned there. */
@@ -46,6 +56,7 @@ export interface BackendAgentOptions {
   drainMs: number;
   /** The flow table's size (default: the compiled one). A pinned table of another size is refused. */
   capacity?: Partial<BackendCapacities>;
+  /** A full pass at least this often (default BACKEND_POLL_MS with rtnetlink, a second without). */
   pollMs?: number;
   /**
    * Node addressing: the devices the from-NIC program goes on while node
@@ -68,6 +79,7 @@ export interface SyncResult {
 export class BackendAgent {
   private backends: PodBackend[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private changes: NetlinkChanges | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   /** The refusals last logged, so each is logged when it appears, not every poll. */
   private loggedRefusals = new Set<string>();
@@ -99,11 +111,26 @@ export class BackendAgent {
     return new BackendAgent(opts, object, table, new PodLinks(opts.pinDir, object), nodeTable, new NicLinks(opts.pinDir, object));
   }
 
-  /** Polls pods' veths every pollMs until stop(). */
+  /** Follows pods' veths (a pass on each rtnetlink change, and every pollMs) until stop(). */
   start(): void {
-    this.timer = setInterval(() => void this.sync().catch((err: Error) => {
-      log.warn({ err: err.message }, 'backend pass failed; attachments and entries stay as they are until the next poll');
-    }), this.opts.pollMs ?? BACKEND_POLL_MS);
+    try {
+      this.changes = NetlinkChanges.open(FOLLOWED);
+    } catch (err) {
+      log.warn({ err: (err as Error).message, pollMs: FALLBACK_POLL_MS }, 'rtnetlink not available: following pods by polling');
+    }
+    const fullEvery = this.opts.pollMs ?? (this.changes ? BACKEND_POLL_MS : FALLBACK_POLL_MS);
+    let lastPass = Date.now();
+    let changed = false;
+    this.timer = setInterval(() => {
+      if (this.changes?.changed()) changed = true;
+      const since = Date.now() - lastPass;
+      if (!(changed && since >= MIN_CHANGE_PASS_MS) && since < fullEvery) return;
+      changed = false;
+      lastPass = Date.now();
+      void this.sync().catch((err: Error) => {
+        log.warn({ err: err.message }, 'backend pass failed; attachments and entries stay as they are until the next pass');
+      });
+    }, Math.min(CHANGE_CHECK_MS, fullEvery));
     this.timer.unref();
   }
 
@@ -173,7 +200,7 @@ export class BackendAgent {
       for (const ifname of this.opts.nics) {
         const nic = local.deviceNamed(ifname);
         if (nic) wanted.set(ifname, nic);
-        else log.warn({ ifname }, 'NIC given for Node addressing not found; retrying at each poll');
+        else log.warn({ ifname }, 'NIC given for Node addressing not found; retrying at the next pass');
       }
     } else {
       for (const e of held) {
@@ -187,11 +214,11 @@ export class BackendAgent {
 
   private reportNode(table: TableChange, nics: NicChange): void {
     for (const f of nics.failed) {
-      log.error({ ifname: f.ifname, err: f.err }, `Node addressing program not ${f.action === 'attach' ? 'attached to' : 'detached from'} the NIC; retrying at each poll`);
+      log.error({ ifname: f.ifname, err: f.err }, `Node addressing program not ${f.action === 'attach' ? 'attached to' : 'detached from'} the NIC; retrying at the next pass`);
     }
     for (const f of table.failed) {
       log.error({ vip: f.entry.key.vip.text, port: f.entry.key.vipPort, nodeAddress: f.entry.key.tunnelDst.text, err: f.err },
-        'Node addressing entry not written (is backend_node_svcs full?); retrying at each poll');
+        'Node addressing entry not written (is backend_node_svcs full?); retrying at the next pass');
     }
     if (table.added || table.changed || table.drainStarted || table.removed) {
       const { added, changed, drainStarted, removed } = table;
@@ -201,11 +228,11 @@ export class BackendAgent {
 
   private report(links: LinkChange, table: TableChange, refused: Refusal[]): void {
     for (const f of links.failed) {
-      log.error({ ifname: f.ifname, err: f.err }, `backend programs not ${f.action === 'attach' ? 'attached to' : 'detached from'} the pod veth; retrying at each poll`);
+      log.error({ ifname: f.ifname, err: f.err }, `backend programs not ${f.action === 'attach' ? 'attached to' : 'detached from'} the pod veth; retrying at the next pass`);
     }
     for (const f of table.failed) {
       log.error({ vip: f.entry.key.vip.text, port: f.entry.key.vipPort, tunnelDst: f.entry.key.tunnelDst.text, err: f.err },
-        'backend service entry not written (is backend_svcs full?); retrying at each poll');
+        'backend service entry not written (is backend_svcs full?); retrying at the next pass');
     }
     if (table.added || table.changed || table.drainStarted || table.removed) {
       const { added, changed, drainStarted, removed } = table;
@@ -225,6 +252,8 @@ export class BackendAgent {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.changes?.close();
+    this.changes = null;
     await this.queue;
     this.closed = true;
     this.object.loaded.object.close();

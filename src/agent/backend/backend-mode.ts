@@ -70,7 +70,7 @@ export async function runBackendMode(source: BackendSource, opts: BackendModeOpt
     await source.stop();
     throw err;
   }
-  await apply(first).catch((err: Error) => log.warn({ err: err.message }, 'first backend pass failed; retrying at each poll'));
+  await apply(first).catch((err: Error) => log.warn({ err: err.message }, 'first backend pass failed; retrying at the next pass'));
   source.follow(apply);
   agent.start();
   log.info({ ...source.describe(), pinDir: opts.pinDir, backends: first.length, refused: agent.refused().length }, `xdplb-agent running (backend, ${source.mode})`);
