@@ -34,6 +34,8 @@ const NODE_COUNTS = [1, 4, 16];
 const WARMUP_MS = Number(process.env.XDPLB_BENCH_PROBE_WARMUP_MS ?? 30_000);
 const WINDOW_MS = Number(process.env.XDPLB_BENCH_PROBE_WINDOW_MS ?? 60_000);
 const BURST_WINDOW_MS = 100;
+/** The window is measured in chunks of this much simulated time, the floor run after each. */
+const CHUNK_MS = 10_000;
 const ENCAP: ProbeEncap = { srcMac: '02:00:00:00:90:01', nextHopMac: '02:00:00:00:90:02', srcV4: '198.18.0.1', srcV6: '2001:db8::1' };
 const ETH_P_IPV6 = 0x86dd;
 const PROTO_IPV6 = 41;
@@ -140,15 +142,18 @@ function runTicks(net: FakeNetwork, fromMs: number, toMs: number, tick: () => vo
   return { cpuUs: used.user + used.system, probes: net.frames.syn - synsBefore, perTick };
 }
 
-/** The floor: SYNs and RSTs built and sent as the prober's, per tick as many as it sent, without its schedule or state. */
-function floorWindow(targets: readonly ProbeTarget[], perTick: readonly number[]): Window {
+/** The floor: SYNs and RSTs built and sent as the prober's, per tick as many as it sent, without its schedule or state; run a chunk at a time. */
+function floorLoop(targets: readonly ProbeTarget[]): (perTick: readonly number[]) => Window {
   const net = new FakeNetwork();
   const { lo, hi } = DEFAULT_PROBE_PORTS;
   let port: number = lo;
   let next = 0;
   let inFlight: { t: ProbeTarget; port: number; isn: number }[] = [];
-  let i = 0;
-  return runTicks(net, 0, perTick.length * PROBE_TICK_MS, () => {
+  let now = 0;
+  return (perTick) => {
+    let i = 0;
+    now += perTick.length * PROBE_TICK_MS;
+    return runTicks(net, now - perTick.length * PROBE_TICK_MS, now, () => {
     const answers = net.receive();
     for (let a = 0; a < answers.length; a++) {
       const s = parseSegment(answers[a]!)!;
@@ -166,7 +171,8 @@ function floorWindow(targets: readonly ProbeTarget[], perTick: readonly number[]
         ENCAP, hashKey(`${t.key}|${port}`)));
       inFlight.push({ t, port, isn });
     }
-  });
+    });
+  };
 }
 
 /** The fake network's own share of both: the same number of probes' SYN and RST frames (built beforehand) sent through it, answers read. */
@@ -198,6 +204,8 @@ interface NodeResult {
   heapBytes: number;
   window: Window;
   floor: Window;
+  /** Per chunk of the window: the prober's CPU per probe over the floor's. */
+  ratios: number[];
   network: Window;
   net: FakeNetwork;
   longestGapMs: number;
@@ -229,7 +237,21 @@ function runNodes(vips: readonly HealthVip[], n: number, gc: () => void, warmupM
   const framesBefore = { ...net.frames };
   const bytesBefore = { ...net.bytes };
   net.longestGapMs = 0; // gaps that end in the window (lastSyn keeps the warm-up's SYNs)
-  const window = runTicks(net, warmupMs, warmupMs + windowMs, () => prober.tick());
+  // The window in chunks, each replayed by the floor right after: both see the same machine, and the chunks' ratios show the spread.
+  const floorRun = floorLoop(targets);
+  const window: Window = { cpuUs: 0, probes: 0, perTick: [] };
+  const floor: Window = { cpuUs: 0, probes: 0, perTick: [] };
+  const ratios: number[] = [];
+  for (let at = warmupMs; at < warmupMs + windowMs; at += CHUNK_MS) {
+    const w = runTicks(net, at, Math.min(at + CHUNK_MS, warmupMs + windowMs), () => prober.tick());
+    const f = floorRun(w.perTick);
+    ratios.push((w.cpuUs / w.probes) / (f.cpuUs / f.probes));
+    for (const [sum, part] of [[window, w], [floor, f]] as const) {
+      sum.cpuUs += part.cpuUs;
+      sum.probes += part.probes;
+      sum.perTick.push(...part.perTick);
+    }
+  }
   const probedInWindow = [...net.lastSyn.values()].filter((t) => t >= warmupMs).length;
   const c = prober.counts;
   // The path timed: every probe sent as a SYN, answered and ended by the prober's RST (only the last tick's still in flight);
@@ -244,11 +266,10 @@ function runNodes(vips: readonly HealthVip[], n: number, gc: () => void, warmupM
   }
   const longestGapMs = net.longestGapMs;
   prober.stop();
-  const floor = floorWindow(targets, window.perTick);
   const network = networkAlone(targets, window.probes);
   const counts = [...share.values()];
   return { nodes: n, targets: targets.length, range: [Math.min(...counts), Math.max(...counts)], divideMs, setTargetsMs, setSameMs,
-    heapBytes, window, floor, network, net, longestGapMs, probedInWindow };
+    heapBytes, window, floor, ratios, network, net, longestGapMs, probedInWindow };
 }
 
 /** The largest number of probes in any BURST_WINDOW_MS (a sliding window of ticks). */
@@ -303,7 +324,7 @@ export function probeTraffic(): string {
     const core = r.window.cpuUs / (WINDOW_MS * 1000);
     const netPer = r.network.cpuUs / r.network.probes;
     return `| ${r.nodes} | ${r.divideMs.toFixed(0)} ms | ${r.setTargetsMs.toFixed(0)} / ${r.setSameMs.toFixed(0)} ms | ${per.toFixed(1)} µs | ${floorPer.toFixed(1)} µs `
-      + `| ${(per / floorPer).toFixed(2)}x | ${netPer.toFixed(1)} µs | ${((per - netPer) / (floorPer - netPer)).toFixed(2)}x | ${(core * 100).toFixed(1)}% | ${(r.heapBytes / 2 ** 20).toFixed(1)} MB (${(r.heapBytes / r.targets).toFixed(0)} B/target) |`;
+      + `| ${(per / floorPer).toFixed(2)}x (${Math.min(...r.ratios).toFixed(2)}–${Math.max(...r.ratios).toFixed(2)}) | ${netPer.toFixed(1)} µs | ${((per - netPer) / (floorPer - netPer)).toFixed(2)}x | ${(core * 100).toFixed(1)}% | ${(r.heapBytes / 2 ** 20).toFixed(1)} MB (${(r.heapBytes / r.targets).toFixed(0)} B/target) |`;
   });
   return [
     `Health probe traffic: ${VIPS} VIPs x ${BACKENDS} IPv4 backends, default healthCheck (${interval} s interval, TCP), divided with Rendezvous over N nodes; the real Prober drives the node with the largest share on a simulated clock (a tick every ${PROBE_TICK_MS} ms), ${WARMUP_MS / 1000} s of warm-up, then a ${seconds} s window; every real answers. Cap ${DEFAULT_MAX_PROBES_PER_SECOND} probes/s per node. Load average at the start: ${load}.`,
@@ -312,7 +333,7 @@ export function probeTraffic(): string {
     '| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
     ...traffic,
     '',
-    'The agent\'s cost for that node: dividing (healthTargets with Rendezvous), setTargets (all new / unchanged), CPU per probe over the window (process.cpuUsage; the tick\'s work, SYN + RST built, the answer parsed) against the floor (the same frames built and answers parsed per tick, no schedule or state) and the fake network\'s own share of both (its SYN-ACKs built, frames counted), CPU share of one core at real time, heap the prober\'s state retains.',
+    `The agent's cost for that node: dividing (healthTargets with Rendezvous), setTargets (all new / unchanged), CPU per probe over the window (process.cpuUsage; the tick's work, SYN + RST built, the answer parsed) against the floor (the same frames built and answers parsed per tick, no schedule or state; run after each ${CHUNK_MS / 1000} s of the window, the range is the chunks' ratios), the fake network's own share of both (its SYN-ACKs built, frames counted), CPU share of one core at real time, heap the prober's state retains.`,
     '',
     '| N nodes | divide | setTargets | prober CPU/probe | floor CPU/probe | vs floor | fake network alone | vs floor, network taken out | of one core | prober heap |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
