@@ -7,8 +7,6 @@
  * Pure computation: no API, no BPF. Every round's result is checked; a wrong
  * address aborts the run.
  */
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import type { V1Node, V1Service } from '@kubernetes/client-node';
 import { assignAddress, type AssignRequest, UsedAddresses } from '../src/controller/pools/assignment.js';
 import { parseCidr, toNumeric } from '../src/controller/pools/cidr.js';
@@ -16,7 +14,7 @@ import { type Forbidden, forbiddenAddresses, NOTHING_FORBIDDEN } from '../src/co
 import { resolvePools } from '../src/controller/pools/pool-overlap.js';
 import type { Pool } from '../src/controller/pools/pool.js';
 import { node, ns, poolResource, tenant } from '../test/unit/pools/pool-fixtures.js';
-import { median, timeMs } from './stats.js';
+import { collector, median, retainedHeap, timeMs } from './stats.js';
 
 const VIPS = 10_000;
 const RELEASED = VIPS / 2;
@@ -115,21 +113,6 @@ function counterFloor(keys: readonly string[]): Map<string, string> {
   let next = 1;
   for (const key of keys) held.set(poolAddress(next++), key);
   return held;
-}
-
-/** The collector, exposed without a command-line flag; heap figures are taken after a full collection. */
-function collector(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
-
-/** Heap bytes still held after build() returns, while its result is kept. */
-function retainedHeap(gc: () => void, build: () => unknown): { bytes: number; kept: unknown } {
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  const kept = build();
-  gc();
-  return { bytes: process.memoryUsage().heapUsed - before, kept };
 }
 
 interface Round {

@@ -2,6 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -25,4 +27,19 @@ export function machine(): string {
     }
   })();
   return `${cpu}, ${os.cpus().length} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Linux ${os.release()}; Node ${process.version}; libbpf ${libbpf}`;
+}
+
+/** The collector, exposed without a command-line flag; heap figures are taken after a full collection. */
+export function collector(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
+
+/** Heap bytes still held after build() returns, while its result is kept. */
+export function retainedHeap(gc: () => void, build: () => unknown): { bytes: number; kept: unknown } {
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const kept = build();
+  gc();
+  return { bytes: process.memoryUsage().heapUsed - before, kept };
 }

@@ -15,6 +15,8 @@ export interface TimedCase<R extends string> {
   packets: (round: number) => Buffer[];
   /** The reason every run must count. */
   reason?: R;
+  /** This case's runs' options, when not those of timeRounds (the backend's: a packet received on the node's NIC). */
+  runOpts?: TestRunOptions;
   /** Per round, the median of its runs' durations (ns). */
   samples: number[];
 }
@@ -27,7 +29,7 @@ export function timeRounds<R extends string>(cases: TimedCase<R>[], rounds: numb
     for (const k of cases) {
       const packets = k.packets(r);
       const before = readReasons();
-      for (let i = 0; i < runsPerRound; i++) durations[i] = testRun(k.fd, packets[i % packets.length]!, runOpts).durationNs;
+      for (let i = 0; i < runsPerRound; i++) durations[i] = testRun(k.fd, packets[i % packets.length]!, k.runOpts ?? runOpts).durationNs;
       if (k.reason) {
         const counted = readReasons()[k.reason]! - before[k.reason]!;
         if (counted !== BigInt(runsPerRound)) {
