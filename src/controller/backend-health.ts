@@ -28,7 +28,7 @@ export type Judgement = { unhealthy: false } | { unhealthy: true; since: string;
 /** Backend health as the balancer's nodes report it. */
 export interface HealthView {
   /** The owner's word on a backend of a VIP (namespace/name), or undefined when it has not reported for the current node list. */
-  judge(vip: string, ip: string): Judgement | undefined;
+  judge(vip: string, ip: string, node?: string): Judgement | undefined;
 }
 
 /** The view of one XdpBalancer's status. */
@@ -43,9 +43,10 @@ export function balancerHealth(b: Pick<XdpBalancer, 'status'> | undefined): Heal
     reports.set(n.node, h && h.probingNodes === digest ? new Map(h.unhealthy.map((u) => [healthTargetKey(u.vip, u.ip), u])) : null);
   }
   return {
-    judge(vip, ip) {
+    judge(vip, ip, node) {
       const key = healthTargetKey(vip, ip);
-      const owner = assignment.ownerOf(key);
+      // The agents' rule (health-targets.ts): the backend's own node probes it only when it is the only node.
+      const owner = assignment.ownerOf(key, node);
       const report = owner === undefined ? null : reports.get(owner);
       if (!report) return undefined;
       const u = report.get(key);
@@ -68,7 +69,7 @@ export function withHealth(vip: string, backends: readonly BackendStatus[], prev
     const { healthy: _h, unhealthySince: _s, unhealthyReason: _r, ...plain } = b;
     const real = realOf(b);
     if (!probed || !view || b.draining || real === undefined) return plain;
-    const j = view.judge(vip, real);
+    const j = view.judge(vip, real, b.node);
     const prev = before.get(b.ip);
     if (j === undefined) {
       return prev?.healthy === false ? { ...plain, healthy: false, unhealthySince: prev.unhealthySince, unhealthyReason: prev.unhealthyReason } : plain;

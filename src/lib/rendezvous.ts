@@ -33,12 +33,17 @@ export class Rendezvous {
     return this.nodes.length;
   }
 
-  /** The node that probes `key`, or undefined when no node probes. */
-  ownerOf(key: string): string | undefined {
+  /**
+   * The node that owns `key`, or undefined when there is none; `excluding`
+   * names a node that may own it only when it is the only node.
+   */
+  ownerOf(key: string, excluding?: string): string | undefined {
     const k = fnv1a(key);
     let best: string | undefined;
     let bestWeight = -1;
+    const others = excluding !== undefined && this.nodes.some((n) => n.name !== excluding);
     for (const n of this.nodes) {
+      if (others && n.name === excluding) continue;
       const w = weight(n.hash, k);
       if (w > bestWeight) {
         best = n.name;

@@ -47,9 +47,9 @@ export function healthVipsOf(vips: readonly LoadBalancerVip[]): HealthVip[] {
     if (v.status?.addressing === 'Node') {
       const byNode = new Map<string, BackendStatus[]>();
       for (const b of live) if (b.nodeIP !== undefined) byNode.set(b.nodeIP, [...(byNode.get(b.nodeIP) ?? []), b]);
-      backends = [...byNode].map(([nodeIP, bs]) => ({ ip: nodeIP, ...known(bs) }));
+      backends = [...byNode].map(([nodeIP, bs]) => ({ ip: nodeIP, ...(bs[0]!.node ? { node: bs[0]!.node } : {}), ...known(bs) }));
     } else {
-      backends = live.map((b) => ({ ip: b.ip, ...known([b]) }));
+      backends = live.map((b) => ({ ip: b.ip, ...(b.node ? { node: b.node } : {}), ...known([b]) }));
     }
     return [{ name: vipRef(v), address, ports: v.spec.ports, healthCheck: v.spec.healthCheck, backends }];
   });
@@ -110,7 +110,7 @@ export class ClusterHealth {
       log.info('no probing nodes listed in the XdpBalancer status yet: probing nothing');
       this.warnedAlone = true;
     }
-    const { targets } = healthTargets(healthVipsOf(this.vips), (key) => this.assignment.ownerOf(key) === this.node);
+    const { targets } = healthTargets(healthVipsOf(this.vips), (key, node) => this.assignment.ownerOf(key, node) === this.node);
     this.prober.setTargets(targets);
   }
 }

@@ -17,8 +17,12 @@ export interface HealthVip {
   address: string;
   ports: readonly Pick<VipPort, 'port' | 'protocol'>[];
   healthCheck?: HealthCheckSpec;
-  /** ip: where the probe is encapsulated to: the real (a pod, or in Node addressing its node). */
-  backends: readonly { ip: string; knownUnhealthy?: { since: number; reason?: string } }[];
+  /**
+   * ip: where the probe is encapsulated to: the real (a pod, or in Node
+   * addressing its node); node: the node it runs on, which does not probe it
+   * while another node can (see owns).
+   */
+  backends: readonly { ip: string; node?: string; knownUnhealthy?: { since: number; reason?: string } }[];
 }
 
 export interface HealthTargets {
@@ -27,7 +31,13 @@ export interface HealthTargets {
   plans: Map<string, HealthCheckPlan>;
 }
 
-export function healthTargets(vips: readonly HealthVip[], owns: (key: string) => boolean): HealthTargets {
+/**
+ * `owns(key, node)`: whether this node probes the target. A node does not
+ * probe what runs on it while another node can: the real's answer to its own
+ * node's address is local and never passes a device where the probe socket
+ * could see it (and a node's own path says little about the network).
+ */
+export function healthTargets(vips: readonly HealthVip[], owns: (key: string, node?: string) => boolean): HealthTargets {
   const targets: ProbeTarget[] = [];
   const plans = new Map<string, HealthCheckPlan>();
   for (const v of vips) {
@@ -37,7 +47,7 @@ export function healthTargets(vips: readonly HealthVip[], owns: (key: string) =>
     for (const b of v.backends) {
       const key = healthTargetKey(v.name, b.ip);
       // IPv6 VIP, IPv4 real: the dataplane refuses the pair; nothing to probe.
-      if (!owns(key) || tunnelOf(v.address, b.ip) === null) continue;
+      if (!owns(key, b.node) || tunnelOf(v.address, b.ip) === null) continue;
       targets.push({ key, vipName: v.name, vip: v.address, real: b.ip, check: plan.probe, ...(b.knownUnhealthy ? { knownUnhealthy: b.knownUnhealthy } : {}) });
     }
   }

@@ -111,3 +111,30 @@ test('Node addressing: the probe follows the traffic to the node, and the node\'
     assert.deepEqual(spec.reals, [{ address: '198.18.40.2', weight: 0 }, { address: '198.18.41.2', weight: 3 }], 'the node gets weight 0 at every balancer');
   }
 });
+
+test('a backend is never probed by the node it runs on while another node can (its answer would stay local); the controller asks the same owner', () => {
+  const onA = BACKENDS.map((b) => ({ ...b, node: 'lb-a' }));
+  const vip: LoadBalancerVip = {
+    metadata: { name: 'web', namespace: 'shop', creationTimestamp: new Date(0) },
+    spec: { ports: [{ port: 80, protocol: 'TCP' }], backendSelector: {} },
+    status: {
+      address: '198.19.0.10',
+      conditions: [{ type: 'AddressAllowed', status: 'True', reason: 'InPool', message: '', lastTransitionTime: new Date() }],
+      backends: onA,
+    },
+  };
+  const probedBy = (nodes: string[]) => new Map(nodes.map((n) =>
+    [n, healthTargets(healthVipsOf([vip]), (k, node) => new Rendezvous(nodes).ownerOf(k, node) === n).targets.length]));
+  const three = probedBy(NODES);
+  assert.equal(three.get('lb-a'), 0, 'lb-a hosts them all and probes none');
+  assert.equal(three.get('lb-b')! + three.get('lb-c')!, onA.length);
+  assert.equal(probedBy(['lb-a']).get('lb-a'), onA.length, 'alone, it probes them');
+  // lb-a reports a backend it does not own: no word; its owner reports it: unhealthy.
+  const bad = onA[0]!.ip;
+  const realOwner = new Rendezvous(NODES).ownerOf(healthTargetKey(VIP, bad), 'lb-a')!;
+  assert.notEqual(realOwner, 'lb-a');
+  const fromA = withHealth(VIP, onA, undefined, balancerHealth(balancer({ 'lb-a': [bad], [realOwner]: [] })), true);
+  assert.equal(fromA[0]!.healthy, undefined);
+  const fromOwner = withHealth(VIP, onA, undefined, balancerHealth(balancer({ 'lb-a': [], [realOwner]: [bad] })), true);
+  assert.equal(fromOwner[0]!.healthy, false);
+});
