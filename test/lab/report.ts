@@ -37,6 +37,8 @@ export function metricsTable(lab: Lab, metrics: Samples[], reals: ReportedReal[]
   const realRows = reals.flatMap((r) => r.addresses.map((addr) => [`${r.name} ${addr}`, ...metrics.map((m) => sum(m, 'xdplb_real_packets_total', { real: addr }))]));
   const reasons = ['tx_encap', 'pass_not_vip', 'pass_not_ip', 'drop_no_real', 'drop_fragment', 'drop_malformed'];
   const reasonRows = reasons.map((reason) => [reason, ...metrics.map((m) => sum(m, 'xdplb_packets_total', { reason }))]);
+  // The node's health probes are answered to its own address: part of pass_not_vip, not replies of the traffic.
+  reasonRows.push(['(health probes answered)', ...metrics.map((m) => sum(m, 'xdplb_health_probes_total', { result: 'success' }) + sum(m, 'xdplb_health_probes_total', { result: 'refused' }))]);
   const nodes = lab.balancers.map((b) => b.name);
   return [
     'Packets per VIP (from each agent\'s /metrics):',
