@@ -95,7 +95,8 @@ describe('CRDs on a real kube-apiserver', () => {
     const { cp } = f;
     cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: default}\nspec: {image: "xdplb:dev"}\n');
     const spec = JSON.parse(cp.kubectl(['get', 'xdpb', 'default', '-o', 'jsonpath={.spec}'])) as Record<string, unknown>;
-    assert.deepEqual(spec, { image: 'xdplb:dev', xdpMode: 'auto', metricsPort: 9641, drainSeconds: 60, capacities: { vips: 512, reals: 4095, connectionTable: 1048576 } });
+    assert.deepEqual(spec, { image: 'xdplb:dev', xdpMode: 'auto', metricsPort: 9641, drainSeconds: 60, backendAddressing: 'Node',
+      capacities: { vips: 512, reals: 4095, connectionTable: 1048576 } });
     const err = cp.kubectlError(['apply', '--dry-run=server', '-f', '-'],
       'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
       'spec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000, nodeSelector: {"edge node": "yes please"}}\n');

@@ -75,7 +75,7 @@ describe('controller on a real kube-apiserver', () => {
     scheduleAgents(1, 1);
     const b = await untilOk('ready agents reported', getBalancer, (x) => x.status?.readyAgents === 1);
     assert.equal(b.status!.conditions!.find((c) => c.type === 'AgentsReady')!.status, 'True');
-    assert.match(kubectl(['get', 'xdpbalancer']), /^default\s+eth1\s+auto\s+1\s+1\s/m);
+    assert.match(kubectl(['get', 'xdpbalancer']), /^default\s+eth1\s+auto\s+Node\s+1\s+1\s/m);
   });
 
   test('a VIP gets its Ready pods as backends; a new pod joins; a NotReady pod drains, then leaves', async (t) => {

@@ -17,7 +17,7 @@ import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
-import { planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
+import { planVips, type ProgramPlan, realsOf, vipRef } from './cluster-vips.js';
 import type { Programmer, VipSource } from './source.js';
 
 const log = componentLog('cluster-source');
@@ -133,7 +133,7 @@ export class ClusterSource implements VipSource {
   private async report(plan: ProgramPlan): Promise<number> {
     const node = this.opts.node;
     const wanted: [LoadBalancerVip, NodeStatus][] = [
-      ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, { node, programmedGeneration: v.metadata.generation, reals: v.status?.backends?.length ?? 0 }]),
+      ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, { node, programmedGeneration: v.metadata.generation, reals: realsOf(v).length }]),
       ...[...plan.refused].map(([v, lastError]): [LoadBalancerVip, NodeStatus] => [v, { node, lastError }]),
       // Not programmed here; clear an entry that says otherwise.
       ...plan.setAside.filter((v) => entryOf(v, node)).map((v): [LoadBalancerVip, NodeStatus] => [v, { node }]),
