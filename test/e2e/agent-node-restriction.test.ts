@@ -8,9 +8,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoordinationV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Lease } from '@kubernetes/client-node';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, VERSION } from '../../src/api/loadbalancervip.js';
-import { XDPB_KIND, XDPB_PLURAL } from '../../src/api/xdpbalancer.js';
+import { L2_LEASE_NODE_LABEL, l2LeaseName, XDPB_KIND, XDPB_PLURAL } from '../../src/api/xdpbalancer.js';
+import { AgentLease } from '../../src/agent/announce/l2-lease.js';
 import { NodeReport } from '../../src/agent/announce/node-report.js';
 import { agentFieldManager } from '../../src/agent/sources/cluster-source.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
@@ -131,5 +132,60 @@ describe('agents write only their own node\'s status entry (deploy/agent-node-re
     await report.check();
     const written = statusOf('balancer', 'edge').nodes?.find((n) => n.node === 'node-a') as { l2?: { answering: number } } | undefined;
     assert.equal(written?.l2?.answering, 3, JSON.stringify(written));
+  });
+
+  test('L2 Leases: an agent creates, renews and deletes only its own; not another node\'s, not the controller\'s', async (t) => {
+    if (!f.need(t)) return;
+    const { cp } = f;
+    const ns = 'xdplb-system';
+    const leases = (kc: KubeConfig) => kc.makeApiClient(CoordinationV1Api);
+    const a = kubeConfigFrom(cp.agentKubeconfigOn('node-a'));
+    const b = kubeConfigFrom(cp.agentKubeconfigOn('node-b'));
+    const lease = (name: string, node: string): V1Lease => ({
+      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace: ns, labels: { [L2_LEASE_NODE_LABEL]: node } },
+      spec: { holderIdentity: node, leaseDurationSeconds: 30 },
+    });
+    const OWN_LEASES = /xdplb-agent on node node-a may create, renew and delete only its own Leases \(label xdplb\.dev\/l2-node and spec\.holderIdentity node-a\)/;
+    const refused = async (what: string, write: () => Promise<unknown>, re: RegExp) => {
+      const o = await attempt(write);
+      assert.equal(o.code, 403, `${what}: ${o.message}`);
+      assert.match(o.message, re, what);
+    };
+
+    // The static token: refused, and says why (once the API server has loaded the policy).
+    await waitUntil('the static agent token is refused a Lease', () => attempt(() =>
+      leases(kubeConfigFrom(cp.kubeconfigAs('xdplb-system/xdplb-agent'))).createNamespacedLease({ namespace: ns, body: lease('static', 'node-a') })),
+    (o) => NO_CLAIM.test(o.message));
+
+    // The agents' own code: each takes, renews and releases its Lease.
+    // Short, so that it renews while the test runs.
+    const mine = new AgentLease(a, { balancer: 'default', node: 'node-a', namespace: ns, leaseSeconds: 3 });
+    const theirs = new AgentLease(b, { balancer: 'default', node: 'node-b', namespace: ns, leaseSeconds: 30 });
+    await mine.start();
+    await theirs.start();
+    assert.ok(mine.renewals >= 1);
+    assert.equal(theirs.renewals, 1);
+    const bName = l2LeaseName('default', 'node-b');
+    const bLease = await leases(kubeConfigFrom(cp.kubeconfig)).readNamespacedLease({ name: bName, namespace: ns });
+
+    // A cannot claim node-b, nor take over, renew or delete B's Lease, nor touch the controller's.
+    await refused('A creates a Lease for node-b', () => leases(a).createNamespacedLease({ namespace: ns, body: lease('xdplb-l2-fake.node-b', 'node-b') }), OWN_LEASES);
+    await refused('A renews B\'s Lease', () => leases(a).replaceNamespacedLease({ name: bName, namespace: ns, body: bLease }), OWN_LEASES);
+    await refused('A takes B\'s Lease', () => leases(a).replaceNamespacedLease({ name: bName, namespace: ns,
+      body: { ...bLease, metadata: { ...bLease.metadata, labels: { [L2_LEASE_NODE_LABEL]: 'node-a' } }, spec: { ...bLease.spec, holderIdentity: 'node-a' } } }), OWN_LEASES);
+    await refused('A deletes B\'s Lease', () => leases(a).deleteNamespacedLease({ name: bName, namespace: ns }), OWN_LEASES);
+    cp.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'xdplb-controller', namespace: ns },
+      spec: { holderIdentity: 'controller-0', leaseDurationSeconds: 15 } }));
+    const leader = await leases(kubeConfigFrom(cp.kubeconfig)).readNamespacedLease({ name: 'xdplb-controller', namespace: ns });
+    await refused('A takes the controller\'s leader Lease', () => leases(a).replaceNamespacedLease({ name: 'xdplb-controller', namespace: ns,
+      body: { ...leader, spec: { ...leader.spec, holderIdentity: 'node-a' } } }), OWN_LEASES);
+    await refused('A deletes the controller\'s leader Lease', () => leases(a).deleteNamespacedLease({ name: 'xdplb-controller', namespace: ns }), OWN_LEASES);
+
+    // A renews and releases its own; B's is still there.
+    await waitUntil('A renews its Lease', () => mine.renewals, (n) => n >= 2);
+    await mine.release();
+    assert.equal(cp.kubectl(['get', 'lease', l2LeaseName('default', 'node-a'), '-n', ns, '--ignore-not-found', '-o', 'name']), '', 'A released its Lease');
+    assert.equal(cp.kubectl(['get', 'lease', bName, '-n', ns, '-o', 'jsonpath={.spec.holderIdentity}']), 'node-b');
+    await theirs.release();
   });
 });
