@@ -26,6 +26,7 @@ import type { ControllerMetrics } from './metrics.js';
 import { AgentNodes, nodeOverlapCondition, nodeSelectorsDisjoint } from './node-overlap.js';
 import { WorkQueue } from '../lib/work-queue.js';
 import { balancerHealth, type HealthView } from './backend-health.js';
+import type { ImageAllowlist } from './image-allowlist.js';
 
 const log = componentLog('balancer-controller');
 
@@ -60,6 +61,11 @@ export interface BalancerControllerOptions {
   onBalancerChange?(balancer: string): void;
   metrics?: ControllerMetrics;
   events?: EventRecorder;
+  /**
+   * The images a balancer's agents may run (image-allowlist.ts); one outside it gets no DaemonSet
+   * (an existing one keeps its image). main.ts always gives one; absent (tests): any image.
+   */
+  images?: ImageAllowlist;
 }
 
 export class BalancerController implements BalancerView {
@@ -213,6 +219,16 @@ export class BalancerController implements BalancerView {
       for (const state of ['desired', 'ready']) this.opts.metrics?.balancerAgents.remove({ balancer: name, state });
       return;
     }
+    const notAllowed = this.opts.images?.refusal(b.spec.image);
+    if (notAllowed) {
+      // Writing XdpBalancers must not be a way to run any image as root on the nodes: no DaemonSet is made or
+      // changed, so agents that run keep the image they had; the balancer's next change queues it again.
+      const running = this.daemonSets.get(agentDaemonSetName(name), this.opts.namespace);
+      const keeps = running ? `; its ${running.status?.numberReady ?? 0} running agents keep the image they had` : '';
+      await this.writeStatus(b, running?.status?.desiredNumberScheduled ?? 0, running?.status?.numberReady ?? 0,
+        { status: 'False', reason: 'ImageNotAllowed', message: `${notAllowed}${keeps}` });
+      return;
+    }
     const want = agentDaemonSet(b, this.opts.namespace);
     // Nodes an older balancer selects too stay its own: this one's agents are kept off them.
     const excluded = this.placement().get(name) ?? new Map<string, string>();
@@ -287,9 +303,9 @@ export class BalancerController implements BalancerView {
     this.opts.metrics?.statusWrites.inc({ kind: 'XdpBalancer' });
     if (overlap.status === 'True' && prevOverlap?.status !== 'True') this.opts.events?.record(b, 'Warning', 'NodeOverlap', overlap.message);
     if (excluded.status === 'True' && !sameAs(excluded, prevExcluded)) this.opts.events?.record(b, 'Warning', 'NodesExcluded', excluded.message);
-    if (condition.reason === 'InvalidDaemonSet') {
-      this.opts.events?.record(b, 'Warning', 'InvalidDaemonSet', condition.message);
-      log.warn({ balancer: name, message: condition.message }, 'agent DaemonSet refused');
+    if (condition.reason === 'InvalidDaemonSet' || condition.reason === 'ImageNotAllowed') {
+      this.opts.events?.record(b, 'Warning', condition.reason, condition.message);
+      log.warn({ balancer: name, reason: condition.reason, message: condition.message }, 'agent DaemonSet refused');
     } else {
       log.info({ balancer: name, desired, ready }, 'balancer status updated');
     }

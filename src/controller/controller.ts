@@ -2,6 +2,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { BalancerController } from './balancer-controller.js';
 import { EventRecorder } from './events.js';
+import type { ImageAllowlist } from './image-allowlist.js';
 import { ControllerMetrics } from './metrics.js';
 import { EndpointSlices } from './services/endpoint-slices.js';
 import { ServiceController } from './services/service-controller.js';
@@ -19,6 +20,8 @@ export interface ControllerOptions {
   maxListedBackends?: number;
   /** Serve Services of type LoadBalancer that name no loadBalancerClass too. */
   serveServicesWithoutClass?: boolean;
+  /** The images XdpBalancers may run (--allowed-images); absent: any (tests only). */
+  images?: ImageAllowlist;
 }
 
 export class Controller {
@@ -36,6 +39,7 @@ export class Controller {
       namespace: opts.namespace,
       metrics: this.metrics,
       events: this.events,
+      images: opts.images,
       onBalancerChange: (b) => this.vips.balancerChanged(b),
     });
     this.endpointSlices = new EndpointSlices(kc);

@@ -12,6 +12,7 @@ import { componentLog } from '../lib/log.js';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Controller } from './controller.js';
 import { ensureDefaultBalancer, ownImage } from './default-balancer.js';
+import { ImageAllowlist } from './image-allowlist.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector } from './leader-election.js';
 import { ControllerMetrics } from './metrics.js';
 import { DEFAULT_RESYNC_SECONDS } from './vip-controller.js';
@@ -32,6 +33,11 @@ const USAGE = `usage: xdplb-controller [options]
   --agent-image IMAGE     image of the "default" XdpBalancer the controller creates when none exists;
                           default: this pod's own image; needed outside a pod (XDPLB_AGENT_IMAGE)
   --no-default-balancer   do not create the "default" XdpBalancer
+  --allowed-images LIST   images XdpBalancers may run (their agents are privileged), separated by commas:
+                          REPOSITORY (any tag or digest of it), PREFIX/ (every repository under it) or
+                          an exact image; a balancer with another image gets no DaemonSet (condition
+                          AgentsReady, reason ImageNotAllowed). Default: the repository of --agent-image,
+                          else of this pod's own image; outside a pod with neither, none (XDPLB_ALLOWED_IMAGES)
   --serve-services-without-class
                           also serve Services of type LoadBalancer that name no loadBalancerClass (for
                           clusters where xdplb is the only load balancer); default: only class xdplb.dev/xdp
@@ -67,6 +73,7 @@ async function main(): Promise<void> {
         'no-leader-elect': { type: 'boolean' },
         'agent-image': { type: 'string' },
         'no-default-balancer': { type: 'boolean' },
+        'allowed-images': { type: 'string' },
         'resync-period': { type: 'string' },
         'serve-services-without-class': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -97,14 +104,17 @@ async function main(): Promise<void> {
 
   const metrics = new ControllerMetrics();
   const resyncSeconds = seconds('resync-period', values['resync-period'], DEFAULT_RESYNC_SECONDS);
+  const agentImage = values['agent-image'] ?? env.XDPLB_AGENT_IMAGE;
+  const images = await allowedImages(values['allowed-images'] ?? env.XDPLB_ALLOWED_IMAGES, agentImage,
+    env.POD_NAME ? () => ownImage(kc, { name: env.POD_NAME!, namespace }) : null);
+  log.info({ allowedImages: images.entries }, 'XdpBalancers may run these images');
   const controller = new Controller(kc, {
-    namespace, identity, metrics, resyncSeconds, serveServicesWithoutClass: values['serve-services-without-class'] ?? false,
+    namespace, identity, metrics, resyncSeconds, serveServicesWithoutClass: values['serve-services-without-class'] ?? false, images,
   });
   let started = false;
   const server = await serveMetrics(metrics.registry, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
     // A standby replica is ready: it serves metrics and would take over.
     () => null);
-  const agentImage = values['agent-image'] ?? env.XDPLB_AGENT_IMAGE;
   /** Asked only when the default balancer must be created. */
   const defaultImage = async (): Promise<string> => {
     if (agentImage) return agentImage;
@@ -172,6 +182,25 @@ async function main(): Promise<void> {
     elector.start();
     log.info({ identity, namespace }, 'waiting to become leader');
   }
+}
+
+/**
+ * --allowed-images when given; else the repository of --agent-image, else of
+ * this pod's own image (the agents run the controller's image); outside a pod
+ * with neither, no image at all (every XdpBalancer is refused, and a warning says why).
+ */
+async function allowedImages(flag: string | undefined, agentImage: string | undefined, podImage: (() => Promise<string>) | null): Promise<ImageAllowlist> {
+  if (flag !== undefined) {
+    try {
+      return ImageAllowlist.parse(flag);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  }
+  if (agentImage) return ImageAllowlist.ofRepository(agentImage, 'the repository of --agent-image; --allowed-images widens it');
+  if (podImage) return ImageAllowlist.ofRepository(await podImage(), 'the repository of the controller\'s own image; --allowed-images widens it');
+  log.warn('outside a pod with neither --allowed-images nor --agent-image: no image is allowed, every XdpBalancer is refused (ImageNotAllowed)');
+  return ImageAllowlist.none('outside a pod, neither --allowed-images nor --agent-image was given');
 }
 
 main().catch((err: unknown) => {

@@ -191,6 +191,34 @@ export class ControlPlane {
     return this.saKubeconfigs.get(sa)!;
   }
 
+  /**
+   * A kubeconfig for the agent on `node` with the token a kubelet would project
+   * into its pod: a TokenRequest for the xdplb-agent ServiceAccount bound to a
+   * Pod on that node, so the API server puts the node name claim
+   * (authentication.kubernetes.io/node-name) in its user info, which
+   * deploy/agent-node-restriction.yaml requires. The static token of
+   * kubeconfigAs('xdplb-system/xdplb-agent') has no such claim. Creates the Node
+   * (without it the token has no node claim) and, unless `pod` names an existing
+   * one (with serviceAccountName xdplb-agent and spec.nodeName `node`), a
+   * bare Pod for the token; the ServiceAccount must exist (deploy/rbac-agent.yaml).
+   * The token is valid until that Pod is deleted (or for a day).
+   */
+  agentKubeconfigOn(node: string, opts: { pod?: string } = {}): string {
+    const [ns, sa] = ['xdplb-system', 'xdplb-agent'];
+    if (!this.kubectl(['get', 'node', node, '--ignore-not-found', '-o', 'name']).trim()) {
+      this.kubectl(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }));
+    }
+    const pod = opts.pod ?? `${sa}-token-${node}`;
+    if (!opts.pod && !this.kubectl(['get', 'pod', pod, '-n', ns, '--ignore-not-found', '-o', 'name']).trim()) {
+      this.kubectl(['create', '-f', '-'], JSON.stringify({
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace: ns },
+        spec: { nodeName: node, serviceAccountName: sa, containers: [{ name: 'agent', image: 'xdplb-token-holder' }] },
+      }));
+    }
+    const token = this.kubectl(['create', 'token', sa, '-n', ns, '--bound-object-kind', 'Pod', '--bound-object-name', pod, '--duration', '24h']).trim();
+    return writeKubeconfig(join(this.dir, `kubeconfig-agent-${node}-${pod}`), this.server, token);
+  }
+
   /** Runs kubectl against this control plane; throws with its stderr when it fails. */
   kubectl(args: string[], input?: string): string {
     return execFileSync(this.bin.kubectl, ['--kubeconfig', this.kubeconfig, ...args], {

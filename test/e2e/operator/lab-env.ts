@@ -225,7 +225,15 @@ export class LabOperatorEnv implements OperatorEnv {
   private templateArgs: (node: string) => string[] = () => [];
 
   startAgent(node: string): Promise<void> {
-    return this.lab.startClusterAgent(this.balancer(node), this.api('xdplb-system/xdplb-agent'), [...this.agentArgs, ...this.templateArgs(node)]);
+    return this.lab.startClusterAgent(this.balancer(node), this.agentApi(node), [...this.agentArgs, ...this.templateArgs(node)]);
+  }
+
+  /**
+   * The agent's token as a kubelet would project it: bound to a Pod on its node, so it carries the node
+   * claim that deploy/agent-node-restriction.yaml requires of every agent status write.
+   */
+  private agentApi(node: string): LabApi {
+    return { ...this.api('xdplb-system/xdplb-agent'), kubeconfig: this.cp.agentKubeconfigOn(node) };
   }
 
   /** A flag and its value in the agent container of the DaemonSet's pod template (what the controller made of the XdpBalancer), or null. */
@@ -255,7 +263,7 @@ export class LabOperatorEnv implements OperatorEnv {
 
   /** Starts an agent with extra flags beyond the template's (a test's --detach-on-exit). */
   startAgentWith(node: string, extra: string[]): Promise<void> {
-    return this.lab.startClusterAgent(this.balancer(node), this.api('xdplb-system/xdplb-agent'), [...this.agentArgs, ...this.templateArgs(node), ...extra]);
+    return this.lab.startClusterAgent(this.balancer(node), this.agentApi(node), [...this.agentArgs, ...this.templateArgs(node), ...extra]);
   }
 
   /** A rolling update as the DaemonSet controller and kubelet would do it: one node at a time, SIGTERM, then the new template's agent. */
