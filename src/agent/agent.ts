@@ -15,6 +15,7 @@ import type { Acceptance, VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
+import type { AccessReviewer } from '../lib/access-review.js';
 import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, NextHopWatcher } from './net/next-hop.js';
 import { allAddresses, allLinks, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
@@ -46,6 +47,8 @@ export interface AgentOptions {
   metricsAddress?: string;
   /** Loopback HOST:PORT for /trace (xdplb trace); empty: no tracing. */
   traceAddress?: string;
+  /** Checks /metrics callers (TokenReview, SubjectAccessReview); without it, metricsAddress must be loopback. */
+  metricsReviewer?: AccessReviewer;
   /** This node's name, reported to trace clients. */
   nodeName?: string;
   nextHopMac?: string;
@@ -133,7 +136,7 @@ export class Agent {
     this.dataplane = new Dataplane(this.lb.maps);
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
-    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
+    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress, { reviewer: this.opts.metricsReviewer });
     if (this.opts.bgp) this.announcer = await this.makeAnnouncer(this.opts.bgp);
     if (this.opts.l2) {
       const groups = (this.l2Groups = new SolicitedNodeGroups(() => this.nextHop!.nic));
