@@ -14,6 +14,7 @@ import { componentLog } from '../lib/log.js';
 import { Agent, type AgentBgp, type AgentOptions, cleanup, type XdpModeOption } from './agent.js';
 import { KubeAccessReviewer } from '../lib/access-review.js';
 import { LOOPBACK_HOSTS, parseHostPort } from '../lib/metrics-server.js';
+import { VipOwners } from './trace/trace-access.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
@@ -61,7 +62,10 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --metrics-auth MODE   none: /metrics open, the address must be loopback; kubernetes: /metrics only for a bearer
                         token allowed "get /metrics" (TokenReview + SubjectAccessReview), any address.
                         /healthz and /readyz stay open for the kubelet. Default none (XDPLB_METRICS_AUTH)
-  --trace-address A     loopback HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
+  --trace-address A     HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
+  --trace-auth MODE     none: any local caller traces anything, the address must be loopback; kubernetes: a bearer
+                        token allowed "create loadbalancervips/trace" in each traced VIP's namespace (all namespaces
+                        for a trace without VIP), with per-caller quotas. Default none (XDPLB_TRACE_AUTH)
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
   --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
@@ -135,6 +139,7 @@ async function main(): Promise<void> {
         'metrics-address': { type: 'string' },
         'trace-address': { type: 'string' },
         'metrics-auth': { type: 'string' },
+        'trace-auth': { type: 'string' },
         'next-hop-mac': { type: 'string' },
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
@@ -216,7 +221,8 @@ async function main(): Promise<void> {
 
   const metricsAddress = v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
   const metricsAuth = v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH ?? 'none';
-  for (const [flag, mode] of [['metrics-auth', metricsAuth]]) {
+  const traceAuth = v['trace-auth'] ?? env.XDPLB_TRACE_AUTH ?? 'none';
+  for (const [flag, mode] of [['metrics-auth', metricsAuth], ['trace-auth', traceAuth]]) {
     if (!AUTH_MODES.includes(mode!)) fail(`--${flag} must be one of ${AUTH_MODES.join(', ')}, not "${mode}"`);
     if (mode === 'kubernetes' && config) fail(`--${flag} kubernetes needs cluster mode: tokens and RBAC are the API server's`);
   }
@@ -260,9 +266,14 @@ async function main(): Promise<void> {
       fail((err as Error).message);
     }
     const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
-    const reviewer = metricsAuth === 'kubernetes' ? new KubeAccessReviewer(kc) : undefined;
+    const reviewer = metricsAuth === 'kubernetes' || traceAuth === 'kubernetes' ? new KubeAccessReviewer(kc) : undefined;
     if (metricsAuth === 'kubernetes') agentOptions.metricsReviewer = reviewer;
-    source = new ClusterSource(kc, { balancer, node: nodeName!, onProgrammed: (vips) => hc.cluster?.setVips(vips) });
+    const owners = new VipOwners();
+    if (traceAuth === 'kubernetes') agentOptions.traceAuth = { reviewer: reviewer!, owners: (id) => owners.of(id) };
+    source = new ClusterSource(kc, { balancer, node: nodeName!, onProgrammed: (vips) => {
+      owners.set(vips);
+      hc.cluster?.setVips(vips);
+    } });
     const client = kc;
     // Cluster: this node's share of the backends probed, what it judged in its node report, weight 0 from the VIPs' status.
     if (healthChecks) startHealth = () => { hc.cluster = clusterHealth(client, agent, balancer, nodeName!); hc.cluster?.start(); };

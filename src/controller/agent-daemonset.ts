@@ -95,7 +95,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
     '--trace-address', `127.0.0.1:${tracePortFor(port)}`,
     // On the node's addresses (host network), so only for a token RBAC allows: deploy/rbac-agent-auth.yaml.
     // The kubelet's probes of /healthz and /readyz need none.
-    '--metrics-auth', 'kubernetes'];
+    '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes'];
   if (spec.nic) args.push('--nic', spec.nic);
   const caps = spec.capacities ?? {};
   if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));
