@@ -6,6 +6,7 @@
  * server on a stand-in tracer (no BPF), so no lab is needed.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { get, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -23,6 +24,7 @@ import { KubeAccessReviewer } from '../../src/lib/access-review.js';
 import { serveMetrics } from '../../src/lib/metrics-server.js';
 import type { ControlPlane } from './control-plane/control-plane.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
+import { XDPLB_CLI } from '../support/trace-process.js';
 
 const DEPLOY = fileURLToPath(new URL('../../../deploy/', import.meta.url));
 const IPPROTO_TCP = 6;
@@ -191,6 +193,29 @@ describe('authenticated agent endpoints on a real API server', () => {
     assert.equal(again.status, 200);
     open.push(again);
     for (const s of open) s.close();
+  });
+});
+
+/** Runs `xdplb trace ARGS`; resolves with its exit code and output. */
+function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [XDPLB_CLI, 'trace', ...args], { timeout: 120_000 }, (error, out, err) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, out, err }));
+  });
+}
+
+describe('xdplb trace sends its user\'s own token', () => {
+  test("alice's kubeconfig token: her VIP traced, tenant-b's refused with the permission it needs", async (t) => {
+    if (!fixture.need(t)) return;
+    const kubeconfig = cp.kubeconfigAs('alice');
+    const ok = await cli(['--agent', base(trace), '--kubeconfig', kubeconfig, '--vip', '198.19.0.10:80/TCP', '--duration', '1']);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.err, /tracing on node-a/);
+    const refused = await cli(['--agent', base(trace), '--kubeconfig', kubeconfig, '--vip', '198.19.0.20:80/TCP', '--duration', '1']);
+    assert.equal(refused.code, 1, refused.err);
+    assert.match(refused.err, /HTTP 403/);
+    const anonymous = await cli(['--agent', base(trace), '--token', 'not-a-token', '--vip', '198.19.0.10:80/TCP', '--duration', '1']);
+    assert.match(anonymous.err, /HTTP 401/);
   });
 });
 
