@@ -15,6 +15,8 @@ import type { Acceptance, VipSpec } from './dataplane/desired-state.js';
 import { AgentMetrics } from './metrics.js';
 import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
+import type { TraceAuthorization } from './trace/trace-access.js';
+import type { AccessReviewer } from '../lib/access-review.js';
 import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, NextHopWatcher } from './net/next-hop.js';
 import { allAddresses, allLinks, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
@@ -44,8 +46,12 @@ export interface AgentOptions {
   pinDir: string;
   /** HOST:PORT for /metrics, /healthz, /readyz; empty: no server. */
   metricsAddress?: string;
-  /** Loopback HOST:PORT for /trace (xdplb trace); empty: no tracing. */
+  /** HOST:PORT for /trace (xdplb trace), loopback unless traceAuth is set; empty: no tracing. */
   traceAddress?: string;
+  /** Checks /metrics callers (TokenReview, SubjectAccessReview); without it, metricsAddress must be loopback. */
+  metricsReviewer?: AccessReviewer;
+  /** Authorizes /trace callers per VIP namespace, with per-caller quotas. */
+  traceAuth?: TraceAuthorization;
   /** This node's name, reported to trace clients. */
   nodeName?: string;
   nextHopMac?: string;
@@ -133,7 +139,7 @@ export class Agent {
     this.dataplane = new Dataplane(this.lb.maps);
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
-    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress);
+    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress, { reviewer: this.opts.metricsReviewer });
     if (this.opts.bgp) this.announcer = await this.makeAnnouncer(this.opts.bgp);
     if (this.opts.l2) {
       const groups = (this.l2Groups = new SolicitedNodeGroups(() => this.nextHop!.nic));
@@ -146,7 +152,7 @@ export class Agent {
     this.tracer = new Tracer(this.lb.maps, () => this.dataplane!.installedVipNums());
     if (this.opts.traceAddress) {
       // Tracing is for debugging: a port in use must not keep the balancer from running.
-      this.traceServer = await serveTrace(this.tracer, this.opts.traceAddress, this.opts.nodeName ?? hostname()).catch((err: Error) => {
+      this.traceServer = await serveTrace(this.tracer, this.opts.traceAddress, this.opts.nodeName ?? hostname(), this.opts.traceAuth).catch((err: Error) => {
         log.error({ address: this.opts.traceAddress, err: err.message }, 'cannot serve /trace; xdplb trace will not reach this agent');
         return null;
       });

@@ -11,7 +11,10 @@ import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT, tracePortFor } from '../ap
 import { realSlotsFor } from '../bpf/maps.js';
 import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
-import { Agent, type AgentBgp, cleanup, type XdpModeOption } from './agent.js';
+import { Agent, type AgentBgp, type AgentOptions, cleanup, type XdpModeOption } from './agent.js';
+import { KubeAccessReviewer } from '../lib/access-review.js';
+import { LOOPBACK_HOSTS, parseHostPort } from '../lib/metrics-server.js';
+import { VipOwners } from './trace/trace-access.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
@@ -55,8 +58,14 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --nic IF              NIC to attach to; default: the default route's (XDPLB_NIC)
   --xdp-mode MODE       auto | native | generic; default auto          (XDPLB_XDP_MODE)
   --pin-dir DIR         bpffs directory; default /sys/fs/bpf/xdplb/default (XDPLB_PIN_DIR)
-  --metrics-address A   HOST:PORT of /metrics /healthz /readyz; default 0.0.0.0:9641 (XDPLB_METRICS_ADDRESS)
-  --trace-address A     loopback HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
+  --metrics-address A   HOST:PORT of /metrics /healthz /readyz; default 127.0.0.1:9641, node-local (XDPLB_METRICS_ADDRESS)
+  --metrics-auth MODE   none: /metrics open, the address must be loopback; kubernetes: /metrics only for a bearer
+                        token allowed "get /metrics" (TokenReview + SubjectAccessReview), any address.
+                        /healthz and /readyz stay open for the kubelet. Default none (XDPLB_METRICS_AUTH)
+  --trace-address A     HOST:PORT of /trace for xdplb trace; default 127.0.0.1:9642, "" disables (XDPLB_TRACE_ADDRESS)
+  --trace-auth MODE     none: any local caller traces anything, the address must be loopback; kubernetes: a bearer
+                        token allowed "create loadbalancervips/trace" in each traced VIP's namespace (all namespaces
+                        for a trace without VIP), with per-caller quotas. Default none (XDPLB_TRACE_AUTH)
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
   --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
@@ -103,7 +112,8 @@ const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin
 const MODES = ['balancer', 'backend'];
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
-const DEFAULT_METRICS_ADDRESS = `0.0.0.0:${DEFAULT_METRICS_PORT}`;
+const DEFAULT_METRICS_ADDRESS = `127.0.0.1:${DEFAULT_METRICS_PORT}`;
+const AUTH_MODES = ['none', 'kubernetes'];
 const DEFAULT_TRACE_ADDRESS = `127.0.0.1:${tracePortFor(DEFAULT_METRICS_PORT)}`;
 const XDP_MODES: XdpModeOption[] = ['auto', 'native', 'generic'];
 
@@ -128,6 +138,8 @@ async function main(): Promise<void> {
         'pin-dir': { type: 'string' },
         'metrics-address': { type: 'string' },
         'trace-address': { type: 'string' },
+        'metrics-auth': { type: 'string' },
+        'trace-auth': { type: 'string' },
         'next-hop-mac': { type: 'string' },
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
@@ -207,11 +219,21 @@ async function main(): Promise<void> {
   const drainSeconds = integer('drain-seconds', v['drain-seconds'] ?? env.XDPLB_DRAIN_SECONDS, 0) ?? DEFAULT_DRAIN_SECONDS;
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
-  const agent = new Agent({
+  const metricsAddress = v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
+  const metricsAuth = v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH ?? 'none';
+  const traceAuth = v['trace-auth'] ?? env.XDPLB_TRACE_AUTH ?? 'none';
+  for (const [flag, mode] of [['metrics-auth', metricsAuth], ['trace-auth', traceAuth]]) {
+    if (!AUTH_MODES.includes(mode!)) fail(`--${flag} must be one of ${AUTH_MODES.join(', ')}, not "${mode}"`);
+    if (mode === 'kubernetes' && config) fail(`--${flag} kubernetes needs cluster mode: tokens and RBAC are the API server's`);
+  }
+  if (metricsAddress && metricsAuth === 'none' && !LOOPBACK_HOSTS.has(parseHostPort(metricsAddress).host)) {
+    fail(`--metrics-address ${metricsAddress} is not on loopback: serve /metrics beyond this node only with --metrics-auth kubernetes`);
+  }
+  const agentOptions: AgentOptions = {
     nic,
     xdpMode,
     pinDir,
-    metricsAddress: v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
+    metricsAddress,
     traceAddress: v['trace-address'] ?? env.XDPLB_TRACE_ADDRESS ?? DEFAULT_TRACE_ADDRESS,
     nodeName,
     nextHopMac: v['next-hop-mac'] ?? env.XDPLB_NEXT_HOP_MAC,
@@ -220,7 +242,8 @@ async function main(): Promise<void> {
     capacity,
     bgp,
     l2: l2LeaseSeconds !== undefined,
-  });
+  };
+  const agent = new Agent(agentOptions);
   let apiProbe: ApiProbe | null = null;
   let lease: AgentLease | null = null;
   let report: NodeReport | null = null;
@@ -243,7 +266,14 @@ async function main(): Promise<void> {
       fail((err as Error).message);
     }
     const balancer = v.balancer ?? env.XDPLB_BALANCER ?? DEFAULT_BALANCER;
-    source = new ClusterSource(kc, { balancer, node: nodeName!, onProgrammed: (vips) => hc.cluster?.setVips(vips) });
+    const reviewer = metricsAuth === 'kubernetes' || traceAuth === 'kubernetes' ? new KubeAccessReviewer(kc) : undefined;
+    if (metricsAuth === 'kubernetes') agentOptions.metricsReviewer = reviewer;
+    const owners = new VipOwners();
+    if (traceAuth === 'kubernetes') agentOptions.traceAuth = { reviewer: reviewer!, owners: (id) => owners.of(id) };
+    source = new ClusterSource(kc, { balancer, node: nodeName!, onProgrammed: (vips) => {
+      owners.set(vips);
+      hc.cluster?.setVips(vips);
+    } });
     const client = kc;
     // Cluster: this node's share of the backends probed, what it judged in its node report, weight 0 from the VIPs' status.
     if (healthChecks) startHealth = () => { hc.cluster = clusterHealth(client, agent, balancer, nodeName!); hc.cluster?.start(); };

@@ -4,7 +4,7 @@
  * (VIPs, reals, reasons).
  */
 import type { Server } from 'node:http';
-import { serveMetrics } from '../lib/metrics-server.js';
+import { type MetricsServerOptions, serveMetrics } from '../lib/metrics-server.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { verdictOf } from '../api/verdicts.js';
 import { REASONS, TRACE_COUNTERS } from '../bpf/consts.js';
@@ -165,7 +165,7 @@ export class AgentMetrics {
   }
 
   /** Serves /metrics, /healthz and /readyz. */
-  listen(address: string): Promise<Server> {
-    return serveMetrics(this.registry, address, () => this.notReady());
+  listen(address: string, opts: MetricsServerOptions = {}): Promise<Server> {
+    return serveMetrics(this.registry, address, () => this.notReady(), opts);
   }
 }

@@ -1,7 +1,11 @@
 /**
  * Where `xdplb trace` finds the agent's trace endpoint: a URL on this node,
- * or the agent pod of a node reached through the API server (port-forward,
- * so the user's RBAC decides: pods/portforward in the agents' namespace).
+ * or the agent pod of a node reached through the API server (port-forward:
+ * pods/portforward in the agents' namespace), and the bearer token it sends
+ * there. The port-forward tunnel is plain TCP from this process to the
+ * agent's loopback, so the user's own Authorization header reaches the agent
+ * unchanged (the API server's pod and service proxies drop it); the agent
+ * reviews the token and authorizes the filter per VIP namespace.
  */
 import { createServer, type Server } from 'node:net';
 import { CoreV1Api, type KubeConfig, PortForward } from '@kubernetes/client-node';
@@ -13,6 +17,17 @@ export interface AgentEndpoint {
   url: string;
   describe: string;
   close(): void;
+}
+
+/**
+ * The bearer token of the kubeconfig's user (a token, an exec plugin's or
+ * an OIDC provider's), undefined for one that has none (a client certificate).
+ */
+export async function kubeconfigBearer(kc: KubeConfig): Promise<string | undefined> {
+  const opts: { headers?: Record<string, string> } = { headers: {} };
+  await kc.applyToHTTPSOptions(opts);
+  const m = /^Bearer\s+(\S+)$/i.exec(opts.headers?.Authorization ?? opts.headers?.authorization ?? '');
+  return m?.[1];
 }
 
 export function localAgent(url: string): AgentEndpoint {

@@ -11,7 +11,7 @@ import { DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } 
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { TRACE_ENDPOINT, type TraceEvent, type TraceLine, traceSearchParams } from '../api/trace.js';
 import { parsePositiveInt, parseTraceFilter, TraceFilterError } from '../api/trace-filter.js';
-import { type AgentEndpoint, agentOnNode, localAgent } from './agent-connection.js';
+import { type AgentEndpoint, agentOnNode, kubeconfigBearer, localAgent } from './agent-connection.js';
 import { PcapWriter } from './pcap-writer.js';
 import { formatTraceEvent } from './trace-format.js';
 
@@ -23,6 +23,12 @@ where (default: the agent on this node, http://127.0.0.1:${tracePortFor(DEFAULT_
   --namespace NS        the agents' namespace; default xdplb-system
   --balancer NAME       the XdpBalancer; default "default"
   --kubeconfig FILE     default: KUBECONFIG, else ~/.kube/config
+  --token TOKEN         bearer token the agent reviews; default: the kubeconfig user's (XDPLB_TRACE_TOKEN).
+                        A user with a client certificate has none: e.g. --token "$(kubectl create token SA)"
+
+The agent (with --trace-auth kubernetes, as deployed) traces a VIP for a user allowed to
+"create loadbalancervips/trace" in the VIP's namespace; a trace without --vip (every packet of
+the node, host traffic included) needs it in all namespaces (deploy/rbac-trace.yaml).
 
 what (the agent traces packets matching all given; nothing given: every packet):
   --vip SEL             ADDRESS, ADDRESS:PORT, ADDRESS:PORT/PROTO ([IPv6]:PORT), or NAMESPACE/NAME
@@ -63,6 +69,7 @@ interface TraceArgs {
   namespace: string;
   balancer: string;
   kubeconfig?: string;
+  token?: string;
 }
 
 function parse(argv: string[]): TraceArgs {
@@ -86,6 +93,7 @@ function parse(argv: string[]): TraceArgs {
       namespace: { type: 'string' },
       balancer: { type: 'string' },
       kubeconfig: { type: 'string' },
+      token: { type: 'string' },
     },
   });
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
@@ -109,6 +117,7 @@ function parse(argv: string[]): TraceArgs {
     namespace: v.namespace ?? AGENT_NAMESPACE,
     balancer: v.balancer ?? DEFAULT_BALANCER,
     kubeconfig: v.kubeconfig,
+    token: v.token ?? process.env.XDPLB_TRACE_TOKEN,
   };
 }
 
@@ -148,9 +157,19 @@ async function resolveVips(args: TraceArgs): Promise<string[]> {
   return out;
 }
 
-function request(url: string): Promise<IncomingMessage> {
+/** The token to send: --token, else the kubeconfig user's; none when neither has one (a local agent without authorization needs none). */
+async function bearer(args: TraceArgs): Promise<string | undefined> {
+  if (args.token) return args.token;
+  try {
+    return await kubeconfigBearer(kube(args));
+  } catch {
+    return undefined; // no kubeconfig: fine for a local agent that does not ask
+  }
+}
+
+function request(url: string, token: string | undefined): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = get(url, resolve);
+    const req = get(url, token ? { headers: { authorization: `Bearer ${token}` } } : {}, resolve);
     req.on('error', reject);
   });
 }
@@ -206,7 +225,7 @@ export async function traceCommand(argv: string[]): Promise<number> {
   let slowClient = 0;
   let res: IncomingMessage;
   try {
-    res = await request(`${endpoint.url}${TRACE_ENDPOINT}?${q}`);
+    res = await request(`${endpoint.url}${TRACE_ENDPOINT}?${q}`, await bearer(args));
   } catch (err) {
     endpoint.close();
     pcap?.close();
@@ -218,7 +237,9 @@ export async function traceCommand(argv: string[]): Promise<number> {
     const body = await readBody(res);
     endpoint.close();
     pcap?.close();
-    process.stderr.write(`xdplb trace: the agent refused: ${body} (HTTP ${res.statusCode})\n`);
+    const hint = res.statusCode === 401 ? (args.token ? '' : ' Your kubeconfig user has no bearer token (a client certificate?): give --token.')
+      : res.statusCode === 403 ? ' Ask for the xdplb-trace role in the VIP\'s namespace (deploy/rbac-trace.yaml).' : '';
+    process.stderr.write(`xdplb trace: the agent refused: ${body} (HTTP ${res.statusCode})${hint}\n`);
     return res.statusCode === 400 ? 2 : 1;
   }
   const want = parsePositiveInt('--count', args.count);

@@ -92,7 +92,10 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   const drainSeconds = spec.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
   const labels = { ...agentSelector(name), 'app.kubernetes.io/part-of': 'xdplb', 'app.kubernetes.io/managed-by': MANAGED_BY };
   const args = ['run', '--balancer', name, '--xdp-mode', spec.xdpMode ?? 'auto', '--pin-dir', agentPinDir(name), '--metrics-address', `0.0.0.0:${port}`,
-    '--trace-address', `127.0.0.1:${tracePortFor(port)}`];
+    '--trace-address', `127.0.0.1:${tracePortFor(port)}`,
+    // On the node's addresses (host network), so only for a token RBAC allows: deploy/rbac-agent-auth.yaml.
+    // The kubelet's probes of /healthz and /readyz need none.
+    '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes'];
   if (spec.nic) args.push('--nic', spec.nic);
   const caps = spec.capacities ?? {};
   if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));

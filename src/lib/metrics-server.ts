@@ -1,6 +1,12 @@
-/** The HTTP endpoint of a daemon: /metrics for Prometheus, /healthz and /readyz for the kubelet. */
-import { createServer, type Server } from 'node:http';
+/**
+ * The HTTP endpoint of a daemon: /metrics for Prometheus, /healthz and /readyz for the kubelet.
+ * With a reviewer, /metrics answers only a bearer token whose owner may `get /metrics`
+ * (a SubjectAccessReview on that non-resource URL, as kube-rbac-proxy asks); /healthz and
+ * /readyz stay open: the kubelet's probes send no token, and they tell only ok or why not ready.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { AccessDenied, type AccessReviewer, callerOf, check, describeAccess, type PathAccess } from './access-review.js';
 import { componentLog } from './log.js';
 
 const log = componentLog('metrics-server');
@@ -15,12 +21,38 @@ export function parseHostPort(address: string): { host: string; port: number } {
   return { host, port };
 }
 
+export const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export const METRICS_ACCESS: PathAccess = { verb: 'get', path: '/metrics' };
+
+/** Answers a refused request; true when it was refused. */
+export async function refused(reviewer: AccessReviewer | undefined, req: IncomingMessage, res: ServerResponse, access: PathAccess): Promise<boolean> {
+  if (!reviewer) return false;
+  try {
+    const caller = await callerOf(reviewer, req);
+    if (await check(reviewer, caller, access)) return false;
+    throw new AccessDenied(403, `${caller.username} may not ${describeAccess(access)}`);
+  } catch (err) {
+    const status = err instanceof AccessDenied ? err.status : 500;
+    const headers: Record<string, string> = { 'content-type': 'text/plain' };
+    if (status === 401) headers['www-authenticate'] = 'Bearer realm="xdplb"';
+    res.writeHead(status, headers).end(`${(err as Error).message}\n`);
+    return true;
+  }
+}
+
+export interface MetricsServerOptions {
+  /** Checks /metrics callers; without it /metrics is open (keep such an address on loopback). */
+  reviewer?: AccessReviewer;
+}
+
 /** `ready()` returns null when ready, else why not. */
-export function serveMetrics(registry: Registry, address: string, ready: () => string | null): Promise<Server> {
+export function serveMetrics(registry: Registry, address: string, ready: () => string | null, opts: MetricsServerOptions = {}): Promise<Server> {
   const { host, port } = parseHostPort(address);
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
+      if (await refused(opts.reviewer, req, res, METRICS_ACCESS)) return;
       registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
         (err: Error) => res.writeHead(500).end(`metrics failed: ${err.message}\n`),
@@ -37,7 +69,7 @@ export function serveMetrics(registry: Registry, address: string, ready: () => s
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
-      log.info({ address }, 'serving metrics');
+      log.info({ address, authenticated: !!opts.reviewer }, 'serving metrics');
       resolve(server);
     });
   });

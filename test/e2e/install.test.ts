@@ -37,10 +37,10 @@ describe('the README install commands on a real kube-apiserver', () => {
   const kubectl = (args: string[]) => execFileSync(f.cp.bin.kubectl, ['--kubeconfig', f.cp.kubeconfig, ...args],
     { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-  test('kubectl kustomize builds deploy/prometheus/ (it includes no directory that contains it)', (t) => {
+  test('kubectl kustomize builds deploy/prometheus/ (it includes no directory that contains it): ServiceMonitors and xdplb-metrics-reader', (t) => {
     if (!f.need(t)) return;
     const kinds = kubectl(['kustomize', 'deploy/prometheus/']).match(/^kind: \w+$/gm);
-    assert.deepEqual(kinds, ['kind: ServiceMonitor', 'kind: ServiceMonitor']);
+    assert.deepEqual(kinds, ['kind: ClusterRole', 'kind: ServiceMonitor', 'kind: ServiceMonitor'], 'the ServiceMonitors and the RBAC their bearer token needs');
   });
 
   test('every kubectl apply of deploy/ in the README works, in order, on a fresh cluster', (t) => {

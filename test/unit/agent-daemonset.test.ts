@@ -23,7 +23,7 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   const c = pod.containers[0]!;
   assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641',
-    '--trace-address', '127.0.0.1:9642']);
+    '--trace-address', '127.0.0.1:9642', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes']);
   assert.deepEqual(c.env, [
     { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -47,7 +47,7 @@ test('spec settings become agent flags and scheduling constraints', () => {
   const pod = ds.spec!.template.spec!;
   const c = pod.containers[0]!;
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'native', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9700',
-    '--trace-address', '127.0.0.1:9701',
+    '--trace-address', '127.0.0.1:9701', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes',
     '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--connection-table', '65536']);
   assert.equal(c.readinessProbe?.httpGet?.port, 9700);
   assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }]);

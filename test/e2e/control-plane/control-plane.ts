@@ -25,7 +25,9 @@ const SERVICE_CIDR = '198.18.240.0/24';
  * Service accounts whose tokens the API server accepts, so the controller and
  * agents under test get exactly the permissions deploy/'s RBAC grants them.
  */
-export const TEST_SERVICE_ACCOUNTS = ['xdplb-system/xdplb-agent', 'xdplb-system/xdplb-controller', 'xdplb-system/xdplb-backend'] as const;
+export const TEST_SERVICE_ACCOUNTS = ['xdplb-system/xdplb-agent', 'xdplb-system/xdplb-controller', 'xdplb-system/xdplb-backend',
+  // A Prometheus scraping the agents' /metrics with its own token.
+  'monitoring/prometheus'] as const;
 /** People with no permission but what a test binds to them (e.g. deploy/'s xdplb-trace role). */
 export const TEST_USERS = ['alice', 'bob'] as const;
 export type TestServiceAccount = (typeof TEST_SERVICE_ACCOUNTS)[number] | (typeof TEST_USERS)[number];

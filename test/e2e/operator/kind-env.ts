@@ -11,6 +11,7 @@
  * e2e image tag), XDPLB_E2E_CLIENT (client container name), XDPLB_E2E_VIP.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type RunningTrace, watchTrace, XDPLB_CLI } from '../../support/trace-process.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,6 +38,14 @@ const API_RESTART_WAIT_MS = 180_000;
 /** The client program prints one JSON result; errors lists at most every failed connection. */
 const CLIENT_OUTPUT_MAX = 64 << 20;
 const execFileAsync = promisify(execFile);
+/**
+ * The agents answer /metrics and /trace only to a bearer token RBAC allows
+ * (README: Who may scrape metrics and trace packets); the cluster admin of
+ * run.sh authenticates by client certificate and has none. This service
+ * account scrapes as Prometheus would and traces the test namespace's VIPs.
+ */
+const E2E_SA = 'xdplb-e2e';
+const PROMETHEUS_RBAC = fileURLToPath(new URL('../../../../deploy/prometheus/rbac.yaml', import.meta.url));
 
 const env = process.env;
 
@@ -51,6 +60,8 @@ export class KindOperatorEnv implements OperatorEnv {
   readonly nodes: string[];
   private readonly image = env.XDPLB_E2E_IMAGE ?? 'xdplb-e2e:dev';
   private readonly client = env.XDPLB_E2E_CLIENT ?? 'xdplb-e2e-client';
+  /** E2E_SA's token. */
+  private token = '';
 
   private constructor() {
     this.nodes = this.kubectl(['get', 'nodes', '-l', BALANCER_NODE_LABEL, '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean);
@@ -61,6 +72,17 @@ export class KindOperatorEnv implements OperatorEnv {
     const e = new KindOperatorEnv();
     e.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${e.namespace}, labels: {pod-security.kubernetes.io/enforce: restricted}}\n`);
     e.kubectl(['apply', '-f', '-'], namespacePool(e.namespace));
+    e.kubectl(['apply', '-f', PROMETHEUS_RBAC]);
+    e.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: E2E_SA, namespace: AGENT_NAMESPACE } },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `${E2E_SA}-metrics` },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'xdplb-metrics-reader' },
+        subjects: [{ kind: 'ServiceAccount', name: E2E_SA, namespace: AGENT_NAMESPACE }] },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: `${E2E_SA}-trace`, namespace: e.namespace },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'xdplb-trace' },
+        subjects: [{ kind: 'ServiceAccount', name: E2E_SA, namespace: AGENT_NAMESPACE }] },
+    ] }));
+    e.token = e.kubectl(['create', 'token', E2E_SA, '-n', AGENT_NAMESPACE, '--duration', '6h']).trim();
     e.kubectl(['patch', 'xdpbalancer', 'default', '--type=merge', '-p', JSON.stringify({ spec: { drainSeconds: e.drainSeconds } })]);
     e.kubectl(['rollout', 'status', '-n', AGENT_NAMESPACE, 'ds/xdplb-agent-default', '--timeout=180s']);
     return e;
@@ -151,10 +173,13 @@ export class KindOperatorEnv implements OperatorEnv {
   /** Only the current context's user: it must hold the grant (run.sh uses the cluster admin). */
   readonly hasUngrantedUser = false;
 
-  /** From this machine through the API server, as `xdplb trace --node` is meant to be used. */
+  /**
+   * From this machine through the API server, as `xdplb trace --node` is meant to be used: the
+   * admin port-forwards and reads the VIP, the agent authorizes E2E_SA's token (the test namespace only).
+   */
   startTrace(node: string, args: string[], user: 'granted' | 'ungranted'): Promise<RunningTrace> {
     if (user !== 'granted') throw new Error('the kind environment has no ungranted user');
-    return watchTrace(spawn(process.execPath, [XDPLB_CLI, 'trace', '--node', node, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    return watchTrace(spawn(process.execPath, [XDPLB_CLI, 'trace', '--node', node, '--token', this.token, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   agentLog(node: string): string[] {
@@ -169,8 +194,19 @@ export class KindOperatorEnv implements OperatorEnv {
     await waitFor(`the EndpointSlices of ${service} list every app=web pod`, () => [pods(), listed()], ([p, l]) => JSON.stringify(p) === JSON.stringify(l));
   }
 
+  /**
+   * As Prometheus scrapes it: the node's address, E2E_SA's token, from the client container on
+   * the kind network (the API server's pod proxy would drop the Authorization header).
+   */
   async agentMetrics(node: string): Promise<Samples> {
-    return this.systemPodMetrics(this.agentPod(node), AGENT_METRICS_PORT);
+    const ip = this.kubectl(['get', 'node', node, '-o', 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'])
+      .split(' ').find((a) => a && !a.includes(':'));
+    if (!ip) throw new Error(`node ${node} has no IPv4 InternalIP`);
+    const scrape = 'fetch(process.argv[1], { headers: { authorization: `Bearer ${process.argv[2]}` } }).then(async (r) => { ' +
+      'const t = await r.text(); if (r.status !== 200) { process.stderr.write(`HTTP ${r.status}: ${t}`); process.exit(1); } process.stdout.write(t); })';
+    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', scrape, `http://${ip}:${AGENT_METRICS_PORT}/metrics`, this.token],
+      { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
+    return parseMetrics(stdout);
   }
 
   async restartAgent(node: string): Promise<void> {
