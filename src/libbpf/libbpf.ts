@@ -137,7 +137,7 @@ export function errnoName(errno: number): string {
 export function hintFor(errno: number): string | undefined {
   switch (errnoNames.get(errno)) {
     case 'EPERM':
-      return 'BPF needs root or CAP_BPF+CAP_NET_ADMIN (a privileged pod)';
+      return 'BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or CAP_SYS_ADMIN in place of the first and last)';
     case 'ENOENT':
       return 'the path, map, program or key does not exist';
     case 'E2BIG':
