@@ -22,6 +22,7 @@ import { AGENT_CAPABILITIES } from '../../src/controller/agent-daemonset.js';
 import { onExitOrSignal } from '../support/cleanup.js';
 import { requireKernel } from '../support/kernel.js';
 import { removeNetns, TestNetns } from '../support/netns.js';
+import { setprivPrefix } from '../support/setpriv.js';
 
 const AGENT = join(import.meta.dirname, '../../src/agent/main.js');
 const LB_NS = `xdplb-cap-lb-${process.pid}`;
@@ -40,14 +41,9 @@ const TAKEOVER_MAC = '02:00:00:00:92:99';
 const WAIT_MS = 60_000;
 const POLL_MS = 100;
 
-/** The DaemonSet's capabilities as setpriv names them: "+bpf,+perfmon,...". */
-const setprivCaps = (caps: readonly string[]) => ['-all', ...caps.map((c) => `+${c.toLowerCase()}`)].join(',');
-
-/** argv of a command run in the balancer namespace as uid 0 with only `caps` (and no_new_privs). */
+/** argv of nsenter running a command in the balancer namespace as uid 0 with only `caps` (and no_new_privs). */
 function confined(caps: readonly string[], command: string[]): string[] {
-  const set = setprivCaps(caps);
-  return [`--net=/var/run/netns/${LB_NS}`, 'setpriv', '--no-new-privs', `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`,
-    '--', ...command];
+  return [`--net=/var/run/netns/${LB_NS}`, ...setprivPrefix(caps), ...command];
 }
 
 interface Run {
