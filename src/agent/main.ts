@@ -34,6 +34,7 @@ import { clusterHealth, localHealth } from './health/agent-health.js';
 import type { ClusterHealth } from './health/cluster-health.js';
 import type { LocalHealth } from './health/local-health.js';
 import type { StandaloneVip } from './sources/standalone-config.js';
+import { AGENT_CAPABILITIES, missingCapabilities, ownEffectiveCapabilities } from '../lib/capabilities.js';
 
 const log = componentLog('main');
 
@@ -218,6 +219,11 @@ async function main(): Promise<void> {
   if (l2LeaseSeconds !== undefined && !agentNamespace) fail('--l2-lease-seconds needs the agents\' namespace for its Lease: give --namespace (in a pod, POD_NAMESPACE)');
   const drainSeconds = integer('drain-seconds', v['drain-seconds'] ?? env.XDPLB_DRAIN_SECONDS, 0) ?? DEFAULT_DRAIN_SECONDS;
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
+
+  const missing = missingCapabilities(ownEffectiveCapabilities(), AGENT_CAPABILITIES);
+  if (missing.length) {
+    throw new Error(`the agent lacks ${missing.map((m) => `CAP_${m}`).join(', ')}: loading and attaching its XDP program needs ${AGENT_CAPABILITIES.map((m) => `CAP_${m}`).join(', ')} (see the README's Security section)`);
+  }
 
   const metricsAddress = v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
   const metricsAuth = v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH ?? 'none';

@@ -31,7 +31,15 @@ export interface XdpBalancerSpec {
   l2?: XdpBalancerL2;
   /** Where its delivery Node VIPs' packets are encapsulated to: the pod's address, or its node's. Default Node. */
   backendAddressing?: BackendAddressing;
+  /**
+   * How the agents are allowed BPF: CAP_BPF + CAP_PERFMON (BPF, the default),
+   * or CAP_SYS_ADMIN in their place where the container runtime does not know
+   * CAP_BPF (SYS_ADMIN).
+   */
+  bpfCapability?: BpfCapability;
 }
+
+export type BpfCapability = 'BPF' | 'SYS_ADMIN';
 
 /** spec.l2: one node per VIP, chosen by the controller, answers ARP/NDP for it. */
 export interface XdpBalancerL2 {

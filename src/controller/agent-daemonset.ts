@@ -4,11 +4,11 @@
  * hitless: an agent that exits leaves the program attached and the maps
  * pinned, and the next one adopts them.
  */
-import type { V1Container, V1DaemonSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Container, V1DaemonSet, V1SecurityContext, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
-  type AgentBgpSettings, birdCommand, DEFAULT_DRAIN_SECONDS, DEFAULT_L2_LEASE_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
+  type AgentBgpSettings, birdCommand, type BpfCapability, DEFAULT_DRAIN_SECONDS, DEFAULT_L2_LEASE_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
 } from '../api/xdpbalancer.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
@@ -34,6 +34,38 @@ const MOUNT_BPFFS = `[ "$(stat -f -c %T ${BPFFS})" = ${BPFFS_TYPE} ] || mount -t
  * wins, so a user can still say it explicitly.
  */
 export const LINUX_NODES = { 'kubernetes.io/os': 'linux' };
+
+/**
+ * The agent's capabilities, and nothing else (README, "Security"): CAP_BPF to
+ * create, pin and open maps and programs; CAP_PERFMON for the verifier to
+ * accept the program (pointer arithmetic on packet data; without it EACCES);
+ * CAP_NET_ADMIN to load a networking program and attach it to the NIC;
+ * CAP_NET_RAW for the packet sockets of the health probes and of L2 mode.
+ */
+export const AGENT_CAPABILITIES: Record<BpfCapability, string[]> = {
+  BPF: ['BPF', 'PERFMON', 'NET_ADMIN', 'NET_RAW'],
+  // Where the runtime does not know CAP_BPF: the kernel takes CAP_SYS_ADMIN for CAP_BPF and CAP_PERFMON.
+  SYS_ADMIN: ['SYS_ADMIN', 'NET_ADMIN', 'NET_RAW'],
+};
+
+/**
+ * No privilege beyond the capabilities added: no escalation (no_new_privs),
+ * the runtime's default seccomp profile (containerd 1.6.9+ and Docker 23+
+ * allow bpf(2) to a holder of CAP_BPF), nothing written outside the volumes.
+ * Root, but only as the owner of the pins (kept from earlier agents): a
+ * container of another user gets no effective capabilities in Kubernetes,
+ * which sets no ambient ones.
+ */
+function restrictedContext(add: string[]): V1SecurityContext {
+  return {
+    runAsUser: 0,
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'], add },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
 
 /** Shared by the agent (writes BIRD's configuration, talks to its socket) and the BIRD sidecar; in memory, gone with the pod. */
 export const BIRD_DIR = '/run/xdplb/bird';
@@ -71,8 +103,9 @@ function bgpPodParts(bgp: XdpBalancerBgp, image: string): { args: string[]; volu
       image,
       command: birdCommand(BIRD_DIR),
       restartPolicy: 'Always',
-      // Host network: BGP on port 179 of the node (NET_BIND_SERVICE), MD5 keys on its sockets (NET_ADMIN); nothing else.
-      securityContext: { runAsUser: 0, capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE', 'NET_ADMIN'] } },
+      // Host network: BGP on port 179 of the node (NET_BIND_SERVICE; TCP MD5 keys need nothing more). BFD's
+      // sockets are set to priority 7 (SO_PRIORITY above 6 takes NET_ADMIN), else BIRD fails them.
+      securityContext: restrictedContext(bgp.bfd ? ['NET_BIND_SERVICE', 'NET_ADMIN'] : ['NET_BIND_SERVICE']),
       resources: { requests: { cpu: '10m', memory: '32Mi' } },
       volumeMounts: [birdMount],
     },
@@ -137,6 +170,8 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             name: 'mount-bpffs',
             image: spec.image,
             command: ['sh', '-c', MOUNT_BPFFS],
+            // mount(2) and Bidirectional propagation (which Kubernetes allows privileged containers only): a one-line
+            // script that exits before the agent starts.
             securityContext: { privileged: true, runAsUser: 0 },
             volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'Bidirectional' }],
           }, ...(bgp ? [bgp.sidecar] : [])],
@@ -150,8 +185,8 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
               // On SIGTERM the agent reads its DaemonSet, here, to tell a restart from a removal.
               { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
             ],
-            // Loading BPF and attaching XDP need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; privileged also lifts memlock.
-            securityContext: { privileged: true, runAsUser: 0 },
+            // BPF memory is charged to the cgroup (Linux 5.11+), not to RLIMIT_MEMLOCK: no CAP_SYS_RESOURCE either.
+            securityContext: restrictedContext(AGENT_CAPABILITIES[spec.bpfCapability ?? 'BPF']),
             ports: [{ name: METRICS_PORT_NAME, containerPort: port, protocol: 'TCP' }],
             readinessProbe: { httpGet: { path: '/readyz', port }, periodSeconds: 5 },
             livenessProbe: { httpGet: { path: '/healthz', port }, periodSeconds: 10, failureThreshold: 6 },

@@ -80,7 +80,6 @@ export const c = {
   linkCreate: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)'),
   linkUpdate: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)'),
   linkDetach: lib.func('int bpf_link_detach(int link_fd)'),
-  progGetFdById: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
   objGetInfoByFd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Out_ uint8_t *info, _Inout_ uint32_t *len)'),
   mapUpdate: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
   mapLookup: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
@@ -138,7 +137,7 @@ export function errnoName(errno: number): string {
 export function hintFor(errno: number): string | undefined {
   switch (errnoNames.get(errno)) {
     case 'EPERM':
-      return 'BPF needs root or CAP_BPF+CAP_NET_ADMIN (a privileged pod)';
+      return 'BPF needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or CAP_SYS_ADMIN in place of the first and last)';
     case 'ENOENT':
       return 'the path, map, program or key does not exist';
     case 'E2BIG':

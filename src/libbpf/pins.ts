@@ -17,15 +17,19 @@ export function attachedProgram(nic: string): { mode: XdpMode; id: number } | nu
   return null;
 }
 
-/** An fd for a program by id (close it with closeFd). */
-export function programFdById(id: number): number {
-  return check(`bpf_prog_get_fd_by_id(${id})`, c.progGetFdById(id) as number);
+/**
+ * An fd for the program pinned at path (close it with closeFd). Opening a pin
+ * takes CAP_BPF and the pin file's permissions; opening a program by its id
+ * (bpf_prog_get_fd_by_id) would take CAP_SYS_ADMIN.
+ */
+export function pinnedProgramFd(path: string): number {
+  return check(`bpf_obj_get(${path})`, c.objGet(path) as number);
 }
 
 /** The id of a pinned program, or 0 when nothing is pinned there. */
 export function pinnedProgramId(path: string): number {
   if (!existsSync(path)) return 0;
-  const fd = check(`bpf_obj_get(${path})`, c.objGet(path) as number);
+  const fd = pinnedProgramFd(path);
   try {
     return programId(fd);
   } finally {

@@ -7,7 +7,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { attachedProgram, closeFd, pinnedProgramId, pinProgram, programFdById } from './pins.js';
+import { attachedProgram, closeFd, pinnedProgramFd, pinnedProgramId, pinProgram, programId } from './pins.js';
 import { attachXdp, detachXdp, type XdpMode } from './xdp.js';
 
 /** A mode, or 'auto': the mode of the program replaced, else the first auto mode that attaches. */
@@ -93,8 +93,11 @@ export class XdpProgram {
     if (current && mode !== 'auto' && mode !== current.mode) {
       attachment = this.changeMode(progFd, current, mode);
     } else if (current) {
-      const oldFd = programFdById(current.id);
+      // The old program from its pin, not by id: that would take CAP_SYS_ADMIN.
+      const oldFd = pinnedProgramFd(this.pinPath);
       try {
+        // Pinned anew since assertAttachable()? The replace would fail; say why instead.
+        if (programId(oldFd) !== current.id) throw new Error(`the program pinned at ${this.pinPath} changed while ${this.opts.owner.name} attached: try again`);
         attachXdp(this.nic, progFd, { mode: current.mode, replaceFd: oldFd });
       } finally {
         closeFd(oldFd);

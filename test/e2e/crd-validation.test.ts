@@ -99,8 +99,8 @@ describe('CRDs on a real kube-apiserver', () => {
       capacities: { vips: 512, reals: 4095, connectionTable: 1048576 } });
     const err = cp.kubectlError(['apply', '--dry-run=server', '-f', '-'],
       'apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: bad}\n' +
-      'spec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000, nodeSelector: {"edge node": "yes please"}}\n');
-    for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort', 'spec.nodeSelector']) assert.ok(err.includes(field), `${field}: ${err}`);
+      'spec: {image: "", xdpMode: turbo, capacities: {vips: 0}, metricsPort: 70000, nodeSelector: {"edge node": "yes please"}, bpfCapability: ALL}\n');
+    for (const field of ['spec.image', 'spec.xdpMode', 'spec.capacities.vips', 'spec.metricsPort', 'spec.nodeSelector', 'spec.bpfCapability']) assert.ok(err.includes(field), `${field}: ${err}`);
     const balancer = (name: string) => `apiVersion: xdplb.dev/v1alpha1\nkind: XdpBalancer\nmetadata: {name: ${name}}\nspec: {image: "xdplb:dev"}\n`;
     // The name is its agent pods' label value (63 at most; test/e2e/controller-edges.test.ts applies such a DaemonSet) and VIPs' spec.balancer.
     cp.kubectl(['apply', '--dry-run=server', '-f', '-'], balancer('a'.repeat(63)));

@@ -137,6 +137,12 @@ const WORKER_METRICS_PORT = 9643;
 /** The worker that the router does not route the pod network of. */
 const UNROUTED_WORKER = 'w2';
 
+/** How an agent is started besides its flags. */
+export interface AgentLaunch {
+  /** A command the agent runs under, exec'ing it (setpriv with the DaemonSet's capabilities): its PID stays the agent's. */
+  prefix?: string[];
+}
+
 export interface Balancer {
   name: string;
   ns: string;
@@ -704,9 +710,9 @@ export class Lab {
   }
 
   /** Starts the agent of a balancer node on the lab's VIP file and waits until it is ready. */
-  async startAgent(b: Balancer, extraArgs: string[] = []): Promise<void> {
+  async startAgent(b: Balancer, extraArgs: string[] = [], opts: AgentLaunch = {}): Promise<void> {
     const bgp = this.routing === 'bgp' ? ['--bgp', JSON.stringify(this.bgpSettings()), '--bird-dir', b.birdDir] : [];
-    await this.launchAgent(b, ['--config', this.configPath, ...bgp, ...extraArgs]);
+    await this.launchAgent(b, ['--config', this.configPath, ...bgp, ...extraArgs], opts);
     // With BGP, ready means traffic reaches it too: the router has learnt its routes.
     if (this.routing === 'bgp') await this.waitForRoutesVia(b);
   }
@@ -747,9 +753,9 @@ export class Lab {
     this.forwarders.add(ns);
   }
 
-  private async launchAgent(b: Balancer, args: string[]): Promise<void> {
+  private async launchAgent(b: Balancer, args: string[], opts: AgentLaunch = {}): Promise<void> {
     if (b.agent) throw new Error(`${b.name} already runs an agent`);
-    const child = this.spawnNode(b.ns, AGENT, [
+    const child = this.spawnIn(b.ns, [...opts.prefix ?? [], process.execPath, AGENT,
       '--connection-table', '65536', ...args, '--nic', 'eth0', '--pin-dir', b.pinDir, // the last of a flag wins: args may size the table
       '--metrics-address', `127.0.0.1:${METRICS_PORT}`,
     ], `agent-${b.name}`);

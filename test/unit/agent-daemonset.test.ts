@@ -28,7 +28,14 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
     { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
   ]);
-  assert.equal(c.securityContext?.privileged, true);
+  assert.deepEqual(c.securityContext, {
+    runAsUser: 0,
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN', 'NET_RAW'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  }, 'the capabilities the agent needs and nothing else');
   assert.equal(c.resources?.limits, undefined, 'BPF maps are charged to the pod: no memory limit');
   assert.deepEqual(pod.volumes, [{ name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }]);
   // The node's bpffs: mounted by the init container when missing, and seen by the agent.
@@ -88,8 +95,14 @@ test('spec.bgp: the agent gets --bgp with password files, a BIRD sidecar that ou
   assert.equal(sidecar.restartPolicy, 'Always', 'a native sidecar: started before the agent, stopped after it');
   assert.equal(sidecar.image, 'registry.example/xdplb:0.1.0');
   assert.match(sidecar.command!.join(' '), /exec bird -f -c \/run\/xdplb\/bird\/bird\.conf -s \/run\/xdplb\/bird\/bird\.ctl/);
-  assert.deepEqual(sidecar.securityContext?.capabilities?.add, ['NET_BIND_SERVICE', 'NET_ADMIN']);
-  assert.notEqual(sidecar.securityContext?.privileged, true);
+  assert.deepEqual(sidecar.securityContext, {
+    runAsUser: 0,
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  }, 'port 179 and nothing else: TCP MD5 keys take no capability');
   assert.deepEqual(sidecar.volumeMounts, [{ name: 'bird', mountPath: '/run/xdplb/bird' }]);
   assert.deepEqual(pod.volumes!.slice(1), [
     { name: 'bird', emptyDir: { medium: 'Memory' } },
@@ -99,11 +112,13 @@ test('spec.bgp: the agent gets --bgp with password files, a BIRD sidecar that ou
     { name: 'bird', mountPath: '/run/xdplb/bird' },
     { name: 'bgp-password-0', mountPath: '/etc/xdplb/bgp-passwords/bgp-auth', readOnly: true },
   ]);
-  // BFD goes to the agent as the API server stored it (defaults filled in); the sidecar needs no more (UDP 3784: NET_BIND_SERVICE).
+  // BFD goes to the agent as the API server stored it (defaults filled in); BIRD sets its BFD sockets' SO_PRIORITY to 7,
+  // above 6 only with NET_ADMIN (without it: "Socket error: SO_PRIORITY: Operation not permitted").
   const withBfd = agentDaemonSet(balancer({ bgp: { ...bgp, bfd: { minIntervalMilliseconds: 300, multiplier: 3 } } }), 'xdplb-system').spec!.template.spec!;
   const args = withBfd.containers[0]!.args!;
   assert.deepEqual((JSON.parse(args[args.indexOf('--bgp') + 1]!) as { bfd?: unknown }).bfd, { minIntervalMilliseconds: 300, multiplier: 3 });
-  assert.deepEqual(withBfd.initContainers!.find((c) => c.name === 'bird')!.securityContext, sidecar.securityContext);
+  assert.deepEqual(withBfd.initContainers!.find((c) => c.name === 'bird')!.securityContext,
+    { ...sidecar.securityContext, capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE', 'NET_ADMIN'] } });
 });
 
 test('spec.l2: the agent gets --l2-lease-seconds (defaulted) and --drain-seconds, and the grace period covers the drain', () => {
@@ -117,4 +132,26 @@ test('spec.l2: the agent gets --l2-lease-seconds (defaulted) and --drain-seconds
   const custom = agentDaemonSet(balancer({ l2: { leaseSeconds: 4 } }), 'xdplb-system').spec!.template.spec!.containers[0]!.args!;
   assert.equal(custom[custom.indexOf('--l2-lease-seconds') + 1], '4');
   assert.deepEqual(pod.initContainers!.map((c) => c.name), ['mount-bpffs'], 'no sidecar: the XDP program answers ARP/NDP');
+});
+
+test('spec.bpfCapability SYS_ADMIN: CAP_SYS_ADMIN in place of CAP_BPF and CAP_PERFMON, for runtimes that do not know CAP_BPF; nothing else changes', () => {
+  const minimal = agentDaemonSet(balancer(), 'xdplb-system').spec!.template.spec!;
+  assert.deepEqual(agentDaemonSet(balancer({ bpfCapability: 'BPF' }), 'xdplb-system'), agentDaemonSet(balancer(), 'xdplb-system'), 'BPF is the default');
+  const fallback = agentDaemonSet(balancer({ bpfCapability: 'SYS_ADMIN' }), 'xdplb-system').spec!.template.spec!;
+  assert.deepEqual(fallback.containers[0]!.securityContext, {
+    ...minimal.containers[0]!.securityContext,
+    capabilities: { drop: ['ALL'], add: ['SYS_ADMIN', 'NET_ADMIN', 'NET_RAW'] },
+  });
+  assert.deepEqual({ ...fallback, containers: [] }, { ...minimal, containers: [] });
+});
+
+test('only the init container that mounts the bpffs is privileged (mount(2), Bidirectional propagation); it exits before the agent starts', () => {
+  const pod = agentDaemonSet(balancer({ bgp: { localASN: 64512, peers: [{ address: '198.18.21.1', asn: 64500 }] } }), 'xdplb-system').spec!.template.spec!;
+  const privileged = [...pod.initContainers!, ...pod.containers].filter((c) => c.securityContext?.privileged !== false).map((c) => c.name);
+  assert.deepEqual(privileged, ['mount-bpffs']);
+  assert.equal(pod.initContainers![0]!.restartPolicy, undefined, 'a plain init container: it runs to completion');
+  for (const c of [...pod.initContainers!.slice(1), ...pod.containers]) {
+    assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], c.name);
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${c.name}: writes only to its volumes`);
+  }
 });

@@ -167,7 +167,7 @@ export class ControlPlane {
         '--service-cluster-ip-range', SERVICE_CIDR,
         // No controller-manager makes default ServiceAccounts: pods would be refused.
         '--disable-admission-plugins', 'ServiceAccount',
-        // The agent DaemonSet is privileged (it loads BPF); kubelets allow it the same way.
+        // The agent DaemonSet's init container that mounts a bpffs is privileged; kubelets allow it the same way.
         '--allow-privileged=true',
       ], { stdio: 'ignore' }));
       const server = `https://127.0.0.1:${apiPort}`;

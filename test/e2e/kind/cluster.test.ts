@@ -81,7 +81,7 @@ describe('kind: what only a real cluster shows', () => {
     const dflt = JSON.parse(env.kubectl(['get', 'xdpbalancer', 'default', '-o', 'json'])) as { spec: Record<string, unknown> };
     env.kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'xdplb.dev/v1alpha1', kind: 'XdpBalancer', metadata: { name: 'second' },
-      spec: { image: dflt.spec.image, nodeSelector: dflt.spec.nodeSelector, nic: dflt.spec.nic },
+      spec: { image: dflt.spec.image, nodeSelector: dflt.spec.nodeSelector, nic: dflt.spec.nic, bpfCapability: dflt.spec.bpfCapability },
     }));
     const excluded = () => env.kubectl(['get', 'xdpbalancer', 'second', '-o', 'jsonpath={.status.conditions[?(@.type=="NodesExcluded")].status}']);
     await waitFor('second says its nodes are default\'s', excluded, (x) => x === 'True');

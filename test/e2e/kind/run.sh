@@ -173,14 +173,17 @@ mkdir "$overlay"
 # Docker before 23 (Debian 12's docker.io is 20.10) does not know CAP_BPF and CAP_PERFMON, so kind's
 # node containers lack them in their bounding set and runc cannot give them to the backend DaemonSet
 # ("unable to apply caps"). The kernel accepts CAP_SYS_ADMIN in their place (bpf_capable(),
-# perfmon_capable()): only on such nodes does the overlay swap them.
+# perfmon_capable()): only on such nodes does the overlay swap them, and the balancer agents, which the
+# controller renders, get the same through the XdpBalancer's spec.bpfCapability.
 CAP_BPF_BIT=39
 backend_caps_patch=
+bpf_capability=BPF
 node_caps=$(docker exec "$CLUSTER-control-plane" awk '/^CapBnd/ {print $2}' /proc/1/status)
 if (( (16#$node_caps >> CAP_BPF_BIT & 1) == 0 )); then
-  echo "run.sh: kind's nodes have no CAP_BPF (CapBnd $node_caps, Docker too old to know it): xdplb-backend gets CAP_SYS_ADMIN instead of CAP_BPF + CAP_PERFMON"
+  echo "run.sh: kind's nodes have no CAP_BPF (CapBnd $node_caps, Docker too old to know it): xdplb-backend and the balancer agents get CAP_SYS_ADMIN instead of CAP_BPF + CAP_PERFMON"
   backend_caps_patch='  - target: {kind: DaemonSet, name: xdplb-backend}
     patch: '"'"'[{"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/capabilities/add", "value": ["SYS_ADMIN", "NET_ADMIN"]}]'"'"''
+  bpf_capability=SYS_ADMIN
 fi
 cat >"$overlay/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -195,7 +198,7 @@ YAML
 kubectl apply -k "$overlay"
 kubectl -n xdplb-system rollout status deploy/xdplb-controller --timeout=180s
 kubectl wait --for=create xdpbalancer/default --timeout=60s
-kubectl patch xdpbalancer default --type=merge -p '{"spec":{"nodeSelector":{"xdplb.dev/balancer-node":"true"},"nic":"eth0"}}'
+kubectl patch xdpbalancer default --type=merge -p '{"spec":{"nodeSelector":{"xdplb.dev/balancer-node":"true"},"nic":"eth0","bpfCapability":"'"$bpf_capability"'"}}'
 
 # --- the client and the host's routes ------------------------------------------------
 while read -r node cidr; do
