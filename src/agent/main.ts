@@ -220,11 +220,6 @@ async function main(): Promise<void> {
   const drainSeconds = integer('drain-seconds', v['drain-seconds'] ?? env.XDPLB_DRAIN_SECONDS, 0) ?? DEFAULT_DRAIN_SECONDS;
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
-  const missing = missingCapabilities(ownEffectiveCapabilities(), AGENT_CAPABILITIES);
-  if (missing.length) {
-    throw new Error(`the agent lacks ${missing.map((m) => `CAP_${m}`).join(', ')}: loading and attaching its XDP program needs ${AGENT_CAPABILITIES.map((m) => `CAP_${m}`).join(', ')} (see the README's Security section)`);
-  }
-
   const metricsAddress = v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
   const metricsAuth = v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH ?? 'none';
   const traceAuth = v['trace-auth'] ?? env.XDPLB_TRACE_AUTH ?? 'none';
@@ -302,6 +297,11 @@ async function main(): Promise<void> {
   // A bad file fails before the kernel is touched; then adopt the pinned state (metrics served while a
   // cluster list may still be retrying), program what the source wants (a diff), then attach.
   const started = await source.start();
+  // Flags, file and kubeconfig are checked first (a usage error says so whatever the capabilities); then, before the kernel is touched:
+  const missing = missingCapabilities(ownEffectiveCapabilities(), AGENT_CAPABILITIES);
+  if (missing.length) {
+    throw new Error(`the agent lacks ${missing.map((m) => `CAP_${m}`).join(', ')}: loading and attaching its XDP program needs ${AGENT_CAPABILITIES.map((m) => `CAP_${m}`).join(', ')} (see the README's Security section: what the agent runs with)`);
+  }
   await agent.open();
   startHealth();
   hc.local?.setFile(started as StandaloneVip[]);
