@@ -10,6 +10,6 @@ source scripts/lib/node.sh
 xdplb_use_pinned_node
 # npm writes node_modules/.package-lock.json on install: older than the lock means stale.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --no-audit --no-fund
+  npm ci --ignore-scripts --no-audit --no-fund
 fi
 exec "$@"

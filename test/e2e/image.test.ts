@@ -73,6 +73,17 @@ describe('the image (deploy/Dockerfile)', () => {
     assert.match(docker('run', '--rm', IMAGE, 'node', '--version').trim(), new RegExp(`^v${process.versions.node.replace(/\./g, '\\.')}$`));
   });
 
+  test('the image records what it holds: npm production packages and Debian packages (sbom/), and no dev dependency or test file', (t) => {
+    if (!need(t)) return;
+    const npm = JSON.parse(docker('run', '--rm', IMAGE, 'cat', '/app/sbom/npm-packages.json')) as { dependencies?: Record<string, { version: string }> };
+    for (const name of ['@kubernetes/client-node', 'koffi', 'js-yaml', 'pino', 'prom-client']) assert.ok(npm.dependencies?.[name]?.version, `${name} in the npm SBOM`);
+    assert.ok(!npm.dependencies?.typescript, 'no dev dependency in the npm SBOM');
+    const deb = docker('run', '--rm', IMAGE, 'cat', '/app/sbom/debian-packages.txt');
+    for (const name of ['libbpf1', 'iproute2', 'bird2']) assert.match(deb, new RegExp(`^${name} \\S+$`, 'm'), `${name} in the Debian list`);
+    const top = docker('run', '--rm', IMAGE, 'sh', '-c', 'ls -A /app; ls -A /app/dist; ls /app/node_modules | grep -cx typescript || true').trim().split('\n');
+    assert.deepEqual(top, ['bpf', 'dist', 'node_modules', 'package.json', 'sbom', 'src', '0'], 'the runtime holds only runtime files');
+  });
+
   test("the image's node loads both BPF objects through koffi and libbpf", (t) => {
     if (!need(t)) return;
     const script = `import('/app/dist/src/bpf/programs.js').then((m) => {
