@@ -19,23 +19,17 @@
  */
 import koffi from 'koffi';
 import { PacketSocket } from '../net/packet-socket.js';
+import { AF_PACKET, libc, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, socketCalls } from '../net/libc-socket.js';
 
-const libc = koffi.load('libc.so.6');
 const SockFilter = koffi.struct('xdplb_sock_filter', { code: 'uint16_t', jt: 'uint8_t', jf: 'uint8_t', k: 'uint32_t' });
 const SockFprog = koffi.struct('xdplb_sock_fprog', { len: 'uint16_t', filter: koffi.pointer(SockFilter) });
 const c = {
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  ...socketCalls,
   setsockoptFilter: libc.func('int setsockopt(int fd, int level, int optname, const xdplb_sock_fprog *optval, uint32_t optlen)'),
   setsockoptInt: libc.func('int setsockopt(int fd, int level, int optname, const int *optval, uint32_t optlen)'),
-  recv: libc.func('intptr_t recv(int fd, uint8_t *buf, size_t len, int flags)'),
-  close: libc.func('int close(int fd)'),
 };
 
-/** linux/socket.h, linux/if_packet.h, linux/filter.h, asm/socket.h. */
-const AF_PACKET = 17;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
+/** linux/if_packet.h, linux/filter.h, asm/socket.h. */
 /** htons(ETH_P_ALL): every protocol; the filter picks. */
 const ETH_P_ALL_BE = 0x0300;
 const SOL_SOCKET = 1;
@@ -43,7 +37,6 @@ const SO_ATTACH_FILTER = 26;
 const SO_RCVBUF = 8;
 const SOL_PACKET = 263;
 const PACKET_IGNORE_OUTGOING = 23;
-const MSG_DONTWAIT = 0x40;
 /** Enough of a packet for its IP and TCP headers (IPv6 40 + TCP with options 60). */
 const SNAP_LEN = 128;
 /** Room for the answers of a few thousand probes between two drains. */

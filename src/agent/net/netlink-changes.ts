@@ -8,22 +8,11 @@
  * namespace of the thread that opens it.
  */
 import koffi from 'koffi';
+import { errnoName, errnos, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, socketCalls as c } from './libc-socket.js';
 
-const libc = koffi.load('libc.so.6');
-const c = {
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
-  bind: libc.func('int bind(int fd, const uint8_t *addr, uint32_t addrlen)'),
-  recv: libc.func('intptr_t recv(int fd, uint8_t *buf, size_t len, int flags)'),
-  close: libc.func('int close(int fd)'),
-};
-
-/** linux/socket.h, linux/netlink.h, linux/rtnetlink.h, asm/fcntl.h. */
+/** linux/socket.h, linux/netlink.h. */
 const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
-const MSG_DONTWAIT = 0x40;
 /** The rtnetlink groups (RTMGRP_*) of what the callers follow: veths, the node's addresses, host routes to pods. */
 export const RtnlGroup = {
   LINK: 0x1,
@@ -36,9 +25,6 @@ export const RtnlGroup = {
 const SockaddrNl = { family: 0, groups: 8, size: 12 } as const;
 /** Messages are read only to be counted: one page holds many. */
 const READ_BUFFER = 8192;
-const EAGAIN = 11;
-
-const errnoName = (n: number): string => Object.entries(koffi.os.errno as Record<string, number>).find(([, v]) => v === n)?.[0] ?? `errno ${n}`;
 
 export class NetlinkChanges {
   private readonly buf = Buffer.alloc(READ_BUFFER);
@@ -69,7 +55,7 @@ export class NetlinkChanges {
         any = true;
         continue;
       }
-      if (koffi.errno() !== EAGAIN) any = true; // ENOBUFS: messages were dropped
+      if (koffi.errno() !== errnos.EAGAIN) any = true; // ENOBUFS: messages were dropped
       break;
     }
     return any;

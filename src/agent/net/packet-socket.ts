@@ -7,19 +7,8 @@
  * thread that opens it.
  */
 import koffi from 'koffi';
+import { AF_PACKET, errnoName, errnos as errno, SOCK_CLOEXEC, SOCK_RAW, socketCalls as c } from './libc-socket.js';
 
-const libc = koffi.load('libc.so.6');
-const c = {
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
-  sendto: libc.func('intptr_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)'),
-  close: libc.func('int close(int fd)'),
-  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
-};
-
-/** From linux/socket.h, linux/net.h and asm/fcntl.h. */
-const AF_PACKET = 17;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 /** Protocol 0: a socket that receives nothing (sending names the protocol per frame). */
 const RECEIVE_NOTHING = 0;
 
@@ -28,9 +17,6 @@ const SockaddrLl = { family: 0, protocol: 2, ifindex: 4, size: 20 } as const;
 /** Where a frame's ethertype is: after the destination and source MACs. */
 const ETHERTYPE_OFFSET = 12;
 const ETH_HLEN = 14;
-
-const errno = koffi.os.errno as Record<string, number>;
-const errnoName = (n: number): string => Object.keys(errno).find((k) => errno[k] === n) ?? `errno ${n}`;
 
 export class PacketSocketError extends Error {
   constructor(
