@@ -16,6 +16,13 @@ export function connectionsTable(results: { vip: string; byReal: Record<string, 
   );
 }
 
+/** Answers to a node's health probes (a SYN-ACK or a RST each): they come to its own address, so pass_not_vip counts them too. */
+export const probeAnswers = (m: Samples): number =>
+  sum(m, 'xdplb_health_probes_total', { result: 'success' }) + sum(m, 'xdplb_health_probes_total', { result: 'refused' });
+
+/** pass_not_vip on a balancer but for its probes' answers: what reached it besides VIP traffic (replies bypass it: DSR). */
+export const passedNotVip = (m: Samples): number => sum(m, 'xdplb_packets_total', { verdict: 'pass', reason: 'pass_not_vip' }) - probeAnswers(m);
+
 /** A real as the tables name it: its name and the addresses the balancers encapsulate to. */
 export interface ReportedReal {
   name: string;
@@ -38,7 +45,7 @@ export function metricsTable(lab: Lab, metrics: Samples[], reals: ReportedReal[]
   const reasons = ['tx_encap', 'pass_not_vip', 'pass_not_ip', 'drop_no_real', 'drop_fragment', 'drop_malformed'];
   const reasonRows = reasons.map((reason) => [reason, ...metrics.map((m) => sum(m, 'xdplb_packets_total', { reason }))]);
   // The node's health probes are answered to its own address: part of pass_not_vip, not replies of the traffic.
-  reasonRows.push(['(health probes answered)', ...metrics.map((m) => sum(m, 'xdplb_health_probes_total', { result: 'success' }) + sum(m, 'xdplb_health_probes_total', { result: 'refused' }))]);
+  reasonRows.push(['(health probes answered)', ...metrics.map(probeAnswers)]);
   const nodes = lab.balancers.map((b) => b.name);
   return [
     'Packets per VIP (from each agent\'s /metrics):',
