@@ -10,7 +10,7 @@ import type { Reason } from '../src/bpf/consts.js';
 import { type LoadedBalancer, loadBalancer } from '../src/bpf/programs.js';
 import { RingBufferReader } from '../src/libbpf/ring-buffer.js';
 import { testRun } from '../src/libbpf/test-run.js';
-import { encodeTraceConfig, type TraceRule } from '../src/bpf/trace-structs.js';
+import { encodeTraceConfig, type TraceMatch, type TraceRule } from '../src/bpf/trace-structs.js';
 import { readReasons, readTraceCounters } from '../src/agent/dataplane/counters.js';
 import { Dataplane } from '../src/agent/dataplane/dataplane.js';
 import { parseIp } from '../src/lib/ip.js';
@@ -34,7 +34,6 @@ interface Case {
   packet: Buffer;
   reason: Reason;
   rules: TraceRule[];
-  cpuRate: number;
   /** The trace counter every run must move (none: no counter moves). */
   counts: Counter;
   samples: number[];
@@ -58,8 +57,8 @@ export function tracingCost(): string {
     const hit = buildPacket({ src: client, dst: '198.19.0.10', proto: 'tcp', sport: 40000, dport: 80, ack: true, payload: PAYLOAD });
     const notVip = buildPacket({ src: client, dst: '198.19.0.99', proto: 'tcp', sport: 40000, dport: 80, ack: true, payload: PAYLOAD });
     const otherClient = { family: 4 as const, bytes: parseIp('198.18.200.0').bytes, prefixLength: 24 };
-    const c = (name: string, packet: Buffer, reason: Reason, rules: TraceRule[], counts: Counter, cpuRate = UNLIMITED, prog = lb): Case =>
-      ({ name, lb: prog, packet, reason, rules, cpuRate, counts, samples: [] });
+    const c = (name: string, packet: Buffer, reason: Reason, matches: TraceMatch[], counts: Counter, cpuRate = UNLIMITED, prog = lb): Case =>
+      ({ name, lb: prog, packet, reason, rules: matches.map((m) => ({ ...m, cpuRate })), counts, samples: [] });
     const cases: Case[] = [
       c('VIP packet (LRU hit), tracing compiled out', hit, 'TX_ENCAP', [], 'none', 0, noTrace),
       c('VIP packet (LRU hit), tracing off', hit, 'TX_ENCAP', [], 'none'),
@@ -77,8 +76,8 @@ export function tracingCost(): string {
     for (let r = 0; r < ROUNDS; r++) {
       for (const k of cases) {
         const m = k.lb.maps;
-        m.traceBudget.update(u32Key(0), Buffer.alloc(m.traceBudget.lookupSize));
-        m.traceCtl.update(u32Key(0), encodeTraceConfig(k.rules, k.cpuRate));
+        for (let i = 0; i < k.rules.length; i++) m.traceBudget.update(u32Key(i), Buffer.alloc(m.traceBudget.lookupSize));
+        m.traceCtl.update(u32Key(0), encodeTraceConfig(k.rules));
         ring.consume();
         const before = readReasons(m)[k.reason];
         const traceBefore = readTraceCounters(m);
@@ -98,7 +97,7 @@ export function tracingCost(): string {
         k.samples.push(median(durations));
       }
     }
-    lb.maps.traceCtl.update(u32Key(0), encodeTraceConfig([], 0));
+    lb.maps.traceCtl.update(u32Key(0), encodeTraceConfig([]));
     const base = (k: Case) => median(cases.find((x) => x.lb === noTrace && x.packet === k.packet)!.samples);
     const rows = cases.map((k) => {
       const m = median(k.samples);

@@ -58,19 +58,14 @@ static __always_inline int xdplb_trace_rule_matches(const struct trace_rule *r,
 	return 1;
 }
 
-/* One-second windows per CPU: no shared state, no atomics on the hot path. */
-static __always_inline int xdplb_trace_budget_ok(__u32 cpu_rate)
+/* A rule's one-second window on this CPU: no shared state, no atomics on
+ * the hot path. Takes one record from it when it has room. */
+static __always_inline int xdplb_trace_take(__u32 rule, __u32 cpu_rate, __u64 now)
 {
-	__u32 zero = 0;
-	struct trace_budget *b = bpf_map_lookup_elem(&trace_budget, &zero);
-	__u64 now;
+	struct trace_budget *b = bpf_map_lookup_elem(&trace_budget, &rule);
 
 	if (!b)
 		return 0;
-	/* The coarse clock (one tick) is plenty for one-second windows and costs
-	 * a fraction of bpf_ktime_get_ns(): this runs for every matched packet,
-	 * also the ones over the budget. */
-	now = bpf_ktime_get_coarse_ns();
 	if (now - b->window_start_ns >= XDPLB_NS_PER_SEC) {
 		b->window_start_ns = now;
 		b->used = 0;
@@ -95,6 +90,58 @@ static __always_inline __u16 xdplb_trace_copy_frame(struct xdp_md *ctx, __u8 *ds
 }
 
 /*
+ * Whether a packet is to be recorded: the first matching rule with room in
+ * its budget pays for it, so a packet that two sessions' rules match is
+ * recorded while either has room (and every session whose filter it passes
+ * gets it). A packet that matched but found no room is charged to each rule
+ * it matched, in a second pass: a mask of the matched rules would make the
+ * verifier walk every subset of them. Global and not inlined: the verifier
+ * checks it once, not with every path of each call site. The
+ * coarse clock (one tick) is plenty for one-second windows and costs a
+ * fraction of bpf_ktime_get_ns().
+ */
+__attribute__((noinline)) int xdplb_trace_pay(const struct flow_key *flow, __u32 sport, __u32 vip_num)
+{
+	struct xdplb_trace_point t = { .sport = sport, .vip_num = vip_num };
+	__u32 zero = 0;
+	struct trace_config *cfg;
+	int matched = 0;
+	__u64 now;
+
+	if (!flow)
+		return 0;
+	cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
+	if (!cfg || !cfg->rule_count)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();
+	for (__u32 i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
+		if (i >= cfg->rule_count)
+			break;
+		if (!xdplb_trace_rule_matches(&cfg->rules[i], flow, &t))
+			continue;
+		matched = 1;
+		if (xdplb_trace_take(i, cfg->rules[i].cpu_rate, now))
+			return 1;
+	}
+	if (!matched)
+		return 0;
+	for (__u32 i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
+		__u32 key = i; /* the counter stays in a register, where the verifier bounds it */
+		struct trace_budget *b;
+
+		if (i >= cfg->rule_count)
+			break;
+		if (!xdplb_trace_rule_matches(&cfg->rules[i], flow, &t))
+			continue;
+		b = bpf_map_lookup_elem(&trace_budget, &key);
+		if (b)
+			b->limited += 1;
+	}
+	xdplb_trace_count(XDPLB_TRACE_RATE_LIMITED);
+	return 0;
+}
+
+/*
  * Returns a reserved record holding the frame as received when the packet
  * is to be traced, else NULL. The caller must xdplb_trace_submit() it.
  */
@@ -105,7 +152,6 @@ static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx
 	__u32 zero = 0;
 	struct trace_config *cfg;
 	struct trace_record *rec;
-	int matched = 0;
 
 #ifdef XDPLB_BENCH_NO_TRACE
 	/* bench/bpf builds the program without tracing, to measure what "off" costs. */
@@ -114,20 +160,8 @@ static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx
 	cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
 	if (!cfg || !cfg->rule_count)
 		return NULL;
-	for (int i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
-		if (i >= cfg->rule_count)
-			break;
-		if (xdplb_trace_rule_matches(&cfg->rules[i], flow, t)) {
-			matched = 1;
-			break;
-		}
-	}
-	if (!matched)
+	if (!xdplb_trace_pay(flow, t->sport, t->vip_num))
 		return NULL;
-	if (!xdplb_trace_budget_ok(cfg->cpu_rate)) {
-		xdplb_trace_count(XDPLB_TRACE_RATE_LIMITED);
-		return NULL;
-	}
 	rec = bpf_ringbuf_reserve(&trace_ring, sizeof(*rec), 0);
 	if (!rec) {
 		xdplb_trace_count(XDPLB_TRACE_RING_FULL);

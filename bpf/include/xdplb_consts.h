@@ -102,7 +102,7 @@ enum xdplb_trace_path {
 /* trace_stats counters: every traced packet lands in exactly one. */
 enum xdplb_trace_counter {
 	XDPLB_TRACE_EMITTED = 0,     /* record written to the ring buffer */
-	XDPLB_TRACE_RATE_LIMITED,    /* matched, over the per-CPU records/s budget */
+	XDPLB_TRACE_RATE_LIMITED,    /* matched, every matching rule over its per-CPU records/s budget */
 	XDPLB_TRACE_RING_FULL,       /* matched, no room in the ring: the reader is behind */
 	XDPLB_TRACE_COUNTER_MAX,
 };

@@ -109,7 +109,7 @@ struct {
 
 /* ---- Packet tracing (trace.h) ---- */
 
-/* trace_ctl[0]: the match rules and the per-CPU rate; rule_count 0 is off. */
+/* trace_ctl[0]: the match rules and their per-CPU rates; rule_count 0 is off. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -117,10 +117,10 @@ struct {
 	__type(value, struct trace_config);
 } trace_ctl SEC(".maps");
 
-/* trace_budget[0], per CPU: the rate limit's window. */
+/* trace_budget[rule index], per CPU: each rule's rate window. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, XDPLB_TRACE_MAX_RULES);
 	__type(key, __u32);
 	__type(value, struct trace_budget);
 } trace_budget SEC(".maps");

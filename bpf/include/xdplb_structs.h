@@ -115,19 +115,21 @@ struct trace_rule {
 	__u8 pad;
 	__be16 port;        /* 0: any; else the source or the destination port */
 	__u32 vip_num;      /* XDPLB_VIP_NUM_NONE: any VIP, or none */
+	__u32 cpu_rate;     /* this rule's records per second per CPU (trace_budget[its index]) */
 };
 
 /* trace_ctl[0]. rule_count 0 turns tracing off: one load per packet. */
 struct trace_config {
 	__u32 rule_count;
-	__u32 cpu_rate;     /* records per second per CPU; more are counted, not written */
 	struct trace_rule rules[XDPLB_TRACE_MAX_RULES];
 };
 
-/* trace_budget[0], per CPU: the rate limit's one-second window. */
+/* trace_budget[i], per CPU: rule i's one-second rate window. Each rule has
+ * its own, so one session's busy VIP cannot use up another's records. */
 struct trace_budget {
 	__u64 window_start_ns;
 	__u64 used;
+	__u64 limited;      /* packets this rule matched that went unrecorded: no matching rule had room */
 };
 
 /* One traced packet, as written to the trace_ring ring buffer. */

@@ -97,7 +97,7 @@ export interface TraceStart {
 /** Matched packets that were not recorded since the last such line. */
 export interface TraceLoss {
   type: 'lost';
-  /** Over the rate limit (all sessions share it). */
+  /** Matched by this session's rules over their rate (each session has its own). */
   rateLimited: number;
   /** The ring buffer was full. */
   ringFull: number;

@@ -22,6 +22,7 @@ import {
   REASONS,
   RING_SIZE,
   TRACE_COUNTERS,
+  TRACE_MAX_RULES,
   TRACE_RING_BYTES,
 } from './consts.js';
 import {
@@ -117,7 +118,7 @@ export const BALANCER_MAPS = {
   realStats: map<number, RealStats>('real_stats', MapType.PERCPU_ARRAY, U32Codec, RealStatsCodec, perRealId),
   reasonStats: map<number, bigint>('reason_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: REASONS.length }),
   traceCtl: map<number, Buffer>('trace_ctl', MapType.ARRAY, U32Codec, opaqueCodec(TraceConfigLayout), { fixed: 1 }),
-  traceBudget: map<number, Buffer>('trace_budget', MapType.PERCPU_ARRAY, U32Codec, opaqueCodec(TraceBudgetLayout), { fixed: 1 }),
+  traceBudget: map<number, Buffer>('trace_budget', MapType.PERCPU_ARRAY, U32Codec, opaqueCodec(TraceBudgetLayout), { fixed: TRACE_MAX_RULES }),
   traceStats: map<number, bigint>('trace_stats', MapType.PERCPU_ARRAY, U32Codec, U64Codec, { fixed: TRACE_COUNTERS.length }),
   traceRing: map<never, never>('trace_ring', MapType.RINGBUF, NoCodec, NoCodec, { fixed: TRACE_RING_BYTES }),
 } as const;

@@ -9,20 +9,20 @@ import { type Family, type Reason, REASONS, TRACE_MAX_RULES, TRACE_PATHS, type T
 
 export const TraceRuleLayout = {
   cName: 'trace_rule',
-  size: 40,
-  offsets: { client: 0, mask: 16, family: 32, pad: 33, port: 34, vip_num: 36 },
+  size: 44,
+  offsets: { client: 0, mask: 16, family: 32, pad: 33, port: 34, vip_num: 36, cpu_rate: 40 },
 } as const satisfies StructLayout;
 
 export const TraceConfigLayout = {
   cName: 'trace_config',
-  size: 8 + TRACE_MAX_RULES * TraceRuleLayout.size,
-  offsets: { rule_count: 0, cpu_rate: 4, rules: 8 },
+  size: 4 + TRACE_MAX_RULES * TraceRuleLayout.size,
+  offsets: { rule_count: 0, rules: 4 },
 } as const satisfies StructLayout;
 
 export const TraceBudgetLayout = {
   cName: 'trace_budget',
-  size: 16,
-  offsets: { window_start_ns: 0, used: 8 },
+  size: 24,
+  offsets: { window_start_ns: 0, used: 8, limited: 16 },
 } as const satisfies StructLayout;
 
 export const TraceRecordLayout = {
@@ -34,13 +34,29 @@ export const TraceRecordLayout = {
   },
 } as const satisfies StructLayout;
 
+/** trace_budget.limited of one rule summed over the CPUs, from a per-CPU lookup (one value per CPU, each 8-byte aligned). */
+export function sumTraceLimited(perCpu: Buffer): bigint {
+  const stride = Math.ceil(TraceBudgetLayout.size / 8) * 8;
+  let sum = 0n;
+  for (let at = 0; at + TraceBudgetLayout.size <= perCpu.length; at += stride) {
+    sum += perCpu.readBigUInt64LE(at + TraceBudgetLayout.offsets.limited);
+  }
+  return sum;
+}
+
 export const TRACE_LAYOUTS: readonly StructLayout[] = [TraceRuleLayout, TraceConfigLayout, TraceBudgetLayout, TraceRecordLayout];
 
-/** A rule as the program evaluates it; absent fields match anything. */
-export interface TraceRule {
+/** A rule's match as the program evaluates it; absent fields match anything. */
+export interface TraceMatch {
   client?: { family: Family; bytes: Buffer; prefixLength: number };
   port?: number;
   vipNum?: number;
+}
+
+/** A rule: its match and its own budget (trace_budget[its index]). */
+export interface TraceRule extends TraceMatch {
+  /** Records per second per CPU this rule may write. */
+  cpuRate: number;
 }
 
 /** The 16-byte mask of a prefix length, as trace_rule.mask holds it. */
@@ -64,17 +80,17 @@ export function encodeTraceRule(r: TraceRule, buf: Buffer, at: number): void {
   }
   buf.writeUInt16BE(r.port ?? 0, at + o.port);
   buf.writeUInt32LE(r.vipNum ?? VIP_NUM_NONE, at + o.vip_num);
+  buf.writeUInt32LE(r.cpuRate, at + o.cpu_rate);
 }
 
-/** cpuRate: records per second per CPU; no rules turns tracing off. */
-export function encodeTraceConfig(rules: readonly TraceRule[], cpuRate: number): Buffer {
+/** No rules turns tracing off. */
+export function encodeTraceConfig(rules: readonly TraceRule[]): Buffer {
   if (rules.length > TRACE_MAX_RULES) {
     throw new Error(`${rules.length} trace rules given, the program evaluates at most ${TRACE_MAX_RULES}`);
   }
   const o = TraceConfigLayout.offsets;
   const buf = Buffer.alloc(TraceConfigLayout.size);
   buf.writeUInt32LE(rules.length, o.rule_count);
-  buf.writeUInt32LE(cpuRate, o.cpu_rate);
   rules.forEach((r, i) => encodeTraceRule(r, buf, o.rules + i * TraceRuleLayout.size));
   return buf;
 }

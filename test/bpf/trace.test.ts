@@ -13,7 +13,7 @@ import { u32Key } from '../../src/bpf/structs.js';
 import { XdpAction } from '../../src/libbpf/test-run.js';
 import { readTraceCounters } from '../../src/agent/dataplane/counters.js';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
-import type { TraceEvent } from '../../src/api/trace.js';
+import type { TraceEvent, TraceLoss } from '../../src/api/trace.js';
 import { parseTraceFilter } from '../../src/api/trace-filter.js';
 import { TraceLimitError } from '../../src/agent/trace/trace-rules.js';
 import { Tracer } from '../../src/agent/trace/tracer.js';
@@ -127,6 +127,51 @@ describe('packet tracing', () => {
     assert.equal(events.length, 5);
     assert.equal(after.RATE_LIMITED - before.RATE_LIMITED, 15n);
     assert.equal(after.EMITTED - before.EMITTED, 5n);
+  });
+
+  test('each session has its own budget: a flood on one session\'s VIP costs another session no record', (t) => {
+    if (!requireKernel(t)) return;
+    const a: TraceEvent[] = [];
+    const b: TraceEvent[] = [];
+    const lossA: TraceLoss[] = [];
+    const lossB: TraceLoss[] = [];
+    const closeA = tracer.open({ filter: parseTraceFilter({ vip: [WEB] }), rate: 5, onEvent: (e) => a.push(e), onLoss: (l) => lossA.push(l) });
+    const closeB = tracer.open({ filter: parseTraceFilter({ vip: [OTHER] }), rate: 10, onEvent: (e) => b.push(e), onLoss: (l) => lossB.push(l) });
+    try {
+      // A's VIP gets 40 packets before and among B's 10: A's budget (5) runs out, B's (10) must not.
+      for (let i = 0; i < 40; i++) h.run(tcp(WEB, 7000 + i, { syn: true }));
+      for (let i = 0; i < 10; i++) {
+        h.run(tcp(OTHER, 7100 + i, { syn: true }));
+        h.run(tcp(WEB, 7200 + i, { syn: true }));
+      }
+      tracer.poll();
+      assert.equal(a.length, 5, 'A: its rate');
+      assert.equal(b.length, 10, 'B: every packet of its VIP, however busy A\'s VIP is');
+      assert.equal(lossA.reduce((n, l) => n + l.rateLimited, 0), 45, 'A is told what its budget dropped');
+      assert.deepEqual(lossB, [], 'B lost nothing, and is not told of A\'s loss');
+    } finally {
+      closeA();
+      closeB();
+    }
+  });
+
+  test('a packet two sessions match is recorded while either has room, for both', (t) => {
+    if (!requireKernel(t)) return;
+    const narrow: TraceEvent[] = [];
+    const wide: TraceEvent[] = [];
+    const lossNarrow: TraceLoss[] = [];
+    const closeNarrow = tracer.open({ filter: parseTraceFilter({ vip: [WEB] }), rate: 2, onEvent: (e) => narrow.push(e),
+      onLoss: (l) => lossNarrow.push(l) });
+    const closeWide = tracer.open({ filter: parseTraceFilter({ port: '80' }), rate: 100, onEvent: (e) => wide.push(e) });
+    try {
+      for (let i = 0; i < 6; i++) h.run(tcp(WEB, 7300 + i, { syn: true }));
+      tracer.poll();
+      assert.deepEqual([narrow.length, wide.length], [6, 6], 'the wide session paid for the records past the narrow one\'s rate');
+      assert.deepEqual(lossNarrow, [], 'nothing went unrecorded');
+    } finally {
+      closeNarrow();
+      closeWide();
+    }
   });
 
   test('sessions share the program: each gets its own packets; too many rules are refused', (t) => {

@@ -165,15 +165,15 @@ describe("the agent's rules", () => {
 
   test('the encoded rule holds the masked prefix, the mask, the port and the VIP number', () => {
     const rules = compileRules(parseTraceFilter({ vip: [`${OTHER}:80`], client: '198.18.100.77/20', port: '8080' }), INSTALLED);
-    const cfg = encodeTraceConfig(rules, 7);
+    const cfg = encodeTraceConfig(rules.map((m) => ({ ...m, cpuRate: 7 })));
     assert.equal(cfg.readUInt32LE(TraceConfigLayout.offsets.rule_count), 1);
-    assert.equal(cfg.readUInt32LE(TraceConfigLayout.offsets.cpu_rate), 7);
     const rule = cfg.subarray(TraceConfigLayout.offsets.rules, TraceConfigLayout.offsets.rules + TraceRuleLayout.size);
     const o = TraceRuleLayout.offsets;
     assert.deepEqual([...rule.subarray(o.client, o.client + 4)], [198, 18, 96, 0], 'client & mask');
     assert.deepEqual([...rule.subarray(o.mask, o.mask + 16)], [255, 255, 240, 0, ...new Array<number>(12).fill(0)]);
-    assert.deepEqual([rule.readUInt8(o.family), rule.readUInt16BE(o.port), rule.readUInt32LE(o.vip_num)], [4, 8080, 3]);
-    const any = encodeTraceConfig(compileRules(parseTraceFilter({}), INSTALLED), 1);
+    assert.deepEqual([rule.readUInt8(o.family), rule.readUInt16BE(o.port), rule.readUInt32LE(o.vip_num), rule.readUInt32LE(o.cpu_rate)],
+      [4, 8080, 3, 7]);
+    const any = encodeTraceConfig(compileRules(parseTraceFilter({}), INSTALLED).map((m) => ({ ...m, cpuRate: 1 })));
     assert.equal(any.readUInt32LE(TraceConfigLayout.offsets.rules + o.vip_num), VIP_NUM_NONE, 'no VIP named: any VIP or none');
   });
 
@@ -181,14 +181,25 @@ describe("the agent's rules", () => {
     // As test/bpf/trace.test.ts opens them: one rule per VIP a session names, one for a session naming none.
     const filters = [{ vip: [`${WEB}:80`] }, { vip: [OTHER] }, { vip: [`${WEB}:80`, OTHER] }, ...[0, 1, 2, 3].map((i) => ({ port: String(8000 + i) }))]
       .map(parseTraceFilter);
-    assert.equal(compileSessionRules(filters, INSTALLED).length, TRACE_MAX_RULES);
-    assert.throws(() => compileSessionRules([...filters, parseTraceFilter({ port: '9000' })], INSTALLED),
+    const sessions = (fs: typeof filters) => fs.map((filter) => ({ filter, rate: 1000 }));
+    const ruleCount = (fs: typeof filters) => compileSessionRules(sessions(fs), INSTALLED, 2).rules.length;
+    assert.equal(ruleCount(filters), TRACE_MAX_RULES);
+    assert.throws(() => ruleCount([...filters, parseTraceFilter({ port: '9000' })]),
       (err: Error) => err instanceof TraceLimitError && err.message ===
         `the open trace sessions need 9 rules, the program has ${TRACE_MAX_RULES}: close other traces or name fewer VIPs`);
-    assert.throws(() => compileSessionRules([...filters.slice(1), parseTraceFilter({ vip: [WEB] })], INSTALLED), TraceLimitError,
+    assert.throws(() => ruleCount([...filters.slice(1), parseTraceFilter({ vip: [WEB] })]), TraceLimitError,
       'an address of two installed ports costs two rules');
     const notInstalled = [...filters, parseTraceFilter({ vip: ['198.19.1.99'] })];
-    assert.equal(compileSessionRules(notInstalled, INSTALLED).length, 8, 'a VIP not installed costs no rule');
+    assert.equal(ruleCount(notInstalled), 8, 'a VIP not installed costs no rule');
+  });
+
+  test('each rule has its own budget: its session\'s rate split over the CPUs and the session\'s rules', () => {
+    const a = { filter: parseTraceFilter({ vip: [WEB] }), rate: 1000 }; // two installed ports: two rules
+    const b = { filter: parseTraceFilter({ vip: [OTHER] }), rate: 10 };
+    const c = { filter: parseTraceFilter({ port: '53' }), rate: 1 };
+    const { rules, owners } = compileSessionRules([a, b, c], INSTALLED, 4);
+    assert.deepEqual(rules.map((r) => r.cpuRate), [125, 125, 3, 1], '1000 / (4 CPUs x 2 rules); ceil(10 / 4); at least 1');
+    assert.deepEqual(owners, [a, a, b, c], 'rule i is owners[i]\'s');
   });
 });
 
@@ -211,7 +222,7 @@ describe('the re-check of each record', () => {
     for (let len = 0; len <= 32; len++) {
       for (const other of ['198.18.100.76', '198.18.101.77', '70.18.100.77', '198.18.100.77']) {
         const filter = parseTraceFilter({ client: `${other}/${len}` });
-        const rule = encodeTraceConfig(compileRules(filter, INSTALLED), 1).subarray(TraceConfigLayout.offsets.rules);
+        const rule = encodeTraceConfig(compileRules(filter, INSTALLED).map((m) => ({ ...m, cpuRate: 1 }))).subarray(TraceConfigLayout.offsets.rules);
         const o = TraceRuleLayout.offsets;
         const inRule = [...source.bytes].every((b, i) => (b & rule[o.mask + i]!) === rule[o.client + i]);
         assert.equal(recordMatcher(filter)(record(source.text, 1, 2), undefined), inRule, `${source.text} in ${other}/${len}`);

@@ -7,7 +7,7 @@
 import type { Protocol } from '../../api/types.js';
 import type { ClientPrefix, TraceFilter, VipSelector } from '../../api/trace-filter.js';
 import { IPPROTO_TCP, IPPROTO_UDP, TRACE_MAX_RULES, type Family } from '../../bpf/consts.js';
-import { prefixMask, type RawTraceRecord, type TraceRule } from '../../bpf/trace-structs.js';
+import { prefixMask, type RawTraceRecord, type TraceMatch, type TraceRule } from '../../bpf/trace-structs.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
 
 const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP };
@@ -31,11 +31,11 @@ export function selectedVips(filter: TraceFilter, installed: readonly InstalledV
 }
 
 /**
- * The program's rules for a filter: one per selected VIP, or one for all
+ * The program's matches for a filter: one per selected VIP, or one for all
  * packets. A filter whose VIPs are not installed compiles to no rule.
  */
-export function compileRules(filter: TraceFilter, installed: readonly InstalledVipRef[]): TraceRule[] {
-  const base: TraceRule = {};
+export function compileRules(filter: TraceFilter, installed: readonly InstalledVipRef[]): TraceMatch[] {
+  const base: TraceMatch = {};
   if (filter.client) {
     base.client = {
       family: filter.client.address.family as Family,
@@ -48,15 +48,36 @@ export function compileRules(filter: TraceFilter, installed: readonly InstalledV
   return selectedVips(filter, installed).map((v) => ({ ...base, vipNum: v.num }));
 }
 
-/** The rules of all open sessions together; throws TraceLimitError beyond what the program evaluates. */
-export function compileSessionRules(filters: Iterable<TraceFilter>, installed: readonly InstalledVipRef[]): TraceRule[] {
+/** What compileSessionRules needs of a session: its filter and its records per second on this node. */
+export interface RuleSession {
+  filter: TraceFilter;
+  rate: number;
+}
+
+/**
+ * The rules of all open sessions together, and whose each is (owners[i] is
+ * rule i's session). Each rule has its own budget in the program: a
+ * session's rate, split over the CPUs and its rules, so that one session's
+ * matches never use up another's. Throws TraceLimitError beyond what the
+ * program evaluates.
+ */
+export function compileSessionRules<S extends RuleSession>(sessions: readonly S[], installed: readonly InstalledVipRef[],
+  onlineCpus: number): { rules: TraceRule[]; owners: S[] } {
   const rules: TraceRule[] = [];
-  for (const f of filters) rules.push(...compileRules(f, installed));
+  const owners: S[] = [];
+  for (const s of sessions) {
+    const matches = compileRules(s.filter, installed);
+    const cpuRate = Math.max(1, Math.ceil(s.rate / (onlineCpus * matches.length)));
+    for (const m of matches) {
+      rules.push({ ...m, cpuRate });
+      owners.push(s);
+    }
+  }
   if (rules.length > TRACE_MAX_RULES) {
     throw new TraceLimitError(`the open trace sessions need ${rules.length} rules, the program has ${TRACE_MAX_RULES}: ` +
       'close other traces or name fewer VIPs');
   }
-  return rules;
+  return { rules, owners };
 }
 
 /** Whether a record (and the installed VIP it names, if any) is a session's. */

@@ -9,8 +9,9 @@ import type { TraceFilter } from '../../api/trace-filter.js';
 import { componentLog } from '../../lib/log.js';
 import type { BalancerMapSet } from '../../bpf/programs.js';
 import { RingBufferReader } from '../../libbpf/ring-buffer.js';
-import { decodeTraceRecord, encodeTraceConfig, TraceConfigLayout, type TraceRule } from '../../bpf/trace-structs.js';
+import { decodeTraceRecord, encodeTraceConfig, sumTraceLimited, TraceConfigLayout, type TraceRule } from '../../bpf/trace-structs.js';
 import { u32Key } from '../../bpf/structs.js';
+import { TRACE_MAX_RULES } from '../../bpf/consts.js';
 import { readTraceCounters } from '../dataplane/counters.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
 import { toTraceEvent } from './trace-event.js';
@@ -44,7 +45,10 @@ export class Tracer {
   private reader: RingBufferReader | null = null;
   private timer: NodeJS.Timeout | null = null;
   private written: Buffer | null = null;
-  private lost = { rateLimited: 0n, ringFull: 0n };
+  /** Rule i's session, as written; and each rule's trace_budget.limited when last reported. */
+  private owners: Session[] = [];
+  private limitedSeen: bigint[] = [];
+  private ringFullSeen = 0n;
 
   constructor(
     private readonly maps: BalancerMapSet,
@@ -55,7 +59,7 @@ export class Tracer {
     // program a reservation per matched packet: nothing traces until asked.
     // (Read first: a restart that finds tracing off writes nothing.)
     this.written = this.maps.traceCtl.lookup(u32Key(0));
-    this.writeConfig([], 0);
+    this.writeConfig([], []);
   }
 
   readonly defaultRate = DEFAULT_TRACE_RATE;
@@ -103,26 +107,28 @@ export class Tracer {
    */
   refresh(): void {
     if (!this.sessions.size && this.written?.readUInt32LE(TraceConfigLayout.offsets.rule_count) === 0) return; // off, and stays off
-    const sessions = [...this.sessions.values()];
-    const rules = compileSessionRules(sessions.map((s) => s.filter), this.installedVips());
-    const rate = Math.max(0, ...sessions.map((s) => s.rate));
-    this.writeConfig(rules, rules.length ? Math.ceil(rate / this.onlineCpus) : 0);
+    const { rules, owners } = compileSessionRules([...this.sessions.values()], this.installedVips(), this.onlineCpus);
+    this.writeConfig(rules, owners);
   }
 
-  private writeConfig(rules: readonly TraceRule[], cpuRate: number): void {
-    const value = encodeTraceConfig(rules, cpuRate);
-    if (this.written?.equals(value)) return;
-    // A new rate starts with a full budget on every CPU, not with what the last session used.
-    this.maps.traceBudget.update(u32Key(0), Buffer.alloc(this.maps.traceBudget.lookupSize));
+  private writeConfig(rules: readonly TraceRule[], owners: Session[]): void {
+    const value = encodeTraceConfig(rules);
+    if (this.written?.equals(value) && owners.every((s, i) => this.owners[i] === s)) return;
+    // What the old rules dropped is reported to their sessions before the budgets restart.
+    if (this.reader) this.reportLoss();
+    // A new rule starts with a full budget on every CPU, not with what the rule at its index used.
+    const empty = Buffer.alloc(this.maps.traceBudget.lookupSize);
+    for (let i = 0; i < TRACE_MAX_RULES; i++) this.maps.traceBudget.update(u32Key(i), empty);
     this.maps.traceCtl.update(u32Key(0), value);
     this.written = value;
+    this.owners = owners;
+    this.limitedSeen = owners.map(() => 0n);
   }
 
   private startReading(): void {
     this.reader = new RingBufferReader(this.maps.traceRing.name, this.maps.traceRing.fd);
     this.reader.consume(); // records of an earlier session are nobody's
-    const c = readTraceCounters(this.maps);
-    this.lost = { rateLimited: c.RATE_LIMITED, ringFull: c.RING_FULL };
+    this.ringFullSeen = readTraceCounters(this.maps).RING_FULL;
     this.timer = setInterval(() => this.poll(), POLL_MS);
   }
 
@@ -158,20 +164,34 @@ export class Tracer {
         }
       }
     }
-    const c = readTraceCounters(this.maps);
-    const loss: TraceLoss = {
-      type: 'lost',
-      rateLimited: Number(c.RATE_LIMITED - this.lost.rateLimited),
-      ringFull: Number(c.RING_FULL - this.lost.ringFull),
-    };
-    this.lost = { rateLimited: c.RATE_LIMITED, ringFull: c.RING_FULL };
-    if (loss.rateLimited || loss.ringFull) for (const s of this.sessions.values()) s.onLoss?.(loss);
+    this.reportLoss();
+  }
+
+  /**
+   * Tells each session what was not recorded for it since the last report:
+   * the packets its own rules matched over their budgets, and (shared by
+   * all: there is one ring) those the full ring buffer dropped.
+   */
+  private reportLoss(): void {
+    const ringFull = readTraceCounters(this.maps).RING_FULL;
+    const ringLost = Number(ringFull - this.ringFullSeen);
+    this.ringFullSeen = ringFull;
+    const limited = new Map<Session, number>();
+    this.owners.forEach((s, i) => {
+      const now = sumTraceLimited(this.maps.traceBudget.lookup(u32Key(i)) ?? Buffer.alloc(0));
+      limited.set(s, (limited.get(s) ?? 0) + Number(now - this.limitedSeen[i]!));
+      this.limitedSeen[i] = now;
+    });
+    for (const s of this.sessions.values()) {
+      const loss: TraceLoss = { type: 'lost', rateLimited: limited.get(s) ?? 0, ringFull: ringLost };
+      if (loss.rateLimited || loss.ringFull) s.onLoss?.(loss);
+    }
   }
 
   /** Closes every session and turns tracing off. */
   shutdown(): void {
     this.sessions.clear();
-    this.writeConfig([], 0);
+    this.writeConfig([], []);
     this.stopReading();
   }
 }
