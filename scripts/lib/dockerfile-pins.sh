@@ -1,7 +1,8 @@
 # Sourced: reads and writes the pins in deploy/Dockerfile, the one place they
 # live: the ARG defaults BUILD_IMAGE and RUNTIME_IMAGE (the base images,
 # node:TAG@sha256:DIGEST once scripts/pin-base-images.sh has run where Docker
-# Hub answers).
+# Hub answers) and BUILD_PACKAGES and RUNTIME_PACKAGES (Debian packages as
+# name=version, written by scripts/pin-debian-packages.sh).
 XDPLB_DOCKERFILE=${XDPLB_DOCKERFILE:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/deploy/Dockerfile"}
 
 # xdplb_dockerfile_arg NAME: the default of `ARG NAME=...` (quotes removed).

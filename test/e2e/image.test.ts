@@ -2,7 +2,8 @@
  * The image users deploy: deploy/Dockerfile built unchanged on a local Docker
  * engine (addresses in 198.18.0.0/15) by scripts/build-image.sh, from offline
  * stand-ins of its node base images taken by digest from a registry on
- * 127.0.0.1, and the image's own node, koffi and libbpf loading our objects.
+ * 127.0.0.1, its Debian packages at their pinned versions, and the image's own
+ * node, koffi and libbpf loading our objects.
  * Installs and starts Docker when needed, so outside CI it runs only when
  * asked (XDPLB_IMAGE_TEST=1); in CI it must run.
  */
@@ -52,6 +53,8 @@ function dockerfileArg(name: string): string {
   return v.replace(/^"(.*)"$/, '$1');
 }
 
+/** name=version pairs of an ARG like RUNTIME_PACKAGES. */
+const packagePins = (arg: string) => dockerfileArg(arg).split(' ').map((p) => p.split('=') as [string, string]);
 
 const docker = (...args: string[]) => run('docker', args);
 
@@ -99,6 +102,12 @@ describe('the image (deploy/Dockerfile)', () => {
     assert.ok(!npm.dependencies?.typescript, 'no dev dependency in the npm SBOM');
     const deb = docker('run', '--rm', IMAGE, 'cat', '/app/sbom/debian-packages.txt');
     for (const name of ['libbpf1', 'iproute2', 'bird2']) assert.match(deb, new RegExp(`^${name} \\S+$`, 'm'), `${name} in the Debian list`);
+    const installed = (list: string) => new Map(list.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    // Each stage's Debian packages at the versions deploy/Dockerfile pins (scripts/pin-debian-packages.sh).
+    const runtime = installed(deb);
+    for (const [name, version] of packagePins('RUNTIME_PACKAGES')) assert.equal(runtime.get(name), version, `${name} in the runtime`);
+    const build = installed(docker('run', '--rm', IMAGE, 'cat', '/app/sbom/build-debian-packages.txt'));
+    for (const [name, version] of packagePins('BUILD_PACKAGES')) assert.equal(build.get(name), version, `${name} in the build stage`);
     const top = docker('run', '--rm', IMAGE, 'sh', '-c', 'ls -A /app; ls -A /app/dist; ls /app/node_modules | grep -cx typescript || true').trim().split('\n');
     assert.deepEqual(top, ['bpf', 'dist', 'node_modules', 'package.json', 'sbom', 'src', '0'], 'the runtime holds only runtime files');
   });

@@ -28,6 +28,18 @@ test('deploy/Dockerfile builds on the pinned release, from base images given by 
   assert.ok(froms.slice(2).every((f) => f === 'runtime'), 'the other stages start from the runtime stage');
 });
 
+test('deploy/Dockerfile installs each Debian package at a pinned version', () => {
+  const dockerfile = read('deploy/Dockerfile');
+  for (const stage of ['BUILD', 'RUNTIME']) {
+    const pins = dockerfile.match(new RegExp(`^ARG ${stage}_PACKAGES="([^"]*)"$`, 'm'))?.[1];
+    assert.ok(pins, `ARG ${stage}_PACKAGES="..."`);
+    // scripts/pin-debian-packages.sh writes name=version (Debian's version syntax: epoch, upstream, revision).
+    for (const p of pins.split(' ')) assert.match(p, /^[a-z0-9][a-z0-9.+-]*=(\d+:)?[0-9][A-Za-z0-9.+~:-]*$/, `${stage}_PACKAGES: ${p}`);
+    // The stage installs exactly that list.
+    assert.match(dockerfile, new RegExp(`^ARG ${stage}_PACKAGES\n(?:.*\n)*?.*apt-get install -y --no-install-recommends \\$\\{${stage}_PACKAGES\\} `, 'm'));
+  }
+});
+
 test('the tests run on the pinned release', () => {
   // npm test puts the pinned node first on PATH (scripts/lib/node.sh).
   assert.equal(process.versions.node.split('.')[0], major);
