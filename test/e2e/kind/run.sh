@@ -22,7 +22,8 @@
 #
 # What it does:
 #   1. creates the kind cluster test/e2e/kind/cluster.yaml (two balancer workers)
-#   2. builds deploy/Dockerfile (the image and its e2e target), loads both
+#   2. builds deploy/Dockerfile (the image and its e2e target, by
+#      scripts/build-image.sh: base images by digest), loads both
 #   3. kubectl apply -k deploy/ with that image; the default balancer runs on
 #      the balancer workers
 #   4. a client container on the kind network routes the VIP to both balancer
@@ -162,8 +163,8 @@ done
 
 # --- the images ---------------------------------------------------------------------
 phase "docker build deploy/Dockerfile"
-docker build -q -f deploy/Dockerfile -t "$IMAGE" . >/dev/null
-docker build -q -f deploy/Dockerfile --target e2e -t "$E2E_IMAGE" . >/dev/null
+# Its base images by digest: the stand-ins through a registry on 127.0.0.1 (--offline), else as pinned.
+$SUDO bash scripts/build-image.sh "$IMAGE" "$E2E_IMAGE"
 kind load docker-image "$IMAGE" "$E2E_IMAGE" --name "$CLUSTER"
 
 # --- install, as a user would, with this build's image ---------------------------
