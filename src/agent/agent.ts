@@ -17,6 +17,7 @@ import { Tracer } from './trace/tracer.js';
 import { serveTrace } from './trace/trace-server.js';
 import type { TraceAuthorization } from './trace/trace-access.js';
 import type { AccessReviewer } from '../lib/access-review.js';
+import type { ServingTls } from '../lib/serving-tls.js';
 import { discoverNextHop, NEXT_HOP_POLL_MS, type NextHop, type NextHopState, NextHopWatcher } from './net/next-hop.js';
 import { allAddresses, allLinks, subnets } from './net/iproute.js';
 import { InvalidStateError } from './dataplane/desired-state.js';
@@ -52,6 +53,10 @@ export interface AgentOptions {
   metricsReviewer?: AccessReviewer;
   /** Authorizes /trace callers per VIP namespace, with per-caller quotas. */
   traceAuth?: TraceAuthorization;
+  /** Serve /metrics (and /healthz, /readyz) over HTTPS with it. */
+  metricsTls?: ServingTls;
+  /** Serve /trace over HTTPS with it. */
+  traceTls?: ServingTls;
   /** This node's name, reported to trace clients. */
   nodeName?: string;
   nextHopMac?: string;
@@ -139,7 +144,7 @@ export class Agent {
     this.dataplane = new Dataplane(this.lb.maps);
     this.dataplane.adopt();
     this.metrics = new AgentMetrics(this.lb.maps, () => this.dataplane!);
-    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress, { reviewer: this.opts.metricsReviewer });
+    if (this.opts.metricsAddress) this.server = await this.metrics.listen(this.opts.metricsAddress, { reviewer: this.opts.metricsReviewer, tls: this.opts.metricsTls });
     if (this.opts.bgp) this.announcer = await this.makeAnnouncer(this.opts.bgp);
     if (this.opts.l2) {
       const groups = (this.l2Groups = new SolicitedNodeGroups(() => this.nextHop!.nic));
@@ -152,7 +157,8 @@ export class Agent {
     this.tracer = new Tracer(this.lb.maps, () => this.dataplane!.installedVipNums());
     if (this.opts.traceAddress) {
       // Tracing is for debugging: a port in use must not keep the balancer from running.
-      this.traceServer = await serveTrace(this.tracer, this.opts.traceAddress, this.opts.nodeName ?? hostname(), this.opts.traceAuth).catch((err: Error) => {
+      this.traceServer = await serveTrace(this.tracer, this.opts.traceAddress, this.opts.nodeName ?? hostname(), this.opts.traceAuth,
+        this.opts.traceTls).catch((err: Error) => {
         log.error({ address: this.opts.traceAddress, err: err.message }, 'cannot serve /trace; xdplb trace will not reach this agent');
         return null;
       });

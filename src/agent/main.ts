@@ -5,6 +5,7 @@
  * a YAML file of VIPs. With --mode backend, the backend node's daemon instead
  * (backend/backend-mode.ts): pods of this node serve VIPs with delivery Node.
  */
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BALANCER } from '../api/loadbalancervip.js';
 import { DEFAULT_DRAIN_SECONDS, DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
@@ -14,6 +15,7 @@ import { componentLog } from '../lib/log.js';
 import { Agent, type AgentBgp, type AgentOptions, cleanup, type XdpModeOption } from './agent.js';
 import { KubeAccessReviewer } from '../lib/access-review.js';
 import { LOOPBACK_HOSTS, parseHostPort } from '../lib/metrics-server.js';
+import { type ServingTls, servingTls } from '../lib/serving-tls.js';
 import { VipOwners } from './trace/trace-access.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
@@ -26,7 +28,7 @@ import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
 import { DEFAULT_WITHDRAW_SETTLE_MS } from './announce/announcer.js';
 import { parseBgpSettings } from './announce/bgp-settings.js';
 import { AgentLease } from './announce/l2-lease.js';
-import { NodeReport } from './announce/node-report.js';
+import { agentEndpoints, NodeReport } from './announce/node-report.js';
 import { removeBackend } from './backend/backend-agent.js';
 import { BACKEND_DAEMONSET, DEFAULT_BACKEND_METRICS_PORT, DEFAULT_BACKEND_PIN_DIR, runBackendMode } from './backend/backend-mode.js';
 import { BackendClusterSource, BackendFileSource, type BackendSource } from './backend/backend-sources.js';
@@ -67,6 +69,12 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --trace-auth MODE     none: any local caller traces anything, the address must be loopback; kubernetes: a bearer
                         token allowed "create loadbalancervips/trace" in each traced VIP's namespace (all namespaces
                         for a trace without VIP), with per-caller quotas. Default none (XDPLB_TRACE_AUTH)
+  --tls-cert-file F, --tls-key-file F  with either auth kubernetes, its endpoints serve HTTPS (tokens never cross
+                        the network in clear text) with this certificate; default: a self-signed one made at start,
+                        whose SHA-256 fingerprint the node's status entry publishes (XDPLB_TLS_CERT_FILE, _KEY_FILE)
+  --advertise-address IP  cluster mode: the address clients reach this agent's endpoints at, published in the
+                        node's status entry with the ports and the fingerprint (xdplb trace --node connects there);
+                        in a pod, the node's (XDPLB_ADVERTISE_ADDRESS from status.hostIP)
   --next-hop-mac MAC    fixed next hop instead of the gateway's MAC    (XDPLB_NEXT_HOP_MAC)
   --src-v4 IP, --src-v6 IP  outer source addresses; default: the NIC's (XDPLB_SRC_V4, XDPLB_SRC_V6)
   --connection-table N  connection table entries; default 1048576     (XDPLB_CONNECTION_TABLE)
@@ -141,6 +149,9 @@ async function main(): Promise<void> {
         'trace-address': { type: 'string' },
         'metrics-auth': { type: 'string' },
         'trace-auth': { type: 'string' },
+        'tls-cert-file': { type: 'string' },
+        'tls-key-file': { type: 'string' },
+        'advertise-address': { type: 'string' },
         'next-hop-mac': { type: 'string' },
         'src-v4': { type: 'string' },
         'src-v6': { type: 'string' },
@@ -230,12 +241,31 @@ async function main(): Promise<void> {
   if (metricsAddress && metricsAuth === 'none' && !LOOPBACK_HOSTS.has(parseHostPort(metricsAddress).host)) {
     fail(`--metrics-address ${metricsAddress} is not on loopback: serve /metrics beyond this node only with --metrics-auth kubernetes`);
   }
+  const traceAddress = v['trace-address'] ?? env.XDPLB_TRACE_ADDRESS ?? DEFAULT_TRACE_ADDRESS;
+  const advertise = v['advertise-address'] ?? env.XDPLB_ADVERTISE_ADDRESS;
+  if (advertise !== undefined && !isIP(advertise)) fail(`--advertise-address must be an IP address, not "${advertise}"`);
+  // Endpoints that take bearer tokens serve HTTPS; loopback-only ones without review stay plain HTTP.
+  let tls: ServingTls | undefined;
+  if (metricsAuth === 'kubernetes' || traceAuth === 'kubernetes') {
+    try {
+      tls = servingTls({
+        certFile: v['tls-cert-file'] ?? env.XDPLB_TLS_CERT_FILE,
+        keyFile: v['tls-key-file'] ?? env.XDPLB_TLS_KEY_FILE,
+        commonName: `xdplb-agent ${nodeName}`,
+        ipAddresses: [...new Set([advertise, '127.0.0.1', '::1'].filter((a): a is string => !!a))],
+      });
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  }
   const agentOptions: AgentOptions = {
     nic,
     xdpMode,
     pinDir,
     metricsAddress,
-    traceAddress: v['trace-address'] ?? env.XDPLB_TRACE_ADDRESS ?? DEFAULT_TRACE_ADDRESS,
+    traceAddress,
+    metricsTls: metricsAuth === 'kubernetes' ? tls : undefined,
+    traceTls: traceAuth === 'kubernetes' ? tls : undefined,
     nodeName,
     nextHopMac: v['next-hop-mac'] ?? env.XDPLB_NEXT_HOP_MAC,
     srcV4: v['src-v4'] ?? env.XDPLB_SRC_V4,
@@ -284,9 +314,12 @@ async function main(): Promise<void> {
     void removal?.start();
     onExit = () => exitDecision(kc, balancer, { nic: agent.nic, pinDir }, where, undefined, () => removal?.seen() ?? null)
       .finally(() => removal?.stop());
-    // Its node's entry of the balancer's status: where it announces (BGP or L2) or health checks.
-    if (bgp || l2LeaseSeconds !== undefined || healthChecks) {
-      report = new NodeReport(kc, balancer, nodeName!, () => ({ ...agent.announcements(), ...(hc.cluster ? { health: hc.cluster.report() } : {}) }));
+    // Its node's entry of the balancer's status: where it announces (BGP or L2), health checks, and where its
+    // HTTPS endpoints are with the certificate's fingerprint (what xdplb trace --node pins).
+    const endpoints = tls && advertise ? agentEndpoints(advertise, tls, agentOptions) : undefined;
+    if (bgp || l2LeaseSeconds !== undefined || healthChecks || endpoints) {
+      report = new NodeReport(kc, balancer, nodeName!, () => ({ ...agent.announcements(), ...(hc.cluster ? { health: hc.cluster.report() } : {}),
+        ...(endpoints ? { endpoints } : {}) }));
     }
     if (l2LeaseSeconds !== undefined) lease = new AgentLease(kc, { balancer, node: nodeName!, namespace: agentNamespace!, leaseSeconds: l2LeaseSeconds });
     if (bgp) {

@@ -10,5 +10,7 @@ export const AGENT_APP = 'xdplb-agent';
 export const agentDaemonSetName = (balancer: string) => `${AGENT_APP}-${balancer}`;
 /** Which XdpBalancer an agent pod serves. */
 export const BALANCER_LABEL = `${GROUP}/balancer`;
-/** The container port of the agent's metrics; its trace endpoint is tracePortFor() of it, on loopback. */
+/** The container port of the agent's metrics. */
 export const METRICS_PORT_NAME = 'metrics';
+/** The container port of its trace endpoint, tracePortFor() of the metrics port. */
+export const TRACE_PORT_NAME = 'trace';

@@ -108,8 +108,20 @@ export interface BalancerNodeBgpSession {
   info?: string;
 }
 
+/** Where a node's agent serves its HTTPS endpoints, as it reports them. */
+export interface AgentEndpointsStatus {
+  /** The address clients connect to (the node's). */
+  address: string;
+  metricsPort?: number;
+  tracePort?: number;
+  /** SHA-256 fingerprint of the certificate it serves, as X509Certificate.fingerprint256 (AA:BB:...). */
+  certificateSHA256: string;
+}
+
 export interface BalancerNodeStatus {
   node: string;
+  /** Its agent's HTTPS endpoints; clients pin the certificate by its fingerprint. */
+  endpoints?: AgentEndpointsStatus;
   bgp?: {
     /** VIP addresses the node announces. */
     announced: number;

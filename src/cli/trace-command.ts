@@ -3,7 +3,7 @@
  * XDP program did with each one, live, as text or JSON lines, and optionally
  * into a pcap file.
  */
-import { get, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
@@ -11,7 +11,7 @@ import { DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } 
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { TRACE_ENDPOINT, type TraceEvent, type TraceLine, traceSearchParams } from '../api/trace.js';
 import { parsePositiveInt, parseTraceFilter, TraceFilterError } from '../api/trace-filter.js';
-import { type AgentEndpoint, agentOnNode, kubeconfigBearer, localAgent } from './agent-connection.js';
+import { type AgentEndpoint, agentOnNode, agentRequest, agentViaApiServer, kubeconfigBearer, localAgent } from './agent-connection.js';
 import { PcapWriter } from './pcap-writer.js';
 import { formatTraceEvent } from './trace-format.js';
 
@@ -19,8 +19,12 @@ export const TRACE_USAGE = `usage: xdplb trace [where] [what] [output]
 
 where (default: the agent on this node, http://127.0.0.1:${tracePortFor(DEFAULT_METRICS_PORT)}):
   --agent URL           the agent's trace endpoint                          (XDPLB_TRACE_URL)
-  --node NODE           the agent pod on NODE, through the API server (needs pods/portforward)
-  --namespace NS        the agents' namespace; default xdplb-system
+  --fingerprint SHA256  with an https --agent: its certificate's fingerprint (AA:BB:...), checked before the token is sent
+  --node NODE           the agent on NODE: its address, port and certificate fingerprint as it published them in
+                        the XdpBalancer's status (needs get on xdpbalancers: xdplb-trace-endpoints); direct HTTPS
+  --via api-server      with --node: through a port-forward to the agent pod, for a machine that cannot reach
+                        the node (needs pods/portforward in the agents' namespace: xdplb-trace-agents)
+  --namespace NS        the agents' namespace (--via api-server); default xdplb-system
   --balancer NAME       the XdpBalancer; default "default"
   --kubeconfig FILE     default: KUBECONFIG, else ~/.kube/config
   --token TOKEN         bearer token the agent reviews; default: the kubeconfig user's (XDPLB_TRACE_TOKEN).
@@ -65,7 +69,9 @@ interface TraceArgs {
   frames: boolean;
   pcap?: string;
   agent?: string;
+  fingerprint?: string;
   node?: string;
+  viaApiServer: boolean;
   namespace: string;
   balancer: string;
   kubeconfig?: string;
@@ -89,7 +95,9 @@ function parse(argv: string[]): TraceArgs {
       frames: { type: 'boolean' },
       pcap: { type: 'string' },
       agent: { type: 'string' },
+      fingerprint: { type: 'string' },
       node: { type: 'string' },
+      via: { type: 'string' },
       namespace: { type: 'string' },
       balancer: { type: 'string' },
       kubeconfig: { type: 'string' },
@@ -98,6 +106,9 @@ function parse(argv: string[]): TraceArgs {
   });
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   if (v.agent && v.node) throw new UsageError('give --agent or --node, not both');
+  if (v.via !== undefined && v.via !== 'api-server') throw new UsageError(`--via ${v.via}: the one route is api-server`);
+  if (v.via && !v.node) throw new UsageError('--via api-server needs --node');
+  if (v.fingerprint && v.node) throw new UsageError('--fingerprint goes with --agent; --node reads the fingerprint its agent published');
   const verdicts = new Set(v.verdict ?? []);
   for (const x of verdicts) if (!['tx', 'pass', 'drop'].includes(x)) throw new UsageError(`--verdict ${x}: use tx, pass or drop`);
   return {
@@ -113,7 +124,9 @@ function parse(argv: string[]): TraceArgs {
     frames: !!v.frames,
     pcap: v.pcap,
     agent: v.agent ?? process.env.XDPLB_TRACE_URL,
+    fingerprint: v.fingerprint,
     node: v.node,
+    viaApiServer: v.via === 'api-server',
     namespace: v.namespace ?? AGENT_NAMESPACE,
     balancer: v.balancer ?? DEFAULT_BALANCER,
     kubeconfig: v.kubeconfig,
@@ -167,13 +180,6 @@ async function bearer(args: TraceArgs): Promise<string | undefined> {
   }
 }
 
-function request(url: string, token: string | undefined): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = get(url, token ? { headers: { authorization: `Bearer ${token}` } } : {}, resolve);
-    req.on('error', reject);
-  });
-}
-
 async function readBody(res: IncomingMessage): Promise<string> {
   let body = '';
   for await (const chunk of res) body += String(chunk);
@@ -202,9 +208,9 @@ export async function traceCommand(argv: string[]): Promise<number> {
 
   let endpoint: AgentEndpoint;
   try {
-    endpoint = args.node
-      ? await agentOnNode(kube(args), { node: args.node, namespace: args.namespace, balancer: args.balancer })
-      : localAgent(args.agent ?? DEFAULT_AGENT_URL);
+    const where = { node: args.node!, namespace: args.namespace, balancer: args.balancer };
+    endpoint = !args.node ? localAgent(args.agent ?? DEFAULT_AGENT_URL, args.fingerprint)
+      : args.viaApiServer ? await agentViaApiServer(kube(args), where) : await agentOnNode(kube(args), where);
   } catch (err) {
     process.stderr.write(`xdplb trace: ${(err as Error).message}\n`);
     return 1;
@@ -225,12 +231,13 @@ export async function traceCommand(argv: string[]): Promise<number> {
   let slowClient = 0;
   let res: IncomingMessage;
   try {
-    res = await request(`${endpoint.url}${TRACE_ENDPOINT}?${q}`, await bearer(args));
+    res = await agentRequest(endpoint, `${TRACE_ENDPOINT}?${q}`, await bearer(args));
   } catch (err) {
     endpoint.close();
     pcap?.close();
     process.stderr.write(`xdplb trace: cannot reach the agent at ${endpoint.describe}: ${(err as Error).message}. ` +
-      'Is xdplb-agent running here (its --trace-address)? For another node use --node NODE.\n');
+      (args.node ? (args.viaApiServer ? '\n' : ' If this machine cannot reach the node, try --via api-server.\n')
+        : 'Is xdplb-agent running here (its --trace-address)? For another node use --node NODE.\n'));
     return 1;
   }
   if (res.statusCode !== 200) {

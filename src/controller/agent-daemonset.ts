@@ -5,7 +5,7 @@
  * pinned, and the next one adopts them.
  */
 import type { V1Container, V1DaemonSet, V1SecurityContext, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME } from '../api/agent-pod.js';
+import { AGENT_APP, agentDaemonSetName, BALANCER_LABEL, METRICS_PORT_NAME, TRACE_PORT_NAME } from '../api/agent-pod.js';
 import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
   type AgentBgpSettings, birdCommand, type BpfCapability, DEFAULT_DRAIN_SECONDS, DEFAULT_L2_LEASE_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
@@ -125,9 +125,10 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
   const drainSeconds = spec.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
   const labels = { ...agentSelector(name), 'app.kubernetes.io/part-of': 'xdplb', 'app.kubernetes.io/managed-by': MANAGED_BY };
   const args = ['run', '--balancer', name, '--xdp-mode', spec.xdpMode ?? 'auto', '--pin-dir', agentPinDir(name), '--metrics-address', `0.0.0.0:${port}`,
-    '--trace-address', `127.0.0.1:${tracePortFor(port)}`,
-    // On the node's addresses (host network), so only for a token RBAC allows: deploy/rbac-agent-auth.yaml.
-    // The kubelet's probes of /healthz and /readyz need none.
+    '--trace-address', `0.0.0.0:${tracePortFor(port)}`,
+    // On the node's addresses (host network), so only for a token RBAC allows (deploy/rbac-agent-auth.yaml), over
+    // HTTPS with a certificate the agent makes at start and publishes the fingerprint of in its node's status entry.
+    // The kubelet's probes of /healthz and /readyz need no token.
     '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes'];
   if (spec.nic) args.push('--nic', spec.nic);
   const caps = spec.capacities ?? {};
@@ -184,12 +185,16 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
               { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
               // On SIGTERM the agent reads its DaemonSet, here, to tell a restart from a removal.
               { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+              // Where xdplb trace --node reaches this agent (the node's address: host network).
+              { name: 'XDPLB_ADVERTISE_ADDRESS', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
             ],
             // BPF memory is charged to the cgroup (Linux 5.11+), not to RLIMIT_MEMLOCK: no CAP_SYS_RESOURCE either.
             securityContext: restrictedContext(AGENT_CAPABILITIES[spec.bpfCapability ?? 'BPF']),
-            ports: [{ name: METRICS_PORT_NAME, containerPort: port, protocol: 'TCP' }],
-            readinessProbe: { httpGet: { path: '/readyz', port }, periodSeconds: 5 },
-            livenessProbe: { httpGet: { path: '/healthz', port }, periodSeconds: 10, failureThreshold: 6 },
+            ports: [{ name: METRICS_PORT_NAME, containerPort: port, protocol: 'TCP' },
+              { name: TRACE_PORT_NAME, containerPort: tracePortFor(port), protocol: 'TCP' }],
+            // HTTPS (the kubelet does not verify the certificate of a probe).
+            readinessProbe: { httpGet: { path: '/readyz', port, scheme: 'HTTPS' }, periodSeconds: 5 },
+            livenessProbe: { httpGet: { path: '/healthz', port, scheme: 'HTTPS' }, periodSeconds: 10, failureThreshold: 6 },
             // No memory limit: BPF maps are charged to the agent's cgroup (rings alone are 512 KiB per VIP
             // of capacity), and an OOM kill mid-update is worse than a node that reports pressure.
             resources: { requests: { cpu: '100m', memory: '256Mi' } },

@@ -4,10 +4,11 @@
  * (a SubjectAccessReview on that non-resource URL, as kube-rbac-proxy asks); /healthz and
  * /readyz stay open: the kubelet's probes send no token, and they tell only ok or why not ready.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { AccessDenied, type AccessReviewer, callerOf, check, describeAccess, type PathAccess } from './access-review.js';
 import { componentLog } from './log.js';
+import { createEndpointServer, type ServingTls } from './serving-tls.js';
 
 const log = componentLog('metrics-server');
 
@@ -44,12 +45,14 @@ export async function refused(reviewer: AccessReviewer | undefined, req: Incomin
 export interface MetricsServerOptions {
   /** Checks /metrics callers; without it /metrics is open (keep such an address on loopback). */
   reviewer?: AccessReviewer;
+  /** Serve HTTPS with it (callers send bearer tokens: required with a reviewer beyond loopback). */
+  tls?: ServingTls;
 }
 
 /** `ready()` returns null when ready, else why not. */
 export function serveMetrics(registry: Registry, address: string, ready: () => string | null, opts: MetricsServerOptions = {}): Promise<Server> {
   const { host, port } = parseHostPort(address);
-  const server = createServer(async (req, res) => {
+  const server = createEndpointServer(opts.tls, async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
       if (await refused(opts.reviewer, req, res, METRICS_ACCESS)) return;
@@ -69,7 +72,7 @@ export function serveMetrics(registry: Registry, address: string, ready: () => s
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
-      log.info({ address, authenticated: !!opts.reviewer }, 'serving metrics');
+      log.info({ address, authenticated: !!opts.reviewer, tls: !!opts.tls }, 'serving metrics');
       resolve(server);
     });
   });

@@ -23,11 +23,14 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   const c = pod.containers[0]!;
   assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641',
-    '--trace-address', '127.0.0.1:9642', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes']);
+    '--trace-address', '0.0.0.0:9642', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes']);
   assert.deepEqual(c.env, [
     { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: 'XDPLB_ADVERTISE_ADDRESS', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
   ]);
+  // Both endpoints take tokens, so they serve HTTPS; the kubelet's probes follow without verifying.
+  assert.deepEqual([c.readinessProbe?.httpGet?.scheme, c.livenessProbe?.httpGet?.scheme], ['HTTPS', 'HTTPS']);
   assert.deepEqual(c.securityContext, {
     runAsUser: 0,
     privileged: false,
@@ -54,10 +57,10 @@ test('spec settings become agent flags and scheduling constraints', () => {
   const pod = ds.spec!.template.spec!;
   const c = pod.containers[0]!;
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'native', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9700',
-    '--trace-address', '127.0.0.1:9701', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes',
+    '--trace-address', '0.0.0.0:9701', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes',
     '--nic', 'eth1', '--max-vips', '64', '--max-reals', '1000', '--connection-table', '65536']);
   assert.equal(c.readinessProbe?.httpGet?.port, 9700);
-  assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }]);
+  assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9700, protocol: 'TCP' }, { name: 'trace', containerPort: 9701, protocol: 'TCP' }]);
   assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/edge': '' }, "the balancer's selector, on Linux nodes");
   assert.deepEqual(pod.tolerations, [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }]);
 });

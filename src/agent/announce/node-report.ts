@@ -8,7 +8,9 @@
  */
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../../api/loadbalancervip.js';
-import { type BalancerNodeStatus, XDPB_KIND, XDPB_PLURAL } from '../../api/xdpbalancer.js';
+import { type AgentEndpointsStatus, type BalancerNodeStatus, XDPB_KIND, XDPB_PLURAL } from '../../api/xdpbalancer.js';
+import { LOOPBACK_HOSTS, parseHostPort } from '../../lib/metrics-server.js';
+import type { ServingTls } from '../../lib/serving-tls.js';
 import { errorFields, isNotFound } from '../../lib/api-error.js';
 import { componentLog } from '../../lib/log.js';
 import { agentFieldManager } from '../sources/cluster-source.js';
@@ -25,12 +27,39 @@ export interface NodeAnnouncements {
   l2?: L2State;
   /** The backends this node probes and judged unhealthy (health/cluster-health.ts). */
   health?: BalancerNodeStatus['health'];
+  endpoints?: AgentEndpointsStatus;
+}
+
+/**
+ * What the entry says of the agent's endpoints: those served with `tls` on
+ * an address beyond loopback, at `address`. Only this node's agent may write
+ * its entry (deploy/agent-node-restriction.yaml), so a client that pins the
+ * fingerprint read there talks to that agent, not to whoever answers.
+ */
+export function agentEndpoints(address: string, tls: ServingTls, listeners: {
+  metricsAddress?: string; metricsTls?: ServingTls; traceAddress?: string; traceTls?: ServingTls;
+}): AgentEndpointsStatus | undefined {
+  const port = (listen: string | undefined, served: ServingTls | undefined) => {
+    if (!listen || served !== tls) return undefined;
+    const { host, port: p } = parseHostPort(listen);
+    return LOOPBACK_HOSTS.has(host) ? undefined : p;
+  };
+  const metricsPort = port(listeners.metricsAddress, listeners.metricsTls);
+  const tracePort = port(listeners.traceAddress, listeners.traceTls);
+  if (metricsPort === undefined && tracePort === undefined) return undefined;
+  return {
+    address,
+    ...(metricsPort === undefined ? {} : { metricsPort }),
+    ...(tracePort === undefined ? {} : { tracePort }),
+    certificateSHA256: tls.fingerprint256,
+  };
 }
 
 /** The entry, without the time it was written: what decides whether to write. */
 export function nodeReport(node: string, a: NodeAnnouncements): Omit<BalancerNodeStatus, 'updated'> {
   return {
     node,
+    ...(a.endpoints ? { endpoints: a.endpoints } : {}),
     ...(a.bgp ? {
       bgp: {
         announced: a.bgp.announced.length,

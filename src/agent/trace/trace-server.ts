@@ -7,11 +7,12 @@
  * a quota; without it, it listens on loopback only. Remote users reach it
  * through the API server (port-forward), sending their own token.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { parseTraceRequest, TRACE_ENDPOINT, type TraceEnd, type TraceLine, type TraceRequest } from '../../api/trace.js';
 import { TraceFilterError } from '../../api/trace-filter.js';
 import { componentLog } from '../../lib/log.js';
 import { parseHostPort } from '../../lib/metrics-server.js';
+import { createEndpointServer, type ServingTls } from '../../lib/serving-tls.js';
 import { AccessDenied, callerOf } from '../../lib/access-review.js';
 import { authorizeTrace, CallerQuotas, type TraceAuthorization, type TraceGrant, TraceQuotaError } from './trace-access.js';
 import { TraceLimitError } from './trace-rules.js';
@@ -120,14 +121,14 @@ async function handle(tracer: TraceSessions, node: string, access: Access | null
  * Serves /trace on HOST:PORT: on loopback only without `auth`; with it, only
  * to callers whose token and RBAC allow what they ask (trace-access.ts).
  */
-export function serveTrace(tracer: TraceSessions, address: string, node: string, auth?: TraceAuthorization): Promise<Server> {
+export function serveTrace(tracer: TraceSessions, address: string, node: string, auth?: TraceAuthorization, tls?: ServingTls): Promise<Server> {
   const { host, port } = parseHostPort(address);
   if (!auth && !LOOPBACK.has(host)) {
     throw new Error(`trace address ${address} is not on loopback: records hold packet bytes and /trace has no authentication; ` +
       'use 127.0.0.1 or [::1] and reach it through kubectl port-forward or xdplb trace --node');
   }
   const access = auth ? { auth, quotas: new CallerQuotas(auth.limits) } : null;
-  const server = createServer((req, res) => {
+  const server = createEndpointServer(tls, (req, res) => {
     handle(tracer, node, access, req, res).catch((err: Error) => {
       log.error({ err: err.message }, 'trace request failed');
       if (!res.headersSent) res.writeHead(500).end();
@@ -138,7 +139,7 @@ export function serveTrace(tracer: TraceSessions, address: string, node: string,
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
-      log.info({ address, authorized: !!auth }, 'serving /trace');
+      log.info({ address, authorized: !!auth, tls: !!tls }, 'serving /trace');
       resolve(server);
     });
   });

@@ -21,6 +21,7 @@ import { failureOutput } from '../control-plane/control-plane.js';
 import { namespacePool } from '../pool-manifests.js';
 import { AGENT_NAMESPACE, waitFor } from './lab-env.js';
 import { POD_PORT } from '../../lab/lab.js';
+import type { AgentEndpointsStatus, XdpBalancer } from '../../../src/api/xdpbalancer.js';
 
 const CLIENT_PROGRAM = '/app/dist/test/lab/programs/client.js';
 const SERVER_PROGRAM = '/app/dist/test/lab/programs/server.js';
@@ -174,8 +175,9 @@ export class KindOperatorEnv implements OperatorEnv {
   readonly hasUngrantedUser = false;
 
   /**
-   * From this machine through the API server, as `xdplb trace --node` is meant to be used: the
-   * admin port-forwards and reads the VIP, the agent authorizes E2E_SA's token (the test namespace only).
+   * From this machine, as `xdplb trace --node` is meant to be used: straight to the node's agent over HTTPS,
+   * at the address and with the certificate fingerprint it published (read with the admin's kubeconfig, as is
+   * the VIP); the agent authorizes E2E_SA's token (the test namespace only).
    */
   startTrace(node: string, args: string[], user: 'granted' | 'ungranted'): Promise<RunningTrace> {
     if (user !== 'granted') throw new Error('the kind environment has no ungranted user');
@@ -194,18 +196,30 @@ export class KindOperatorEnv implements OperatorEnv {
     await waitFor(`the EndpointSlices of ${service} list every app=web pod`, () => [pods(), listed()], ([p, l]) => JSON.stringify(p) === JSON.stringify(l));
   }
 
+  /** What the node's agent published in its status entry: address, ports and its certificate's fingerprint. */
+  async agentEndpoints(node: string): Promise<AgentEndpointsStatus> {
+    const read = () => {
+      const b = JSON.parse(this.kubectl(['get', 'xdpbalancer', 'default', '-o', 'json'])) as XdpBalancer;
+      return b.status?.nodes?.find((n) => n.node === node)?.endpoints;
+    };
+    return (await waitFor(`the agent on ${node} publishes its endpoints`, read, (ep) => !!ep?.certificateSHA256, POD_WAIT_MS))!;
+  }
+
   /**
-   * As Prometheus scrapes it: the node's address, E2E_SA's token, from the client container on
-   * the kind network (the API server's pod proxy would drop the Authorization header).
+   * As Prometheus scrapes it: HTTPS to the node's address with E2E_SA's token, from the client container on
+   * the kind network (the API server's pod proxy would drop the Authorization header); the certificate must
+   * be the one the agent published (a scrape that reaches another server fails).
    */
   async agentMetrics(node: string): Promise<Samples> {
-    const ip = this.kubectl(['get', 'node', node, '-o', 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'])
-      .split(' ').find((a) => a && !a.includes(':'));
-    if (!ip) throw new Error(`node ${node} has no IPv4 InternalIP`);
-    const scrape = 'fetch(process.argv[1], { headers: { authorization: `Bearer ${process.argv[2]}` } }).then(async (r) => { ' +
-      'const t = await r.text(); if (r.status !== 200) { process.stderr.write(`HTTP ${r.status}: ${t}`); process.exit(1); } process.stdout.write(t); })';
-    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', scrape, `http://${ip}:${AGENT_METRICS_PORT}/metrics`, this.token],
-      { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
+    const ep = await this.agentEndpoints(node);
+    const scrape = 'const [url, token, fp] = process.argv.slice(1); require("https").get(url, { headers: { authorization: `Bearer ${token}` }, ' +
+      'rejectUnauthorized: false }, (r) => { const seen = r.socket.getPeerCertificate().fingerprint256; let t = ""; r.on("data", (c) => { t += c; }); ' +
+      'r.on("end", () => { if (seen !== fp) { process.stderr.write(`certificate ${seen}, published ${fp}`); process.exit(1); } ' +
+      'if (r.statusCode !== 200) { process.stderr.write(`HTTP ${r.statusCode}: ${t}`); process.exit(1); } process.stdout.write(t); }); })' +
+      '.on("error", (e) => { process.stderr.write(e.message); process.exit(1); });';
+    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', scrape,
+      `https://${ep.address}:${ep.metricsPort ?? AGENT_METRICS_PORT}/metrics`, this.token, ep.certificateSHA256],
+    { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
     return parseMetrics(stdout);
   }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { nodeReport } from '../../../src/agent/announce/node-report.js';
+import { agentEndpoints, nodeReport } from '../../../src/agent/announce/node-report.js';
+import type { ServingTls } from '../../../src/lib/serving-tls.js';
 
 test('the node\'s status entry: BGP sessions by peer with their state and routes sent, what it announces or why it withdrew; L2 counts', () => {
   const bgp = {
@@ -22,4 +23,15 @@ test('the node\'s status entry: BGP sessions by peer with their state and routes
   });
   assert.equal(nodeReport('lb1', { bgp: { ...bgp, withdrawnBecause: 'stopping' } }).bgp?.withdrawn, 'stopping');
   assert.deepEqual(nodeReport('lb2', { l2: { answering: ['198.19.0.10'], announcementsSent: 3, announceErrors: 0 } }), { node: 'lb2', l2: { answering: 1 } });
+});
+
+test('the endpoints an entry publishes: only those served with the certificate beyond loopback, with its fingerprint', () => {
+  const tls: ServingTls = { cert: '', key: '', fingerprint256: 'AB:'.repeat(31) + 'CD', selfSigned: true };
+  assert.deepEqual(agentEndpoints('198.18.0.5', tls, { metricsAddress: '0.0.0.0:9641', metricsTls: tls, traceAddress: '0.0.0.0:9642', traceTls: tls }),
+    { address: '198.18.0.5', metricsPort: 9641, tracePort: 9642, certificateSHA256: tls.fingerprint256 });
+  assert.deepEqual(agentEndpoints('198.18.0.5', tls, { metricsAddress: '0.0.0.0:9641', metricsTls: tls, traceAddress: '127.0.0.1:9642', traceTls: tls }),
+    { address: '198.18.0.5', metricsPort: 9641, certificateSHA256: tls.fingerprint256 }, 'a loopback trace endpoint is nobody else\'s to reach');
+  assert.equal(agentEndpoints('198.18.0.5', tls, { metricsAddress: '127.0.0.1:9641', traceAddress: '' }), undefined, 'nothing served with TLS');
+  const entry = nodeReport('node-a', { endpoints: { address: '2001:db8::5', tracePort: 9642, certificateSHA256: tls.fingerprint256 } });
+  assert.deepEqual(entry, { node: 'node-a', endpoints: { address: '2001:db8::5', tracePort: 9642, certificateSHA256: tls.fingerprint256 } });
 });
