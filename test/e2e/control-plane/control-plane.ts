@@ -29,7 +29,7 @@ export const TEST_SERVICE_ACCOUNTS = ['xdplb-system/xdplb-agent', 'xdplb-system/
   // A Prometheus scraping the agents' /metrics with its own token.
   'monitoring/prometheus'] as const;
 /** People with no permission but what a test binds to them (e.g. deploy/'s xdplb-trace role). */
-export const TEST_USERS = ['alice', 'bob'] as const;
+export const TEST_USERS = ['alice', 'bob', 'carol'] as const;
 export type TestServiceAccount = (typeof TEST_SERVICE_ACCOUNTS)[number] | (typeof TEST_USERS)[number];
 
 export interface Binaries {
