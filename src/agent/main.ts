@@ -13,7 +13,7 @@ import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, type AgentBgp, type AgentOptions, cleanup, type XdpModeOption } from './agent.js';
 import { KubeAccessReviewer } from '../lib/access-review.js';
-import { LOOPBACK_HOSTS, parseHostPort } from '../lib/metrics-server.js';
+import { checkMetricsExposure, parseAuthMode } from '../lib/metrics-auth.js';
 import { VipOwners } from './trace/trace-access.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
@@ -114,7 +114,6 @@ const MODES = ['balancer', 'backend'];
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
 const DEFAULT_METRICS_ADDRESS = `127.0.0.1:${DEFAULT_METRICS_PORT}`;
-const AUTH_MODES = ['none', 'kubernetes'];
 const DEFAULT_TRACE_ADDRESS = `127.0.0.1:${tracePortFor(DEFAULT_METRICS_PORT)}`;
 const XDP_MODES: XdpModeOption[] = ['auto', 'native', 'generic'];
 
@@ -221,14 +220,16 @@ async function main(): Promise<void> {
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
   const metricsAddress = v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
-  const metricsAuth = v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH ?? 'none';
-  const traceAuth = v['trace-auth'] ?? env.XDPLB_TRACE_AUTH ?? 'none';
-  for (const [flag, mode] of [['metrics-auth', metricsAuth], ['trace-auth', traceAuth]]) {
-    if (!AUTH_MODES.includes(mode!)) fail(`--${flag} must be one of ${AUTH_MODES.join(', ')}, not "${mode}"`);
-    if (mode === 'kubernetes' && config) fail(`--${flag} kubernetes needs cluster mode: tokens and RBAC are the API server's`);
+  let metricsAuth, traceAuth;
+  try {
+    metricsAuth = parseAuthMode('metrics-auth', v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH);
+    traceAuth = parseAuthMode('trace-auth', v['trace-auth'] ?? env.XDPLB_TRACE_AUTH);
+    checkMetricsExposure(metricsAddress, metricsAuth);
+  } catch (err) {
+    fail((err as Error).message);
   }
-  if (metricsAddress && metricsAuth === 'none' && !LOOPBACK_HOSTS.has(parseHostPort(metricsAddress).host)) {
-    fail(`--metrics-address ${metricsAddress} is not on loopback: serve /metrics beyond this node only with --metrics-auth kubernetes`);
+  for (const [flag, mode] of [['metrics-auth', metricsAuth], ['trace-auth', traceAuth]]) {
+    if (mode === 'kubernetes' && config) fail(`--${flag} kubernetes needs cluster mode: tokens and RBAC are the API server's`);
   }
   const agentOptions: AgentOptions = {
     nic,

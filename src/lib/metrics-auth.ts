@@ -1,0 +1,26 @@
+/**
+ * --metrics-auth of the daemons:
+ * `none` serves /metrics to whoever connects, so only on loopback;
+ * `kubernetes` serves it only to a bearer token RBAC allows "get /metrics"
+ * (TokenReview + SubjectAccessReview, see access-review.ts), on any address.
+ * Errors are usage errors: each daemon says them with its usage and exits 2.
+ */
+import { LOOPBACK_HOSTS, parseHostPort } from './metrics-server.js';
+
+export const AUTH_MODES = ['none', 'kubernetes'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
+
+/** The value of --FLAG (an --X-auth flag, or its environment variable); none when not given. */
+export function parseAuthMode(flag: string, raw: string | undefined): AuthMode {
+  const mode = raw ?? 'none';
+  if (!(AUTH_MODES as readonly string[]).includes(mode)) throw new Error(`--${flag} must be one of ${AUTH_MODES.join(', ')}, not "${mode}"`);
+  return mode as AuthMode;
+}
+
+/** Throws unless /metrics at `address` ('' serves none) is authenticated or on loopback. */
+export function checkMetricsExposure(address: string, auth: AuthMode): void {
+  if (address && auth === 'none' && !LOOPBACK_HOSTS.has(parseHostPort(address).host)) {
+    throw new Error(`--metrics-address ${address} is not on loopback: serve /metrics on other addresses only with --metrics-auth kubernetes`);
+  }
+}
+
