@@ -13,7 +13,7 @@ import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, type AgentBgp, type AgentOptions, cleanup, type XdpModeOption } from './agent.js';
 import { KubeAccessReviewer } from '../lib/access-review.js';
-import { checkMetricsExposure, parseAuthMode } from '../lib/metrics-auth.js';
+import { checkMetricsExposure, metricsEndpoint, parseAuthMode } from '../lib/metrics-auth.js';
 import { VipOwners } from './trace/trace-access.js';
 import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
@@ -98,7 +98,8 @@ backend mode (--mode backend) takes --node-name (the backends of status.backends
 LoadBalancerVip with delivery Node), --kubeconfig, --config FILE (standalone: {backends: [{vip, vipPort,
 protocol, podAddress, targetPort, nodeAddress, weight, ignoreSourcePort}]}; nodeAddress: Node addressing), and:
   --pin-dir DIR         default ${DEFAULT_BACKEND_PIN_DIR}
-  --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}
+  --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT} with --metrics-auth kubernetes, else 127.0.0.1:${DEFAULT_BACKEND_METRICS_PORT}
+  --metrics-auth MODE   as the balancer's: none (the address must be loopback) or kubernetes (cluster mode)
   --drain-seconds N     how long a backend's entries stay after it leaves (its flows finish); default
                         ${DEFAULT_DRAIN_SECONDS}, the balancers' default drainSeconds
   --nic DEV[,DEV]       Node addressing: the devices whose ingress takes the tunnel packets to the node's
@@ -108,8 +109,8 @@ protocol, podAddress, targetPort, nodeAddress, weight, ignoreSourcePort}]}; node
 `;
 
 /** The flags backend mode reads; any other is the balancer's. */
-const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'drain-seconds', 'nic', 'detach-on-exit',
-  'help']);
+const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'metrics-auth', 'drain-seconds', 'nic',
+  'detach-on-exit', 'help']);
 const MODES = ['balancer', 'backend'];
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
@@ -361,8 +362,16 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
   const rawDrain = str('drain-seconds') ?? env.XDPLB_DRAIN_SECONDS;
   const drainSeconds = rawDrain === undefined ? DEFAULT_DRAIN_SECONDS : Number(rawDrain);
   if (!Number.isInteger(drainSeconds) || drainSeconds < 0) fail(`--drain-seconds must be an integer of at least 0, not "${rawDrain}"`);
+  let metrics;
+  try {
+    metrics = metricsEndpoint(str('metrics-auth') ?? env.XDPLB_METRICS_AUTH, str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS, DEFAULT_BACKEND_METRICS_PORT);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (metrics.auth === 'kubernetes' && config) fail('--metrics-auth kubernetes needs cluster mode: tokens and RBAC are the API server\'s');
   let source: BackendSource;
   let removal: RemovalWatch | null = null;
+  let metricsReviewer: KubeAccessReviewer | undefined;
   if (config) {
     source = new BackendFileSource(config);
   } else {
@@ -373,6 +382,7 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
       fail((err as Error).message);
     }
     source = new BackendClusterSource(kc, nodeName!);
+    if (metrics.auth === 'kubernetes') metricsReviewer = new KubeAccessReviewer(kc);
     // In a pod: its DaemonSet seen deleted means an uninstall, and the agent leaves nothing behind.
     if (env.POD_NAMESPACE) {
       removal = new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET);
@@ -382,7 +392,8 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
   const running = await runBackendMode(source, {
     pinDir,
     drainSeconds,
-    metricsAddress: str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS ?? `0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}`,
+    metricsAddress: metrics.address,
+    metricsReviewer,
     detachOnExit: !!v['detach-on-exit'],
     removal: () => removal?.seen() ?? null,
     nics: str('nic')?.split(',').filter(Boolean),

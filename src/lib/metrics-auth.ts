@@ -1,5 +1,5 @@
 /**
- * --metrics-auth of the daemons:
+ * --metrics-auth of every daemon (controller, balancer agent, backend agent):
  * `none` serves /metrics to whoever connects, so only on loopback;
  * `kubernetes` serves it only to a bearer token RBAC allows "get /metrics"
  * (TokenReview + SubjectAccessReview, see access-review.ts), on any address.
@@ -24,3 +24,14 @@ export function checkMetricsExposure(address: string, auth: AuthMode): void {
   }
 }
 
+/**
+ * --metrics-auth and --metrics-address of a daemon whose /metrics is meant to be
+ * scraped from elsewhere (controller, backend agent): without an address, every
+ * interface on `port` with kubernetes, loopback with none.
+ */
+export function metricsEndpoint(rawAuth: string | undefined, rawAddress: string | undefined, port: number): { auth: AuthMode; address: string } {
+  const auth = parseAuthMode('metrics-auth', rawAuth);
+  const address = rawAddress ?? `${auth === 'kubernetes' ? '0.0.0.0' : '127.0.0.1'}:${port}`;
+  checkMetricsExposure(address, auth);
+  return { auth, address };
+}

@@ -46,6 +46,9 @@ const execFileAsync = promisify(execFile);
  */
 const E2E_SA = 'xdplb-e2e';
 const PROMETHEUS_RBAC = fileURLToPath(new URL('../../../../deploy/prometheus/rbac.yaml', import.meta.url));
+/** `node -e SCRAPE URL TOKEN`: GET URL with the bearer token, the body on stdout; exit 1 unless 200. */
+const SCRAPE = 'fetch(process.argv[1], { headers: { authorization: `Bearer ${process.argv[2]}` } }).then(async (r) => { ' +
+  'const t = await r.text(); if (r.status !== 200) { process.stderr.write(`HTTP ${r.status}: ${t}`); process.exit(1); } process.stdout.write(t); })';
 
 const env = process.env;
 
@@ -161,9 +164,12 @@ export class KindOperatorEnv implements OperatorEnv {
       '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean)[0] ?? '';
   }
 
-  /** An xdplb-system pod's /metrics, through the API server's pod proxy. */
+  /**
+   * An xdplb-system pod's /metrics with E2E_SA's token, fetched in the pod itself (its image has node):
+   * they answer only a token RBAC allows, and the API server's pod proxy would drop the Authorization header.
+   */
   systemPodMetrics(pod: string, port: number): Samples {
-    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${pod}:${port}/proxy/metrics`]));
+    return parseMetrics(this.kubectl(['exec', '-n', AGENT_NAMESPACE, pod, '--', 'node', '-e', SCRAPE, `http://127.0.0.1:${port}/metrics`, this.token]));
   }
 
   private agentPod(node: string): string {
@@ -202,9 +208,7 @@ export class KindOperatorEnv implements OperatorEnv {
     const ip = this.kubectl(['get', 'node', node, '-o', 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'])
       .split(' ').find((a) => a && !a.includes(':'));
     if (!ip) throw new Error(`node ${node} has no IPv4 InternalIP`);
-    const scrape = 'fetch(process.argv[1], { headers: { authorization: `Bearer ${process.argv[2]}` } }).then(async (r) => { ' +
-      'const t = await r.text(); if (r.status !== 200) { process.stderr.write(`HTTP ${r.status}: ${t}`); process.exit(1); } process.stdout.write(t); })';
-    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', scrape, `http://${ip}:${AGENT_METRICS_PORT}/metrics`, this.token],
+    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', SCRAPE, `http://${ip}:${AGENT_METRICS_PORT}/metrics`, this.token],
       { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
     return parseMetrics(stdout);
   }
@@ -225,7 +229,7 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   async controllerMetrics(identity: string): Promise<Samples> {
-    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${identity}:${CONTROLLER_METRICS_PORT}/proxy/metrics`]));
+    return this.systemPodMetrics(identity, CONTROLLER_METRICS_PORT);
   }
 
   async killController(identity: string): Promise<void> {
