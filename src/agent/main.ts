@@ -14,7 +14,7 @@ import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
 import { Agent, type AgentBgp, type AgentOptions, cleanup, type XdpModeOption } from './agent.js';
 import { KubeAccessReviewer } from '../lib/access-review.js';
-import { LOOPBACK_HOSTS, parseHostPort } from '../lib/metrics-server.js';
+import { checkMetricsExposure, metricsEndpoint, parseAuthMode, reviewedEndpointTls } from '../lib/metrics-auth.js';
 import { type ServingTls, servingTls } from '../lib/serving-tls.js';
 import { VipOwners } from './trace/trace-access.js';
 import { defaultNic } from './net/next-hop.js';
@@ -106,7 +106,9 @@ backend mode (--mode backend) takes --node-name (the backends of status.backends
 LoadBalancerVip with delivery Node), --kubeconfig, --config FILE (standalone: {backends: [{vip, vipPort,
 protocol, podAddress, targetPort, nodeAddress, weight, ignoreSourcePort}]}; nodeAddress: Node addressing), and:
   --pin-dir DIR         default ${DEFAULT_BACKEND_PIN_DIR}
-  --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}
+  --metrics-address A   default 0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT} with --metrics-auth kubernetes, else 127.0.0.1:${DEFAULT_BACKEND_METRICS_PORT}
+  --metrics-auth MODE   as the balancer's: none (the address must be loopback) or kubernetes (cluster mode; HTTPS)
+  --tls-cert-file F, --tls-key-file F  as the balancer's
   --drain-seconds N     how long a backend's entries stay after it leaves (its flows finish); default
                         ${DEFAULT_DRAIN_SECONDS}, the balancers' default drainSeconds
   --nic DEV[,DEV]       Node addressing: the devices whose ingress takes the tunnel packets to the node's
@@ -116,13 +118,12 @@ protocol, podAddress, targetPort, nodeAddress, weight, ignoreSourcePort}]}; node
 `;
 
 /** The flags backend mode reads; any other is the balancer's. */
-const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'drain-seconds', 'nic', 'detach-on-exit',
-  'help']);
+const BACKEND_FLAGS = new Set(['mode', 'node-name', 'kubeconfig', 'config', 'pin-dir', 'metrics-address', 'metrics-auth', 'tls-cert-file', 'tls-key-file', 'drain-seconds', 'nic',
+  'detach-on-exit', 'help']);
 const MODES = ['balancer', 'backend'];
 
 const DEFAULT_PIN_DIR = '/sys/fs/bpf/xdplb/default';
 const DEFAULT_METRICS_ADDRESS = `127.0.0.1:${DEFAULT_METRICS_PORT}`;
-const AUTH_MODES = ['none', 'kubernetes'];
 const DEFAULT_TRACE_ADDRESS = `127.0.0.1:${tracePortFor(DEFAULT_METRICS_PORT)}`;
 const XDP_MODES: XdpModeOption[] = ['auto', 'native', 'generic'];
 
@@ -232,14 +233,16 @@ async function main(): Promise<void> {
   const apiLossSeconds = integer('bgp-api-loss-seconds', v['bgp-api-loss-seconds'] ?? env.XDPLB_BGP_API_LOSS_SECONDS, 0) ?? DEFAULT_API_LOSS_SECONDS;
 
   const metricsAddress = v['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
-  const metricsAuth = v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH ?? 'none';
-  const traceAuth = v['trace-auth'] ?? env.XDPLB_TRACE_AUTH ?? 'none';
-  for (const [flag, mode] of [['metrics-auth', metricsAuth], ['trace-auth', traceAuth]]) {
-    if (!AUTH_MODES.includes(mode!)) fail(`--${flag} must be one of ${AUTH_MODES.join(', ')}, not "${mode}"`);
-    if (mode === 'kubernetes' && config) fail(`--${flag} kubernetes needs cluster mode: tokens and RBAC are the API server's`);
+  let metricsAuth, traceAuth;
+  try {
+    metricsAuth = parseAuthMode('metrics-auth', v['metrics-auth'] ?? env.XDPLB_METRICS_AUTH);
+    traceAuth = parseAuthMode('trace-auth', v['trace-auth'] ?? env.XDPLB_TRACE_AUTH);
+    checkMetricsExposure(metricsAddress, metricsAuth);
+  } catch (err) {
+    fail((err as Error).message);
   }
-  if (metricsAddress && metricsAuth === 'none' && !LOOPBACK_HOSTS.has(parseHostPort(metricsAddress).host)) {
-    fail(`--metrics-address ${metricsAddress} is not on loopback: serve /metrics beyond this node only with --metrics-auth kubernetes`);
+  for (const [flag, mode] of [['metrics-auth', metricsAuth], ['trace-auth', traceAuth]]) {
+    if (mode === 'kubernetes' && config) fail(`--${flag} kubernetes needs cluster mode: tokens and RBAC are the API server's`);
   }
   const traceAddress = v['trace-address'] ?? env.XDPLB_TRACE_ADDRESS ?? DEFAULT_TRACE_ADDRESS;
   const advertise = v['advertise-address'] ?? env.XDPLB_ADVERTISE_ADDRESS;
@@ -393,8 +396,19 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
   const rawDrain = str('drain-seconds') ?? env.XDPLB_DRAIN_SECONDS;
   const drainSeconds = rawDrain === undefined ? DEFAULT_DRAIN_SECONDS : Number(rawDrain);
   if (!Number.isInteger(drainSeconds) || drainSeconds < 0) fail(`--drain-seconds must be an integer of at least 0, not "${rawDrain}"`);
+  let metrics;
+  let metricsTls;
+  try {
+    metrics = metricsEndpoint(str('metrics-auth') ?? env.XDPLB_METRICS_AUTH, str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS, DEFAULT_BACKEND_METRICS_PORT);
+    metricsTls = reviewedEndpointTls(metrics.auth, { certFile: str('tls-cert-file') ?? env.XDPLB_TLS_CERT_FILE,
+      keyFile: str('tls-key-file') ?? env.XDPLB_TLS_KEY_FILE }, `xdplb-backend ${nodeName ?? ''}`.trim());
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (metrics.auth === 'kubernetes' && config) fail('--metrics-auth kubernetes needs cluster mode: tokens and RBAC are the API server\'s');
   let source: BackendSource;
   let removal: RemovalWatch | null = null;
+  let metricsReviewer: KubeAccessReviewer | undefined;
   if (config) {
     source = new BackendFileSource(config);
   } else {
@@ -405,6 +419,7 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
       fail((err as Error).message);
     }
     source = new BackendClusterSource(kc, nodeName!);
+    if (metrics.auth === 'kubernetes') metricsReviewer = new KubeAccessReviewer(kc);
     // In a pod: its DaemonSet seen deleted means an uninstall, and the agent leaves nothing behind.
     if (env.POD_NAMESPACE) {
       removal = new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET);
@@ -414,7 +429,9 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
   const running = await runBackendMode(source, {
     pinDir,
     drainSeconds,
-    metricsAddress: str('metrics-address') ?? env.XDPLB_METRICS_ADDRESS ?? `0.0.0.0:${DEFAULT_BACKEND_METRICS_PORT}`,
+    metricsAddress: metrics.address,
+    metricsReviewer,
+    metricsTls,
     detachOnExit: !!v['detach-on-exit'],
     removal: () => removal?.seen() ?? null,
     nics: str('nic')?.split(',').filter(Boolean),

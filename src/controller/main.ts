@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import { errorFields } from '../lib/api-error.js';
 import { loadKubeConfig } from '../lib/kube-config.js';
 import { componentLog } from '../lib/log.js';
+import { KubeAccessReviewer } from '../lib/access-review.js';
+import { metricsEndpoint, reviewedEndpointTls } from '../lib/metrics-auth.js';
 import { serveMetrics } from '../lib/metrics-server.js';
 import { Controller } from './controller.js';
 import { ensureDefaultBalancer, ownImage } from './default-balancer.js';
@@ -19,11 +21,21 @@ import { DEFAULT_RESYNC_SECONDS } from './vip-controller.js';
 
 const log = componentLog('controller-main');
 
+/** In the pod network: the balancer agents' 9642 (trace) is on the host's loopback. */
+const METRICS_PORT = 9642;
+
 const USAGE = `usage: xdplb-controller [options]
 
   --namespace NS          namespace of the agent DaemonSets and the Lease; default xdplb-system (POD_NAMESPACE)
   --kubeconfig FILE       default: KUBECONFIG, else the pod's service account (KUBECONFIG)
-  --metrics-address A     HOST:PORT of /metrics /healthz /readyz; default 0.0.0.0:9642 (XDPLB_METRICS_ADDRESS)
+  --metrics-address A     HOST:PORT of /metrics /healthz /readyz; default 0.0.0.0:${METRICS_PORT} with --metrics-auth
+                          kubernetes, else 127.0.0.1:${METRICS_PORT} (XDPLB_METRICS_ADDRESS)
+  --metrics-auth MODE     none: /metrics open, the address must be loopback; kubernetes: /metrics only for a
+                          bearer token allowed "get /metrics" (TokenReview + SubjectAccessReview; the controller's
+                          service account needs system:auth-delegator), any address. /healthz and /readyz stay
+                          open for the kubelet. Default none (XDPLB_METRICS_AUTH). With kubernetes it serves HTTPS
+  --tls-cert-file F, --tls-key-file F  the certificate of that HTTPS; default: a self-signed one made at start
+                          (XDPLB_TLS_CERT_FILE, XDPLB_TLS_KEY_FILE)
   --identity ID           this replica in the Lease and in Events; default the pod name (POD_NAME)
   --lease-name NAME       default xdplb-controller
   --lease-duration S      seconds a leader's lease lasts without renewal; default ${DEFAULT_LEASE_TIMING.leaseDurationSeconds}
@@ -46,7 +58,6 @@ const USAGE = `usage: xdplb-controller [options]
 `;
 
 const DEFAULT_NAMESPACE = 'xdplb-system';
-const DEFAULT_METRICS_ADDRESS = '0.0.0.0:9642';
 const DEFAULT_LEASE_NAME = 'xdplb-controller';
 
 /** A mistake in how the controller was started: said with the usage, exit code 2. */
@@ -65,6 +76,9 @@ async function main(): Promise<void> {
         namespace: { type: 'string' },
         kubeconfig: { type: 'string' },
         'metrics-address': { type: 'string' },
+        'metrics-auth': { type: 'string' },
+        'tls-cert-file': { type: 'string' },
+        'tls-key-file': { type: 'string' },
         identity: { type: 'string' },
         'lease-name': { type: 'string' },
         'lease-duration': { type: 'string' },
@@ -93,6 +107,15 @@ async function main(): Promise<void> {
     if (!(n > 0)) fail(`--${flag} must be a positive number of seconds, not "${raw}"`);
     return n;
   };
+  let metricsAt;
+  let tls;
+  try {
+    metricsAt = metricsEndpoint(values['metrics-auth'] ?? env.XDPLB_METRICS_AUTH, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS, METRICS_PORT);
+    tls = reviewedEndpointTls(metricsAt.auth, { certFile: values['tls-cert-file'] ?? env.XDPLB_TLS_CERT_FILE,
+      keyFile: values['tls-key-file'] ?? env.XDPLB_TLS_KEY_FILE }, 'xdplb-controller');
+  } catch (err) {
+    fail((err as Error).message);
+  }
   const namespace = values.namespace ?? env.POD_NAMESPACE ?? DEFAULT_NAMESPACE;
   const identity = values.identity ?? env.POD_NAME ?? `${hostname()}-${process.pid}`;
   let kc;
@@ -112,9 +135,9 @@ async function main(): Promise<void> {
     namespace, identity, metrics, resyncSeconds, serveServicesWithoutClass: values['serve-services-without-class'] ?? false, images,
   });
   let started = false;
-  const server = await serveMetrics(metrics.registry, values['metrics-address'] ?? env.XDPLB_METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS,
+  const server = await serveMetrics(metrics.registry, metricsAt.address,
     // A standby replica is ready: it serves metrics and would take over.
-    () => null);
+    () => null, { reviewer: metricsAt.auth === 'kubernetes' ? new KubeAccessReviewer(kc) : undefined, tls });
   /** Asked only when the default balancer must be created. */
   const defaultImage = async (): Promise<string> => {
     if (agentImage) return agentImage;

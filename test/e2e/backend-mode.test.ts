@@ -5,6 +5,8 @@
  * agent runs as a process in a "node" network namespace (nsenter) as node-a, with
  * deploy/backend.yaml's service account and RBAC, and reaches the API server
  * through a relay (the node namespace has no route to the host's loopback).
+ * As deployed, its /metrics answers only a token allowed "get /metrics": the
+ * test scrapes with the Prometheus service account's (deploy/prometheus/rbac.yaml).
  * A "client" namespace, standing in for the balancer, sends a tunnelled SYN
  * for VIP:80 to the pod: the unmodified pod, listening on 8080 only, must
  * answer from VIP:80. Deleting the VIP drains its entries, then removes them.
@@ -32,6 +34,7 @@ import { applyPod, getVip, kubeConfigFrom, waitUntil } from './control-plane/obj
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const AGENT = join(REPO, 'dist/src/agent/main.js');
 const BACKEND_MANIFEST = join(REPO, 'deploy/backend.yaml');
+const METRICS_READER = join(REPO, 'deploy/prometheus/rbac.yaml');
 const AGENT_NS = 'xdplb-system';
 const NS = 'shop';
 /** applyPod puts pods on node-a: the backend agent runs as that node. */
@@ -72,9 +75,14 @@ net.createServer((c) => {
 
 describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delivery Node and a targetPort', () => {
   let controller: Controller | undefined;
+  const tokens = { prometheus: '', alice: '' };
   const f = controlPlaneFixture(async (cp) => {
-    for (const ns of [NS, AGENT_NS]) cp.kubectl(['create', 'namespace', ns]);
+    for (const ns of [NS, AGENT_NS, 'monitoring']) cp.kubectl(['create', 'namespace', ns]);
     cp.kubectl(['apply', '-f', BACKEND_MANIFEST]); // its RBAC, which the agent runs under (and a DaemonSet nothing schedules)
+    cp.kubectl(['apply', '-f', METRICS_READER]);
+    cp.kubectl(['create', 'clusterrolebinding', 'prometheus-xdplb-metrics', '--clusterrole=xdplb-metrics-reader', '--serviceaccount=monitoring:prometheus']);
+    tokens.prometheus = kubeConfigFrom(cp.kubeconfigAs('monitoring/prometheus')).getCurrentUser()!.token!;
+    tokens.alice = kubeConfigFrom(cp.kubeconfigAs('alice')).getCurrentUser()!.token!;
     controller = new Controller(kubeConfigFrom(cp.kubeconfig), { namespace: AGENT_NS, identity: 'test' });
     await controller.start();
   }, async () => {
@@ -148,10 +156,13 @@ describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delive
     unregister();
   });
 
-  /** GET on the agent's metrics address, from inside the node namespace. */
-  const get = (path: string): string => {
+  /** GET on the agent's metrics address, from inside the node namespace, with `token` (default: Prometheus's); `status`: the HTTP status instead of the body. */
+  const get = (path: string, opts: { token?: string; status?: boolean } = {}): string => {
+    const token = 'token' in opts ? opts.token : tokens.prometheus;
     try {
-      return execFileSync('ip', ['netns', 'exec', NODE_NS, 'curl', '-s', '--max-time', '10', `http://${METRICS}${path}`], { encoding: 'utf8' });
+      // HTTPS with the agent's self-signed certificate (-k: this test is of the token review).
+      return execFileSync('ip', ['netns', 'exec', NODE_NS, 'curl', '-s', '-k', '--max-time', '10', ...(token ? ['-H', `Authorization: Bearer ${token}`] : []),
+        ...(opts.status ? ['-o', '/dev/null', '-w', '%{http_code}'] : []), `https://${METRICS}${path}`], { encoding: 'utf8' });
     } catch {
       return '';
     }
@@ -168,7 +179,8 @@ describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delive
     const args = [process.execPath, AGENT, '--mode', 'backend', '--node-name', NODE_NAME, '--kubeconfig', cp.kubeconfigAs('xdplb-system/xdplb-backend'),
       '--pin-dir', PIN_DIR, '--metrics-address', METRICS, '--drain-seconds', String(DRAIN_SECONDS)];
     const [cmd, ...rest] = inNetns(NODE_NS, args);
-    agent = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    // As deploy/backend.yaml runs it: /metrics reviewed with its service account (system:auth-delegator there).
+    agent = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDPLB_METRICS_AUTH: 'kubernetes', ...env } });
     children.push(agent);
     agent.stdout!.on('data', (d: Buffer) => { agentLog += d.toString(); });
     agent.stderr!.on('data', (d: Buffer) => { agentLog += d.toString(); });
@@ -195,6 +207,9 @@ describe('xdplb-agent --mode backend: an unmodified pod serves a VIP with delive
     await waitForOutput(spawnIn(NODE_NS, [process.execPath, '-e', relayScript(port, sock)]), 'listening', 'the node-side relay');
 
     await startAgent();
+    assert.equal(get('/metrics', { token: undefined, status: true }), '401', 'no token');
+    assert.equal(get('/metrics', { token: tokens.alice, status: true }), '403', 'a token without get /metrics');
+    assert.equal(get('/metrics', { status: true }), '200', `the Prometheus service account's token:\n${agentLog}`);
     assert.ok(metric('xdplb_backend_services') >= 1, `backend_svcs holds the VIP's entry:\n${agentLog}`);
     assert.equal(metric('xdplb_backend_refused'), 0, agentLog);
 

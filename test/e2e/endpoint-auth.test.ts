@@ -3,11 +3,15 @@
  * (--metrics-auth kubernetes, --trace-auth kubernetes): tokens reviewed by
  * TokenReview, requests by SubjectAccessReview, with the agent's own service
  * account and deploy/'s RBAC. The servers run in this process; the trace
- * server on a stand-in tracer (no BPF), so no lab is needed.
+ * server on a stand-in tracer (no BPF), so no lab is needed. The controller
+ * runs as its own process, as deployed (--metrics-auth kubernetes, its service
+ * account); the backend agent's server (its agent needs the kernel) as the
+ * balancer agent's does here, reviewing with the backend's service account.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { get, type IncomingMessage, type Server } from 'node:http';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import type { IncomingMessage, Server } from 'node:http';
+import { get } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
@@ -22,11 +26,13 @@ import { serveTrace, type TraceSessions } from '../../src/agent/trace/trace-serv
 import type { TraceSessionOptions } from '../../src/agent/trace/tracer.js';
 import { KubeAccessReviewer } from '../../src/lib/access-review.js';
 import { serveMetrics } from '../../src/lib/metrics-server.js';
-import type { ControlPlane } from './control-plane/control-plane.js';
+import { servingTls } from '../../src/lib/serving-tls.js';
+import { type ControlPlane, freePort } from './control-plane/control-plane.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
 import { XDPLB_CLI } from '../support/trace-process.js';
 
 const DEPLOY = fileURLToPath(new URL('../../../deploy/', import.meta.url));
+const CONTROLLER = fileURLToPath(new URL('../../src/controller/main.js', import.meta.url));
 const IPPROTO_TCP = 6;
 const VIP_A: InstalledVipRef = { id: '198.19.0.10:80/TCP', num: 1, address: '198.19.0.10', port: 80, proto: IPPROTO_TCP };
 const VIP_B: InstalledVipRef = { id: '198.19.0.20:80/TCP', num: 2, address: '198.19.0.20', port: 80, proto: IPPROTO_TCP };
@@ -50,7 +56,9 @@ class StandInTracer implements TraceSessions {
   }
 }
 
-const base = (s: Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+const base = (s: Server) => `https://127.0.0.1:${(s.address() as AddressInfo).port}`;
+/** As deployed: endpoints that review tokens serve HTTPS (a self-signed certificate, as the agent makes at start). */
+const tls = servingTls({ commonName: 'xdplb-agent node-a', ipAddresses: ['127.0.0.1'] });
 
 function tokenOf(kubeconfig: string): string {
   const kc = new KubeConfig();
@@ -60,7 +68,8 @@ function tokenOf(kubeconfig: string): string {
 
 function request(url: string, token?: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    get(url, { headers: token ? { authorization: `Bearer ${token}` } : {} }, resolve).on('error', reject);
+    // Self-signed and on loopback: the fingerprint pinning is xdplb trace's (test/unit/agent-connection.test.ts).
+    get(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, rejectUnauthorized: false }, resolve).on('error', reject);
   });
 }
 
@@ -86,13 +95,18 @@ let cp: ControlPlane;
 const servers: Server[] = [];
 let metrics: Server;
 let trace: Server;
+let backendMetrics: Server;
+let controller: ChildProcess | undefined;
+let controllerBase = '';
+let controllerLog = '';
 const tracer = new StandInTracer();
 const tokens: Record<string, string> = {};
 
 const fixture = controlPlaneFixture(async (c) => {
   cp = c;
   for (const ns of ['xdplb-system', 'tenant-a', 'tenant-b', 'monitoring']) cp.kubectl(['create', 'namespace', ns]);
-  cp.kubectl(['apply', '-f', `${DEPLOY}rbac-agent-auth.yaml`, '-f', `${DEPLOY}rbac-trace.yaml`, '-f', `${DEPLOY}prometheus/rbac.yaml`]);
+  cp.kubectl(['apply', '-f', `${DEPLOY}rbac-agent-auth.yaml`, '-f', `${DEPLOY}rbac-trace.yaml`, '-f', `${DEPLOY}prometheus/rbac.yaml`,
+    '-f', `${DEPLOY}rbac-controller.yaml`, '-f', `${DEPLOY}rbac-controller-auth.yaml`, '-f', `${DEPLOY}backend.yaml`]);
   cp.kubectl(['create', 'clusterrolebinding', 'prometheus-xdplb-metrics', '--clusterrole=xdplb-metrics-reader', '--serviceaccount=monitoring:prometheus']);
   // alice traces tenant-a's VIPs, bob tenant-b's; neither may trace the node.
   cp.kubectl(['-n', 'tenant-a', 'create', 'rolebinding', 'alice-trace', '--clusterrole=xdplb-trace', '--user=alice']);
@@ -105,12 +119,53 @@ const fixture = controlPlaneFixture(async (c) => {
   const reviewer = new KubeAccessReviewer(kc, { ttlMs: 1000 });
   const registry = new Registry();
   new Counter({ name: 'xdplb_test_total', help: 'a metric to scrape', registers: [registry] }).inc();
-  metrics = await serveMetrics(registry, '127.0.0.1:0', () => null, { reviewer });
-  trace = await serveTrace(tracer, '127.0.0.1:0', 'node-a', { reviewer, owners: (id) => OWNERS.get(id) ?? [], limits: { sessions: 2 } });
+  metrics = await serveMetrics(registry, '127.0.0.1:0', () => null, { reviewer, tls });
+  trace = await serveTrace(tracer, '127.0.0.1:0', 'node-a', { reviewer, owners: (id) => OWNERS.get(id) ?? [], limits: { sessions: 2 } }, tls);
   servers.push(metrics, trace);
+  // The backend agent's identity reviews its callers: deploy/backend.yaml must be enough.
+  const backendKc = new KubeConfig();
+  backendKc.loadFromFile(cp.kubeconfigAs('xdplb-system/xdplb-backend'));
+  const backendRegistry = new Registry();
+  new Counter({ name: 'xdplb_backend_test_total', help: 'a metric to scrape', registers: [backendRegistry] }).inc();
+  backendMetrics = await serveMetrics(backendRegistry, '127.0.0.1:0', () => null, { reviewer: new KubeAccessReviewer(backendKc, { ttlMs: 1000 }), tls });
+  servers.push(backendMetrics);
+  controllerBase = `https://127.0.0.1:${await startController(cp)}`;
 }, async () => {
   for (const s of servers) s.close();
+  controller?.kill('SIGTERM');
 }, { openPool: false });
+
+/** The controller as deploy/controller.yaml runs it (XDPLB_METRICS_AUTH kubernetes), with its service account; resolves with its port once it reconciles. */
+async function startController(c: ControlPlane): Promise<number> {
+  const port = await freePort();
+  controller = spawn(process.execPath, [CONTROLLER, '--kubeconfig', c.kubeconfigAs('xdplb-system/xdplb-controller'), '--namespace', 'xdplb-system',
+    '--identity', 'controller-test', '--no-leader-elect', '--no-default-balancer', '--metrics-address', `127.0.0.1:${port}`],
+  { env: { PATH: process.env.PATH ?? '', XDPLB_METRICS_AUTH: 'kubernetes', XDPLB_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (d: Buffer) => { controllerLog += d.toString(); };
+  controller.stdout!.on('data', keep);
+  controller.stderr!.on('data', keep);
+  let exited = false;
+  controller.once('exit', () => { exited = true; });
+  await waitUntil(() => exited || /"msg":"reconciling"/.test(controllerLog), 120_000);
+  if (exited) throw new Error(`the controller exited:\n${controllerLog}`);
+  return port;
+}
+
+/** no token 401, a bad one 401, a token without "get /metrics" 403, the Prometheus service account 200 with `metric`. */
+async function assertMetricsAuthenticated(url: string, metric: RegExp): Promise<void> {
+  const none = await fetchText(`${url}/metrics`);
+  assert.equal(none.status, 401, none.body);
+  assert.equal((await fetchText(`${url}/metrics`, 'not-a-token')).status, 401);
+  const denied = await fetchText(`${url}/metrics`, tokens.alice);
+  assert.equal(denied.status, 403, denied.body);
+  assert.match(denied.body, /alice may not get \/metrics/);
+  assert.equal((await fetchText(`${url}/metrics`, tokens['xdplb-system/xdplb-controller'])).status, 403);
+  const scrape = await fetchText(`${url}/metrics`, tokens['monitoring/prometheus']);
+  assert.equal(scrape.status, 200, scrape.body);
+  assert.match(scrape.body, metric);
+  assert.equal((await fetchText(`${url}/healthz`)).status, 200);
+  assert.equal((await fetchText(`${url}/readyz`)).status, 200);
+}
 
 describe('authenticated agent endpoints on a real API server', () => {
   test('/metrics: no token 401, a token without "get /metrics" 403, the Prometheus service account 200; /healthz and /readyz need none', async (t) => {
@@ -127,6 +182,18 @@ describe('authenticated agent endpoints on a real API server', () => {
     assert.match(scrape.body, /^xdplb_test_total 1$/m);
     assert.equal((await fetchText(`${base(metrics)}/healthz`)).status, 200);
     assert.equal((await fetchText(`${base(metrics)}/readyz`)).status, 200);
+  });
+
+  test("the controller's /metrics, reviewed with its own service account: 401, 403, the Prometheus service account 200", async (t) => {
+    if (!fixture.need(t)) return;
+    await assertMetricsAuthenticated(controllerBase, /^xdplb_controller_leader 1$/m).catch((err: Error) => {
+      throw new Error(`${err.message}\nthe controller's log:\n${controllerLog}`);
+    });
+  });
+
+  test("the backend agent's /metrics, reviewed with its service account: 401, 403, the Prometheus service account 200", async (t) => {
+    if (!fixture.need(t)) return;
+    await assertMetricsAuthenticated(base(backendMetrics), /^xdplb_backend_test_total 1$/m);
   });
 
   test('/trace: no token 401, no permission 403', async (t) => {
@@ -208,18 +275,18 @@ describe('xdplb trace sends its user\'s own token', () => {
   test("alice's kubeconfig token: her VIP traced, tenant-b's refused with the permission it needs", async (t) => {
     if (!fixture.need(t)) return;
     const kubeconfig = cp.kubeconfigAs('alice');
-    const ok = await cli(['--agent', base(trace), '--kubeconfig', kubeconfig, '--vip', '198.19.0.10:80/TCP', '--duration', '1']);
+    const ok = await cli(['--agent', base(trace), '--fingerprint', tls.fingerprint256, '--kubeconfig', kubeconfig, '--vip', '198.19.0.10:80/TCP', '--duration', '1']);
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.err, /tracing on node-a/);
-    const refused = await cli(['--agent', base(trace), '--kubeconfig', kubeconfig, '--vip', '198.19.0.20:80/TCP', '--duration', '1']);
+    const refused = await cli(['--agent', base(trace), '--fingerprint', tls.fingerprint256, '--kubeconfig', kubeconfig, '--vip', '198.19.0.20:80/TCP', '--duration', '1']);
     assert.equal(refused.code, 1, refused.err);
     assert.match(refused.err, /HTTP 403/);
-    const anonymous = await cli(['--agent', base(trace), '--token', 'not-a-token', '--vip', '198.19.0.10:80/TCP', '--duration', '1']);
+    const anonymous = await cli(['--agent', base(trace), '--fingerprint', tls.fingerprint256, '--token', 'not-a-token', '--vip', '198.19.0.10:80/TCP', '--duration', '1']);
     assert.match(anonymous.err, /HTTP 401/);
   });
 });
 
-async function waitUntil(ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 600 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+async function waitUntil(ok: () => boolean, ms = 30_000): Promise<void> {
+  for (let i = 0; i < ms / 50 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(ok(), 'condition not reached');
 }

@@ -8,7 +8,9 @@
  * says so: then it removes everything.
  */
 import type { Server } from 'node:http';
+import type { AccessReviewer } from '../../lib/access-review.js';
 import { serveMetrics } from '../../lib/metrics-server.js';
+import type { ServingTls } from '../../lib/serving-tls.js';
 import { componentLog } from '../../lib/log.js';
 import { BackendAgent } from './backend-agent.js';
 import { backendMetrics } from './backend-metrics.js';
@@ -28,6 +30,10 @@ export interface BackendModeOptions {
   pinDir: string;
   drainSeconds: number;
   metricsAddress: string;
+  /** Checks /metrics callers (--metrics-auth kubernetes); without it /metrics is open. */
+  metricsReviewer?: AccessReviewer;
+  /** Serve /metrics over HTTPS with it (with a reviewer). */
+  metricsTls?: ServingTls;
   /** Remove everything (links detached, pins removed) on stop. */
   detachOnExit: boolean;
   /** Asked on stop: why no backend agent will run on this node again (its DaemonSet deleted), or null. */
@@ -64,7 +70,8 @@ export async function runBackendMode(source: BackendSource, opts: BackendModeOpt
   };
   let server: Server;
   try {
-    server = await serveMetrics(registry, opts.metricsAddress, () => (applied > 0 ? null : 'the first backends are not applied yet'));
+    server = await serveMetrics(registry, opts.metricsAddress, () => (applied > 0 ? null : 'the first backends are not applied yet'),
+      { reviewer: opts.metricsReviewer, tls: opts.metricsTls });
   } catch (err) {
     await agent.stop();
     await source.stop();

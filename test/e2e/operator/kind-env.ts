@@ -47,6 +47,15 @@ const execFileAsync = promisify(execFile);
  */
 const E2E_SA = 'xdplb-e2e';
 const PROMETHEUS_RBAC = fileURLToPath(new URL('../../../../deploy/prometheus/rbac.yaml', import.meta.url));
+/**
+ * `node -e SCRAPE URL TOKEN [FINGERPRINT]`: GET the https URL with the bearer token, the body on stdout; exit 1
+ * unless 200, or when FINGERPRINT is given and the server's certificate has another.
+ */
+const SCRAPE = 'const [url, token, fp] = process.argv.slice(1); require("https").get(url, { headers: { authorization: `Bearer ${token}` }, ' +
+  'rejectUnauthorized: false }, (r) => { const seen = r.socket.getPeerCertificate().fingerprint256; let t = ""; r.on("data", (c) => { t += c; }); ' +
+  'r.on("end", () => { if (fp && seen !== fp) { process.stderr.write(`certificate ${seen}, published ${fp}`); process.exit(1); } ' +
+  'if (r.statusCode !== 200) { process.stderr.write(`HTTP ${r.statusCode}: ${t}`); process.exit(1); } process.stdout.write(t); }); })' +
+  '.on("error", (e) => { process.stderr.write(e.message); process.exit(1); });';
 
 const env = process.env;
 
@@ -162,9 +171,12 @@ export class KindOperatorEnv implements OperatorEnv {
       '-o', 'jsonpath={.items[*].metadata.name}']).split(' ').filter(Boolean)[0] ?? '';
   }
 
-  /** An xdplb-system pod's /metrics, through the API server's pod proxy. */
+  /**
+   * An xdplb-system pod's /metrics with E2E_SA's token, fetched in the pod itself (its image has node):
+   * they answer only a token RBAC allows, and the API server's pod proxy would drop the Authorization header.
+   */
   systemPodMetrics(pod: string, port: number): Samples {
-    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${pod}:${port}/proxy/metrics`]));
+    return parseMetrics(this.kubectl(['exec', '-n', AGENT_NAMESPACE, pod, '--', 'node', '-e', SCRAPE, `https://127.0.0.1:${port}/metrics`, this.token]));
   }
 
   private agentPod(node: string): string {
@@ -212,12 +224,7 @@ export class KindOperatorEnv implements OperatorEnv {
    */
   async agentMetrics(node: string): Promise<Samples> {
     const ep = await this.agentEndpoints(node);
-    const scrape = 'const [url, token, fp] = process.argv.slice(1); require("https").get(url, { headers: { authorization: `Bearer ${token}` }, ' +
-      'rejectUnauthorized: false }, (r) => { const seen = r.socket.getPeerCertificate().fingerprint256; let t = ""; r.on("data", (c) => { t += c; }); ' +
-      'r.on("end", () => { if (seen !== fp) { process.stderr.write(`certificate ${seen}, published ${fp}`); process.exit(1); } ' +
-      'if (r.statusCode !== 200) { process.stderr.write(`HTTP ${r.statusCode}: ${t}`); process.exit(1); } process.stdout.write(t); }); })' +
-      '.on("error", (e) => { process.stderr.write(e.message); process.exit(1); });';
-    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', scrape,
+    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', SCRAPE,
       `https://${ep.address}:${ep.metricsPort ?? AGENT_METRICS_PORT}/metrics`, this.token, ep.certificateSHA256],
     { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
     return parseMetrics(stdout);
@@ -239,7 +246,7 @@ export class KindOperatorEnv implements OperatorEnv {
   }
 
   async controllerMetrics(identity: string): Promise<Samples> {
-    return parseMetrics(this.kubectl(['get', '--raw', `/api/v1/namespaces/${AGENT_NAMESPACE}/pods/${identity}:${CONTROLLER_METRICS_PORT}/proxy/metrics`]));
+    return this.systemPodMetrics(identity, CONTROLLER_METRICS_PORT);
   }
 
   async killController(identity: string): Promise<void> {
