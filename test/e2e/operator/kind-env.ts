@@ -189,12 +189,16 @@ export class KindOperatorEnv implements OperatorEnv {
   /**
    * From this machine, as `xdplb trace --node` is meant to be used: straight to the node's agent over HTTPS,
    * at the address and with the certificate fingerprint it published (read with the admin's kubeconfig, as is
-   * the VIP); the agent authorizes E2E_SA's token (the test namespace only).
+   * the VIP), or every other time --via api-server; the agent authorizes E2E_SA's token (the test namespace only).
    */
   startTrace(node: string, args: string[], user: 'granted' | 'ungranted'): Promise<RunningTrace> {
     if (user !== 'granted') throw new Error('the kind environment has no ungranted user');
-    return watchTrace(spawn(process.execPath, [XDPLB_CLI, 'trace', '--node', node, '--token', this.token, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    // Every other trace takes the other route, through the API server's port-forward (only kind has a kubelet).
+    const via = this.tracesStarted++ % 2 === 1 ? ['--via', 'api-server'] : [];
+    return watchTrace(spawn(process.execPath, [XDPLB_CLI, 'trace', '--node', node, ...via, '--token', this.token, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
+  private tracesStarted = 0;
 
   agentLog(node: string): string[] {
     return this.kubectl(['logs', '-n', AGENT_NAMESPACE, this.agentPod(node)]).split('\n');
