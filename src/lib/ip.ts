@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { LruCache, type LruCacheStats } from './lru-cache.js';
 
 /** An IP address as 16 network-order bytes; IPv4 uses the first four. Shared: never modify. */
 export interface IpAddress {
@@ -9,18 +10,30 @@ export interface IpAddress {
 
 export const IP_BYTES = 16;
 
-/** Parsed addresses are immutable and the same few recur in every apply. */
-const parsed = new Map<string, IpAddress>();
-const PARSED_MAX = 65536;
+/**
+ * Parsed addresses are immutable and the same ones recur in every apply: one
+ * per real of every VIP. Sized for the scale aimed at (1000 VIPs x 100 pods,
+ * 100,000 distinct reals, plus VIPs and node addresses) with room to spare:
+ * an LRU misses on every lookup of a pass over more addresses than it holds.
+ * An entry is about 300 bytes on the heap (object, 16-byte buffer, text),
+ * so the cache holds at most about 40 MB; the addresses in use are shared
+ * with the VIPs that name them.
+ */
+export const PARSED_MAX = 131072;
+const parsed = new LruCache<string, IpAddress>({ budget: PARSED_MAX });
 
 export function parseIp(text: string): IpAddress {
   let addr = parsed.get(text);
   if (!addr) {
     addr = parseIpUncached(text);
-    if (parsed.size >= PARSED_MAX) parsed.clear();
     parsed.set(text, addr);
   }
   return addr;
+}
+
+/** How the parse cache is doing: its size, hits and misses (each miss is one parse). */
+export function parseCacheStats(): LruCacheStats {
+  return parsed.stats();
 }
 
 function parseIpUncached(text: string): IpAddress {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalIp, parseIp } from '../../src/lib/ip.js';
+import { canonicalIp, PARSED_MAX, parseCacheStats, parseIp } from '../../src/lib/ip.js';
 
 test('parses and canonicalises IPv4 and IPv6', () => {
   const v4 = parseIp('198.19.0.10');
@@ -15,4 +15,30 @@ test('parses and canonicalises IPv4 and IPv6', () => {
   for (const bad of ['', '1.2.3', '256.1.1.1', '2001:db8:::1', 'vip', '198.19.0.10/32']) {
     assert.throws(() => parseIp(bad), /not an IPv4 or IPv6 address/, bad);
   }
+});
+
+test('the parse cache keeps addresses in use while more distinct ones than it holds pass through', () => {
+  const v4 = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+  const HOT = 1000;
+  const hot = Array.from({ length: HOT }, (_, i) => `198.51.${i >> 8}.${i & 255}`);
+  const start = parseCacheStats();
+  for (const h of hot) parseIp(h);
+  // Churn: 1.5x the cache's bound of addresses seen once, the hot ones used between every slice.
+  const ONCE = PARSED_MAX + PARSED_MAX / 2;
+  const SLICE = PARSED_MAX / 4;
+  for (let i = 0; i < ONCE; i++) {
+    parseIp(v4(i));
+    if (i % SLICE === SLICE - 1) {
+      const before = parseCacheStats().misses;
+      for (const h of hot) parseIp(h);
+      assert.equal(parseCacheStats().misses, before, `hot addresses re-parsed after ${i + 1} others`);
+    }
+    if (i % SLICE === 0) assert.ok(parseCacheStats().entries <= PARSED_MAX);
+  }
+  const end = parseCacheStats();
+  assert.equal(end.entries, PARSED_MAX);
+  assert.equal(end.misses - start.misses, HOT + ONCE, 'each address parsed once: the hot ones never again');
+  // The first of the churned ones were evicted, and parse the same again.
+  assert.equal(parseIp(v4(0)).text, '10.0.0.0');
+  assert.equal(parseCacheStats().misses, end.misses + 1);
 });

@@ -4,6 +4,7 @@
  * which field, why.
  */
 import { type IpAddress, parseIp } from '../../lib/ip.js';
+import { LruCache, type LruCacheStats } from '../../lib/lru-cache.js';
 import { IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS } from '../../bpf/consts.js';
 import { usableRealIds } from '../../bpf/maps.js';
 import { type EncapConfig, parseMac } from '../../bpf/structs.js';
@@ -128,11 +129,44 @@ interface VipResult {
 }
 
 /**
+ * The validated-VIP cache's budget. It must hold every VIP of an apply at the
+ * scale aimed at (1000 VIPs x 100 reals: about 42 MB by the estimate below),
+ * or, being LRU, each apply would miss on every VIP; the rest keeps earlier
+ * versions of changed VIPs, for specs that flip back.
+ */
+export const VIP_CACHE_BUDGET_BYTES = 64 * 2 ** 20;
+/**
+ * Estimated heap of one cached real beside its key text, measured on Node 26
+ * (64-bit): its NormalizedReal and array slot (~50 B) and its parsed address
+ * (~300 B), counted because the entry may be the address's last holder once
+ * the parse cache has dropped it. A problem of an invalid VIP (object, path,
+ * reason) weighs less, and is counted as one real.
+ */
+export const ESTIMATED_BYTES_PER_REAL = 384;
+/** Estimated heap of one cached VIP beside its reals: result, VIP, its address, problems array, map slot. */
+export const ESTIMATED_BYTES_PER_VIP = 1024;
+/** A string's characters take one byte or, if any is outside Latin-1, two: count the worst. */
+const BYTES_PER_KEY_CHAR = 2;
+
+/**
  * Validated VIPs by their input: an apply re-validates only VIPs whose input
  * changed (1000 VIPs x 100 reals take ~90 ms to validate from scratch).
+ * Bounded by estimated bytes, not entries: a VIP of 1000 reals weighs a
+ * thousand of one real, and churn through large VIPs filled hundreds of MB.
  */
-const vipCache = new Map<string, VipResult>();
-const VIP_CACHE_MAX = 65536;
+const vipCache = new LruCache<string, VipResult>({ budget: VIP_CACHE_BUDGET_BYTES, weigh: estimatedBytes });
+
+/** How the validated-VIP cache is doing: entries, estimated bytes (weight), hits, misses (each a validation). */
+export function vipCacheStats(): LruCacheStats {
+  return vipCache.stats();
+}
+
+/** An upper estimate of the heap a cached VIP holds; see the constants' notes. */
+function estimatedBytes(key: string, result: VipResult): number {
+  // A valid VIP holds its reals; an invalid one, only its problems.
+  const items = result.vip ? result.vip.reals.length : result.problems.length;
+  return key.length * BYTES_PER_KEY_CHAR + ESTIMATED_BYTES_PER_VIP + items * ESTIMATED_BYTES_PER_REAL;
+}
 
 function vipInputKey(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): string {
   let key = `${+hasSrcV4}${+hasSrcV6}|${v.address}|${v.port}|${v.protocol}|${+!!v.hashNoSrcPort}${+!!v.lruBypass}|`;
@@ -145,7 +179,6 @@ function normalizeVipCached(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): V
   let result = vipCache.get(key);
   if (!result) {
     result = normalizeVip(v, hasSrcV4, hasSrcV6);
-    if (vipCache.size >= VIP_CACHE_MAX) vipCache.clear();
     vipCache.set(key, result);
   }
   return result;
@@ -240,8 +273,8 @@ function nodeAddressProblem(address: string): Problem {
 
 /**
  * Parsed addresses are shared objects, so counting by identity is fast; the
- * parse cache may have been refilled in between, so a count over capacity is
- * confirmed by text before it becomes an error.
+ * parse cache may have dropped and re-parsed an address in between, so a
+ * count over capacity is confirmed by text before it becomes an error.
  */
 function distinctReals(vips: NormalizedVip[], byText = false): number {
   const seen = new Set<IpAddress | string>();
