@@ -1,6 +1,7 @@
 /** npm run bench: prints the benchmark tables as Markdown (root and a BPF kernel needed). */
 import os from 'node:os';
 import { agentReconcile } from './agent.js';
+import { cacheChurn } from './cache-churn.js';
 import { backendPaths } from './backend.js';
 import { labPps } from './lab-pps.js';
 import { labBackendPps } from './lab-backend-pps.js';
@@ -17,7 +18,7 @@ if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, backend, probes, tracing, agent, planning, pools, lab, lab-backend, operator = apply + scale + services).
+// npm run bench [-- NAME...]: only the named groups (dataplane, backend, probes, tracing, agent, caches, planning, pools, lab, lab-backend, operator = apply + scale + services).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\nLoad average: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
@@ -30,6 +31,7 @@ if (want('backend')) console.log(backendPaths(), '\n');
 if (want('probes')) console.log(probeTraffic(), '\n');
 if (want('dataplane') || want('tracing')) console.log(tracingCost(), '\n');
 if (want('agent')) console.log(agentReconcile(), '\n');
+if (want('agent') || want('caches')) console.log(cacheChurn(), '\n');
 if (want('agent') || want('planning')) console.log(planning(), '\n');
 if (want('pools')) console.log(await poolAssignment(), '\n');
 if (want('lab')) console.log(await labPps(), '\n');
