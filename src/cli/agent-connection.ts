@@ -110,6 +110,9 @@ export async function agentViaApiServer(kc: KubeConfig, opts: { node: string; na
   };
 }
 
+/** The server's certificate is not the one its agent published: nothing was sent to it. */
+export class CertificateMismatch extends Error {}
+
 /** A TLS connection whose certificate has the fingerprint; refused (nothing sent) otherwise. */
 async function pinnedTls(host: string, port: number, fingerprint256: string): Promise<TLSSocket> {
   // The certificate is self-signed and pinned: the fingerprint, read from the API server, is the trust.
@@ -123,7 +126,7 @@ async function pinnedTls(host: string, port: number, fingerprint256: string): Pr
   const seen = socket.getPeerCertificate().fingerprint256;
   if (seen?.toUpperCase() !== fingerprint256.toUpperCase()) {
     socket.destroy();
-    throw new Error(`${host}:${port} presented a certificate with SHA-256 fingerprint ${seen ?? 'none'}, ` +
+    throw new CertificateMismatch(`${host}:${port} presented a certificate with SHA-256 fingerprint ${seen ?? 'none'}, ` +
       `not the ${fingerprint256} its agent published: the token was not sent`);
   }
   return socket;

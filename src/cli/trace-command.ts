@@ -11,7 +11,7 @@ import { DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } 
 import { DEFAULT_METRICS_PORT, tracePortFor } from '../api/xdpbalancer.js';
 import { TRACE_ENDPOINT, type TraceEvent, type TraceLine, traceSearchParams } from '../api/trace.js';
 import { parsePositiveInt, parseTraceFilter, TraceFilterError } from '../api/trace-filter.js';
-import { type AgentEndpoint, agentOnNode, agentRequest, agentViaApiServer, kubeconfigBearer, localAgent } from './agent-connection.js';
+import { type AgentEndpoint, agentOnNode, agentRequest, agentViaApiServer, CertificateMismatch, kubeconfigBearer, localAgent } from './agent-connection.js';
 import { PcapWriter } from './pcap-writer.js';
 import { formatTraceEvent } from './trace-format.js';
 
@@ -235,6 +235,11 @@ export async function traceCommand(argv: string[]): Promise<number> {
   } catch (err) {
     endpoint.close();
     pcap?.close();
+    if (err instanceof CertificateMismatch) {
+      process.stderr.write(`xdplb trace: ${err.message}. Another server answers at the agent's address, or the agent restarted ` +
+        'since it published (wait for its status entry to update and try again).\n');
+      return 1;
+    }
     process.stderr.write(`xdplb trace: cannot reach the agent at ${endpoint.describe}: ${(err as Error).message}. ` +
       (args.node ? (args.viaApiServer ? '\n' : ' If this machine cannot reach the node, try --via api-server.\n')
         : 'Is xdplb-agent running here (its --trace-address)? For another node use --node NODE.\n'));

@@ -34,6 +34,9 @@ const CONTROLLER_METRICS_PORT = 9642;
 /** Nodes the kind config labels as balancer nodes (test/e2e/kind/cluster.yaml). */
 const BALANCER_NODE_LABEL = 'xdplb.dev/balancer-node=true';
 const POD_WAIT_MS = 120_000;
+/** How long a restarted agent may take to publish its new certificate: its report period (5 s) and more. */
+const CERTIFICATE_UPDATE_WAIT_MS = 2000;
+const CERTIFICATE_UPDATE_ATTEMPTS = 10;
 /** The kubelet restarts a stopped static pod's container within its back-off (10 s, then doubling). */
 const API_RESTART_WAIT_MS = 180_000;
 /** The client program prints one JSON result; errors lists at most every failed connection. */
@@ -227,11 +230,20 @@ export class KindOperatorEnv implements OperatorEnv {
    * be the one the agent published (a scrape that reaches another server fails).
    */
   async agentMetrics(node: string): Promise<Samples> {
-    const ep = await this.agentEndpoints(node);
-    const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', SCRAPE,
-      `https://${ep.address}:${ep.metricsPort ?? AGENT_METRICS_PORT}/metrics`, this.token, ep.certificateSHA256],
-    { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
-    return parseMetrics(stdout);
+    // A restarted agent serves a new certificate at once and publishes it within its report period (5 s): until
+    // then the entry names the old one, and the scrape is refused, as it should be. Read the entry again then.
+    for (let attempt = 1; ; attempt++) {
+      const ep = await this.agentEndpoints(node);
+      try {
+        const { stdout } = await execFileAsync('docker', ['exec', this.client, 'node', '-e', SCRAPE,
+          `https://${ep.address}:${ep.metricsPort ?? AGENT_METRICS_PORT}/metrics`, this.token, ep.certificateSHA256],
+        { encoding: 'utf8', maxBuffer: CLIENT_OUTPUT_MAX });
+        return parseMetrics(stdout);
+      } catch (err) {
+        if (attempt >= CERTIFICATE_UPDATE_ATTEMPTS || !/published/.test(String((err as { stderr?: string }).stderr))) throw err;
+        await sleep(CERTIFICATE_UPDATE_WAIT_MS);
+      }
+    }
   }
 
   async restartAgent(node: string): Promise<void> {
