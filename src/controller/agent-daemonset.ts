@@ -10,6 +10,7 @@ import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
   type AgentBgpSettings, birdCommand, type BpfCapability, DEFAULT_DRAIN_SECONDS, DEFAULT_L2_LEASE_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
 } from '../api/xdpbalancer.js';
+import { agentMemory, mebibytes } from './agent-memory.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
 /** What an agent's stop takes besides a drain: the withdrawal and its settle time, the API reads, unpinning. */
@@ -132,6 +133,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
     '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes'];
   if (spec.nic) args.push('--nic', spec.nic);
   const caps = spec.capacities ?? {};
+  const memory = agentMemory(caps);
   if (caps.vips !== undefined) args.push('--max-vips', String(caps.vips));
   if (caps.reals !== undefined) args.push('--max-reals', String(caps.reals));
   if (caps.connectionTable !== undefined) args.push('--connection-table', String(caps.connectionTable));
@@ -195,9 +197,10 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
             // HTTPS (the kubelet does not verify the certificate of a probe).
             readinessProbe: { httpGet: { path: '/readyz', port, scheme: 'HTTPS' }, periodSeconds: 5 },
             livenessProbe: { httpGet: { path: '/healthz', port, scheme: 'HTTPS' }, periodSeconds: 10, failureThreshold: 6 },
-            // No memory limit: BPF maps are charged to the agent's cgroup (rings alone are 512 KiB per VIP
-            // of capacity), and an OOM kill mid-update is worse than a node that reports pressure.
-            resources: { requests: { cpu: '100m', memory: '256Mi' } },
+            // Both include the BPF maps, charged to the agent's cgroup (agent-memory.ts): the request what a
+            // programmed, idle agent holds, so the scheduler counts the maps; the limit its measured peak with
+            // headroom, so an agent that grows past it is stopped (hitless: its program stays attached).
+            resources: { requests: { cpu: '100m', memory: mebibytes(memory.requestBytes) }, limits: { memory: mebibytes(memory.limitBytes) } },
             volumeMounts: [{ name: 'bpffs', mountPath: BPFFS, mountPropagation: 'HostToContainer' }, ...(bgp?.agentMounts ?? [])],
           }],
           volumes: [{ name: 'bpffs', hostPath: { path: BPFFS, type: 'Directory' } }, ...(bgp?.volumes ?? [])],

@@ -10,7 +10,9 @@ const V1_ROOT = '/sys/fs/cgroup/memory';
 const V2_ROOT = '/sys/fs/cgroup';
 
 export class MemoryCgroup {
-  private constructor(readonly dir: string, private readonly procs: string) {}
+  private constructor(readonly dir: string, private readonly procs: string,
+    /** What a process inside reads for the bytes charged to it (memory.current, v1: memory.usage_in_bytes). */
+    readonly usageFile: string) {}
 
   /** Creates it (cgroup v2, or the v1 memory hierarchy where v2 has no memory controller). */
   static create(name: string, limitBytes: number): MemoryCgroup {
@@ -18,13 +20,13 @@ export class MemoryCgroup {
       const dir = join(V2_ROOT, name);
       mkdirSync(dir);
       writeFileSync(join(dir, 'memory.max'), String(limitBytes));
-      return new MemoryCgroup(dir, join(dir, 'cgroup.procs'));
+      return new MemoryCgroup(dir, join(dir, 'cgroup.procs'), join(dir, 'memory.current'));
     }
     if (existsSync(join(V1_ROOT, 'memory.limit_in_bytes'))) {
       const dir = join(V1_ROOT, name);
       mkdirSync(dir);
       writeFileSync(join(dir, 'memory.limit_in_bytes'), String(limitBytes));
-      return new MemoryCgroup(dir, join(dir, 'cgroup.procs'));
+      return new MemoryCgroup(dir, join(dir, 'cgroup.procs'), join(dir, 'memory.usage_in_bytes'));
     }
     throw new Error('no memory cgroup controller (neither cgroup v2 with memory nor the v1 memory hierarchy)');
   }
