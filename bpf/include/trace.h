@@ -106,19 +106,21 @@ __attribute__((noinline)) int xdplb_trace_pay(const struct flow_key *flow, __u32
 	__u32 zero = 0;
 	struct trace_config *cfg;
 	int matched = 0;
-	__u64 now;
+	__u64 now = 0;
 
 	if (!flow)
 		return 0;
 	cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
 	if (!cfg || !cfg->rule_count)
 		return 0;
-	now = bpf_ktime_get_coarse_ns();
 	for (__u32 i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
 		if (i >= cfg->rule_count)
 			break;
 		if (!xdplb_trace_rule_matches(&cfg->rules[i], flow, &t))
 			continue;
+		/* The clock only for a matched packet: most packets match no rule. */
+		if (!matched)
+			now = bpf_ktime_get_coarse_ns();
 		matched = 1;
 		if (xdplb_trace_take(i, cfg->rules[i].cpu_rate, now))
 			return 1;
@@ -160,6 +162,16 @@ static __always_inline struct trace_record *xdplb_trace_begin(struct xdp_md *ctx
 	cfg = bpf_map_lookup_elem(&trace_ctl, &zero);
 	if (!cfg || !cfg->rule_count)
 		return NULL;
+	/* Most packets match no rule: find that out inline, stopping at the first
+	 * match, and call the budget's loop only for a matched packet. */
+	for (int i = 0; i < XDPLB_TRACE_MAX_RULES; i++) {
+		if (i >= cfg->rule_count)
+			return NULL;
+		if (xdplb_trace_rule_matches(&cfg->rules[i], flow, t))
+			break;
+		if (i == XDPLB_TRACE_MAX_RULES - 1)
+			return NULL;
+	}
 	if (!xdplb_trace_pay(flow, t->sport, t->vip_num))
 		return NULL;
 	rec = bpf_ringbuf_reserve(&trace_ring, sizeof(*rec), 0);
