@@ -10,7 +10,7 @@ import { GROUP, VERSION } from '../api/loadbalancervip.js';
 import {
   type AgentBgpSettings, birdCommand, type BpfCapability, DEFAULT_DRAIN_SECONDS, DEFAULT_L2_LEASE_SECONDS, DEFAULT_METRICS_PORT, tracePortFor, XDPB_KIND, type XdpBalancer, type XdpBalancerBgp,
 } from '../api/xdpbalancer.js';
-import { agentMemory, mebibytes } from './agent-memory.js';
+import { AGENT_HEAP_MIB, agentMemory, mebibytes } from './agent-memory.js';
 
 export const AGENT_SERVICE_ACCOUNT = 'xdplb-agent';
 /** What an agent's stop takes besides a drain: the withdrawal and its settle time, the API reads, unpinning. */
@@ -181,7 +181,7 @@ export function agentDaemonSet(b: XdpBalancer, namespace: string): V1DaemonSet {
           containers: [{
             name: 'agent',
             image: spec.image,
-            command: ['node', AGENT_ENTRYPOINT],
+            command: ['node', `--max-old-space-size=${AGENT_HEAP_MIB}`, AGENT_ENTRYPOINT],
             args,
             env: [
               { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },

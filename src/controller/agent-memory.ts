@@ -70,5 +70,12 @@ export function agentMemory(caps: XdpBalancerCapacities = {}): AgentMemory {
   };
 }
 
+/**
+ * V8's old-space limit for the agent: its share of the limit (NODE_PEAK_BYTES). Without it V8
+ * sizes its heap from the memory it sees, which under a cgroup limit that is mostly BPF maps is not
+ * the agent's to use: the heap would fail or be killed at a size no one chose.
+ */
+export const AGENT_HEAP_MIB = NODE_PEAK_BYTES / MIB;
+
 /** Bytes as a Kubernetes quantity in whole MiB, rounded up ("898Mi"). */
 export const mebibytes = (bytes: number): string => `${Math.ceil(bytes / MIB)}Mi`;

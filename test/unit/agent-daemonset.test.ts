@@ -21,7 +21,7 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
   assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
   assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux' }, 'every Linux node, and only those');
   const c = pod.containers[0]!;
-  assert.deepEqual(c.command, ['node', AGENT_ENTRYPOINT]);
+  assert.deepEqual(c.command, ['node', '--max-old-space-size=512', AGENT_ENTRYPOINT], 'the heap gets its share of the limit, not what V8 would guess');
   assert.deepEqual(c.args, ['run', '--balancer', 'edge', '--xdp-mode', 'auto', '--pin-dir', '/sys/fs/bpf/xdplb/edge', '--metrics-address', '0.0.0.0:9641',
     '--trace-address', '0.0.0.0:9642', '--metrics-auth', 'kubernetes', '--trace-auth', 'kubernetes']);
   assert.deepEqual(c.env, [
