@@ -11,6 +11,7 @@ import { poolAssignment } from './pool-assignment.js';
 import { probeTraffic } from './probes.js';
 import { machine } from './stats.js';
 import { applyToPackets, scale } from './operator.js';
+import { scaleAgents } from './scale-agents.js';
 import { servicesAssign } from './services.js';
 import { tracingCost } from './tracing.js';
 
@@ -18,7 +19,7 @@ if (process.getuid?.() !== 0) {
   console.error('the benchmarks load BPF programs: run them as root');
   process.exit(1);
 }
-// npm run bench [-- NAME...]: only the named groups (dataplane, backend, probes, tracing, agent, caches, planning, pools, lab, lab-backend, operator = apply + scale + services).
+// npm run bench [-- NAME...]: only the named groups (dataplane, backend, probes, tracing, agent, caches, planning, pools, lab, lab-backend, operator = apply + scale + services; scale-agents: N simulated agents, run only by name).
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 console.log(`Machine: ${machine()}\nDate: ${new Date().toISOString().slice(0, 10)}\nLoad average: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
@@ -38,4 +39,5 @@ if (want('lab')) console.log(await labPps(), '\n');
 if (want('lab') || want('lab-backend')) console.log(await labBackendPps(), '\n');
 if (want('operator') || want('apply')) console.log(await applyToPackets(), '\n');
 if (want('operator') || want('scale')) console.log(await scale(), '\n');
-if (want('operator') || want('services')) console.log(await servicesAssign());
+if (want('operator') || want('services')) console.log(await servicesAssign(), '\n');
+if (want('scale-agents')) console.log(await scaleAgents());
