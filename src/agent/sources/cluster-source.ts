@@ -17,7 +17,8 @@ import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
-import { planVips, type ProgramPlan, realsOf, vipRef } from './cluster-vips.js';
+import { realsOf } from '../../api/programmed-reals.js';
+import { planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
 import type { Programmer, VipSource } from './source.js';
 
 const log = componentLog('cluster-source');
