@@ -97,6 +97,8 @@ export interface NodeStatus {
   node: string;
   /** The metadata.generation this node's maps hold. */
   programmedGeneration?: number;
+  /** The status.backendsRevision of the VIP this node's maps hold (its address and reals). */
+  programmedBackendsRevision?: string;
   reals?: number;
   lastError?: string;
 }
@@ -121,6 +123,11 @@ export interface LoadBalancerVipStatus {
   programmedNodes?: string;
   conditions?: V1Condition[];
   backends?: BackendStatus[];
+  /**
+   * A digest of what agents program from this status (backends-revision.ts),
+   * written with the backends: Programmed waits for every node to report it.
+   */
+  backendsRevision?: string;
   nodes?: NodeStatus[];
   /** L2 mode: the node answering ARP/NDP for the address, chosen by the controller. */
   l2?: L2Status;

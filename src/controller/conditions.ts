@@ -41,9 +41,15 @@ function backendsReason(serving: number, listedActive: number, unlisted: number)
   return unlisted ? 'ListFull' : 'NoReadyPods';
 }
 
-/** Nodes whose agent holds this generation of the VIP, without error. */
+/**
+ * Nodes whose agent holds this generation of the VIP and this revision of its
+ * backends (status.backendsRevision), without error: a backend change is
+ * confirmed on every node, not assumed.
+ */
 export function programmedNodes(vip: LoadBalancerVip): NodeStatus[] {
-  return (vip.status?.nodes ?? []).filter((n) => n.programmedGeneration === vip.metadata.generation && !n.lastError);
+  const revision = vip.status?.backendsRevision;
+  return (vip.status?.nodes ?? []).filter((n) =>
+    n.programmedGeneration === vip.metadata.generation && n.programmedBackendsRevision === revision && !n.lastError);
 }
 
 export function computeConditions(i: ConditionInputs): V1Condition[] {
@@ -83,7 +89,7 @@ export function computeConditions(i: ConditionInputs): V1Condition[] {
       ?? (allowed ? undefined : 'the address is not allowed: programmed on no node') ?? i.balancerProblem
       ?? (failing.length
         ? failing.map((n) => `${n.node}: ${n.lastError}`).join('; ')
-        : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}`),
+        : `${programmed.length} of ${i.desiredNodes} node(s) programmed generation ${gen ?? '?'}, backends rev ${i.vip.status?.backendsRevision ?? 'none'}`),
     gen,
   );
   const ready = backends.status === 'True' && allProgrammed;

@@ -382,6 +382,7 @@ function changed(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipS
     prev?.programmedNodes !== next.programmedNodes ||
     prev?.l2?.node !== next.l2?.node ||
     prev?.addressing !== next.addressing ||
+    prev?.backendsRevision !== next.backendsRevision ||
     !sameBackends(prev?.backends, next.backends) ||
     JSON.stringify(sortedKeys(prev?.healthCheck)) !== JSON.stringify(sortedKeys(next.healthCheck)) ||
     !conditionsEqual(prev?.conditions, next.conditions)

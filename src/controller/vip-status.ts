@@ -12,6 +12,7 @@ import { limitBackends } from './backend-limit.js';
 import { pickBackendIp, type Resolution, resolveBackends } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { computeConditions, programmedNodes } from './conditions.js';
+import { backendsRevision } from '../api/backends-revision.js';
 import type { ConflictInfo } from './conflicts.js';
 import type { AddressDecision } from './pools/vip-address.js';
 import { electL2Node } from './l2/l2-election.js';
@@ -70,8 +71,11 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
   const listed = withHealth(`${vip.metadata.namespace}/${vip.metadata.name}`, addressed, vip.status?.backends, balancers.health?.(balancer),
     'probe' in healthPlan, addressing === 'Node' ? (b) => b.nodeIP : undefined);
   const listedActive = listed.filter((b) => !b.draining);
+  // The status about to be written, as agents will read it: nodes count as programmed against its revision, not the last one.
+  const revision = backendsRevision({ status: { address: address.address, addressing, backends: listed } });
+  const written = { ...vip, status: { ...vip.status, backends: listed, backendsRevision: revision } };
   const conditions = computeConditions({
-    vip: { ...vip, status: { ...vip.status, backends: listed } },
+    vip: written,
     activeBackends: active.length,
     drainingBackends: listed.length - listedActive.length,
     zeroWeightBackends: listedActive.filter((b) => b.weight === 0).length,
@@ -85,7 +89,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     specProblem: specProblem(vip.spec),
     now,
   });
-  const programmed = programmedNodes(vip).length;
+  const programmed = programmedNodes(written).length;
   const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now, current: input.l2Current });
   return {
     status: {
@@ -97,6 +101,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
       unlistedBackends: unlisted.length,
       programmedNodes: `${programmed}/${desired ?? 0}`,
       backends: listed,
+      backendsRevision: revision,
       conditions,
       ...(addressing ? { addressing } : {}),
       ...(l2 ? { l2 } : {}),

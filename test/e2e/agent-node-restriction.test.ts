@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoordinationV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Lease } from '@kubernetes/client-node';
+import { backendsRevision } from '../../src/api/backends-revision.js';
 import { GROUP, LBVIP_KIND, LBVIP_PLURAL, VERSION } from '../../src/api/loadbalancervip.js';
 import { L2_LEASE_NODE_LABEL, l2LeaseName, XDPB_KIND, XDPB_PLURAL } from '../../src/api/xdpbalancer.js';
 import { AgentLease } from '../../src/agent/announce/l2-lease.js';
@@ -85,7 +86,10 @@ describe('agents write only their own node\'s status entry (deploy/agent-node-re
 
     for (const kind of ['balancer', 'vip'] as const) {
       const name = kind === 'vip' ? 'web' : 'edge';
-      const entry = (node: string, n: number) => (kind === 'vip' ? { node, reals: n } : { node, updated: UPDATED, l2: { answering: n } });
+      // A VIP entry as an agent writes it, the backends revision it programmed included.
+      const entry = (node: string, n: number) => (kind === 'vip'
+        ? { node, programmedGeneration: 1, programmedBackendsRevision: backendsRevision({ status: { address: `198.19.0.${n}` } }), reals: n }
+        : { node, updated: UPDATED, l2: { answering: n } });
       // The controller writes what it owns, and may touch any entry (it prunes nodes that left).
       const own = kind === 'vip' ? { observedGeneration: 1, readyBackends: 0 } : { observedGeneration: 1, desiredAgents: 2 };
       assert.equal((await attempt(() => applyStatus(controller, kind, name, 'xdplb-controller', own))).code, 200, `${kind}: the controller writes its fields`);

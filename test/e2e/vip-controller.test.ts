@@ -82,21 +82,39 @@ describe('controller on a real kube-apiserver', () => {
     if (!f.need(t)) return;
     pod('web-1', '198.18.50.1', true);
     pod('web-2', '198.18.50.2', false);
-    kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: web, namespace: shop}\nspec: {address: 198.19.0.10, ports: [{port: 80}], backendSelector: {matchLabels: {app: web}}}\n');
+    // Delivery InPod: the reals are the pods' addresses (there are no Node objects here to give Node addressing any).
+    kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: web, namespace: shop}\nspec: {address: 198.19.0.10, ports: [{port: 80}], delivery: InPod, backendSelector: {matchLabels: {app: web}}}\n');
     let v = await until('web', 'web-1 is the backend', (x) => x.status?.readyBackends === 1);
     assert.deepEqual(v.status!.backends, [{ ip: '198.18.50.1', weight: 1, pod: 'web-1', node: 'node-a' }]);
     assert.equal(condition(v, 'BackendsAvailable')?.status, 'True');
     assert.equal(v.status!.observedGeneration, v.metadata.generation);
     assert.match(kubectl(['get', 'lbvip', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+InPool\s+80\/TCP\s+1\s+0\/1\s+False/m);
-    // An agent reports its node programmed: the VIP is Ready.
-    const entry = { node: 'node-a', programmedGeneration: v.metadata.generation, reals: 1 };
-    kubectl(['patch', 'lbvip', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { nodes: [entry] } })]);
+    // An agent reports its node programmed, this generation and these backends: the VIP is Ready.
+    const firstRevision = v.status!.backendsRevision!;
+    assert.match(firstRevision, /^[0-9a-f]{16}$/);
+    const report = (programmedBackendsRevision: string) => kubectl(['patch', 'lbvip', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p',
+      JSON.stringify({ status: { nodes: [{ node: 'node-a', programmedGeneration: v.metadata.generation, programmedBackendsRevision, reals: 1 }] } })]);
+    report(firstRevision);
     v = await until('web', 'Ready once its one node is programmed', (x) => condition(x, 'Ready')?.status === 'True');
     assert.equal(v.status!.programmedNodes, '1/1');
     assert.equal(condition(v, 'Programmed')!.reason, 'AllNodes');
+    assert.equal(condition(v, 'Programmed')!.message, `1 of 1 node(s) programmed generation ${v.metadata.generation}, backends rev ${firstRevision}`);
 
+    // A new backend changes no generation, but a new revision: the node that holds the old one is not programmed any more.
     pod('web-2', '198.18.50.2', true);
     v = await until('web', 'web-2 joins', (x) => x.status?.readyBackends === 2);
+    const secondRevision = v.status!.backendsRevision!;
+    assert.notEqual(secondRevision, firstRevision);
+    assert.equal(v.status!.nodes![0]!.programmedBackendsRevision, firstRevision);
+    assert.equal(v.status!.programmedNodes, '0/1', 'in the same write as the new backends');
+    assert.deepEqual([condition(v, 'Programmed')!.status, condition(v, 'Programmed')!.reason], ['False', 'Pending']);
+    assert.equal(condition(v, 'Programmed')!.message, `0 of 1 node(s) programmed generation ${v.metadata.generation}, backends rev ${secondRevision}`);
+    assert.equal(condition(v, 'Ready')!.status, 'False');
+    assert.match(kubectl(['get', 'lbvip', 'web', '-n', 'shop']), /^web\s+198\.19\.0\.10\s+InPool\s+80\/TCP\s+2\s+0\/1\s+False/m);
+    report(secondRevision);
+    v = await until('web', 'Ready again once the node reports the new revision', (x) => condition(x, 'Ready')?.status === 'True');
+    assert.equal(v.status!.programmedNodes, '1/1');
+    assert.equal(v.status!.backendsRevision, secondRevision);
     pod('web-1', '198.18.50.1', false);
     v = await until('web', 'web-1 drains', (x) => !!x.status?.backends?.find((b) => b.pod === 'web-1' && b.draining));
     assert.equal(v.status!.backends!.find((b) => b.pod === 'web-1')!.weight, 0);
@@ -165,7 +183,8 @@ describe('controller on a real kube-apiserver', () => {
   test("the agent's cluster source programs its balancer's VIPs, reports this node's entry and a refusal, and retries a failed programming", async (t) => {
     if (!f.need(t)) return;
     const lbvip = (name: string, address: string, port: number) => kubectl(['apply', '-f', '-'],
-      `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: ${name}, namespace: shop}\nspec: {address: ${address}, ports: [{port: ${port}}], backendSelector: {matchLabels: {app: none}}}\n`);
+      // Delivery InPod: the reals are the pods' addresses (there are no Node objects here to give Node addressing any).
+      `apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: ${name}, namespace: shop}\nspec: {address: ${address}, ports: [{port: ${port}}], delivery: InPod, backendSelector: {matchLabels: {app: none}}}\n`);
     const REFUSED_PORT = 9999;
     lbvip('src-ok', '198.19.2.1', 80);
     lbvip('src-refused', '198.19.2.2', REFUSED_PORT);
@@ -200,7 +219,8 @@ describe('controller on a real kube-apiserver', () => {
       assert.ok(initial.some((s) => s.address === '198.19.2.1'), 'the listed VIP is planned');
       assert.ok(!initial.some((s) => s.port === REFUSED_PORT), 'the refused VIP is left out');
       await source.follow(programmer);
-      await until('src-ok', 'this node reports the VIP programmed', (x) => entry(x)?.programmedGeneration === x.metadata.generation);
+      const ok = await until('src-ok', 'this node reports the VIP programmed', (x) => entry(x)?.programmedGeneration === x.metadata.generation);
+      assert.equal(entry(ok)!.programmedBackendsRevision, ok.status!.backendsRevision, 'the revision of the status it applied');
       const refused = await until('src-refused', 'this node reports the refusal', (x) => !!entry(x)?.lastError);
       assert.match(entry(refused)!.lastError!, new RegExp(`port ${REFUSED_PORT}/TCP.*refused here`));
       assert.equal(entry(refused)!.programmedGeneration, undefined);
@@ -212,6 +232,16 @@ describe('controller on a real kube-apiserver', () => {
       assert.equal(failures, 0, 'the failing write was tried');
       assert.ok(programmed.at(-1)!.some((s) => s.address === '198.19.2.1' && s.port === 8080), JSON.stringify(programmed.at(-1)));
       assert.equal(entry(moved)!.reals, 0);
+
+      // A backend change: the agent programs the new reals and reports the revision that carries them.
+      kubectl(['patch', 'lbvip', 'src-ok', '-n', 'shop', '--type=merge', '-p', '{"spec":{"backendSelector":{"matchLabels":{"app":"src"}}}}']);
+      const selected = await until('src-ok', 'the selector change is programmed', (x) => x.metadata.generation === 3 && entry(x)?.programmedGeneration === 3);
+      pod('src-1', '198.18.52.1', true, { app: 'src' });
+      const joined = await until('src-ok', 'the new backend is programmed and its revision reported',
+        (x) => x.status?.readyBackends === 1 && entry(x)?.programmedBackendsRevision === x.status.backendsRevision && entry(x)?.reals === 1);
+      assert.equal(joined.metadata.generation, 3, 'a backend change bumps no generation');
+      assert.notEqual(joined.status!.backendsRevision, selected.status!.backendsRevision, 'but stamps a new revision');
+      assert.ok(programmed.at(-1)!.some((s) => s.address === '198.19.2.1' && s.reals.some((r) => r.address === '198.18.52.1')), JSON.stringify(programmed.at(-1)));
     } finally {
       await source.stop();
     }

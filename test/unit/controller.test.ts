@@ -153,6 +153,30 @@ describe('VIP status and its requeue wish', () => {
     assert.deepEqual(done.status.backends, []);
     assert.equal(done.requeue, undefined);
   });
+
+  test('a backend change stamps a new revision, and nodes count as programmed only once they report it', () => {
+    const v = vip('v');
+    const one = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
+    const rev = one.status.backendsRevision!;
+    assert.match(rev, /^[0-9a-f]{16}$/);
+    const reported = (revision: string) => Array.from({ length: agents }, (_, i) => ({ node: `node-${i}`, programmedGeneration: 3, programmedBackendsRevision: revision }));
+    v.status = { ...one.status, nodes: reported(rev) };
+    const same = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
+    assert.equal(same.status.backendsRevision, rev, 'nothing changed: the same revision');
+    assert.equal(same.status.programmedNodes, `${agents}/${agents}`);
+    // A new pod: the status that lists it carries a new revision, and no node confirmed it yet.
+    const two = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], balancers: view, now: NOW });
+    assert.notEqual(two.status.backendsRevision, rev);
+    assert.equal(two.programmedNodes, 0);
+    assert.equal(two.status.programmedNodes, `0/${agents}`);
+    const programmed = two.status.conditions!.find((c) => c.type === 'Programmed')!;
+    assert.equal(programmed.status, 'False');
+    assert.equal(programmed.message, `0 of ${agents} node(s) programmed generation 3, backends rev ${two.status.backendsRevision}`);
+    v.status = { ...two.status, nodes: reported(two.status.backendsRevision!) };
+    const confirmed = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], balancers: view, now: NOW });
+    assert.equal(confirmed.status.programmedNodes, `${agents}/${agents}`);
+    assert.equal(confirmed.status.conditions!.find((c) => c.type === 'Programmed')!.status, 'True');
+  });
 });
 
 describe('conflicts', () => {
@@ -184,7 +208,7 @@ describe('conditions', () => {
     const by = Object.fromEntries(c.map((x) => [x.type, x]));
     assert.equal(by.Ready!.status, 'True');
     assert.equal(by.BackendsAvailable!.message, '2 ready backend(s), 1 draining');
-    assert.equal(by.Programmed!.message, '2 of 2 node(s) programmed generation 3');
+    assert.equal(by.Programmed!.message, '2 of 2 node(s) programmed generation 3, backends rev none');
     assert.equal(by.Conflict!.status, 'False');
     assert.ok(c.every((x) => x.observedGeneration === 3));
   });
@@ -204,6 +228,22 @@ describe('conditions', () => {
     assert.equal(by.Conflict!.status, 'True');
     assert.equal(by.Conflict!.message, '198.19.0.10:80/TCP is held by shop/old');
     assert.equal(by.Programmed!.reason, 'Conflict');
+  });
+
+  test('Programmed needs the backends revision too: a node at this generation but older backends is not programmed', () => {
+    const v = vip('v');
+    const at = (node: string, programmedBackendsRevision?: string) => ({ node, programmedGeneration: 3, programmedBackendsRevision });
+    v.status = { backendsRevision: 'new', nodes: [at('node-0', 'new'), at('node-1', 'old')] };
+    const of = () => Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    let by = of();
+    assert.deepEqual([by.Programmed!.status, by.Programmed!.reason], ['False', 'Pending']);
+    assert.equal(by.Programmed!.message, '1 of 2 node(s) programmed generation 3, backends rev new');
+    assert.equal(by.Ready!.status, 'False');
+    v.status = { ...v.status, nodes: [at('node-0', 'new'), at('node-1')] };
+    assert.equal(of().Programmed!.status, 'False', 'an agent that reports no revision has not confirmed this one');
+    v.status = { ...v.status, nodes: [at('node-0', 'new'), at('node-1', 'new')] };
+    by = of();
+    assert.deepEqual([by.Programmed!.status, by.Programmed!.reason, by.Ready!.status], ['True', 'AllNodes', 'True']);
   });
 
   test('backends that all weigh 0 take no new connection: not available, not Ready', () => {

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
+import { backendsRevision } from '../../src/api/backends-revision.js';
 import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
 import { HEALTH_CHECK_BOUNDS, HEALTH_CHECK_DEFAULTS } from '../../src/api/health-check.js';
 import {
@@ -22,6 +23,7 @@ interface Schema {
   items?: Schema;
   required?: string[];
   maxItems?: number;
+  maxLength?: number;
   maximum?: number;
   minimum?: number;
   description?: string;
@@ -82,13 +84,16 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
   const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const status = schema.properties!.status!.properties!;
   for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes',
-    'addressing']) {
+    'addressing', 'backendsRevision']) {
     assert.ok(status[field], `status.${field}`);
   }
   assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(),
     ['draining', 'drainingSince', 'healthy', 'ip', 'node', 'nodeIP', 'pod', 'unhealthyReason', 'unhealthySince', 'weight']);
   assert.deepEqual(status.addressing!.enum, BACKEND_ADDRESSINGS);
-  assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedGeneration', 'reals']);
+  assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedBackendsRevision', 'programmedGeneration', 'reals']);
+  const revision = backendsRevision({ status: { backends: [] } }).length;
+  assert.ok(revision <= status.backendsRevision!.maxLength!, 'the API accepts the revision the controller writes');
+  assert.ok(revision <= status.nodes!.items!.properties!.programmedBackendsRevision!.maxLength!, 'and the one agents report');
   // address is assigned when left out; backendSelector or backendService, one of them (a CEL rule).
   assert.deepEqual(schema.properties!.spec!.required, ['ports']);
   assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');

@@ -15,7 +15,7 @@ import { apportionSlots, LocalAddresses, planNodeServices } from '../../src/agen
 import { podInterfacesFrom } from '../../src/agent/backend/pod-interfaces.js';
 import { planServices, type PodBackend } from '../../src/agent/backend/service-plan.js';
 import { NodeServiceTable } from '../../src/agent/backend/service-table.js';
-import { realsOf } from '../../src/agent/sources/cluster-vips.js';
+import { realsOf } from '../../src/api/programmed-reals.js';
 import type { BackendStatus, LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import { NODE_SVC_SLOTS } from '../../src/bpf/consts.js';
 import { BACKEND_MAPS, memoryMaps, typedMap } from '../../src/bpf/maps.js';

@@ -17,7 +17,8 @@ import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
-import { planVips, type ProgramPlan, realsOf, vipRef } from './cluster-vips.js';
+import { realsOf } from '../../api/programmed-reals.js';
+import { planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
 import type { Programmer, VipSource } from './source.js';
 
 const log = componentLog('cluster-source');
@@ -133,7 +134,7 @@ export class ClusterSource implements VipSource {
   private async report(plan: ProgramPlan): Promise<number> {
     const node = this.opts.node;
     const wanted: [LoadBalancerVip, NodeStatus][] = [
-      ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, { node, programmedGeneration: v.metadata.generation, reals: realsOf(v).length }]),
+      ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, programmedEntry(v, node)]),
       ...[...plan.refused].map(([v, lastError]): [LoadBalancerVip, NodeStatus] => [v, { node, lastError }]),
       // Not programmed here; clear an entry that says otherwise.
       ...plan.setAside.filter((v) => entryOf(v, node)).map((v): [LoadBalancerVip, NodeStatus] => [v, { node }]),
@@ -174,6 +175,15 @@ export class ClusterSource implements VipSource {
 
 const entryOf = (v: LoadBalancerVip, node: string) => v.status?.nodes?.find((n) => n.node === node);
 
+/** What this node holds of a VIP it programmed: the generation and backends revision of the very object it applied. */
+const programmedEntry = (v: LoadBalancerVip, node: string): NodeStatus => ({
+  node,
+  programmedGeneration: v.metadata.generation,
+  ...(v.status?.backendsRevision === undefined ? {} : { programmedBackendsRevision: v.status.backendsRevision }),
+  reals: realsOf(v).length,
+});
+
 function sameEntry(a: NodeStatus | undefined, b: NodeStatus): boolean {
-  return !!a && a.programmedGeneration === b.programmedGeneration && a.reals === b.reals && a.lastError === b.lastError;
+  return !!a && a.programmedGeneration === b.programmedGeneration && a.programmedBackendsRevision === b.programmedBackendsRevision
+    && a.reals === b.reals && a.lastError === b.lastError;
 }

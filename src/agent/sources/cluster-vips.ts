@@ -10,8 +10,9 @@
  * bad VIP never keeps the others from being programmed, and no VIP is ever
  * half-programmed.
  */
-import { type BackendStatus, ConditionType, DEFAULT_BALANCER, type LoadBalancerVip, specProblem } from '../../api/loadbalancervip.js';
+import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip, specProblem } from '../../api/loadbalancervip.js';
 import { canonicalIp } from '../../lib/ip.js';
+import { realsOf } from '../../api/programmed-reals.js';
 import { type Acceptance, problemText, type VipSpec } from '../dataplane/desired-state.js';
 import { REFUSED_WITH_GROUP } from '../dataplane/acceptance.js';
 
@@ -58,24 +59,6 @@ export function oldestFirst(vips: readonly LoadBalancerVip[]): LoadBalancerVip[]
 /** The VIPs of a balancer, oldest first: when capacity runs out, the newest VIPs are the ones refused. */
 export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[]): LoadBalancerVip[] {
   return oldestFirst(vips.filter((v) => (v.spec.balancer ?? DEFAULT_BALANCER) === balancer));
-}
-
-/** Draining, or unhealthy (the balancer nodes' health checks, folded in by the controller): weight 0, its flows finish. */
-const backendWeight = (b: BackendStatus): number => (b.draining || b.healthy === false ? 0 : b.weight);
-
-/**
- * The reals of a VIP. Pod addressing: its backends, draining ones at weight
- * 0. Node addressing: the nodes hosting them (each backend's nodeIP), each
- * weighted by the sum of its pods' weights, so a node with two pods gets
- * twice the flows of a node with one; a node whose pods all drain has weight
- * 0 and keeps its flows. Backends without a nodeIP are not reachable that way.
- */
-export function realsOf(v: LoadBalancerVip): { address: string; weight: number }[] {
-  const backends = v.status?.backends ?? [];
-  if (v.status?.addressing !== 'Node') return backends.map((b) => ({ address: b.ip, weight: backendWeight(b) }));
-  const nodes = new Map<string, number>();
-  for (const b of backends) if (b.nodeIP !== undefined) nodes.set(b.nodeIP, (nodes.get(b.nodeIP) ?? 0) + backendWeight(b));
-  return [...nodes].map(([address, weight]) => ({ address, weight }));
 }
 
 /** The dataplane VIPs of one LoadBalancerVip: one per port. */

@@ -103,6 +103,12 @@ describe('operator end to end: kubectl apply to packets', () => {
     const gone = await untilVip('web', `${a} gone after ${env.drainSeconds} s`, (v) => !v.status?.backends?.some((x) => x.pod === a));
     await waitFor(`every agent dropped the drained real (${realCount(gone)} left)`, async () =>
       Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_reals'))), (reals) => reals.every((x) => x === realCount(gone)));
+    // A backend change bumps no generation: Programmed says so once every agent reported the revision it programmed.
+    const confirmed = await untilVip('web', 'Programmed again, every node at the backends revision without the drained real',
+      (v) => !v.status?.backends?.some((x) => x.pod === a) && cond(v, 'Programmed')?.status === 'True');
+    const revisions = env.nodes.map((n) => confirmed.status!.nodes!.find((e) => e.node === n)?.programmedBackendsRevision);
+    assert.deepEqual(revisions, env.nodes.map(() => confirmed.status!.backendsRevision), JSON.stringify(confirmed.status!.nodes));
+    assert.equal(confirmed.status!.programmedNodes, `${env.nodes.length}/${env.nodes.length}`);
   });
 
   test(`${INVALID_VIPS.length} invalid VIPs are refused by the API server naming the field; nothing is programmed`, async (t) => {
