@@ -5,7 +5,8 @@ set -euo pipefail
 
 # tcpdump: the trace tests open the pcap files `xdplb trace --pcap` writes.
 # bird2: the lab's router and balancer nodes speak BGP through BIRD 2 (npm test, npm run demo).
-packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool util-linux curl linux-libc-dev make gcc tcpdump bird2)
+# iptables: the backend tests put kube-proxy's FORWARD rules in a namespace (the replies must pass them by).
+packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool util-linux curl linux-libc-dev make gcc tcpdump bird2 iptables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
