@@ -328,6 +328,10 @@ export class Lab {
     this.sysctl(this.router, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1',
       'net.ipv4.fib_multipath_hash_policy=1', 'net.ipv6.fib_multipath_hash_policy=1');
     this.addNs(this.client);
+    // Tests make thousands of back-to-back connections from one address to one VIP:port; each leaves its port in
+    // TIME_WAIT for 60 s, and a run of tests exhausts the ephemeral range (connect: EADDRNOTAVAIL). A real client
+    // population has many addresses; this one reuses TIME_WAIT ports, which timestamps make safe.
+    this.sysctl(this.client, 'net.ipv4.tcp_tw_reuse=1');
     if (this.routing === 'l2') {
       // One broadcast domain; no multicast snooping, so Neighbor Solicitations reach every balancer.
       this.ip(this.router, 'link', 'add', SEGMENT, 'type', 'bridge', 'mcast_snooping', '0');

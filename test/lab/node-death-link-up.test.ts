@@ -73,11 +73,10 @@ describe('lab: a balancer node dies while its link stays up', () => {
   before(async () => {
     if (!birdAvailable()) return;
     lab = await Lab.upServing({ bfd: {}, holdSeconds: HOLD_SECONDS });
-    // Thousands of connections to one VIP:80 leave their ports in TIME_WAIT: reuse them rather than run out. And no new
-    // flow hash on a retransmission timeout: the router's ECMP uses the hash the client's socket gave its packets (veth
-    // keeps it), so a SYN or segment lost to the dead node would otherwise be retried on a fresh 50% chance of the live
-    // one, where a router hashing the IPv4 headers retries it on the same dead node until the route moves.
-    execFileSync('ip', ['netns', 'exec', lab.client, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1', 'net.core.txrehash=0']);
+    // No new flow hash on a retransmission timeout: the router's ECMP uses the hash the client's socket gave its packets
+    // (veth keeps it), so a SYN or segment lost to the dead node would otherwise be retried on a fresh 50% chance of the
+    // live one, where a router hashing the IPv4 headers retries it on the same dead node until the route moves.
+    execFileSync('ip', ['netns', 'exec', lab.client, 'sysctl', '-qw', 'net.core.txrehash=0']);
   });
   after(async () => {
     await lab?.down();

@@ -111,9 +111,6 @@ describe('lab: settings changed by a new agent', () => {
     const stopFile = join(lab.workDir, 'stop-capacities-traffic');
     const traffic: Promise<unknown>[] = [];
     try {
-      // The tests before this one leave ~14k client ports in TIME_WAIT (all to VIP:80): connect() then searches for a
-      // port for milliseconds and the client makes a connection every ~20 ms instead of every ~1.5 ms. Reuse them.
-      execFileSync('ip', ['netns', 'exec', lab.client, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
       await lab.startAgent(lb2);
       lab.routeVia([lb1, lb2]);
       // Long-lived connections through both nodes and to both reals; then real1 drains: new flows go to real2 only,
