@@ -4,12 +4,16 @@
  *
  * VIP lookup -> backend choice (SYN: ring; else connection table, then ring)
  * -> IPIP encapsulation -> XDP_TX to the next hop. The real answers the client
- * directly (DSR). Packets not for a VIP go to the kernel untouched. In L2 mode,
+ * directly (DSR). Echo requests to a VIP address are answered here (icmp.h);
+ * TCP/UDP to a VIP address on no VIP's port is dropped, since no VIP is a
+ * node address and the host would route it back out. Packets not for a VIP
+ * address go to the kernel untouched. In L2 mode,
  * ARP requests and neighbor solicitations for the node's addresses are
  * answered first (l2.h).
  */
 #include "include/counters.h"
 #include "include/encap.h"
+#include "include/icmp.h"
 #include "include/jhash.h"
 #include "include/l2.h"
 #include "include/parse.h"
@@ -28,12 +32,31 @@ static __always_inline int verdict(enum xdplb_reason reason)
 	return XDP_TX;
 }
 
-static __always_inline int is_vip_addr(const struct flow_key *flow)
+/* The destination's vip_addrs flags (XDPLB_VIP_ADDR_F_*), NULL when it is no VIP address. */
+static __always_inline __u32 *vip_addr_flags(const struct flow_key *flow)
 {
 	struct xdplb_addr key = { .family = flow->family };
 
 	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
-	return bpf_map_lookup_elem(&vip_addrs, &key) != NULL;
+	return bpf_map_lookup_elem(&vip_addrs, &key);
+}
+
+static __always_inline int is_vip_addr(const struct flow_key *flow)
+{
+	return vip_addr_flags(flow) != NULL;
+}
+
+/* Neither TCP nor UDP: an echo request to a VIP address is answered (or
+ * dropped, where its VIPs say so); the rest goes to the host as before. */
+static __always_inline int other_l4(const struct xdplb_packet *p, void *data, void *data_end)
+{
+	__u32 *flags = vip_addr_flags(&p->flow);
+
+	if (!flags)
+		return XDPLB_PASS_NOT_VIP;
+	if (!xdplb_is_echo_request(p, data, data_end))
+		return XDPLB_PASS_VIP_NOT_TCP_UDP;
+	return *flags & XDPLB_VIP_ADDR_F_ICMP_ECHO ? XDPLB_TX_ICMP_ECHO_REPLY : XDPLB_DROP_ICMP_ECHO_OFF;
 }
 
 static __always_inline struct vip_meta *find_vip(const struct flow_key *flow)
@@ -100,12 +123,12 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	case XDPLB_PARSE_FRAGMENT:
 		return is_vip_addr(&p->flow) ? XDPLB_DROP_FRAGMENT : XDPLB_PASS_NOT_VIP;
 	default: /* XDPLB_PARSE_OTHER_L4 */
-		return is_vip_addr(&p->flow) ? XDPLB_PASS_VIP_NOT_TCP_UDP : XDPLB_PASS_NOT_VIP;
+		return other_l4(p, data, data_end);
 	}
 
 	vip = find_vip(&p->flow);
 	if (!vip)
-		return XDPLB_PASS_NOT_VIP;
+		return is_vip_addr(&p->flow) ? XDPLB_DROP_VIP_NO_PORT : XDPLB_PASS_NOT_VIP;
 	t->vip_num = vip->vip_num;
 	vs = bpf_map_lookup_elem(&vip_stats, &vip->vip_num);
 	if (vs) {
@@ -176,6 +199,8 @@ int xdplb_balancer(struct xdp_md *ctx)
 	rec = xdplb_trace_begin(ctx, &p.flow, &t);
 	if (l2_mac) {
 		reason = xdplb_l2_answer(ctx, reason, l2_mac);
+	} else if (reason == XDPLB_TX_ICMP_ECHO_REPLY) {
+		reason = xdplb_icmp_echo_reply(ctx, &p);
 	} else if (reason == XDPLB_TX_ENCAP) {
 		cfg = bpf_map_lookup_elem(&ctl, &zero);
 		reason = cfg ? xdplb_encap(ctx, &p, t.real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK) :

@@ -24,6 +24,17 @@ static __always_inline __u16 xdplb_csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
+/*
+ * Updates a checksum field for one 16-bit word of what it covers changing
+ * from old to new (RFC 1624, eqn. 3), both as they are in the packet.
+ */
+static __always_inline void xdplb_csum_replace2(__sum16 *check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~*check + (__u32)(__u16)~old + new;
+
+	*check = xdplb_csum_fold(sum);
+}
+
 /* RFC 1071 checksum of an option-less IPv4 header whose check field is 0. */
 static __always_inline __u16 xdplb_ipv4_csum(const struct iphdr *iph)
 {

@@ -52,7 +52,7 @@ struct xdplb_packet {
 	__u8 ttl;     /* IPv4 TTL / IPv6 hop limit */
 	__u8 df;      /* IPv4 don't-fragment bit */
 	__u8 tcp_syn; /* SYN without ACK: the first packet of a connection */
-	__u16 l4_off; /* TCP/UDP header, from the IP header (once parsed) */
+	__u16 l4_off; /* L4 header (TCP, UDP, ICMP...), from the IP header (once parsed) */
 };
 
 static __always_inline int xdplb_parse_l4(struct xdplb_packet *p, void *l3, __u32 off,

@@ -50,6 +50,26 @@ enum xdplb_family {
 enum xdplb_vip_flag {
 	XDPLB_VIP_F_HASH_NO_SRC_PORT = 1 << 0, /* client-IP stickiness */
 	XDPLB_VIP_F_LRU_BYPASS = 1 << 1,       /* never use the connection table */
+	XDPLB_VIP_F_NO_ICMP_ECHO = 1 << 2,     /* its address answers no echo requests (the agent folds it into vip_addrs) */
+};
+
+/* vip_addrs values: what the program does for a VIP address beyond its VIPs' ports. */
+enum xdplb_vip_addr_flag {
+	XDPLB_VIP_ADDR_F_ICMP_ECHO = 1 << 0, /* answer ICMP/ICMPv6 echo requests to it */
+};
+
+/*
+ * ICMP echo answered for VIP addresses (bpf/include/icmp.h): RFC 792's and
+ * RFC 4443's type numbers, and the TTL / hop limit of an answer (the host's
+ * default, so an answer looks like any other host's).
+ */
+enum xdplb_icmp_const {
+	XDPLB_IPPROTO_ICMP = IPPROTO_ICMP,
+	XDPLB_ICMP_ECHO_REPLY = 0,
+	XDPLB_ICMP_ECHO_REQUEST = 8,
+	XDPLB_ICMPV6_ECHO_REQUEST = 128,
+	XDPLB_ICMPV6_ECHO_REPLY = 129,
+	XDPLB_ICMP_REPLY_TTL = 64,
 };
 
 /* l2_addrs values: what the node does for an address in L2 mode. */
@@ -128,10 +148,11 @@ enum xdplb_reason {
 	XDPLB_TX_ENCAP = 0,           /* VIP packet encapsulated to a real and sent */
 	XDPLB_TX_ARP_REPLY,           /* ARP request for an L2 address answered */
 	XDPLB_TX_NDP_ADVERT,          /* neighbor solicitation for an L2 address answered */
+	XDPLB_TX_ICMP_ECHO_REPLY,     /* ICMP/ICMPv6 echo request to a VIP address answered */
 	XDPLB_PASS_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...) */
 	XDPLB_PASS_NOT_VIP,           /* IP packet not addressed to a VIP */
 	XDPLB_PASS_MALFORMED,         /* truncated/invalid header, not to a VIP address */
-	XDPLB_PASS_VIP_NOT_TCP_UDP,   /* to a VIP address, neither TCP nor UDP (ICMP...) */
+	XDPLB_PASS_VIP_NOT_TCP_UDP,   /* to a VIP address, neither TCP nor UDP nor an echo request (ICMP errors, NDP...) */
 	XDPLB_PASS_NDP_NO_ROOM,       /* option-less solicitation for an L2 address, no room to answer */
 	XDPLB_DROP_MALFORMED,         /* truncated/invalid header to a VIP address */
 	XDPLB_DROP_FRAGMENT,          /* IP fragment to a VIP address */
@@ -140,6 +161,8 @@ enum xdplb_reason {
 	XDPLB_DROP_UNSUPPORTED_ENCAP, /* IPv6 packet for an IPv4 real */
 	XDPLB_DROP_NOT_CONFIGURED,    /* next hop MAC or outer source address unset */
 	XDPLB_DROP_ENCAP_FAILED,      /* no headroom for the outer header */
+	XDPLB_DROP_VIP_NO_PORT,       /* TCP/UDP to a VIP address on a port and protocol no VIP of it has */
+	XDPLB_DROP_ICMP_ECHO_OFF,     /* echo request to a VIP address whose VIPs turn echo answers off */
 	XDPLB_REASON_MAX,
 };
 #define XDPLB_FIRST_PASS_REASON XDPLB_PASS_NOT_IP
@@ -211,6 +234,8 @@ struct xdplb_btf_anchor {
 	enum xdplb_capacity capacity;
 	enum xdplb_family family;
 	enum xdplb_vip_flag vip_flag;
+	enum xdplb_vip_addr_flag vip_addr_flag;
+	enum xdplb_icmp_const icmp_const;
 	enum xdplb_l2_flag l2_flag;
 	enum xdplb_l2_const l2_const;
 	enum xdplb_reason reason;

@@ -55,6 +55,8 @@ export interface LoadBalancerVipSpec {
   backendService?: string;
   hashing?: HashingOptions;
   lruBypass?: boolean;
+  /** The balancer answers echo requests (ping) to the address; default true. False on any VIP of an address turns it off. */
+  icmpEcho?: boolean;
   /** Who decapsulates (and translates ports): the backend node, or the pod itself. Default Node. */
   delivery?: Delivery;
   /** Probes of each backend along the real path (health-check.ts); absent: the defaults. */

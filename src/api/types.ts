@@ -30,6 +30,8 @@ export interface VipSpecBase {
   hashing?: HashingOptions;
   /** Never use the connection table: every packet follows the current ring. */
   lruBypass?: boolean;
+  /** The balancer answers echo requests (ping) to the address; default true. False on any VIP of an address turns it off. */
+  icmpEcho?: boolean;
 }
 
 export interface Backend {

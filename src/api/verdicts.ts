@@ -11,6 +11,7 @@ export const REASONS = [
   'TX_ENCAP',
   'TX_ARP_REPLY',
   'TX_NDP_ADVERT',
+  'TX_ICMP_ECHO_REPLY',
   'PASS_NOT_IP',
   'PASS_NOT_VIP',
   'PASS_MALFORMED',
@@ -23,6 +24,8 @@ export const REASONS = [
   'DROP_UNSUPPORTED_ENCAP',
   'DROP_NOT_CONFIGURED',
   'DROP_ENCAP_FAILED',
+  'DROP_VIP_NO_PORT',
+  'DROP_ICMP_ECHO_OFF',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 

@@ -34,6 +34,21 @@ export type Family = typeof FAMILY_V4 | typeof FAMILY_V6;
 
 export const VIP_F_HASH_NO_SRC_PORT = 1 << 0;
 export const VIP_F_LRU_BYPASS = 1 << 1;
+/** The VIP's address answers no echo requests (the dataplane folds it into the address's vip_addrs flags). */
+export const VIP_F_NO_ICMP_ECHO = 1 << 2;
+
+/** vip_addrs values (enum xdplb_vip_addr_flag). */
+export const VIP_ADDR_F_ICMP_ECHO = 1 << 0;
+
+/** enum xdplb_icmp_const without the XDPLB_ prefix: the ICMP the program answers for VIP addresses. */
+export const ICMP_PROTO = {
+  IPPROTO_ICMP: 1,
+  ICMP_ECHO_REPLY: 0,
+  ICMP_ECHO_REQUEST: 8,
+  ICMPV6_ECHO_REQUEST: 128,
+  ICMPV6_ECHO_REPLY: 129,
+  ICMP_REPLY_TTL: 64,
+} as const;
 
 /** l2_addrs values (enum xdplb_l2_flag). */
 export const L2_F_ANSWER = 1 << 0;

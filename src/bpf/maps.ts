@@ -106,6 +106,7 @@ const perRealId: Scale = { with: 'reals' };
 
 export const BALANCER_MAPS = {
   vips: map<VipKey, VipMeta>('vip_map', MapType.HASH, VipKeyCodec, VipMetaCodec, perVip),
+  /** Every VIP address -> VIP_ADDR_F_* flags: what the program does for it beyond its VIPs' ports (answer echo requests). */
   vipAddrs: map<IpAddress, number>('vip_addrs', MapType.HASH, AddrCodec, U32Codec, perVip),
   /** L2 mode: address -> L2_F_* flags (L2_F_ANSWER: answer ARP and neighbor solicitations for it). */
   l2Addrs: map<IpAddress, number>('l2_addrs', MapType.HASH, AddrCodec, U32Codec, perVip),

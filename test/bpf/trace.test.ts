@@ -20,6 +20,7 @@ import { Tracer } from '../../src/agent/trace/tracer.js';
 import { PcapWriter } from '../../src/cli/pcap-writer.js';
 import { BalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
+import { buildEcho } from '../support/icmp-packets.js';
 import { buildPacket, ETH_HLEN, parseEncapsulated, type PacketSpec } from '../support/packets.js';
 
 const WEB = '198.19.1.10';
@@ -103,6 +104,19 @@ describe('packet tracing', () => {
       ['198.19.1.99', null, 'pass_not_vip', 'pass', 'none'],
     ]);
     assert.equal(events[1]!.frameOut, '', 'nothing was transmitted');
+  });
+
+  test('a client match: an answered echo request and a packet for a port no VIP has come with their reasons', (t) => {
+    if (!requireKernel(t)) return;
+    const ping = buildEcho({ src: CLIENT, dst: WEB });
+    const { events, results } = traced({ client: CLIENT }, [ping, tcp(WEB, 3100, { dport: 81 })]);
+    assert.deepEqual(results.map((r) => r.action), [XdpAction.TX, XdpAction.DROP]);
+    assert.deepEqual(events.map((e) => [e.proto, e.dst, e.vip, e.reason, e.verdict, e.path]), [
+      ['ICMP', WEB, null, 'tx_icmp_echo_reply', 'tx', 'none'],
+      ['TCP', WEB, null, 'drop_vip_no_port', 'drop', 'none'],
+    ]);
+    assert.ok(Buffer.from(events[0]!.frameIn, 'base64').equals(ping), 'frameIn: the request');
+    assert.ok(Buffer.from(events[0]!.frameOut, 'base64').equals(results[0]!.output), 'frameOut: the answer as sent');
   });
 
   test('a VIP hashing without the source port: the record keeps the port the packet came from', (t) => {

@@ -117,7 +117,7 @@ describe('lab: xdplb trace on a balancer node', () => {
       ['UDP', VIP4, null, 'drop', 'drop_fragment'],
       ['UDP', VIP4, null, 'drop', 'drop_fragment'],
       ['UDP', VIP4, null, 'drop', 'drop_fragment'],
-      ['TCP', VIP4, null, 'pass', 'pass_not_vip'],
+      ['TCP', VIP4, null, 'drop', 'drop_vip_no_port'],
     ]);
     assert.equal(events[3]!.dport, 81);
   });

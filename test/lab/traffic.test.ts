@@ -3,6 +3,7 @@
  * balancer nodes running xdplb-agent, to reals that answer directly (DSR).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +16,9 @@ import { type ConnectResult, type ContinuousResult, LONG_LIVED_MIN_MESSAGES, typ
 
 const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 const UDP_ETH_IP_UDP = 14 + 20 + 8;
+const PINGS = 3;
+/** The client is one router hop from the balancers: an answer sent with TTL 64 arrives with 63. */
+const ECHO_TTL_AT_CLIENT = 63;
 const AGENT = fileURLToPath(new URL('../../src/agent/main.js', import.meta.url));
 
 describe('lab: real traffic through XDP balancers', () => {
@@ -65,6 +69,29 @@ describe('lab: real traffic through XDP balancers', () => {
       const u = await lab.clientRun<UdpResult>({ mode: 'udp', vip, port: 53, sourcePorts: ports(41000, 60) });
       assert.equal(u.failures, 0, `${vip} UDP: ${u.errors.join(', ')}`);
       assert.equal(new Set(Object.values(u.byPort)).size, 3);
+    }
+  });
+
+  test('ping to a VIP is answered by the balancer, not a real; a port no VIP has is dropped there, not routed back', async (t) => {
+    if (!requireKernel(t)) return;
+    const count = (s: Samples[], verdict: string, reason: string) => s.reduce((a, m) => a + sample(m, 'xdplb_packets_total', { verdict, reason }), 0);
+    const before = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    for (const vip of [VIP4, VIP6]) {
+      const ping = spawnSync('ip', ['netns', 'exec', lab.client, 'ping', '-n', '-c', String(PINGS), '-i', '0.2', '-W', '5', vip], { encoding: 'utf8' });
+      const said = `${ping.stdout}${ping.stderr}`;
+      assert.match(said, new RegExp(`${PINGS} packets transmitted, ${PINGS} received`), said);
+      assert.match(said, new RegExp(`from ${vip}: icmp_seq=1 ttl=${ECHO_TTL_AT_CLIENT} `), `answered from the VIP, TTL 64 less the router's hop: ${said}`);
+    }
+    // The host would forward a packet for a port no VIP has back to the router (the VIP is none of its addresses);
+    // XDP drops it, so the client's SYNs go unanswered: a timeout, not a refusal or an unreachable.
+    const noPort = await connect(VIP4, 1, 81);
+    assert.deepEqual(noPort.errors, ['timeout']);
+    const after = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    assert.equal(count(after, 'tx', 'tx_icmp_echo_reply') - count(before, 'tx', 'tx_icmp_echo_reply'), 2 * PINGS, 'every request answered in XDP');
+    assert.ok(count(after, 'drop', 'drop_vip_no_port') - count(before, 'drop', 'drop_vip_no_port') >= 1, 'the SYN to port 81 dropped in XDP');
+    for (let i = 0; i < 2; i++) {
+      const passed = count([after[i]!], 'pass', 'pass_vip_not_tcp_udp') - count([before[i]!], 'pass', 'pass_vip_not_tcp_udp');
+      assert.equal(passed, 0, `balancer ${i + 1} passed nothing for the VIP addresses to its host`);
     }
   });
 

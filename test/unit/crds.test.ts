@@ -145,6 +145,7 @@ test('the defaults the schemas give are the ones the code falls back to', () => 
   const lbvip = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
   assert.equal(lbvip.balancer!.default, 'default');
   assert.equal(lbvip.lruBypass!.default, false);
+  assert.equal(lbvip.icmpEcho!.default, true);
   assert.equal(lbvip.hashing!.properties!.ignoreSourcePort!.default, false);
   const xdpb = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
   assert.equal(xdpb.metricsPort!.default, DEFAULT_METRICS_PORT);

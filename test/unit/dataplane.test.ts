@@ -1,7 +1,7 @@
 /** The Dataplane's diffing, write order, validation, capacity checks and adoption, on in-memory maps. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MAX_VIPS, RING_SIZE } from '../../src/bpf/consts.js';
+import { MAX_VIPS, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../src/bpf/consts.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import { InvalidStateError, type VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { parseIp } from '../../src/lib/ip.js';
@@ -73,12 +73,34 @@ describe('dataplane diffing', () => {
     for (const id of ids) assert.equal(h.maps.reals.get(id), null, `real ${id} cleared`);
   });
 
-  test('two VIPs on one address share its vip_addrs entry, counted', () => {
+  test('two VIPs on one address share its vip_addrs entry, kept until the last goes', () => {
     const h = new MemoryDataplane();
+    const a = parseIp('198.19.1.30');
     h.apply([vip('198.19.1.30', reals(1), 80), vip('198.19.1.30', reals(1), 443)]);
-    assert.equal(h.maps.vipAddrs.get(parseIp('198.19.1.30')), 2);
-    h.apply([vip('198.19.1.30', reals(1), 443)]);
-    assert.equal(h.maps.vipAddrs.get(parseIp('198.19.1.30')), 1);
+    assert.equal(h.maps.vipAddrs.get(a), VIP_ADDR_F_ICMP_ECHO);
+    const writes = h.writesOf(() => h.apply([vip('198.19.1.30', reals(1), 443)]));
+    assert.equal(h.maps.vipAddrs.get(a), VIP_ADDR_F_ICMP_ECHO);
+    assert.ok(!writes.some((w) => w.endsWith('vip_addrs')), `the address entry is not rewritten: ${writes.join(', ')}`);
+    h.apply([]);
+    assert.equal(h.maps.vipAddrs.get(a), null);
+  });
+
+  test('echo answers: on by default; off for the address while any of its VIPs turns them off', () => {
+    const h = new MemoryDataplane();
+    const a = parseIp('198.19.1.31');
+    const web = vip('198.19.1.31', reals(1), 80);
+    const quiet = { ...vip('198.19.1.31', reals(1), 443), icmpEcho: false };
+    h.apply([web]);
+    assert.equal(h.maps.vipAddrs.get(a), VIP_ADDR_F_ICMP_ECHO);
+    h.apply([web, quiet]);
+    assert.equal(h.maps.vipAddrs.get(a), 0, 'one VIP says no: no answers');
+    assert.equal(h.maps.vips.get({ address: a, port: 443, proto: 6 })?.flags, VIP_F_NO_ICMP_ECHO);
+    h.apply([web, { ...quiet, icmpEcho: true }]);
+    assert.equal(h.maps.vipAddrs.get(a), VIP_ADDR_F_ICMP_ECHO, 'a flag changed in place counts the VIP again');
+    h.apply([{ ...web, icmpEcho: false }]);
+    assert.equal(h.maps.vipAddrs.get(a), 0, 'the last VIP of the address changed in place: the entry stays, updated');
+    h.apply([web]);
+    assert.equal(h.maps.vipAddrs.get(a), VIP_ADDR_F_ICMP_ECHO);
   });
 });
 
@@ -217,11 +239,13 @@ describe('dataplane adoption', () => {
 
   test('vip_addrs is repaired to agree with the VIPs', () => {
     const h = new MemoryDataplane();
-    h.apply([vip('198.19.1.23', reals(1), 80), vip('198.19.1.23', reals(1), 443)]);
-    h.maps.vipAddrs.set(parseIp('198.19.1.23'), 7);
+    h.apply([vip('198.19.1.23', reals(1), 80), { ...vip('198.19.1.23', reals(1), 443), icmpEcho: false }, vip('198.19.1.24', reals(1))]);
+    h.maps.vipAddrs.set(parseIp('198.19.1.23'), VIP_ADDR_F_ICMP_ECHO);
+    h.maps.vipAddrs.delete(parseIp('198.19.1.24'));
     h.maps.vipAddrs.set(parseIp('198.19.1.99'), 1);
     new Dataplane(h.raw).adopt();
-    assert.deepEqual(h.maps.vipAddrs.keys().map((a) => [a.text, h.maps.vipAddrs.get(a)]), [['198.19.1.23', 2]]);
+    assert.deepEqual(h.maps.vipAddrs.keys().map((a) => [a.text, h.maps.vipAddrs.get(a)]).sort(),
+      [['198.19.1.23', 0], ['198.19.1.24', VIP_ADDR_F_ICMP_ECHO]], 'flags from the adopted VIPs\' flags; a missing entry written; a stray one gone');
   });
 
   test('adopt() runs only on a fresh Dataplane', () => {

@@ -19,6 +19,7 @@ vips:
     address: 2001:db8:19::10
     ports: [{ port: 443 }]
     lruBypass: true
+    icmpEcho: false
     reals: []
 `;
 
@@ -36,9 +37,9 @@ describe('standalone VIP file', () => {
   test('a valid file becomes one dataplane VIP per port', () => {
     const vips = parseStandaloneConfig(GOOD, 'vips.yaml');
     assert.deepEqual(toVipSpecs(vips), [
-      { address: '198.19.0.10', port: 80, protocol: 'TCP', hashNoSrcPort: true, lruBypass: false, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
-      { address: '198.19.0.10', port: 53, protocol: 'UDP', hashNoSrcPort: true, lruBypass: false, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
-      { address: '2001:db8:19::10', port: 443, protocol: 'TCP', hashNoSrcPort: false, lruBypass: true, reals: [] },
+      { address: '198.19.0.10', port: 80, protocol: 'TCP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
+      { address: '198.19.0.10', port: 53, protocol: 'UDP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
+      { address: '2001:db8:19::10', port: 443, protocol: 'TCP', hashNoSrcPort: false, lruBypass: true, icmpEcho: false, reals: [] },
     ]);
     assert.deepEqual(parseStandaloneConfig('', 'empty.yaml'), []);
   });
@@ -50,6 +51,7 @@ vips:
     address: 198.19.0.300
     ports: [{ port: 0 }, { port: 80, protocol: SCTP }, { port: 81 }, { port: 81 }]
     reals: [{ address: nope, weight: -1 }]
+    icmpEcho: "no"
     colour: blue
   - name: b
     address: 198.19.0.1
@@ -65,6 +67,7 @@ vips:
       'vips[0].ports[3]: 81/TCP is listed twice',
       'vips[0].reals[0].address: "nope" is not an IPv4 or IPv6 address',
       'vips[0].reals[0].weight: -1 is not a number >= 0',
+      'vips[0].icmpEcho: must be true or false',
       'vips[0].colour: unknown field',
       'vips[1].ports: must be a list of 1 to 16 ports',
       'vips[1].reals: must be a list',

@@ -6,7 +6,7 @@
 import { maglevRing } from '../../lib/maglev.js';
 import { componentLog } from '../../lib/log.js';
 import type { CtlConfig } from '../../bpf/structs.js';
-import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE } from '../../bpf/consts.js';
+import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
 import {
   BALANCER_MAPS,
   type BalancerHandles,
@@ -34,6 +34,16 @@ import { IdAllocator } from './id-allocator.js';
 const CTL_SLOT = 0;
 
 const log = componentLog('dataplane');
+
+/** A VIP address: how many VIPs it has, how many of those turn echo answers off, and the vip_addrs value written. */
+interface VipAddrState {
+  vips: number;
+  noEcho: number;
+  written: number | null;
+}
+
+/** Echo requests are answered unless a VIP of the address turns it off: turning it off is the deliberate choice. */
+const vipAddrFlags = (a: VipAddrState): number => (a.noEcho === 0 ? VIP_ADDR_F_ICMP_ECHO : 0);
 
 interface InstalledReal {
   id: number;
@@ -99,7 +109,8 @@ export class Dataplane {
   private readonly realsById = new Map<number, InstalledReal>();
   private readonly vipNums: IdAllocator;
   private readonly realIds: IdAllocator;
-  private readonly vipAddrRefs = new Map<string, number>();
+  /** Per VIP address, by text: what its vip_addrs entry is made of. */
+  private readonly vipAddrs = new Map<string, VipAddrState>();
   /** What ctl[0] holds, when known. */
   private ctl: CtlConfig | null = null;
   /** The maps with their codecs. */
@@ -193,15 +204,19 @@ export class Dataplane {
       };
       this.vips.set(spec.id, { spec, num: meta.vipNum, ringKey: null, realIds, flags: meta.flags });
       this.vipNums.claim(meta.vipNum);
-      this.vipAddrRefs.set(address.text, (this.vipAddrRefs.get(address.text) ?? 0) + 1);
+      const a = this.vipAddrs.get(address.text) ?? { vips: 0, noEcho: 0, written: null };
+      a.vips++;
+      if (meta.flags & VIP_F_NO_ICMP_ECHO) a.noEcho++;
+      this.vipAddrs.set(address.text, a);
     }
     // vip_addrs must agree with the VIPs: repair any difference now.
     for (const address of m.vipAddrs.keys()) {
-      if (!this.vipAddrRefs.has(address.text)) m.vipAddrs.delete(address);
+      if (!this.vipAddrs.has(address.text)) m.vipAddrs.delete(address);
     }
-    for (const [text, refs] of this.vipAddrRefs) {
+    for (const [text, a] of this.vipAddrs) {
       const address = parseIp(text);
-      if (m.vipAddrs.get(address) !== refs) m.vipAddrs.set(address, refs);
+      a.written = m.vipAddrs.get(address) ?? null;
+      this.writeVipAddr(address, a);
     }
     const result = { vips: this.vips.size, reals: this.reals.size, dirtyRings };
     log.info(result, 'adopted dataplane state from the maps');
@@ -363,20 +378,33 @@ export class Dataplane {
     }
   }
 
+  /** Counts a VIP with these flags in (+1) or out (-1) of its address; writes the address's entry if it changed. */
+  private countVipAddr(address: IpAddress, flags: number, delta: 1 | -1): void {
+    const a = this.vipAddrs.get(address.text) ?? { vips: 0, noEcho: 0, written: null };
+    a.vips += delta;
+    if (flags & VIP_F_NO_ICMP_ECHO) a.noEcho += delta;
+    if (a.vips > 0) {
+      this.vipAddrs.set(address.text, a);
+      this.writeVipAddr(address, a);
+    } else {
+      this.maps.vipAddrs.delete(address);
+      this.vipAddrs.delete(address.text);
+    }
+  }
+
+  private writeVipAddr(address: IpAddress, a: VipAddrState): void {
+    const flags = vipAddrFlags(a);
+    if (flags === a.written) return;
+    this.maps.vipAddrs.set(address, flags);
+    a.written = flags;
+  }
+
   private addVipAddr(spec: NormalizedVip): void {
-    const key = spec.address.text;
-    const n = (this.vipAddrRefs.get(key) ?? 0) + 1;
-    this.maps.vipAddrs.set(spec.address, n);
-    this.vipAddrRefs.set(key, n);
+    this.countVipAddr(spec.address, spec.flags, 1);
   }
 
   private removeVipAddr(spec: NormalizedVip): void {
-    const key = spec.address.text;
-    const n = (this.vipAddrRefs.get(key) ?? 1) - 1;
-    if (n > 0) this.maps.vipAddrs.set(spec.address, n);
-    else this.maps.vipAddrs.delete(spec.address);
-    if (n > 0) this.vipAddrRefs.set(key, n);
-    else this.vipAddrRefs.delete(key);
+    this.countVipAddr(spec.address, spec.flags, -1);
   }
 
   private removeVip(vip: InstalledVip, result: ApplyResult): void {
@@ -409,6 +437,9 @@ export class Dataplane {
       vip.ringKey = ringKey;
     }
     if (spec.flags !== vip.flags) {
+      // Counted in with the new flags before out with the old: the address never looks unused.
+      this.countVipAddr(spec.address, spec.flags, 1);
+      this.countVipAddr(spec.address, vip.flags, -1);
       this.maps.vips.set(spec, { flags: spec.flags, vipNum: vip.num });
       vip.flags = spec.flags;
     }

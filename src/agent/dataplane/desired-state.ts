@@ -5,7 +5,7 @@
  */
 import { type IpAddress, parseIp } from '../../lib/ip.js';
 import { LruCache, type LruCacheStats } from '../../lib/lru-cache.js';
-import { IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS } from '../../bpf/consts.js';
+import { IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
 import { usableRealIds } from '../../bpf/maps.js';
 import { type EncapConfig, parseMac } from '../../bpf/structs.js';
 
@@ -46,6 +46,8 @@ export interface VipSpec {
   protocol: Protocol;
   hashNoSrcPort?: boolean;
   lruBypass?: boolean;
+  /** Echo requests to the address answered by the balancer (default true); false on any VIP of the address turns it off. */
+  icmpEcho?: boolean;
   reals: RealSpec[];
 }
 
@@ -169,7 +171,7 @@ function estimatedBytes(key: string, result: VipResult): number {
 }
 
 function vipInputKey(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): string {
-  let key = `${+hasSrcV4}${+hasSrcV6}|${v.address}|${v.port}|${v.protocol}|${+!!v.hashNoSrcPort}${+!!v.lruBypass}|`;
+  let key = `${+hasSrcV4}${+hasSrcV6}|${v.address}|${v.port}|${v.protocol}|${+!!v.hashNoSrcPort}${+!!v.lruBypass}${+(v.icmpEcho === false)}|`;
   for (const r of v.reals) key += `${r.address}=${r.weight};`;
   return key;
 }
@@ -213,7 +215,11 @@ function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResu
     if (ra.family === 6 && !hasSrcV6) problems.push({ path, reason: `IPv6 real ${ra.text} needs encap.srcV6` });
     reals.push({ address: ra, weight: r.weight });
   });
-  const flags = (v.hashNoSrcPort ? VIP_F_HASH_NO_SRC_PORT : 0) | (v.lruBypass ? VIP_F_LRU_BYPASS : 0);
+  if (v.icmpEcho !== undefined && typeof v.icmpEcho !== 'boolean') {
+    problems.push({ path: '.icmpEcho', reason: `${JSON.stringify(v.icmpEcho)} is not true or false` });
+  }
+  const flags = (v.hashNoSrcPort ? VIP_F_HASH_NO_SRC_PORT : 0) | (v.lruBypass ? VIP_F_LRU_BYPASS : 0) |
+    (v.icmpEcho === false ? VIP_F_NO_ICMP_ECHO : 0);
   const proto = v.protocol === 'TCP' ? IPPROTO_TCP : IPPROTO_UDP;
   return { vip: problems.length ? null : { id, address, port: v.port, proto, flags, reals }, problems };
 }

@@ -72,6 +72,7 @@ export function specsOf(v: LoadBalancerVip): VipSpec[] {
     protocol: p.protocol ?? 'TCP',
     hashNoSrcPort: v.spec.hashing?.ignoreSourcePort ?? false,
     lruBypass: v.spec.lruBypass ?? false,
+    icmpEcho: v.spec.icmpEcho ?? true,
     reals,
   }));
 }

@@ -8,6 +8,7 @@
  *       ports: [{ port: 80, protocol: TCP }]
  *       hashing: { ignoreSourcePort: false }
  *       lruBypass: false
+ *       icmpEcho: true
  *       reals: [{ address: 198.18.1.1, weight: 1 }]
  */
 import * as yaml from 'js-yaml';
@@ -80,7 +81,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
       problems.push({ path: at, reason: 'must be a mapping' });
       return;
     }
-    checkKeys(raw, ['name', 'address', 'ports', 'hashing', 'lruBypass', 'reals', 'healthCheck'], at, problems);
+    checkKeys(raw, ['name', 'address', 'ports', 'hashing', 'lruBypass', 'icmpEcho', 'reals', 'healthCheck'], at, problems);
     const name = raw.name;
     if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
       problems.push({ path: `${at}.name`, reason: `${JSON.stringify(name)} is not a lowercase DNS-style name` });
@@ -130,6 +131,9 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
     if (raw.lruBypass !== undefined && typeof raw.lruBypass !== 'boolean') {
       problems.push({ path: `${at}.lruBypass`, reason: 'must be true or false' });
     }
+    if (raw.icmpEcho !== undefined && typeof raw.icmpEcho !== 'boolean') {
+      problems.push({ path: `${at}.icmpEcho`, reason: 'must be true or false' });
+    }
     const reals: Backend[] = [];
     if (!Array.isArray(raw.reals)) problems.push({ path: `${at}.reals`, reason: 'must be a list (it may be empty)' });
     else {
@@ -153,6 +157,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
       ports,
       hashing,
       lruBypass: raw.lruBypass === true,
+      icmpEcho: raw.icmpEcho !== false,
       reals,
       ...(raw.healthCheck === undefined ? {} : { healthCheck: parseHealthCheck(raw.healthCheck, `${at}.healthCheck`, problems) }),
     });
@@ -170,6 +175,7 @@ export function toVipSpecs(vips: readonly StandaloneVip[]): VipSpec[] {
       protocol: p.protocol,
       hashNoSrcPort: v.hashing?.ignoreSourcePort ?? false,
       lruBypass: v.lruBypass ?? false,
+      icmpEcho: v.icmpEcho ?? true,
       reals: v.reals.map((r) => ({ address: r.address, weight: r.weight })),
     })),
   );

@@ -4,11 +4,13 @@
  */
 import type { TraceEvent } from '../../api/trace.js';
 import { type Reason, type TracePath, verdictOf } from '../../api/verdicts.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../bpf/consts.js';
+import { ICMP_PROTO, IPPROTO_TCP, IPPROTO_UDP, L2_PROTO } from '../../bpf/consts.js';
 import type { RawTraceRecord } from '../../bpf/trace-structs.js';
 import type { InstalledVipRef } from '../dataplane/dataplane.js';
 
-const PROTO_NAMES: Record<number, string> = { [IPPROTO_TCP]: 'TCP', [IPPROTO_UDP]: 'UDP', 1: 'ICMP', 58: 'ICMPv6' };
+const PROTO_NAMES: Record<number, string> = {
+  [IPPROTO_TCP]: 'TCP', [IPPROTO_UDP]: 'UDP', [ICMP_PROTO.IPPROTO_ICMP]: 'ICMP', [L2_PROTO.IPPROTO_ICMPV6]: 'ICMPv6',
+};
 const NS_PER_MS = 1_000_000n;
 
 export function protoName(proto: number): string {
