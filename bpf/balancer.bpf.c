@@ -47,16 +47,19 @@ static __always_inline int is_vip_addr(const struct flow_key *flow)
 }
 
 /* Neither TCP nor UDP: an echo request to a VIP address is answered (or
- * dropped, where its VIPs say so); the rest goes to the host as before. */
-static __always_inline int other_l4(const struct xdplb_packet *p, void *data, void *data_end)
+ * dropped, where its VIPs say so); an error about a VIP flow goes on to be
+ * balanced as that flow (p->flow becomes it); the rest goes to the host. */
+static __always_inline int other_l4(struct xdplb_packet *p, void *data, void *data_end)
 {
 	__u32 *flags = vip_addr_flags(&p->flow);
 
 	if (!flags)
 		return XDPLB_PASS_NOT_VIP;
-	if (!xdplb_is_echo_request(p, data, data_end))
-		return XDPLB_PASS_VIP_NOT_TCP_UDP;
-	return *flags & XDPLB_VIP_ADDR_F_ICMP_ECHO ? XDPLB_TX_ICMP_ECHO_REPLY : XDPLB_DROP_ICMP_ECHO_OFF;
+	if (xdplb_is_echo_request(p, data, data_end))
+		return *flags & XDPLB_VIP_ADDR_F_ICMP_ECHO ? XDPLB_TX_ICMP_ECHO_REPLY : XDPLB_DROP_ICMP_ECHO_OFF;
+	if (xdplb_icmp_error_flow(p, data, data_end))
+		return XDPLB_TX_ICMP_ERROR;
+	return XDPLB_PASS_VIP_NOT_TCP_UDP;
 }
 
 static __always_inline struct vip_meta *find_vip(const struct flow_key *flow)
@@ -107,7 +110,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	struct vip_stats *vs;
 	struct vip_meta *vip;
 	__u32 real_id = 0, slot, *ring_id;
-	int rc;
+	int rc, icmp_error = 0;
 
 	rc = xdplb_parse(p, data, data_end);
 	t->sport = p->flow.sport;
@@ -123,12 +126,20 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	case XDPLB_PARSE_FRAGMENT:
 		return is_vip_addr(&p->flow) ? XDPLB_DROP_FRAGMENT : XDPLB_PASS_NOT_VIP;
 	default: /* XDPLB_PARSE_OTHER_L4 */
-		return other_l4(p, data, data_end);
+		rc = other_l4(p, data, data_end);
+		if (rc != XDPLB_TX_ICMP_ERROR)
+			return rc;
+		/* p->flow is the flow the error is about: it goes where that flow's
+		 * packets go, and changes nothing in the connection table. */
+		icmp_error = 1;
 	}
 
 	vip = find_vip(&p->flow);
-	if (!vip)
+	if (!vip) {
+		if (icmp_error)
+			return XDPLB_PASS_VIP_NOT_TCP_UDP; /* about no VIP's port: the host's, as before */
 		return is_vip_addr(&p->flow) ? XDPLB_DROP_VIP_NO_PORT : XDPLB_PASS_NOT_VIP;
+	}
 	t->vip_num = vip->vip_num;
 	vs = bpf_map_lookup_elem(&vip_stats, &vip->vip_num);
 	if (vs) {
@@ -163,6 +174,8 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		real = real_by_id(real_id);
 		if (!real)
 			return XDPLB_DROP_NO_REAL;
+		if (icmp_error)
+			goto chosen;
 		if (vs)
 			vs->lru_misses += 1;
 		if (conn) {
@@ -175,9 +188,10 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 			bpf_map_update_elem(&conn_table, &p->flow, &fv, BPF_ANY);
 		}
 	}
+chosen:
 	t->real_id = real_id;
 	t->real = real;
-	return XDPLB_TX_ENCAP;
+	return icmp_error ? XDPLB_TX_ICMP_ERROR : XDPLB_TX_ENCAP;
 }
 
 SEC("xdp")
@@ -201,11 +215,14 @@ int xdplb_balancer(struct xdp_md *ctx)
 		reason = xdplb_l2_answer(ctx, reason, l2_mac);
 	} else if (reason == XDPLB_TX_ICMP_ECHO_REPLY) {
 		reason = xdplb_icmp_echo_reply(ctx, &p);
-	} else if (reason == XDPLB_TX_ENCAP) {
+	} else if (reason == XDPLB_TX_ENCAP || reason == XDPLB_TX_ICMP_ERROR) {
+		int to_real = reason;
+
 		cfg = bpf_map_lookup_elem(&ctl, &zero);
 		reason = cfg ? xdplb_encap(ctx, &p, t.real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK) :
 			       XDPLB_DROP_NOT_CONFIGURED;
 		if (reason == XDPLB_TX_ENCAP) {
+			reason = to_real;
 			rs = bpf_map_lookup_elem(&real_stats, &t.real_id);
 			if (rs) {
 				rs->packets += 1;

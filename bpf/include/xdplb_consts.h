@@ -67,6 +67,13 @@ enum xdplb_icmp_const {
 	XDPLB_IPPROTO_ICMP = IPPROTO_ICMP,
 	XDPLB_ICMP_ECHO_REPLY = 0,
 	XDPLB_ICMP_ECHO_REQUEST = 8,
+	XDPLB_ICMP_DEST_UNREACH = 3,      /* errors carrying the packet they are about: */
+	XDPLB_ICMP_TIME_EXCEEDED = 11,
+	XDPLB_ICMP_PARAMETERPROB = 12,
+	XDPLB_ICMPV6_DEST_UNREACH = 1,
+	XDPLB_ICMPV6_PKT_TOOBIG = 2,
+	XDPLB_ICMPV6_TIME_EXCEED = 3,
+	XDPLB_ICMPV6_PARAMPROB = 4,
 	XDPLB_ICMPV6_ECHO_REQUEST = 128,
 	XDPLB_ICMPV6_ECHO_REPLY = 129,
 	XDPLB_ICMP_REPLY_TTL = 64,
@@ -149,10 +156,11 @@ enum xdplb_reason {
 	XDPLB_TX_ARP_REPLY,           /* ARP request for an L2 address answered */
 	XDPLB_TX_NDP_ADVERT,          /* neighbor solicitation for an L2 address answered */
 	XDPLB_TX_ICMP_ECHO_REPLY,     /* ICMP/ICMPv6 echo request to a VIP address answered */
+	XDPLB_TX_ICMP_ERROR,          /* ICMP/ICMPv6 error about a VIP flow encapsulated to the flow's real */
 	XDPLB_PASS_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...) */
 	XDPLB_PASS_NOT_VIP,           /* IP packet not addressed to a VIP */
 	XDPLB_PASS_MALFORMED,         /* truncated/invalid header, not to a VIP address */
-	XDPLB_PASS_VIP_NOT_TCP_UDP,   /* to a VIP address, neither TCP nor UDP nor an echo request (ICMP errors, NDP...) */
+	XDPLB_PASS_VIP_NOT_TCP_UDP,   /* to a VIP address, neither TCP nor UDP nor an echo request nor an error about a VIP flow (NDP...) */
 	XDPLB_PASS_NDP_NO_ROOM,       /* option-less solicitation for an L2 address, no room to answer */
 	XDPLB_DROP_MALFORMED,         /* truncated/invalid header to a VIP address */
 	XDPLB_DROP_FRAGMENT,          /* IP fragment to a VIP address */

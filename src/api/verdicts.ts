@@ -12,6 +12,7 @@ export const REASONS = [
   'TX_ARP_REPLY',
   'TX_NDP_ADVERT',
   'TX_ICMP_ECHO_REPLY',
+  'TX_ICMP_ERROR',
   'PASS_NOT_IP',
   'PASS_NOT_VIP',
   'PASS_MALFORMED',

@@ -40,11 +40,18 @@ export const VIP_F_NO_ICMP_ECHO = 1 << 2;
 /** vip_addrs values (enum xdplb_vip_addr_flag). */
 export const VIP_ADDR_F_ICMP_ECHO = 1 << 0;
 
-/** enum xdplb_icmp_const without the XDPLB_ prefix: the ICMP the program answers for VIP addresses. */
+/** enum xdplb_icmp_const without the XDPLB_ prefix: the ICMP the program answers or forwards for VIP addresses. */
 export const ICMP_PROTO = {
   IPPROTO_ICMP: 1,
   ICMP_ECHO_REPLY: 0,
   ICMP_ECHO_REQUEST: 8,
+  ICMP_DEST_UNREACH: 3,
+  ICMP_TIME_EXCEEDED: 11,
+  ICMP_PARAMETERPROB: 12,
+  ICMPV6_DEST_UNREACH: 1,
+  ICMPV6_PKT_TOOBIG: 2,
+  ICMPV6_TIME_EXCEED: 3,
+  ICMPV6_PARAMPROB: 4,
   ICMPV6_ECHO_REQUEST: 128,
   ICMPV6_ECHO_REPLY: 129,
   ICMP_REPLY_TTL: 64,

@@ -12,8 +12,8 @@ import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { parseIp } from '../../src/lib/ip.js';
 import { type BalancerHarness, useBalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
-import { buildEcho, parseIcmp } from '../support/icmp-packets.js';
-import { buildPacket, ETH_HLEN, PROTO_ICMP } from '../support/packets.js';
+import { buildEcho, buildIcmpError, parseIcmp, quoteOf } from '../support/icmp-packets.js';
+import { buildPacket, ETH_HLEN, parseEncapsulated, PROTO_ICMP } from '../support/packets.js';
 
 const CLIENT4 = '198.18.100.1';
 const CLIENT6 = '2001:db8:100::1';
@@ -26,6 +26,14 @@ const QUIET4 = '198.19.0.20';
 const QUIET6 = '2001:db8:19::20';
 const reals4 = [{ address: '198.18.1.1', weight: 1 }];
 const reals6 = [{ address: '2001:db8:1::1', weight: 1 }];
+/** A VIP with several reals: which one an error reaches tells whether it followed the flow. */
+const SPREAD4 = '198.19.0.30';
+const SPREAD6 = '2001:db8:19::30';
+const SPREAD_REALS4 = ['198.18.1.1', '198.18.1.2', '198.18.1.3', '198.18.1.4'];
+const SPREAD_REALS6 = ['2001:db8:1::1', '2001:db8:1::2', '2001:db8:1::3', '2001:db8:1::4'];
+/** A router on the way from the reals to the clients. */
+const ROUTER4 = '198.18.50.1';
+const ROUTER6 = '2001:db8:50::1';
 
 const VIPS: VipSpec[] = [
   { address: VIP4, port: 80, protocol: 'TCP', reals: reals4 },
@@ -34,6 +42,9 @@ const VIPS: VipSpec[] = [
   { address: QUIET4, port: 443, protocol: 'TCP', icmpEcho: false, reals: reals4 },
   { address: VIP6, port: 443, protocol: 'TCP', reals: reals6 },
   { address: QUIET6, port: 443, protocol: 'TCP', icmpEcho: false, reals: reals6 },
+  { address: SPREAD4, port: 80, protocol: 'TCP', reals: SPREAD_REALS4.map((address) => ({ address, weight: 1 })) },
+  { address: SPREAD4, port: 53, protocol: 'UDP', reals: SPREAD_REALS4.map((address) => ({ address, weight: 1 })) },
+  { address: SPREAD6, port: 443, protocol: 'TCP', reals: SPREAD_REALS6.map((address) => ({ address, weight: 1 })) },
 ];
 
 const counted = (r: { changed: object }) => JSON.stringify(r.changed, (_, v) => (typeof v === 'bigint' ? Number(v) : v));
@@ -141,4 +152,71 @@ describe('balancer: ICMP and ports of VIP addresses', () => {
     expectVerdict(buildPacket({ src: CLIENT4, dst: VIP4, proto: PROTO_ICMP, payload: Buffer.from([ICMP_PROTO.ICMP_ECHO_REQUEST, 0, 0, 0]) }),
       XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP');
   });
+
+  /** Sends a packet that must be encapsulated (as `reason`) unchanged to a real; returns the real. */
+  function toReal(pkt: Buffer, reason: string): string {
+    const r = h.runCounted(pkt);
+    assert.equal(r.action, XdpAction.TX, counted(r));
+    assert.deepEqual(r.changed, { [reason]: 1n });
+    const e = parseEncapsulated(r.output);
+    assert.ok(e.inner.equals(pkt.subarray(ETH_HLEN)), 'the inner packet is the one received, byte for byte');
+    return e.outerDst;
+  }
+
+  const vipAnswer = (vip: string, client: string, vport: number, cport: number, proto: 'tcp' | 'udp' = 'tcp') =>
+    buildPacket({ src: vip, dst: client, proto, sport: vport, dport: cport, ack: proto === 'tcp', df: parseIp(vip).family === 4 });
+  const fragNeeded = (vip: string, quoted: Buffer) => parseIp(vip).family === 4 ?
+    buildIcmpError({ src: ROUTER4, dst: vip, type: ICMP_PROTO.ICMP_DEST_UNREACH, code: 4, mtu: 1400, quoted }) :
+    buildIcmpError({ src: ROUTER6, dst: vip, type: ICMP_PROTO.ICMPV6_PKT_TOOBIG, mtu: 1400, quoted });
+
+  test('an ICMP error about a VIP\'s answer goes to the real of the client\'s flow, IPv4 and IPv6', (t) => {
+    if (!requireKernel(t)) return;
+    for (const [vip, client, port, reals] of [[SPREAD4, CLIENT4, 80, SPREAD_REALS4], [SPREAD6, CLIENT6, 443, SPREAD_REALS6]] as const) {
+      const seen = new Set<string>();
+      for (let cport = 41000; cport < 41040; cport++) {
+        const syn = buildPacket({ src: client, dst: vip, proto: 'tcp', sport: cport, dport: port, syn: true });
+        const real = toReal(syn, 'TX_ENCAP');
+        const error = fragNeeded(vip, quoteOf(vipAnswer(vip, client, port, cport)));
+        assert.equal(toReal(error, 'TX_ICMP_ERROR'), real, `${vip}: the error about ${client}:${cport} reaches the flow's real`);
+        seen.add(real);
+      }
+      assert.ok(seen.size > 1, `40 flows of ${vip} used ${seen.size} of ${reals.length} reals: the test would not notice a wrong one`);
+    }
+    // Every error type that quotes a packet, IPv4 and IPv6; UDP flows too.
+    const udpReal = toReal(buildPacket({ src: CLIENT4, dst: SPREAD4, proto: 'udp', sport: 42000, dport: 53 }), 'TX_ENCAP');
+    for (const type of [ICMP_PROTO.ICMP_DEST_UNREACH, ICMP_PROTO.ICMP_TIME_EXCEEDED, ICMP_PROTO.ICMP_PARAMETERPROB]) {
+      const quoted = quoteOf(vipAnswer(SPREAD4, CLIENT4, 53, 42000, 'udp'));
+      assert.equal(toReal(buildIcmpError({ src: ROUTER4, dst: SPREAD4, type, quoted }), 'TX_ICMP_ERROR'), udpReal, `type ${type}`);
+    }
+    for (const type of [ICMP_PROTO.ICMPV6_DEST_UNREACH, ICMP_PROTO.ICMPV6_TIME_EXCEED, ICMP_PROTO.ICMPV6_PARAMPROB]) {
+      toReal(buildIcmpError({ src: ROUTER6, dst: SPREAD6, type, quoted: quoteOf(vipAnswer(SPREAD6, CLIENT6, 443, 41000)) }), 'TX_ICMP_ERROR');
+    }
+  });
+
+  test('an error about a flow this node never saw goes where the ring sends it, as on the node that saw it; the table is not changed', (t) => {
+    if (!requireKernel(t)) return;
+    const entries = () => h.lb.maps.connTable.keys().length;
+    for (let cport = 43000; cport < 43020; cport++) {
+      const before = entries();
+      const viaError = toReal(fragNeeded(SPREAD4, quoteOf(vipAnswer(SPREAD4, CLIENT4, 80, cport))), 'TX_ICMP_ERROR');
+      assert.equal(entries(), before, 'no entry made for the error');
+      const ack = buildPacket({ src: CLIENT4, dst: SPREAD4, proto: 'tcp', sport: cport, dport: 80, ack: true });
+      assert.equal(toReal(ack, 'TX_ENCAP'), viaError, `the flow's own packets take the same real (client port ${cport})`);
+    }
+  });
+
+  test('an error the flow\'s real cannot be told from goes to the host: another sender, no VIP port, not TCP or UDP, cut short, a later fragment', (t) => {
+    if (!requireKernel(t)) return;
+    const answer = quoteOf(vipAnswer(SPREAD4, CLIENT4, 80, 41000));
+    const otherSender = quoteOf(vipAnswer(VIP4, CLIENT4, 80, 41000)); // quotes a packet from another address than the error's
+    expectVerdict(fragNeeded(SPREAD4, otherSender), XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP');
+    expectVerdict(fragNeeded(SPREAD4, quoteOf(vipAnswer(SPREAD4, CLIENT4, 81, 41000))), XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP');
+    const icmpQuoted = quoteOf(buildEcho({ src: SPREAD4, dst: CLIENT4, type: ICMP_PROTO.ICMP_ECHO_REPLY }));
+    expectVerdict(fragNeeded(SPREAD4, icmpQuoted), XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP');
+    expectVerdict(fragNeeded(SPREAD4, answer.subarray(0, 20 + 2)), XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP'); // ports cut off
+    const laterFragment = buildPacket({ src: SPREAD4, dst: CLIENT4, proto: 'tcp', sport: 80, dport: 41000, fragment: { more: false, offset: 100 } });
+    expectVerdict(fragNeeded(SPREAD4, quoteOf(laterFragment)), XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP'); // quotes data, not ports
+    expectVerdict(fragNeeded('198.19.0.99', answer), XdpAction.PASS, 'PASS_NOT_VIP');
+  });
 });
+

@@ -20,7 +20,8 @@ import { Tracer } from '../../src/agent/trace/tracer.js';
 import { PcapWriter } from '../../src/cli/pcap-writer.js';
 import { BalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
-import { buildEcho } from '../support/icmp-packets.js';
+import { buildEcho, buildIcmpError, quoteOf } from '../support/icmp-packets.js';
+import { ICMP_PROTO } from '../../src/bpf/consts.js';
 import { buildPacket, ETH_HLEN, parseEncapsulated, type PacketSpec } from '../support/packets.js';
 
 const WEB = '198.19.1.10';
@@ -106,15 +107,20 @@ describe('packet tracing', () => {
     assert.equal(events[1]!.frameOut, '', 'nothing was transmitted');
   });
 
-  test('a client match: an answered echo request and a packet for a port no VIP has come with their reasons', (t) => {
+  test('a client match: an answered echo request, a packet for a port no VIP has, an error about the client\'s flow', (t) => {
     if (!requireKernel(t)) return;
     const ping = buildEcho({ src: CLIENT, dst: WEB });
-    const { events, results } = traced({ client: CLIENT }, [ping, tcp(WEB, 3100, { dport: 81 })]);
-    assert.deepEqual(results.map((r) => r.action), [XdpAction.TX, XdpAction.DROP]);
-    assert.deepEqual(events.map((e) => [e.proto, e.dst, e.vip, e.reason, e.verdict, e.path]), [
-      ['ICMP', WEB, null, 'tx_icmp_echo_reply', 'tx', 'none'],
-      ['TCP', WEB, null, 'drop_vip_no_port', 'drop', 'none'],
+    const answer = buildPacket({ src: WEB, dst: CLIENT, proto: 'tcp', sport: 80, dport: 3101, ack: true });
+    const error = buildIcmpError({ src: '198.18.50.1', dst: WEB, type: ICMP_PROTO.ICMP_DEST_UNREACH, code: 4, mtu: 1400, quoted: quoteOf(answer) });
+    const { events, results } = traced({ client: CLIENT }, [ping, tcp(WEB, 3100, { dport: 81 }), error]);
+    assert.deepEqual(results.map((r) => r.action), [XdpAction.TX, XdpAction.DROP, XdpAction.TX]);
+    // The error is recorded as the flow it is about (the client's), with the VIP and the real it went to.
+    assert.deepEqual(events.map((e) => [e.proto, e.src, e.dst, e.dport, e.vip, e.reason, e.verdict, e.path]), [
+      ['ICMP', CLIENT, WEB, 0, null, 'tx_icmp_echo_reply', 'tx', 'none'],
+      ['TCP', CLIENT, WEB, 81, null, 'drop_vip_no_port', 'drop', 'none'],
+      ['TCP', CLIENT, WEB, 80, `${WEB}:80/TCP`, 'tx_icmp_error', 'tx', 'ring_new_flow'],
     ]);
+    assert.equal(events[2]!.real, parseEncapsulated(results[2]!.output).outerDst);
     assert.ok(Buffer.from(events[0]!.frameIn, 'base64').equals(ping), 'frameIn: the request');
     assert.ok(Buffer.from(events[0]!.frameOut, 'base64').equals(results[0]!.output), 'frameOut: the answer as sent');
   });

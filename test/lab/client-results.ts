@@ -16,6 +16,13 @@ export interface LongResult {
   received: number;
   error: string;
 }
+export interface LargeResult {
+  real: string;
+  sent: number;
+  /** Bytes of the line the real echoed, once whole; 0 if it never came. */
+  received: number;
+  error: string;
+}
 export interface ContinuousResult {
   ok: number;
   failures: number;

@@ -185,6 +185,8 @@ const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['
 export class Lab {
   readonly router: string;
   readonly client: string;
+  /** The router's end of the client's link (the client's is its eth0). */
+  readonly clientLink = 'c1';
   readonly balancers: Balancer[];
   readonly reals: LabReal[];
   readonly workers: LabWorker[];
@@ -337,7 +339,7 @@ export class Lab {
       this.ip(this.router, 'link', 'add', SEGMENT, 'type', 'bridge', 'mcast_snooping', '0');
       this.ip(this.router, 'link', 'set', SEGMENT, 'up');
     }
-    this.wire(this.client, 'c1', '198.18.10', '2001:db8:10', CLIENT_MTU);
+    this.wire(this.client, this.clientLink, '198.18.10', '2001:db8:10', CLIENT_MTU);
     if (this.routing === 'l2') {
       for (const prefix of Object.values(STATIC_VIP_ROUTES)) this.ip(this.client, 'route', 'add', prefix, 'dev', 'eth0');
     }

@@ -12,13 +12,19 @@ import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample, sum } from '../support/prometheus.js';
 import { passedNotVip } from './report.js';
 import { Lab, labVips, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
-import { type ConnectResult, type ContinuousResult, LONG_LIVED_MIN_MESSAGES, type LongResult, type UdpResult } from './client-results.js';
+import { type ConnectResult, type ContinuousResult, type LargeResult, LONG_LIVED_MIN_MESSAGES, type LongResult, type UdpResult } from './client-results.js';
 
 const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 const UDP_ETH_IP_UDP = 14 + 20 + 8;
 const PINGS = 3;
 /** The client is one router hop from the balancers: an answer sent with TTL 64 arrives with 63. */
 const ECHO_TTL_AT_CLIENT = 63;
+/** The router's routes to the client, narrowed: IPv6's minimum, below the 1500 bytes the client's MSS allows for. */
+const NARROW_MTU = 1280;
+/** A line the real echoes in several full-sized segments. */
+const LARGE_LINE = 8000;
+/** A real that learns the path MTU resends within a second or two; generous for a loaded machine. */
+const LARGE_TIMEOUT_MS = 30_000;
 const AGENT = fileURLToPath(new URL('../../src/agent/main.js', import.meta.url));
 
 describe('lab: real traffic through XDP balancers', () => {
@@ -93,6 +99,29 @@ describe('lab: real traffic through XDP balancers', () => {
       const passed = count([after[i]!], 'pass', 'pass_vip_not_tcp_udp') - count([before[i]!], 'pass', 'pass_vip_not_tcp_udp');
       assert.equal(passed, 0, `balancer ${i + 1} passed nothing for the VIP addresses to its host`);
     }
+  });
+
+  test('path MTU discovery works for DSR reals: the router\'s "fragmentation needed" / "packet too big" reaches the flow\'s real', async (t) => {
+    if (!requireKernel(t)) return;
+    const icmpErrors = (s: Samples[]) => s.reduce((a, m) => a + sample(m, 'xdplb_packets_total', { verdict: 'tx', reason: 'tx_icmp_error' }), 0);
+    const before = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    // The reals answer in segments as large as the client's MSS allows (1500-byte packets); the router's routes to the
+    // client take fewer (a route's MTU: the link's own would also drop the client's 1500-byte packets on the veth).
+    // The router tells the sender, which is the VIP: only the real's kernel can act on it. Without the balancer
+    // forwarding the error the connection stalls: no real learns the path's MTU (checked by hand with the router's
+    // "fragmentation needed" dropped: the same transfer timed out).
+    const narrowed = [['-4', `${lab.clientAddress.v4}/32`], ['-6', `${lab.clientAddress.v6}/128`]];
+    for (const [family, prefix] of narrowed) lab.ip(lab.router, family!, 'route', 'add', prefix!, 'dev', lab.clientLink, 'mtu', String(NARROW_MTU));
+    try {
+      for (const vip of [VIP4, VIP6]) {
+        const r = await lab.clientRun<LargeResult>({ mode: 'large', vip, port: 80, count: LARGE_LINE, durationMs: LARGE_TIMEOUT_MS });
+        assert.deepEqual([r.error, r.received], ['', LARGE_LINE], `${vip}, answered by ${r.real || 'no real'}`);
+      }
+    } finally {
+      for (const [family, prefix] of narrowed) lab.ip(lab.router, family!, 'route', 'del', prefix!, 'dev', lab.clientLink);
+    }
+    const after = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
+    assert.ok(icmpErrors(after) - icmpErrors(before) >= 2, `the router's errors went to the reals through XDP: ${icmpErrors(before)} -> ${icmpErrors(after)}`);
   });
 
   test('the same flow reaches the same real through either balancer node', async (t) => {

@@ -41,3 +41,31 @@ export function parseIcmp(frame: Buffer): { family: 4 | 6; msg: Buffer; checksum
   const msg = ip.subarray(IPV6_HLEN, IPV6_HLEN + ip.readUInt16BE(4));
   return { family: 6, msg, checksumOk: icmpv6Sum(ip.subarray(8, 24), ip.subarray(24, 40), msg) === 0, ipChecksumOk: true };
 }
+
+export interface IcmpErrorSpec extends Pick<PacketSpec, 'src' | 'dst'> {
+  type: number;
+  code?: number;
+  /** The second word: unused (0), or the next-hop MTU (fragmentation needed, packet too big). */
+  mtu?: number;
+  /** The packet the error is about, from its IP header: as much as the router quotes. */
+  quoted: Buffer;
+}
+
+/** An ICMP or ICMPv6 error (RFC 792, RFC 4443) from src (a router) to dst, quoting a packet, checksum computed. */
+export function buildIcmpError(s: IcmpErrorSpec): Buffer {
+  const v6 = parseIp(s.dst).family === 6;
+  const msg = Buffer.concat([Buffer.alloc(ECHO_HLEN), s.quoted]);
+  msg.writeUInt8(s.type, 0);
+  msg.writeUInt8(s.code ?? 0, 1);
+  if (v6) msg.writeUInt32BE(s.mtu ?? 0, 4);
+  else msg.writeUInt16BE(s.mtu ?? 0, 6);
+  if (v6) msg.writeUInt16BE(icmpv6Sum(parseIp(s.src).bytes, parseIp(s.dst).bytes, msg), 2);
+  else msg.writeUInt16BE(checksum(msg), 2);
+  return buildPacket({ src: s.src, dst: s.dst, proto: v6 ? PROTO_ICMPV6 : ICMP_PROTO.IPPROTO_ICMP, payload: msg });
+}
+
+/** What a router quotes of a packet it cannot deliver: the IPv4 header and 8 bytes (RFC 792); for IPv6 as much as fits, here the header and 20 bytes. */
+export function quoteOf(frame: Buffer): Buffer {
+  const l3 = frame.subarray(ETH_HLEN);
+  return Buffer.from(l3.subarray(0, (l3[0]! >> 4 === 4 ? IPV4_HLEN + 8 : IPV6_HLEN + 20)));
+}

@@ -8,13 +8,15 @@
  *  { mode: 'continuous', vip, port, durationMs }            back-to-back connections for a while
  *  { mode: 'probe', vip, port, durationMs, intervalMs }     prints "started", then connects every interval
  *                                                           until one is answered: { at: epoch ms, attempts }
+ *  { mode: 'large', vip, port, count, durationMs }          one connection, one line of count bytes; waits up
+ *                                                           to durationMs for the real to echo it whole
  * long and continuous also take stopFile: they run until that file exists (not for durationMs), so a
  * test can keep traffic going through a change whatever time a loaded machine takes for it.
  */
 import { createSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, isIPv6 } from 'node:net';
+import { connect, isIPv6, type Socket } from 'node:net';
 
 const CONNECT_TIMEOUT_MS = 3000;
 /** A probe gives up on a connection soon: a SYN lost before the VIP existed is not retransmitted for 1 s. */
@@ -65,6 +67,21 @@ function greet(vip: string, port: number, timeoutMs = CONNECT_TIMEOUT_MS): Promi
       clearTimeout(timer);
       reject(err);
     });
+  });
+}
+
+/** Calls onLine for each whole line the socket receives, then afterData once per chunk. */
+function onLines(sock: Socket, onLine: (line: string) => void, afterData: () => void = () => undefined): void {
+  let buf = '';
+  sock.on('data', (d) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      onLine(line);
+    }
+    afterData();
   });
 }
 
@@ -125,7 +142,6 @@ function long(): Promise<object> {
     let real = '';
     let sent = 0;
     let received = 0;
-    let buf = '';
     let error = '';
     let done = false;
     /** Sending has stopped: the answers still on their way are awaited, so an unbroken connection answers every line. */
@@ -140,15 +156,10 @@ function long(): Promise<object> {
     const tick = setInterval(() => {
       if (real) sock.write(`ping ${sent++}\n`);
     }, cmd.intervalMs ?? 100);
-    sock.on('data', (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (!real) real = line.replace(/^real=/, '');
-        else if (line.startsWith(`real=${real} ping`)) received++;
-      }
+    onLines(sock, (line) => {
+      if (!real) real = line.replace(/^real=/, '');
+      else if (line.startsWith(`real=${real} ping`)) received++;
+    }, () => {
       if (draining && received >= sent) finish();
     });
     sock.on('error', (err) => {
@@ -202,7 +213,33 @@ function probe(): Promise<object> {
   });
 }
 
-const run = { connect: connectMany, udp, long, continuous, probe }[cmd.mode];
+/** A line large enough that the real answers in full-sized segments: { real, sent, received, error }. */
+function large(): Promise<object> {
+  return new Promise((resolve) => {
+    const size = cmd.count ?? 8000;
+    const sock = connect({ host: cmd.vip, port: cmd.port });
+    let real = '';
+    let received = 0;
+    const finish = (error: string) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ real, sent: size, received, error });
+    };
+    const timer = setTimeout(() => finish('timeout'), cmd.durationMs ?? 10_000);
+    onLines(sock, (line) => {
+      if (!real) {
+        real = line.replace(/^real=/, '');
+        sock.write(`${'x'.repeat(size)}\n`);
+      } else {
+        received = line.length - line.indexOf(' ') - 1;
+        finish('');
+      }
+    });
+    sock.on('error', (err) => finish(err.message));
+  });
+}
+
+const run = { connect: connectMany, udp, long, continuous, probe, large }[cmd.mode];
 if (!run) {
   process.stderr.write(`unknown mode ${cmd.mode}\n`);
   process.exit(2);
