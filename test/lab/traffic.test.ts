@@ -240,8 +240,13 @@ describe('lab: real traffic through XDP balancers', () => {
     assert.equal(delta('xdplb_vip_new_flows_total', { vip }), flows.length);
     const perReal = new Map<string, number>();
     for (const real of Object.values(u.byPort)) perReal.set(real, (perReal.get(real) ?? 0) + 1);
+    // A real's counter also counts other VIPs' packets: a late segment of an earlier test's connection (seen once: one
+    // more packet to a real) lands in the window. Exact when there was none.
+    const strays = delta('xdplb_vip_packets_total', {}) - delta('xdplb_vip_packets_total', { vip });
     for (const real of lab.reals) {
-      assert.equal(delta('xdplb_real_packets_total', { real: real.v4 }), perReal.get(real.name) ?? 0, `packets to ${real.name}`);
+      const got = delta('xdplb_real_packets_total', { real: real.v4 });
+      const want = perReal.get(real.name) ?? 0;
+      assert.ok(got >= want && got <= want + strays, `packets to ${real.name}: ${got}, ${want} of this VIP and ${strays} of others in the window`);
     }
     assert.equal(sample(after[0]!, 'xdplb_vips'), 5);
     assert.equal(sample(after[0]!, 'xdplb_vips_capacity'), 512);
