@@ -221,6 +221,10 @@ int xdplb_balancer(struct xdp_md *ctx)
 		cfg = bpf_map_lookup_elem(&ctl, &zero);
 		reason = cfg ? xdplb_encap(ctx, &p, t.real, cfg, hash & XDPLB_IPV6_FLOW_LABEL_MASK) :
 			       XDPLB_DROP_NOT_CONFIGURED;
+		/* Too big: tell the client, unless what is too big is itself an
+		 * ICMP error (RFC 1122: none is sent about one). */
+		if (reason == XDPLB_DROP_TOO_BIG && to_real == XDPLB_TX_ENCAP && cfg)
+			reason = xdplb_icmp_too_big(ctx, &p, t.real, cfg);
 		if (reason == XDPLB_TX_ENCAP) {
 			reason = to_real;
 			rs = bpf_map_lookup_elem(&real_stats, &t.real_id);

@@ -16,7 +16,6 @@
 #include "xdplb_structs.h"
 #include "xdplb_maps.h"
 
-#define XDPLB_NS_PER_SEC 1000000000ULL
 #define XDPLB_ADDR_WORDS 4
 
 /* A ring buffer map carries no value type: this puts struct trace_record in

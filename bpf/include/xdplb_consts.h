@@ -77,6 +77,18 @@ enum xdplb_icmp_const {
 	XDPLB_ICMPV6_ECHO_REQUEST = 128,
 	XDPLB_ICMPV6_ECHO_REPLY = 129,
 	XDPLB_ICMP_REPLY_TTL = 64,
+	XDPLB_ICMP_FRAG_NEEDED = 4,       /* code of XDPLB_ICMP_DEST_UNREACH */
+	/* Bytes of a too-big packet its "fragmentation needed" / "packet too
+	 * big" quotes, from its IP header: RFC 792 asks for the header and 8
+	 * bytes, more lets the client match its TCP segment (Katran quotes
+	 * about as much). Multiples of 4: the checksum helper sums words. */
+	XDPLB_ICMP_TOO_BIG_QUOTE_V4 = 64,
+	XDPLB_ICMP_TOO_BIG_QUOTE_V6 = 128,
+	/* Too-big answers a CPU sends per second at most: a flood of large
+	 * packets must not turn into a flood of ICMP. Beyond it the packets are
+	 * dropped unanswered (XDPLB_DROP_TOO_BIG_ICMP_LIMITED), and the client
+	 * learns from the next one answered. */
+	XDPLB_ICMP_TOO_BIG_PER_CPU_RATE = 100,
 };
 
 /* l2_addrs values: what the node does for an address in L2 mode. */
@@ -138,6 +150,8 @@ enum xdplb_trace_counter {
  * rule, "any VIP or none". */
 #define XDPLB_VIP_NUM_NONE 0xffffffffU
 
+#define XDPLB_NS_PER_SEC 1000000000ULL
+
 /* Seed of the flow hash. Every balancer node must use the same one so that a
  * flow moved between nodes by ECMP picks the same ring slot. */
 #define XDPLB_FLOW_HASH_SEED 0x7864706cU /* "xdpl" */
@@ -157,6 +171,7 @@ enum xdplb_reason {
 	XDPLB_TX_NDP_ADVERT,          /* neighbor solicitation for an L2 address answered */
 	XDPLB_TX_ICMP_ECHO_REPLY,     /* ICMP/ICMPv6 echo request to a VIP address answered */
 	XDPLB_TX_ICMP_ERROR,          /* ICMP/ICMPv6 error about a VIP flow encapsulated to the flow's real */
+	XDPLB_TX_ICMP_TOO_BIG,        /* too big to encapsulate: "fragmentation needed" / "packet too big" sent to the client */
 	XDPLB_PASS_NOT_IP,            /* not IPv4/IPv6 (ARP, LLDP, VLAN-tagged, ...) */
 	XDPLB_PASS_NOT_VIP,           /* IP packet not addressed to a VIP */
 	XDPLB_PASS_MALFORMED,         /* truncated/invalid header, not to a VIP address */
@@ -165,12 +180,13 @@ enum xdplb_reason {
 	XDPLB_DROP_MALFORMED,         /* truncated/invalid header to a VIP address */
 	XDPLB_DROP_FRAGMENT,          /* IP fragment to a VIP address */
 	XDPLB_DROP_NO_REAL,           /* the VIP's ring has no real */
-	XDPLB_DROP_TOO_BIG,           /* encapsulated packet exceeds max_pkt_size */
+	XDPLB_DROP_TOO_BIG,           /* encapsulated packet exceeds max_pkt_size; IPv4 without DF: no ICMP to send */
 	XDPLB_DROP_UNSUPPORTED_ENCAP, /* IPv6 packet for an IPv4 real */
 	XDPLB_DROP_NOT_CONFIGURED,    /* next hop MAC or outer source address unset */
 	XDPLB_DROP_ENCAP_FAILED,      /* no headroom for the outer header */
 	XDPLB_DROP_VIP_NO_PORT,       /* TCP/UDP to a VIP address on a port and protocol no VIP of it has */
 	XDPLB_DROP_ICMP_ECHO_OFF,     /* echo request to a VIP address whose VIPs turn echo answers off */
+	XDPLB_DROP_TOO_BIG_ICMP_LIMITED, /* too big; the CPU's too-big answers are over XDPLB_ICMP_TOO_BIG_PER_CPU_RATE */
 	XDPLB_REASON_MAX,
 };
 #define XDPLB_FIRST_PASS_REASON XDPLB_PASS_NOT_IP

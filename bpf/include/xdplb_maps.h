@@ -110,6 +110,14 @@ struct {
 /* ---- Packet tracing (trace.h) ---- */
 
 /* trace_ctl[0]: the match rules and their per-CPU rates; rule_count 0 is off. */
+/* Too-big answers: each CPU's budget (one second's window). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct icmp_budget);
+} icmp_budget SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -108,6 +108,11 @@ struct backend_node_svc {
 
 /* One trace match rule: every set field must match. A packet is traced when
  * any of trace_config's first rule_count rules match. */
+struct icmp_budget {
+	__u64 window_start_ns; /* the current second of too-big answers */
+	__u64 sent;            /* answers sent in it */
+};
+
 struct trace_rule {
 	__be32 client[4];   /* client (source) address, masked by mask */
 	__be32 mask[4];     /* prefix mask; all zero with family 0 */

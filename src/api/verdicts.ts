@@ -13,6 +13,7 @@ export const REASONS = [
   'TX_NDP_ADVERT',
   'TX_ICMP_ECHO_REPLY',
   'TX_ICMP_ERROR',
+  'TX_ICMP_TOO_BIG',
   'PASS_NOT_IP',
   'PASS_NOT_VIP',
   'PASS_MALFORMED',
@@ -27,6 +28,7 @@ export const REASONS = [
   'DROP_ENCAP_FAILED',
   'DROP_VIP_NO_PORT',
   'DROP_ICMP_ECHO_OFF',
+  'DROP_TOO_BIG_ICMP_LIMITED',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 

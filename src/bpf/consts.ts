@@ -55,6 +55,10 @@ export const ICMP_PROTO = {
   ICMPV6_ECHO_REQUEST: 128,
   ICMPV6_ECHO_REPLY: 129,
   ICMP_REPLY_TTL: 64,
+  ICMP_FRAG_NEEDED: 4,
+  ICMP_TOO_BIG_QUOTE_V4: 64,
+  ICMP_TOO_BIG_QUOTE_V6: 128,
+  ICMP_TOO_BIG_PER_CPU_RATE: 100,
 } as const;
 
 /** l2_addrs values (enum xdplb_l2_flag). */

@@ -305,7 +305,15 @@ export const RealStatsCodec = structCodec<RealStats>(RealStatsLayout, (s) => {
   return { packets: b.readBigUInt64LE(o.packets), bytes: b.readBigUInt64LE(o.bytes) };
 });
 
+/** struct icmp_budget: a CPU's too-big answers in the current second (only the program writes it). */
+export const IcmpBudgetLayout = {
+  cName: 'icmp_budget',
+  size: 16,
+  offsets: { window_start_ns: 0, sent: 8 },
+} as const satisfies StructLayout;
+
 export const ALL_LAYOUTS: readonly StructLayout[] = [
+  IcmpBudgetLayout,
   AddrLayout,
   VipKeyLayout,
   VipMetaLayout,

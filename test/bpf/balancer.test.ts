@@ -240,7 +240,7 @@ describe('balancer', () => {
     expectVerdict(tcp(CLIENT4, '198.19.0.14', 40000, 80), XdpAction.DROP, 'DROP_NO_REAL');
   });
 
-  test('a packet too big to encapsulate is dropped with DROP_TOO_BIG', (t) => {
+  test('a packet too big to encapsulate, without DF, is dropped with DROP_TOO_BIG (with DF it is answered: icmp.test.ts)', (t) => {
     if (!requireKernel(t)) return;
     const fits = 1500 - IPV4_HLEN - IPV4_HLEN - 20;
     expectTx(tcp(CLIENT4, '198.19.0.10', 40000, 80, { payload: Buffer.alloc(fits) }), 4, V4_REALS);

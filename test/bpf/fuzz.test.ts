@@ -11,7 +11,31 @@ import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { canonicalIp } from '../../src/lib/ip.js';
 import { type BalancerHarness, ENCAP, useBalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
-import { buildPacket, ETH_HLEN, innerFlow, IPV4_HLEN, IPV6_HLEN, parseEncapsulated, type PacketSpec } from '../support/packets.js';
+import { buildPacket, ETH_HLEN, innerFlow, IPV4_HLEN, IPV6_HLEN, macBytes, parseEncapsulated, type PacketSpec } from '../support/packets.js';
+import { parseIcmp } from '../support/icmp-packets.js';
+import { ICMP_PROTO } from '../../src/bpf/consts.js';
+
+/**
+ * A TX back toward the sender, not to a real: an echo reply, or a too-big
+ * answer to a packet that did not fit. Either comes from the packet's
+ * destination to its source, with checksums that add up.
+ */
+function checkIcmpAnswer(i: number, pkt: Buffer, out: Buffer): void {
+  const at = `packet ${i}: ${pkt.toString('hex')}`;
+  assert.deepEqual([out.subarray(0, 6), out.subarray(6, 12)], [pkt.subarray(6, 12), pkt.subarray(0, 6)], `${at}: back where it came from`);
+  const q = innerFlow(pkt.subarray(ETH_HLEN));
+  const a = innerFlow(out.subarray(ETH_HLEN));
+  assert.deepEqual([a.src, a.dst], [q.dst, q.src], `${at}: from the VIP to the sender`);
+  const icmp = parseIcmp(out);
+  assert.ok(icmp.ipChecksumOk && icmp.checksumOk, `${at}: checksums`);
+  const [type, code] = [icmp.msg[0], icmp.msg[1]];
+  const echo = type === (a.family === 4 ? ICMP_PROTO.ICMP_ECHO_REPLY : ICMP_PROTO.ICMPV6_ECHO_REPLY) && code === 0;
+  const tooBig = a.family === 4 ? type === ICMP_PROTO.ICMP_DEST_UNREACH && code === ICMP_PROTO.ICMP_FRAG_NEEDED :
+    type === ICMP_PROTO.ICMPV6_PKT_TOOBIG && code === 0;
+  assert.ok(echo || tooBig, `${at}: ICMP type ${type} code ${code}`);
+  if (echo) assert.equal(out.length, pkt.length, `${at}: an echo reply is its request rewritten`);
+  else assert.ok(q.l3Len + IPV6_HLEN > ENCAP.maxPktSize, `${at}: a too-big answer to a packet that fits even the larger outer header`);
+}
 
 const PACKETS = Number(process.env.XDPLB_FUZZ_PACKETS ?? 100_000);
 const SEED = Number(process.env.XDPLB_FUZZ_SEED ?? 0x5eed);
@@ -93,6 +117,9 @@ test(`fuzz: ${PACKETS} random and mutated packets (seed ${SEED})`, (t) => {
       assert.ok(res.output.equals(pkt), `packet ${i} passed but modified: ${pkt.toString('hex')}`);
     } else if (res.action === XdpAction.DROP) {
       counts.DROP++;
+    } else if (res.action === XdpAction.TX && !res.output.subarray(0, 6).equals(macBytes(ENCAP.nextHopMac))) {
+      counts.TX++;
+      checkIcmpAnswer(i, pkt, res.output);
     } else if (res.action === XdpAction.TX) {
       counts.TX++;
       const e = parseEncapsulated(res.output);

@@ -8,12 +8,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { XdpAction } from '../../src/libbpf/test-run.js';
 import { ICMP_PROTO } from '../../src/bpf/consts.js';
+import { IcmpBudgetLayout } from '../../src/bpf/structs.js';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { parseIp } from '../../src/lib/ip.js';
-import { type BalancerHarness, useBalancerHarness } from '../support/balancer-harness.js';
+import { type BalancerHarness, ENCAP, useBalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
 import { buildEcho, buildIcmpError, parseIcmp, quoteOf } from '../support/icmp-packets.js';
-import { buildPacket, ETH_HLEN, parseEncapsulated, PROTO_ICMP } from '../support/packets.js';
+import { buildPacket, ETH_HLEN, IPV4_HLEN, IPV6_HLEN, parseEncapsulated, PROTO_ICMP } from '../support/packets.js';
 
 const CLIENT4 = '198.18.100.1';
 const CLIENT6 = '2001:db8:100::1';
@@ -31,6 +32,8 @@ const SPREAD4 = '198.19.0.30';
 const SPREAD6 = '2001:db8:19::30';
 const SPREAD_REALS4 = ['198.18.1.1', '198.18.1.2', '198.18.1.3', '198.18.1.4'];
 const SPREAD_REALS6 = ['2001:db8:1::1', '2001:db8:1::2', '2001:db8:1::3', '2001:db8:1::4'];
+/** An IPv4 VIP with IPv6 reals: its packets take the larger outer header. */
+const V6_REALS_VIP4 = '198.19.0.40';
 /** A router on the way from the reals to the clients. */
 const ROUTER4 = '198.18.50.1';
 const ROUTER6 = '2001:db8:50::1';
@@ -45,6 +48,7 @@ const VIPS: VipSpec[] = [
   { address: SPREAD4, port: 80, protocol: 'TCP', reals: SPREAD_REALS4.map((address) => ({ address, weight: 1 })) },
   { address: SPREAD4, port: 53, protocol: 'UDP', reals: SPREAD_REALS4.map((address) => ({ address, weight: 1 })) },
   { address: SPREAD6, port: 443, protocol: 'TCP', reals: SPREAD_REALS6.map((address) => ({ address, weight: 1 })) },
+  { address: V6_REALS_VIP4, port: 80, protocol: 'TCP', reals: reals6 },
 ];
 
 const counted = (r: { changed: object }) => JSON.stringify(r.changed, (_, v) => (typeof v === 'bigint' ? Number(v) : v));
@@ -217,6 +221,91 @@ describe('balancer: ICMP and ports of VIP addresses', () => {
     const laterFragment = buildPacket({ src: SPREAD4, dst: CLIENT4, proto: 'tcp', sport: 80, dport: 41000, fragment: { more: false, offset: 100 } });
     expectVerdict(fragNeeded(SPREAD4, quoteOf(laterFragment)), XdpAction.PASS, 'PASS_VIP_NOT_TCP_UDP'); // quotes data, not ports
     expectVerdict(fragNeeded('198.19.0.99', answer), XdpAction.PASS, 'PASS_NOT_VIP');
+  });
+
+  /** A TCP segment to a VIP whose IP packet is `l3` bytes long. */
+  const sized = (src: string, dst: string, l3: number, df = true) => {
+    const hlen = parseIp(dst).family === 4 ? IPV4_HLEN : IPV6_HLEN;
+    return buildPacket({ src, dst, proto: 'tcp', sport: 40000, dport: parseIp(dst).family === 4 ? 80 : 443, ack: true, df, payload: Buffer.alloc(l3 - hlen - 20, 0xab) });
+  };
+
+  /** Sends a packet that must be answered as too big; checks the answer whole; returns it. */
+  function expectTooBig(pkt: Buffer, mtu: number): Buffer {
+    const r = h.runCounted(pkt);
+    assert.equal(r.action, XdpAction.TX, counted(r));
+    assert.deepEqual(r.changed, { TX_ICMP_TOO_BIG: 1n });
+    const out = r.output;
+    assert.deepEqual([out.subarray(0, 6), out.subarray(6, 12)], [pkt.subarray(6, 12), pkt.subarray(0, 6)], 'back where it came from');
+    const a = parseIcmp(out);
+    assert.ok(a.ipChecksumOk, 'IPv4 header checksum');
+    assert.ok(a.checksumOk, 'ICMP checksum');
+    const ip = out.subarray(ETH_HLEN);
+    const req = pkt.subarray(ETH_HLEN);
+    if (a.family === 4) {
+      const quote = ICMP_PROTO.ICMP_TOO_BIG_QUOTE_V4;
+      assert.equal(out.length, ETH_HLEN + IPV4_HLEN + 8 + quote);
+      assert.deepEqual([ip.subarray(12, 16), ip.subarray(16, 20)], [req.subarray(16, 20), req.subarray(12, 16)], 'from the VIP to the client');
+      assert.deepEqual([ip[8], ip[9], ip.readUInt16BE(2)], [ICMP_PROTO.ICMP_REPLY_TTL, ICMP_PROTO.IPPROTO_ICMP, IPV4_HLEN + 8 + quote]);
+      assert.deepEqual([a.msg[0], a.msg[1], a.msg.readUInt16BE(6)], [ICMP_PROTO.ICMP_DEST_UNREACH, ICMP_PROTO.ICMP_FRAG_NEEDED, mtu], 'fragmentation needed, with the MTU that fits');
+      assert.ok(a.msg.subarray(8).equals(req.subarray(0, quote)), 'quotes the head of the packet');
+    } else {
+      const quote = ICMP_PROTO.ICMP_TOO_BIG_QUOTE_V6;
+      assert.equal(out.length, ETH_HLEN + IPV6_HLEN + 8 + quote);
+      assert.deepEqual([ip.subarray(8, 24), ip.subarray(24, 40)], [req.subarray(24, 40), req.subarray(8, 24)], 'from the VIP to the client');
+      assert.deepEqual([ip[6], ip[7], ip.readUInt16BE(4)], [58, ICMP_PROTO.ICMP_REPLY_TTL, 8 + quote]);
+      assert.deepEqual([a.msg[0], a.msg[1], a.msg.readUInt32BE(4)], [ICMP_PROTO.ICMPV6_PKT_TOOBIG, 0, mtu], 'packet too big, with the MTU that fits');
+      assert.ok(a.msg.subarray(8).equals(req.subarray(0, quote)), 'quotes the head of the packet');
+    }
+    return out;
+  }
+
+  test('a packet too big to encapsulate is answered with "fragmentation needed" / "packet too big" and the MTU that fits', (t) => {
+    if (!requireKernel(t)) return;
+    const max = ENCAP.maxPktSize;
+    // The largest packet that fits goes to its real; one byte more is answered.
+    assert.deepEqual(h.runCounted(sized(CLIENT4, VIP4, max - IPV4_HLEN)).changed, { TX_ENCAP: 1n });
+    expectTooBig(sized(CLIENT4, VIP4, max - IPV4_HLEN + 1), max - IPV4_HLEN);
+    expectTooBig(sized(CLIENT4, V6_REALS_VIP4, max - IPV6_HLEN + 1), max - IPV6_HLEN); // an IPv6 real: the larger outer header
+    assert.deepEqual(h.runCounted(sized(CLIENT6, VIP6, max - IPV6_HLEN)).changed, { TX_ENCAP: 1n });
+    expectTooBig(sized(CLIENT6, VIP6, max - IPV6_HLEN + 1), max - IPV6_HLEN);
+    // IPv4 without DF allows fragmentation, which the balancer does not do: nothing to answer.
+    expectVerdict(sized(CLIENT4, VIP4, max, false), XdpAction.DROP, 'DROP_TOO_BIG');
+    // An ICMP error too big to forward is not answered with another (RFC 1122).
+    const big = Buffer.concat([quoteOf(vipAnswer(SPREAD4, CLIENT4, 80, 41000)), Buffer.alloc(max)]);
+    expectVerdict(fragNeeded(SPREAD4, big), XdpAction.DROP, 'DROP_TOO_BIG');
+  });
+
+  test('too-big answers are limited per CPU: over the limit the packet is dropped unanswered', (t) => {
+    if (!requireKernel(t)) return;
+    const budget = h.lb.maps.icmpBudget;
+    /** Every CPU's budget: spent in a window that started now, or a window long gone. */
+    const setBudget = (spent: boolean) => {
+      const all = Buffer.alloc(budget.lookupSize);
+      const stride = Math.ceil(IcmpBudgetLayout.size / 8) * 8;
+      for (let at = 0; at + IcmpBudgetLayout.size <= all.length; at += stride) {
+        all.writeBigUInt64LE(spent ? process.hrtime.bigint() : 0n, at + IcmpBudgetLayout.offsets.window_start_ns);
+        all.writeBigUInt64LE(spent ? BigInt(ICMP_PROTO.ICMP_TOO_BIG_PER_CPU_RATE) : 0n, at + IcmpBudgetLayout.offsets.sent);
+      }
+      budget.update(Buffer.alloc(4), all);
+    };
+    const pkt = sized(CLIENT4, VIP4, ENCAP.maxPktSize);
+    // The window is a second of the kernel's monotonic clock, which process.hrtime reads too: a run more than a
+    // second after the write (a stalled machine) finds a new window, so try a few times.
+    let limited = false;
+    for (let i = 0; i < 5 && !limited; i++) {
+      setBudget(true);
+      const r = h.runCounted(pkt);
+      limited = r.changed.DROP_TOO_BIG_ICMP_LIMITED === 1n;
+      if (limited) assert.equal(r.action, XdpAction.DROP);
+    }
+    assert.ok(limited, 'a spent budget drops the packet unanswered');
+    setBudget(false);
+    expectTooBig(pkt, ENCAP.maxPktSize - IPV4_HLEN);
+    // A burst: each CPU answers at most its rate in a window.
+    setBudget(false);
+    let answered = 0;
+    for (let i = 0; i < 3 * ICMP_PROTO.ICMP_TOO_BIG_PER_CPU_RATE; i++) if (h.run(pkt).action === XdpAction.TX) answered++;
+    assert.ok(answered >= ICMP_PROTO.ICMP_TOO_BIG_PER_CPU_RATE, `${answered} answered`);
   });
 });
 

@@ -115,7 +115,7 @@ describe('map definitions match the schema', () => {
 
   test('per-CPU maps are the per-CPU array type', () => {
     const perCpu = Object.values(BALANCER_MAPS).filter(isPerCpu).map((m) => m.name);
-    assert.deepEqual(perCpu, ['vip_stats', 'real_stats', 'reason_stats', 'trace_budget', 'trace_stats']);
+    assert.deepEqual(perCpu, ['vip_stats', 'real_stats', 'reason_stats', 'icmp_budget', 'trace_budget', 'trace_stats']);
     assert.ok(isPerCpu(DECAP_MAPS.stats) && !isPerCpu(DECAP_MAPS.addrs));
     assert.deepEqual(Object.values(BACKEND_MAPS).filter(isPerCpu).map((m) => m.name), ['backend_stats']);
   });

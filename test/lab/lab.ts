@@ -52,7 +52,7 @@ const API_FORWARD = join(DIST, 'test/lab/programs/api-forward.js');
 export const LAB_PREFIX = 'xdplb-lab';
 // Room for the outer header behind a 1500-byte client; native XDP on veth needs a frame to fit a page.
 const FABRIC_MTU = 3000;
-const CLIENT_MTU = 1500;
+export const CLIENT_MTU = 1500;
 const METRICS_PORT = 9641;
 /** An agent is ready within seconds; generous, for a loaded CI machine (load averages of 20 were seen here). */
 const READY_TIMEOUT_MS = 60_000;

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample, sum } from '../support/prometheus.js';
 import { passedNotVip } from './report.js';
-import { Lab, labVips, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
+import { CLIENT_MTU, Lab, labVips, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
 import { type ConnectResult, type ContinuousResult, type LargeResult, LONG_LIVED_MIN_MESSAGES, type LongResult, type UdpResult } from './client-results.js';
 
 const ports = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -23,6 +23,8 @@ const ECHO_TTL_AT_CLIENT = 63;
 const NARROW_MTU = 1280;
 /** A line the real echoes in several full-sized segments. */
 const LARGE_LINE = 8000;
+/** The agent reads its NIC every 2 s; generous for a loaded machine. */
+const MTU_FOLLOWED_TIMEOUT_MS = 60_000;
 /** A real that learns the path MTU resends within a second or two; generous for a loaded machine. */
 const LARGE_TIMEOUT_MS = 30_000;
 const AGENT = fileURLToPath(new URL('../../src/agent/main.js', import.meta.url));
@@ -122,6 +124,37 @@ describe('lab: real traffic through XDP balancers', () => {
     }
     const after = await Promise.all(lab.balancers.map((b) => lab.metrics(b)));
     assert.ok(icmpErrors(after) - icmpErrors(before) >= 2, `the router's errors went to the reals through XDP: ${icmpErrors(before)} -> ${icmpErrors(after)}`);
+  });
+
+  test('a client whose packets are too big to encapsulate is told the MTU that fits, and its large request gets through', async (t) => {
+    if (!requireKernel(t)) return;
+    const b = lab.balancers[0]!;
+    const tooBig = async () => sample(await lab.metrics(b), 'xdplb_packets_total', { verdict: 'tx', reason: 'tx_icmp_too_big' });
+    const mtu = (JSON.parse(lab.ip(b.ns, '-j', 'link', 'show', 'dev', 'eth0')) as { mtu: number }[])[0]!.mtu;
+    lab.routeVia([b]);
+    // The balancer's NIC down to the client's MTU: a full-sized client packet plus the outer header no longer fits.
+    lab.ip(b.ns, 'link', 'set', 'dev', 'eth0', 'mtu', String(CLIENT_MTU));
+    try {
+      for (const vip of [VIP4, VIP6]) {
+        // Until the agent has followed the NIC's MTU a request passes whole; once it has, the first is answered as too
+        // big and the client resends smaller. Every request must get through; the answer must come.
+        const deadline = Date.now() + MTU_FOLLOWED_TIMEOUT_MS;
+        let answered = 0;
+        do {
+          const before = await tooBig();
+          const r = await lab.clientRun<LargeResult>({ mode: 'large', vip, port: 80, count: LARGE_LINE, durationMs: LARGE_TIMEOUT_MS });
+          assert.deepEqual([r.error, r.received], ['', LARGE_LINE], `${vip}, answered by ${r.real || 'no real'}`);
+          answered = (await tooBig()) - before;
+        } while (answered === 0 && Date.now() < deadline);
+        assert.ok(answered >= 1, `${vip}: the client was told its packets were too big`);
+      }
+    } finally {
+      lab.ip(b.ns, 'link', 'set', 'dev', 'eth0', 'mtu', String(mtu));
+      lab.routeVia(lab.balancers);
+      // The client keeps the lowered path MTU for minutes: later tests count its packets.
+      lab.ip(lab.client, 'route', 'flush', 'cache');
+      lab.ip(lab.client, '-6', 'route', 'flush', 'cache');
+    }
   });
 
   test('the same flow reaches the same real through either balancer node', async (t) => {
