@@ -13,7 +13,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { U32_BYTES } from '../src/bpf/structs.js';
-import { RING_SIZE, type Reason } from '../src/bpf/consts.js';
+import { ICMP_PROTO, RING_SIZE, type Reason } from '../src/bpf/consts.js';
 import { BpfObject } from '../src/libbpf/bpf-object.js';
 import { loadBalancer } from '../src/bpf/programs.js';
 import { testRun } from '../src/libbpf/test-run.js';
@@ -22,6 +22,7 @@ import { Dataplane } from '../src/agent/dataplane/dataplane.js';
 import { maglevRing } from '../src/lib/maglev.js';
 import { ENCAP } from '../test/support/balancer-harness.js';
 import { buildPacket } from '../test/support/packets.js';
+import { buildEcho, buildIcmpError, quoteOf } from '../test/support/icmp-packets.js';
 import { median, timeMs } from './stats.js';
 import { type TimedCase, timeRounds } from './test-run-rounds.js';
 
@@ -49,6 +50,11 @@ export function packetPaths(): string {
     const c = '198.18.100.1';
     const tcp4 = (syn: boolean) => buildPacket({ src: c, dst: '198.19.0.10', proto: 'tcp', sport: 40000, dport: 80, syn, ack: !syn, payload: PAYLOAD });
     const one = (p: Buffer) => () => [p];
+    /** A router's "fragmentation needed" about the VIP's answer to tcp4's flow (warm in the table). */
+    const fragNeeded = buildIcmpError({
+      src: '198.18.50.1', dst: '198.19.0.10', type: ICMP_PROTO.ICMP_DEST_UNREACH, code: ICMP_PROTO.ICMP_FRAG_NEEDED, mtu: 1400,
+      quoted: quoteOf(buildPacket({ src: '198.19.0.10', dst: c, proto: 'tcp', sport: 80, dport: 40000, ack: true, df: true, payload: PAYLOAD })),
+    });
     // A different client network per round: every SYN is a flow the table has not seen.
     const newFlows = (round: number) => Array.from({ length: RUNS_PER_ROUND }, (_, i) =>
       buildPacket({ src: `198.18.${110 + round}.${i & 255}`, dst: '198.19.0.10', proto: 'tcp', sport: 1024 + (i >> 8), dport: 80, syn: true, payload: PAYLOAD }));
@@ -66,6 +72,10 @@ export function packetPaths(): string {
       { name: 'TCP SYN, known 5-tuple (ring, entry rewritten)', fd: lb.progFd, packets: one(tcp4(true)), reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'TCP SYN, new flow (ring, entry inserted)', fd: lb.progFd, packets: newFlows, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'non-VIP packet, XDP_PASS', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.99', proto: 'tcp', sport: 40000, dport: 80, ack: true, payload: PAYLOAD })), reason: 'PASS_NOT_VIP', floor: 'pass', samples: [] },
+      // What a VIP address gets beyond its ports (issue 18): answered, forwarded or dropped in XDP, never passed.
+      { name: 'ICMP echo request to a VIP address, answered', fd: lb.progFd, packets: one(buildEcho({ src: c, dst: '198.19.0.10', payload: PAYLOAD })), reason: 'TX_ICMP_ECHO_REPLY', samples: [] },
+      { name: 'ICMP error about a VIP flow, to its real (LRU hit)', fd: lb.progFd, packets: one(fragNeeded), reason: 'TX_ICMP_ERROR', floor: 'encap', samples: [] },
+      { name: 'TCP to a VIP address on no VIP port, dropped', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.10', proto: 'tcp', sport: 40000, dport: 81, ack: true, payload: PAYLOAD })), reason: 'DROP_VIP_NO_PORT', samples: [] },
     ];
     for (const k of cases) testRun(k.fd, k.packets(-1)[0]!); // warms the connection table for the LRU-hit cases
     timeRounds(cases, ROUNDS, RUNS_PER_ROUND, () => readReasons(lb.maps));

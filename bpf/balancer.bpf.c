@@ -62,15 +62,26 @@ static __always_inline int other_l4(struct xdplb_packet *p, void *data, void *da
 	return XDPLB_PASS_VIP_NOT_TCP_UDP;
 }
 
-static __always_inline struct vip_meta *find_vip(const struct flow_key *flow)
+/*
+ * The VIP of (address, port, protocol), else of (address, all ports); NULL if
+ * neither. *vip_addr says whether the address is a VIP address at all. It is
+ * looked up before the all-ports VIP, so that a packet for no VIP address
+ * costs two lookups, as before there was a verdict for a VIP address's other
+ * ports; an all-ports VIP pays the third.
+ */
+static __always_inline struct vip_meta *find_vip(const struct flow_key *flow, int *vip_addr)
 {
 	struct vip_key key = { .port = flow->dport, .proto = flow->proto, .family = flow->family };
 	struct vip_meta *vip;
 
 	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
 	vip = bpf_map_lookup_elem(&vip_map, &key);
+	*vip_addr = 1;
 	if (vip)
 		return vip;
+	*vip_addr = is_vip_addr(flow);
+	if (!*vip_addr)
+		return NULL;
 	key.port = 0;
 	return bpf_map_lookup_elem(&vip_map, &key);
 }
@@ -110,7 +121,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	struct vip_stats *vs;
 	struct vip_meta *vip;
 	__u32 real_id = 0, slot, *ring_id;
-	int rc, icmp_error = 0;
+	int rc, icmp_error = 0, vip_addr;
 
 	rc = xdplb_parse(p, data, data_end);
 	t->sport = p->flow.sport;
@@ -134,11 +145,11 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		icmp_error = 1;
 	}
 
-	vip = find_vip(&p->flow);
+	vip = find_vip(&p->flow, &vip_addr);
 	if (!vip) {
 		if (icmp_error)
 			return XDPLB_PASS_VIP_NOT_TCP_UDP; /* about no VIP's port: the host's, as before */
-		return is_vip_addr(&p->flow) ? XDPLB_DROP_VIP_NO_PORT : XDPLB_PASS_NOT_VIP;
+		return vip_addr ? XDPLB_DROP_VIP_NO_PORT : XDPLB_PASS_NOT_VIP;
 	}
 	t->vip_num = vip->vip_num;
 	vs = bpf_map_lookup_elem(&vip_stats, &vip->vip_num);
