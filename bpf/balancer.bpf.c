@@ -4,16 +4,20 @@
  *
  * VIP lookup -> backend choice (SYN: ring; else connection table, then ring)
  * -> IPIP encapsulation -> XDP_TX to the next hop. The real answers the client
- * directly (DSR). Echo requests to a VIP address are answered here (icmp.h);
- * TCP/UDP to a VIP address on no VIP's port is dropped, since no VIP is a
- * node address and the host would route it back out. Packets not for a VIP
+ * directly (DSR). For a VIP address the program also answers echo requests
+ * (icmp-echo.h), sends ICMP errors about VIP flows to the flow's real
+ * (icmp-error.h), answers packets too big to encapsulate (icmp-too-big.h) and
+ * drops TCP/UDP to a port no VIP has: no VIP is a node address, so the host
+ * would route any of them back out. Packets not for a VIP
  * address go to the kernel untouched. In L2 mode,
  * ARP requests and neighbor solicitations for the node's addresses are
  * answered first (l2.h).
  */
 #include "include/counters.h"
 #include "include/encap.h"
-#include "include/icmp.h"
+#include "include/icmp-echo.h"
+#include "include/icmp-error.h"
+#include "include/icmp-too-big.h"
 #include "include/jhash.h"
 #include "include/l2.h"
 #include "include/parse.h"

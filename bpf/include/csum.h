@@ -24,6 +24,14 @@ static __always_inline __u16 xdplb_csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
+/* A ones' complement sum of 64-bit partial sums folded to the checksum field's value. */
+static __always_inline __u16 xdplb_csum_fold64(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return xdplb_csum_fold((__u32)sum);
+}
+
 /*
  * Updates a checksum field for one 16-bit word of what it covers changing
  * from old to new (RFC 1624, eqn. 3), both as they are in the packet.
