@@ -4,6 +4,7 @@
 #define XDPLB_ICMP_TOO_BIG_H
 
 #include "icmp.h"
+#include "window.h"
 #include "xdplb_maps.h"
 
 /* Whether this CPU may send another too-big answer this second; counts it if so. */
@@ -11,30 +12,36 @@ static __always_inline int xdplb_icmp_too_big_allowed(void)
 {
 	__u32 zero = 0;
 	struct icmp_budget *b = bpf_map_lookup_elem(&icmp_budget, &zero);
-	__u64 now = bpf_ktime_get_ns();
 
-	if (!b)
-		return 0;
-	if (now - b->window_start_ns >= XDPLB_NS_PER_SEC) {
-		b->window_start_ns = now;
-		b->sent = 0;
-	}
-	if (b->sent >= XDPLB_ICMP_TOO_BIG_PER_CPU_RATE)
-		return 0;
-	b->sent++;
-	return 1;
+	return b && xdplb_window_take(&b->window_start_ns, &b->sent, XDPLB_ICMP_TOO_BIG_PER_CPU_RATE, bpf_ktime_get_ns());
 }
 
 /*
- * Cuts the frame to its Ethernet header and `quote` bytes of its packet, then
- * makes room for `head` bytes of headers between the two; the Ethernet header
- * is left to be rewritten. Returns 0, or non-zero if the driver refused.
+ * Makes the frame of an answer that quotes the packet: cut to the Ethernet
+ * header and the packet's first `quote` bytes, room for an `l3_hlen`-byte IP
+ * header and the ICMP header put between them, the Ethernet header addressed
+ * back to the sender (macs: theirs, then ours). Returns the new IP header, the
+ * ICMP header and the quote following it; NULL if the packet is shorter than
+ * the quote or the driver refused. Called with constants, so that the verifier
+ * sees fixed offsets.
  */
-static __always_inline int xdplb_frame_for_quote(struct xdp_md *ctx, __u32 quote, int head)
+static __always_inline void *xdplb_quoting_frame(struct xdp_md *ctx, const struct xdplb_packet *p,
+						 const __u8 *macs, __u16 proto, __u32 l3_hlen, __u32 quote)
 {
-	if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + quote) - (int)(ctx->data_end - ctx->data)))
-		return -1;
-	return bpf_xdp_adjust_head(ctx, -head);
+	__u32 head = l3_hlen + sizeof(struct xdplb_icmp_hdr);
+	void *data, *data_end;
+
+	if (p->l3_len < quote)
+		return NULL;
+	if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + quote) - (int)(ctx->data_end - ctx->data)) ||
+	    bpf_xdp_adjust_head(ctx, -(int)head))
+		return NULL;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + sizeof(struct ethhdr) + head + quote > data_end)
+		return NULL;
+	xdplb_answer_eth(data, macs, proto);
+	return data + sizeof(struct ethhdr);
 }
 
 /*
@@ -54,7 +61,6 @@ static __always_inline int xdplb_icmp_too_big(struct xdp_md *ctx, const struct x
 	struct xdplb_icmp_hdr *ih;
 	struct ethhdr *eth;
 	void *data, *data_end;
-	int head;
 
 	if (p->flow.family == XDPLB_FAMILY_V4 && !p->df)
 		return XDPLB_DROP_TOO_BIG;
@@ -71,25 +77,15 @@ static __always_inline int xdplb_icmp_too_big(struct xdp_md *ctx, const struct x
 
 	if (p->flow.family == XDPLB_FAMILY_V4) {
 		__u32 quote = XDPLB_ICMP_TOO_BIG_QUOTE_V4;
-		struct iphdr *iph;
+		struct iphdr *iph = xdplb_quoting_frame(ctx, p, macs, ETH_P_IP, sizeof(*iph), quote);
 
-		if (p->l3_len < quote)
+		if (!iph)
 			return XDPLB_DROP_TOO_BIG;
-		head = sizeof(*iph) + sizeof(*ih);
-		if (xdplb_frame_for_quote(ctx, quote, head))
-			return XDPLB_DROP_TOO_BIG;
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		eth = data;
-		iph = (void *)(eth + 1);
 		ih = (void *)(iph + 1);
-		if ((void *)(ih + 1) + quote > data_end)
-			return XDPLB_DROP_TOO_BIG;
-		xdplb_answer_eth(eth, macs, ETH_P_IP);
 		iph->version = 4;
 		iph->ihl = XDPLB_IPV4_MIN_IHL;
 		iph->tos = 0;
-		iph->tot_len = bpf_htons(head + quote);
+		iph->tot_len = bpf_htons(sizeof(*iph) + sizeof(*ih) + quote);
 		iph->id = 0;
 		iph->frag_off = 0;
 		iph->ttl = XDPLB_ICMP_REPLY_TTL;
@@ -105,22 +101,12 @@ static __always_inline int xdplb_icmp_too_big(struct xdp_md *ctx, const struct x
 		ih->checksum = xdplb_csum_fold64(bpf_csum_diff(NULL, 0, (void *)ih, sizeof(*ih) + quote, 0));
 	} else {
 		__u32 quote = XDPLB_ICMP_TOO_BIG_QUOTE_V6;
-		struct ipv6hdr *ip6h;
+		struct ipv6hdr *ip6h = xdplb_quoting_frame(ctx, p, macs, ETH_P_IPV6, sizeof(*ip6h), quote);
 		__u64 sum;
 
-		if (p->l3_len < quote)
+		if (!ip6h)
 			return XDPLB_DROP_TOO_BIG;
-		head = sizeof(*ip6h) + sizeof(*ih);
-		if (xdplb_frame_for_quote(ctx, quote, head))
-			return XDPLB_DROP_TOO_BIG;
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		eth = data;
-		ip6h = (void *)(eth + 1);
 		ih = (void *)(ip6h + 1);
-		if ((void *)(ih + 1) + quote > data_end)
-			return XDPLB_DROP_TOO_BIG;
-		xdplb_answer_eth(eth, macs, ETH_P_IPV6);
 		*(__be32 *)ip6h = bpf_htonl(6U << 28); /* version; traffic class and flow label 0 */
 		ip6h->payload_len = bpf_htons(sizeof(*ih) + quote);
 		ip6h->nexthdr = XDPLB_IPPROTO_ICMPV6;
@@ -139,6 +125,5 @@ static __always_inline int xdplb_icmp_too_big(struct xdp_md *ctx, const struct x
 	}
 	return XDPLB_TX_ICMP_TOO_BIG;
 }
-
 
 #endif

@@ -15,6 +15,7 @@
 #include "xdplb_consts.h"
 #include "xdplb_structs.h"
 #include "xdplb_maps.h"
+#include "window.h"
 
 #define XDPLB_ADDR_WORDS 4
 
@@ -57,22 +58,12 @@ static __always_inline int xdplb_trace_rule_matches(const struct trace_rule *r,
 	return 1;
 }
 
-/* A rule's one-second window on this CPU: no shared state, no atomics on
- * the hot path. Takes one record from it when it has room. */
+/* Takes one record from a rule's window on this CPU when it has room. */
 static __always_inline int xdplb_trace_take(__u32 rule, __u32 cpu_rate, __u64 now)
 {
 	struct trace_budget *b = bpf_map_lookup_elem(&trace_budget, &rule);
 
-	if (!b)
-		return 0;
-	if (now - b->window_start_ns >= XDPLB_NS_PER_SEC) {
-		b->window_start_ns = now;
-		b->used = 0;
-	}
-	if (b->used >= cpu_rate)
-		return 0;
-	b->used += 1;
-	return 1;
+	return b && xdplb_window_take(&b->window_start_ns, &b->used, cpu_rate, now);
 }
 
 static __always_inline __u16 xdplb_trace_copy_frame(struct xdp_md *ctx, __u8 *dst)

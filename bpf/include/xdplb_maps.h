@@ -107,9 +107,8 @@ struct {
 	__type(value, __u64);
 } reason_stats SEC(".maps");
 
-/* ---- Packet tracing (trace.h) ---- */
+/* ---- ICMP answers (icmp-too-big.h) ---- */
 
-/* trace_ctl[0]: the match rules and their per-CPU rates; rule_count 0 is off. */
 /* Too-big answers: each CPU's budget (one second's window). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -118,6 +117,9 @@ struct {
 	__type(value, struct icmp_budget);
 } icmp_budget SEC(".maps");
 
+/* ---- Packet tracing (trace.h) ---- */
+
+/* trace_ctl[0]: the match rules and their per-CPU rates; rule_count 0 is off. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
