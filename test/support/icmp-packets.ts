@@ -4,10 +4,9 @@
  */
 import { ICMP_PROTO } from '../../src/bpf/consts.js';
 import { buildPacket, checksum, ETH_HLEN, IPV4_HLEN, IPV6_HLEN, type PacketSpec } from './packets.js';
-import { icmpv6Sum } from './l2-packets.js';
+import { icmpv6Sum, PROTO_ICMPV6 } from './l2-packets.js';
 import { parseIp } from '../../src/lib/ip.js';
 
-export const PROTO_ICMPV6 = 58;
 const ECHO_HLEN = 8;
 
 export interface EchoSpec extends Pick<PacketSpec, 'src' | 'dst' | 'ttl' | 'srcMac' | 'dstMac'> {

@@ -14,7 +14,7 @@ export const ND_OPT_SLLA = 1;
 export const ND_OPT_TLLA = 2;
 export const NA_SOLICITED = 0x40;
 export const NA_OVERRIDE = 0x20;
-const PROTO_ICMPV6 = 58;
+export const PROTO_ICMPV6 = 58;
 const ND_MSG_LEN = 24;
 const ARP_LEN = 28;
 

@@ -204,10 +204,7 @@ export class Dataplane {
       };
       this.vips.set(spec.id, { spec, num: meta.vipNum, ringKey: null, realIds, flags: meta.flags });
       this.vipNums.claim(meta.vipNum);
-      const a = this.vipAddrs.get(address.text) ?? { vips: 0, noEcho: 0, written: null };
-      a.vips++;
-      if (meta.flags & VIP_F_NO_ICMP_ECHO) a.noEcho++;
-      this.vipAddrs.set(address.text, a);
+      this.tallyVipAddr(address.text, meta.flags, 1);
     }
     // vip_addrs must agree with the VIPs: repair any difference now.
     for (const address of m.vipAddrs.keys()) {
@@ -367,7 +364,7 @@ export class Dataplane {
       this.maps.vipStats.clear(num);
       result.ringSlotsWritten += this.maps.ring.write(num, ring);
       installed.ringKey = ringKeyOf(spec);
-      this.addVipAddr(spec);
+      this.countVipAddr(spec.address, spec.flags, 1);
       this.maps.vips.set(spec, { flags: spec.flags, vipNum: num });
       this.vips.set(spec.id, installed);
     } catch (err) {
@@ -378,18 +375,24 @@ export class Dataplane {
     }
   }
 
-  /** Counts a VIP with these flags in (+1) or out (-1) of its address; writes the address's entry if it changed. */
-  private countVipAddr(address: IpAddress, flags: number, delta: 1 | -1): void {
-    const a = this.vipAddrs.get(address.text) ?? { vips: 0, noEcho: 0, written: null };
+  /** Counts a VIP with these flags in (+1) or out (-1) of its address; the address's state, or null once it has no VIP. */
+  private tallyVipAddr(text: string, flags: number, delta: 1 | -1): VipAddrState | null {
+    const a = this.vipAddrs.get(text) ?? { vips: 0, noEcho: 0, written: null };
     a.vips += delta;
     if (flags & VIP_F_NO_ICMP_ECHO) a.noEcho += delta;
-    if (a.vips > 0) {
-      this.vipAddrs.set(address.text, a);
-      this.writeVipAddr(address, a);
-    } else {
-      this.maps.vipAddrs.delete(address);
-      this.vipAddrs.delete(address.text);
+    if (a.vips <= 0) {
+      this.vipAddrs.delete(text);
+      return null;
     }
+    this.vipAddrs.set(text, a);
+    return a;
+  }
+
+  /** tallyVipAddr, then the address's vip_addrs entry written if it changed, or deleted with its last VIP. */
+  private countVipAddr(address: IpAddress, flags: number, delta: 1 | -1): void {
+    const a = this.tallyVipAddr(address.text, flags, delta);
+    if (a) this.writeVipAddr(address, a);
+    else this.maps.vipAddrs.delete(address);
   }
 
   private writeVipAddr(address: IpAddress, a: VipAddrState): void {
@@ -399,18 +402,10 @@ export class Dataplane {
     a.written = flags;
   }
 
-  private addVipAddr(spec: NormalizedVip): void {
-    this.countVipAddr(spec.address, spec.flags, 1);
-  }
-
-  private removeVipAddr(spec: NormalizedVip): void {
-    this.countVipAddr(spec.address, spec.flags, -1);
-  }
-
   private removeVip(vip: InstalledVip, result: ApplyResult): void {
     this.maps.vips.delete(vip.spec);
     this.vips.delete(vip.spec.id);
-    this.removeVipAddr(vip.spec);
+    this.countVipAddr(vip.spec.address, vip.spec.flags, -1);
     for (const id of vip.realIds) this.releaseReal(id, result);
     // The ring slice is left as it is: the next VIP given this number gets a
     // full ring written before its VIP entry exists.
