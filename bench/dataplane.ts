@@ -58,6 +58,15 @@ export function packetPaths(): string {
     // A different client network per round: every SYN is a flow the table has not seen.
     const newFlows = (round: number) => Array.from({ length: RUNS_PER_ROUND }, (_, i) =>
       buildPacket({ src: `198.18.${110 + round}.${i & 255}`, dst: '198.19.0.10', proto: 'tcp', sport: 1024 + (i >> 8), dport: 80, syn: true, payload: PAYLOAD }));
+    // The first ACK of each of a round's new connections, their SYNs sent (untimed) when the round asks for its packets.
+    const firstAcks = (round: number) => Array.from({ length: RUNS_PER_ROUND }, (_, i) => {
+      const flow = { src: `198.18.${130 + round}.${i & 255}`, dst: '198.19.0.10', proto: 'tcp' as const, sport: 1024 + (i >> 8), dport: 80, payload: PAYLOAD };
+      testRun(lb.progFd, buildPacket({ ...flow, syn: true }));
+      return buildPacket({ ...flow, ack: true });
+    });
+    // Non-SYN packets of flows neither table knows (a flow the table lost, or ECMP moved here).
+    const unknownFlows = (round: number) => Array.from({ length: RUNS_PER_ROUND }, (_, i) =>
+      buildPacket({ src: `198.18.${150 + round}.${i & 255}`, dst: '198.19.0.10', proto: 'tcp', sport: 1024 + (i >> 8), dport: 80, ack: true, payload: PAYLOAD }));
     const zero = (n: number) => Buffer.alloc(n);
     floors.map('floor_vips').update(zero(20), zero(8));
     floors.map('floor_flows').update(zero(40), zero(4));
@@ -70,7 +79,9 @@ export function packetPaths(): string {
       { name: 'UDP to IPv4 VIP, LRU hit', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.10', proto: 'udp', sport: 5000, dport: 53, payload: PAYLOAD })), reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'TCP non-SYN, LRU hit (IPv6 in IPv6)', fd: lb.progFd, packets: one(buildPacket({ src: '2001:db8:100::1', dst: '2001:db8:19::10', proto: 'tcp', sport: 40000, dport: 443, ack: true, payload: PAYLOAD })), reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'TCP SYN, known 5-tuple (ring, entry rewritten)', fd: lb.progFd, packets: one(tcp4(true)), reason: 'TX_ENCAP', floor: 'encap', samples: [] },
-      { name: 'TCP SYN, new flow (ring, entry inserted)', fd: lb.progFd, packets: newFlows, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
+      { name: 'TCP SYN, new flow (ring, half-open entry inserted)', fd: lb.progFd, packets: newFlows, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
+      { name: 'TCP first ACK after a SYN (half-open hit, entry inserted)', fd: lb.progFd, packets: firstAcks, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
+      { name: 'TCP non-SYN, flow unknown (ring, entry inserted)', fd: lb.progFd, packets: unknownFlows, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'non-VIP packet, XDP_PASS', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.99', proto: 'tcp', sport: 40000, dport: 80, ack: true, payload: PAYLOAD })), reason: 'PASS_NOT_VIP', floor: 'pass', samples: [] },
       // What a VIP address gets beyond its ports (issue 18): answered, forwarded or dropped in XDP, never passed.
       { name: 'ICMP echo request to a VIP address, answered', fd: lb.progFd, packets: one(buildEcho({ src: c, dst: '198.19.0.10', payload: PAYLOAD })), reason: 'TX_ICMP_ECHO_REPLY', samples: [] },

@@ -2,7 +2,8 @@
 /*
  * xdplb balancer: Katran-style L4 load balancing in XDP.
  *
- * VIP lookup -> backend choice (SYN: ring; else connection table, then ring)
+ * VIP lookup -> backend choice (SYN: ring; else connection table, then the
+ * real of the flow's SYN (half_open), then ring)
  * -> IPIP encapsulation -> XDP_TX to the next hop. The real answers the client
  * directly (DSR). For a VIP address the program also answers echo requests
  * (icmp-echo.h), sends ICMP errors about VIP flows to the flow's real
@@ -124,7 +125,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	struct flow_value *conn = NULL;
 	struct vip_stats *vs;
 	struct vip_meta *vip;
-	__u32 real_id = 0, slot, *ring_id;
+	__u32 real_id = 0, slot, *ring_id, now_s = 0;
 	int rc, icmp_error = 0, vip_addr;
 
 	rc = xdplb_parse(p, data, data_end);
@@ -178,30 +179,58 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 			real_id = conn->real_id;
 		else
 			t->path = XDPLB_PATH_RING_STALE;
+		if (p->flow.proto == IPPROTO_UDP && !icmp_error) {
+			/* Coarse: a second's resolution is all it needs, and it is cheaper. */
+			now_s = bpf_ktime_get_coarse_ns() / XDPLB_NS_PER_SEC;
+			if (conn && real && now_s - conn->atime_s > XDPLB_UDP_IDLE_TIMEOUT_S) {
+				real = NULL;
+				real_id = 0;
+				t->path = XDPLB_PATH_RING_UDP_IDLE;
+			} else if (conn && real && conn->atime_s != now_s) {
+				conn->atime_s = now_s; /* one write a second at most per flow */
+			}
+		}
 	}
 	*hash = flow_hash(&p->flow);
 	if (real) {
 		t->path = XDPLB_PATH_LRU_HIT;
-	} else {
+		goto chosen;
+	}
+	if (!conn && t->path == XDPLB_PATH_RING_NEW_FLOW && p->flow.proto == IPPROTO_TCP && !p->tcp_syn) {
+		/* The first packet after a SYN: the SYN's real, not today's ring. */
+		struct flow_value *half = bpf_map_lookup_elem(&half_open, &p->flow);
+
+		if (half && (real = real_by_id(half->real_id))) {
+			real_id = half->real_id;
+			t->path = XDPLB_PATH_HALF_OPEN_HIT;
+		}
+	}
+	if (!real) {
 		slot = vip->vip_num * XDPLB_RING_SIZE + *hash % XDPLB_RING_SIZE;
 		ring_id = bpf_map_lookup_elem(&ring, &slot);
 		real_id = ring_id ? *ring_id : 0;
 		real = real_by_id(real_id);
 		if (!real)
 			return XDPLB_DROP_NO_REAL;
-		if (icmp_error)
-			goto chosen;
-		if (vs)
-			vs->lru_misses += 1;
-		if (conn) {
-			/* Overwriting in place costs a fraction of an update, which
-			 * allocates a new element and frees the old one. */
-			conn->real_id = real_id;
-		} else if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
-			struct flow_value fv = { .real_id = real_id };
+	}
+	if (icmp_error)
+		goto chosen;
+	if (vs)
+		vs->lru_misses += 1;
+	if (conn) {
+		/* Overwriting in place costs a fraction of an update, which
+		 * allocates a new element and frees the old one; and it evicts
+		 * nothing, so a SYN of a known flow may do it. */
+		conn->real_id = real_id;
+		conn->atime_s = now_s;
+	} else if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
+		struct flow_value fv = { .real_id = real_id, .atime_s = now_s };
 
+		/* A new SYN enters only half_open: see its definition. */
+		if (p->tcp_syn)
+			bpf_map_update_elem(&half_open, &p->flow, &fv, BPF_ANY);
+		else
 			bpf_map_update_elem(&conn_table, &p->flow, &fv, BPF_ANY);
-		}
 	}
 chosen:
 	t->real_id = real_id;

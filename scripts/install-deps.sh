@@ -6,8 +6,9 @@ set -euo pipefail
 # tcpdump: the trace tests open the pcap files `xdplb trace --pcap` writes.
 # bird2: the lab's router and balancer nodes speak BGP through BIRD 2 (npm test, npm run demo).
 # iputils-ping: the lab pings VIPs (the balancer answers echo requests itself).
+# hping3: the lab floods a balancer with spoofed SYNs.
 # iptables: the backend tests put kube-proxy's FORWARD rules in a namespace (the replies must pass them by).
-packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool util-linux curl linux-libc-dev make gcc tcpdump bird2 iptables iputils-ping)
+packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool util-linux curl linux-libc-dev make gcc tcpdump bird2 iptables iputils-ping hping3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,9 @@ enum xdplb_capacity {
 	XDPLB_MAX_REALS = 4096,       /* real id 0 is reserved: "no real" */
 	XDPLB_RING_SIZE = 65537,      /* Maglev ring slots per VIP; must be prime */
 	XDPLB_CONNECTION_TABLE_SIZE = 1048576, /* conn_table entries (shared by all CPUs) */
+	/* half_open holds this share of conn_table's entries: handshakes in
+	 * flight (new connections a second x round-trip time), not connections. */
+	XDPLB_HALF_OPEN_TABLE_DIVISOR = 8,
 	XDPLB_MAX_DECAP_ADDRS = 64,   /* local addresses the decap program accepts */
 	XDPLB_MAX_EXT_HDRS = 4,       /* IPv6 extension headers walked before L4 */
 	XDPLB_MAX_ND_OPTS = 4,        /* options walked in a neighbor solicitation */
@@ -91,6 +94,15 @@ enum xdplb_icmp_const {
 	XDPLB_ICMP_TOO_BIG_PER_CPU_RATE = 100,
 };
 
+/* Connection table entries. */
+enum xdplb_flow_const {
+	/* A UDP flow idle this long is new again: its next packet takes the
+	 * ring (Katran's default). UDP has no end of connection to forget it by,
+	 * and a flow that comes back after a ring change should follow the ring
+	 * as TCP's next connection does. */
+	XDPLB_UDP_IDLE_TIMEOUT_S = 30,
+};
+
 /* l2_addrs values: what the node does for an address in L2 mode. */
 enum xdplb_l2_flag {
 	XDPLB_L2_F_ANSWER = 1 << 0, /* answer ARP requests / neighbor solicitations for it */
@@ -136,6 +148,8 @@ enum xdplb_trace_path {
 	XDPLB_PATH_RING_SYN,         /* a SYN re-hashes even a known 5-tuple */
 	XDPLB_PATH_RING_STALE,       /* the table's real has been removed: ring again */
 	XDPLB_PATH_RING_LRU_BYPASS,  /* the VIP never uses the connection table */
+	XDPLB_PATH_HALF_OPEN_HIT,    /* not in the connection table: the real its SYN went to (half_open); now in the table */
+	XDPLB_PATH_RING_UDP_IDLE,    /* a UDP flow idle over XDPLB_UDP_IDLE_TIMEOUT_S: ring again */
 };
 
 /* trace_stats counters: every traced packet lands in exactly one. */
@@ -259,6 +273,7 @@ struct xdplb_btf_anchor {
 	enum xdplb_family family;
 	enum xdplb_vip_flag vip_flag;
 	enum xdplb_vip_addr_flag vip_addr_flag;
+	enum xdplb_flow_const flow_const;
 	enum xdplb_icmp_const icmp_const;
 	enum xdplb_l2_flag l2_flag;
 	enum xdplb_l2_const l2_const;

@@ -73,6 +73,20 @@ struct {
 	__type(value, struct flow_value);
 } conn_table SEC(".maps");
 
+/* Flows whose SYN was balanced and whose client has sent nothing else yet,
+ * flow -> the SYN's real. A SYN goes here, not into conn_table, so that a
+ * flood of spoofed SYNs (which never send a second packet) churns only this
+ * table and pushes no established flow out of conn_table. The first non-SYN
+ * packet moves the flow into conn_table with the SYN's real, so a handshake
+ * survives a ring change between SYN and ACK. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPLB_CONNECTION_TABLE_SIZE / XDPLB_HALF_OPEN_TABLE_DIVISOR);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} half_open SEC(".maps");
+
 /* ctl[0]: next hop and outer source addresses for encapsulation. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -48,6 +48,9 @@ struct flow_key {
 
 struct flow_value {
 	__u32 real_id;
+	/* UDP: when the flow last sent a packet, in seconds of CLOCK_MONOTONIC
+	 * (coarse); 0 for TCP. It fills what the kernel pads the value to anyway. */
+	__u32 atime_s;
 };
 
 /* ctl[0]: what the balancer needs to build the outer headers. */

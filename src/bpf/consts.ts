@@ -9,6 +9,10 @@ export const MAX_REALS = 4096;
 export const NO_REAL_ID = 0;
 export const RING_SIZE = 65537;
 export const CONNECTION_TABLE_SIZE = 1048576;
+/** half_open (handshakes in flight) holds connection table / this many entries. */
+export const HALF_OPEN_TABLE_DIVISOR = 8;
+/** A UDP flow idle this long takes the ring again (enum xdplb_flow_const). */
+export const UDP_IDLE_TIMEOUT_S = 30;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 export const MAX_ND_OPTS = 4;

@@ -13,6 +13,7 @@ import {
   BACKEND_REASONS,
   CONNECTION_TABLE_SIZE,
   DECAP_REASONS,
+  HALF_OPEN_TABLE_DIVISOR,
   MAX_BACKEND_NODE_SERVICES,
   MAX_BACKEND_SERVICES,
   MAX_DECAP_ADDRS,
@@ -74,7 +75,8 @@ export const DEFAULT_BACKEND_CAPACITIES: BackendCapacities = { backendFlows: BAC
 
 /** Every capacity a map's size can follow. */
 export type Capacities = MapCapacities & BackendCapacities;
-export type Scale = { with: keyof Capacities; times?: number } | { fixed: number };
+/** A map's size: a capacity times `times`, divided by `divisor` (rounded up), or fixed. */
+export type Scale = { with: keyof Capacities; times?: number; divisor?: number } | { fixed: number };
 
 export interface MapSchema<K, V> {
   /** Name in the object (the kernel keeps 15 characters). */
@@ -115,6 +117,9 @@ export const BALANCER_MAPS = {
   ring: map<number, number>('ring', MapType.ARRAY, U32Codec, U32Codec, { with: 'vips', times: RING_SIZE }, BPF_F_MMAPABLE),
   connTable: map<Buffer, Buffer>('conn_table', MapType.LRU_HASH, opaqueCodec(FlowKeyLayout), opaqueCodec(FlowValueLayout),
     { with: 'connectionTable' }, BPF_F_NO_COMMON_LRU),
+  /** Flows whose SYN was balanced and nothing else yet: flow -> the SYN's real (a SYN flood churns only this). */
+  halfOpen: map<Buffer, Buffer>('half_open', MapType.LRU_HASH, opaqueCodec(FlowKeyLayout), opaqueCodec(FlowValueLayout),
+    { with: 'connectionTable', divisor: HALF_OPEN_TABLE_DIVISOR }, BPF_F_NO_COMMON_LRU),
   ctl: map<number, CtlConfig>('ctl', MapType.ARRAY, U32Codec, CtlConfigCodec, { fixed: 1 }),
   vipStats: map<number, VipStats>('vip_stats', MapType.PERCPU_ARRAY, U32Codec, VipStatsCodec, perVip),
   realStats: map<number, RealStats>('real_stats', MapType.PERCPU_ARRAY, U32Codec, RealStatsCodec, perRealId),
@@ -153,7 +158,7 @@ export type RawMapSet<S extends Schema> = { [K in keyof S]: RawMap };
 export function entriesOf(m: MapSchema<unknown, unknown>, c: MapCapacities & Partial<BackendCapacities>): number {
   if ('fixed' in m.scale) return m.scale.fixed;
   const all: Capacities = { ...DEFAULT_BACKEND_CAPACITIES, ...c };
-  return all[m.scale.with] * (m.scale.times ?? 1);
+  return Math.ceil((all[m.scale.with] * (m.scale.times ?? 1)) / (m.scale.divisor ?? 1));
 }
 
 /** vip_num * RING_SIZE must stay a u32 ring index. */

@@ -107,8 +107,8 @@ export const FlowKeyLayout = {
 
 export const FlowValueLayout = {
   cName: 'flow_value',
-  size: 4,
-  offsets: { real_id: 0 },
+  size: 8,
+  offsets: { real_id: 0, atime_s: 4 },
 } as const satisfies StructLayout;
 
 /**

@@ -27,6 +27,15 @@ export class BpfMap implements RawMap {
     readonly perCpu: boolean,
   ) {}
 
+  /**
+   * A map of no object (e.g. a map of an earlier layout, as an older agent
+   * left it pinned); not per-CPU, no flags. The caller closes its fd.
+   */
+  static create(name: string, type: number, keySize: number, valueSize: number, maxEntries: number): BpfMap {
+    const fd = check('bpf_map_create', c.mapCreate(type, name, keySize, valueSize, maxEntries, null) as number, name);
+    return new BpfMap(name, fd, keySize, valueSize, maxEntries, false);
+  }
+
   /** Bytes one lookup returns: per-CPU maps return one aligned copy per possible CPU. */
   get lookupSize(): number {
     return this.perCpu ? this.perCpuStride * possibleCpus : this.valueSize;

@@ -65,6 +65,7 @@ export const c = {
   findMap: lib.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
   findProgram: lib.func('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
   mapFd: lib.func('int bpf_map__fd(bpf_map *map)'),
+  mapCreate: lib.func('int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, void *opts)'),
   mapSetPinPath: lib.func('int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
   mapSetMaxEntries: lib.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)'),
   mapMaxEntries: lib.func('uint32_t bpf_map__max_entries(bpf_map *map)'),

@@ -14,6 +14,7 @@ import { type BackendCapacities, BACKEND_MAPS, BALANCER_MAPS, type MapCapacities
   from '../../src/bpf/maps.js';
 import { BACKEND_OBJECT, BALANCER_OBJECT, DECAP_OBJECT, type KernelMapSet, loadBackend, loadBalancer, loadDecap }
   from '../../src/bpf/programs.js';
+import { kernelMaxEntries } from '../../src/bpf/pinned-layout.js';
 import { Btf } from '../support/btf.js';
 import { requireKernel } from '../support/kernel.js';
 
@@ -44,6 +45,7 @@ describe('struct layouts match the BTF', () => {
       MAX_REALS: L.MAX_REALS,
       RING_SIZE: L.RING_SIZE,
       CONNECTION_TABLE_SIZE: L.CONNECTION_TABLE_SIZE,
+      HALF_OPEN_TABLE_DIVISOR: L.HALF_OPEN_TABLE_DIVISOR,
       MAX_DECAP_ADDRS: L.MAX_DECAP_ADDRS,
       MAX_EXT_HDRS: L.MAX_EXT_HDRS,
       MAX_ND_OPTS: L.MAX_ND_OPTS,
@@ -52,6 +54,7 @@ describe('struct layouts match the BTF', () => {
       MAX_BACKEND_NODE_SERVICES: L.MAX_BACKEND_NODE_SERVICES,
       NODE_SVC_SLOTS: L.NODE_SVC_SLOTS,
     });
+    assert.deepEqual(strip(btf.enumValues('xdplb_flow_const')), { UDP_IDLE_TIMEOUT_S: L.UDP_IDLE_TIMEOUT_S });
     assert.deepEqual(strip(btf.enumValues('xdplb_family')), { FAMILY_V4: L.FAMILY_V4, FAMILY_V6: L.FAMILY_V6 });
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_flag')), {
       VIP_F_HASH_NO_SRC_PORT: L.VIP_F_HASH_NO_SRC_PORT,
@@ -120,12 +123,12 @@ describe('map definitions match the schema', () => {
     assert.deepEqual(Object.values(BACKEND_MAPS).filter(isPerCpu).map((m) => m.name), ['backend_stats']);
   });
 
-  /** What the kernel made of each map: sizes from the codecs, entries from the capacities. */
+  /** What the kernel made of each map: sizes from the codecs, entries from the capacities (per-CPU LRUs rounded to whole CPUs). */
   function checkLoaded(maps: KernelMapSet<Schema>, schema: Schema, capacities: MapCapacities & Partial<BackendCapacities>): void {
     for (const [k, m] of Object.entries(schema)) {
       const map = maps[k]!;
       assert.equal(map.name, m.name);
-      assert.deepEqual([map.keySize, map.valueSize, map.maxEntries, map.perCpu], [m.key.size, m.value.size, entriesOf(m, capacities), isPerCpu(m)],
+      assert.deepEqual([map.keySize, map.valueSize, map.maxEntries, map.perCpu], [m.key.size, m.value.size, kernelMaxEntries(m, entriesOf(m, capacities)), isPerCpu(m)],
         `map ${m.name}`);
       if (m.type === MapType.RINGBUF) assert.equal(map.maxEntries, L.TRACE_RING_BYTES);
     }

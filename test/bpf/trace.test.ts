@@ -82,7 +82,7 @@ describe('packet tracing', () => {
     const realOfFlow = parseEncapsulated(results[0]!.output).outerDst;
     assert.deepEqual(events.map((e) => [e.vip, e.real, e.path, e.reason, e.verdict]), [
       [`${WEB}:80/TCP`, realOfFlow, 'ring_new_flow', 'tx_encap', 'tx'],
-      [`${WEB}:80/TCP`, realOfFlow, 'lru_hit', 'tx_encap', 'tx'],
+      [`${WEB}:80/TCP`, realOfFlow, 'half_open_hit', 'tx_encap', 'tx'],
       [`${WEB}:80/TCP`, realOfFlow, 'ring_syn', 'tx_encap', 'tx'],
     ]);
     const first = events[0]!;

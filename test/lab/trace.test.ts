@@ -73,7 +73,7 @@ describe('lab: xdplb trace on a balancer node', () => {
     const byName = Object.fromEntries(Object.entries(byAddress).map(([a, c]) => [lab.reals.find((x) => x.v4 === a)!.name, c]));
     assert.deepEqual(byName, r.byReal);
     const paths = new Set(events.map((e) => e.path));
-    assert.ok(paths.has('ring_new_flow') && paths.has('lru_hit'), `paths: ${[...paths].join(', ')}`);
+    assert.ok(paths.has('ring_new_flow') && paths.has('half_open_hit') && paths.has('lru_hit'), `paths: ${[...paths].join(', ')}`);
 
     const dump = execFileSync('tcpdump', ['-nn', '-r', pcap], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const lines = dump.trim().split('\n');
@@ -93,7 +93,7 @@ describe('lab: xdplb trace on a balancer node', () => {
     assert.equal(code, 0, err);
     const lines = out.trim().split('\n');
     assert.equal(lines.length, 3, out);
-    const pattern = new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{6} cpu\\d+ TCP ${CLIENT4.replace(/\./g, '\\.')}:\\d+ > ${VIP4.replace(/\./g, '\\.')}:80  vip ${VIP4.replace(/\./g, '\\.')}:80/TCP real 198\\.18\\.\\d+\\.\\d+ (ring_new_flow|lru_hit)  TX tx_encap  \\d+ -> \\d+ bytes$`);
+    const pattern = new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{6} cpu\\d+ TCP ${CLIENT4.replace(/\./g, '\\.')}:\\d+ > ${VIP4.replace(/\./g, '\\.')}:80  vip ${VIP4.replace(/\./g, '\\.')}:80/TCP real 198\\.18\\.\\d+\\.\\d+ (ring_new_flow|half_open_hit|lru_hit)  TX tx_encap  \\d+ -> \\d+ bytes$`);
     for (const l of lines) assert.match(l, pattern);
 
     const before = await lab.metrics(lb);

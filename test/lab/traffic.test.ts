@@ -8,6 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { UDP_IDLE_TIMEOUT_S } from '../../src/bpf/consts.js';
 import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample, sum } from '../support/prometheus.js';
 import { passedNotVip } from './report.js';
@@ -27,6 +28,8 @@ const LARGE_LINE = 8000;
 const MTU_FOLLOWED_TIMEOUT_MS = 60_000;
 /** A real that learns the path MTU resends within a second or two; generous for a loaded machine. */
 const LARGE_TIMEOUT_MS = 30_000;
+/** Past the idle timeout, for a loaded machine's late packets. */
+const UDP_IDLE_MARGIN_S = 4;
 const AGENT = fileURLToPath(new URL('../../src/agent/main.js', import.meta.url));
 
 describe('lab: real traffic through XDP balancers', () => {
@@ -218,6 +221,35 @@ describe('lab: real traffic through XDP balancers', () => {
     } finally {
       lab.routeVia(lab.balancers);
       await lab.applyVips(labVips(lab));
+    }
+  });
+
+  test('an idle UDP flow follows a changed ring after the idle timeout; an active one keeps its real', async (t) => {
+    if (!requireKernel(t)) return;
+    const idle = ports(47000, 100);
+    const active = ports(47100, 100);
+    lab.routeVia([lab.balancers[0]!]); // one node's table
+    let allReals = false;
+    try {
+      await lab.applyVips(labVips(lab, (r) => r.name !== 'real3'));
+      const before = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: [...idle, ...active] });
+      assert.equal(before.failures, 0);
+      const sent = Date.now();
+      await lab.applyVips(labVips(lab)); // real3 joins: the ring moves about a third of the flows to it
+      allReals = true;
+      await sleep(UDP_IDLE_TIMEOUT_S * 1000 / 2);
+      const kept = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: active });
+      assert.equal(kept.failures, 0);
+      await sleep(Math.max(0, sent + (UDP_IDLE_TIMEOUT_S + UDP_IDLE_MARGIN_S) * 1000 - Date.now()));
+      const after = await lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts: [...idle, ...active] });
+      assert.equal(after.failures, 0);
+      for (const p of active) assert.equal(after.byPort[p], before.byPort[p], `active flow ${p} moved from ${before.byPort[p]} to ${after.byPort[p]}`);
+      const toNew = idle.filter((p) => after.byPort[p] === 'real3');
+      assert.ok(toNew.length > 10, `only ${toNew.length} of ${idle.length} idle flows followed the new ring to real3`);
+      t.diagnostic(`${toNew.length} of ${idle.length} idle flows followed the ring to real3; ${active.length} active flows kept their reals`);
+    } finally {
+      lab.routeVia(lab.balancers);
+      if (!allReals) await lab.applyVips(labVips(lab)); // an unchanged file is not applied again
     }
   });
 

@@ -39,8 +39,8 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
     capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN', 'NET_RAW'] },
     seccompProfile: { type: 'RuntimeDefault' },
   }, 'the capabilities the agent needs and nothing else');
-  assert.deepEqual(c.resources, { requests: { cpu: '100m', memory: '648Mi' }, limits: { memory: '1093Mi' } },
-    'the default capacities\' maps (about 373 MiB) are in both the request and the limit');
+  assert.deepEqual(c.resources, { requests: { cpu: '100m', memory: '662Mi' }, limits: { memory: '1109Mi' } },
+    'the default capacities\' maps (about 405 MiB) are in both the request and the limit');
   assert.deepEqual(pod.volumes, [{ name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }]);
   // The node's bpffs: mounted by the init container when missing, and seen by the agent.
   const init = pod.initContainers![0]!;
@@ -165,9 +165,9 @@ test('the agent\'s memory follows the capacities: the maps, and the connection t
     agentDaemonSet(balancer({ capacities }), 'xdplb-system').spec!.template.spec!.containers[0]!.resources;
   // 4096 VIPs of 65537 ring slots alone are 2 GiB; 8M connections 0.9 GiB of maps and 1.2 GiB to copy.
   assert.deepEqual(resources({ vips: 4096, reals: 65535, connectionTable: 8388608 }),
-    { requests: { cpu: '100m', memory: '3488Mi' }, limits: { memory: '5267Mi' } });
+    { requests: { cpu: '100m', memory: '3600Mi' }, limits: { memory: '5390Mi' } });
   assert.deepEqual(resources({ vips: 16, reals: 64, connectionTable: 131072 }),
-    { requests: { cpu: '100m', memory: '283Mi' }, limits: { memory: '561Mi' } });
+    { requests: { cpu: '100m', memory: '285Mi' }, limits: { memory: '562Mi' } });
   // Capacities left out are the compiled defaults, as the agent loads them.
   assert.deepEqual(resources({ vips: 512, reals: 4095, connectionTable: 1048576 }), resources({}));
 });

@@ -44,10 +44,30 @@ export const emptyCopy = (): CopyResult => ({ read: 0, copied: 0, realGone: 0, t
 /** Entries per syscall, and between turns of the event loop (probes and scrapes go on during a long copy). */
 const CHUNK = 8192;
 
-/** Whether the maps hold entries and reals in this version's layout (struct flow_key, flow_value, xdplb_addr). */
+/** struct flow_value before it had atime_s (real_id only): an upgrade copies such tables too. */
+const FLOW_VALUE_REAL_ID_ONLY_SIZE = 4;
+
+/** Whether the maps hold entries and reals in a layout this version reads (struct flow_key, flow_value, xdplb_addr). */
 function readable(m: ConnectionMaps): boolean {
-  return m.connTable.keySize === FlowKeyLayout.size && m.connTable.valueSize === FlowValueLayout.size &&
+  const value = m.connTable.valueSize;
+  return m.connTable.keySize === FlowKeyLayout.size && (value === FlowValueLayout.size || value === FLOW_VALUE_REAL_ID_ONLY_SIZE) &&
     m.reals.valueSize === AddrLayout.size;
+}
+
+/** Seconds of CLOCK_MONOTONIC, as the program stamps atime_s (its coarse clock differs by a tick at most). */
+const monotonicSeconds = (): number => Number(process.hrtime.bigint() / NS_PER_SEC);
+const NS_PER_SEC = 1_000_000_000n;
+
+/**
+ * Writes entry i of an old table's batch values into out at outOffset with
+ * its real's new id. atime_s is kept; a value from before atime_s gets now,
+ * so a UDP flow copied on an upgrade is not taken for idle.
+ */
+function translateValue(from: BpfMap, values: Buffer, i: number, newId: number, out: Buffer, outOffset: number, now: number): void {
+  const at = i * from.lookupSize;
+  const atime = from.valueSize >= FlowValueLayout.size ? values.readUInt32LE(at + FlowValueLayout.offsets.atime_s) : now;
+  out.writeUInt32LE(newId, outOffset + FlowValueLayout.offsets.real_id);
+  out.writeUInt32LE(atime, outOffset + FlowValueLayout.offsets.atime_s);
 }
 
 /** Old real id -> new real id (NO_REAL_ID: the real is not in the new maps). */
@@ -130,6 +150,7 @@ export async function copyConnections(from: ConnectionMaps, to: ConnectionMaps):
   const seen = new SeenKeys(keys, keySize, result.read);
   // Translated entries that keep their real, packed at the front.
   const values = Buffer.alloc(result.read * FlowValueLayout.size);
+  const now = monotonicSeconds();
   let valid = 0;
   let at = 0;
   for (const b of batches) {
@@ -141,7 +162,7 @@ export async function copyConnections(from: ConnectionMaps, to: ConnectionMaps):
         continue;
       }
       if (valid !== at) keys.copy(keys, valid * keySize, at * keySize, (at + 1) * keySize);
-      values.writeUInt32LE(newId, valid * FlowValueLayout.size + FlowValueLayout.offsets.real_id);
+      translateValue(from.connTable, b.values, i, newId, values, valid * FlowValueLayout.size, now);
       valid++;
     }
   }
@@ -195,6 +216,7 @@ export async function copyGapConnections(from: ConnectionMaps, to: ConnectionMap
   const ids = realIdTranslation(from.reals, to.reals);
   const keySize = FlowKeyLayout.size;
   const value = Buffer.alloc(FlowValueLayout.size);
+  const now = monotonicSeconds();
   for (const b of from.connTable.batches(CHUNK)) {
     for (let i = 0; i < b.count; i++) {
       if (seen.has(b.keys, i * keySize, keySize)) continue;
@@ -205,7 +227,7 @@ export async function copyGapConnections(from: ConnectionMaps, to: ConnectionMap
         result.realGone++;
         continue;
       }
-      value.writeUInt32LE(newId, FlowValueLayout.offsets.real_id);
+      translateValue(from.connTable, b.values, i, newId, value, 0, now);
       if (to.connTable.insert(b.keys.subarray(i * keySize, (i + 1) * keySize), value)) result.copied++;
       else result.newer++;
     }
