@@ -3,6 +3,7 @@
  * for what a session asked, with the real, path and reason the packet got,
  * the rate limit, and pcap output that tcpdump reads.
  */
+import { allowedCpus, onCpu } from '../../src/libbpf/cpus.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -149,7 +150,7 @@ describe('packet tracing', () => {
     assert.equal(after.EMITTED - before.EMITTED, 5n);
   });
 
-  test('each session has its own budget: a flood on one session\'s VIP costs another session no record', (t) => {
+  test('each session has its own budget: a flood on one session\'s VIP costs another session no record', async (t) => {
     if (!requireKernel(t)) return;
     const a: TraceEvent[] = [];
     const b: TraceEvent[] = [];
@@ -159,11 +160,14 @@ describe('packet tracing', () => {
     const closeB = tracer.open({ filter: parseTraceFilter({ vip: [OTHER] }), rate: 10, onEvent: (e) => b.push(e), onLoss: (l) => lossB.push(l) });
     try {
       // A's VIP gets 40 packets before and among B's 10: A's budget (5) runs out, B's (10) must not.
-      for (let i = 0; i < 40; i++) h.run(tcp(WEB, 7000 + i, { syn: true }));
-      for (let i = 0; i < 10; i++) {
-        h.run(tcp(OTHER, 7100 + i, { syn: true }));
-        h.run(tcp(WEB, 7200 + i, { syn: true }));
-      }
+      // On one CPU: budgets are per CPU, and a run moved to the other CPU would find a fresh one.
+      await onCpu(allowedCpus()[0]!, () => {
+        for (let i = 0; i < 40; i++) h.run(tcp(WEB, 7000 + i, { syn: true }));
+        for (let i = 0; i < 10; i++) {
+          h.run(tcp(OTHER, 7100 + i, { syn: true }));
+          h.run(tcp(WEB, 7200 + i, { syn: true }));
+        }
+      });
       tracer.poll();
       assert.equal(a.length, 5, 'A: its rate');
       assert.equal(b.length, 10, 'B: every packet of its VIP, however busy A\'s VIP is');
