@@ -22,6 +22,7 @@
 #include "include/jhash.h"
 #include "include/l2.h"
 #include "include/parse.h"
+#include "include/quic.h"
 #include "include/trace.h"
 #include "include/xdplb_maps.h"
 
@@ -164,6 +165,20 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	}
 	if (vip->flags & XDPLB_VIP_F_HASH_NO_SRC_PORT)
 		p->flow.sport = 0;
+
+	if ((vip->flags & XDPLB_VIP_F_QUIC) && p->flow.proto == IPPROTO_UDP && !icmp_error) {
+		/* Before the table: the connection ID outlives the 5-tuple. An id
+		 * no real here has goes on as any UDP packet. */
+		__u32 sid = xdplb_quic_server_id(p, data, data_end);
+		__u32 *id = sid ? bpf_map_lookup_elem(&quic_servers, &sid) : NULL;
+
+		if (id && (real = real_by_id(*id))) {
+			real_id = *id;
+			t->path = XDPLB_PATH_QUIC_SERVER_ID;
+			*hash = flow_hash(&p->flow);
+			goto chosen;
+		}
+	}
 
 	if (vip->flags & XDPLB_VIP_F_LRU_BYPASS) {
 		t->path = XDPLB_PATH_RING_LRU_BYPASS;

@@ -54,6 +54,7 @@ enum xdplb_vip_flag {
 	XDPLB_VIP_F_HASH_NO_SRC_PORT = 1 << 0, /* client-IP stickiness */
 	XDPLB_VIP_F_LRU_BYPASS = 1 << 1,       /* never use the connection table */
 	XDPLB_VIP_F_NO_ICMP_ECHO = 1 << 2,     /* its address answers no echo requests (the agent folds it into vip_addrs) */
+	XDPLB_VIP_F_QUIC = 1 << 3,             /* UDP: short-header QUIC packets go to the real their connection ID names (quic.h) */
 };
 
 /* vip_addrs values: what the program does for a VIP address beyond its VIPs' ports. */
@@ -103,6 +104,24 @@ enum xdplb_flow_const {
 	XDPLB_UDP_IDLE_TIMEOUT_S = 30,
 };
 
+/*
+ * QUIC connection-ID routing (quic.h). A real that takes part puts its server
+ * id into every connection ID it issues, in this layout (ours, "version 1"):
+ *   CID byte 0: bits 7-6 = 01 (the layout), bits 5-0 = server id bits 13-8
+ *   CID byte 1: server id bits 7-0
+ *   the rest: the server's own (at least 6 more bytes: RFC 9000 asks 8 in all)
+ * Short-header packets carry the destination CID right after the first byte.
+ */
+enum xdplb_quic_const {
+	XDPLB_QUIC_LONG_HEADER = 0x80,       /* first byte: long header form (Initial, Handshake, ...) */
+	XDPLB_QUIC_FIXED_BIT = 0x40,         /* first byte: set in every QUIC v1 packet */
+	XDPLB_QUIC_CID_LAYOUT_SHIFT = 6,     /* CID byte 0: the layout's bits */
+	XDPLB_QUIC_CID_LAYOUT_V1 = 1,
+	XDPLB_QUIC_SERVER_ID_HIGH_MASK = 0x3f, /* CID byte 0: the server id's high bits */
+	XDPLB_QUIC_SERVER_ID_BYTES = 3,      /* first byte + the two CID bytes the id is in */
+	XDPLB_QUIC_MAX_SERVER_IDS = 1 << 14, /* ids 1..16383; 0 is "none" */
+};
+
 /* l2_addrs values: what the node does for an address in L2 mode. */
 enum xdplb_l2_flag {
 	XDPLB_L2_F_ANSWER = 1 << 0, /* answer ARP requests / neighbor solicitations for it */
@@ -150,6 +169,7 @@ enum xdplb_trace_path {
 	XDPLB_PATH_RING_LRU_BYPASS,  /* the VIP never uses the connection table */
 	XDPLB_PATH_HALF_OPEN_HIT,    /* not in the connection table: the real its SYN went to (half_open); now in the table */
 	XDPLB_PATH_RING_UDP_IDLE,    /* a UDP flow idle over XDPLB_UDP_IDLE_TIMEOUT_S: ring again */
+	XDPLB_PATH_QUIC_SERVER_ID,   /* a QUIC short header whose connection ID names a known real's server id */
 };
 
 /* trace_stats counters: every traced packet lands in exactly one. */
@@ -275,6 +295,7 @@ struct xdplb_btf_anchor {
 	enum xdplb_vip_addr_flag vip_addr_flag;
 	enum xdplb_flow_const flow_const;
 	enum xdplb_icmp_const icmp_const;
+	enum xdplb_quic_const quic_const;
 	enum xdplb_l2_flag l2_flag;
 	enum xdplb_l2_const l2_const;
 	enum xdplb_reason reason;

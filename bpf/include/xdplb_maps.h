@@ -87,6 +87,15 @@ struct {
 	__type(value, struct flow_value);
 } half_open SEC(".maps");
 
+/* QUIC server id -> real id (0: none), for VIPs with XDPLB_VIP_F_QUIC: one
+ * id space per node, as the reals' connection IDs carry them (quic.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPLB_QUIC_MAX_SERVER_IDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} quic_servers SEC(".maps");
+
 /* ctl[0]: next hop and outer source addresses for encapsulation. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -18,7 +18,7 @@ const REVISION_HEX_DIGITS = 16;
  * drainingSince, an unhealthy reason) changes nothing.
  */
 export function backendsRevision(v: Pick<LoadBalancerVip, 'status'>): string {
-  const reals = realsOf(v).map((r) => `${r.address}=${r.weight}`).sort();
+  const reals = realsOf(v).map((r) => (r.quicServerId === undefined ? `${r.address}=${r.weight}` : `${r.address}=${r.weight}#${r.quicServerId}`)).sort();
   const programmed = JSON.stringify({ address: v.status?.address ?? null, reals });
   return createHash('sha256').update(programmed).digest('hex').slice(0, REVISION_HEX_DIGITS);
 }

@@ -40,6 +40,8 @@ export const DEFAULT_BACKEND_ADDRESSING: BackendAddressing = 'Node';
 
 /** Annotation on a backend pod: its relative weight (non-negative integer). */
 export const WEIGHT_ANNOTATION = 'xdplb.dev/weight';
+/** Annotation on a backend pod: the server id its QUIC connection IDs carry (QUIC_MIN_SERVER_ID..QUIC_MAX_SERVER_ID). */
+export const QUIC_SERVER_ID_ANNOTATION = 'xdplb.dev/quic-server-id';
 
 export interface LoadBalancerVipSpec {
   /** The XdpBalancer that serves this VIP. */
@@ -57,6 +59,8 @@ export interface LoadBalancerVipSpec {
   lruBypass?: boolean;
   /** The balancer answers echo requests (ping) to the address; default true. False on any VIP of an address turns it off. */
   icmpEcho?: boolean;
+  /** UDP ports: QUIC short-header packets go to the backend whose server id their connection ID carries. */
+  quicConnectionIdRouting?: boolean;
   /** Who decapsulates (and translates ports): the backend node, or the pod itself. Default Node. */
   delivery?: Delivery;
   /** Probes of each backend along the real path (health-check.ts); absent: the defaults. */
@@ -75,6 +79,8 @@ export interface BackendStatus {
    * traffic reaches the pod in Node addressing).
    */
   nodeIP?: string;
+  /** The server id in the QUIC connection IDs the pod issues (QUIC_SERVER_ID_ANNOTATION). */
+  quicServerId?: number;
   /** No new flows; established ones continue until the drain period ends. */
   draining?: boolean;
   /** When the backend started draining (RFC 3339). */

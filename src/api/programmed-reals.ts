@@ -8,6 +8,8 @@ import type { BackendStatus, LoadBalancerVip } from './loadbalancervip.js';
 export interface ProgrammedReal {
   address: string;
   weight: number;
+  /** Pod addressing: the backend's QUIC server id (Node addressing has none: a node is many pods). */
+  quicServerId?: number;
 }
 
 /** Draining, or unhealthy (the balancer nodes' health checks, folded in by the controller): weight 0, its flows finish. */
@@ -22,7 +24,9 @@ const backendWeight = (b: BackendStatus): number => (b.draining || b.healthy ===
  */
 export function realsOf(v: Pick<LoadBalancerVip, 'status'>): ProgrammedReal[] {
   const backends = v.status?.backends ?? [];
-  if (v.status?.addressing !== 'Node') return backends.map((b) => ({ address: b.ip, weight: backendWeight(b) }));
+  if (v.status?.addressing !== 'Node') {
+    return backends.map((b) => (b.quicServerId === undefined ? { address: b.ip, weight: backendWeight(b) } : { address: b.ip, weight: backendWeight(b), quicServerId: b.quicServerId }));
+  }
   const nodes = new Map<string, number>();
   for (const b of backends) if (b.nodeIP !== undefined) nodes.set(b.nodeIP, (nodes.get(b.nodeIP) ?? 0) + backendWeight(b));
   return [...nodes].map(([address, weight]) => ({ address, weight }));

@@ -32,12 +32,20 @@ export interface VipSpecBase {
   lruBypass?: boolean;
   /** The balancer answers echo requests (ping) to the address; default true. False on any VIP of an address turns it off. */
   icmpEcho?: boolean;
+  /**
+   * UDP ports: QUIC short-header packets go to the real whose server id their
+   * connection ID carries (README, "QUIC connection IDs"), so a connection
+   * stays on its real when the client's address or port changes.
+   */
+  quicConnectionIdRouting?: boolean;
 }
 
 export interface Backend {
   address: string;
   /** Relative share; 0 drains (established flows continue, no new ones). */
   weight: number;
+  /** The server id the real puts in the QUIC connection IDs it issues (1..16383). */
+  quicServerId?: number;
 }
 
 export const MIN_PORT = 1;

@@ -40,7 +40,7 @@ export function verdictOf(reason: Reason): Verdict {
 }
 
 /** enum xdplb_trace_path, by its C name without the XDPLB_PATH_ prefix: how a real was chosen. */
-export const TRACE_PATHS = ['NONE', 'LRU_HIT', 'RING_NEW_FLOW', 'RING_SYN', 'RING_STALE', 'RING_LRU_BYPASS', 'HALF_OPEN_HIT', 'RING_UDP_IDLE'] as const;
+export const TRACE_PATHS = ['NONE', 'LRU_HIT', 'RING_NEW_FLOW', 'RING_SYN', 'RING_STALE', 'RING_LRU_BYPASS', 'HALF_OPEN_HIT', 'RING_UDP_IDLE', 'QUIC_SERVER_ID'] as const;
 export type TracePath = (typeof TRACE_PATHS)[number];
 
 /** Bytes of each frame a trace record carries (XDPLB_TRACE_SNAPLEN): the pcap snap length. */

@@ -40,6 +40,22 @@ export const VIP_F_HASH_NO_SRC_PORT = 1 << 0;
 export const VIP_F_LRU_BYPASS = 1 << 1;
 /** The VIP's address answers no echo requests (the dataplane folds it into the address's vip_addrs flags). */
 export const VIP_F_NO_ICMP_ECHO = 1 << 2;
+/** UDP: short-header QUIC packets go to the real whose server id their connection ID carries. */
+export const VIP_F_QUIC = 1 << 3;
+
+/** enum xdplb_quic_const: our QUIC connection-ID layout (bpf/include/xdplb_consts.h documents it). */
+export const QUIC_CONST = {
+  QUIC_LONG_HEADER: 0x80,
+  QUIC_FIXED_BIT: 0x40,
+  QUIC_CID_LAYOUT_SHIFT: 6,
+  QUIC_CID_LAYOUT_V1: 1,
+  QUIC_SERVER_ID_HIGH_MASK: 0x3f,
+  QUIC_SERVER_ID_BYTES: 3,
+  QUIC_MAX_SERVER_IDS: 1 << 14,
+} as const;
+/** The server ids a real may have: 1..QUIC_MAX_SERVER_IDS-1 (0 is "none"). */
+export const QUIC_MIN_SERVER_ID = 1;
+export const QUIC_MAX_SERVER_ID = QUIC_CONST.QUIC_MAX_SERVER_IDS - 1;
 
 /** vip_addrs values (enum xdplb_vip_addr_flag). */
 export const VIP_ADDR_F_ICMP_ECHO = 1 << 0;

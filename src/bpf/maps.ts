@@ -14,6 +14,7 @@ import {
   CONNECTION_TABLE_SIZE,
   DECAP_REASONS,
   HALF_OPEN_TABLE_DIVISOR,
+  QUIC_CONST,
   MAX_BACKEND_NODE_SERVICES,
   MAX_BACKEND_SERVICES,
   MAX_DECAP_ADDRS,
@@ -120,6 +121,8 @@ export const BALANCER_MAPS = {
   /** Flows whose SYN was balanced and nothing else yet: flow -> the SYN's real (a SYN flood churns only this). */
   halfOpen: map<Buffer, Buffer>('half_open', MapType.LRU_HASH, opaqueCodec(FlowKeyLayout), opaqueCodec(FlowValueLayout),
     { with: 'connectionTable', divisor: HALF_OPEN_TABLE_DIVISOR }, BPF_F_NO_COMMON_LRU),
+  /** QUIC server id -> real id (0: none): one id space per node, as the reals' connection IDs carry them. */
+  quicServers: map<number, number>('quic_servers', MapType.ARRAY, U32Codec, U32Codec, { fixed: QUIC_CONST.QUIC_MAX_SERVER_IDS }),
   ctl: map<number, CtlConfig>('ctl', MapType.ARRAY, U32Codec, CtlConfigCodec, { fixed: 1 }),
   vipStats: map<number, VipStats>('vip_stats', MapType.PERCPU_ARRAY, U32Codec, VipStatsCodec, perVip),
   realStats: map<number, RealStats>('real_stats', MapType.PERCPU_ARRAY, U32Codec, RealStatsCodec, perRealId),

@@ -6,7 +6,8 @@
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { isIPv4, isIPv6 } from 'node:net';
-import { type BackendStatus, type LoadBalancerVip, WEIGHT_ANNOTATION } from '../api/loadbalancervip.js';
+import { type BackendStatus, type LoadBalancerVip, QUIC_SERVER_ID_ANNOTATION, WEIGHT_ANNOTATION } from '../api/loadbalancervip.js';
+import { QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../bpf/consts.js';
 import { DEFAULT_WEIGHT } from '../api/types.js';
 import { canonicalIp } from '../lib/ip.js';
 import { isEmptySelector, matchesSelector } from './selector.js';
@@ -37,13 +38,18 @@ export function trimPod(pod: V1Pod): void {
   const m = pod.metadata;
   if (m) {
     const weight = m.annotations?.[WEIGHT_ANNOTATION];
+    const serverId = m.annotations?.[QUIC_SERVER_ID_ANNOTATION];
+    const annotations = {
+      ...(weight === undefined ? {} : { [WEIGHT_ANNOTATION]: weight }),
+      ...(serverId === undefined ? {} : { [QUIC_SERVER_ID_ANNOTATION]: serverId }),
+    };
     pod.metadata = {
       name: m.name,
       namespace: m.namespace,
       resourceVersion: m.resourceVersion,
       labels: m.labels,
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
-      ...(weight === undefined ? {} : { annotations: { [WEIGHT_ANNOTATION]: weight } }),
+      ...(weight === undefined && serverId === undefined ? {} : { annotations }),
     };
   }
   if (pod.spec) pod.spec = { nodeName: pod.spec.nodeName, containers: NO_CONTAINERS };
@@ -92,6 +98,14 @@ export function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
   return DEFAULT_WEIGHT;
 }
 
+/** The pod's QUIC server id annotation, if it is an integer in range; else none (the pod's QUIC packets follow the ring). */
+export function quicServerIdOf(pod: V1Pod): number | undefined {
+  const raw = pod.metadata?.annotations?.[QUIC_SERVER_ID_ANNOTATION]?.trim();
+  if (raw === undefined || !/^\d+$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n >= QUIC_MIN_SERVER_ID && n <= QUIC_MAX_SERVER_ID ? n : undefined;
+}
+
 export function resolveBackends(
   vip: LoadBalancerVip,
   address: string | undefined,
@@ -108,7 +122,10 @@ export function resolveBackends(
       if (!matchesSelector(selector, pod.metadata?.labels) || !isReady(pod)) continue;
       const ip = backendIp(address, pod);
       if (!ip || active.has(ip)) continue; // two pods with one IP (host network): the first wins
-      active.set(ip, { ip, weight: weightOf(pod, badWeights), pod: pod.metadata!.name!, node: pod.spec?.nodeName });
+      const quicServerId = quicServerIdOf(pod);
+      active.set(ip, {
+        ip, weight: weightOf(pod, badWeights), pod: pod.metadata!.name!, node: pod.spec?.nodeName, ...(quicServerId === undefined ? {} : { quicServerId }),
+      });
     }
   }
   return { ...withDraining(active, vip.status?.backends ?? [], now, drainSeconds), badWeights };
@@ -132,7 +149,11 @@ export function withDraining(
     const since = prev.draining && prev.drainingSince ? new Date(prev.drainingSince) : now;
     const left = drainSeconds - (now.getTime() - since.getTime()) / 1000;
     if (left <= 0) continue;
-    draining.push({ ip: prev.ip, weight: 0, pod: prev.pod, node: prev.node, draining: true, drainingSince: since.toISOString() });
+    // A draining backend keeps its QUIC server id: its connections still find it by their connection IDs.
+    draining.push({
+      ip: prev.ip, weight: 0, pod: prev.pod, node: prev.node, ...(prev.quicServerId === undefined ? {} : { quicServerId: prev.quicServerId }),
+      draining: true, drainingSince: since.toISOString(),
+    });
     requeue = Math.min(requeue ?? Infinity, Math.ceil(left));
   }
   const backends = [...active.values(), ...draining].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));

@@ -60,9 +60,11 @@ describe('struct layouts match the BTF', () => {
       VIP_F_HASH_NO_SRC_PORT: L.VIP_F_HASH_NO_SRC_PORT,
       VIP_F_LRU_BYPASS: L.VIP_F_LRU_BYPASS,
       VIP_F_NO_ICMP_ECHO: L.VIP_F_NO_ICMP_ECHO,
+      VIP_F_QUIC: L.VIP_F_QUIC,
     });
     assert.deepEqual(strip(btf.enumValues('xdplb_vip_addr_flag')), { VIP_ADDR_F_ICMP_ECHO: L.VIP_ADDR_F_ICMP_ECHO });
     assert.deepEqual(strip(btf.enumValues('xdplb_icmp_const')), L.ICMP_PROTO);
+    assert.deepEqual(strip(btf.enumValues('xdplb_quic_const')), L.QUIC_CONST);
     assert.deepEqual(strip(btf.enumValues('xdplb_l2_flag')), { L2_F_ANSWER: L.L2_F_ANSWER });
     assert.deepEqual(strip(btf.enumValues('xdplb_l2_const')), L.L2_PROTO);
     assert.deepEqual(strip(btf.enumValues('xdplb_trace_const')), {

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UDP_IDLE_TIMEOUT_S } from '../../src/bpf/consts.js';
 import { requireKernel } from '../support/kernel.js';
 import { type Samples, sample, sum } from '../support/prometheus.js';
+import { connectionId, quicInitial, quicShortHeader } from '../support/quic-packets.js';
 import { passedNotVip } from './report.js';
 import { CLIENT_MTU, Lab, labVips, VIP4, VIP4_V6REALS, VIP6 } from './lab.js';
 import { type ConnectResult, type ContinuousResult, type LargeResult, LONG_LIVED_MIN_MESSAGES, type LongResult, type UdpResult } from './client-results.js';
@@ -250,6 +251,35 @@ describe('lab: real traffic through XDP balancers', () => {
     } finally {
       lab.routeVia(lab.balancers);
       if (!allReals) await lab.applyVips(labVips(lab)); // an unchanged file is not applied again
+    }
+  });
+
+  test('QUIC: a connection keeps its real from new client ports, through either balancer, by the server id in its connection ID', async (t) => {
+    if (!requireKernel(t)) return;
+    const serverId = (name: string) => lab.reals.findIndex((r) => r.name === name) + 1;
+    const send = (payload: Buffer, sourcePorts: number[]) =>
+      lab.clientRun<UdpResult>({ mode: 'udp', vip: VIP4, port: 53, sourcePorts, payloadHex: payload.toString('hex') });
+    const initial = await send(quicInitial(), [48000]);
+    const real = initial.byPort[48000]!;
+    assert.ok(real, `the Initial was answered: ${initial.errors.join(', ')}`);
+    const migrated = (from: number) => send(quicShortHeader(connectionId(serverId(real))), ports(from, 100));
+    // Without connection-ID routing the client's new ports follow the ring (through both balancers: ECMP).
+    const plain = await migrated(48100);
+    assert.equal(plain.failures, 0);
+    const lostWithout = Object.values(plain.byPort).filter((r) => r !== real).length;
+    const quicVips = labVips(lab).map((v) => (v.name !== 'web4' ? v : {
+      ...v, quicConnectionIdRouting: true, reals: v.reals.map((r, i) => ({ ...r, quicServerId: i + 1 })),
+    }));
+    await lab.applyVips(quicVips);
+    try {
+      const routed = await migrated(48200);
+      assert.equal(routed.failures, 0);
+      const lost = Object.values(routed.byPort).filter((r) => r !== real).length;
+      t.diagnostic(`short headers from 100 new client ports: ${lost} left ${real} with connection-ID routing, ${lostWithout} without`);
+      assert.equal(lost, 0, `${lost} of 100 packets of the migrated connection reached another real`);
+      assert.ok(lostWithout > 30, `without connection-ID routing only ${lostWithout} of 100 left ${real}: the test would not tell`);
+    } finally {
+      await lab.applyVips(labVips(lab));
     }
   });
 

@@ -167,7 +167,7 @@ test('the agent\'s memory follows the capacities: the maps, and the connection t
   assert.deepEqual(resources({ vips: 4096, reals: 65535, connectionTable: 8388608 }),
     { requests: { cpu: '100m', memory: '3600Mi' }, limits: { memory: '5390Mi' } });
   assert.deepEqual(resources({ vips: 16, reals: 64, connectionTable: 131072 }),
-    { requests: { cpu: '100m', memory: '285Mi' }, limits: { memory: '562Mi' } });
+    { requests: { cpu: '100m', memory: '285Mi' }, limits: { memory: '563Mi' } });
   // Capacities left out are the compiled defaults, as the agent loads them.
   assert.deepEqual(resources({ vips: 512, reals: 4095, connectionTable: 1048576 }), resources({}));
 });

@@ -28,6 +28,7 @@ test('any change to what agents program: a new revision', () => {
     ['a backend address', { ...base, backends: [A, { ...B, ip: '198.18.40.9' }] }],
     ['the VIP address', { ...base, address: '198.19.0.11' }],
     ['Node addressing', { ...base, addressing: 'Node' }],
+    ['a QUIC server id', { ...base, backends: [A, { ...B, quicServerId: 7 }] }],
   ];
   for (const [what, status] of changes) assert.notEqual(rev(status), rev(base), `${what}: expected a new revision`);
   const node = { ...base, addressing: 'Node' as const };

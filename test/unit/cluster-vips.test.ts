@@ -58,10 +58,18 @@ test("an agent programs its balancer's VIPs, one per port, draining backends at 
   const specs = vipSpecsFor('default', [vip('web'), vip('edge-only', { spec: { ...vip('x').spec, balancer: 'edge' } })]);
   const reals = [{ address: '198.18.40.1', weight: 2 }, { address: '198.18.40.2', weight: 0 }];
   assert.deepEqual(specs, [
-    { address: '198.19.0.10', port: 80, protocol: 'TCP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, reals },
-    { address: '198.19.0.10', port: 53, protocol: 'UDP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, reals },
+    { address: '198.19.0.10', port: 80, protocol: 'TCP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, quicConnectionIdRouting: false, reals },
+    { address: '198.19.0.10', port: 53, protocol: 'UDP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, quicConnectionIdRouting: false, reals },
   ]);
   assert.equal(vipSpecsFor('edge', [vip('web'), vip('edge-only', { spec: { ...vip('x').spec, balancer: 'edge' } })]).length, 2);
+});
+
+test('QUIC connection-ID routing: on the UDP ports only, with each backend\'s server id (Pod addressing)', () => {
+  const quic = vip('quic', { spec: { ...vip('x').spec, quicConnectionIdRouting: true } });
+  quic.status!.backends = quic.status!.backends!.map((b, i) => ({ ...b, quicServerId: 10 + i }));
+  const specs = vipSpecsFor('default', [quic]);
+  assert.deepEqual(specs.map((s) => [s.protocol, s.quicConnectionIdRouting]), [['TCP', false], ['UDP', true]]);
+  assert.deepEqual(specs[1]!.reals, [{ address: '198.18.40.1', weight: 2, quicServerId: 10 }, { address: '198.18.40.2', weight: 0, quicServerId: 11 }]);
 });
 
 test('a VIP in conflict is not programmed; one without status has no reals yet', () => {

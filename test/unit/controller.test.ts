@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type LoadBalancerVip, specProblem, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
+import { type LoadBalancerVip, QUIC_SERVER_ID_ANNOTATION, specProblem, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
 import { backendIp, resolveBackends, trimPod } from '../../src/controller/backends.js';
 import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
 import { ClaimIndex, type ConflictInfo } from '../../src/controller/conflicts.js';
@@ -338,6 +338,23 @@ describe('balancer problems and events', () => {
       'added e (198.18.40.5); ready again c; weight a 1->5; draining b; removed d',
     );
   });
+});
+
+test('a pod\'s QUIC server id annotation: in its backend, kept while it drains, ignored when out of range, kept by trimming', () => {
+  const annotated = (name: string, ip: string, id: string) => {
+    const p = pod(name, ip);
+    p.metadata!.annotations = { ...p.metadata!.annotations, [QUIC_SERVER_ID_ANNOTATION]: id };
+    return p;
+  };
+  const pods = [annotated('web-1', '198.18.40.1', '7'), annotated('web-2', '198.18.40.2', '16384'), annotated('web-3', '198.18.40.3', 'x')];
+  const trimmed = pods.map((p) => structuredClone(p));
+  trimmed.forEach(trimPod);
+  const r = resolveBackends(vip('v'), ADDRESS, trimmed, NOW, DRAIN);
+  assert.deepEqual(r.backends.map((b) => [b.pod, b.quicServerId]), [['web-1', 7], ['web-2', undefined], ['web-3', undefined]]);
+  const v = vip('v');
+  v.status = { backends: r.backends };
+  const drained = resolveBackends(v, ADDRESS, [], NOW, DRAIN);
+  assert.deepEqual(drained.backends.map((b) => [b.pod, b.draining, b.quicServerId]), [['web-1', true, 7], ['web-2', true, undefined], ['web-3', true, undefined]]);
 });
 
 test('a trimmed pod resolves to the same backend, and keeps none of what resolution does not read', () => {

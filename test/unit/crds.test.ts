@@ -1,4 +1,5 @@
 /** The CRDs agree with the TypeScript API, and their printer columns name fields that exist. */
+import { QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../../src/bpf/consts.js';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -88,7 +89,9 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
     assert.ok(status[field], `status.${field}`);
   }
   assert.deepEqual(Object.keys(status.backends!.items!.properties!).sort(),
-    ['draining', 'drainingSince', 'healthy', 'ip', 'node', 'nodeIP', 'pod', 'unhealthyReason', 'unhealthySince', 'weight']);
+    ['draining', 'drainingSince', 'healthy', 'ip', 'node', 'nodeIP', 'pod', 'quicServerId', 'unhealthyReason', 'unhealthySince', 'weight']);
+  const sid = status.backends!.items!.properties!.quicServerId!;
+  assert.deepEqual([sid.minimum, sid.maximum], [QUIC_MIN_SERVER_ID, QUIC_MAX_SERVER_ID], 'the server ids the program takes');
   assert.deepEqual(status.addressing!.enum, BACKEND_ADDRESSINGS);
   assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedBackendsRevision', 'programmedGeneration', 'reals']);
   const revision = backendsRevision({ status: { backends: [] } }).length;
@@ -146,6 +149,7 @@ test('the defaults the schemas give are the ones the code falls back to', () => 
   assert.equal(lbvip.balancer!.default, 'default');
   assert.equal(lbvip.lruBypass!.default, false);
   assert.equal(lbvip.icmpEcho!.default, true);
+  assert.equal(lbvip.quicConnectionIdRouting!.default, false);
   assert.equal(lbvip.hashing!.properties!.ignoreSourcePort!.default, false);
   const xdpb = load('xdpbalancers.yaml').spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!.properties!;
   assert.equal(xdpb.metricsPort!.default, DEFAULT_METRICS_PORT);

@@ -37,11 +37,23 @@ describe('standalone VIP file', () => {
   test('a valid file becomes one dataplane VIP per port', () => {
     const vips = parseStandaloneConfig(GOOD, 'vips.yaml');
     assert.deepEqual(toVipSpecs(vips), [
-      { address: '198.19.0.10', port: 80, protocol: 'TCP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
-      { address: '198.19.0.10', port: 53, protocol: 'UDP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
-      { address: '2001:db8:19::10', port: 443, protocol: 'TCP', hashNoSrcPort: false, lruBypass: true, icmpEcho: false, reals: [] },
+      { address: '198.19.0.10', port: 80, protocol: 'TCP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, quicConnectionIdRouting: false, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
+      { address: '198.19.0.10', port: 53, protocol: 'UDP', hashNoSrcPort: true, lruBypass: false, icmpEcho: true, quicConnectionIdRouting: false, reals: [{ address: '198.18.1.1', weight: 2 }, { address: '198.18.1.2', weight: 1 }] },
+      { address: '2001:db8:19::10', port: 443, protocol: 'TCP', hashNoSrcPort: false, lruBypass: true, icmpEcho: false, quicConnectionIdRouting: false, reals: [] },
     ]);
     assert.deepEqual(parseStandaloneConfig('', 'empty.yaml'), []);
+    const quic = parseStandaloneConfig(`
+vips:
+  - name: quic
+    address: 198.19.0.30
+    ports: [{ port: 443, protocol: UDP }, { port: 443, protocol: TCP }]
+    quicConnectionIdRouting: true
+    reals: [{ address: 198.18.1.1, quicServerId: 7 }]
+`, 'vips.yaml');
+    assert.deepEqual(toVipSpecs(quic).map((s) => [s.protocol, s.quicConnectionIdRouting, s.reals]), [
+      ['UDP', true, [{ address: '198.18.1.1', weight: 1, quicServerId: 7 }]],
+      ['TCP', false, [{ address: '198.18.1.1', weight: 1, quicServerId: 7 }]],
+    ], 'the flag reaches the UDP port only');
   });
 
   test('every problem is reported with its path', () => {
@@ -50,8 +62,9 @@ vips:
   - name: Web
     address: 198.19.0.300
     ports: [{ port: 0 }, { port: 80, protocol: SCTP }, { port: 81 }, { port: 81 }]
-    reals: [{ address: nope, weight: -1 }]
+    reals: [{ address: nope, weight: -1 }, { address: 198.18.1.1, quicServerId: 16384 }]
     icmpEcho: "no"
+    quicConnectionIdRouting: 1
     colour: blue
   - name: b
     address: 198.19.0.1
@@ -68,6 +81,8 @@ vips:
       'vips[0].reals[0].address: "nope" is not an IPv4 or IPv6 address',
       'vips[0].reals[0].weight: -1 is not a number >= 0',
       'vips[0].icmpEcho: must be true or false',
+      'vips[0].quicConnectionIdRouting: must be true or false',
+      'vips[0].reals[1].quicServerId: 16384 is not an integer in 1..16383',
       'vips[0].colour: unknown field',
       'vips[1].ports: must be a list of 1 to 16 ports',
       'vips[1].reals: must be a list',

@@ -6,7 +6,7 @@
 import { maglevRing } from '../../lib/maglev.js';
 import { componentLog } from '../../lib/log.js';
 import type { CtlConfig } from '../../bpf/structs.js';
-import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
+import { IPPROTO_TCP, NO_REAL_ID, QUIC_CONST, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
 import {
   BALANCER_MAPS,
   type BalancerHandles,
@@ -24,6 +24,7 @@ import {
   type NormalizedVip,
   normalize,
   peakOverCapacity,
+  quicServersOf,
   validate,
   vipId,
 } from './desired-state.js';
@@ -111,6 +112,8 @@ export class Dataplane {
   private readonly realIds: IdAllocator;
   /** Per VIP address, by text: what its vip_addrs entry is made of. */
   private readonly vipAddrs = new Map<string, VipAddrState>();
+  /** What quic_servers holds: server id -> the address of the real its entry names. */
+  private readonly quicServers = new Map<number, string>();
   /** What ctl[0] holds, when known. */
   private ctl: CtlConfig | null = null;
   /** The maps with their codecs. */
@@ -215,6 +218,12 @@ export class Dataplane {
       a.written = m.vipAddrs.get(address) ?? null;
       this.writeVipAddr(address, a);
     }
+    const servers = m.quicServers.range(0, QUIC_CONST.QUIC_MAX_SERVER_IDS);
+    servers.forEach((id, sid) => {
+      const real = id === NO_REAL_ID ? undefined : byId.get(id);
+      if (real) this.quicServers.set(sid, real.address.text);
+      else if (id !== NO_REAL_ID) m.quicServers.set(sid, NO_REAL_ID); // names no real: never trusted
+    });
     const result = { vips: this.vips.size, reals: this.reals.size, dirtyRings };
     log.info(result, 'adopted dataplane state from the maps');
     return result;
@@ -247,6 +256,8 @@ export class Dataplane {
     this.checkPeakCapacity(wanted);
 
     this.writeCtl(state.encap);
+    const quic = new Map(state.vips.flatMap(quicServersOf));
+    this.unwriteQuicServers(quic);
     for (const [id, vip] of [...this.vips]) {
       if (!wanted.has(id)) {
         this.removeVip(vip, result);
@@ -262,6 +273,7 @@ export class Dataplane {
         result.vipsChanged++;
       }
     }
+    this.writeQuicServers(quic);
     // Reals no VIP lists any more (left over from an adopted state) go last.
     for (const real of [...this.reals.values()]) {
       if (real.refs === 0) {
@@ -302,6 +314,24 @@ export class Dataplane {
     if (this.ctl && this.maps.ctl.same(this.ctl, cfg)) return;
     this.maps.ctl.set(CTL_SLOT, cfg);
     this.ctl = cfg;
+  }
+
+  /** Before any real is released: entries that will not name the same real are cleared (a released id may be reused). */
+  private unwriteQuicServers(wanted: Map<number, string>): void {
+    for (const [sid, address] of [...this.quicServers]) {
+      if (wanted.get(sid) === address) continue;
+      this.maps.quicServers.set(sid, NO_REAL_ID);
+      this.quicServers.delete(sid);
+    }
+  }
+
+  /** Once the reals are in: each wanted server id names its real's id. */
+  private writeQuicServers(wanted: Map<number, string>): void {
+    for (const [sid, address] of wanted) {
+      if (this.quicServers.get(sid) === address) continue;
+      this.maps.quicServers.set(sid, this.reals.get(address)!.id);
+      this.quicServers.set(sid, address);
+    }
   }
 
   private acquireReal(address: IpAddress, result: ApplyResult): number {

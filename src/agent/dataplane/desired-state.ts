@@ -5,7 +5,10 @@
  */
 import { type IpAddress, parseIp } from '../../lib/ip.js';
 import { LruCache, type LruCacheStats } from '../../lib/lru-cache.js';
-import { IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
+import {
+  IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS, VIP_F_NO_ICMP_ECHO,
+  VIP_F_QUIC,
+} from '../../bpf/consts.js';
 import { usableRealIds } from '../../bpf/maps.js';
 import { type EncapConfig, parseMac } from '../../bpf/structs.js';
 
@@ -37,6 +40,8 @@ export interface RealSpec {
   address: string;
   /** Relative share of new flows. 0: draining (kept for its flows, out of the ring). */
   weight: number;
+  /** QUIC connection-ID routing: the server id the real puts in the connection IDs it issues (one per real on a node). */
+  quicServerId?: number;
 }
 
 export interface VipSpec {
@@ -48,6 +53,8 @@ export interface VipSpec {
   lruBypass?: boolean;
   /** Echo requests to the address answered by the balancer (default true); false on any VIP of the address turns it off. */
   icmpEcho?: boolean;
+  /** UDP only: short-header QUIC packets go to the real whose server id their connection ID carries. */
+  quicConnectionIdRouting?: boolean;
   reals: RealSpec[];
 }
 
@@ -65,6 +72,7 @@ export interface DesiredState {
 export interface NormalizedReal {
   address: IpAddress;
   weight: number;
+  quicServerId?: number;
 }
 
 export interface NormalizedVip {
@@ -171,8 +179,9 @@ function estimatedBytes(key: string, result: VipResult): number {
 }
 
 function vipInputKey(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): string {
-  let key = `${+hasSrcV4}${+hasSrcV6}|${v.address}|${v.port}|${v.protocol}|${+!!v.hashNoSrcPort}${+!!v.lruBypass}${+(v.icmpEcho === false)}|`;
-  for (const r of v.reals) key += `${r.address}=${r.weight};`;
+  let key = `${+hasSrcV4}${+hasSrcV6}|${v.address}|${v.port}|${v.protocol}|${+!!v.hashNoSrcPort}${+!!v.lruBypass}${+(v.icmpEcho === false)}` +
+    `${+!!v.quicConnectionIdRouting}|`;
+  for (const r of v.reals) key += r.quicServerId === undefined ? `${r.address}=${r.weight};` : `${r.address}=${r.weight}#${r.quicServerId};`;
   return key;
 }
 
@@ -199,6 +208,7 @@ function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResu
   const id = vipId(address, v.port, v.protocol);
   const reals: NormalizedReal[] = [];
   const realSeen = new Set<string>();
+  const serverIds = new Map<number, string>();
   v.reals.forEach((r, j) => {
     const path = `.reals[${j}]`;
     const ra = tryParse(r.address, `${path}.address`, problems);
@@ -213,13 +223,25 @@ function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResu
     }
     if (ra.family === 4 && !hasSrcV4) problems.push({ path, reason: `IPv4 real ${ra.text} needs encap.srcV4` });
     if (ra.family === 6 && !hasSrcV6) problems.push({ path, reason: `IPv6 real ${ra.text} needs encap.srcV6` });
-    reals.push({ address: ra, weight: r.weight });
+    const sid = r.quicServerId;
+    if (sid !== undefined) {
+      if (!Number.isInteger(sid) || sid < QUIC_MIN_SERVER_ID || sid > QUIC_MAX_SERVER_ID) {
+        problems.push({ path: `${path}.quicServerId`, reason: `${sid} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}` });
+      } else if (serverIds.has(sid)) {
+        problems.push({ path: `${path}.quicServerId`, reason: `server id ${sid} is also real ${serverIds.get(sid)}'s` });
+      }
+      serverIds.set(sid, ra.text);
+    }
+    reals.push(sid === undefined ? { address: ra, weight: r.weight } : { address: ra, weight: r.weight, quicServerId: sid });
   });
+  if (v.quicConnectionIdRouting && v.protocol !== 'UDP') {
+    problems.push({ path: '.quicConnectionIdRouting', reason: `QUIC runs over UDP: VIP ${id} is ${v.protocol}` });
+  }
   if (v.icmpEcho !== undefined && typeof v.icmpEcho !== 'boolean') {
     problems.push({ path: '.icmpEcho', reason: `${JSON.stringify(v.icmpEcho)} is not true or false` });
   }
   const flags = (v.hashNoSrcPort ? VIP_F_HASH_NO_SRC_PORT : 0) | (v.lruBypass ? VIP_F_LRU_BYPASS : 0) |
-    (v.icmpEcho === false ? VIP_F_NO_ICMP_ECHO : 0);
+    (v.icmpEcho === false ? VIP_F_NO_ICMP_ECHO : 0) | (v.quicConnectionIdRouting ? VIP_F_QUIC : 0);
   const proto = v.protocol === 'TCP' ? IPPROTO_TCP : IPPROTO_UDP;
   return { vip: problems.length ? null : { id, address, port: v.port, proto, flags, reals }, problems };
 }
@@ -257,11 +279,14 @@ export function validate(state: DesiredState): ValidatedState {
     if (parsed) own.add(parsed.text);
   }
   const seen = new Set<string>();
+  const serverIds = new QuicServerIds();
   const vips = state.vips.map((v): NormalizedVip | Problem[] => {
     const { vip, problems } = normalizeVipCached(v, !!srcV4, !!srcV6);
     if (!vip) return problems;
     if (own.has(vip.address.text)) return [nodeAddressProblem(vip.address.text)];
     if (seen.has(vip.id)) return [{ path: '', reason: `VIP ${vip.id} is listed twice` }];
+    const clashes = serverIds.claim(vip);
+    if (clashes.length) return clashes;
     seen.add(vip.id);
     return vip;
   });
@@ -269,6 +294,41 @@ export function validate(state: DesiredState): ValidatedState {
 }
 
 export const isValid = (v: NormalizedVip | Problem[]): v is NormalizedVip => !Array.isArray(v);
+
+/** The QUIC server ids of a VIP's reals, if it routes by them: server id -> real address. */
+export function quicServersOf(v: NormalizedVip): [number, string][] {
+  if (!(v.flags & VIP_F_QUIC)) return [];
+  return v.reals.flatMap((r) => (r.quicServerId === undefined ? [] : [[r.quicServerId, r.address.text] as [number, string]]));
+}
+
+/**
+ * Server ids are one space per node (the program's quic_servers): across
+ * VIPs, an id names one real and a real has one id. The first VIP to claim
+ * them keeps them; a later one that disagrees is refused, saying with whom.
+ */
+class QuicServerIds {
+  private readonly realOf = new Map<number, { address: string; vip: string }>();
+  private readonly idOf = new Map<string, { id: number; vip: string }>();
+
+  claim(vip: NormalizedVip): Problem[] {
+    const servers = quicServersOf(vip);
+    const problems: Problem[] = [];
+    for (const [id, address] of servers) {
+      const holder = this.realOf.get(id);
+      if (holder && holder.address !== address) {
+        problems.push({ path: '.reals', reason: `QUIC server id ${id} of real ${address} is already real ${holder.address}'s (VIP ${holder.vip})` });
+      }
+      const had = this.idOf.get(address);
+      if (had && had.id !== id) problems.push({ path: '.reals', reason: `real ${address} has QUIC server id ${id} here and ${had.id} in VIP ${had.vip}` });
+    }
+    if (problems.length) return problems;
+    for (const [id, address] of servers) {
+      this.realOf.set(id, { address, vip: vip.id });
+      this.idOf.set(address, { id, vip: vip.id });
+    }
+    return [];
+  }
+}
 
 function nodeAddressProblem(address: string): Problem {
   return {

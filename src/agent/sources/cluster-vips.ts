@@ -73,6 +73,7 @@ export function specsOf(v: LoadBalancerVip): VipSpec[] {
     hashNoSrcPort: v.spec.hashing?.ignoreSourcePort ?? false,
     lruBypass: v.spec.lruBypass ?? false,
     icmpEcho: v.spec.icmpEcho ?? true,
+    quicConnectionIdRouting: (p.protocol ?? 'TCP') === 'UDP' && (v.spec.quicConnectionIdRouting ?? false),
     reals,
   }));
 }

@@ -9,7 +9,8 @@
  *       hashing: { ignoreSourcePort: false }
  *       lruBypass: false
  *       icmpEcho: true
- *       reals: [{ address: 198.18.1.1, weight: 1 }]
+ *       quicConnectionIdRouting: false
+ *       reals: [{ address: 198.18.1.1, weight: 1, quicServerId: 1 }]
  */
 import * as yaml from 'js-yaml';
 import { isIP } from 'node:net';
@@ -22,6 +23,7 @@ import {
   type VipSpecBase,
 } from '../../api/types.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
+import { QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../../bpf/consts.js';
 import type { HealthCheckSpec } from '../../api/health-check.js';
 import { parseHealthCheck } from '../health/health-config.js';
 
@@ -81,7 +83,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
       problems.push({ path: at, reason: 'must be a mapping' });
       return;
     }
-    checkKeys(raw, ['name', 'address', 'ports', 'hashing', 'lruBypass', 'icmpEcho', 'reals', 'healthCheck'], at, problems);
+    checkKeys(raw, ['name', 'address', 'ports', 'hashing', 'lruBypass', 'icmpEcho', 'quicConnectionIdRouting', 'reals', 'healthCheck'], at, problems);
     const name = raw.name;
     if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
       problems.push({ path: `${at}.name`, reason: `${JSON.stringify(name)} is not a lowercase DNS-style name` });
@@ -134,13 +136,16 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
     if (raw.icmpEcho !== undefined && typeof raw.icmpEcho !== 'boolean') {
       problems.push({ path: `${at}.icmpEcho`, reason: 'must be true or false' });
     }
+    if (raw.quicConnectionIdRouting !== undefined && typeof raw.quicConnectionIdRouting !== 'boolean') {
+      problems.push({ path: `${at}.quicConnectionIdRouting`, reason: 'must be true or false' });
+    }
     const reals: Backend[] = [];
     if (!Array.isArray(raw.reals)) problems.push({ path: `${at}.reals`, reason: 'must be a list (it may be empty)' });
     else {
       raw.reals.forEach((r, j) => {
         const rat = `${at}.reals[${j}]`;
         if (!isObject(r)) return void problems.push({ path: rat, reason: 'must be a mapping { address, weight }' });
-        checkKeys(r, ['address', 'weight'], rat, problems);
+        checkKeys(r, ['address', 'weight', 'quicServerId'], rat, problems);
         if (typeof r.address !== 'string' || !isIP(r.address)) {
           problems.push({ path: `${rat}.address`, reason: `${JSON.stringify(r.address)} is not an IPv4 or IPv6 address` });
         }
@@ -148,7 +153,11 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
         if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) {
           problems.push({ path: `${rat}.weight`, reason: `${JSON.stringify(weight)} is not a number >= 0` });
         }
-        reals.push({ address: String(r.address), weight: weight as number });
+        const sid = r.quicServerId;
+        if (sid !== undefined && (!Number.isInteger(sid) || (sid as number) < QUIC_MIN_SERVER_ID || (sid as number) > QUIC_MAX_SERVER_ID)) {
+          problems.push({ path: `${rat}.quicServerId`, reason: `${JSON.stringify(sid)} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}` });
+        }
+        reals.push({ address: String(r.address), weight: weight as number, ...(sid === undefined ? {} : { quicServerId: sid as number }) });
       });
     }
     vips.push({
@@ -158,6 +167,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
       hashing,
       lruBypass: raw.lruBypass === true,
       icmpEcho: raw.icmpEcho !== false,
+      ...(raw.quicConnectionIdRouting === true ? { quicConnectionIdRouting: true } : {}),
       reals,
       ...(raw.healthCheck === undefined ? {} : { healthCheck: parseHealthCheck(raw.healthCheck, `${at}.healthCheck`, problems) }),
     });
@@ -176,7 +186,9 @@ export function toVipSpecs(vips: readonly StandaloneVip[]): VipSpec[] {
       hashNoSrcPort: v.hashing?.ignoreSourcePort ?? false,
       lruBypass: v.lruBypass ?? false,
       icmpEcho: v.icmpEcho ?? true,
-      reals: v.reals.map((r) => ({ address: r.address, weight: r.weight })),
+      // A LoadBalancerVip's ports share the flag; only its UDP ports can carry QUIC.
+      quicConnectionIdRouting: p.protocol === 'UDP' && (v.quicConnectionIdRouting ?? false),
+      reals: v.reals.map((r) => (r.quicServerId === undefined ? { address: r.address, weight: r.weight } : { address: r.address, weight: r.weight, quicServerId: r.quicServerId })),
     })),
   );
 }

@@ -2,7 +2,9 @@
  * Runs on a client (in its namespace) and prints one JSON result.
  * argv[2]: JSON command:
  *  { mode: 'connect', vip, port, count, concurrency }      new TCP connections, each reads the greeting
- *  { mode: 'udp', vip, port, sourcePorts: number[] }        one datagram per source port, answers by port
+ *  { mode: 'udp', vip, port, sourcePorts: number[], payloadHex? }
+ *                                                           one datagram per source port ("hello <port>", or the
+ *                                                           payload given: a crafted QUIC packet), answers by port
  *  { mode: 'long', vip, port, durationMs, intervalMs }      one connection, a line every interval; then it
  *                                                           waits for the answers on their way
  *  { mode: 'continuous', vip, port, durationMs }            back-to-back connections for a while
@@ -30,6 +32,7 @@ interface Cmd {
   count?: number;
   concurrency?: number;
   sourcePorts?: number[];
+  payloadHex?: string;
   durationMs?: number;
   intervalMs?: number;
   stopFile?: string;
@@ -120,7 +123,7 @@ async function udp(): Promise<object> {
           clearTimeout(timer);
           res(m.toString());
         });
-        sock.send(`hello ${sport}`, cmd.port, cmd.vip);
+        sock.send(cmd.payloadHex === undefined ? `hello ${sport}` : Buffer.from(cmd.payloadHex, 'hex'), cmd.port, cmd.vip);
       });
       byPort[sport] = answer.split(' ')[0]!.replace(/^real=/, '');
     } catch (err) {
