@@ -22,6 +22,7 @@ import { Dataplane } from '../src/agent/dataplane/dataplane.js';
 import { maglevRing } from '../src/lib/maglev.js';
 import { ENCAP } from '../test/support/balancer-harness.js';
 import { buildPacket } from '../test/support/packets.js';
+import { connectionId, quicShortHeader } from '../test/support/quic-packets.js';
 import { buildEcho, buildIcmpError, quoteOf } from '../test/support/icmp-packets.js';
 import { median, timeMs } from './stats.js';
 import { type TimedCase, timeRounds } from './test-run-rounds.js';
@@ -45,6 +46,7 @@ export function packetPaths(): string {
         { address: '198.19.0.10', port: 80, protocol: 'TCP', reals: [1, 2, 3, 4].map((i) => ({ address: `198.18.1.${i}`, weight: 1 })) },
         { address: '198.19.0.10', port: 53, protocol: 'UDP', reals: [1, 2].map((i) => ({ address: `198.18.1.${i}`, weight: 1 })) },
         { address: '2001:db8:19::10', port: 443, protocol: 'TCP', reals: [1, 2].map((i) => ({ address: `2001:db8:1::${i}`, weight: 1 })) },
+        { address: '198.19.0.10', port: 443, protocol: 'UDP', quicConnectionIdRouting: true, reals: [1, 2].map((i) => ({ address: `198.18.1.${i}`, weight: 1, quicServerId: i })) },
       ],
     });
     const c = '198.18.100.1';
@@ -82,6 +84,7 @@ export function packetPaths(): string {
       { name: 'TCP SYN, new flow (ring, half-open entry inserted)', fd: lb.progFd, packets: newFlows, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'TCP first ACK after a SYN (half-open hit, entry inserted)', fd: lb.progFd, packets: firstAcks, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'TCP non-SYN, flow unknown (ring, entry inserted)', fd: lb.progFd, packets: unknownFlows, reason: 'TX_ENCAP', floor: 'encap', samples: [] },
+      { name: 'QUIC short header, routed by its server id', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.10', proto: 'udp', sport: 5001, dport: 443, payload: quicShortHeader(connectionId(2)) })), reason: 'TX_ENCAP', floor: 'encap', samples: [] },
       { name: 'non-VIP packet, XDP_PASS', fd: lb.progFd, packets: one(buildPacket({ src: c, dst: '198.19.0.99', proto: 'tcp', sport: 40000, dport: 80, ack: true, payload: PAYLOAD })), reason: 'PASS_NOT_VIP', floor: 'pass', samples: [] },
       // What a VIP address gets beyond its ports (issue 18): answered, forwarded or dropped in XDP, never passed.
       { name: 'ICMP echo request to a VIP address, answered', fd: lb.progFd, packets: one(buildEcho({ src: c, dst: '198.19.0.10', payload: PAYLOAD })), reason: 'TX_ICMP_ECHO_REPLY', samples: [] },

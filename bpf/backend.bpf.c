@@ -537,7 +537,7 @@ int xdplb_backend_from_pod(struct __sk_buff *skb)
 	/* A reply is never a bare SYN: the pod opens a connection on the tuple
 	 * of a flow that ended (its entry not yet evicted). Left alone, and
 	 * counted: see BACKEND.md. */
-	if (p.tcp_syn)
+	if (p.tcp_kind == XDPLB_TCP_SYN)
 		return verdict(XDPLB_BACKEND_PASS_OWN_SYN);
 	__builtin_memcpy(&vip, found, sizeof(vip));
 	if (vip.family != p.flow.family)
@@ -579,7 +579,7 @@ static __always_inline struct xdplb_endpoint *pick_pod(const struct xdplb_packet
 	int hairpin = 0;
 
 	pod_key->tunnel_family = p->flow.family;
-	if (!p->tcp_syn)
+	if (p->tcp_kind != XDPLB_TCP_SYN)
 		known = bpf_map_lookup_elem(&backend_node_flows, &p->flow);
 	if (known && known->family == p->flow.family) {
 		__builtin_memcpy(pod_key->tunnel_dst, known->addr, sizeof(pod_key->tunnel_dst));

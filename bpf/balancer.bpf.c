@@ -169,8 +169,8 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	if ((vip->flags & XDPLB_VIP_F_QUIC) && p->flow.proto == IPPROTO_UDP && !icmp_error) {
 		/* Before the table: the connection ID outlives the 5-tuple. An id
 		 * no real here has goes on as any UDP packet. */
-		__u32 sid = xdplb_quic_server_id(p, data, data_end);
-		__u32 *id = sid ? bpf_map_lookup_elem(&quic_servers, &sid) : NULL;
+		struct quic_server_key qk = { .vip_num = vip->vip_num, .server_id = xdplb_quic_server_id(p, data, data_end) };
+		__u32 *id = qk.server_id ? bpf_map_lookup_elem(&quic_servers, &qk) : NULL;
 
 		if (id && (real = real_by_id(*id))) {
 			real_id = *id;
@@ -188,7 +188,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		 * is known. An entry whose real has since been removed is a miss. */
 		if (!conn)
 			t->path = XDPLB_PATH_RING_NEW_FLOW;
-		else if (p->tcp_syn)
+		else if (p->tcp_kind == XDPLB_TCP_SYN)
 			t->path = XDPLB_PATH_RING_SYN;
 		else if ((real = real_by_id(conn->real_id)))
 			real_id = conn->real_id;
@@ -197,7 +197,8 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		if (p->flow.proto == IPPROTO_UDP && !icmp_error) {
 			/* Coarse: a second's resolution is all it needs, and it is cheaper. */
 			now_s = bpf_ktime_get_coarse_ns() / XDPLB_NS_PER_SEC;
-			if (conn && real && now_s - conn->atime_s > XDPLB_UDP_IDLE_TIMEOUT_S) {
+			/* Signed: another CPU may have stamped the entry a second ahead of this clock read. */
+			if (conn && real && (__s32)(now_s - conn->atime_s) > XDPLB_UDP_IDLE_TIMEOUT_S) {
 				real = NULL;
 				real_id = 0;
 				t->path = XDPLB_PATH_RING_UDP_IDLE;
@@ -211,7 +212,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		t->path = XDPLB_PATH_LRU_HIT;
 		goto chosen;
 	}
-	if (!conn && t->path == XDPLB_PATH_RING_NEW_FLOW && p->flow.proto == IPPROTO_TCP && !p->tcp_syn) {
+	if (!conn && t->path == XDPLB_PATH_RING_NEW_FLOW && p->flow.proto == IPPROTO_TCP && p->tcp_kind != XDPLB_TCP_SYN) {
 		/* The first packet after a SYN: the SYN's real, not today's ring. */
 		struct flow_value *half = bpf_map_lookup_elem(&half_open, &p->flow);
 
@@ -227,11 +228,11 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		real = real_by_id(real_id);
 		if (!real)
 			return XDPLB_DROP_NO_REAL;
+		if (vs && !icmp_error)
+			vs->lru_misses += 1; /* the ring chose the real: a new flow */
 	}
 	if (icmp_error)
 		goto chosen;
-	if (vs)
-		vs->lru_misses += 1;
 	if (conn) {
 		/* Overwriting in place costs a fraction of an update, which
 		 * allocates a new element and frees the old one; and it evicts
@@ -241,10 +242,12 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 	} else if (!(vip->flags & XDPLB_VIP_F_LRU_BYPASS)) {
 		struct flow_value fv = { .real_id = real_id, .atime_s = now_s };
 
-		/* A new SYN enters only half_open: see its definition. */
-		if (p->tcp_syn)
+		/* A new SYN enters only half_open: see its definition. A RST is
+		 * routed, never remembered: it ends a flow, and a live host whose
+		 * address a SYN flood spoofed answers the real's SYN-ACK with one. */
+		if (p->tcp_kind == XDPLB_TCP_SYN)
 			bpf_map_update_elem(&half_open, &p->flow, &fv, BPF_ANY);
-		else
+		else if (p->tcp_kind != XDPLB_TCP_RST)
 			bpf_map_update_elem(&conn_table, &p->flow, &fv, BPF_ANY);
 	}
 chosen:

@@ -45,13 +45,21 @@ enum xdplb_parse {
 	XDPLB_PARSE_OTHER_L4,    /* destination known, neither TCP nor UDP */
 };
 
+/* What a TCP segment is to the balancer. One byte beside the others: a field
+ * more in struct xdplb_packet costs the verifier half as many states again. */
+enum xdplb_tcp_kind {
+	XDPLB_TCP_OTHER = 0,
+	XDPLB_TCP_SYN,  /* SYN without ACK: the first packet of a connection */
+	XDPLB_TCP_RST,  /* RST: the end of a connection, or a host refusing one it never opened */
+};
+
 struct xdplb_packet {
 	struct flow_key flow;
 	__u32 l3_len; /* IP header + payload, as the IP header says */
 	__u8 tos;     /* IPv4 TOS / IPv6 traffic class */
 	__u8 ttl;     /* IPv4 TTL / IPv6 hop limit */
 	__u8 df;      /* IPv4 don't-fragment bit */
-	__u8 tcp_syn; /* SYN without ACK: the first packet of a connection */
+	__u8 tcp_kind; /* enum xdplb_tcp_kind */
 	__u16 l4_off; /* L4 header (TCP, UDP, ICMP...), from the IP header (once parsed) */
 };
 
@@ -68,7 +76,7 @@ static __always_inline int xdplb_parse_l4(struct xdplb_packet *p, void *l3, __u3
 			return XDPLB_PARSE_MALFORMED;
 		p->flow.sport = th->source;
 		p->flow.dport = th->dest;
-		p->tcp_syn = th->syn && !th->ack;
+		p->tcp_kind = th->rst ? XDPLB_TCP_RST : th->syn && !th->ack ? XDPLB_TCP_SYN : XDPLB_TCP_OTHER;
 		return XDPLB_PARSED;
 	}
 	if (p->flow.proto == IPPROTO_UDP) {

@@ -21,9 +21,13 @@
  * packet too short, or a CID of another layout. */
 static __always_inline __u32 xdplb_quic_server_id(const struct xdplb_packet *p, void *data, void *data_end)
 {
-	__u32 off = p->l4_off + sizeof(struct udphdr);
-	__u8 *h = data + sizeof(struct ethhdr) + off;
+	__u32 off = p->l4_off;
+	__u8 *h;
 
+	if (off > XDPLB_MAX_L4_OFF)
+		return 0;
+	off += sizeof(struct udphdr);
+	h = data + sizeof(struct ethhdr) + off;
 	if ((void *)(h + XDPLB_QUIC_SERVER_ID_BYTES) > data_end || off + XDPLB_QUIC_SERVER_ID_BYTES > p->l3_len)
 		return 0;
 	if ((h[0] & XDPLB_QUIC_LONG_HEADER) || !(h[0] & XDPLB_QUIC_FIXED_BIT))

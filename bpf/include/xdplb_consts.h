@@ -25,6 +25,11 @@ enum xdplb_capacity {
 	XDPLB_MAX_DECAP_ADDRS = 64,   /* local addresses the decap program accepts */
 	XDPLB_MAX_EXT_HDRS = 4,       /* IPv6 extension headers walked before L4 */
 	XDPLB_MAX_ND_OPTS = 4,        /* options walked in a neighbor solicitation */
+	/* Reads beyond the L4 header's start (an ICMP error's quote, a QUIC
+	 * header) only where it starts this far into the IP packet at most: the
+	 * verifier accepts a variable packet offset only with a bound. IPv4's is
+	 * 60, IPv6's with XDPLB_MAX_EXT_HDRS usual extension headers far less. */
+	XDPLB_MAX_L4_OFF = 1024,
 	XDPLB_MAX_BACKEND_SERVICES = 16384, /* backend: (pod, VIP, port) entries on one node */
 	/* backend: flows to the node's pods whose replies go back as from the
 	 * VIP. Sized for the connections open through VIPs to one node's pods,
@@ -120,6 +125,7 @@ enum xdplb_quic_const {
 	XDPLB_QUIC_SERVER_ID_HIGH_MASK = 0x3f, /* CID byte 0: the server id's high bits */
 	XDPLB_QUIC_SERVER_ID_BYTES = 3,      /* first byte + the two CID bytes the id is in */
 	XDPLB_QUIC_MAX_SERVER_IDS = 1 << 14, /* ids 1..16383; 0 is "none" */
+	XDPLB_QUIC_SERVERS_PER_REAL = 2,     /* quic_servers entries (VIP, id) per real slot: a real in two QUIC VIPs */
 };
 
 /* l2_addrs values: what the node does for an address in L2 mode. */

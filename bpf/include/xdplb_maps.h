@@ -87,12 +87,12 @@ struct {
 	__type(value, struct flow_value);
 } half_open SEC(".maps");
 
-/* QUIC server id -> real id (0: none), for VIPs with XDPLB_VIP_F_QUIC: one
- * id space per node, as the reals' connection IDs carry them (quic.h). */
+/* (vip_num, QUIC server id) -> real id, for VIPs with XDPLB_VIP_F_QUIC (quic.h).
+ * Per VIP: a connection ID can only name one of its own VIP's reals. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XDPLB_QUIC_MAX_SERVER_IDS);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XDPLB_MAX_REALS * XDPLB_QUIC_SERVERS_PER_REAL);
+	__type(key, struct quic_server_key);
 	__type(value, __u32);
 } quic_servers SEC(".maps");
 

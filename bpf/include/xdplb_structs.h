@@ -53,6 +53,12 @@ struct flow_value {
 	__u32 atime_s;
 };
 
+/* quic_servers key: a QUIC server id within one VIP. */
+struct quic_server_key {
+	__u32 vip_num;
+	__u32 server_id;
+};
+
 /* ctl[0]: what the balancer needs to build the outer headers. */
 struct ctl_config {
 	__u8 next_hop_mac[6];

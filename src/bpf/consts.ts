@@ -16,6 +16,8 @@ export const UDP_IDLE_TIMEOUT_S = 30;
 export const MAX_DECAP_ADDRS = 64;
 export const MAX_EXT_HDRS = 4;
 export const MAX_ND_OPTS = 4;
+/** Reads past the L4 header's start only where it is at most this far into the IP packet (a bound for the verifier). */
+export const MAX_L4_OFF = 1024;
 export const MAX_BACKEND_SERVICES = 16384;
 /** The backend program's flow table: its default size; the agent may load another (BackendCapacities). */
 export const BACKEND_FLOW_TABLE_SIZE = 262144;
@@ -52,6 +54,7 @@ export const QUIC_CONST = {
   QUIC_SERVER_ID_HIGH_MASK: 0x3f,
   QUIC_SERVER_ID_BYTES: 3,
   QUIC_MAX_SERVER_IDS: 1 << 14,
+  QUIC_SERVERS_PER_REAL: 2,
 } as const;
 /** The server ids a real may have: 1..QUIC_MAX_SERVER_IDS-1 (0 is "none"). */
 export const QUIC_MIN_SERVER_ID = 1;

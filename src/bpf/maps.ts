@@ -36,6 +36,8 @@ import {
   IcmpBudgetLayout,
   NoCodec,
   opaqueCodec,
+  type QuicServerKey,
+  QuicServerKeyCodec,
   type RealStats,
   RealSlotCodec,
   RealStatsCodec,
@@ -121,8 +123,9 @@ export const BALANCER_MAPS = {
   /** Flows whose SYN was balanced and nothing else yet: flow -> the SYN's real (a SYN flood churns only this). */
   halfOpen: map<Buffer, Buffer>('half_open', MapType.LRU_HASH, opaqueCodec(FlowKeyLayout), opaqueCodec(FlowValueLayout),
     { with: 'connectionTable', divisor: HALF_OPEN_TABLE_DIVISOR }, BPF_F_NO_COMMON_LRU),
-  /** QUIC server id -> real id (0: none): one id space per node, as the reals' connection IDs carry them. */
-  quicServers: map<number, number>('quic_servers', MapType.ARRAY, U32Codec, U32Codec, { fixed: QUIC_CONST.QUIC_MAX_SERVER_IDS }),
+  /** (vip_num, QUIC server id) -> real id: a connection ID names a real of its own VIP only. */
+  quicServers: map<QuicServerKey, number>('quic_servers', MapType.HASH, QuicServerKeyCodec, U32Codec,
+    { with: 'reals', times: QUIC_CONST.QUIC_SERVERS_PER_REAL }),
   ctl: map<number, CtlConfig>('ctl', MapType.ARRAY, U32Codec, CtlConfigCodec, { fixed: 1 }),
   vipStats: map<number, VipStats>('vip_stats', MapType.PERCPU_ARRAY, U32Codec, VipStatsCodec, perVip),
   realStats: map<number, RealStats>('real_stats', MapType.PERCPU_ARRAY, U32Codec, RealStatsCodec, perRealId),

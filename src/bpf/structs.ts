@@ -221,6 +221,23 @@ export const opaqueCodec = (layout: StructLayout): Codec<Buffer> => structCodec(
   return b;
 }, (b) => Buffer.from(b));
 
+/** quic_servers key: a QUIC server id within one VIP. */
+export interface QuicServerKey {
+  vipNum: number;
+  serverId: number;
+}
+export const QuicServerKeyLayout = {
+  cName: 'quic_server_key',
+  size: 8,
+  offsets: { vip_num: 0, server_id: 4 },
+} as const satisfies StructLayout;
+export const QuicServerKeyCodec = structCodec<QuicServerKey>(QuicServerKeyLayout, (k) => {
+  const b = Buffer.alloc(QuicServerKeyLayout.size);
+  b.writeUInt32LE(k.vipNum, QuicServerKeyLayout.offsets.vip_num);
+  b.writeUInt32LE(k.serverId, QuicServerKeyLayout.offsets.server_id);
+  return b;
+}, (b) => ({ vipNum: b.readUInt32LE(QuicServerKeyLayout.offsets.vip_num), serverId: b.readUInt32LE(QuicServerKeyLayout.offsets.server_id) }));
+
 export const U32Codec: Codec<number> = { cType: '__u32', size: U32_BYTES, encode: u32Key, decode: (b) => b.readUInt32LE(0) };
 
 export const U64Codec: Codec<bigint> = {
@@ -319,6 +336,7 @@ export const ALL_LAYOUTS: readonly StructLayout[] = [
   VipMetaLayout,
   FlowKeyLayout,
   FlowValueLayout,
+  QuicServerKeyLayout,
   CtlConfigLayout,
   VipStatsLayout,
   RealStatsLayout,

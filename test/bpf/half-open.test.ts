@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { XdpAction } from '../../src/libbpf/test-run.js';
+import { readVipStats } from '../../src/agent/dataplane/counters.js';
 import { BalancerHarness } from '../support/balancer-harness.js';
 import { requireKernel } from '../support/kernel.js';
 import { buildPacket, parseEncapsulated, type PacketSpec } from '../support/packets.js';
@@ -45,6 +46,8 @@ describe('half-open table', () => {
     h!.apply(vips(REALS));
     // Fewer than half_open holds on one CPU: a per-CPU LRU gives each its share (8192 / 8 / 16 CPUs = 64).
     const flows = Array.from({ length: 50 }, (_, i) => 20000 + i);
+    const num = h!.dp.vipNum(`${VIP}:80/TCP`)!;
+    const newFlowsBefore = readVipStats(h!.lb.maps, num).lruMisses;
     const atSyn = new Map(flows.map((p) => [p, realOf(tcp(p, { syn: true }))]));
     assert.deepEqual(entries(), { conn: 0, halfOpen: 50 }, 'SYNs are in half_open only');
 
@@ -53,8 +56,22 @@ describe('half-open table', () => {
     const moved = flows.filter((p) => realOf(tcp(p, {}, '198.18.100.2')) === '198.18.1.9');
     assert.ok(moved.length > 5, `the ring changed: ${moved.length} of 50 new flows go to the new real`);
     for (const p of flows) assert.equal(realOf(tcp(p)), atSyn.get(p), `flow ${p}: its ACK follows its SYN`);
+    // New flows count the ring's choices: each connection once (its SYN), not again for its ACK; plus the other client's.
+    assert.equal(readVipStats(h!.lb.maps, num).lruMisses - newFlowsBefore, BigInt(2 * flows.length));
     assert.equal(entries().conn, 100, 'the ACKs moved every flow into conn_table (and the other client\'s 50)');
     for (const p of flows) assert.equal(realOf(tcp(p)), atSyn.get(p), `flow ${p}: later packets too`);
+  });
+
+  test('a RST is routed, never remembered: live hosts answering a flood\'s SYN-ACKs do not fill the table', (t) => {
+    if (!requireKernel(t)) return;
+    h!.apply(vips(REALS));
+    const before = entries().conn;
+    const flows = Array.from({ length: 50 }, (_, i) => 50000 + i);
+    for (const p of flows) {
+      const r = realOf(tcp(p, { syn: true }, '198.18.100.4'));
+      assert.equal(realOf(tcp(p, { rst: true, ack: false }, '198.18.100.4')), r, `flow ${p}: its RST goes where its SYN went`);
+    }
+    assert.equal(entries().conn, before, 'no RST entered conn_table');
   });
 
   test(`a flood of ${FLOOD} spoofed SYNs (10x the connection table) pushes no established flow out`, (t) => {

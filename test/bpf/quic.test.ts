@@ -78,21 +78,45 @@ describe('QUIC connection-ID routing', () => {
       const reached = new Set(clients(100).map((c) => realOf(udp(quicShortHeader(connectionId(SERVER_IDS[0]!)), c.sport, c.src))));
       assert.ok(!reached.has(REALS[0]!), 'nothing goes to the removed real');
       assert.equal(reached.size, 2, 'its id now follows the ring');
-      assert.equal(h!.lb.maps.quicServers.lookup(Buffer.from(Uint32Array.of(SERVER_IDS[0]!).buffer))!.readUInt32LE(0), 0, 'its entry is cleared');
+      assert.equal(h!.lb.maps.quicServers.keys().length, REALS.length - 1, 'its entry is gone: the two remaining reals\' are left');
     } finally {
       h!.apply([quicVip(), plainVip]);
     }
   });
 
-  test('server ids are checked: in range, one per real, one real per id, on TCP never', (t) => {
+  test('a repeated or out-of-range id is left out and the VIP stays; ids are per VIP; TCP cannot route by them', (t) => {
     if (!requireKernel(t)) return;
-    const refused = (vips: VipSpec[], pattern: RegExp) =>
-      assert.throws(() => h!.apply(vips), (err: Error) => err instanceof InvalidStateError && pattern.test(err.message), String(pattern));
-    refused([quicVip(withIds([1, 1, 2]))], /server id 1 is also real 198\.18\.1\.1's/);
-    refused([quicVip(withIds([0, 2, 3]))], /quicServerId: 0 is not an integer in 1\.\.16383/);
-    refused([quicVip(), { ...plainVip, quicConnectionIdRouting: true, reals: withIds([2, 1, 3]) }], /real 198\.18\.1\.1 has QUIC server id 2 here and 1 in VIP/);
-    refused([quicVip(), { address: VIP, port: 443, protocol: 'TCP', quicConnectionIdRouting: true, reals: [] }], /QUIC runs over UDP/);
-    // The maps are as they were: routing by id still works.
-    assert.equal(realOf(udp(quicShortHeader(connectionId(SERVER_IDS[2]!)), 7000)), REALS[2]);
+    const OTHER_VIP = '198.19.0.31';
+    const other: VipSpec = { address: OTHER_VIP, port: PORT, protocol: 'UDP', quicConnectionIdRouting: true, reals: [{ address: '198.18.1.9', weight: 1, quicServerId: 42 }] };
+    try {
+      // Reals .1 and .2 both claim 1: neither gets it; .3 keeps 16383. The other VIP's real has 42, and so may .1 here.
+      h!.apply([quicVip(withIds([1, 1, 16383])), other]);
+      // Ports no earlier test used: their flows are in no connection table entry.
+      const reached = new Set(clients(100).map((c) => realOf(udp(quicShortHeader(connectionId(1)), c.sport + 3000, c.src))));
+      assert.equal(reached.size, REALS.length, 'id 1, claimed twice, names nobody: the ring');
+      assert.equal(realOf(udp(quicShortHeader(connectionId(16383)), 7000)), REALS[2]);
+      // 42 is the other VIP's: a packet to this VIP naming it stays among this VIP's reals.
+      const to42 = new Set(clients(100).map((c) => realOf(udp(quicShortHeader(connectionId(42)), c.sport + 4000, c.src))));
+      assert.ok(!to42.has('198.18.1.9'), 'a connection ID cannot steer to another VIP\'s real');
+      assert.equal(realOf(buildPacket({ src: CLIENT, dst: OTHER_VIP, proto: 'udp', sport: 7001, dport: PORT, payload: quicShortHeader(connectionId(42)) })), '198.18.1.9');
+      h!.apply([quicVip(withIds([0, 20000, 3]))]);
+      assert.equal(realOf(udp(quicShortHeader(connectionId(3)), 7002)), REALS[2], 'the usable id is kept');
+      assert.throws(() => h!.apply([{ address: VIP, port: 443, protocol: 'TCP', quicConnectionIdRouting: true, reals: [] }]),
+        (err: Error) => err instanceof InvalidStateError && /QUIC runs over UDP/.test(err.message));
+    } finally {
+      h!.apply([quicVip(), plainVip]);
+    }
+  });
+
+  test('a VIP replaced by another with the same real in one apply: the new VIP\'s entry names the real', (t) => {
+    if (!requireKernel(t)) return;
+    const moved: VipSpec = { ...quicVip(), port: 4433 };
+    try {
+      h!.apply([moved]); // the old VIP and its entries go; its reals are released and taken again
+      assert.equal(realOf(udp(quicShortHeader(connectionId(SERVER_IDS[1]!)), 7100, CLIENT, 4433)), REALS[1]);
+      assert.equal(h!.lb.maps.quicServers.keys().length, REALS.length, 'only the new VIP\'s entries');
+    } finally {
+      h!.apply([quicVip(), plainVip]);
+    }
   });
 });

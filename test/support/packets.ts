@@ -22,6 +22,7 @@ const TCP_HLEN = 20;
 const UDP_HLEN = 8;
 const TCP_FLAG_SYN = 0x02;
 const TCP_FLAG_ACK = 0x10;
+const TCP_FLAG_RST = 0x04;
 
 export interface PacketSpec {
   src: string;
@@ -31,6 +32,7 @@ export interface PacketSpec {
   dport?: number;
   syn?: boolean;
   ack?: boolean;
+  rst?: boolean;
   /** TCP sequence and acknowledgement numbers (default 1000, and 2000 with ack). */
   seq?: number;
   ackNumber?: number;
@@ -67,7 +69,7 @@ function l4(spec: PacketSpec, pseudo: (len: number, proto: number) => Buffer): {
     h.writeUInt32BE(spec.seq ?? 1000, 4);
     h.writeUInt32BE(spec.ack ? (spec.ackNumber ?? 2000) : 0, 8);
     h.writeUInt8((TCP_HLEN / 4) << 4, 12);
-    h.writeUInt8((spec.syn ? TCP_FLAG_SYN : 0) | (spec.ack ? TCP_FLAG_ACK : 0), 13);
+    h.writeUInt8((spec.syn ? TCP_FLAG_SYN : 0) | (spec.ack ? TCP_FLAG_ACK : 0) | (spec.rst ? TCP_FLAG_RST : 0), 13);
     h.writeUInt16BE(65535, 14);
     const seg = Buffer.concat([h, payload]);
     seg.writeUInt16BE(checksum(Buffer.concat([pseudo(seg.length, PROTO_TCP), seg])), 16);

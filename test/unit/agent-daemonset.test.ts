@@ -39,8 +39,8 @@ test('the agent DaemonSet is owned by its XdpBalancer and runs the agent for tha
     capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN', 'NET_RAW'] },
     seccompProfile: { type: 'RuntimeDefault' },
   }, 'the capabilities the agent needs and nothing else');
-  assert.deepEqual(c.resources, { requests: { cpu: '100m', memory: '662Mi' }, limits: { memory: '1109Mi' } },
-    'the default capacities\' maps (about 405 MiB) are in both the request and the limit');
+  assert.deepEqual(c.resources, { requests: { cpu: '100m', memory: '663Mi' }, limits: { memory: '1109Mi' } },
+    'the default capacities\' maps (about 406 MiB) are in both the request and the limit');
   assert.deepEqual(pod.volumes, [{ name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }]);
   // The node's bpffs: mounted by the init container when missing, and seen by the agent.
   const init = pod.initContainers![0]!;
@@ -165,7 +165,7 @@ test('the agent\'s memory follows the capacities: the maps, and the connection t
     agentDaemonSet(balancer({ capacities }), 'xdplb-system').spec!.template.spec!.containers[0]!.resources;
   // 4096 VIPs of 65537 ring slots alone are 2 GiB; 8M connections 0.9 GiB of maps and 1.2 GiB to copy.
   assert.deepEqual(resources({ vips: 4096, reals: 65535, connectionTable: 8388608 }),
-    { requests: { cpu: '100m', memory: '3600Mi' }, limits: { memory: '5390Mi' } });
+    { requests: { cpu: '100m', memory: '3610Mi' }, limits: { memory: '5401Mi' } });
   assert.deepEqual(resources({ vips: 16, reals: 64, connectionTable: 131072 }),
     { requests: { cpu: '100m', memory: '285Mi' }, limits: { memory: '563Mi' } });
   // Capacities left out are the compiled defaults, as the agent loads them.

@@ -62,7 +62,7 @@ vips:
   - name: Web
     address: 198.19.0.300
     ports: [{ port: 0 }, { port: 80, protocol: SCTP }, { port: 81 }, { port: 81 }]
-    reals: [{ address: nope, weight: -1 }, { address: 198.18.1.1, quicServerId: 16384 }]
+    reals: [{ address: nope, weight: -1 }, { address: 198.18.1.1, quicServerId: 16384 }, { address: 198.18.1.2, quicServerId: 5 }, { address: 198.18.1.3, quicServerId: 5 }]
     icmpEcho: "no"
     quicConnectionIdRouting: 1
     colour: blue
@@ -83,6 +83,7 @@ vips:
       'vips[0].icmpEcho: must be true or false',
       'vips[0].quicConnectionIdRouting: must be true or false',
       'vips[0].reals[1].quicServerId: 16384 is not an integer in 1..16383',
+      "vips[0].reals[3].quicServerId: 5 is also reals[2]'s: an id names one real",
       'vips[0].colour: unknown field',
       'vips[1].ports: must be a list of 1 to 16 ports',
       'vips[1].reals: must be a list',

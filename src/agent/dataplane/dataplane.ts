@@ -6,7 +6,7 @@
 import { maglevRing } from '../../lib/maglev.js';
 import { componentLog } from '../../lib/log.js';
 import type { CtlConfig } from '../../bpf/structs.js';
-import { IPPROTO_TCP, NO_REAL_ID, QUIC_CONST, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
+import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
 import {
   BALANCER_MAPS,
   type BalancerHandles,
@@ -45,6 +45,21 @@ interface VipAddrState {
 
 /** Echo requests are answered unless a VIP of the address turns it off: turning it off is the deliberate choice. */
 const vipAddrFlags = (a: VipAddrState): number => (a.noEcho === 0 ? VIP_ADDR_F_ICMP_ECHO : 0);
+
+/** A quic_servers entry as written: (the VIP's number, server id) -> the real's id. */
+interface QuicEntry {
+  vip: string;
+  vipNum: number;
+  serverId: number;
+  address: string;
+  realId: number;
+}
+const quicEntryKey = (vip: string, serverId: number) => `${vip}#${serverId}`;
+interface WantedQuicEntry {
+  vip: string;
+  sid: number;
+  address: string;
+}
 
 interface InstalledReal {
   id: number;
@@ -112,8 +127,8 @@ export class Dataplane {
   private readonly realIds: IdAllocator;
   /** Per VIP address, by text: what its vip_addrs entry is made of. */
   private readonly vipAddrs = new Map<string, VipAddrState>();
-  /** What quic_servers holds: server id -> the address of the real its entry names. */
-  private readonly quicServers = new Map<number, string>();
+  /** What quic_servers holds, by quicEntryKey: the VIP, server id and real of each entry. */
+  private readonly quicServers = new Map<string, QuicEntry>();
   /** What ctl[0] holds, when known. */
   private ctl: CtlConfig | null = null;
   /** The maps with their codecs. */
@@ -218,12 +233,17 @@ export class Dataplane {
       a.written = m.vipAddrs.get(address) ?? null;
       this.writeVipAddr(address, a);
     }
-    const servers = m.quicServers.range(0, QUIC_CONST.QUIC_MAX_SERVER_IDS);
-    servers.forEach((id, sid) => {
-      const real = id === NO_REAL_ID ? undefined : byId.get(id);
-      if (real) this.quicServers.set(sid, real.address.text);
-      else if (id !== NO_REAL_ID) m.quicServers.set(sid, NO_REAL_ID); // names no real: never trusted
-    });
+    const vipOfNum = new Map([...this.vips.values()].map((v) => [v.num, v.spec.id]));
+    for (const k of m.quicServers.keys()) {
+      const realId = m.quicServers.get(k);
+      const real = realId === null ? undefined : byId.get(realId);
+      const vip = vipOfNum.get(k.vipNum);
+      if (real && vip) {
+        this.quicServers.set(quicEntryKey(vip, k.serverId), { vip, vipNum: k.vipNum, serverId: k.serverId, address: real.address.text, realId: real.id });
+      } else {
+        m.quicServers.delete(k); // names no installed VIP or real: never trusted
+      }
+    }
     const result = { vips: this.vips.size, reals: this.reals.size, dirtyRings };
     log.info(result, 'adopted dataplane state from the maps');
     return result;
@@ -256,7 +276,7 @@ export class Dataplane {
     this.checkPeakCapacity(wanted);
 
     this.writeCtl(state.encap);
-    const quic = new Map(state.vips.flatMap(quicServersOf));
+    const quic = new Map(state.vips.flatMap((v) => quicServersOf(v).map(([sid, address]) => [quicEntryKey(v.id, sid), { vip: v.id, sid, address }] as const)));
     this.unwriteQuicServers(quic);
     for (const [id, vip] of [...this.vips]) {
       if (!wanted.has(id)) {
@@ -316,22 +336,35 @@ export class Dataplane {
     this.ctl = cfg;
   }
 
-  /** Before any real is released: entries that will not name the same real are cleared (a released id may be reused). */
-  private unwriteQuicServers(wanted: Map<number, string>): void {
-    for (const [sid, address] of [...this.quicServers]) {
-      if (wanted.get(sid) === address) continue;
-      this.maps.quicServers.set(sid, NO_REAL_ID);
-      this.quicServers.delete(sid);
+  /**
+   * Before any VIP or real is released: entries not wanted as they are go
+   * (a removed VIP's number and a released real's id may be reused). A
+   * wanted entry names a real its VIP lists, which this apply cannot release.
+   */
+  private unwriteQuicServers(wanted: Map<string, WantedQuicEntry>): void {
+    for (const [key, e] of [...this.quicServers]) {
+      if (wanted.get(key)?.address === e.address) continue;
+      this.maps.quicServers.delete({ vipNum: e.vipNum, serverId: e.serverId });
+      this.quicServers.delete(key);
     }
   }
 
-  /** Once the reals are in: each wanted server id names its real's id. */
-  private writeQuicServers(wanted: Map<number, string>): void {
-    for (const [sid, address] of wanted) {
-      if (this.quicServers.get(sid) === address) continue;
-      this.maps.quicServers.set(sid, this.reals.get(address)!.id);
-      this.quicServers.set(sid, address);
+  /** Once VIPs and reals are in: each wanted entry names its real's id under its VIP's number. */
+  private writeQuicServers(wanted: Map<string, WantedQuicEntry>): void {
+    let full = 0;
+    for (const [key, w] of wanted) {
+      const vipNum = this.vips.get(w.vip)!.num;
+      const realId = this.reals.get(w.address)!.id;
+      const had = this.quicServers.get(key);
+      if (had && had.vipNum === vipNum && had.realId === realId) continue;
+      if (!had && this.quicServers.size >= this.raw.quicServers.maxEntries) {
+        full++;
+        continue;
+      }
+      this.maps.quicServers.set({ vipNum, serverId: w.sid }, realId);
+      this.quicServers.set(key, { vip: w.vip, vipNum, serverId: w.sid, address: w.address, realId });
     }
+    if (full) log.warn({ left: full, capacity: this.raw.quicServers.maxEntries }, 'quic_servers is full: QUIC server ids left out follow the ring');
   }
 
   private acquireReal(address: IpAddress, result: ApplyResult): number {

@@ -13,6 +13,9 @@ import { usableRealIds } from '../../bpf/maps.js';
 import { type EncapConfig, parseMac } from '../../bpf/structs.js';
 
 import type { Protocol } from '../../api/types.js';
+import { componentLog } from '../../lib/log.js';
+
+const log = componentLog('dataplane');
 
 export type { EncapConfig, Protocol };
 
@@ -195,6 +198,28 @@ function normalizeVipCached(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): V
   return result;
 }
 
+/**
+ * The server ids of a QUIC VIP's reals, in place. An id out of range, or one
+ * that two reals of the VIP claim, is left out (those reals' packets follow
+ * the ring) and logged: refusing the VIP would take every port of it down for
+ * one bad pod annotation, and a repeated id cannot say which real it means.
+ */
+function assignServerIds(vip: string, given: readonly RealSpec[], reals: NormalizedReal[]): void {
+  const holders = new Map<number, number>();
+  const usable = (sid: number | undefined): sid is number =>
+    sid !== undefined && Number.isInteger(sid) && sid >= QUIC_MIN_SERVER_ID && sid <= QUIC_MAX_SERVER_ID;
+  for (const r of given) if (usable(r.quicServerId)) holders.set(r.quicServerId, (holders.get(r.quicServerId) ?? 0) + 1);
+  const left: string[] = [];
+  given.forEach((r, i) => {
+    const sid = r.quicServerId;
+    if (sid === undefined) return;
+    if (!usable(sid)) left.push(`${r.address}: ${sid} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}`);
+    else if (holders.get(sid)! > 1) left.push(`${r.address}: server id ${sid} is claimed by ${holders.get(sid)} reals`);
+    else reals[i]!.quicServerId = sid;
+  });
+  if (left.length) log.warn({ vip, ignored: left }, 'QUIC server ids left out: packets naming them follow the ring');
+}
+
 function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResult {
   const problems: Problem[] = [];
   const address = tryParse(v.address, '.address', problems);
@@ -208,7 +233,6 @@ function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResu
   const id = vipId(address, v.port, v.protocol);
   const reals: NormalizedReal[] = [];
   const realSeen = new Set<string>();
-  const serverIds = new Map<number, string>();
   v.reals.forEach((r, j) => {
     const path = `.reals[${j}]`;
     const ra = tryParse(r.address, `${path}.address`, problems);
@@ -223,20 +247,12 @@ function normalizeVip(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): VipResu
     }
     if (ra.family === 4 && !hasSrcV4) problems.push({ path, reason: `IPv4 real ${ra.text} needs encap.srcV4` });
     if (ra.family === 6 && !hasSrcV6) problems.push({ path, reason: `IPv6 real ${ra.text} needs encap.srcV6` });
-    const sid = r.quicServerId;
-    if (sid !== undefined) {
-      if (!Number.isInteger(sid) || sid < QUIC_MIN_SERVER_ID || sid > QUIC_MAX_SERVER_ID) {
-        problems.push({ path: `${path}.quicServerId`, reason: `${sid} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}` });
-      } else if (serverIds.has(sid)) {
-        problems.push({ path: `${path}.quicServerId`, reason: `server id ${sid} is also real ${serverIds.get(sid)}'s` });
-      }
-      serverIds.set(sid, ra.text);
-    }
-    reals.push(sid === undefined ? { address: ra, weight: r.weight } : { address: ra, weight: r.weight, quicServerId: sid });
+    reals.push({ address: ra, weight: r.weight });
   });
   if (v.quicConnectionIdRouting && v.protocol !== 'UDP') {
     problems.push({ path: '.quicConnectionIdRouting', reason: `QUIC runs over UDP: VIP ${id} is ${v.protocol}` });
   }
+  if (v.quicConnectionIdRouting && !problems.length) assignServerIds(id, v.reals, reals);
   if (v.icmpEcho !== undefined && typeof v.icmpEcho !== 'boolean') {
     problems.push({ path: '.icmpEcho', reason: `${JSON.stringify(v.icmpEcho)} is not true or false` });
   }
@@ -279,14 +295,11 @@ export function validate(state: DesiredState): ValidatedState {
     if (parsed) own.add(parsed.text);
   }
   const seen = new Set<string>();
-  const serverIds = new QuicServerIds();
   const vips = state.vips.map((v): NormalizedVip | Problem[] => {
     const { vip, problems } = normalizeVipCached(v, !!srcV4, !!srcV6);
     if (!vip) return problems;
     if (own.has(vip.address.text)) return [nodeAddressProblem(vip.address.text)];
     if (seen.has(vip.id)) return [{ path: '', reason: `VIP ${vip.id} is listed twice` }];
-    const clashes = serverIds.claim(vip);
-    if (clashes.length) return clashes;
     seen.add(vip.id);
     return vip;
   });
@@ -295,40 +308,12 @@ export function validate(state: DesiredState): ValidatedState {
 
 export const isValid = (v: NormalizedVip | Problem[]): v is NormalizedVip => !Array.isArray(v);
 
-/** The QUIC server ids of a VIP's reals, if it routes by them: server id -> real address. */
+/** The QUIC server ids of a VIP's reals, if it routes by them: [server id, real address]. */
 export function quicServersOf(v: NormalizedVip): [number, string][] {
   if (!(v.flags & VIP_F_QUIC)) return [];
   return v.reals.flatMap((r) => (r.quicServerId === undefined ? [] : [[r.quicServerId, r.address.text] as [number, string]]));
 }
 
-/**
- * Server ids are one space per node (the program's quic_servers): across
- * VIPs, an id names one real and a real has one id. The first VIP to claim
- * them keeps them; a later one that disagrees is refused, saying with whom.
- */
-class QuicServerIds {
-  private readonly realOf = new Map<number, { address: string; vip: string }>();
-  private readonly idOf = new Map<string, { id: number; vip: string }>();
-
-  claim(vip: NormalizedVip): Problem[] {
-    const servers = quicServersOf(vip);
-    const problems: Problem[] = [];
-    for (const [id, address] of servers) {
-      const holder = this.realOf.get(id);
-      if (holder && holder.address !== address) {
-        problems.push({ path: '.reals', reason: `QUIC server id ${id} of real ${address} is already real ${holder.address}'s (VIP ${holder.vip})` });
-      }
-      const had = this.idOf.get(address);
-      if (had && had.id !== id) problems.push({ path: '.reals', reason: `real ${address} has QUIC server id ${id} here and ${had.id} in VIP ${had.vip}` });
-    }
-    if (problems.length) return problems;
-    for (const [id, address] of servers) {
-      this.realOf.set(id, { address, vip: vip.id });
-      this.idOf.set(address, { id, vip: vip.id });
-    }
-    return [];
-  }
-}
 
 function nodeAddressProblem(address: string): Problem {
   return {

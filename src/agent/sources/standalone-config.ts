@@ -142,6 +142,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
     const reals: Backend[] = [];
     if (!Array.isArray(raw.reals)) problems.push({ path: `${at}.reals`, reason: 'must be a list (it may be empty)' });
     else {
+      const serverIds = new Map<unknown, number>();
       raw.reals.forEach((r, j) => {
         const rat = `${at}.reals[${j}]`;
         if (!isObject(r)) return void problems.push({ path: rat, reason: 'must be a mapping { address, weight }' });
@@ -156,7 +157,10 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
         const sid = r.quicServerId;
         if (sid !== undefined && (!Number.isInteger(sid) || (sid as number) < QUIC_MIN_SERVER_ID || (sid as number) > QUIC_MAX_SERVER_ID)) {
           problems.push({ path: `${rat}.quicServerId`, reason: `${JSON.stringify(sid)} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}` });
+        } else if (sid !== undefined && serverIds.has(sid)) {
+          problems.push({ path: `${rat}.quicServerId`, reason: `${sid} is also reals[${serverIds.get(sid)}]'s: an id names one real` });
         }
+        if (sid !== undefined && !serverIds.has(sid)) serverIds.set(sid, j);
         reals.push({ address: String(r.address), weight: weight as number, ...(sid === undefined ? {} : { quicServerId: sid as number }) });
       });
     }
