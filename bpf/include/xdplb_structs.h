@@ -49,7 +49,8 @@ struct flow_key {
 struct flow_value {
 	__u32 real_id;
 	/* UDP: when the flow last sent a packet, in seconds of CLOCK_MONOTONIC
-	 * (coarse); 0 for TCP. It fills what the kernel pads the value to anyway. */
+	 * (coarse). Not read for TCP (the program writes 0, an upgrade's copy
+	 * the time of the copy). It fills what the kernel pads the value to anyway. */
 	__u32 atime_s;
 };
 
