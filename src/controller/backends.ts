@@ -21,6 +21,8 @@ export interface Resolution {
   requeueAfterSeconds?: number;
   /** Pods whose weight annotation was unusable (the default weight was used). */
   badWeights: { pod: string; value: string }[];
+  /** Pods whose QUIC server id annotation is unusable, or shared with another Ready backend: it routes none of them. */
+  badQuicServerIds: { pod: string; value: string }[];
 }
 
 /** Every trimmed pod shares it: the type wants a containers list, resolution reads none. */
@@ -98,12 +100,27 @@ export function weightOf(pod: V1Pod, bad: Resolution['badWeights']): number {
   return DEFAULT_WEIGHT;
 }
 
-/** The pod's QUIC server id annotation, if it is an integer in range; else none (the pod's QUIC packets follow the ring). */
-export function quicServerIdOf(pod: V1Pod): number | undefined {
-  const raw = pod.metadata?.annotations?.[QUIC_SERVER_ID_ANNOTATION]?.trim();
-  if (raw === undefined || !/^\d+$/.test(raw)) return undefined;
-  const n = Number(raw);
-  return n >= QUIC_MIN_SERVER_ID && n <= QUIC_MAX_SERVER_ID ? n : undefined;
+/** The pod's QUIC server id annotation, if it is an integer in range; else none (noting an unusable value in `bad`). */
+export function quicServerIdOf(pod: V1Pod, bad: Resolution['badQuicServerIds']): number | undefined {
+  const raw = pod.metadata?.annotations?.[QUIC_SERVER_ID_ANNOTATION];
+  if (raw === undefined) return undefined;
+  const n = Number(raw.trim());
+  if (/^\d+$/.test(raw.trim()) && n >= QUIC_MIN_SERVER_ID && n <= QUIC_MAX_SERVER_ID) return n;
+  bad.push({ pod: pod.metadata?.name ?? '?', value: raw });
+  return undefined;
+}
+
+/**
+ * Ready backends sharing a server id: the agents route it to none of them
+ * (it cannot say which it means), so each is reported. A typical cause is the
+ * annotation in a Deployment's pod template, the same on every replica.
+ */
+export function sharedQuicServerIds(active: Iterable<BackendStatus>, bad: Resolution['badQuicServerIds']): void {
+  const holders = new Map<number, string[]>();
+  for (const b of active) if (b.quicServerId !== undefined) holders.set(b.quicServerId, [...(holders.get(b.quicServerId) ?? []), b.pod]);
+  for (const [id, pods] of holders) {
+    if (pods.length > 1) for (const pod of pods) bad.push({ pod, value: `${id} (shared with ${pods.filter((p) => p !== pod).join(', ')})` });
+  }
 }
 
 export function resolveBackends(
@@ -114,6 +131,7 @@ export function resolveBackends(
   drainSeconds: number,
 ): Resolution {
   const badWeights: Resolution['badWeights'] = [];
+  const badQuicServerIds: Resolution['badQuicServerIds'] = [];
   const active = new Map<string, BackendStatus>();
   const selector = vip.spec.backendSelector;
   if (selector && !isEmptySelector(selector)) {
@@ -122,13 +140,14 @@ export function resolveBackends(
       if (!matchesSelector(selector, pod.metadata?.labels) || !isReady(pod)) continue;
       const ip = backendIp(address, pod);
       if (!ip || active.has(ip)) continue; // two pods with one IP (host network): the first wins
-      const quicServerId = quicServerIdOf(pod);
+      const quicServerId = quicServerIdOf(pod, badQuicServerIds);
       active.set(ip, {
         ip, weight: weightOf(pod, badWeights), pod: pod.metadata!.name!, node: pod.spec?.nodeName, ...(quicServerId === undefined ? {} : { quicServerId }),
       });
     }
   }
-  return { ...withDraining(active, vip.status?.backends ?? [], now, drainSeconds), badWeights };
+  sharedQuicServerIds(active.values(), badQuicServerIds);
+  return { ...withDraining(active, vip.status?.backends ?? [], now, drainSeconds), badWeights, badQuicServerIds };
 }
 
 /**
@@ -141,7 +160,7 @@ export function withDraining(
   previous: readonly BackendStatus[],
   now: Date,
   drainSeconds: number,
-): Omit<Resolution, 'badWeights'> {
+): Omit<Resolution, 'badWeights' | 'badQuicServerIds'> {
   let requeue: number | undefined;
   const draining: BackendStatus[] = [];
   for (const prev of previous) {

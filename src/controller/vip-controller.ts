@@ -7,6 +7,7 @@
  * Every event queues exactly the VIPs it may change; a periodic resync
  * queues them all anyway, as a safety net against a missed case.
  */
+import { QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../bpf/consts.js';
 import {
   CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod,
 } from '@kubernetes/client-node';
@@ -91,6 +92,7 @@ export class VipController {
   private readonly serviceOfVip = new Map<string, string>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly badWeights = new BadWeightReports();
+  private readonly badQuicServerIds = new BadWeightReports();
   reconciles = 0;
   statusWrites = 0;
   resyncs = 0;
@@ -269,6 +271,7 @@ export class VipController {
       this.l2Named.delete(key);
       for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
       this.badWeights.forget(key);
+      this.badQuicServerIds.forget(key);
       return;
     }
     const address = decideAddress(vip, this.admission, this.used, this.pending.get(key));
@@ -293,6 +296,10 @@ export class VipController {
     // Once per pod and value, whether or not the status changes: not again with every later change of the VIP.
     for (const bad of this.badWeights.fresh(key, next.badWeights)) {
       this.opts.events?.record(vip, 'Warning', 'BadWeight', `pod ${bad.pod}: weight annotation "${bad.value}" is not an integer in 0..${MAX_WEIGHT}; using the default weight`);
+    }
+    for (const bad of this.badQuicServerIds.fresh(key, next.badQuicServerIds)) {
+      this.opts.events?.record(vip, 'Warning', 'BadQuicServerId', `pod ${bad.pod}: QUIC server id annotation "${bad.value}" routes nothing: ` +
+        `give each pod its own integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}; until then its QUIC packets follow the ring`);
     }
     const rememberL2 = () => (status.l2 ? this.l2Named.set(key, status.l2) : this.l2Named.delete(key));
     if (!changed(vip.status, status)) {

@@ -48,6 +48,7 @@ export interface VipStatusResult {
   desiredNodes: number;
   programmedNodes: number;
   badWeights: Resolution['badWeights'];
+  badQuicServerIds: Resolution['badQuicServerIds'];
   /** When a draining backend is due to leave: the status changes then without any event. */
   requeue: Requeue;
 }
@@ -110,6 +111,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     desiredNodes: desired ?? 0,
     programmedNodes: programmed,
     badWeights: res.badWeights,
+    badQuicServerIds: res.badQuicServerIds,
     requeue: res.requeueAfterSeconds === undefined ? undefined : { requeueAfterMs: res.requeueAfterSeconds * MS_PER_SECOND },
   };
 }

@@ -77,6 +77,23 @@ describe('controller edge cases on a real kube-apiserver', () => {
     assert.deepEqual(reported.map((e) => /"(heav\w+)"/.exec(e)?.[1]).sort(), ['heavier', 'heavy'], reported.join('\n'));
   });
 
+  test('QUIC server ids: each pod\'s own reaches status; a bad or shared one is a Warning naming the pod', async (t) => {
+    if (!f.need(t)) return;
+    const warnings = () => eventsOf(f.cp, NS, 'quic').filter((e) => e.startsWith('Warning BadQuicServerId'));
+    const id = (value: string) => ({ labels: { app: 'quic' }, annotations: { 'xdplb.dev/quic-server-id': value } });
+    applyPod(f.cp, NS, 'quic-1', '198.18.54.1', id('7'));
+    applyPod(f.cp, NS, 'quic-2', '198.18.54.2', id('70000'));
+    vip('quic', 'quic');
+    let v = await untilVip('quic', 'both listed', (x) => x.status?.readyBackends === 2);
+    assert.deepEqual(v.status!.backends!.map((b) => [b.pod, b.quicServerId]), [['quic-1', 7], ['quic-2', undefined]]);
+    let w = await waitUntil('the out-of-range id is reported', warnings, (e) => e.length === 1);
+    assert.match(w[0]!, /pod quic-2: QUIC server id annotation "70000" routes nothing/);
+    applyPod(f.cp, NS, 'quic-3', '198.18.54.3', id('7')); // as a pod template would give every replica
+    v = await untilVip('quic', 'quic-3 listed', (x) => x.status?.readyBackends === 3);
+    w = await waitUntil('both holders of 7 are reported', warnings, (e) => e.length === 3);
+    assert.ok(w.some((e) => /pod quic-1: .*"7 \(shared with quic-3\)"/.test(e)) && w.some((e) => /pod quic-3: .*"7 \(shared with quic-1\)"/.test(e)), w.join('\n'));
+  });
+
   test('more Ready pods than status.backends may hold: it lists its limit, counts all, and drains still end', async (t) => {
     if (!f.need(t)) return;
     for (const i of [1, 2, 3, 4]) applyPod(f.cp, NS, `many-${i}`, `198.18.53.${i}`, { labels: { app: 'many' } });

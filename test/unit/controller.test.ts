@@ -351,6 +351,9 @@ test('a pod\'s QUIC server id annotation: in its backend, kept while it drains, 
   trimmed.forEach(trimPod);
   const r = resolveBackends(vip('v'), ADDRESS, trimmed, NOW, DRAIN);
   assert.deepEqual(r.backends.map((b) => [b.pod, b.quicServerId]), [['web-1', 7], ['web-2', undefined], ['web-3', undefined]]);
+  assert.deepEqual(r.badQuicServerIds, [{ pod: 'web-2', value: '16384' }, { pod: 'web-3', value: 'x' }]);
+  const shared = resolveBackends(vip('v'), ADDRESS, [annotated('a', '198.18.40.4', '9'), annotated('b', '198.18.40.5', '9')], NOW, DRAIN);
+  assert.deepEqual(shared.badQuicServerIds, [{ pod: 'a', value: '9 (shared with b)' }, { pod: 'b', value: '9 (shared with a)' }]);
   const v = vip('v');
   v.status = { backends: r.backends };
   const drained = resolveBackends(v, ADDRESS, [], NOW, DRAIN);

@@ -11,7 +11,7 @@
 import type { V1Endpoint, V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
 import type { BackendStatus, LoadBalancerVip } from '../../api/loadbalancervip.js';
 import { DEFAULT_WEIGHT } from '../../api/types.js';
-import { pickBackendIp, type Resolution, weightOf, withDraining } from '../backends.js';
+import { pickBackendIp, quicServerIdOf, type Resolution, sharedQuicServerIds, weightOf, withDraining } from '../backends.js';
 
 /** The label the EndpointSlice controller puts on a Service's slices. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -47,6 +47,7 @@ export function resolveEndpointBackends(
   drainSeconds: number,
 ): Resolution {
   const badWeights: Resolution['badWeights'] = [];
+  const badQuicServerIds: Resolution['badQuicServerIds'] = [];
   const service = vip.spec.backendService;
   /** By target: its addresses of every family, its node, whether it serves. */
   const targets = new Map<string, { ips: string[]; node?: string; pod?: string; serving: boolean }>();
@@ -68,7 +69,12 @@ export function resolveEndpointBackends(
     const ip = pickBackendIp(address, t.ips);
     if (!ip || active.has(ip)) continue;
     const pod = t.pod === undefined ? undefined : podOf(t.pod);
-    active.set(ip, { ip, weight: pod ? weightOf(pod, badWeights) : DEFAULT_WEIGHT, pod: t.pod ?? ip, ...(t.node ? { node: t.node } : {}) });
+    const quicServerId = pod ? quicServerIdOf(pod, badQuicServerIds) : undefined;
+    active.set(ip, {
+      ip, weight: pod ? weightOf(pod, badWeights) : DEFAULT_WEIGHT, pod: t.pod ?? ip, ...(t.node ? { node: t.node } : {}),
+      ...(quicServerId === undefined ? {} : { quicServerId }),
+    });
   }
-  return { ...withDraining(active, vip.status?.backends ?? [], now, drainSeconds), badWeights };
+  sharedQuicServerIds(active.values(), badQuicServerIds);
+  return { ...withDraining(active, vip.status?.backends ?? [], now, drainSeconds), badWeights, badQuicServerIds };
 }

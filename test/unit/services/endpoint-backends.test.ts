@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
-import { type LoadBalancerVip, WEIGHT_ANNOTATION } from '../../../src/api/loadbalancervip.js';
+import { type LoadBalancerVip, QUIC_SERVER_ID_ANNOTATION, WEIGHT_ANNOTATION } from '../../../src/api/loadbalancervip.js';
 import { resolveEndpointBackends, trimEndpointSlice } from '../../../src/controller/services/endpoint-backends.js';
 
 const NOW = new Date('2026-11-30T12:00:00Z');
@@ -58,6 +58,17 @@ test('the pod\'s weight annotation applies; an FQDN slice has nothing to send to
   const fqdn: V1EndpointSlice = { ...slice('f', 'IPv4', [['p9', 'db.example', { ready: true }]]), addressType: 'FQDN' };
   const r = resolveEndpointBackends(vip(), '198.19.5.1', [slice('a', 'IPv4', [['p1', '198.18.50.1', { ready: true }]]), fqdn], (n) => (n === 'p1' ? pod : undefined), NOW, DRAIN);
   assert.deepEqual(r.backends.map((b) => [b.pod, b.weight]), [['p1', 5]]);
+});
+
+test('the pod\'s QUIC server id annotation applies; a bad one is reported', () => {
+  const pods: Record<string, V1Pod> = {
+    p1: { metadata: { name: 'p1', namespace: 'web', annotations: { [QUIC_SERVER_ID_ANNOTATION]: '12' } } },
+    p2: { metadata: { name: 'p2', namespace: 'web', annotations: { [QUIC_SERVER_ID_ANNOTATION]: 'twelve' } } },
+  };
+  const r = resolveEndpointBackends(vip(), '198.19.5.1', [slice('a', 'IPv4', [['p1', '198.18.50.1', { ready: true }], ['p2', '198.18.50.2', { ready: true }]])],
+    (n) => pods[n], NOW, DRAIN);
+  assert.deepEqual(r.backends.map((b) => [b.pod, b.quicServerId]), [['p1', 12], ['p2', undefined]]);
+  assert.deepEqual(r.badQuicServerIds, [{ pod: 'p2', value: 'twelve' }]);
 });
 
 test('trimming keeps what resolution reads: the same backends from a trimmed slice', () => {
