@@ -197,13 +197,16 @@ static __always_inline int balance(struct xdp_md *ctx, struct xdplb_packet *p,
 		if (p->flow.proto == IPPROTO_UDP && !icmp_error) {
 			/* Coarse: a second's resolution is all it needs, and it is cheaper. */
 			now_s = bpf_ktime_get_coarse_ns() / XDPLB_NS_PER_SEC;
-			/* Signed: another CPU may have stamped the entry a second ahead of this clock read. */
-			if (conn && real && (__s32)(now_s - conn->atime_s) > XDPLB_UDP_IDLE_TIMEOUT_S) {
-				real = NULL;
-				real_id = 0;
-				t->path = XDPLB_PATH_RING_UDP_IDLE;
-			} else if (conn && real && conn->atime_s != now_s) {
-				conn->atime_s = now_s; /* one write a second at most per flow */
+			/* A known flow: idle too long, it takes the ring (signed: another
+			 * CPU may have stamped it a second ahead of this clock read). */
+			if (conn && real) {
+				if ((__s32)(now_s - conn->atime_s) > XDPLB_UDP_IDLE_TIMEOUT_S) {
+					real = NULL;
+					real_id = 0;
+					t->path = XDPLB_PATH_RING_UDP_IDLE;
+				} else if (conn->atime_s != now_s) {
+					conn->atime_s = now_s; /* one write a second at most per flow */
+				}
 			}
 		}
 	}

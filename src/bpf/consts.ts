@@ -59,6 +59,9 @@ export const QUIC_CONST = {
 /** The server ids a real may have: 1..QUIC_MAX_SERVER_IDS-1 (0 is "none"). */
 export const QUIC_MIN_SERVER_ID = 1;
 export const QUIC_MAX_SERVER_ID = QUIC_CONST.QUIC_MAX_SERVER_IDS - 1;
+/** Whether a value is a server id a real may have (the file, the annotation and the dataplane all check with this). */
+export const isQuicServerId = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= QUIC_MIN_SERVER_ID && v <= QUIC_MAX_SERVER_ID;
 
 /** vip_addrs values (enum xdplb_vip_addr_flag). */
 export const VIP_ADDR_F_ICMP_ECHO = 1 << 0;

@@ -7,7 +7,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { isIPv4, isIPv6 } from 'node:net';
 import { type BackendStatus, type LoadBalancerVip, QUIC_SERVER_ID_ANNOTATION, WEIGHT_ANNOTATION } from '../api/loadbalancervip.js';
-import { QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../bpf/consts.js';
+import { isQuicServerId } from '../bpf/consts.js';
 import { DEFAULT_WEIGHT } from '../api/types.js';
 import { canonicalIp } from '../lib/ip.js';
 import { isEmptySelector, matchesSelector } from './selector.js';
@@ -105,7 +105,7 @@ export function quicServerIdOf(pod: V1Pod, bad: Resolution['badQuicServerIds']):
   const raw = pod.metadata?.annotations?.[QUIC_SERVER_ID_ANNOTATION];
   if (raw === undefined) return undefined;
   const n = Number(raw.trim());
-  if (/^\d+$/.test(raw.trim()) && n >= QUIC_MIN_SERVER_ID && n <= QUIC_MAX_SERVER_ID) return n;
+  if (/^\d+$/.test(raw.trim()) && isQuicServerId(n)) return n;
   bad.push({ pod: pod.metadata?.name ?? '?', value: raw });
   return undefined;
 }

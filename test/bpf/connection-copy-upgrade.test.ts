@@ -10,9 +10,10 @@ import { copyConnections } from '../../src/agent/capacities/connections.js';
 import { FAMILY_V4 } from '../../src/bpf/consts.js';
 import { MapType } from '../../src/bpf/maps.js';
 import { type LoadedBalancer, loadBalancer } from '../../src/bpf/programs.js';
-import { FlowKeyLayout, FlowValueLayout, RealSlotCodec, u32Key } from '../../src/bpf/structs.js';
+import { FlowKeyLayout, FlowValueLayout } from '../../src/bpf/structs.js';
 import { BpfMap } from '../../src/libbpf/bpf-map.js';
 import { closeFd } from '../../src/libbpf/pins.js';
+import { monotonicSeconds } from '../../src/libbpf/ktime.js';
 import { testRun, XdpAction } from '../../src/libbpf/test-run.js';
 import { Dataplane } from '../../src/agent/dataplane/dataplane.js';
 import type { VipSpec } from '../../src/agent/dataplane/desired-state.js';
@@ -30,7 +31,6 @@ const VIPS: VipSpec[] = [{ address: VIP, port: 53, protocol: 'UDP', reals: REALS
 const FLOWS = 100;
 const FIRST_PORT = 7000;
 const PROTO_UDP = 17;
-const nowS = () => Number(process.hrtime.bigint() / 1_000_000_000n);
 
 const udp = (sport: number) => buildPacket({ src: CLIENT, dst: VIP, proto: 'udp', sport, dport: 53 });
 function flowKey(sport: number): Buffer {
@@ -47,10 +47,12 @@ function flowKey(sport: number): Buffer {
 describe('connection copy from the real-id-only flow_value', () => {
   let lb: LoadedBalancer | undefined;
   let old: BpfMap | undefined;
+  let dp: Dataplane | undefined;
   before(() => {
     if (process.getuid?.() !== 0) return;
     lb = loadBalancer({ capacity: { connectionTable: 4096 } });
-    new Dataplane(lb.maps).apply({ encap: ENCAP, vips: VIPS });
+    dp = new Dataplane(lb.maps);
+    dp.apply({ encap: ENCAP, vips: VIPS });
     old = BpfMap.create('conn_table', MapType.LRU_HASH, FlowKeyLayout.size, OLD_FLOW_VALUE_SIZE, 4096);
   });
   after(() => {
@@ -63,10 +65,7 @@ describe('connection copy from the real-id-only flow_value', () => {
     assert.equal(r.action, XdpAction.TX);
     return parseEncapsulated(r.output).outerDst;
   };
-  const idOf = (address: string) => {
-    for (let id = 1; id < 16; id++) if (RealSlotCodec.decode(lb!.maps.reals.lookup(u32Key(id))!)?.text === address) return id;
-    throw new Error(`${address} has no real id`);
-  };
+  const idOf = (address: string) => dp!.realId(address)!;
 
   test('each flow keeps the real the old table gave it, and is not taken for idle', async (t) => {
     if (!requireKernel(t)) return;
@@ -87,7 +86,7 @@ describe('connection copy from the real-id-only flow_value', () => {
     assert.deepEqual({ read: result.read, copied: result.copied, unreadable: result.unreadable }, { read: FLOWS, copied: FLOWS, unreadable: 0 });
     for (const [port, real] of pinnedTo) {
       const v = lb!.maps.connTable.lookup(flowKey(port))!;
-      assert.ok(Math.abs(v.readUInt32LE(FlowValueLayout.offsets.atime_s) - nowS()) <= 1, `flow ${port}: atime_s is now`);
+      assert.ok(Math.abs(v.readUInt32LE(FlowValueLayout.offsets.atime_s) - monotonicSeconds()) <= 1, `flow ${port}: atime_s is now`);
       assert.equal(realOf(udp(port)), real, `flow ${port} stays on its real`);
     }
   });

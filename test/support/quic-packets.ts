@@ -4,7 +4,7 @@
  * layout), then bytes that stand for the encrypted rest. No QUIC library: the
  * balancer reads three bytes.
  */
-import { QUIC_CONST } from '../../src/bpf/consts.js';
+import { QUIC_CONST, QUIC_MAX_SERVER_ID } from '../../src/bpf/consts.js';
 
 /** RFC 9000: 8 bytes is the connection ID length a server should use at least. */
 const CID_LEN = 8;
@@ -32,5 +32,5 @@ export function quicInitial(): Buffer {
   h[0] = QUIC_CONST.QUIC_LONG_HEADER | QUIC_CONST.QUIC_FIXED_BIT; // Initial, packet number length 1
   h.writeUInt32BE(QUIC_V1, 1);
   h[5] = CID_LEN;
-  return Buffer.concat([h, connectionId(QUIC_CONST.QUIC_MAX_SERVER_IDS - 1), Buffer.from([0]), Buffer.alloc(REST, 0x5a)]);
+  return Buffer.concat([h, connectionId(QUIC_MAX_SERVER_ID), Buffer.from([0]), Buffer.alloc(REST, 0x5a)]);
 }

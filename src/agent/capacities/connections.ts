@@ -14,6 +14,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { BpfMap } from '../../libbpf/bpf-map.js';
 import { allowedCpus, onCpu } from '../../libbpf/cpus.js';
+import { monotonicSeconds } from '../../libbpf/ktime.js';
 import { possibleCpus } from '../../libbpf/libbpf.js';
 import { AddrLayout, FlowKeyLayout, FlowValueLayout, RealSlotCodec } from '../../bpf/structs.js';
 import { NO_REAL_ID } from '../../bpf/consts.js';
@@ -53,10 +54,6 @@ function readable(m: ConnectionMaps): boolean {
   return m.connTable.keySize === FlowKeyLayout.size && (value === FlowValueLayout.size || value === FLOW_VALUE_REAL_ID_ONLY_SIZE) &&
     m.reals.valueSize === AddrLayout.size;
 }
-
-/** Seconds of CLOCK_MONOTONIC, as the program stamps atime_s (its coarse clock differs by a tick at most). */
-const monotonicSeconds = (): number => Number(process.hrtime.bigint() / NS_PER_SEC);
-const NS_PER_SEC = 1_000_000_000n;
 
 /**
  * Writes entry i of an old table's batch values into out at outOffset with

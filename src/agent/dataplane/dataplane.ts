@@ -46,20 +46,18 @@ interface VipAddrState {
 /** Echo requests are answered unless a VIP of the address turns it off: turning it off is the deliberate choice. */
 const vipAddrFlags = (a: VipAddrState): number => (a.noEcho === 0 ? VIP_ADDR_F_ICMP_ECHO : 0);
 
-/** A quic_servers entry as written: (the VIP's number, server id) -> the real's id. */
-interface QuicEntry {
-  vip: string;
-  vipNum: number;
-  serverId: number;
-  address: string;
-  realId: number;
-}
-const quicEntryKey = (vip: string, serverId: number) => `${vip}#${serverId}`;
+/** A quic_servers entry a desired state asks for: in this VIP, this server id names the real of this address. */
 interface WantedQuicEntry {
   vip: string;
-  sid: number;
+  serverId: number;
   address: string;
 }
+/** The same as written: under the VIP's number, the real's id. */
+interface QuicEntry extends WantedQuicEntry {
+  vipNum: number;
+  realId: number;
+}
+const quicEntryKey = (e: Pick<WantedQuicEntry, 'vip' | 'serverId'>) => `${e.vip}#${e.serverId}`;
 
 interface InstalledReal {
   id: number;
@@ -239,7 +237,8 @@ export class Dataplane {
       const real = realId === null ? undefined : byId.get(realId);
       const vip = vipOfNum.get(k.vipNum);
       if (real && vip) {
-        this.quicServers.set(quicEntryKey(vip, k.serverId), { vip, vipNum: k.vipNum, serverId: k.serverId, address: real.address.text, realId: real.id });
+        const entry = { vip, serverId: k.serverId, address: real.address.text, vipNum: k.vipNum, realId: real.id };
+        this.quicServers.set(quicEntryKey(entry), entry);
       } else {
         m.quicServers.delete(k); // names no installed VIP or real: never trusted
       }
@@ -276,7 +275,10 @@ export class Dataplane {
     this.checkPeakCapacity(wanted);
 
     this.writeCtl(state.encap);
-    const quic = new Map(state.vips.flatMap((v) => quicServersOf(v).map(([sid, address]) => [quicEntryKey(v.id, sid), { vip: v.id, sid, address }] as const)));
+    const quic = new Map(state.vips.flatMap((v) => quicServersOf(v).map((s) => {
+      const wanted: WantedQuicEntry = { vip: v.id, ...s };
+      return [quicEntryKey(wanted), wanted] as const;
+    })));
     this.unwriteQuicServers(quic);
     for (const [id, vip] of [...this.vips]) {
       if (!wanted.has(id)) {
@@ -361,8 +363,8 @@ export class Dataplane {
         full++;
         continue;
       }
-      this.maps.quicServers.set({ vipNum, serverId: w.sid }, realId);
-      this.quicServers.set(key, { vip: w.vip, vipNum, serverId: w.sid, address: w.address, realId });
+      this.maps.quicServers.set({ vipNum, serverId: w.serverId }, realId);
+      this.quicServers.set(key, { ...w, vipNum, realId });
     }
     if (full) log.warn({ left: full, capacity: this.raw.quicServers.maxEntries }, 'quic_servers is full: QUIC server ids left out follow the ring');
   }

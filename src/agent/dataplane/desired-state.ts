@@ -6,7 +6,7 @@
 import { type IpAddress, parseIp } from '../../lib/ip.js';
 import { LruCache, type LruCacheStats } from '../../lib/lru-cache.js';
 import {
-  IPPROTO_TCP, IPPROTO_UDP, MAX_REALS, MAX_VIPS, QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS, VIP_F_NO_ICMP_ECHO,
+  IPPROTO_TCP, IPPROTO_UDP, isQuicServerId, MAX_REALS, MAX_VIPS, QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID, VIP_F_HASH_NO_SRC_PORT, VIP_F_LRU_BYPASS, VIP_F_NO_ICMP_ECHO,
   VIP_F_QUIC,
 } from '../../bpf/consts.js';
 import { usableRealIds } from '../../bpf/maps.js';
@@ -206,14 +206,12 @@ function normalizeVipCached(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): V
  */
 function assignServerIds(vip: string, given: readonly RealSpec[], reals: NormalizedReal[]): void {
   const holders = new Map<number, number>();
-  const usable = (sid: number | undefined): sid is number =>
-    sid !== undefined && Number.isInteger(sid) && sid >= QUIC_MIN_SERVER_ID && sid <= QUIC_MAX_SERVER_ID;
-  for (const r of given) if (usable(r.quicServerId)) holders.set(r.quicServerId, (holders.get(r.quicServerId) ?? 0) + 1);
+  for (const r of given) if (isQuicServerId(r.quicServerId)) holders.set(r.quicServerId, (holders.get(r.quicServerId) ?? 0) + 1);
   const left: string[] = [];
   given.forEach((r, i) => {
     const sid = r.quicServerId;
     if (sid === undefined) return;
-    if (!usable(sid)) left.push(`${r.address}: ${sid} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}`);
+    if (!isQuicServerId(sid)) left.push(`${r.address}: ${sid} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}`);
     else if (holders.get(sid)! > 1) left.push(`${r.address}: server id ${sid} is claimed by ${holders.get(sid)} reals`);
     else reals[i]!.quicServerId = sid;
   });
@@ -308,12 +306,11 @@ export function validate(state: DesiredState): ValidatedState {
 
 export const isValid = (v: NormalizedVip | Problem[]): v is NormalizedVip => !Array.isArray(v);
 
-/** The QUIC server ids of a VIP's reals, if it routes by them: [server id, real address]. */
-export function quicServersOf(v: NormalizedVip): [number, string][] {
+/** The QUIC server ids of a VIP's reals, if it routes by them, with the address of the real each names. */
+export function quicServersOf(v: NormalizedVip): { serverId: number; address: string }[] {
   if (!(v.flags & VIP_F_QUIC)) return [];
-  return v.reals.flatMap((r) => (r.quicServerId === undefined ? [] : [[r.quicServerId, r.address.text] as [number, string]]));
+  return v.reals.flatMap((r) => (r.quicServerId === undefined ? [] : [{ serverId: r.quicServerId, address: r.address.text }]));
 }
-
 
 function nodeAddressProblem(address: string): Problem {
   return {

@@ -23,7 +23,7 @@ import {
   type VipSpecBase,
 } from '../../api/types.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
-import { QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../../bpf/consts.js';
+import { isQuicServerId, QUIC_MAX_SERVER_ID, QUIC_MIN_SERVER_ID } from '../../bpf/consts.js';
 import type { HealthCheckSpec } from '../../api/health-check.js';
 import { parseHealthCheck } from '../health/health-config.js';
 
@@ -155,7 +155,7 @@ export function parseStandaloneConfig(text: string, source: string): StandaloneV
           problems.push({ path: `${rat}.weight`, reason: `${JSON.stringify(weight)} is not a number >= 0` });
         }
         const sid = r.quicServerId;
-        if (sid !== undefined && (!Number.isInteger(sid) || (sid as number) < QUIC_MIN_SERVER_ID || (sid as number) > QUIC_MAX_SERVER_ID)) {
+        if (sid !== undefined && !isQuicServerId(sid)) {
           problems.push({ path: `${rat}.quicServerId`, reason: `${JSON.stringify(sid)} is not an integer in ${QUIC_MIN_SERVER_ID}..${QUIC_MAX_SERVER_ID}` });
         } else if (sid !== undefined && serverIds.has(sid)) {
           problems.push({ path: `${rat}.quicServerId`, reason: `${sid} is also reals[${serverIds.get(sid)}]'s: an id names one real` });
