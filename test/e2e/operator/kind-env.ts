@@ -69,7 +69,8 @@ export class KindOperatorEnv implements OperatorEnv {
   readonly vip4 = env.XDPLB_E2E_VIP ?? '198.19.0.10';
   /** L2 mode's VIP (test/e2e/kind/l2.test.ts): an address of the kind network itself, far above what Docker hands out. */
   readonly l2Vip = env.XDPLB_E2E_L2_VIP ?? '198.19.128.240';
-  readonly drainSeconds = 4;
+  /** Outlasts the drain scenario's long-lived connections (operator.test.ts: DRAIN_OUTLASTS_LONG_MS). */
+  readonly drainSeconds = 10;
   readonly nodes: string[];
   private readonly image = env.XDPLB_E2E_IMAGE ?? 'xdplb-e2e:dev';
   private readonly client = env.XDPLB_E2E_CLIENT ?? 'xdplb-e2e-client';

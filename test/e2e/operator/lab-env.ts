@@ -33,7 +33,8 @@ const CONTROLLER = join(DIST, 'src/controller/main.js');
 export const AGENT_NAMESPACE = 'xdplb-system';
 const AGENT_DAEMONSET = 'xdplb-agent-default';
 const E2E_IMAGE = 'xdplb:e2e';
-const DRAIN_SECONDS = 4;
+/** Outlasts the drain scenario's long-lived connections (operator.test.ts: DRAIN_OUTLASTS_LONG_MS). */
+const DRAIN_SECONDS = 10;
 /** Lease timing short enough for a takeover within seconds. */
 const LEASE = ['--lease-duration', '3', '--renew-deadline', '2', '--retry-period', '0.5'];
 const WAIT_MS = 20_000;

@@ -25,6 +25,15 @@ async function openEnv(): Promise<OperatorEnv> {
 const HTTP = 80;
 /** Goal from the issue: traffic within a few seconds of kubectl apply. */
 const APPLY_TO_TRAFFIC_MS = 5000;
+/** The drain scenario's long-lived connections: how long each runs, a line every interval. */
+const LONG_MS = 4000;
+const LONG_INTERVAL_MS = 100;
+/**
+ * A connection on the draining real must end before drainSeconds removes that real, which resets it by design.
+ * Its SYN can come just before the agents drop the real from the ring, and a loaded client ends it late:
+ * drainSeconds outlasts it by this much.
+ */
+const DRAIN_OUTLASTS_LONG_MS = 5000;
 
 describe('operator end to end: kubectl apply to packets', () => {
   let env: OperatorEnv;
@@ -84,11 +93,12 @@ describe('operator end to end: kubectl apply to packets', () => {
 
   test('a new pod gets flows; a NotReady pod drains (its connections live on), then leaves every map', async (t) => {
     if (!need(t)) return;
+    assert.ok(env.drainSeconds * 1000 >= LONG_MS + DRAIN_OUTLASTS_LONG_MS, `drainSeconds ${env.drainSeconds} is too short for the scenario`);
     const [a, b, c] = env.backendNames;
     await env.setBackend(c!, 'ready');
     await untilServed(300, (byReal) => !!byReal[c!]);
     // Long-lived connections on every backend, opened before the drain.
-    const longs = Array.from({ length: 18 }, () => env.long(env.vip4, HTTP, 4000, 100));
+    const longs = Array.from({ length: 18 }, () => env.long(env.vip4, HTTP, LONG_MS, LONG_INTERVAL_MS));
     await sleep(500);
     await env.setBackend(a!, 'not-ready');
     await untilVip('web', `${a} draining`, (v) => !!v.status?.backends?.some((x) => x.pod === a && x.draining));
