@@ -13,7 +13,8 @@
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../src/api/loadbalancervip.js';
+import { DEFAULT_BALANCER, GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../src/api/loadbalancervip.js';
+import { nodeReportName, XNR_PLURAL } from '../src/api/xdpnodereport.js';
 import { SERVICE_LABEL } from '../src/api/service.js';
 import { CONTROLLER_FIELD_MANAGER } from '../src/controller/balancer-controller.js';
 import { DEFAULT_WORKERS } from '../src/lib/work-queue.js';
@@ -178,18 +179,18 @@ export async function scale(
     const svcNames = Array.from({ length: services }, (_, i) => `s${i}`);
     const allVips = [...vipNames, ...svcNames];
     const resolved = (v: LoadBalancerVip | undefined) => v?.status?.readyBackends === perVip;
-    const programmedBy = (node: string) => (v: LoadBalancerVip | undefined) =>
-      !!v?.status?.nodes?.some((n) => n.node === node && n.programmedGeneration === v.metadata.generation);
+    // The controller's count from the agents' XdpNodeReports.
+    const programmedOn = (count: number) => (v: LoadBalancerVip | undefined) => v?.status?.programmedNodes === `${count}/${env.nodes.length}`;
     await Promise.all([
-      vipWatch.until('every VIP resolved and programmed', allVips, (v) => resolved(v) && env.nodes.every((n) => programmedBy(n)(v)), 900_000),
+      vipWatch.until('every VIP resolved and programmed', allVips, (v) => resolved(v) && programmedOn(env.nodes.length)(v), 900_000),
       svcWatch.until('every Service with its EXTERNAL-IP', svcNames, hasIngress, 900_000),
     ]).catch((err: unknown) => {
       // What the controllers complained about says more than which objects are late.
       const complaints = [...env.controllerLogs].flatMap(([id, lines]) => lines.filter((l) => !l.includes('"level":30')).slice(-5).map((l) => `${id}: ${l}`));
       throw new Error(`${(err as Error).message}\n${complaints.join('\n')}`);
     });
-    // What the controller wrote, for the floor below (agents' entries left out: they are not the controller's).
-    const warm = (await listVips(custom, NS)).map((v) => ({ ...v, status: { ...v.status, nodes: undefined } }));
+    // What the controller wrote, for the floor below.
+    const warm = await listVips(custom, NS);
     const ingress = new Map(svcWatch.list().map((s) => [s.metadata!.name!, s.status!.loadBalancer!.ingress!]));
     // Cold controller, alone on the machine: agents stopped (their programs keep running).
     for (const b of env.lab.balancers) await env.lab.stopAgent(b, 'SIGTERM');
@@ -261,14 +262,13 @@ export async function scale(
     const b = env.lab.balancers[0]!;
     env.lab.ip(b.ns, 'link', 'set', 'eth0', 'xdp', 'off');
     rmSync(b.pinDir, { recursive: true, force: true });
-    await inFlight(allVips.length, 16, (i) => custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: NS, name: allVips[i]!,
-      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', metadata: { name: allVips[i]!, namespace: NS }, status: { nodes: [] } },
-      fieldManager: `xdplb-agent-${node}`, force: true }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply)));
-    await vipWatch.until('the cold agent\'s entries removed', allVips, (v) => !programmedBy(node)(v), 300_000);
+    // Its report goes, as when an agent leaves a node for good.
+    await custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name: nodeReportName(DEFAULT_BALANCER, node) });
+    await vipWatch.until('the cold agent\'s report removed', allVips, programmedOn(env.nodes.length - 1), 300_000);
     const agentStart = Date.now();
     await env.startAgent(node);
     const agentReadySeconds = (Date.now() - agentStart) / 1000;
-    const agentDone = await vipWatch.until('the cold agent reported every VIP', allVips, programmedBy(node), 600_000);
+    const agentDone = await vipWatch.until('the cold agent reported every VIP', allVips, programmedOn(env.nodes.length), 600_000);
     const agentSeconds = (agentDone - agentStart) / 1000;
     const agentRss = peakRssMb(env.agentPid(node)!);
     const m = await env.agentMetrics(node);

@@ -5,7 +5,7 @@
  * in-memory maps, each with its own node-bound token) in one child process.
  * VIPS x PODS_PER_VIP Ready pods; for each N:
  *  - cold start: from the agents' start until every VIP is Programmed on
- *    every node (each of its status.nodes entries at its generation);
+ *    every node (its programmedNodes N/N, from the agents' XdpNodeReports);
  *  - one pod change (Ready <-> NotReady) until every agent has programmed it
  *    (the real's weight in each agent's dataplane), p50 and p99;
  *  - the API server's requests and watch events per pod change (its own
@@ -124,8 +124,8 @@ async function runAt(nodes: number, vips: number, perVip: number, changes: numbe
       waiters.delete(key);
     });
     const started = next('started');
-    const programmedEverywhere = (v: LoadBalancerVip | undefined) =>
-      (v?.status?.nodes ?? []).filter((e) => e.programmedGeneration === v!.metadata.generation).length >= nodes;
+    // The controller's count from the agents' reports: this generation and backends revision, on every node.
+    const programmedEverywhere = (v: LoadBalancerVip | undefined) => v?.status?.programmedNodes === `${nodes}/${nodes}`;
     const [agentsReportedAt, coldAt] = await Promise.all([started.then(() => Date.now()),
       controller.whileRunning(vipWatch.until(`every VIP programmed on ${nodes} node(s)`, names, programmedEverywhere, COLD_START_TIMEOUT_MS))]);
 

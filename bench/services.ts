@@ -122,11 +122,11 @@ export class Watched<T extends KubernetesObject> {
     return new Watched<LoadBalancerVip>(kc, namespace, `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${LBVIP_PLURAL}`,
       (page) => custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace, ...page }),
       (v) => {
-        // What the benchmarks test: backends counted, agents' programmed generations, the address.
+        // What the benchmarks test: backends counted, how many nodes programmed it, the address.
         const { name, namespace: ns, resourceVersion, generation } = v.metadata;
         v.metadata = { name, namespace: ns, resourceVersion, generation };
         const s = v.status;
-        v.status = s && { readyBackends: s.readyBackends, address: s.address, nodes: s.nodes?.map((n) => ({ node: n.node, programmedGeneration: n.programmedGeneration })) };
+        v.status = s && { readyBackends: s.readyBackends, address: s.address, programmedNodes: s.programmedNodes };
       });
   }
 

@@ -365,6 +365,8 @@ async function main(): Promise<void> {
     }).then(async ([decision]) => {
       if (decision) log[decision.level](decision.message);
       const detach = forced || !!decision?.detach;
+      // Nothing programmed stays here: the controller must not count this node as holding any VIP.
+      if (detach) await source.withdrawReport?.();
       // Leaving for good, routes or L2 addresses withdrawn: let the routers or clients move the flows before the program goes.
       if (detach && agent.announces) {
         log.info({ drainSeconds }, 'waiting for the traffic to move before detaching');

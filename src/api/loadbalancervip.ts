@@ -101,16 +101,6 @@ export interface HealthCheckStatus {
   unhealthyBackends?: number;
 }
 
-export interface NodeStatus {
-  node: string;
-  /** The metadata.generation this node's maps hold. */
-  programmedGeneration?: number;
-  /** The status.backendsRevision of the VIP this node's maps hold (its address and reals). */
-  programmedBackendsRevision?: string;
-  reals?: number;
-  lastError?: string;
-}
-
 export interface L2Status {
   node: string;
   /** When that node took the address over (RFC 3339). */
@@ -136,7 +126,6 @@ export interface LoadBalancerVipStatus {
    * written with the backends: Programmed waits for every node to report it.
    */
   backendsRevision?: string;
-  nodes?: NodeStatus[];
   /** L2 mode: the node answering ARP/NDP for the address, chosen by the controller. */
   l2?: L2Status;
   healthCheck?: HealthCheckStatus;

@@ -4,11 +4,14 @@
  * happens only when something a user can see changed.
  */
 import type { V1Condition } from '@kubernetes/client-node';
-import { ConditionType, type LoadBalancerVip, type LoadBalancerVipStatus, type NodeStatus } from '../api/loadbalancervip.js';
+import { ConditionType, type LoadBalancerVip, type LoadBalancerVipStatus } from '../api/loadbalancervip.js';
+import type { NodeStatus } from '../api/xdpnodereport.js';
 import { type ConflictInfo, lossMessage } from './conflicts.js';
 
 export interface ConditionInputs {
   vip: LoadBalancerVip;
+  /** What each node's agent reports of the VIP (its XdpNodeReport entry); none: no node holds it. */
+  nodes?: readonly NodeStatus[];
   activeBackends: number;
   drainingBackends: number;
   /**
@@ -46,16 +49,16 @@ function backendsReason(serving: number, listedActive: number, unlisted: number)
  * backends (status.backendsRevision), without error: a backend change is
  * confirmed on every node, not assumed.
  */
-export function programmedNodes(vip: LoadBalancerVip): NodeStatus[] {
+export function programmedNodes(vip: LoadBalancerVip, nodes: readonly NodeStatus[]): NodeStatus[] {
   const revision = vip.status?.backendsRevision;
-  return (vip.status?.nodes ?? []).filter((n) =>
+  return nodes.filter((n) =>
     n.programmedGeneration === vip.metadata.generation && n.programmedBackendsRevision === revision && !n.lastError);
 }
 
 export function computeConditions(i: ConditionInputs): V1Condition[] {
   const gen = i.vip.metadata.generation;
-  const nodes = i.vip.status?.nodes ?? [];
-  const programmed = programmedNodes(i.vip);
+  const nodes = i.nodes ?? [];
+  const programmed = programmedNodes(i.vip, nodes);
   const failing = nodes.filter((n) => n.lastError);
   const inConflict = !!i.conflict?.lost.length;
   const zero = i.zeroWeightBackends ?? 0;

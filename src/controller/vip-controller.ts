@@ -38,6 +38,8 @@ import { type EndpointSlices, serviceKey } from './services/endpoint-slices.js';
 import { type Requeue, WorkQueue } from '../lib/work-queue.js';
 import { vipStatus } from './vip-status.js';
 import { healthEvents } from './backend-health.js';
+import { NodeReports } from './node-reports.js';
+import { type XdpNodeReport, XNR_PLURAL } from '../api/xdpnodereport.js';
 
 const log = componentLog('vip-controller');
 
@@ -70,6 +72,9 @@ export class VipController {
   private readonly custom: CustomObjectsApi;
   private readonly vips: WatchedCache<LoadBalancerVip>;
   private readonly pods: WatchedCache<V1Pod>;
+  /** The agents' reports; their VIP entries live in `nodeReports`, not in this cache. */
+  private readonly reports: WatchedCache<XdpNodeReport>;
+  private readonly nodeReports = new NodeReports();
   private readonly queue: WorkQueue;
   private readonly podIndex = new PodIndex();
   private readonly vipIndex = new VipIndex();
@@ -127,13 +132,20 @@ export class VipController {
     );
     this.pods = new WatchedCache<V1Pod>(kc, '/api/v1/pods', (page) => core.listPodForAllNamespaces(page), (p, verb) => this.onPod(p, verb === 'delete'),
       { trim: trimPod, pageSize: LIST_PAGE_SIZE });
+    this.reports = new WatchedCache<XdpNodeReport>(
+      kc,
+      `/apis/${GROUP}/${VERSION}/${XNR_PLURAL}`,
+      (page) => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, ...page }),
+      (r, verb) => this.onReport(r, verb === 'delete'),
+      { trim: trimManagedFields, pageSize: LIST_PAGE_SIZE },
+    );
     this.queue = new WorkQueue('loadbalancervip', (key) => this.reconcile(key), opts.metrics?.queueHooks('LoadBalancerVip', () => this.queue.depth));
   }
 
   async start(): Promise<void> {
     // Admission first: a VIP reconciled before the pools are known would be refused.
     await this.admission.start();
-    await Promise.all([this.vips.start(), this.pods.start(), this.agentLeases?.start()]);
+    await Promise.all([this.vips.start(), this.pods.start(), this.reports.start(), this.agentLeases?.start()]);
     this.queueAll();
     this.queue.start();
     this.poolStatus.start();
@@ -145,7 +157,7 @@ export class VipController {
     clearInterval(this.resyncTimer);
     await this.queue.stop();
     await this.poolStatus.stop();
-    await Promise.all([this.vips.stop(), this.pods.stop(), this.admission.stop(), this.agentLeases?.stop()]);
+    await Promise.all([this.vips.stop(), this.pods.stop(), this.reports.stop(), this.admission.stop(), this.agentLeases?.stop()]);
   }
 
   private queueAll(): void {
@@ -249,6 +261,13 @@ export class VipController {
     }
   }
 
+  /** Only the VIPs whose entry in the report changed. */
+  private onReport(r: XdpNodeReport, deleted: boolean): void {
+    for (const key of this.nodeReports.update(r, deleted)) this.queue.add(key);
+    // The index holds the entries: the cache keeps the rest (its resourceVersion is what a relist compares).
+    r.vips = [];
+  }
+
   /** Only the VIPs that select the pod now, or list it already. */
   private onPod(p: V1Pod, deleted: boolean): void {
     this.podIndex.update(p, deleted);
@@ -283,7 +302,7 @@ export class VipController {
     const conflict = this.claims.conflictOf(key);
     const service = vip.spec.backendService;
     const next = vipStatus({
-      vip, address, conflict, balancers: this.opts.balancers, now: new Date(), maxBackends: this.opts.maxListedBackends,
+      vip, nodes: this.nodeReports.nodesOf(key, vip.metadata.uid, balancerOf(vip)), address, conflict, balancers: this.opts.balancers, now: new Date(), maxBackends: this.opts.maxListedBackends,
       pods: service === undefined ? this.podIndex.candidates(ns, vip.spec.backendSelector ?? {}) : [],
       endpointSlices: service === undefined ? undefined : this.opts.endpointSlices.of(ns, service),
       podOf: (pod) => this.pods.get(pod, ns),

@@ -12,6 +12,7 @@ import { limitBackends } from './backend-limit.js';
 import { pickBackendIp, type Resolution, resolveBackends } from './backends.js';
 import type { BalancerView } from './balancer-controller.js';
 import { computeConditions, programmedNodes } from './conditions.js';
+import type { NodeStatus } from '../api/xdpnodereport.js';
 import { backendsRevision } from '../api/backends-revision.js';
 import type { ConflictInfo } from './conflicts.js';
 import type { AddressDecision } from './pools/vip-address.js';
@@ -24,6 +25,8 @@ const MS_PER_SECOND = 1000;
 
 export interface VipStatusInput {
   vip: LoadBalancerVip;
+  /** What each node's agent reports of it (node-reports.ts); none: no node holds it. */
+  nodes?: readonly NodeStatus[];
   /** Pods that may match its selector (a superset). */
   pods: Iterable<V1Pod>;
   /** For a VIP with spec.backendService: that Service's EndpointSlices, and the cached pod of a target name. */
@@ -54,7 +57,7 @@ export interface VipStatusResult {
 }
 
 export function vipStatus(input: VipStatusInput): VipStatusResult {
-  const { vip, conflict, address, balancers, now, maxBackends = MAX_STATUS_BACKENDS } = input;
+  const { vip, conflict, address, balancers, now, maxBackends = MAX_STATUS_BACKENDS, nodes = [] } = input;
   const balancer = vip.spec.balancer ?? DEFAULT_BALANCER;
   const drain = balancers.drainSeconds(balancer);
   const res = vip.spec.backendService === undefined
@@ -77,6 +80,7 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
   const written = { ...vip, status: { ...vip.status, backends: listed, backendsRevision: revision } };
   const conditions = computeConditions({
     vip: written,
+    nodes,
     activeBackends: active.length,
     drainingBackends: listed.length - listedActive.length,
     zeroWeightBackends: listedActive.filter((b) => b.weight === 0).length,
@@ -90,8 +94,8 @@ export function vipStatus(input: VipStatusInput): VipStatusResult {
     specProblem: specProblem(vip.spec),
     now,
   });
-  const programmed = programmedNodes(written).length;
-  const l2 = input.l2Alive && electL2Node({ vip, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now, current: input.l2Current });
+  const programmed = programmedNodes(written, nodes).length;
+  const l2 = input.l2Alive && electL2Node({ vip, nodes, address: address.allowed ? address.address : undefined, alive: input.l2Alive, now, current: input.l2Current });
   return {
     status: {
       observedGeneration: vip.metadata.generation,

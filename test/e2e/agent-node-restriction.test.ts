@@ -1,7 +1,7 @@
 /**
  * deploy/agent-node-restriction.yaml on a real kube-apiserver: an agent's
- * status writes are limited to its own node's entry, by the node name claim of
- * its Pod-bound ServiceAccount token. Agents A (node-a) and B (node-b) get
+ * writes are limited to its own node's XdpBalancer status entry, XdpNodeReport
+ * and L2 Leases, by the node name claim of its Pod-bound ServiceAccount token. Agents A (node-a) and B (node-b) get
  * tokens as a kubelet would project them (ControlPlane.agentKubeconfigOn); the
  * static agent token (no node claim) and the controller's token are the others.
  */
@@ -14,7 +14,8 @@ import { GROUP, LBVIP_KIND, LBVIP_PLURAL, VERSION } from '../../src/api/loadbala
 import { L2_LEASE_NODE_LABEL, l2LeaseName, XDPB_KIND, XDPB_PLURAL } from '../../src/api/xdpbalancer.js';
 import { AgentLease } from '../../src/agent/announce/l2-lease.js';
 import { NodeReport } from '../../src/agent/announce/node-report.js';
-import { agentFieldManager } from '../../src/agent/sources/cluster-source.js';
+import { agentFieldManager, applyNodeReport } from '../../src/agent/sources/cluster-source.js';
+import { XNR_KIND, XNR_PLURAL } from '../../src/api/xdpnodereport.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
 import { kubeConfigFrom, waitUntil } from './control-plane/objects.js';
 
@@ -66,7 +67,7 @@ const OTHER_FIELD = /may change only its own entry of status\.nodes \(node: node
 const UPDATED = '2026-01-01T00:00:00Z';
 const NO_CLAIM = /carries no node name claim/;
 
-describe('agents write only their own node\'s status entry (deploy/agent-node-restriction.yaml)', () => {
+describe('agents write only their own node\'s status entry, report and Leases (deploy/agent-node-restriction.yaml)', () => {
   test('refused without a node claim, own entry allowed, other nodes\' entries and other fields refused, controller unaffected', async (t) => {
     if (!f.need(t)) return;
     const { cp } = f;
@@ -84,14 +85,11 @@ describe('agents write only their own node\'s status entry (deploy/agent-node-re
     assert.match(noClaim.message, NO_CLAIM);
     assert.match(noClaim.message, /ValidatingAdmissionPolicy 'xdplb-agent-node-restriction'/);
 
-    for (const kind of ['balancer', 'vip'] as const) {
-      const name = kind === 'vip' ? 'web' : 'edge';
-      // A VIP entry as an agent writes it, the backends revision it programmed included.
-      const entry = (node: string, n: number) => (kind === 'vip'
-        ? { node, programmedGeneration: 1, programmedBackendsRevision: backendsRevision({ status: { address: `198.19.0.${n}` } }), reals: n }
-        : { node, updated: UPDATED, l2: { answering: n } });
+    {
+      const [kind, name] = ['balancer', 'edge'] as const;
+      const entry = (node: string, n: number) => ({ node, updated: UPDATED, l2: { answering: n } });
       // The controller writes what it owns, and may touch any entry (it prunes nodes that left).
-      const own = kind === 'vip' ? { observedGeneration: 1, readyBackends: 0 } : { observedGeneration: 1, desiredAgents: 2 };
+      const own = { observedGeneration: 1, desiredAgents: 2 };
       assert.equal((await attempt(() => applyStatus(controller, kind, name, 'xdplb-controller', own))).code, 200, `${kind}: the controller writes its fields`);
       // Each agent writes its own entry.
       assert.deepEqual(await attempt(() => applyStatus(a, kind, name, agentFieldManager('node-a'), { nodes: [entry('node-a', 1)] })), { code: 200, message: '' }, `${kind}: A writes its own entry`);
@@ -115,9 +113,7 @@ describe('agents write only their own node\'s status entry (deploy/agent-node-re
         const custom = a.makeApiClient(CustomObjectsApi);
         const headers = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
         const body = { status: { nodes: [entry('node-a', 2)] } };
-        return kind === 'vip'
-          ? custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: 'shop', name, body }, headers)
-          : custom.patchClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body }, headers);
+        return custom.patchClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, name, body }, headers);
       });
       assert.match(removal.message, FOREIGN, `${kind}: removing B's entry: ${removal.code} ${removal.message}`);
       // Nor any other status field, even beside its own entry.
@@ -136,6 +132,54 @@ describe('agents write only their own node\'s status entry (deploy/agent-node-re
     await report.check();
     const written = statusOf('balancer', 'edge').nodes?.find((n) => n.node === 'node-a') as { l2?: { answering: number } } | undefined;
     assert.equal(written?.l2?.answering, 3, JSON.stringify(written));
+  });
+
+  test('XdpNodeReports: an agent writes and deletes only its own node\'s; it cannot write a VIP\'s status at all', async (t) => {
+    if (!f.need(t)) return;
+    const { cp } = f;
+    cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: web2, namespace: shop}\nspec: {address: 198.19.0.11, ports: [{port: 80}], backendSelector: {matchLabels: {app: web}}}\n');
+    const staticAgent = kubeConfigFrom(cp.kubeconfigAs('xdplb-system/xdplb-agent'));
+    const controller = kubeConfigFrom(cp.kubeconfigAs('xdplb-system/xdplb-controller'));
+    const a = kubeConfigFrom(cp.agentKubeconfigOn('node-a'));
+    const b = kubeConfigFrom(cp.agentKubeconfigOn('node-b'));
+    const custom = (kc: KubeConfig) => kc.makeApiClient(CustomObjectsApi);
+    // A VIP entry as an agent writes it, the backends revision it programmed included.
+    const vips = (n: number) => [{ namespace: 'shop', name: 'web2', uid: 'u', generation: 1, backendsRevision: backendsRevision({ status: { address: `198.19.0.${n}` } }), reals: n }];
+    const reportOf = (name: string) => JSON.parse(cp.kubectl(['get', XNR_PLURAL, name, '--ignore-not-found', '-o', 'json']) || 'null') as { node: string; vips: { reals: number }[] } | null;
+    const OWN_REPORT = /xdplb-agent on node node-a may write only its own XdpNodeReport \(node: node-a, named BALANCER\.node-a\)/;
+
+    const noClaim = await waitUntil('the static agent token is refused a report', () => attempt(() => applyNodeReport(custom(staticAgent), 'edge', 'node-a', vips(1))),
+      (o) => NO_CLAIM.test(o.message));
+    assert.equal(noClaim.code, 403, noClaim.message);
+    assert.match(noClaim.message, /ValidatingAdmissionPolicy 'xdplb-agent-node-reports'/);
+    // Each agent writes, and rewrites, its own.
+    assert.deepEqual(await attempt(() => applyNodeReport(custom(a), 'edge', 'node-a', vips(1))), { code: 200, message: '' }, 'A writes its report');
+    assert.deepEqual(await attempt(() => applyNodeReport(custom(b), 'edge', 'node-b', vips(1))), { code: 200, message: '' }, 'B writes its report');
+    assert.deepEqual(await attempt(() => applyNodeReport(custom(a), 'edge', 'node-a', vips(2))), { code: 200, message: '' }, 'A rewrites its report');
+    assert.equal(reportOf('edge.node-a')?.vips[0]?.reals, 2);
+    // Not B's: under B's name, or its own name with B's node, or a name that is not BALANCER.NODE.
+    const forged = (name: string, node: string) => custom(a).patchClusterCustomObject({
+      group: GROUP, version: VERSION, plural: XNR_PLURAL, name, fieldManager: agentFieldManager('node-a'), force: true,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: XNR_KIND, metadata: { name }, balancer: 'edge', node, vips: vips(7) },
+    }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply));
+    for (const [name, node] of [['edge.node-b', 'node-b'], ['edge.node-a', 'node-b'], ['other.node-b', 'node-a'], ['edge.node-b', 'node-a']] as const) {
+      const o = await attempt(() => forged(name, node));
+      assert.equal(o.code, 403, `A writing ${name} (node ${node}): ${o.message}`);
+      assert.match(o.message, OWN_REPORT);
+    }
+    const deleteB = await attempt(() => custom(a).deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name: 'edge.node-b' }));
+    assert.equal(deleteB.code, 403, deleteB.message);
+    assert.match(deleteB.message, OWN_REPORT);
+    assert.equal(reportOf('edge.node-b')?.vips[0]?.reals, 1, 'B\'s report is as B wrote it');
+    // The controller reads them and never writes one.
+    assert.equal((await attempt(() => applyNodeReport(custom(controller), 'edge', 'node-a', vips(3)))).code, 403);
+    // An agent writes no VIP status (RBAC): its report is where it says what it programmed.
+    const vipWrite = await attempt(() => applyStatus(a, 'vip', 'web2', agentFieldManager('node-a'), { observedGeneration: 9 }));
+    assert.equal(vipWrite.code, 403, vipWrite.message);
+    // An agent leaving its node for good deletes its own.
+    assert.deepEqual(await attempt(() => custom(a).deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name: 'edge.node-a' })),
+      { code: 200, message: '' });
+    assert.equal(reportOf('edge.node-a'), null);
   });
 
   test('L2 Leases: an agent creates, renews and deletes only its own; not another node\'s, not the controller\'s', async (t) => {

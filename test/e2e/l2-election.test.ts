@@ -3,18 +3,17 @@
  * names one node per VIP (status.l2.node) among the nodes whose agent holds
  * its Lease and reports the VIP programmed. The agents' side is the agent's
  * own AgentLease, run with the agent's service account and deploy/'s RBAC,
- * and status entries written as agents write them (server-side apply under
+ * and XdpNodeReports written as agents write them (server-side apply under
  * the agent's field manager).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { GROUP, LBVIP_KIND, LBVIP_PLURAL, type NodeStatus, VERSION } from '../../src/api/loadbalancervip.js';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { l2LeaseName, L2_LEASE_BALANCER_LABEL, L2_LEASE_NODE_LABEL } from '../../src/api/xdpbalancer.js';
 import { stableHash } from '../../src/lib/stable-hash.js';
 import { AgentLease } from '../../src/agent/announce/l2-lease.js';
-import { agentFieldManager } from '../../src/agent/sources/cluster-source.js';
+import { PlayedNodeReports, vipNodes } from '../support/node-reports.js';
 import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
 import { applyPod, getVip, kubeConfigFrom, waitUntil } from './control-plane/objects.js';
@@ -55,15 +54,12 @@ describe('L2 election: one alive node with the VIP programmed announces it', () 
     assert.equal(l.renewals, 1, `${node}'s agent took its Lease with its own RBAC`);
     return l;
   };
-  /** What node's agent writes once it has programmed the VIP (or could not). */
-  const report = async (node: string, entry: Omit<NodeStatus, 'node'>) => {
-    const custom = agentKc().makeApiClient(CustomObjectsApi);
-    await custom.patchNamespacedCustomObjectStatus({
-      group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: 'shop', name: 'web', fieldManager: agentFieldManager(node), force: true,
-      body: { apiVersion: `${GROUP}/${VERSION}`, kind: LBVIP_KIND, metadata: { name: 'web', namespace: 'shop' }, status: { nodes: [{ node, ...entry }] } },
-    }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply));
+  /** What a node's agent writes once it has programmed the VIP (or could not): its report, with its own token. */
+  const reports = new PlayedNodeReports(() => agentKc().makeApiClient(CustomObjectsApi));
+  const programmed = async (node: string) => {
+    const v = getVip(f.cp, 'shop', 'web');
+    await reports.set(node, v, { generation: v.metadata.generation, reals: 1 });
   };
-  const programmed = async (node: string) => report(node, { programmedGeneration: getVip(f.cp, 'shop', 'web').metadata.generation, reals: 1 });
   const l2 = () => getVip(f.cp, 'shop', 'web').status?.l2;
   const untilL2 = (what: string, ok: (node: string | undefined) => boolean) => waitUntil(what, () => l2()?.node, ok);
   /** The controller's choice among candidates, when no node holds the VIP: the lowest hash of (address, node). */
@@ -77,7 +73,7 @@ describe('L2 election: one alive node with the VIP programmed announces it', () 
     // Programmed on both, but no agent alive: nobody announces.
     await programmed('node-a');
     await programmed('node-b');
-    await waitUntil('both entries', () => getVip(f.cp, 'shop', 'web').status?.nodes?.length, (n) => n === 2);
+    assert.equal(vipNodes(kubectl(['get', 'xdpnodereports', '-o', 'json']), getVip(f.cp, 'shop', 'web')).length, 2, 'both reports');
     assert.equal(l2(), undefined, 'no Lease, no announcing node');
     // Alive but not programmed (node-c) is no candidate either.
     const c = await lease('node-c');
@@ -98,7 +94,7 @@ describe('L2 election: one alive node with the VIP programmed announces it', () 
     await new Promise((r) => setTimeout(r, LEASE_SECONDS * 1000));
     assert.equal(l2()?.node, 'node-b', 'the returning node does not take it back');
     // node-b reports an error for the VIP: no longer a candidate.
-    await report('node-b', { lastError: 'refused by the test' });
+    await reports.set('node-b', getVip(f.cp, 'shop', 'web'), { error: 'refused by the test' });
     await untilL2('moved off the node that could not program it', (n) => n === 'node-a');
     await programmed('node-b');
     await b.release();

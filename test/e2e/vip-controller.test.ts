@@ -15,6 +15,7 @@ import type { Programmer } from '../../src/agent/sources/source.js';
 import { Controller } from '../../src/controller/controller.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
 import { applyPod, condition, getVip, kubeConfigFrom, waitUntil } from './control-plane/objects.js';
+import { vipNodes } from '../support/node-reports.js';
 
 const DRAIN_SECONDS = 3;
 const AGENT_NS = 'xdplb-system';
@@ -92,8 +93,10 @@ describe('controller on a real kube-apiserver', () => {
     // An agent reports its node programmed, this generation and these backends: the VIP is Ready.
     const firstRevision = v.status!.backendsRevision!;
     assert.match(firstRevision, /^[0-9a-f]{16}$/);
-    const report = (programmedBackendsRevision: string) => kubectl(['patch', 'lbvip', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p',
-      JSON.stringify({ status: { nodes: [{ node: 'node-a', programmedGeneration: v.metadata.generation, programmedBackendsRevision, reals: 1 }] } })]);
+    const report = (backendsRevision: string) => kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'xdplb.dev/v1alpha1', kind: 'XdpNodeReport', metadata: { name: 'default.node-a' }, balancer: 'default', node: 'node-a',
+      vips: [{ namespace: 'shop', name: 'web', uid: v.metadata.uid, generation: v.metadata.generation, backendsRevision, reals: 1 }],
+    }));
     report(firstRevision);
     v = await until('web', 'Ready once its one node is programmed', (x) => condition(x, 'Ready')?.status === 'True');
     assert.equal(v.status!.programmedNodes, '1/1');
@@ -105,7 +108,7 @@ describe('controller on a real kube-apiserver', () => {
     v = await until('web', 'web-2 joins', (x) => x.status?.readyBackends === 2);
     const secondRevision = v.status!.backendsRevision!;
     assert.notEqual(secondRevision, firstRevision);
-    assert.equal(v.status!.nodes![0]!.programmedBackendsRevision, firstRevision);
+    assert.equal(vipNodes(kubectl(['get', 'xdpnodereports', '-o', 'json']), v)[0]!.programmedBackendsRevision, firstRevision);
     assert.equal(v.status!.programmedNodes, '0/1', 'in the same write as the new backends');
     assert.deepEqual([condition(v, 'Programmed')!.status, condition(v, 'Programmed')!.reason], ['False', 'Pending']);
     assert.equal(condition(v, 'Programmed')!.message, `0 of 1 node(s) programmed generation ${v.metadata.generation}, backends rev ${secondRevision}`);
@@ -217,7 +220,7 @@ describe('controller on a real kube-apiserver', () => {
     const kc = kubeConfigFrom(f.cp.kubeconfig);
     const node = 'node-src';
     const source = new ClusterSource(kc, { balancer: 'default', node });
-    const entry = (v: LoadBalancerVip) => v.status?.nodes?.find((n) => n.node === node);
+    const entry = (v: LoadBalancerVip) => vipNodes(kubectl(['get', 'xdpnodereports', '-o', 'json']), v).find((n) => n.node === node);
     try {
       await source.start();
       const initial = await source.initial(programmer);

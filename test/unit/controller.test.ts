@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type LoadBalancerVip, QUIC_SERVER_ID_ANNOTATION, specProblem, WEIGHT_ANNOTATION } from '../../src/api/loadbalancervip.js';
+import type { NodeStatus } from '../../src/api/xdpnodereport.js';
 import { backendIp, resolveBackends, trimPod } from '../../src/controller/backends.js';
 import { computeConditions, conditionsEqual } from '../../src/controller/conditions.js';
 import { ClaimIndex, type ConflictInfo } from '../../src/controller/conflicts.js';
@@ -160,20 +161,22 @@ describe('VIP status and its requeue wish', () => {
     const rev = one.status.backendsRevision!;
     assert.match(rev, /^[0-9a-f]{16}$/);
     const reported = (revision: string) => Array.from({ length: agents }, (_, i) => ({ node: `node-${i}`, programmedGeneration: 3, programmedBackendsRevision: revision }));
-    v.status = { ...one.status, nodes: reported(rev) };
-    const same = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
+    v.status = one.status;
+    let nodes = reported(rev);
+    const same = vipStatus({ address: ALLOWED, vip: v, nodes, pods: [pod('a', '198.18.40.1')], balancers: view, now: NOW });
     assert.equal(same.status.backendsRevision, rev, 'nothing changed: the same revision');
     assert.equal(same.status.programmedNodes, `${agents}/${agents}`);
     // A new pod: the status that lists it carries a new revision, and no node confirmed it yet.
-    const two = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], balancers: view, now: NOW });
+    const two = vipStatus({ address: ALLOWED, vip: v, nodes, pods: [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], balancers: view, now: NOW });
     assert.notEqual(two.status.backendsRevision, rev);
     assert.equal(two.programmedNodes, 0);
     assert.equal(two.status.programmedNodes, `0/${agents}`);
     const programmed = two.status.conditions!.find((c) => c.type === 'Programmed')!;
     assert.equal(programmed.status, 'False');
     assert.equal(programmed.message, `0 of ${agents} node(s) programmed generation 3, backends rev ${two.status.backendsRevision}`);
-    v.status = { ...two.status, nodes: reported(two.status.backendsRevision!) };
-    const confirmed = vipStatus({ address: ALLOWED, vip: v, pods: [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], balancers: view, now: NOW });
+    v.status = two.status;
+    nodes = reported(two.status.backendsRevision!);
+    const confirmed = vipStatus({ address: ALLOWED, vip: v, nodes, pods: [pod('a', '198.18.40.1'), pod('b', '198.18.40.2')], balancers: view, now: NOW });
     assert.equal(confirmed.status.programmedNodes, `${agents}/${agents}`);
     assert.equal(confirmed.status.conditions!.find((c) => c.type === 'Programmed')!.status, 'True');
   });
@@ -198,13 +201,14 @@ describe('conflicts', () => {
 });
 
 describe('conditions', () => {
-  const nodes = (gen: number, n: number, error?: string) =>
+  const entries = (gen: number, n: number, error?: string) =>
     Array.from({ length: n }, (_, i) => ({ node: `node-${i}`, programmedGeneration: gen, lastError: error }));
 
   test('Ready when backends exist, every node programmed this generation, and no conflict', () => {
     const v = vip('v');
-    v.status = { nodes: nodes(3, 2) };
-    const c = computeConditions({ address: ALLOWED, vip: v, activeBackends: 2, drainingBackends: 1, desiredNodes: 2, now: NOW });
+    v.status = {};
+    let nodes: NodeStatus[] = entries(3, 2);
+    const c = computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 2, drainingBackends: 1, desiredNodes: 2, now: NOW });
     const by = Object.fromEntries(c.map((x) => [x.type, x]));
     assert.equal(by.Ready!.status, 'True');
     assert.equal(by.BackendsAvailable!.message, '2 ready backend(s), 1 draining');
@@ -215,15 +219,16 @@ describe('conditions', () => {
 
   test('not Ready, and why: a node behind, a node error, no backends, a conflict', () => {
     const v = vip('v');
-    v.status = { nodes: [...nodes(3, 1), { node: 'node-9', programmedGeneration: 2 }] };
-    let by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    v.status = {};
+    let nodes: NodeStatus[] = [...entries(3, 1), { node: 'node-9', programmedGeneration: 2 }];
+    let by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 0, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
     assert.equal(by.Ready!.status, 'False');
     assert.match(by.Ready!.message!, /0 ready backend\(s\).*1 of 2 node\(s\) programmed/);
-    v.status = { nodes: [...nodes(3, 1), { node: 'node-9', programmedGeneration: 3, lastError: 'map full' }] };
-    by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    nodes = [...entries(3, 1), { node: 'node-9', programmedGeneration: 3, lastError: 'map full' }];
+    by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
     assert.equal(by.Programmed!.reason, 'NodeErrors');
     assert.equal(by.Programmed!.message, 'node-9: map full');
-    by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW,
+    by = Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW,
       conflict: { lost: [{ claim: '198.19.0.10:80/TCP', heldBy: 'shop/old' }] } }).map((x) => [x.type, x]));
     assert.equal(by.Conflict!.status, 'True');
     assert.equal(by.Conflict!.message, '198.19.0.10:80/TCP is held by shop/old');
@@ -233,24 +238,26 @@ describe('conditions', () => {
   test('Programmed needs the backends revision too: a node at this generation but older backends is not programmed', () => {
     const v = vip('v');
     const at = (node: string, programmedBackendsRevision?: string) => ({ node, programmedGeneration: 3, programmedBackendsRevision });
-    v.status = { backendsRevision: 'new', nodes: [at('node-0', 'new'), at('node-1', 'old')] };
-    const of = () => Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
+    v.status = { backendsRevision: 'new' };
+    let nodes: NodeStatus[] = [at('node-0', 'new'), at('node-1', 'old')];
+    const of = () => Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 1, drainingBackends: 0, desiredNodes: 2, now: NOW }).map((x) => [x.type, x]));
     let by = of();
     assert.deepEqual([by.Programmed!.status, by.Programmed!.reason], ['False', 'Pending']);
     assert.equal(by.Programmed!.message, '1 of 2 node(s) programmed generation 3, backends rev new');
     assert.equal(by.Ready!.status, 'False');
-    v.status = { ...v.status, nodes: [at('node-0', 'new'), at('node-1')] };
+    nodes = [at('node-0', 'new'), at('node-1')];
     assert.equal(of().Programmed!.status, 'False', 'an agent that reports no revision has not confirmed this one');
-    v.status = { ...v.status, nodes: [at('node-0', 'new'), at('node-1', 'new')] };
+    nodes = [at('node-0', 'new'), at('node-1', 'new')];
     by = of();
     assert.deepEqual([by.Programmed!.status, by.Programmed!.reason, by.Ready!.status], ['True', 'AllNodes', 'True']);
   });
 
   test('backends that all weigh 0 take no new connection: not available, not Ready', () => {
     const v = vip('v');
-    v.status = { nodes: nodes(3, 1) };
+    v.status = {};
+    let nodes: NodeStatus[] = entries(3, 1);
     const of = (zeroWeightBackends: number) =>
-      Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, activeBackends: 2, drainingBackends: 0, zeroWeightBackends, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
+      Object.fromEntries(computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 2, drainingBackends: 0, zeroWeightBackends, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
     let by = of(2);
     assert.equal(by.BackendsAvailable!.status, 'False');
     assert.equal(by.BackendsAvailable!.reason, 'AllWeightsZero');
@@ -270,13 +277,14 @@ describe('conditions', () => {
 
   test('lastTransitionTime moves only when the status does; equality ignores order', () => {
     const v = vip('v');
-    v.status = { nodes: nodes(3, 1) };
-    const first = computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW });
+    v.status = {};
+    let nodes: NodeStatus[] = entries(3, 1);
+    const first = computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW });
     v.status.conditions = first;
     const later = new Date(NOW.getTime() + 60_000);
-    const same = computeConditions({ address: ALLOWED, vip: v, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: later });
+    const same = computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: later });
     assert.ok(conditionsEqual(first, [...same].reverse()), 'nothing changed, no status write');
-    const changed = computeConditions({ address: ALLOWED, vip: v, activeBackends: 0, drainingBackends: 0, desiredNodes: 1, now: later });
+    const changed = computeConditions({ address: ALLOWED, vip: v, nodes, activeBackends: 0, drainingBackends: 0, desiredNodes: 1, now: later });
     assert.ok(!conditionsEqual(first, changed));
     const by = Object.fromEntries(changed.map((x) => [x.type, x]));
     assert.deepEqual(by.BackendsAvailable!.lastTransitionTime, later);
@@ -287,9 +295,10 @@ describe('conditions', () => {
 describe('balancer problems and events', () => {
   test('an address not allowed: AddressAllowed False with its reason, Programmed False, not Ready, and why', () => {
     const v = vip('v');
-    v.status = { nodes: [{ node: 'node-0', programmedGeneration: 3 }] };
+    v.status = {};
+    let nodes: NodeStatus[] = [{ node: 'node-0', programmedGeneration: 3 }];
     const refused: AddressDecision = { allowed: false, address: ADDRESS, code: 'NotInPool', message: `${ADDRESS} is in no pool; no pool allows namespace shop for balancer default` };
-    const by = Object.fromEntries(computeConditions({ address: refused, vip: v, activeBackends: 2, drainingBackends: 0, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
+    const by = Object.fromEntries(computeConditions({ address: refused, vip: v, nodes, activeBackends: 2, drainingBackends: 0, desiredNodes: 1, now: NOW }).map((x) => [x.type, x]));
     assert.deepEqual([by.AddressAllowed!.status, by.AddressAllowed!.reason, by.AddressAllowed!.message], ['False', 'NotInPool', refused.message]);
     assert.deepEqual([by.Programmed!.status, by.Programmed!.reason], ['False', 'AddressNotAllowed']);
     assert.equal(by.Ready!.status, 'False');
@@ -298,9 +307,10 @@ describe('balancer problems and events', () => {
 
   test('no XdpBalancer, or agents not scheduled: Programmed False with the reason, not Ready', () => {
     const v = vip('v');
-    v.status = { nodes: [] };
+    v.status = {};
+    let nodes: NodeStatus[] = [];
     const by = Object.fromEntries(computeConditions({
-      address: ALLOWED, vip: v, activeBackends: 2, drainingBackends: 0, desiredNodes: 0, now: NOW, balancerProblem: 'XdpBalancer "edge" does not exist',
+      address: ALLOWED, vip: v, nodes, activeBackends: 2, drainingBackends: 0, desiredNodes: 0, now: NOW, balancerProblem: 'XdpBalancer "edge" does not exist',
     }).map((x) => [x.type, x]));
     assert.equal(by.AddressAllowed!.status, 'True');
     assert.equal(by.Programmed!.status, 'False');
@@ -312,9 +322,10 @@ describe('balancer problems and events', () => {
 
   test('a targetPort with delivery InPod: Programmed False, TargetPortNeedsNodeDelivery, not Ready; delivery Node is fine', () => {
     const v = vip('v', { ports: [{ port: 80, protocol: 'TCP', targetPort: 8080 }], delivery: 'InPod' });
-    v.status = { nodes: [{ node: 'node-0', programmedGeneration: v.metadata.generation }] };
+    v.status = {};
+    let nodes: NodeStatus[] = [{ node: 'node-0', programmedGeneration: v.metadata.generation }];
     const conditions = (spec: LoadBalancerVip['spec']) => Object.fromEntries(computeConditions({
-      address: ALLOWED, vip: { ...v, spec }, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW, specProblem: specProblem(spec),
+      address: ALLOWED, vip: { ...v, spec }, nodes, activeBackends: 1, drainingBackends: 0, desiredNodes: 1, now: NOW, specProblem: specProblem(spec),
     }).map((x) => [x.type, x]));
     const by = conditions(v.spec);
     assert.deepEqual([by.Programmed!.status, by.Programmed!.reason], ['False', 'TargetPortNeedsNodeDelivery']);

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as yaml from 'js-yaml';
 import { BALANCER_LABEL } from '../../src/api/agent-pod.js';
 import { backendsRevision } from '../../src/api/backends-revision.js';
+import { type ReportedVip, XNR_KIND, XNR_PLURAL } from '../../src/api/xdpnodereport.js';
 import { agentDaemonSet } from '../../src/controller/agent-daemonset.js';
 import { HEALTH_CHECK_BOUNDS, HEALTH_CHECK_DEFAULTS } from '../../src/api/health-check.js';
 import {
@@ -81,10 +82,24 @@ for (const [file, kind, plural, scope] of [
   });
 }
 
+test('xdpnodereports.yaml: names, printer columns, and every field an agent writes (src/api/xdpnodereport.ts)', () => {
+  const crd = load('xdpnodereports.yaml');
+  assert.deepEqual([crd.spec.group, crd.spec.names.kind, crd.spec.names.plural, crd.spec.scope], [GROUP, XNR_KIND, XNR_PLURAL, 'Cluster']);
+  const [v] = crd.spec.versions;
+  assert.equal(v!.name, VERSION);
+  const schema = v!.schema.openAPIV3Schema;
+  for (const col of v!.additionalPrinterColumns ?? []) assert.ok(resolves(schema, col.jsonPath), `printer column ${col.name}: ${col.jsonPath}`);
+  const entry: Required<ReportedVip> = { namespace: 'shop', name: 'web', uid: 'u', generation: 1, backendsRevision: 'r', reals: 1, error: 'e' };
+  assert.deepEqual(Object.keys(schema.properties!.vips!.items!.properties!).sort(), Object.keys(entry).sort());
+  const revision = backendsRevision({ status: { backends: [] } }).length;
+  assert.ok(revision <= schema.properties!.vips!.items!.properties!.backendsRevision!.maxLength!, 'the API accepts the revision agents report');
+  assert.match(readFileSync(fileURLToPath(new URL('../../../crds/kustomization.yaml', import.meta.url)), 'utf8'), /^ {2}- xdpnodereports\.yaml$/m);
+});
+
 test('the LoadBalancerVip schema has what the controller and agents write', () => {
   const schema = load('loadbalancervips.yaml').spec.versions[0]!.schema.openAPIV3Schema;
   const status = schema.properties!.status!.properties!;
-  for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends', 'nodes',
+  for (const field of ['observedGeneration', 'address', 'addressPool', 'readyBackends', 'unlistedBackends', 'programmedNodes', 'conditions', 'backends',
     'addressing', 'backendsRevision']) {
     assert.ok(status[field], `status.${field}`);
   }
@@ -93,10 +108,9 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
   const sid = status.backends!.items!.properties!.quicServerId!;
   assert.deepEqual([sid.minimum, sid.maximum], [QUIC_MIN_SERVER_ID, QUIC_MAX_SERVER_ID], 'the server ids the program takes');
   assert.deepEqual(status.addressing!.enum, BACKEND_ADDRESSINGS);
-  assert.deepEqual(Object.keys(status.nodes!.items!.properties!).sort(), ['lastError', 'node', 'programmedBackendsRevision', 'programmedGeneration', 'reals']);
+  assert.equal(status.nodes, undefined, 'what nodes programmed is in their XdpNodeReports, not in every VIP');
   const revision = backendsRevision({ status: { backends: [] } }).length;
   assert.ok(revision <= status.backendsRevision!.maxLength!, 'the API accepts the revision the controller writes');
-  assert.ok(revision <= status.nodes!.items!.properties!.programmedBackendsRevision!.maxLength!, 'and the one agents report');
   // address is assigned when left out; backendSelector or backendService, one of them (a CEL rule).
   assert.deepEqual(schema.properties!.spec!.required, ['ports']);
   assert.equal(status.backends!.maxItems, MAX_STATUS_BACKENDS, 'the controller lists no more backends than the API accepts');

@@ -1,17 +1,19 @@
 /**
  * The agent's cluster mode: watches the LoadBalancerVips of its balancer (not
  * Pods: the controller resolved backends into their status), programs them as
- * a diff, and writes this node's entry of each VIP's status.nodes by
- * server-side apply under its own field manager, so agents never conflict
- * with each other or with the controller.
+ * a diff, and writes what it programmed into this node's XdpNodeReport (one
+ * object, by server-side apply under the node's own field manager), never
+ * into the VIPs: agents never conflict with each other or with the controller,
+ * and never receive each other's reports.
  *
  * A watch that fails or expires (410 Gone) is relisted into the same cache;
  * only what changed reaches the dataplane, so the maps are never rebuilt.
  */
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../../api/loadbalancervip.js';
 import {
-  GROUP, LBVIP_KIND, LBVIP_PLURAL, type LoadBalancerVip, type NodeStatus, VERSION,
-} from '../../api/loadbalancervip.js';
+  nodeReportName, REPORT_BALANCER_LABEL, REPORT_NODE_LABEL, type ReportedVip, type XdpNodeReport, XNR_KIND, XNR_PLURAL,
+} from '../../api/xdpnodereport.js';
 import { errorFields, isNotFound } from '../../lib/api-error.js';
 import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
@@ -31,8 +33,6 @@ const SYNC = 'sync';
 const SYNC_WORKERS = 1;
 /** VIPs per list page: bounds the largest response the agent parses at once. */
 const LIST_PAGE_SIZE = 500;
-/** Status writes in flight at once (a cold start reports every VIP). */
-const WRITE_CONCURRENCY = 16;
 
 export interface ClusterSourceOptions {
   balancer: string;
@@ -53,7 +53,10 @@ export class ClusterSource implements VipSource {
   private programmer: Programmer | null = null;
   /** What initial() planned, reported by follow(). */
   private first: ProgramPlan | null = null;
+  /** The report last written (its VIPs as JSON); null: none yet, so the first sync writes one. */
+  private reported: string | null = null;
   syncs = 0;
+  /** Report writes. */
   statusWrites = 0;
 
   constructor(kc: KubeConfig, private readonly opts: ClusterSourceOptions) {
@@ -87,7 +90,7 @@ export class ClusterSource implements VipSource {
   async follow(programmer: Programmer): Promise<void> {
     this.programmer = programmer;
     if (this.first) this.opts.onProgrammed?.(this.first.programmed);
-    // A failed write is retried by the sync below, which writes every entry that still differs.
+    // A failed write is retried by the sync below, which writes the report if it still differs.
     if (this.first) await this.report(this.first);
     this.queue.add(SYNC); // anything that changed since the plan was made
     this.queue.start();
@@ -127,63 +130,71 @@ export class ClusterSource implements VipSource {
     this.opts.onProgrammed?.(plan.programmed);
     const failedWrites = await this.report(plan);
     if (refusedByKernel) throw new Error(refusedByKernel);
-    if (failedWrites) throw new Error(`${failedWrites} status write(s) failed`);
+    if (failedWrites) throw new Error('the node report write failed');
   }
 
-  /** Writes this node's entry where it differs from what the VIP shows; returns how many writes failed. */
+  /**
+   * Writes this node's report when it differs from the last one written: one
+   * object whatever the number of VIPs. Returns how many writes failed (0 or 1).
+   */
   private async report(plan: ProgramPlan): Promise<number> {
-    const node = this.opts.node;
-    const wanted: [LoadBalancerVip, NodeStatus][] = [
-      ...plan.programmed.map((v): [LoadBalancerVip, NodeStatus] => [v, programmedEntry(v, node)]),
-      ...[...plan.refused].map(([v, lastError]): [LoadBalancerVip, NodeStatus] => [v, { node, lastError }]),
-      // Not programmed here; clear an entry that says otherwise.
-      ...plan.setAside.filter((v) => entryOf(v, node)).map((v): [LoadBalancerVip, NodeStatus] => [v, { node }]),
-    ];
-    const stale = wanted.filter(([v, e]) => !sameEntry(entryOf(v, node), e));
-    let failed = 0;
-    for (let i = 0; i < stale.length; i += WRITE_CONCURRENCY) {
-      await Promise.all(stale.slice(i, i + WRITE_CONCURRENCY).map(async ([v, e]) => {
-        try {
-          await this.writeEntry(v, e);
-        } catch (err) {
-          if (isNotFound(err)) return; // deleted meanwhile
-          failed++;
-          log.warn({ vip: vipRef(v), ...errorFields(err) }, 'status write failed; retrying');
-        }
-      }));
+    const vips = reportedVips(plan);
+    const key = JSON.stringify(vips);
+    if (key === this.reported) return 0;
+    try {
+      await this.writeReport(vips);
+      this.reported = key;
+      return 0;
+    } catch (err) {
+      log.warn({ report: nodeReportName(this.opts.balancer, this.opts.node), ...errorFields(err) }, 'node report write failed; retrying');
+      return 1;
     }
-    return failed;
   }
 
-  private async writeEntry(v: LoadBalancerVip, entry: NodeStatus): Promise<void> {
-    const body = {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: LBVIP_KIND,
-      metadata: { name: v.metadata.name, namespace: v.metadata.namespace },
-      status: { nodes: [entry] },
-    };
-    await this.custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: v.metadata.namespace!, name: v.metadata.name!,
-        body, fieldManager: agentFieldManager(this.opts.node), force: true,
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-    );
+  private async writeReport(vips: ReportedVip[]): Promise<void> {
+    await applyNodeReport(this.custom, this.opts.balancer, this.opts.node, vips);
     this.statusWrites++;
+  }
+
+  /** The agent leaves the node for good (uninstall, or the node left the balancer): its report goes too. */
+  async withdrawReport(): Promise<void> {
+    const name = nodeReportName(this.opts.balancer, this.opts.node);
+    try {
+      await this.custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      log.warn({ report: name, ...errorFields(err) }, `cannot delete this node's report; remove it by hand: kubectl delete ${XNR_PLURAL} ${name}`);
+    }
   }
 }
 
-const entryOf = (v: LoadBalancerVip, node: string) => v.status?.nodes?.find((n) => n.node === node);
+/** Writes a node's whole report by server-side apply: it creates it or replaces what this node's field manager wrote, one request either way. */
+export async function applyNodeReport(custom: CustomObjectsApi, balancer: string, node: string, vips: ReportedVip[]): Promise<void> {
+  const body: XdpNodeReport = {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: XNR_KIND,
+    metadata: { name: nodeReportName(balancer, node), labels: { [REPORT_BALANCER_LABEL]: balancer, [REPORT_NODE_LABEL]: node } },
+    balancer,
+    node,
+    vips,
+  };
+  await custom.patchClusterCustomObject(
+    { group: GROUP, version: VERSION, plural: XNR_PLURAL, name: body.metadata.name!, body, fieldManager: agentFieldManager(node), force: true },
+    setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+  );
+}
 
-/** What this node holds of a VIP it programmed: the generation and backends revision of the very object it applied. */
-const programmedEntry = (v: LoadBalancerVip, node: string): NodeStatus => ({
-  node,
-  programmedGeneration: v.metadata.generation,
-  ...(v.status?.backendsRevision === undefined ? {} : { programmedBackendsRevision: v.status.backendsRevision }),
-  reals: realsOf(v).length,
-});
-
-function sameEntry(a: NodeStatus | undefined, b: NodeStatus): boolean {
-  return !!a && a.programmedGeneration === b.programmedGeneration && a.programmedBackendsRevision === b.programmedBackendsRevision
-    && a.reals === b.reals && a.lastError === b.lastError;
+/** What this node holds of each VIP: programmed at the generation and backends revision of the very object it applied, or refused. */
+export function reportedVips(plan: Pick<ProgramPlan, 'programmed' | 'refused'>): ReportedVip[] {
+  const id = (v: LoadBalancerVip) => ({ namespace: v.metadata.namespace!, name: v.metadata.name!, uid: v.metadata.uid ?? '' });
+  const vips: ReportedVip[] = [
+    ...plan.programmed.map((v) => ({
+      ...id(v),
+      ...(v.metadata.generation === undefined ? {} : { generation: v.metadata.generation }),
+      ...(v.status?.backendsRevision === undefined ? {} : { backendsRevision: v.status.backendsRevision }),
+      reals: realsOf(v).length,
+    })),
+    ...[...plan.refused].map(([v, error]) => ({ ...id(v), error })),
+  ];
+  return vips.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
 }

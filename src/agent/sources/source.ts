@@ -34,4 +34,6 @@ export interface VipSource {
   /** What the "running" log line says about the source. */
   describe(): Record<string, unknown>;
   stop(): Promise<void> | void;
+  /** The agent leaves this node for good (it detaches): remove what the source published about it. */
+  withdrawReport?(): Promise<void>;
 }

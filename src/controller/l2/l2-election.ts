@@ -10,10 +10,13 @@
  * spread over the nodes instead of piling onto the first one.
  */
 import type { L2Status, LoadBalancerVip } from '../../api/loadbalancervip.js';
+import type { NodeStatus } from '../../api/xdpnodereport.js';
 import { stableHash } from '../../lib/stable-hash.js';
 
 export interface L2Input {
   vip: LoadBalancerVip;
+  /** What each node's agent reports of the VIP. */
+  nodes: readonly NodeStatus[];
   /** The address the VIP is allowed to have; undefined: nothing to announce. */
   address: string | undefined;
   /** Nodes whose agent holds an unexpired Lease. */
@@ -27,8 +30,8 @@ export interface L2Input {
   current?: L2Status;
 }
 
-export function l2Candidates(vip: LoadBalancerVip, alive: ReadonlySet<string>): string[] {
-  return (vip.status?.nodes ?? [])
+export function l2Candidates(nodes: readonly NodeStatus[], alive: ReadonlySet<string>): string[] {
+  return nodes
     .filter((n) => n.programmedGeneration !== undefined && !n.lastError && alive.has(n.node))
     .map((n) => n.node)
     .sort();
@@ -37,7 +40,7 @@ export function l2Candidates(vip: LoadBalancerVip, alive: ReadonlySet<string>): 
 export function electL2Node(input: L2Input): L2Status | undefined {
   const { vip, address, alive, now } = input;
   if (address === undefined) return undefined;
-  const candidates = l2Candidates(vip, alive);
+  const candidates = l2Candidates(input.nodes, alive);
   const current = input.current ?? vip.status?.l2;
   if (current && candidates.includes(current.node)) return current;
   let best: string | undefined;

@@ -9,7 +9,7 @@ import { OPEN_POOL } from '../pool-manifests.js';
 import { ControlPlane } from './control-plane.js';
 
 const CRDS = fileURLToPath(new URL('../../../../crds/', import.meta.url));
-export const CRD_NAMES = ['crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev', 'crd/xdpaddresspools.xdplb.dev'];
+export const CRD_NAMES = ['crd/loadbalancervips.xdplb.dev', 'crd/xdpbalancers.xdplb.dev', 'crd/xdpaddresspools.xdplb.dev', 'crd/xdpnodereports.xdplb.dev'];
 
 export interface ControlPlaneFixture {
   /** The control plane; valid in tests that passed need(). */

@@ -15,6 +15,7 @@ import { REPO, waitFor } from './lab-env.js';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { LONG_LIVED_MIN_MESSAGES } from '../../lab/client-results.js';
+import { vipNodes } from '../../support/node-reports.js';
 
 async function openEnv(): Promise<OperatorEnv> {
   if (process.env.XDPLB_E2E_ENV === 'kind') return (await import('./kind-env.js')).KindOperatorEnv.up();
@@ -41,6 +42,8 @@ describe('operator end to end: kubectl apply to packets', () => {
 
   const ns = () => env.namespace;
   const getVip = (name: string) => JSON.parse(env.kubectl(['get', 'lbvip', name, '-n', ns(), '-o', 'json'])) as LoadBalancerVip;
+  /** What each node's agent reports of the VIP (its XdpNodeReport), as the controller reads it. */
+  const nodesOf = (v: LoadBalancerVip) => vipNodes(env.kubectl(['get', 'xdpnodereports', '-o', 'json']), v);
   const cond = (v: LoadBalancerVip, type: string) => v.status?.conditions?.find((c) => c.type === type);
   const untilVip = (name: string, what: string, ok: (v: LoadBalancerVip) => boolean) => waitFor(what, () => getVip(name), ok);
   /** Reals the agents hold for a VIP: its backends, or in Node addressing the nodes they are on. */
@@ -81,11 +84,11 @@ describe('operator end to end: kubectl apply to packets', () => {
     const served = await untilServed(200, (byReal) => !!byReal[a!] && !!byReal[b!]);
     t.diagnostic(`apply -> balanced traffic: ${Date.now() - applied} ms`);
     assert.deepEqual(Object.keys(served.byReal).sort(), [a, b].sort());
-    // Each node's entry says how many reals it programmed: the pods, or in Node addressing the nodes they are on.
-    const entries = (x: LoadBalancerVip) => JSON.stringify((x.status?.nodes ?? []).map((n) => [n.node, n.programmedGeneration, n.reals]).sort());
+    // Each node's report says how many reals it programmed: the pods, or in Node addressing the nodes they are on.
+    const entries = (x: LoadBalancerVip) => JSON.stringify(nodesOf(x).map((n) => [n.node, n.programmedGeneration, n.reals]).sort());
     const v = await untilVip('web', 'Ready on every node, each node\'s entry with the reals it programmed', (x) => cond(x, 'Ready')?.status === 'True' &&
       entries(x) === JSON.stringify(env.nodes.map((n) => [n, x.metadata.generation, realCount(x)]).sort()));
-    t.diagnostic(`status.nodes: ${entries(v)} (addressing ${v.status?.addressing ?? 'Pod'})`);
+    t.diagnostic(`node reports: ${entries(v)} (addressing ${v.status?.addressing ?? 'Pod'})`);
     const row = env.kubectl(['get', 'lbvip', 'web', '-n', ns()]);
     t.diagnostic(`kubectl get lbvip:\n${row}`);
     assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+InPool\\s+80->${env.backendPort}/TCP,53->${env.backendPort}/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
@@ -116,8 +119,9 @@ describe('operator end to end: kubectl apply to packets', () => {
     // A backend change bumps no generation: Programmed says so once every agent reported the revision it programmed.
     const confirmed = await untilVip('web', 'Programmed again, every node at the backends revision without the drained real',
       (v) => !v.status?.backends?.some((x) => x.pod === a) && cond(v, 'Programmed')?.status === 'True');
-    const revisions = env.nodes.map((n) => confirmed.status!.nodes!.find((e) => e.node === n)?.programmedBackendsRevision);
-    assert.deepEqual(revisions, env.nodes.map(() => confirmed.status!.backendsRevision), JSON.stringify(confirmed.status!.nodes));
+    const reported = nodesOf(confirmed);
+    const revisions = env.nodes.map((n) => reported.find((e) => e.node === n)?.programmedBackendsRevision);
+    assert.deepEqual(revisions, env.nodes.map(() => confirmed.status!.backendsRevision), JSON.stringify(reported));
     assert.equal(confirmed.status!.programmedNodes, `${env.nodes.length}/${env.nodes.length}`);
   });
 
@@ -147,7 +151,7 @@ describe('operator end to end: kubectl apply to packets', () => {
     assert.equal(r.failures, 0);
     assert.ok(!Object.keys(r.byReal).some((x) => !env.backendNames.includes(x)));
     await sleep(500);
-    assert.ok(!(getVip('rival').status?.nodes ?? []).some((n) => n.programmedGeneration !== undefined), 'no node programmed the rival');
+    assert.ok(!nodesOf(getVip('rival')).some((n) => n.programmedGeneration !== undefined), 'no node programmed the rival');
     assert.deepEqual(await mapWrites(), writesBefore, 'the rival never reached the maps');
     env.kubectl(['delete', 'lbvip', 'rival', '-n', ns()]);
   });
@@ -173,7 +177,7 @@ describe('operator end to end: kubectl apply to packets', () => {
     await untilServed(300, (byReal) => !!byReal[a!]);
   });
 
-  test('killing an agent: connections survive, its status entry stays, its maps are adopted, not rebuilt', async (t) => {
+  test('killing an agent: connections survive, its report stays, its maps are adopted, not rebuilt', async (t) => {
     if (!need(t)) return;
     const node = env.nodes[0]!;
     const long = env.long(env.vip4, HTTP, 6000, 50);
@@ -188,7 +192,7 @@ describe('operator end to end: kubectl apply to packets', () => {
     assert.equal(sample(m, 'xdplb_map_writes_total'), 0, 'the new agent found the maps right and wrote nothing');
     assert.equal(sample(m, 'xdplb_vips'), 2);
     const v = getVip('web');
-    assert.equal(v.status!.nodes!.find((n) => n.node === node)?.programmedGeneration, v.metadata.generation);
+    assert.equal(nodesOf(v).find((n) => n.node === node)?.programmedGeneration, v.metadata.generation);
   });
 
   test('an API server outage: agents keep serving and rewrite nothing; changes after it are applied', async (t) => {

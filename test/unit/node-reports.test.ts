@@ -1,0 +1,48 @@
+/** The controller's index of XdpNodeReports (src/controller/node-reports.ts) and what an agent reports (reportedVips). */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
+import type { ReportedVip, XdpNodeReport } from '../../src/api/xdpnodereport.js';
+import { reportedVips } from '../../src/agent/sources/cluster-source.js';
+import { NodeReports } from '../../src/controller/node-reports.js';
+
+const report = (node: string, vips: ReportedVip[], balancer = 'default'): XdpNodeReport =>
+  ({ metadata: { name: `${balancer}.${node}` }, balancer, node, vips });
+const at = (name: string, generation: number, uid = `uid-${name}`): ReportedVip => ({ namespace: 'shop', name, uid, generation, backendsRevision: 'r1', reals: 2 });
+
+test('a report event reconciles only the VIPs whose entries changed', () => {
+  const index = new NodeReports();
+  assert.deepEqual([...index.update(report('n1', [at('a', 1), at('b', 1)]), false)].sort(), ['shop/a', 'shop/b']);
+  assert.deepEqual([...index.update(report('n1', [at('a', 1), at('b', 2)]), false)], ['shop/b'], 'a changed, b not');
+  assert.deepEqual([...index.update(report('n1', [at('a', 1), at('b', 2)]), false)], [], 'the same report again');
+  assert.deepEqual([...index.update(report('n1', [at('b', 2)]), false)], ['shop/a'], 'a left the report');
+  assert.deepEqual(index.nodesOf('shop/a', 'uid-a', 'default'), []);
+  assert.deepEqual([...index.update(report('n1', []), true)], ['shop/b'], 'the report deleted');
+  assert.deepEqual(index.nodesOf('shop/b', 'uid-b', 'default'), []);
+});
+
+test('a VIP\'s nodes: each node\'s entry, of the VIP\'s balancer and its uid only, sorted by node', () => {
+  const index = new NodeReports();
+  index.update(report('n2', [at('a', 3)]), false);
+  index.update(report('n1', [{ namespace: 'shop', name: 'a', uid: 'uid-a', error: 'map full' }]), false);
+  index.update(report('n3', [at('a', 3, 'uid-of-a-deleted-vip')]), false);
+  index.update(report('n4', [at('a', 3)], 'edge'), false);
+  assert.deepEqual(index.nodesOf('shop/a', 'uid-a', 'default'), [
+    { node: 'n1', lastError: 'map full' },
+    { node: 'n2', programmedGeneration: 3, programmedBackendsRevision: 'r1', reals: 2 },
+  ]);
+  assert.deepEqual(index.nodesOf('shop/a', 'uid-a', 'edge').map((n) => n.node), ['n4']);
+});
+
+test('an agent reports what it programmed (generation, revision, reals) and what it refused, sorted', () => {
+  const vip = (name: string, ns = 'shop'): LoadBalancerVip => ({
+    metadata: { name, namespace: ns, uid: `uid-${name}`, generation: 4 },
+    spec: { address: '198.19.0.10', ports: [{ port: 80, protocol: 'TCP' }], delivery: 'InPod' },
+    status: { address: '198.19.0.10', backendsRevision: 'rev', backends: [{ ip: '198.18.40.1', weight: 1, pod: 'p1' }, { ip: '198.18.40.2', weight: 1, pod: 'p2' }] },
+  });
+  assert.deepEqual(reportedVips({ programmed: [vip('b'), vip('a', 'zoo')], refused: new Map([[vip('c'), 'port 80/TCP: refused']]) }), [
+    { namespace: 'shop', name: 'b', uid: 'uid-b', generation: 4, backendsRevision: 'rev', reals: 2 },
+    { namespace: 'shop', name: 'c', uid: 'uid-c', error: 'port 80/TCP: refused' },
+    { namespace: 'zoo', name: 'a', uid: 'uid-a', generation: 4, backendsRevision: 'rev', reals: 2 },
+  ]);
+});
