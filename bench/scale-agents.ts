@@ -103,7 +103,9 @@ async function runAt(nodes: number, vips: number, perVip: number, changes: numbe
     controller = await ControllerProcess.start(cp.kubeconfigAs('xdplb-system/xdplb-controller'), 'bench-controller');
     await controller.whileRunning(waitFor('the agent DaemonSet', () => cp.kubectl(['get', 'ds', '-n', AGENT_NAMESPACE, '-o', 'name']), (o) => o.includes(AGENT_DAEMONSET), 120_000));
     // No DaemonSet controller here: its status says N agents are scheduled and ready.
-    const status = { desiredNumberScheduled: nodes, currentNumberScheduled: nodes, numberMisscheduled: 0, numberReady: nodes };
+    // observedGeneration: the controller counts a DaemonSet's desired agents once its status is for the current spec.
+    const generation = Number(cp.kubectl(['get', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '-o', 'jsonpath={.metadata.generation}']));
+    const status = { observedGeneration: generation, desiredNumberScheduled: nodes, currentNumberScheduled: nodes, numberMisscheduled: 0, numberReady: nodes };
     cp.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
     const names = Array.from({ length: vips }, (_, i) => `v${i}`);
     const vipWatch = Watched.vips(kc, NS);

@@ -64,6 +64,15 @@ const MS_PER_SECOND = 1000;
 
 /** Objects per list page: bounds the largest response the controller parses at once. */
 const LIST_PAGE_SIZE = 500;
+/**
+ * While a VIP is still being programmed, a status write that says only "one
+ * more node done" waits this long after the VIP's last write. Every VIP write
+ * goes to every agent (they watch the VIPs), so as N nodes report one by one
+ * (a cold start, a rollout) writing each step would cost N writes per VIP and
+ * N x N watch events. The write that completes it (Programmed True), an error
+ * and every other change go at once.
+ */
+export const PROGRESS_WRITE_INTERVAL_MS = 5000;
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
 const balancerOf = (v: LoadBalancerVip) => v.spec.balancer ?? DEFAULT_BALANCER;
@@ -98,6 +107,8 @@ export class VipController {
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly badWeights = new BadWeightReports();
   private readonly badQuicServerIds = new BadWeightReports();
+  /** When each VIP's status was last written (PROGRESS_WRITE_INTERVAL_MS). */
+  private readonly lastWrite = new Map<string, number>();
   reconciles = 0;
   statusWrites = 0;
   resyncs = 0;
@@ -288,6 +299,7 @@ export class VipController {
     if (!vip) {
       // Deleted: agents drop it from their maps.
       this.l2Named.delete(key);
+      this.lastWrite.delete(key);
       for (const state of ['desired', 'programmed']) this.opts.metrics?.vipNodes.remove({ vip: key, state });
       this.badWeights.forget(key);
       this.badQuicServerIds.forget(key);
@@ -325,12 +337,18 @@ export class VipController {
       rememberL2();
       return requeue;
     }
+    const sinceWrite = Date.now() - (this.lastWrite.get(key) ?? 0);
+    if (sinceWrite < PROGRESS_WRITE_INTERVAL_MS && onlyProgress(vip.status, status)) {
+      rememberL2();
+      return earliest(requeue, { requeueAfterMs: PROGRESS_WRITE_INTERVAL_MS - sinceWrite });
+    }
     const written = await this.custom.patchNamespacedCustomObjectStatus(
       // A merge patch keeps fields it does not name: null removes a pool no longer allowed.
       { group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: ns, name, body: { status: { addressPool: null, l2: null, addressing: null, ...status } }, fieldManager: CONTROLLER_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ).then(() => true, goneOrThrow);
     if (!written) return;
+    this.lastWrite.set(key, Date.now());
     rememberL2();
     this.statusWrites++;
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });
@@ -386,6 +404,34 @@ export function backendChanges(prev: readonly BackendStatus[], next: readonly Ba
     draining.length ? `draining ${draining.join(', ')}` : '',
     removed.length ? `removed ${removed.join(', ')}` : '',
   ].filter(Boolean).join('; ');
+}
+
+/** The sooner of two requeue wishes. */
+function earliest(a: Requeue, b: Requeue): Requeue {
+  if (!a) return b;
+  if (!b) return a;
+  return a.requeueAfterMs <= b.requeueAfterMs ? a : b;
+}
+
+/**
+ * Whether the only news is programming progress: more (or fewer) nodes hold
+ * the VIP, and it is still pending on both sides (Programmed False, reason
+ * Pending). Anything else, and the step to complete, is news to write now.
+ */
+export function onlyProgress(prev: LoadBalancerVipStatus | undefined, next: LoadBalancerVipStatus): boolean {
+  if (!prev) return false;
+  const pending = (s: LoadBalancerVipStatus) => {
+    const c = s.conditions?.find((x) => x.type === ConditionType.Programmed);
+    return c?.status === 'False' && c.reason === 'Pending';
+  };
+  if (!pending(prev) || !pending(next)) return false;
+  const progressFree = (s: LoadBalancerVipStatus): LoadBalancerVipStatus => ({
+    ...s,
+    programmedNodes: undefined,
+    conditions: s.conditions?.filter((c) => c.type !== ConditionType.Programmed && c.type !== ConditionType.Ready),
+  });
+  const readyOf = (s: LoadBalancerVipStatus) => s.conditions?.find((c) => c.type === ConditionType.Ready)?.status;
+  return readyOf(prev) === readyOf(next) && !changed(progressFree(prev), progressFree(next));
 }
 
 /** Field by field: the API server returns a custom object's keys in its own (sorted) order. */

@@ -8,7 +8,7 @@ import { computeConditions, conditionsEqual } from '../../src/controller/conditi
 import { ClaimIndex, type ConflictInfo } from '../../src/controller/conflicts.js';
 import { matchesSelector } from '../../src/controller/selector.js';
 import type { BalancerView } from '../../src/controller/balancer-controller.js';
-import { backendChanges } from '../../src/controller/vip-controller.js';
+import { backendChanges, onlyProgress } from '../../src/controller/vip-controller.js';
 import { vipStatus } from '../../src/controller/vip-status.js';
 import type { AddressDecision } from '../../src/controller/pools/vip-address.js';
 
@@ -392,4 +392,27 @@ test('a trimmed pod resolves to the same backend, and keeps none of what resolut
   trimPod(trimmedTerminating);
   assert.ok(trimmedTerminating.metadata!.deletionTimestamp, 'deletion is kept: a terminating pod drains');
   assert.deepEqual(resolveBackends(vip('v'), ADDRESS, [trimmedTerminating], NOW, DRAIN), resolveBackends(vip('v'), ADDRESS, [terminating], NOW, DRAIN));
+});
+
+describe('status writes while nodes report one by one', () => {
+  const view: BalancerView = { exists: () => true, desiredAgents: () => 3, drainSeconds: () => DRAIN, mayShareNodes: () => false };
+  const at = (revision: string, n: number): NodeStatus[] =>
+    Array.from({ length: n }, (_, i) => ({ node: `node-${i}`, programmedGeneration: 3, programmedBackendsRevision: revision }));
+
+  test('one more node programmed is only progress; the last one, an error or a backend change is not', () => {
+    const v = vip('v');
+    const pods = [pod('a', '198.18.40.1')];
+    const first = vipStatus({ address: ALLOWED, vip: v, pods, balancers: view, now: NOW }).status;
+    const rev = first.backendsRevision!;
+    v.status = vipStatus({ address: ALLOWED, vip: v, nodes: at(rev, 1), pods, balancers: view, now: NOW }).status;
+    const two = vipStatus({ address: ALLOWED, vip: v, nodes: at(rev, 2), pods, balancers: view, now: NOW }).status;
+    assert.equal(two.programmedNodes, '2/3');
+    assert.equal(onlyProgress(v.status, two), true, '1/3 -> 2/3');
+    const all = vipStatus({ address: ALLOWED, vip: v, nodes: at(rev, 3), pods, balancers: view, now: NOW }).status;
+    assert.equal(onlyProgress(v.status, all), false, 'the step that completes it is written at once');
+    const failing = vipStatus({ address: ALLOWED, vip: v, nodes: [...at(rev, 1), { node: 'node-2', lastError: 'map full' }], pods, balancers: view, now: NOW }).status;
+    assert.equal(onlyProgress(v.status, failing), false, 'an error is written at once');
+    const moved = vipStatus({ address: ALLOWED, vip: v, nodes: at(rev, 2), pods: [...pods, pod('b', '198.18.40.2')], balancers: view, now: NOW }).status;
+    assert.equal(onlyProgress(v.status, moved), false, 'new backends are written at once');
+  });
 });

@@ -98,8 +98,20 @@ export interface AdoptResult {
   dirtyRings: number;
 }
 
+/** Ring keys by normalized VIP: the validated-VIP cache hands an unchanged VIP the same object. */
+const ringKeys = new WeakMap<NormalizedVip, string>();
+
 /** The inputs of a VIP's ring: equal keys give equal rings. */
 function ringKeyOf(spec: NormalizedVip): string {
+  let key = ringKeys.get(spec);
+  if (key === undefined) {
+    key = ringKeyOfUncached(spec);
+    ringKeys.set(spec, key);
+  }
+  return key;
+}
+
+function ringKeyOfUncached(spec: NormalizedVip): string {
   return spec.reals
     .map((r) => `${r.address.text}=${r.weight}`)
     .sort()

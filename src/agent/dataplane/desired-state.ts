@@ -181,7 +181,19 @@ function estimatedBytes(key: string, result: VipResult): number {
   return key.length * BYTES_PER_KEY_CHAR + ESTIMATED_BYTES_PER_VIP + items * ESTIMATED_BYTES_PER_REAL;
 }
 
+/** Keys by spec object: an unchanged VIP's spec is the same object sync after sync (cluster-vips.ts specsOf). */
+const inputKeys = new WeakMap<VipSpec, { sources: number; key: string }>();
+
 function vipInputKey(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): string {
+  const sources = +hasSrcV4 * 2 + +hasSrcV6;
+  const known = inputKeys.get(v);
+  if (known?.sources === sources) return known.key;
+  const key = vipInputKeyUncached(v, hasSrcV4, hasSrcV6);
+  inputKeys.set(v, { sources, key });
+  return key;
+}
+
+function vipInputKeyUncached(v: VipSpec, hasSrcV4: boolean, hasSrcV6: boolean): string {
   let key = `${+hasSrcV4}${+hasSrcV6}|${v.address}|${v.port}|${v.protocol}|${+!!v.hashNoSrcPort}${+!!v.lruBypass}${+(v.icmpEcho === false)}` +
     `${+!!v.quicConnectionIdRouting}|`;
   for (const r of v.reals) key += r.quicServerId === undefined ? `${r.address}=${r.weight};` : `${r.address}=${r.weight}#${r.quicServerId};`;

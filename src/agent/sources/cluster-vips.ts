@@ -61,8 +61,26 @@ export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[
   return oldestFirst(vips.filter((v) => (v.spec.balancer ?? DEFAULT_BALANCER) === balancer));
 }
 
-/** The dataplane VIPs of one LoadBalancerVip: one per port. */
-export function specsOf(v: LoadBalancerVip): VipSpec[] {
+/**
+ * Specs by VIP object: the watch cache replaces an object when it changes and
+ * keeps it when it does not, so a sync turns only the changed VIPs into specs,
+ * and the unchanged ones keep spec objects the dataplane recognizes by
+ * identity (desired-state.ts, dataplane.ts): a change costs its own VIPs, not
+ * all of them.
+ */
+const specsByVip = new WeakMap<LoadBalancerVip, readonly VipSpec[]>();
+
+/** The dataplane VIPs of one LoadBalancerVip: one per port. Not to be changed: they are shared. */
+export function specsOf(v: LoadBalancerVip): readonly VipSpec[] {
+  let specs = specsByVip.get(v);
+  if (!specs) {
+    specs = specsOfUncached(v);
+    specsByVip.set(v, specs);
+  }
+  return specs;
+}
+
+function specsOfUncached(v: LoadBalancerVip): VipSpec[] {
   const address = allowedAddress(v);
   if (address === undefined) return [];
   const reals = realsOf(v);
