@@ -54,7 +54,7 @@ const USAGE = `usage: xdplb-agent [run] --node-name NODE [--balancer NAME] [opti
   --mode MODE           balancer (default) | backend: on a backend node, hand tunnelled packets to this node's
                         pods for the VIPs with delivery Node, translating ports (XDPLB_MODE)
 
-  --node-name NODE      this node, for status.nodes of each VIP        (NODE_NAME)
+  --node-name NODE      this node, for its XdpNodeReport                (NODE_NAME)
   --balancer NAME       the XdpBalancer whose VIPs to serve; default "default" (XDPLB_BALANCER)
   --kubeconfig FILE     default: KUBECONFIG, else the pod's service account (KUBECONFIG)
   --config FILE         standalone: YAML file of VIPs, watched for changes (XDPLB_CONFIG)

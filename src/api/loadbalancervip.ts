@@ -2,6 +2,7 @@
 import type { V1Condition, V1LabelSelector, V1ObjectMeta } from '@kubernetes/client-node';
 import type { HealthCheckSpec } from './health-check.js';
 import { type HashingOptions, targetPortOf, type VipPort } from './types.js';
+import type { NodeStatus } from './xdpnodereport.js';
 
 export const GROUP = 'xdplb.dev';
 export const VERSION = 'v1alpha1';
@@ -126,6 +127,12 @@ export interface LoadBalancerVipStatus {
    * written with the backends: Programmed waits for every node to report it.
    */
   backendsRevision?: string;
+  /**
+   * Deprecated: what agents of earlier versions wrote, one entry per node.
+   * This version's agents write XdpNodeReports instead; the controller reads
+   * an entry only for a node that has no report yet (an upgrade in progress).
+   */
+  nodes?: NodeStatus[];
   /** L2 mode: the node answering ARP/NDP for the address, chosen by the controller. */
   l2?: L2Status;
   healthCheck?: HealthCheckStatus;

@@ -9,13 +9,9 @@
  * status the same way.
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import { GROUP } from './loadbalancervip.js';
 
 export const XNR_KIND = 'XdpNodeReport';
 export const XNR_PLURAL = 'xdpnodereports';
-/** Labels of a report, so that a reader can select one balancer's or one node's. */
-export const REPORT_BALANCER_LABEL = `${GROUP}/balancer`;
-export const REPORT_NODE_LABEL = `${GROUP}/node`;
 
 /** One VIP as a node's agent holds it: programmed (generation set), or refused (error set). */
 export interface ReportedVip {

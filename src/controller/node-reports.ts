@@ -21,6 +21,8 @@ export class NodeReports {
   private readonly reports = new Map<string, Held>();
   /** VIP key -> report name -> its entry there. */
   private readonly byVip = new Map<string, Map<string, ReportedVip>>();
+  /** "balancer/node" of every report. */
+  private readonly reporting = new Set<string>();
 
   /** Follows a report event; returns the keys of the VIPs whose entries changed. */
   update(report: XdpNodeReport, deleted: boolean): Set<string> {
@@ -43,20 +45,35 @@ export class NodeReports {
       if (!held) this.byVip.set(key, (held = new Map()));
       held.set(name, e);
     }
-    if (after) this.reports.set(name, after);
-    else this.reports.delete(name);
+    if (before) this.reporting.delete(`${before.balancer}/${before.node}`);
+    if (after) {
+      this.reports.set(name, after);
+      this.reporting.add(`${after.balancer}/${after.node}`);
+    } else this.reports.delete(name);
     return changed;
   }
 
-  /** What each node of `balancer` reports of the VIP with this key and uid, sorted by node. */
-  nodesOf(key: string, uid: string | undefined, balancer: string): NodeStatus[] {
-    const out: NodeStatus[] = [];
+  /**
+   * What each node of `balancer` reports of the VIP with this key and uid,
+   * sorted by node; `legacy` (the VIP's deprecated status.nodes, written by
+   * agents of earlier versions) stands in for nodes that have no report yet,
+   * so that an upgrade whose agents still run the old image keeps its VIPs
+   * Programmed and its L2 announcers.
+   */
+  nodesOf(key: string, uid: string | undefined, balancer: string, legacy: readonly NodeStatus[] = []): NodeStatus[] {
+    const out = new Map<string, NodeStatus>();
     for (const [name, e] of this.byVip.get(key) ?? []) {
       const r = this.reports.get(name);
       if (!r || r.balancer !== balancer || e.uid !== uid) continue;
-      out.push(nodeStatusOf(r.node, e));
+      out.set(r.node, nodeStatusOf(r.node, e));
     }
-    return out.sort((a, b) => a.node.localeCompare(b.node));
+    for (const n of legacy) if (!out.has(n.node) && !this.reportsFrom(n.node, balancer)) out.set(n.node, n);
+    return [...out.values()].sort((a, b) => a.node.localeCompare(b.node));
+  }
+
+  /** Whether the node has a report for the balancer: then its legacy entries are stale. */
+  private reportsFrom(node: string, balancer: string): boolean {
+    return this.reporting.has(`${balancer}/${node}`);
   }
 
   private forget(key: string, report: string): void {

@@ -39,7 +39,7 @@ import { type Requeue, WorkQueue } from '../lib/work-queue.js';
 import { vipStatus } from './vip-status.js';
 import { healthEvents } from './backend-health.js';
 import { NodeReports } from './node-reports.js';
-import { type XdpNodeReport, XNR_PLURAL } from '../api/xdpnodereport.js';
+import { type NodeStatus, type XdpNodeReport, XNR_PLURAL } from '../api/xdpnodereport.js';
 
 const log = componentLog('vip-controller');
 
@@ -272,6 +272,11 @@ export class VipController {
     }
   }
 
+  /** What the balancer's nodes hold of the VIP: their reports (node-reports.ts). */
+  private nodesOf(key: string, vip: LoadBalancerVip): NodeStatus[] {
+    return this.nodeReports.nodesOf(key, vip.metadata.uid, balancerOf(vip), vip.status?.nodes);
+  }
+
   /** Only the VIPs whose entry in the report changed. */
   private onReport(r: XdpNodeReport, deleted: boolean): void {
     for (const key of this.nodeReports.update(r, deleted)) this.queue.add(key);
@@ -314,7 +319,7 @@ export class VipController {
     const conflict = this.claims.conflictOf(key);
     const service = vip.spec.backendService;
     const next = vipStatus({
-      vip, nodes: this.nodeReports.nodesOf(key, vip.metadata.uid, balancerOf(vip)), address, conflict, balancers: this.opts.balancers, now: new Date(), maxBackends: this.opts.maxListedBackends,
+      vip, nodes: this.nodesOf(key, vip), address, conflict, balancers: this.opts.balancers, now: new Date(), maxBackends: this.opts.maxListedBackends,
       pods: service === undefined ? this.podIndex.candidates(ns, vip.spec.backendSelector ?? {}) : [],
       endpointSlices: service === undefined ? undefined : this.opts.endpointSlices.of(ns, service),
       podOf: (pod) => this.pods.get(pod, ns),
@@ -337,7 +342,7 @@ export class VipController {
       rememberL2();
       return requeue;
     }
-    const sinceWrite = Date.now() - (this.lastWrite.get(key) ?? 0);
+    const sinceWrite = performance.now() - (this.lastWrite.get(key) ?? -Infinity);
     if (sinceWrite < PROGRESS_WRITE_INTERVAL_MS && onlyProgress(vip.status, status)) {
       rememberL2();
       return earliest(requeue, { requeueAfterMs: PROGRESS_WRITE_INTERVAL_MS - sinceWrite });
@@ -348,7 +353,7 @@ export class VipController {
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ).then(() => true, goneOrThrow);
     if (!written) return;
-    this.lastWrite.set(key, Date.now());
+    this.lastWrite.set(key, performance.now()); // monotonic: a clock step cannot hold a write back
     rememberL2();
     this.statusWrites++;
     this.opts.metrics?.statusWrites.inc({ kind: 'LoadBalancerVip' });

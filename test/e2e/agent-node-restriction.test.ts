@@ -134,7 +134,7 @@ describe('agents write only their own node\'s status entry, report and Leases (d
     assert.equal(written?.l2?.answering, 3, JSON.stringify(written));
   });
 
-  test('XdpNodeReports: an agent writes and deletes only its own node\'s; it cannot write a VIP\'s status at all', async (t) => {
+  test('XdpNodeReports: an agent writes and deletes only its own node\'s; of a VIP\'s status, nothing but its deprecated entry', async (t) => {
     if (!f.need(t)) return;
     const { cp } = f;
     cp.kubectl(['apply', '-f', '-'], 'apiVersion: xdplb.dev/v1alpha1\nkind: LoadBalancerVip\nmetadata: {name: web2, namespace: shop}\nspec: {address: 198.19.0.11, ports: [{port: 80}], backendSelector: {matchLabels: {app: web}}}\n');
@@ -173,9 +173,12 @@ describe('agents write only their own node\'s status entry, report and Leases (d
     assert.equal(reportOf('edge.node-b')?.vips[0]?.reals, 1, 'B\'s report is as B wrote it');
     // The controller reads them and never writes one.
     assert.equal((await attempt(() => applyNodeReport(custom(controller), 'edge', 'node-a', vips(3)))).code, 403);
-    // An agent writes no VIP status (RBAC): its report is where it says what it programmed.
+    // Of a VIP's status an agent may write only its own deprecated status.nodes entry (the previous version's agents, during an upgrade).
     const vipWrite = await attempt(() => applyStatus(a, 'vip', 'web2', agentFieldManager('node-a'), { observedGeneration: 9 }));
     assert.equal(vipWrite.code, 403, vipWrite.message);
+    assert.match(vipWrite.message, OTHER_FIELD);
+    const legacy = await attempt(() => applyStatus(a, 'vip', 'web2', agentFieldManager('node-a'), { nodes: [{ node: 'node-a', programmedGeneration: 1 }] }));
+    assert.deepEqual(legacy, { code: 200, message: '' });
     // An agent leaving its node for good deletes its own.
     assert.deepEqual(await attempt(() => custom(a).deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name: 'edge.node-a' })),
       { code: 200, message: '' });

@@ -108,7 +108,7 @@ test('the LoadBalancerVip schema has what the controller and agents write', () =
   const sid = status.backends!.items!.properties!.quicServerId!;
   assert.deepEqual([sid.minimum, sid.maximum], [QUIC_MIN_SERVER_ID, QUIC_MAX_SERVER_ID], 'the server ids the program takes');
   assert.deepEqual(status.addressing!.enum, BACKEND_ADDRESSINGS);
-  assert.equal(status.nodes, undefined, 'what nodes programmed is in their XdpNodeReports, not in every VIP');
+  assert.match(status.nodes!.description!, /^Deprecated/, 'what nodes programmed is in their XdpNodeReports; agents of earlier versions still write here');
   const revision = backendsRevision({ status: { backends: [] } }).length;
   assert.ok(revision <= status.backendsRevision!.maxLength!, 'the API accepts the revision the controller writes');
   // address is assigned when left out; backendSelector or backendService, one of them (a CEL rule).

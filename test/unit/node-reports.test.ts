@@ -46,3 +46,13 @@ test('an agent reports what it programmed (generation, revision, reals) and what
     { namespace: 'zoo', name: 'a', uid: 'uid-a', generation: 4, backendsRevision: 'rev', reals: 2 },
   ]);
 });
+
+test('an upgrade: a node without a report counts by its old status.nodes entry; once it reports, the entry is ignored', () => {
+  const index = new NodeReports();
+  const legacy = [{ node: 'n1', programmedGeneration: 3 }, { node: 'n2', programmedGeneration: 2 }];
+  index.update(report('n2', [at('a', 3)]), false);
+  assert.deepEqual(index.nodesOf('shop/a', 'uid-a', 'default', legacy).map((n) => [n.node, n.programmedGeneration]), [['n1', 3], ['n2', 3]]);
+  index.update(report('n1', []), false);
+  assert.deepEqual(index.nodesOf('shop/a', 'uid-a', 'default', legacy).map((n) => n.node), ['n2'], 'n1 reports now, without the VIP');
+});
+

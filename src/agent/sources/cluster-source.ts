@@ -11,9 +11,7 @@
  */
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../../api/loadbalancervip.js';
-import {
-  nodeReportName, REPORT_BALANCER_LABEL, REPORT_NODE_LABEL, type ReportedVip, type XdpNodeReport, XNR_KIND, XNR_PLURAL,
-} from '../../api/xdpnodereport.js';
+import { nodeReportName, type ReportedVip, type XdpNodeReport, XNR_KIND, XNR_PLURAL } from '../../api/xdpnodereport.js';
 import { errorFields, isNotFound } from '../../lib/api-error.js';
 import { componentLog } from '../../lib/log.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
@@ -21,6 +19,7 @@ import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
 import { realsOf } from '../../api/programmed-reals.js';
 import { planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
+import { BALANCER_GET_TIMEOUT_MS, deadline } from './uninstall.js';
 import type { Programmer, VipSource } from './source.js';
 
 const log = componentLog('cluster-source');
@@ -31,6 +30,14 @@ const SETTLE_MS = 20;
 const SYNC = 'sync';
 /** Syncs never overlap: each one programs the whole list. */
 const SYNC_WORKERS = 1;
+/**
+ * Every this often the report is written even if unchanged: one that was
+ * deleted behind the agent's back (by hand, a restore, the CRD re-created)
+ * comes back, and its node counts again.
+ */
+export const REPORT_REFRESH_MS = 5 * 60_000;
+/** An error in a report is cut to this many characters: a report holds every VIP, and an object's size is bounded. */
+export const REPORT_ERROR_MAX = 512;
 /** VIPs per list page: bounds the largest response the agent parses at once. */
 const LIST_PAGE_SIZE = 500;
 
@@ -55,6 +62,7 @@ export class ClusterSource implements VipSource {
   private first: ProgramPlan | null = null;
   /** The report last written (its VIPs as JSON); null: none yet, so the first sync writes one. */
   private reported: string | null = null;
+  private refreshTimer: NodeJS.Timeout | undefined;
   syncs = 0;
   /** Report writes. */
   statusWrites = 0;
@@ -94,6 +102,11 @@ export class ClusterSource implements VipSource {
     if (this.first) await this.report(this.first);
     this.queue.add(SYNC); // anything that changed since the plan was made
     this.queue.start();
+    this.refreshTimer = setInterval(() => {
+      this.reported = null;
+      this.queue.add(SYNC);
+    }, REPORT_REFRESH_MS);
+    this.refreshTimer.unref();
   }
 
   describe(): Record<string, unknown> {
@@ -101,6 +114,7 @@ export class ClusterSource implements VipSource {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.refreshTimer);
     await this.cache.stop();
     await this.queue.stop();
   }
@@ -156,14 +170,19 @@ export class ClusterSource implements VipSource {
     this.statusWrites++;
   }
 
-  /** The agent leaves the node for good (uninstall, or the node left the balancer): its report goes too. */
+  /**
+   * The agent leaves the node for good (uninstall, or the node left the
+   * balancer): its report goes too. Bounded like the other requests of the
+   * way out (the API may be why it leaves): the grace period is for detaching.
+   */
   async withdrawReport(): Promise<void> {
     const name = nodeReportName(this.opts.balancer, this.opts.node);
+    const d = deadline(BALANCER_GET_TIMEOUT_MS);
     try {
-      await this.custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name });
+      await this.custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: XNR_PLURAL, name }, d.options);
     } catch (err) {
       if (isNotFound(err)) return;
-      log.warn({ report: name, ...errorFields(err) }, `cannot delete this node's report; remove it by hand: kubectl delete ${XNR_PLURAL} ${name}`);
+      log.warn({ report: name, ...errorFields(d.error(err)) }, `cannot delete this node's report; remove it by hand: kubectl delete ${XNR_PLURAL} ${name}`);
     }
   }
 }
@@ -173,7 +192,7 @@ export async function applyNodeReport(custom: CustomObjectsApi, balancer: string
   const body: XdpNodeReport = {
     apiVersion: `${GROUP}/${VERSION}`,
     kind: XNR_KIND,
-    metadata: { name: nodeReportName(balancer, node), labels: { [REPORT_BALANCER_LABEL]: balancer, [REPORT_NODE_LABEL]: node } },
+    metadata: { name: nodeReportName(balancer, node) },
     balancer,
     node,
     vips,
@@ -194,7 +213,7 @@ export function reportedVips(plan: Pick<ProgramPlan, 'programmed' | 'refused'>):
       ...(v.status?.backendsRevision === undefined ? {} : { backendsRevision: v.status.backendsRevision }),
       reals: realsOf(v).length,
     })),
-    ...[...plan.refused].map(([v, error]) => ({ ...id(v), error })),
+    ...[...plan.refused].map(([v, error]) => ({ ...id(v), error: error.length > REPORT_ERROR_MAX ? `${error.slice(0, REPORT_ERROR_MAX - 1)}…` : error })),
   ];
   return vips.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
 }

@@ -6,7 +6,7 @@
  * at weight 0, so their flows finish).
  *
  * A VIP the dataplane refuses (over capacity, an address family the node has
- * no source address for) is left out whole and reported on its status, so one
+ * no source address for) is left out whole and named in the node's report, so one
  * bad VIP never keeps the others from being programmed, and no VIP is ever
  * half-programmed.
  */

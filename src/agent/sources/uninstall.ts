@@ -114,7 +114,7 @@ function cannotTell(what: string, error: unknown, at: Attachment): ExitDecision 
 }
 
 /** A request option that aborts after `timeoutMs`, and the signal to tell a timeout from other errors. */
-function deadline(timeoutMs: number) {
+export function deadline(timeoutMs: number) {
   const signal = AbortSignal.timeout(timeoutMs);
   const withTimeout: ObservableMiddleware = {
     pre: (ctx) => {
