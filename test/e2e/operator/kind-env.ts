@@ -29,6 +29,8 @@ const ANY_V4 = '0.0.0.0';
 /** The image's unprivileged user (deploy/Dockerfile runs the controller as it too). */
 const NON_ROOT_UID = 65532;
 const READY_FILE = '/tmp/ready';
+/** The backends' readiness probe may take this long (see createBackend). */
+const PROBE_TIMEOUT_SECONDS = 10;
 const AGENT_METRICS_PORT = 9641;
 const CONTROLLER_METRICS_PORT = 9642;
 /** Nodes the kind config labels as balancer nodes (test/e2e/kind/cluster.yaml). */
@@ -142,7 +144,9 @@ export class KindOperatorEnv implements OperatorEnv {
           // What the restricted pod security profile allows: nothing more.
           securityContext: { runAsNonRoot: true, runAsUser: NON_ROOT_UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] },
             seccompProfile: { type: 'RuntimeDefault' } },
-          readinessProbe: { exec: { command: ['test', '-f', READY_FILE] }, periodSeconds: 1, failureThreshold: 1 },
+          // Fast to follow the file (period 1 s, one failure), but a probe that a loaded machine runs late is no failure:
+          // with the default 1 s timeout, exec probes timed out on a busy 2-core CI machine and Ready flapped.
+          readinessProbe: { exec: { command: ['test', '-f', READY_FILE] }, periodSeconds: 1, failureThreshold: 1, timeoutSeconds: PROBE_TIMEOUT_SECONDS },
         }],
       },
     }));
