@@ -48,7 +48,7 @@ export interface NodeStatus {
   lastError?: string;
 }
 
-/** The report's name: one per balancer and node (both DNS subdomains, so the name is one too). */
+/** The report's name: one per balancer and node (the balancer a DNS label, with no dot, so the name says which of each it is). */
 export const nodeReportName = (balancer: string, node: string) => `${balancer}.${node}`;
 
 export const vipKeyOf = (e: Pick<ReportedVip, 'namespace' | 'name'>) => `${e.namespace}/${e.name}`;
