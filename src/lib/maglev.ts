@@ -80,32 +80,39 @@ export function maglevRing<T>(backends: readonly MaglevBackend<T>[], size: numbe
   if (active.length === 0) return ring;
 
   const n = active.length;
-  const offset = new Float64Array(n);
-  const skip = new Float64Array(n);
-  const next = new Float64Array(n);
+  // Integers below 2^31 throughout: each backend's next slot is its last plus
+  // its skip, mod size, which is the paper's (offset + j * skip) mod size
+  // without a multiplication or a floating-point remainder per probe.
+  const pos = new Int32Array(n);
+  const skip = new Int32Array(n);
+  const weight = new Float64Array(n);
   const credit = new Float64Array(n);
   let maxWeight = 0;
   active.forEach(({ b }, i) => {
-    offset[i] = murmur3(b.key, OFFSET_SEED) % size;
+    pos[i] = murmur3(b.key, OFFSET_SEED) % size;
     skip[i] = (murmur3(b.key, SKIP_SEED) % (size - 1)) + 1;
+    weight[i] = b.weight;
     maxWeight = Math.max(maxWeight, b.weight);
   });
+  const owner = Int32Array.from(active, ({ index }) => index);
 
   // Weighted turns: each round a backend earns its weight in credit and takes
   // a slot per maxWeight of credit, so its share of the ring is weight / sum.
   let filled = 0;
   for (;;) {
     for (let i = 0; i < n; i++) {
-      credit[i]! += active[i]!.b.weight;
+      credit[i]! += weight[i]!;
       if (credit[i]! < maxWeight) continue;
       credit[i]! -= maxWeight;
-      let slot = (offset[i]! + next[i]! * skip[i]!) % size;
+      const step = skip[i]!;
+      let slot = pos[i]!;
       while (ring[slot] !== -1) {
-        next[i]!++;
-        slot = (offset[i]! + next[i]! * skip[i]!) % size;
+        slot += step;
+        if (slot >= size) slot -= size;
       }
-      ring[slot] = active[i]!.index;
-      next[i]!++;
+      ring[slot] = owner[i]!;
+      slot += step;
+      pos[i] = slot >= size ? slot - size : slot;
       if (++filled === size) return ring;
     }
   }
