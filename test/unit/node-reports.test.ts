@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { LoadBalancerVip } from '../../src/api/loadbalancervip.js';
 import type { ReportedVip, XdpNodeReport } from '../../src/api/xdpnodereport.js';
-import { reportedVips } from '../../src/agent/sources/cluster-source.js';
+import { reportedVips, sameReport } from '../../src/agent/sources/cluster-source.js';
 import { NodeReports } from '../../src/controller/node-reports.js';
 
 const report = (node: string, vips: ReportedVip[], balancer = 'default'): XdpNodeReport =>
@@ -45,6 +45,25 @@ test('an agent reports what it programmed (generation, revision, reals) and what
     { namespace: 'shop', name: 'c', uid: 'uid-c', error: 'port 80/TCP: refused' },
     { namespace: 'zoo', name: 'a', uid: 'uid-a', generation: 4, backendsRevision: 'rev', reals: 2 },
   ]);
+});
+
+test('an unchanged VIP object keeps its report entry; a replaced one gets a new entry; equal reports compare equal', () => {
+  const vip = (revision: string): LoadBalancerVip => ({
+    metadata: { name: 'a', namespace: 'shop', uid: 'uid-a', generation: 1 },
+    spec: { address: '198.19.0.10', ports: [{ port: 80, protocol: 'TCP' }], delivery: 'InPod' },
+    status: { address: '198.19.0.10', backendsRevision: revision, backends: [{ ip: '198.18.40.1', weight: 1, pod: 'p1' }] },
+  });
+  const a = vip('r1');
+  const first = reportedVips({ programmed: [a], refused: new Map() });
+  const again = reportedVips({ programmed: [a], refused: new Map() });
+  assert.equal(again[0], first[0], 'the same object: its reals are not counted again');
+  assert.ok(sameReport(first, again));
+  const equalCopy = reportedVips({ programmed: [vip('r1')], refused: new Map() });
+  assert.notEqual(equalCopy[0], first[0]);
+  assert.ok(sameReport(first, equalCopy), 'a new object with the same fields: the same report');
+  assert.ok(!sameReport(first, reportedVips({ programmed: [vip('r2')], refused: new Map() })), 'a new backends revision');
+  assert.ok(!sameReport(first, reportedVips({ programmed: [], refused: new Map([[a, 'refused']]) })), 'now refused');
+  assert.ok(!sameReport(first, []), 'gone');
 });
 
 test('an upgrade: a node without a report counts by its old status.nodes entry; once it reports, the entry is ignored', () => {

@@ -4,6 +4,7 @@
  * reals before the ring, the ring before the VIP entry; the reverse on removal.
  */
 import { maglevRing } from '../../lib/maglev.js';
+import { memoByObject } from '../../lib/memo-by-object.js';
 import { componentLog } from '../../lib/log.js';
 import type { CtlConfig } from '../../bpf/structs.js';
 import { IPPROTO_TCP, NO_REAL_ID, RING_SIZE, VIP_ADDR_F_ICMP_ECHO, VIP_F_NO_ICMP_ECHO } from '../../bpf/consts.js';
@@ -99,17 +100,8 @@ export interface AdoptResult {
 }
 
 /** Ring keys by normalized VIP: the validated-VIP cache hands an unchanged VIP the same object. */
-const ringKeys = new WeakMap<NormalizedVip, string>();
-
 /** The inputs of a VIP's ring: equal keys give equal rings. */
-function ringKeyOf(spec: NormalizedVip): string {
-  let key = ringKeys.get(spec);
-  if (key === undefined) {
-    key = ringKeyOfUncached(spec);
-    ringKeys.set(spec, key);
-  }
-  return key;
-}
+const ringKeyOf = memoByObject(ringKeyOfUncached);
 
 function ringKeyOfUncached(spec: NormalizedVip): string {
   return spec.reals

@@ -14,6 +14,7 @@ import { GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../../api/lo
 import { nodeReportName, type ReportedVip, type XdpNodeReport, XNR_KIND, XNR_PLURAL } from '../../api/xdpnodereport.js';
 import { errorFields, isNotFound } from '../../lib/api-error.js';
 import { componentLog } from '../../lib/log.js';
+import { memoByObject } from '../../lib/memo-by-object.js';
 import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
@@ -60,8 +61,8 @@ export class ClusterSource implements VipSource {
   private programmer: Programmer | null = null;
   /** What initial() planned, reported by follow(). */
   private first: ProgramPlan | null = null;
-  /** The report last written (its VIPs as JSON); null: none yet, so the first sync writes one. */
-  private reported: string | null = null;
+  /** The report last written; null: none yet, so the first sync writes one. */
+  private reported: ReportedVip[] | null = null;
   private refreshTimer: NodeJS.Timeout | undefined;
   syncs = 0;
   /** Report writes. */
@@ -153,11 +154,10 @@ export class ClusterSource implements VipSource {
    */
   private async report(plan: ProgramPlan): Promise<number> {
     const vips = reportedVips(plan);
-    const key = JSON.stringify(vips);
-    if (key === this.reported) return 0;
+    if (this.reported && sameReport(vips, this.reported)) return 0;
     try {
       await this.writeReport(vips);
-      this.reported = key;
+      this.reported = vips;
       return 0;
     } catch (err) {
       log.warn({ report: nodeReportName(this.opts.balancer, this.opts.node), ...errorFields(err) }, 'node report write failed; retrying');
@@ -203,17 +203,35 @@ export async function applyNodeReport(custom: CustomObjectsApi, balancer: string
   );
 }
 
+const idOf = (v: LoadBalancerVip) => ({ namespace: v.metadata.namespace!, name: v.metadata.name!, uid: v.metadata.uid ?? '' });
+
+/**
+ * A programmed VIP's entry, by the VIP object (the watch cache keeps an
+ * unchanged VIP's object): a sync does not count every VIP's reals again.
+ */
+const programmedEntry = memoByObject((v: LoadBalancerVip): ReportedVip => ({
+  ...idOf(v),
+  ...(v.metadata.generation === undefined ? {} : { generation: v.metadata.generation }),
+  ...(v.status?.backendsRevision === undefined ? {} : { backendsRevision: v.status.backendsRevision }),
+  reals: realsOf(v).length,
+}));
+
+/** Namespace and name are DNS names (ASCII), so code-unit order is their order, and cheaper than localeCompare. */
+const byVip = (a: ReportedVip, b: ReportedVip) =>
+  a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
 /** What this node holds of each VIP: programmed at the generation and backends revision of the very object it applied, or refused. */
 export function reportedVips(plan: Pick<ProgramPlan, 'programmed' | 'refused'>): ReportedVip[] {
-  const id = (v: LoadBalancerVip) => ({ namespace: v.metadata.namespace!, name: v.metadata.name!, uid: v.metadata.uid ?? '' });
   const vips: ReportedVip[] = [
-    ...plan.programmed.map((v) => ({
-      ...id(v),
-      ...(v.metadata.generation === undefined ? {} : { generation: v.metadata.generation }),
-      ...(v.status?.backendsRevision === undefined ? {} : { backendsRevision: v.status.backendsRevision }),
-      reals: realsOf(v).length,
-    })),
-    ...[...plan.refused].map(([v, error]) => ({ ...id(v), error: error.length > REPORT_ERROR_MAX ? `${error.slice(0, REPORT_ERROR_MAX - 1)}…` : error })),
+    ...plan.programmed.map(programmedEntry),
+    ...[...plan.refused].map(([v, error]) => ({ ...idOf(v), error: error.length > REPORT_ERROR_MAX ? `${error.slice(0, REPORT_ERROR_MAX - 1)}…` : error })),
   ];
-  return vips.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+  return vips.sort(byVip);
+}
+
+const ENTRY_FIELDS = ['namespace', 'name', 'uid', 'generation', 'backendsRevision', 'reals', 'error'] as const satisfies readonly (keyof ReportedVip)[];
+
+/** Equal reports: unchanged VIPs' entries are the same objects, so this costs a pointer compare each. */
+export function sameReport(a: readonly ReportedVip[], b: readonly ReportedVip[]): boolean {
+  return a.length === b.length && a.every((e, i) => e === b[i] || ENTRY_FIELDS.every((f) => e[f] === b[i]![f]));
 }

@@ -12,6 +12,7 @@
  */
 import { ConditionType, DEFAULT_BALANCER, type LoadBalancerVip, specProblem } from '../../api/loadbalancervip.js';
 import { canonicalIp } from '../../lib/ip.js';
+import { memoByObject } from '../../lib/memo-by-object.js';
 import { realsOf } from '../../api/programmed-reals.js';
 import { type Acceptance, problemText, type VipSpec } from '../dataplane/desired-state.js';
 import { REFUSED_WITH_GROUP } from '../dataplane/acceptance.js';
@@ -68,17 +69,8 @@ export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[
  * identity (desired-state.ts, dataplane.ts): a change costs its own VIPs, not
  * all of them.
  */
-const specsByVip = new WeakMap<LoadBalancerVip, readonly VipSpec[]>();
-
 /** The dataplane VIPs of one LoadBalancerVip: one per port. Not to be changed: they are shared. */
-export function specsOf(v: LoadBalancerVip): readonly VipSpec[] {
-  let specs = specsByVip.get(v);
-  if (!specs) {
-    specs = specsOfUncached(v);
-    specsByVip.set(v, specs);
-  }
-  return specs;
-}
+export const specsOf: (v: LoadBalancerVip) => readonly VipSpec[] = memoByObject(specsOfUncached);
 
 function specsOfUncached(v: LoadBalancerVip): VipSpec[] {
   const address = allowedAddress(v);
