@@ -157,6 +157,15 @@ describe('agents write only their own node\'s status entry, report and Leases (d
     assert.deepEqual(await attempt(() => applyNodeReport(custom(b), 'edge', 'node-b', vips(1))), { code: 200, message: '' }, 'B writes its report');
     assert.deepEqual(await attempt(() => applyNodeReport(custom(a), 'edge', 'node-a', vips(2))), { code: 200, message: '' }, 'A rewrites its report');
     assert.equal(reportOf('edge.node-a')?.vips[0]?.reals, 2);
+    // Owned by its own Node (the garbage collector deletes it with the node), and by nothing else.
+    const owner = (name: string, extra: Record<string, boolean> = {}) => ({ apiVersion: 'v1', kind: 'Node', name, uid: `uid-${name}`, ...extra });
+    assert.deepEqual(await attempt(() => applyNodeReport(custom(a), 'edge', 'node-a', vips(2), owner('node-a'))), { code: 200, message: '' }, 'A owned by its Node');
+    const OWNER = /xdplb-agent on node node-a may give its XdpNodeReport only its own Node as owner/;
+    for (const bad of [owner('node-b'), owner('node-a', { blockOwnerDeletion: true }), owner('node-a', { controller: true }), { ...owner('node-a'), kind: 'Pod' }]) {
+      const o = await attempt(() => applyNodeReport(custom(a), 'edge', 'node-a', vips(2), bad));
+      assert.equal(o.code, 403, `owner ${JSON.stringify(bad)}: ${o.message}`);
+      assert.match(o.message, OWNER);
+    }
     // Not B's: under B's name, or its own name with B's node, or a name that is not BALANCER.NODE.
     const forged = (name: string, node: string) => custom(a).patchClusterCustomObject({
       group: GROUP, version: VERSION, plural: XNR_PLURAL, name, fieldManager: agentFieldManager('node-a'), force: true,

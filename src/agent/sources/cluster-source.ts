@@ -9,7 +9,7 @@
  * A watch that fails or expires (410 Gone) is relisted into the same cache;
  * only what changed reaches the dataplane, so the maps are never rebuilt.
  */
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1OwnerReference } from '@kubernetes/client-node';
 import { GROUP, LBVIP_PLURAL, type LoadBalancerVip, VERSION } from '../../api/loadbalancervip.js';
 import { nodeReportName, type ReportedVip, type XdpNodeReport, XNR_KIND, XNR_PLURAL } from '../../api/xdpnodereport.js';
 import { errorFields, isNotFound } from '../../lib/api-error.js';
@@ -54,6 +54,15 @@ export const agentFieldManager = (node: string) => `xdplb-agent-${node}`;
 export class ClusterSource implements VipSource {
   readonly mode = 'cluster';
   private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  /**
+   * The report's owner, this node's Node object: when the node is deleted
+   * (scaled in, or lost without its agent saying goodbye), Kubernetes'
+   * garbage collector deletes the report, so it stops counting for the VIPs.
+   * Looked up with the first report and again with each refresh.
+   */
+  private owner: V1OwnerReference | undefined;
+  private ownerLookedUp = false;
   private readonly cache: WatchedCache<LoadBalancerVip>;
   /** Syncs: coalesces bursts, retries a failed one with backoff. */
   private readonly queue: WorkQueue;
@@ -70,6 +79,7 @@ export class ClusterSource implements VipSource {
 
   constructor(kc: KubeConfig, private readonly opts: ClusterSourceOptions) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
     const fieldSelector = `spec.balancer=${opts.balancer}`;
     this.queue = new WorkQueue('cluster-source', () => this.sync(), {}, SYNC_WORKERS);
     this.cache = new WatchedCache<LoadBalancerVip>(
@@ -105,6 +115,8 @@ export class ClusterSource implements VipSource {
     this.queue.start();
     this.refreshTimer = setInterval(() => {
       this.reported = null;
+      // A Node deleted and registered again has a new uid, and the old one would have the report collected.
+      this.ownerLookedUp = false;
       this.queue.add(SYNC);
     }, REPORT_REFRESH_MS);
     this.refreshTimer.unref();
@@ -166,8 +178,24 @@ export class ClusterSource implements VipSource {
   }
 
   private async writeReport(vips: ReportedVip[]): Promise<void> {
-    await applyNodeReport(this.custom, this.opts.balancer, this.opts.node, vips);
+    await applyNodeReport(this.custom, this.opts.balancer, this.opts.node, vips, await this.nodeOwner());
     this.statusWrites++;
+  }
+
+  /** This node's Node as an owner reference, or none while it cannot be read (the report is written without). */
+  private async nodeOwner(): Promise<V1OwnerReference | undefined> {
+    if (this.ownerLookedUp) return this.owner;
+    this.ownerLookedUp = true;
+    const d = deadline(BALANCER_GET_TIMEOUT_MS);
+    try {
+      const node = await this.core.readNode({ name: this.opts.node }, d.options);
+      this.owner = { apiVersion: 'v1', kind: 'Node', name: this.opts.node, uid: node.metadata!.uid! };
+    } catch (err) {
+      // Known from before: keep it (a Node that is gone takes its report with it anyway).
+      if (!this.owner) log.warn({ node: this.opts.node, ...errorFields(d.error(err)) },
+        'cannot read this node\'s Node object: the report is written without its owner, so it outlives the node if the node is deleted; retried with the next refresh');
+    }
+    return this.owner;
   }
 
   /**
@@ -188,11 +216,11 @@ export class ClusterSource implements VipSource {
 }
 
 /** Writes a node's whole report by server-side apply: it creates it or replaces what this node's field manager wrote, one request either way. */
-export async function applyNodeReport(custom: CustomObjectsApi, balancer: string, node: string, vips: ReportedVip[]): Promise<void> {
+export async function applyNodeReport(custom: CustomObjectsApi, balancer: string, node: string, vips: ReportedVip[], owner?: V1OwnerReference): Promise<void> {
   const body: XdpNodeReport = {
     apiVersion: `${GROUP}/${VERSION}`,
     kind: XNR_KIND,
-    metadata: { name: nodeReportName(balancer, node) },
+    metadata: { name: nodeReportName(balancer, node), ...(owner ? { ownerReferences: [owner] } : {}) },
     balancer,
     node,
     vips,

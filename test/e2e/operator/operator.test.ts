@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LoadBalancerVip } from '../../../src/api/loadbalancervip.js';
+import type { XdpNodeReport } from '../../../src/api/xdpnodereport.js';
 import { environment } from '../../support/environment.js';
 import { sample, sum } from '../../support/prometheus.js';
 import { INVALID_VIPS, vipManifest } from '../invalid-vips.js';
@@ -89,6 +90,12 @@ describe('operator end to end: kubectl apply to packets', () => {
     const v = await untilVip('web', 'Ready on every node, each node\'s entry with the reals it programmed', (x) => cond(x, 'Ready')?.status === 'True' &&
       entries(x) === JSON.stringify(env.nodes.map((n) => [n, x.metadata.generation, realCount(x)]).sort()));
     t.diagnostic(`node reports: ${entries(v)} (addressing ${v.status?.addressing ?? 'Pod'})`);
+    // Each report is owned by its node's Node, so deleting the node deletes it (kind); where the node has no Node object (the lab's balancers), it has no owner.
+    const reports = JSON.parse(env.kubectl(['get', 'xdpnodereports', '-o', 'json'])) as { items: XdpNodeReport[] };
+    for (const r of reports.items) {
+      const nodeUid = env.kubectl(['get', 'nodes', '--field-selector', `metadata.name=${r.node}`, '-o', 'jsonpath={.items[*].metadata.uid}']).trim();
+      assert.deepEqual(r.metadata.ownerReferences?.map((o) => [o.kind, o.name, o.uid]) ?? [], nodeUid ? [['Node', r.node, nodeUid]] : [], `owner of ${r.metadata.name}`);
+    }
     const row = env.kubectl(['get', 'lbvip', 'web', '-n', ns()]);
     t.diagnostic(`kubectl get lbvip:\n${row}`);
     assert.match(row, new RegExp(`^web\\s+${env.vip4.replace(/\./g, '\\.')}\\s+InPool\\s+80->${env.backendPort}/TCP,53->${env.backendPort}/UDP\\s+2\\s+${env.nodes.length}/${env.nodes.length}\\s+True`, 'm'));
