@@ -21,7 +21,7 @@ import { defaultNic } from './net/next-hop.js';
 import { ClusterSource } from './sources/cluster-source.js';
 import { FileSource } from './sources/file-source.js';
 import type { VipSource } from './sources/source.js';
-import { type ExitDecision, exitDecision, getBalancer } from './sources/uninstall.js';
+import { backendRemoval, type ExitDecision, exitDecision, getBalancer } from './sources/uninstall.js';
 import { RemovalWatch } from './sources/removal-watch.js';
 import { waitForTrafficToMove } from './drain.js';
 import { ApiProbe, DEFAULT_API_LOSS_SECONDS } from './announce/api-probe.js';
@@ -410,6 +410,7 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
   if (metrics.auth === 'kubernetes' && config) fail('--metrics-auth kubernetes needs cluster mode: tokens and RBAC are the API server\'s');
   let source: BackendSource;
   let removal: RemovalWatch | null = null;
+  let removalOnStop = (): Promise<string | null> => Promise.resolve(null);
   let metricsReviewer: KubeAccessReviewer | undefined;
   if (config) {
     source = new BackendFileSource(config);
@@ -424,8 +425,11 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
     if (metrics.auth === 'kubernetes') metricsReviewer = new KubeAccessReviewer(kc);
     // In a pod: its DaemonSet seen deleted means an uninstall, and the agent leaves nothing behind.
     if (env.POD_NAMESPACE) {
-      removal = new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET);
-      void removal.start();
+      const [namespace, watch] = [env.POD_NAMESPACE, new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET)];
+      removal = watch;
+      void watch.start();
+      // Its DaemonSet read on stop (a watch can miss a deletion while it reconnects); what the watch saw when it cannot be read.
+      removalOnStop = () => backendRemoval(kc, namespace, BACKEND_DAEMONSET, () => watch.seen());
     }
   }
   const running = await runBackendMode(source, {
@@ -435,7 +439,7 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
     metricsReviewer,
     metricsTls,
     detachOnExit: !!v['detach-on-exit'],
-    removal: () => removal?.seen() ?? null,
+    removal: removalOnStop,
     nics: str('nic')?.split(',').filter(Boolean),
   });
   onStopSignal((signal) => {

@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { type ExitDecision, exitDecision } from '../../src/agent/sources/uninstall.js';
+import { backendRemoval, type ExitDecision, exitDecision } from '../../src/agent/sources/uninstall.js';
 import { RemovalWatch } from '../../src/agent/sources/removal-watch.js';
 import { freePort, type TestServiceAccount } from './control-plane/control-plane.js';
 import { controlPlaneFixture } from './control-plane/fixture.js';
@@ -170,6 +170,33 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
       await watch.stop();
       kubectl(['apply', '-f', AGENT_RBAC]);
       kubectl(['delete', 'xdpbalancer', 'racing', '--ignore-not-found']);
+    }
+  });
+
+  test('the backend agent on stop: its DaemonSet read, present (stay), being deleted or gone (detach) even when no watch saw it; unreadable: what the watch saw', async (t) => {
+    if (!f.need(t)) return;
+    const NS = 'xdplb-system';
+    const DS = 'xdplb-backend-test';
+    kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: DS, namespace: NS, finalizers: [FINALIZER] },
+      spec: { selector: { matchLabels: { app: DS } }, template: { metadata: { labels: { app: DS } }, spec: { containers: [{ name: 'backend', image: 'none' }] } } },
+    }));
+    const nothingSeen = () => null;
+    try {
+      assert.equal(await backendRemoval(agent(), NS, DS, nothingSeen, GET_TIMEOUT_MS), null, 'present: a restart');
+      kubectl(['delete', 'ds', DS, '-n', NS, '--wait=false']);
+      assert.equal(await backendRemoval(agent(), NS, DS, nothingSeen, GET_TIMEOUT_MS), `DaemonSet ${DS} is being deleted`);
+      kubectl(['patch', 'ds', DS, '-n', NS, '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]']);
+      const gone = await waitUntil('the DaemonSet gone', () => backendRemoval(agent(), NS, DS, nothingSeen, GET_TIMEOUT_MS), (x) => x === `DaemonSet ${DS} is gone`);
+      assert.equal(gone, `DaemonSet ${DS} is gone`, 'a deletion no watch saw still detaches');
+      // Forbidden: what the watch saw decides, either way.
+      assert.equal(await backendRemoval(kubeAs('bob'), NS, DS, nothingSeen, GET_TIMEOUT_MS), null);
+      assert.equal(await backendRemoval(kubeAs('bob'), NS, DS, () => `DaemonSet ${DS} was deleted`, GET_TIMEOUT_MS), `DaemonSet ${DS} was deleted`);
+    } finally {
+      if (kubectl(['get', 'ds', DS, '-n', NS, '--ignore-not-found', '-o', 'name']).trim()) {
+        kubectl(['patch', 'ds', DS, '-n', NS, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+        kubectl(['delete', 'ds', DS, '-n', NS, '--ignore-not-found', '--wait=false']);
+      }
     }
   });
 

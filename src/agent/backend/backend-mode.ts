@@ -37,7 +37,7 @@ export interface BackendModeOptions {
   /** Remove everything (links detached, pins removed) on stop. */
   detachOnExit: boolean;
   /** Asked on stop: why no backend agent will run on this node again (its DaemonSet deleted), or null. */
-  removal?: () => string | null;
+  removal?: () => Promise<string | null>;
   pollMs?: number;
   /** Node addressing: the devices the from-NIC program goes on (default: those carrying the node addresses). */
   nics?: readonly string[];
@@ -87,7 +87,7 @@ export async function runBackendMode(source: BackendSource, opts: BackendModeOpt
     async stop() {
       await source.stop();
       server.close();
-      const removal = opts.removal?.() ?? null;
+      const removal = (await opts.removal?.()) ?? null;
       if (removal) log.info({ removal }, 'xdplb is being removed from this node: detaching from the pods and unpinning');
       if (opts.detachOnExit || removal) await agent.remove();
       else await agent.stop();

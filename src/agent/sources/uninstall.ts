@@ -19,8 +19,11 @@ import {
 import { agentDaemonSetName } from '../../api/agent-pod.js';
 import { GROUP, VERSION } from '../../api/loadbalancervip.js';
 import { XDPB_PLURAL } from '../../api/xdpbalancer.js';
-import { apiError, isNotFound } from '../../lib/api-error.js';
+import { apiError, errorFields, isNotFound } from '../../lib/api-error.js';
 import { daemonPodFits } from '../../lib/daemon-placement.js';
+import { componentLog } from '../../lib/log.js';
+
+const log = componentLog('uninstall');
 
 /** Bounds the GET: the pod has terminationGracePeriodSeconds 30 for all of its shutdown. */
 export const BALANCER_GET_TIMEOUT_MS = 3000;
@@ -163,6 +166,28 @@ export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachm
     where ? getPlacement(kc, balancer, where, timeoutMs) : Promise.resolve(undefined),
   ]);
   return withRemovalSeen(decideOnExit(balancer, got, at, placement), removalSeen?.() ?? null);
+}
+
+/**
+ * Why no backend agent will run on this node again, or null: its DaemonSet,
+ * read within `timeoutMs`, is gone or being deleted. When it cannot be read
+ * (an uninstall may have taken the RBAC first), what the agent's watch saw
+ * while it ran decides (`removalSeen`). The backend agents have no
+ * XdpBalancer: their DaemonSet is all there is to ask.
+ */
+export async function backendRemoval(kc: KubeConfig, namespace: string, daemonSet: string, removalSeen: () => string | null,
+  timeoutMs = BALANCER_GET_TIMEOUT_MS): Promise<string | null> {
+  const d = deadline(timeoutMs);
+  try {
+    const ds = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name: daemonSet, namespace }, d.options);
+    return ds.metadata?.deletionTimestamp ? `DaemonSet ${daemonSet} is being deleted` : null;
+  } catch (err) {
+    if (isNotFound(err)) return `DaemonSet ${daemonSet} is gone`;
+    const seen = removalSeen();
+    log.warn({ daemonSet, ...errorFields(d.error(err)), removalSeen: seen },
+      seen ? 'cannot read this agent\'s DaemonSet; its watch saw it go' : 'cannot read this agent\'s DaemonSet: staying attached; if xdplb is being uninstalled, run xdplb-agent cleanup on this node');
+    return seen;
+  }
 }
 
 /**
