@@ -429,7 +429,8 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
       removal = watch;
       void watch.start();
       // Its DaemonSet read on stop (a watch can miss a deletion while it reconnects); what the watch saw when it cannot be read.
-      removalOnStop = () => backendRemoval(kc, namespace, BACKEND_DAEMONSET, () => watch.seen());
+      removalOnStop = () => backendRemoval(kc, namespace, BACKEND_DAEMONSET,
+        { removal: () => watch.seen(), existed: () => watch.sawExist('DaemonSet') });
     }
   }
   const running = await runBackendMode(source, {

@@ -18,9 +18,13 @@ import { WatchedCache } from '../../lib/watched-cache.js';
 
 const log = componentLog('removal-watch');
 
+type WatchedKind = 'XdpBalancer' | 'DaemonSet';
+
 export class RemovalWatch {
   private readonly caches: WatchedCache<KubernetesObject>[] = [];
   private removal: string | null = null;
+  /** The kinds whose object the watches saw exist at some point: a 404 for one never seen may be a different name, not a removal. */
+  private readonly existed = new Set<WatchedKind>();
 
   /**
    * Watches the XdpBalancer `balancer` and its agents' DaemonSet; with
@@ -33,11 +37,11 @@ export class RemovalWatch {
     if (balancer !== null) {
       this.caches.push(new WatchedCache<KubernetesObject>(kc, `/apis/${GROUP}/${VERSION}/${XDPB_PLURAL}`,
         (page) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: XDPB_PLURAL, fieldSelector: byName(balancer), ...page }) as never,
-        (o, verb) => this.saw(`XdpBalancer ${balancer}`, o, verb), { fieldSelector: byName(balancer), trim: keepMetadataOnly }));
+        (o, verb) => this.saw('XdpBalancer', balancer, o, verb), { fieldSelector: byName(balancer), trim: keepMetadataOnly }));
     }
     this.caches.push(new WatchedCache<V1DaemonSet>(kc, `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
       (page) => apps.listNamespacedDaemonSet({ namespace, fieldSelector: byName(daemonSet), ...page }),
-      (o, verb) => this.saw(`DaemonSet ${daemonSet}`, o, verb), { fieldSelector: byName(daemonSet), trim: keepMetadataOnly }) as WatchedCache<KubernetesObject>);
+      (o, verb) => this.saw('DaemonSet', daemonSet, o, verb), { fieldSelector: byName(daemonSet), trim: keepMetadataOnly }) as WatchedCache<KubernetesObject>);
   }
 
   /** Starts watching; resolves once both have listed (a caller need not wait: they retry on their own). */
@@ -54,8 +58,15 @@ export class RemovalWatch {
     return this.removal;
   }
 
-  private saw(what: string, o: KubernetesObject, verb: 'add' | 'update' | 'delete'): void {
+  /** Whether the watched object of this kind was seen to exist while the agent ran. */
+  sawExist(kind: WatchedKind): boolean {
+    return this.existed.has(kind);
+  }
+
+  private saw(kind: WatchedKind, name: string, o: KubernetesObject, verb: 'add' | 'update' | 'delete'): void {
+    this.existed.add(kind);
     if (this.removal) return;
+    const what = `${kind} ${name}`;
     if (verb === 'delete') this.removal = `${what} was deleted`;
     else if (o.metadata?.deletionTimestamp) this.removal = `${what} was being deleted`;
     if (this.removal) log.info({ removal: this.removal }, 'seen: no agent of this kind will run here again once this one stops');

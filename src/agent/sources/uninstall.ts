@@ -168,25 +168,38 @@ export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachm
   return withRemovalSeen(decideOnExit(balancer, got, at, placement), removalSeen?.() ?? null);
 }
 
+/** What the backend agent's watch of its DaemonSet saw (removal-watch.ts). */
+export interface DaemonSetSeen {
+  /** Its deletion, or null. */
+  removal(): string | null;
+  /** Whether it existed while the agent ran. */
+  existed(): boolean;
+}
+
 /**
  * Why no backend agent will run on this node again, or null: its DaemonSet,
- * read within `timeoutMs`, is gone or being deleted. When it cannot be read
- * (an uninstall may have taken the RBAC first), what the agent's watch saw
- * while it ran decides (`removalSeen`). The backend agents have no
- * XdpBalancer: their DaemonSet is all there is to ask.
+ * read within `timeoutMs`, is gone (having existed while the agent ran: a
+ * DaemonSet deployed under another name is no removal) or being deleted.
+ * When it cannot be read (an uninstall may have taken the RBAC first), what
+ * the agent's watch saw decides. The backend agents have no XdpBalancer:
+ * their DaemonSet is all there is to ask.
  */
-export async function backendRemoval(kc: KubeConfig, namespace: string, daemonSet: string, removalSeen: () => string | null,
+export async function backendRemoval(kc: KubeConfig, namespace: string, daemonSet: string, seen: DaemonSetSeen,
   timeoutMs = BALANCER_GET_TIMEOUT_MS): Promise<string | null> {
   const d = deadline(timeoutMs);
   try {
     const ds = await kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name: daemonSet, namespace }, d.options);
     return ds.metadata?.deletionTimestamp ? `DaemonSet ${daemonSet} is being deleted` : null;
   } catch (err) {
-    if (isNotFound(err)) return `DaemonSet ${daemonSet} is gone`;
-    const seen = removalSeen();
-    log.warn({ daemonSet, ...errorFields(d.error(err)), removalSeen: seen },
-      seen ? 'cannot read this agent\'s DaemonSet; its watch saw it go' : 'cannot read this agent\'s DaemonSet: staying attached; if xdplb is being uninstalled, run xdplb-agent cleanup on this node');
-    return seen;
+    if (isNotFound(err)) {
+      if (seen.existed()) return `DaemonSet ${daemonSet} is gone`;
+      log.warn({ daemonSet, namespace }, `DaemonSet ${daemonSet} not found, and never seen while this agent ran (deployed under another name?): staying attached`);
+      return null;
+    }
+    const removal = seen.removal();
+    log.warn({ daemonSet, ...errorFields(d.error(err)), removalSeen: removal },
+      removal ? 'cannot read this agent\'s DaemonSet; its watch saw it go' : 'cannot read this agent\'s DaemonSet: staying attached; if xdplb is being uninstalled, run xdplb-agent cleanup on this node');
+    return removal;
   }
 }
 
