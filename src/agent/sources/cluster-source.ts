@@ -37,6 +37,8 @@ const SYNC_WORKERS = 1;
  * comes back, and its node counts again.
  */
 export const REPORT_REFRESH_MS = 5 * 60_000;
+/** While this node's Node cannot be read, a sync looks again after this long. */
+const OWNER_RETRY_MS = 30_000;
 /** An error in a report is cut to this many characters: a report holds every VIP, and an object's size is bounded. */
 export const REPORT_ERROR_MAX = 512;
 /** VIPs per list page: bounds the largest response the agent parses at once. */
@@ -59,10 +61,12 @@ export class ClusterSource implements VipSource {
    * The report's owner, this node's Node object: when the node is deleted
    * (scaled in, or lost without its agent saying goodbye), Kubernetes'
    * garbage collector deletes the report, so it stops counting for the VIPs.
-   * Looked up with the first report and again with each refresh.
+   * Looked up with the first report and again with each refresh; while it
+   * cannot be read, again with a sync at most every OWNER_RETRY_MS.
    */
   private owner: V1OwnerReference | undefined;
   private ownerLookedUp = false;
+  private ownerTriedAt = -Infinity;
   private readonly cache: WatchedCache<LoadBalancerVip>;
   /** Syncs: coalesces bursts, retries a failed one with backoff. */
   private readonly queue: WorkQueue;
@@ -72,6 +76,8 @@ export class ClusterSource implements VipSource {
   private first: ProgramPlan | null = null;
   /** The report last written; null: none yet, so the first sync writes one. */
   private reported: ReportedVip[] | null = null;
+  /** The uid of the owner the last report was written with. */
+  private reportedOwner: string | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   syncs = 0;
   /** Report writes. */
@@ -166,10 +172,12 @@ export class ClusterSource implements VipSource {
    */
   private async report(plan: ProgramPlan): Promise<number> {
     const vips = reportedVips(plan);
-    if (this.reported && sameReport(vips, this.reported)) return 0;
+    const owner = await this.nodeOwner();
+    if (this.reported && sameReport(vips, this.reported) && owner?.uid === this.reportedOwner) return 0;
     try {
-      await this.writeReport(vips);
+      await this.writeReport(vips, owner);
       this.reported = vips;
+      this.reportedOwner = owner?.uid;
       return 0;
     } catch (err) {
       log.warn({ report: nodeReportName(this.opts.balancer, this.opts.node), ...errorFields(err) }, 'node report write failed; retrying');
@@ -177,23 +185,25 @@ export class ClusterSource implements VipSource {
     }
   }
 
-  private async writeReport(vips: ReportedVip[]): Promise<void> {
-    await applyNodeReport(this.custom, this.opts.balancer, this.opts.node, vips, await this.nodeOwner());
+  private async writeReport(vips: ReportedVip[], owner: V1OwnerReference | undefined): Promise<void> {
+    await applyNodeReport(this.custom, this.opts.balancer, this.opts.node, vips, owner);
     this.statusWrites++;
   }
 
   /** This node's Node as an owner reference, or none while it cannot be read (the report is written without). */
   private async nodeOwner(): Promise<V1OwnerReference | undefined> {
-    if (this.ownerLookedUp) return this.owner;
-    this.ownerLookedUp = true;
+    if (this.ownerLookedUp || performance.now() - this.ownerTriedAt < OWNER_RETRY_MS) return this.owner;
+    this.ownerTriedAt = performance.now();
     const d = deadline(BALANCER_GET_TIMEOUT_MS);
     try {
       const node = await this.core.readNode({ name: this.opts.node }, d.options);
       this.owner = { apiVersion: 'v1', kind: 'Node', name: this.opts.node, uid: node.metadata!.uid! };
+      this.ownerLookedUp = true;
     } catch (err) {
       // Known from before: keep it (a Node that is gone takes its report with it anyway).
       if (!this.owner) log.warn({ node: this.opts.node, ...errorFields(d.error(err)) },
-        'cannot read this node\'s Node object: the report is written without its owner, so it outlives the node if the node is deleted; retried with the next refresh');
+        `cannot read this node's Node object: the report is written without its owner, so it outlives the node if the node is deleted; retried with a sync after ${OWNER_RETRY_MS / 1000} s, and at the refresh`);
+      else this.ownerLookedUp = true;
     }
     return this.owner;
   }
