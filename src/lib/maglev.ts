@@ -15,6 +15,8 @@ export interface MaglevBackend<T> {
   value: T;
 }
 
+/** Slots and positions are held in Int32Arrays. */
+const MAX_RING_SIZE = 2 ** 31 - 1;
 const OFFSET_SEED = 0x78646c31; // "xdl1"
 const SKIP_SEED = 0x78646c32; // "xdl2"
 
@@ -71,6 +73,7 @@ function isPrime(n: number): boolean {
  */
 export function maglevRing<T>(backends: readonly MaglevBackend<T>[], size: number, out?: Int32Array): Int32Array {
   if (!isPrime(size)) throw new Error(`Maglev ring size ${size} is not prime`);
+  if (size > MAX_RING_SIZE) throw new Error(`Maglev ring size ${size} is above ${MAX_RING_SIZE}: slots are 32-bit signed`);
   if (out && out.length !== size) throw new Error(`output ring has ${out.length} slots, not ${size}`);
   const ring = (out ?? new Int32Array(size)).fill(-1);
   const sorted = sortBackends(backends);

@@ -268,6 +268,9 @@ export function reportedVips(plan: Pick<ProgramPlan, 'programmed' | 'refused'>):
 }
 
 const ENTRY_FIELDS = ['namespace', 'name', 'uid', 'generation', 'backendsRevision', 'reals', 'error'] as const satisfies readonly (keyof ReportedVip)[];
+/** A field added to ReportedVip and not to ENTRY_FIELDS fails the build here, so sameReport cannot miss it. */
+const ENTRY_FIELDS_COMPLETE: [Exclude<keyof ReportedVip, (typeof ENTRY_FIELDS)[number]>] extends [never] ? true : never = true;
+void ENTRY_FIELDS_COMPLETE;
 
 /** Equal reports: unchanged VIPs' entries are the same objects, so this costs a pointer compare each. */
 export function sameReport(a: readonly ReportedVip[], b: readonly ReportedVip[]): boolean {
