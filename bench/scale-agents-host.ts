@@ -76,7 +76,7 @@ process.on('message', (m: AwaitMessage | { type: 'memory' } | { type: 'stop' }) 
   } else if (m.type === 'memory') {
     global.gc?.();
     const statusWrites = agents.reduce((n, a) => n + a.source.statusWrites, 0);
-    process.send!({ type: 'memory', heapPerAgent: (process.memoryUsage().heapUsed - heapBefore) / agents.length, rss: process.memoryUsage().rss, statusWrites });
+    process.send!({ type: 'memory', agents: agents.length, heapPerAgent: (process.memoryUsage().heapUsed - heapBefore) / agents.length, rss: process.memoryUsage().rss, statusWrites });
   } else {
     void Promise.all(agents.map((a) => a.source.stop())).then(() => process.exit(0));
   }

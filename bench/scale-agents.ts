@@ -2,17 +2,19 @@
  * The control plane at N balancer nodes (issue 17's benchmark): a real
  * kube-apiserver with deploy/ applied, the real controller as a process, and
  * N simulated agents (bench/scale-agents-host.ts: the agent's cluster code on
- * in-memory maps, each with its own node-bound token) in one child process.
- * VIPS x PODS_PER_VIP Ready pods; for each N:
+ * in-memory maps, each with its own node-bound token), spread over one child
+ * process per core (BENCH_AGENT_PROCESSES). VIPS x PODS_PER_VIP Ready pods,
+ * loaded once; the controller's cold start on them; then for each N, with a
+ * restarted controller and no reports:
  *  - cold start: from the agents' start until every VIP is Programmed on
  *    every node (its programmedNodes N/N, from the agents' XdpNodeReports);
  *  - one pod change (Ready <-> NotReady) until every agent has programmed it
  *    (the real's weight in each agent's dataplane), p50 and p99;
  *  - the API server's requests and watch events per pod change (its own
  *    /metrics, the bench's one pod status patch per change subtracted);
- *  - the controller's peak RSS, the agents' heap per agent.
- */
+ *  - the controller's peak RSS, the agents' heap per agent. */
 import { type ChildProcess, fork } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { get } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -36,6 +38,8 @@ const FIRST_POD = v4Number('198.18.64.0');
 const COLD_START_TIMEOUT_MS = 60 * 60_000;
 const CHANGE_TIMEOUT_MS = 120_000;
 const MIB = 2 ** 20;
+/** Each host process holds many agents' VIP caches and in-memory maps. */
+const HOST_HEAP_MB = 16_384;
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 const vipIp = (i: number) => v4Text(FIRST_VIP + i);
@@ -71,61 +75,138 @@ interface Row {
   agentHeapMb: number;
 }
 
-async function runAt(nodes: number, vips: number, perVip: number, changes: number): Promise<Row> {
-  const cp = await ControlPlane.start();
-  let controller: ControllerProcess | undefined;
-  let host: ChildProcess | undefined;
-  const watched: { stop(): Promise<void> }[] = [];
-  try {
-    cp.kubectl(['apply', '-k', `${REPO}/deploy`]);
-    cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', ...CRD_NAMES]);
-    cp.kubectl(['create', 'namespace', NS]);
-    cp.kubectl(['apply', '-f', '-'], namespacePool(NS));
-    const kc = kubeConfigFrom(cp.kubeconfig);
-    const core = kc.makeApiClient(CoreV1Api);
-    const custom = kc.makeApiClient(CustomObjectsApi);
-    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    const podStatus = (k: number, ready: boolean) => core.patchNamespacedPodStatus({ name: `p${k}`, namespace: NS, body: {
-      status: { phase: 'Running', podIP: podIp(k), podIPs: [{ ip: podIp(k) }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
-    } }, merge);
-    await inFlight(vips * perVip, 64, async (k) => {
-      await core.createNamespacedPod({ namespace: NS, body: {
-        metadata: { name: `p${k}`, labels: { vip: `v${Math.floor(k / perVip)}` } },
-        spec: { nodeName: 'worker', containers: [{ name: 'c', image: 'none' }] },
-      } });
-      await podStatus(k, true);
+/** The API server with deploy/, the pods and the VIPs: loaded once for every node count (100,000 pods take minutes). */
+interface Loaded {
+  cp: ControlPlane;
+  vips: number;
+  perVip: number;
+  names: string[];
+  podStatus: (k: number, ready: boolean) => Promise<unknown>;
+  vipWatch: Watched<LoadBalancerVip>;
+}
+
+async function load(cp: ControlPlane, vips: number, perVip: number): Promise<Loaded> {
+  cp.kubectl(['apply', '-k', `${REPO}/deploy`]);
+  cp.kubectl(['wait', '--for', 'condition=established', '--timeout=60s', ...CRD_NAMES]);
+  cp.kubectl(['create', 'namespace', NS]);
+  cp.kubectl(['apply', '-f', '-'], namespacePool(NS));
+  const kc = kubeConfigFrom(cp.kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  const podStatus = (k: number, ready: boolean) => core.patchNamespacedPodStatus({ name: `p${k}`, namespace: NS, body: {
+    status: { phase: 'Running', podIP: podIp(k), podIPs: [{ ip: podIp(k) }], conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+  } }, merge);
+  await inFlight(vips * perVip, 64, async (k) => {
+    await core.createNamespacedPod({ namespace: NS, body: {
+      metadata: { name: `p${k}`, labels: { vip: `v${Math.floor(k / perVip)}` } },
+      spec: { nodeName: 'worker', containers: [{ name: 'c', image: 'none' }] },
+    } });
+    await podStatus(k, true);
+  });
+  await inFlight(vips, 32, (i) => custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: NS, body: {
+    apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', metadata: { name: `v${i}` },
+    // InPod: the reals are the pods' own addresses (no backend nodes to address).
+    spec: { address: vipIp(i), delivery: 'InPod', ports: [{ port: 80 }], backendSelector: { matchLabels: { vip: `v${i}` } } },
+  } }));
+  const vipWatch = Watched.vips(kc, NS);
+  await vipWatch.start();
+  return { cp, vips, perVip, names: Array.from({ length: vips }, (_, i) => `v${i}`), podStatus, vipWatch };
+}
+
+/** Says the agent DaemonSet has `nodes` agents scheduled and ready (there is no DaemonSet controller here). */
+function setAgentCount(cp: ControlPlane, nodes: number): void {
+  // observedGeneration: the controller counts a DaemonSet's desired agents once its status is for the current spec.
+  const generation = Number(cp.kubectl(['get', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '-o', 'jsonpath={.metadata.generation}']));
+  const status = { observedGeneration: generation, desiredNumberScheduled: nodes, currentNumberScheduled: nodes, numberMisscheduled: 0, numberReady: nodes };
+  cp.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
+}
+
+interface HostMessage { type: string; id?: number; at?: number; heapPerAgent?: number; agents?: number }
+
+/**
+ * The simulated agents, spread over `processes` child processes (round
+ * robin), so that they use the machine's cores as agents on their own nodes
+ * would use theirs. Answers as one: started when all are, a change done
+ * when every process has it (the latest time).
+ */
+class AgentHosts {
+  private readonly hosts: ChildProcess[];
+  private readonly exited: Promise<void>[];
+  private readonly waiters = new Map<string, { left: number; got: HostMessage[]; resolve: (m: HostMessage[]) => void; reject: (e: Error) => void }>();
+
+  constructor(kubeconfigs: Record<string, string>, vips: number, reals: number, processes: number) {
+    const shares: Record<string, string>[] = Array.from({ length: Math.min(processes, Object.keys(kubeconfigs).length) }, () => ({}));
+    Object.entries(kubeconfigs).forEach(([node, file], i) => { shares[i % shares.length]![node] = file; });
+    this.hosts = shares.map((share) => {
+      const host = fork(HOST, [JSON.stringify({ kubeconfigs: share, vips, reals })],
+        { execArgv: ['--expose-gc', `--max-old-space-size=${HOST_HEAP_MB}`], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      host.on('message', (m: HostMessage) => {
+        const key = m.type === 'done' ? `done-${m.id}` : m.type;
+        const w = this.waiters.get(key);
+        if (!w) return;
+        w.got.push(m);
+        if (--w.left === 0) {
+          this.waiters.delete(key);
+          w.resolve(w.got);
+        }
+      });
+      // A host that dies fails what waits on it, instead of the run waiting out its timeouts.
+      host.on('error', (err) => this.failAll(new Error(`an agent host failed: ${err.message}`)));
+      host.on('exit', (code, signal) => { if (!this.stopping) this.failAll(new Error(`an agent host exited (${code ?? signal})`)); });
+      return host;
     });
-    await inFlight(vips, 32, (i) => custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, namespace: NS, body: {
-      apiVersion: `${GROUP}/${VERSION}`, kind: 'LoadBalancerVip', metadata: { name: `v${i}` },
-      // InPod: the reals are the pods' own addresses (no backend nodes to address).
-      spec: { address: vipIp(i), delivery: 'InPod', ports: [{ port: 80 }], backendSelector: { matchLabels: { vip: `v${i}` } } },
-    } }));
+    this.exited = this.hosts.map((h) => new Promise<void>((resolve) => {
+      if (h.exitCode !== null || h.signalCode !== null) resolve();
+      else h.once('exit', () => resolve());
+    }));
+  }
+
+  private stopping = false;
+
+  private failAll(err: Error): void {
+    for (const w of this.waiters.values()) w.reject(err);
+    this.waiters.clear();
+  }
+
+  /** Every process's answer to `key`. */
+  next(key: string): Promise<HostMessage[]> {
+    return new Promise((resolve, reject) => this.waiters.set(key, { left: this.hosts.length, got: [], resolve, reject }));
+  }
+
+  send(m: AwaitMessage | { type: 'memory' }): void {
+    for (const h of this.hosts) h.send(m);
+  }
+
+  /** Kills the hosts and waits until they are gone, so no report write of theirs is still on its way. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const h of this.hosts) h.kill('SIGKILL');
+    await Promise.all(this.exited);
+  }
+}
+
+async function runAt(env: Loaded, nodes: number, changes: number, processes: number): Promise<Row> {
+  const { cp, vips, perVip, names, vipWatch } = env;
+  let controller: ControllerProcess | undefined;
+  let hosts: AgentHosts | undefined;
+  try {
+    // A clean start for each N: no reports of the previous N's agents (all of them stopped), a controller with fresh memory.
+    cp.kubectl(['delete', 'xdpnodereports', '--all']);
+    await waitFor('no node reports', () => cp.kubectl(['get', 'xdpnodereports', '-o', 'name']), (o) => o.trim() === '', 60_000);
+    if (cp.kubectl(['get', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--ignore-not-found', '-o', 'name']).trim()) setAgentCount(cp, nodes);
     controller = await ControllerProcess.start(cp.kubeconfigAs('xdplb-system/xdplb-controller'), 'bench-controller');
     await controller.whileRunning(waitFor('the agent DaemonSet', () => cp.kubectl(['get', 'ds', '-n', AGENT_NAMESPACE, '-o', 'name']), (o) => o.includes(AGENT_DAEMONSET), 120_000));
-    // No DaemonSet controller here: its status says N agents are scheduled and ready.
-    // observedGeneration: the controller counts a DaemonSet's desired agents once its status is for the current spec.
-    const generation = Number(cp.kubectl(['get', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '-o', 'jsonpath={.metadata.generation}']));
-    const status = { observedGeneration: generation, desiredNumberScheduled: nodes, currentNumberScheduled: nodes, numberMisscheduled: 0, numberReady: nodes };
-    cp.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
-    const names = Array.from({ length: vips }, (_, i) => `v${i}`);
-    const vipWatch = Watched.vips(kc, NS);
-    watched.push(vipWatch);
-    await vipWatch.start();
-    await controller.whileRunning(vipWatch.until('every VIP resolved', names, (v) => v?.status?.readyBackends === perVip, COLD_START_TIMEOUT_MS));
+    setAgentCount(cp, nodes);
+    // The controller has resolved every VIP and counts N agents, none of which has reported yet.
+    await controller.whileRunning(vipWatch.until(`every VIP resolved, 0/${nodes} nodes`, names,
+      (v) => v?.status?.readyBackends === perVip && v.status.programmedNodes === `0/${nodes}`, COLD_START_TIMEOUT_MS));
     const kubeconfigs: Record<string, string> = {};
     for (let n = 0; n < nodes; n++) kubeconfigs[`node-${n}`] = cp.agentKubeconfigOn(`node-${n}`);
 
     const t0 = Date.now();
-    host = fork(HOST, [JSON.stringify({ kubeconfigs, vips, reals: vips * perVip })], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    const messages: { type: string; id?: number; at?: number; heapPerAgent?: number }[] = [];
-    const waiters = new Map<string, (m: (typeof messages)[number]) => void>();
-    const next = (key: string) => new Promise<(typeof messages)[number]>((resolve) => waiters.set(key, resolve));
-    host.on('message', (m: (typeof messages)[number]) => {
-      const key = m.type === 'done' ? `done-${m.id}` : m.type;
-      waiters.get(key)?.(m);
-      waiters.delete(key);
-    });
-    const started = next('started');
+    hosts = new AgentHosts(kubeconfigs, vips, vips * perVip, processes);
+    const started = hosts.next('started');
     // The controller's count from the agents' reports: this generation and backends revision, on every node.
     const programmedEverywhere = (v: LoadBalancerVip | undefined) => v?.status?.programmedNodes === `${nodes}/${nodes}`;
     const [agentsReportedAt, coldAt] = await Promise.all([started.then(() => Date.now()),
@@ -133,23 +214,26 @@ async function runAt(nodes: number, vips: number, perVip: number, changes: numbe
 
     const before = apiCounts(await apiServerMetrics(cp));
     const latencies: number[] = [];
+    // Change c: pod k of VIP (c/2 mod VIPs), NotReady on even changes, Ready again on the odd one after.
+    const podOfChange = (c: number) => (Math.floor(c / 2) % vips) * perVip + (Math.floor(c / 2) % perVip);
     for (let c = 0; c < changes; c++) {
-      // Pod k of VIP (c mod VIPs): NotReady on even changes, Ready again on the odd one after.
-      const k = (Math.floor(c / 2) % vips) * perVip + (Math.floor(c / 2) % perVip);
+      const k = podOfChange(c);
       const weighted = c % 2 === 1;
       const msg: AwaitMessage = { type: 'await', id: c, vip: `${vipIp(Math.floor(k / perVip))}:80/TCP`, real: podIp(k), weighted };
       const t = Date.now();
-      await podStatus(k, weighted);
-      const done = next(`done-${c}`);
-      host.send(msg);
-      const at = (await controller.whileRunning(Promise.race([done, new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`change ${c}: not programmed on every node within ${CHANGE_TIMEOUT_MS} ms`)), CHANGE_TIMEOUT_MS))]))).at!;
-      latencies.push(at - t);
+      await env.podStatus(k, weighted);
+      const done = hosts.next(`done-${c}`);
+      hosts.send(msg);
+      const answers = await controller.whileRunning(Promise.race([done, new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`change ${c}: not programmed on every node within ${CHANGE_TIMEOUT_MS} ms`)), CHANGE_TIMEOUT_MS))]));
+      latencies.push(Math.max(...answers.map((a) => a.at!)) - t);
     }
+    // Every pod Ready again for the next N (an odd number of changes leaves the last one NotReady).
+    if (changes % 2 === 1) await env.podStatus(podOfChange(changes - 1), true);
     const after = apiCounts(await apiServerMetrics(cp));
-    const memory = next('memory');
-    host.send({ type: 'memory' });
-    const heapPerAgent = (await memory).heapPerAgent!;
+    const memory = hosts.next('memory');
+    hosts.send({ type: 'memory' });
+    const heaps = await memory;
     return {
       nodes,
       coldStartS: (coldAt - t0) / 1000,
@@ -159,14 +243,22 @@ async function runAt(nodes: number, vips: number, perVip: number, changes: numbe
       writesPerChange: (after.writes - before.writes) / changes - 1,
       watchEventsPerChange: (after.watchEvents - before.watchEvents) / changes,
       controllerRssMb: controller.peakRssMb(),
-      agentHeapMb: heapPerAgent / MIB,
+      agentHeapMb: heaps.reduce((n, h) => n + h.heapPerAgent! * h.agents!, 0) / nodes / MIB,
     };
   } finally {
-    host?.send({ type: 'stop' });
-    host?.kill('SIGKILL');
-    for (const w of watched) await w.stop();
+    await hosts?.stop();
     await controller?.kill();
-    await cp.stop();
+  }
+}
+
+/** The controller's cold start on the loaded API server: from its start until every VIP has its backends in status. */
+async function controllerColdStart(env: Loaded): Promise<number> {
+  const controller = await ControllerProcess.start(env.cp.kubeconfigAs('xdplb-system/xdplb-controller'), 'bench-controller');
+  try {
+    await controller.whileRunning(env.vipWatch.until('every VIP resolved', env.names, (v) => v?.status?.readyBackends === env.perVip, COLD_START_TIMEOUT_MS));
+    return (Date.now() - controller.startedAt) / 1000;
+  } finally {
+    await controller.kill();
   }
 }
 
@@ -175,14 +267,31 @@ export async function scaleAgents(): Promise<string> {
   const perVip = Number(process.env.BENCH_PODS_PER_VIP ?? 100);
   const changes = Number(process.env.BENCH_CHANGES ?? 100);
   const counts = (process.env.BENCH_AGENT_NODES ?? '1,10,100').split(',').map(Number);
+  const processes = Number(process.env.BENCH_AGENT_PROCESSES ?? availableParallelism());
   const rows: string[] = [];
-  for (const n of counts) {
-    const r = await runAt(n, vips, perVip, changes);
-    rows.push(`| ${r.nodes} | ${r.coldStartS.toFixed(1)} s | ${r.agentsReportedS.toFixed(1)} s | ${r.changeP50} ms | ${r.changeP99} ms | ` +
-      `${r.writesPerChange.toFixed(1)} | ${r.watchEventsPerChange.toFixed(0)} | ${r.controllerRssMb.toFixed(0)} MB | ${r.agentHeapMb.toFixed(1)} MB |`);
+  const cp = await ControlPlane.start();
+  let env: Loaded | undefined;
+  let controllerColdS = 0;
+  try {
+    const loading = Date.now();
+    env = await load(cp, vips, perVip);
+    const loadS = (Date.now() - loading) / 1000;
+    controllerColdS = await controllerColdStart(env);
+    process.stderr.write(`scale-agents: loaded in ${loadS.toFixed(0)} s; controller cold start ${controllerColdS.toFixed(1)} s\n`);
+    for (const n of counts) {
+      const r = await runAt(env, n, changes, processes);
+      const row = `| ${r.nodes} | ${r.coldStartS.toFixed(1)} s | ${r.agentsReportedS.toFixed(1)} s | ${r.changeP50} ms | ${r.changeP99} ms | ` +
+        `${r.writesPerChange.toFixed(1)} | ${r.watchEventsPerChange.toFixed(0)} | ${r.controllerRssMb.toFixed(0)} MB | ${r.agentHeapMb.toFixed(1)} MB |`;
+      process.stderr.write(`scale-agents: ${row}\n`);
+      rows.push(row);
+    }
+  } finally {
+    await env?.vipWatch.stop();
+    await cp.stop();
   }
   return [
-    `Control plane at N balancer nodes: ${vips} VIPs x ${perVip} Ready pods, the real controller, N simulated agents (the agent's cluster code on in-memory maps, one process); ${changes} pod changes.`,
+    `Control plane at N balancer nodes: ${vips} VIPs x ${perVip} Ready pods, loaded once; the real controller (cold start on the loaded API server: ${controllerColdS.toFixed(1)} s), ` +
+      `restarted for each N; N simulated agents (the agent's cluster code on in-memory maps, over ${processes} processes); ${changes} pod changes.`,
     '',
     '| nodes | cold start: every VIP Programmed on every node | agents\' first reports written | pod change on every node, p50 | p99 | API writes per change | watch events per change | controller peak RSS | agent heap per agent |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
