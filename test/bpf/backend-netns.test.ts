@@ -33,6 +33,7 @@ import { onExitOrSignal } from '../support/cleanup.js';
 import { requireKernel } from '../support/kernel.js';
 import { removeNetns, TestNetns } from '../support/netns.js';
 import { checksum, checksumsValid, ETH_HLEN, innerFlow, pseudoHeader } from '../support/packets.js';
+import { waitUntil } from '../e2e/control-plane/objects.js';
 import { startPodServer, tunnelledSynReply } from '../support/tunnel-capture.js';
 
 const CLIENT_NS = `xdplb-bkc-${process.pid}`;
@@ -55,6 +56,8 @@ const SERVER_PORTS = [8080, 8081];
 const DROP_INVALID = ['FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'];
 const RP_FILTER_STRICT = 1;
 const RP_FILTER_LOOSE = 2;
+/** A pending SYN-ACK retransmit may be up to 16 s away (1, 2, 4, 8, 16 s backoff): it drops the request when it fires. */
+const HALF_OPEN_GONE_MS = 60_000;
 
 interface Case {
   name: string;
@@ -215,8 +218,14 @@ describe('backend program between namespaces (tcx on the pod\'s host-side veth)'
 
   for (const family of ['v4', 'v6'] as const) {
     test(`a kubelet probe from the node's ${family} address to the pod's target port 8080 connects (its answer is not rewritten)`,
-      (t) => {
+      async (t) => {
         if (!requireKernel(t)) return;
+        // The tests above leave half-open connections (crafted SYNs nobody ACKs), whose SYN-ACKs the
+        // pod retransmits, rewritten each time: on a slow machine they land in this test's window.
+        // No more retransmits, and none pending, so the count below is the probe's alone.
+        sh(POD_NS, 'sysctl', '-qw', 'net.ipv4.tcp_synack_retries=0');
+        await waitUntil('no half-open connection left in the pod', () => execFileSync('ip', ['netns', 'exec', POD_NS, 'ss', '-Htn', 'state', 'syn-recv'],
+          { encoding: 'utf8' }).trim(), (o) => o === '', HALF_OPEN_GONE_MS);
         const before = readBackendReasons(backend!.maps);
         const out = execFileSync('ip', ['netns', 'exec', NODE_NS, process.execPath, '-e', PROBE, POD[family], '8080'],
           { encoding: 'utf8' });
