@@ -425,12 +425,12 @@ async function backendMain(v: Record<string, string | boolean | undefined>, comm
     if (metrics.auth === 'kubernetes') metricsReviewer = new KubeAccessReviewer(kc);
     // In a pod: its DaemonSet seen deleted means an uninstall, and the agent leaves nothing behind.
     if (env.POD_NAMESPACE) {
-      const [namespace, watch] = [env.POD_NAMESPACE, new RemovalWatch(kc, null, env.POD_NAMESPACE, BACKEND_DAEMONSET)];
+      const namespace = env.POD_NAMESPACE;
+      const watch = new RemovalWatch(kc, null, namespace, BACKEND_DAEMONSET);
       removal = watch;
       void watch.start();
       // Its DaemonSet read on stop (a watch can miss a deletion while it reconnects); what the watch saw when it cannot be read.
-      removalOnStop = () => backendRemoval(kc, namespace, BACKEND_DAEMONSET,
-        { removal: () => watch.seen(), existed: () => watch.sawExist('DaemonSet') });
+      removalOnStop = () => backendRemoval(kc, namespace, BACKEND_DAEMONSET, watch);
     }
   }
   const running = await runBackendMode(source, {

@@ -181,19 +181,19 @@ describe('the agent on SIGTERM: uninstall or restart, by its XdpBalancer', () =>
       apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: DS, namespace: NS, finalizers: [FINALIZER] },
       spec: { selector: { matchLabels: { app: DS } }, template: { metadata: { labels: { app: DS } }, spec: { containers: [{ name: 'backend', image: 'none' }] } } },
     }));
-    const existed = { removal: () => null, existed: () => true };
+    const watchSawIt = { seen: () => null, sawExist: () => true };
     try {
-      assert.equal(await backendRemoval(agent(), NS, DS, existed, GET_TIMEOUT_MS), null, 'present: a restart');
+      assert.equal(await backendRemoval(agent(), NS, DS, watchSawIt, GET_TIMEOUT_MS), null, 'present: a restart');
       kubectl(['delete', 'ds', DS, '-n', NS, '--wait=false']);
-      assert.equal(await backendRemoval(agent(), NS, DS, existed, GET_TIMEOUT_MS), `DaemonSet ${DS} is being deleted`);
+      assert.equal(await backendRemoval(agent(), NS, DS, watchSawIt, GET_TIMEOUT_MS), `DaemonSet ${DS} is being deleted`);
       kubectl(['patch', 'ds', DS, '-n', NS, '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]']);
-      const gone = await waitUntil('the DaemonSet gone', () => backendRemoval(agent(), NS, DS, existed, GET_TIMEOUT_MS), (x) => x === `DaemonSet ${DS} is gone`);
+      const gone = await waitUntil('the DaemonSet gone', () => backendRemoval(agent(), NS, DS, watchSawIt, GET_TIMEOUT_MS), (x) => x === `DaemonSet ${DS} is gone`);
       assert.equal(gone, `DaemonSet ${DS} is gone`, 'a deletion no watch saw still detaches');
       // Never seen while the agent ran (deployed under another name): not found is no removal.
-      assert.equal(await backendRemoval(agent(), NS, DS, { removal: () => null, existed: () => false }, GET_TIMEOUT_MS), null);
+      assert.equal(await backendRemoval(agent(), NS, DS, { seen: () => null, sawExist: () => false }, GET_TIMEOUT_MS), null);
       // Forbidden: what the watch saw decides, either way.
-      assert.equal(await backendRemoval(kubeAs('bob'), NS, DS, existed, GET_TIMEOUT_MS), null);
-      assert.equal(await backendRemoval(kubeAs('bob'), NS, DS, { removal: () => `DaemonSet ${DS} was deleted`, existed: () => true }, GET_TIMEOUT_MS),
+      assert.equal(await backendRemoval(kubeAs('bob'), NS, DS, watchSawIt, GET_TIMEOUT_MS), null);
+      assert.equal(await backendRemoval(kubeAs('bob'), NS, DS, { seen: () => `DaemonSet ${DS} was deleted`, sawExist: () => true }, GET_TIMEOUT_MS),
         `DaemonSet ${DS} was deleted`);
     } finally {
       if (kubectl(['get', 'ds', DS, '-n', NS, '--ignore-not-found', '-o', 'name']).trim()) {

@@ -22,6 +22,7 @@ import { XDPB_PLURAL } from '../../api/xdpbalancer.js';
 import { apiError, errorFields, isNotFound } from '../../lib/api-error.js';
 import { daemonPodFits } from '../../lib/daemon-placement.js';
 import { componentLog } from '../../lib/log.js';
+import type { RemovalWatch } from './removal-watch.js';
 
 const log = componentLog('uninstall');
 
@@ -168,14 +169,6 @@ export async function exitDecision(kc: KubeConfig, balancer: string, at: Attachm
   return withRemovalSeen(decideOnExit(balancer, got, at, placement), removalSeen?.() ?? null);
 }
 
-/** What the backend agent's watch of its DaemonSet saw (removal-watch.ts). */
-export interface DaemonSetSeen {
-  /** Its deletion, or null. */
-  removal(): string | null;
-  /** Whether it existed while the agent ran. */
-  existed(): boolean;
-}
-
 /**
  * Why no backend agent will run on this node again, or null: its DaemonSet,
  * read within `timeoutMs`, is gone (having existed while the agent ran: a
@@ -184,7 +177,7 @@ export interface DaemonSetSeen {
  * the agent's watch saw decides. The backend agents have no XdpBalancer:
  * their DaemonSet is all there is to ask.
  */
-export async function backendRemoval(kc: KubeConfig, namespace: string, daemonSet: string, seen: DaemonSetSeen,
+export async function backendRemoval(kc: KubeConfig, namespace: string, daemonSet: string, watch: Pick<RemovalWatch, 'seen' | 'sawExist'>,
   timeoutMs = BALANCER_GET_TIMEOUT_MS): Promise<string | null> {
   const d = deadline(timeoutMs);
   try {
@@ -192,11 +185,11 @@ export async function backendRemoval(kc: KubeConfig, namespace: string, daemonSe
     return ds.metadata?.deletionTimestamp ? `DaemonSet ${daemonSet} is being deleted` : null;
   } catch (err) {
     if (isNotFound(err)) {
-      if (seen.existed()) return `DaemonSet ${daemonSet} is gone`;
+      if (watch.sawExist('DaemonSet')) return `DaemonSet ${daemonSet} is gone`;
       log.warn({ daemonSet, namespace }, `DaemonSet ${daemonSet} not found, and never seen while this agent ran (deployed under another name?): staying attached`);
       return null;
     }
-    const removal = seen.removal();
+    const removal = watch.seen();
     log.warn({ daemonSet, ...errorFields(d.error(err)), removalSeen: removal },
       removal ? 'cannot read this agent\'s DaemonSet; its watch saw it go' : 'cannot read this agent\'s DaemonSet: staying attached; if xdplb is being uninstalled, run xdplb-agent cleanup on this node');
     return removal;
