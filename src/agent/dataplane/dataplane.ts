@@ -99,8 +99,7 @@ export interface AdoptResult {
   dirtyRings: number;
 }
 
-/** Ring keys by normalized VIP: the validated-VIP cache hands an unchanged VIP the same object. */
-/** The inputs of a VIP's ring: equal keys give equal rings. */
+/** The inputs of a VIP's ring: equal keys give equal rings. By normalized VIP: the validated-VIP cache hands an unchanged VIP the same object. */
 const ringKeyOf = memoByObject(ringKeyOfUncached);
 
 function ringKeyOfUncached(spec: NormalizedVip): string {

@@ -63,13 +63,13 @@ export function vipsOfBalancer(balancer: string, vips: readonly LoadBalancerVip[
 }
 
 /**
- * Specs by VIP object: the watch cache replaces an object when it changes and
- * keeps it when it does not, so a sync turns only the changed VIPs into specs,
- * and the unchanged ones keep spec objects the dataplane recognizes by
- * identity (desired-state.ts, dataplane.ts): a change costs its own VIPs, not
- * all of them.
+ * The dataplane VIPs of one LoadBalancerVip: one per port. Not to be changed:
+ * they are shared. Memoized by VIP object: the watch cache replaces an object
+ * when it changes and keeps it when it does not, so a sync turns only the
+ * changed VIPs into specs, and the unchanged ones keep spec objects the
+ * dataplane recognizes by identity (desired-state.ts, dataplane.ts): a change
+ * costs its own VIPs, not all of them.
  */
-/** The dataplane VIPs of one LoadBalancerVip: one per port. Not to be changed: they are shared. */
 export const specsOf: (v: LoadBalancerVip) => readonly VipSpec[] = memoByObject(specsOfUncached);
 
 function specsOfUncached(v: LoadBalancerVip): VipSpec[] {
