@@ -114,6 +114,9 @@ async function load(cp: ControlPlane, vips: number, perVip: number): Promise<Loa
   return { cp, vips, perVip, names: Array.from({ length: vips }, (_, i) => `v${i}`), podStatus, vipWatch };
 }
 
+/** The real controller, as deploy/'s ServiceAccount. */
+const startController = (cp: ControlPlane) => ControllerProcess.start(cp.kubeconfigAs('xdplb-system/xdplb-controller'), 'bench-controller');
+
 /** Says the agent DaemonSet has `nodes` agents scheduled and ready (there is no DaemonSet controller here). */
 function setAgentCount(cp: ControlPlane, nodes: number): void {
   // observedGeneration: the controller counts a DaemonSet's desired agents once its status is for the current spec.
@@ -133,6 +136,7 @@ interface HostMessage { type: string; id?: number; at?: number; heapPerAgent?: n
 class AgentHosts {
   private readonly hosts: ChildProcess[];
   private readonly exited: Promise<void>[];
+  private stopping = false;
   private readonly waiters = new Map<string, { left: number; got: HostMessage[]; resolve: (m: HostMessage[]) => void; reject: (e: Error) => void }>();
 
   constructor(kubeconfigs: Record<string, string>, vips: number, reals: number, processes: number) {
@@ -161,8 +165,6 @@ class AgentHosts {
       else h.once('exit', () => resolve());
     }));
   }
-
-  private stopping = false;
 
   private failAll(err: Error): void {
     for (const w of this.waiters.values()) w.reject(err);
@@ -194,8 +196,7 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
     // A clean start for each N: no reports of the previous N's agents (all of them stopped), a controller with fresh memory.
     cp.kubectl(['delete', 'xdpnodereports', '--all']);
     await waitFor('no node reports', () => cp.kubectl(['get', 'xdpnodereports', '-o', 'name']), (o) => o.trim() === '', 60_000);
-    if (cp.kubectl(['get', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--ignore-not-found', '-o', 'name']).trim()) setAgentCount(cp, nodes);
-    controller = await ControllerProcess.start(cp.kubeconfigAs('xdplb-system/xdplb-controller'), 'bench-controller');
+    controller = await startController(cp);
     await controller.whileRunning(waitFor('the agent DaemonSet', () => cp.kubectl(['get', 'ds', '-n', AGENT_NAMESPACE, '-o', 'name']), (o) => o.includes(AGENT_DAEMONSET), 120_000));
     setAgentCount(cp, nodes);
     // The controller has resolved every VIP and counts N agents, none of which has reported yet.
@@ -253,7 +254,7 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
 
 /** The controller's cold start on the loaded API server: from its start until every VIP has its backends in status. */
 async function controllerColdStart(env: Loaded): Promise<number> {
-  const controller = await ControllerProcess.start(env.cp.kubeconfigAs('xdplb-system/xdplb-controller'), 'bench-controller');
+  const controller = await startController(env.cp);
   try {
     await controller.whileRunning(env.vipWatch.until('every VIP resolved', env.names, (v) => v?.status?.readyBackends === env.perVip, COLD_START_TIMEOUT_MS));
     return (Date.now() - controller.startedAt) / 1000;
