@@ -13,6 +13,8 @@ export interface TraceRun {
 }
 
 export interface RunningTrace {
+  /** What it has printed on stdout so far. */
+  output(): string;
   /** Interrupts it as a user's ^C would. */
   stop(): Promise<TraceRun>;
   /** Waits for it to end by itself (--count, --duration, an error). */
@@ -40,6 +42,7 @@ export async function watchTrace(child: ChildProcess): Promise<RunningTrace> {
     });
   });
   return {
+    output: () => out,
     stop: async () => {
       child.kill('SIGINT');
       return { code: await exited, out, err };

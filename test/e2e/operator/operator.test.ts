@@ -36,6 +36,8 @@ const LONG_INTERVAL_MS = 100;
  * drainSeconds outlasts it by this much.
  */
 const DRAIN_OUTLASTS_LONG_MS = 5000;
+/** The trace scenario stops its traces itself; this only ends one it fails to stop. */
+const TRACE_BOUND_SECONDS = 300;
 
 describe('operator end to end: kubectl apply to packets', () => {
   let env: OperatorEnv;
@@ -252,18 +254,23 @@ describe('operator end to end: kubectl apply to packets', () => {
       await assert.rejects(env.startTrace(env.nodes[0]!, ['--vip', `${ns()}/web`], 'ungranted'),
         /LoadBalancerVip shop\/web: forbidden: reading it needs the xdplb-trace role bound in namespace shop/);
     }
-    const traces = await Promise.all(env.nodes.map((n) => env.startTrace(n, ['--vip', `${ns()}/web`, '--json', '--duration', '5'], 'granted')));
+    // --duration only bounds a trace the test fails to stop: on a loaded machine the scrapes alone can outlast a short one.
+    const traces = await Promise.all(env.nodes.map((n) => env.startTrace(n, ['--vip', `${ns()}/web`, '--json', '--duration', String(TRACE_BOUND_SECONDS)], 'granted')));
     const vipPackets = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vip_packets_total', { vip: `${env.vip4}:${HTTP}/TCP` })));
+    const lines = (out: string) => out.trim().split('\n').filter(Boolean);
     const before = await vipPackets();
     const r = await env.connect(env.vip4, HTTP, 20);
     assert.equal(r.failures, 0, r.errors.join(', '));
     const after = await vipPackets();
-    const runs = await Promise.all(traces.map((x) => x.done()));
+    const counted = after.map((a, i) => a - before[i]!);
+    // Records stream from the agent's ring buffer: wait for as many as the program counted, then stop as ^C would.
+    await waitFor('a trace record per packet counted', () => traces.map((x) => lines(x.output()).length), (n) => n.every((c, i) => c >= counted[i]!)).catch(() => undefined);
+    const runs = await Promise.all(traces.map((x) => x.stop()));
     const records = runs.map((run) => {
       assert.equal(run.code, 0, run.err);
-      return run.out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { vip: string; reason: string; src: string; real: string | null });
+      return lines(run.out).map((l) => JSON.parse(l) as { vip: string; reason: string; src: string; real: string | null });
     });
-    records.forEach((recs, i) => assert.equal(recs.length, after[i]! - before[i]!, `${env.nodes[i]}: records vs packets counted for the VIP`));
+    records.forEach((recs, i) => assert.equal(recs.length, counted[i], `${env.nodes[i]}: records vs packets counted for the VIP`));
     const all = records.flat();
     assert.ok(all.length >= 20 * 3, `${all.length} records for 20 connections`);
     assert.ok(all.every((e) => e.vip === `${env.vip4}:${HTTP}/TCP` && e.reason === 'tx_encap' && e.real), JSON.stringify(all[0]));
