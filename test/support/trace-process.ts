@@ -4,7 +4,12 @@ import { fileURLToPath } from 'node:url';
 
 /** The CLI in dist/. */
 export const XDPLB_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const TRACE_READY_TIMEOUT_MS = 15_000;
+/**
+ * Starting means reading the agent's endpoint from the API server, a TLS
+ * connection, and the agent's TokenReview and SubjectAccessReview: on a loaded
+ * 2-core machine running kind that took over 15 s once.
+ */
+const TRACE_READY_TIMEOUT_MS = 60_000;
 
 export interface TraceRun {
   code: number | null;
@@ -28,7 +33,10 @@ export async function watchTrace(child: ChildProcess): Promise<RunningTrace> {
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`xdplb trace did not start: ${err}`)), TRACE_READY_TIMEOUT_MS);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // not left running after the test
+      reject(new Error(`xdplb trace did not start within ${TRACE_READY_TIMEOUT_MS} ms: ${err}`));
+    }, TRACE_READY_TIMEOUT_MS);
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('tracing on')) {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { LONG_LIVED_MIN_MESSAGES } from '../../lab/client-results.js';
 import { vipNodes } from '../../support/node-reports.js';
+import type { TraceRun } from '../../support/trace-process.js';
 
 async function openEnv(): Promise<OperatorEnv> {
   if (process.env.XDPLB_E2E_ENV === 'kind') return (await import('./kind-env.js')).KindOperatorEnv.up();
@@ -255,17 +256,26 @@ describe('operator end to end: kubectl apply to packets', () => {
         /LoadBalancerVip shop\/web: forbidden: reading it needs the xdplb-trace role bound in namespace shop/);
     }
     // --duration only bounds a trace the test fails to stop: on a loaded machine the scrapes alone can outlast a short one.
-    const traces = await Promise.all(env.nodes.map((n) => env.startTrace(n, ['--vip', `${ns()}/web`, '--json', '--duration', String(TRACE_BOUND_SECONDS)], 'granted')));
-    const vipPackets = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vip_packets_total', { vip: `${env.vip4}:${HTTP}/TCP` })));
     const lines = (out: string) => out.trim().split('\n').filter(Boolean);
-    const before = await vipPackets();
-    const r = await env.connect(env.vip4, HTTP, 20);
-    assert.equal(r.failures, 0, r.errors.join(', '));
-    const after = await vipPackets();
-    const counted = after.map((a, i) => a - before[i]!);
-    // Records stream from the agent's ring buffer: wait for as many as the program counted, then stop as ^C would.
-    await waitFor('a trace record per packet counted', () => traces.map((x) => lines(x.output()).length), (n) => n.every((c, i) => c >= counted[i]!)).catch(() => undefined);
-    const runs = await Promise.all(traces.map((x) => x.stop()));
+    const started = env.nodes.map((n) => env.startTrace(n, ['--vip', `${ns()}/web`, '--json', '--duration', String(TRACE_BOUND_SECONDS)], 'granted'));
+    // Stopped however the test ends: a trace left running would hold the test process until its bound.
+    const stopAll = async () => Promise.all(started.map(async (p) => (await p.catch(() => null))?.stop()));
+    let counted: number[];
+    let runs: TraceRun[];
+    try {
+      const traces = await Promise.all(started);
+      const vipPackets = async () => Promise.all(env.nodes.map(async (n) => sample(await env.agentMetrics(n), 'xdplb_vip_packets_total', { vip: `${env.vip4}:${HTTP}/TCP` })));
+      const before = await vipPackets();
+      const r = await env.connect(env.vip4, HTTP, 20);
+      assert.equal(r.failures, 0, r.errors.join(', '));
+      const after = await vipPackets();
+      counted = after.map((a, i) => a - before[i]!);
+      // Records stream from the agent's ring buffer: wait for as many as the program counted, then stop as ^C would.
+      await waitFor('a trace record per packet counted', () => traces.map((x) => lines(x.output()).length), (n) => n.every((c, i) => c >= counted[i]!))
+        .catch(() => undefined); // the assertion below says by how much
+    } finally {
+      runs = (await stopAll()) as TraceRun[];
+    }
     const records = runs.map((run) => {
       assert.equal(run.code, 0, run.err);
       return lines(run.out).map((l) => JSON.parse(l) as { vip: string; reason: string; src: string; real: string | null });
