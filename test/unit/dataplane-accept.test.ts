@@ -89,6 +89,17 @@ describe('accepting a desired state', () => {
     assert.deepEqual(h.accept([vip('198.19.5.2', reals(5, '198.18.6.'))]).accepted, [0]);
   });
 
+  test('at full real capacity: the programmed state is accepted again, and a change that fits only by sharing reals too', () => {
+    const h = new MemoryDataplane({ reals: 6 }); // 5 usable
+    const state = [vip('198.19.7.1', reals(3, '198.18.7.')), vip('198.19.7.2', reals(2, '198.18.8.'))];
+    h.apply(state);
+    assert.deepEqual(h.accept(state).accepted, [0, 1], 'unchanged VIPs hold no old reals besides their own');
+    // Summed per VIP (4 + 2 + 3) this is over 5; the distinct reals of the peak are the 5 installed.
+    const sharing = [vip('198.19.7.1', [...reals(3, '198.18.7.'), ...reals(1, '198.18.8.')]), ...state.slice(1)];
+    assert.deepEqual(h.accept(sharing).accepted, [0, 1]);
+    h.apply(sharing);
+  });
+
   test('problems of the encapsulation are general: nothing is accepted, VIPs are refused only for their own problems', () => {
     const h = new MemoryDataplane();
     const acc = h.accept([vip('198.19.2.1'), vip('bad')], undefined, { ...ENCAP, srcMac: 'zz' });

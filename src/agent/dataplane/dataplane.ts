@@ -29,7 +29,7 @@ import {
   validate,
   vipId,
 } from './desired-state.js';
-import { acceptVips } from './acceptance.js';
+import { acceptVips, type Installed } from './acceptance.js';
 import { IdAllocator } from './id-allocator.js';
 
 /** ctl is an array of one element. */
@@ -122,6 +122,8 @@ export interface InstalledVipRef {
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
+  /** Adopted reals no adopted VIP names are released by the next complete apply. */
+  private unclaimedAfterAdopt = false;
   /** The same reals by id: the ring and the VIPs name reals by id. */
   private readonly realsById = new Map<number, InstalledReal>();
   private readonly vipNums: IdAllocator;
@@ -183,6 +185,7 @@ export class Dataplane {
    */
   adopt(): AdoptResult {
     if (this.vips.size || this.reals.size) throw new Error('adopt() must run before anything is applied');
+    this.unclaimedAfterAdopt = true;
     const m = this.maps;
     this.ctl = m.ctl.get(CTL_SLOT);
 
@@ -258,8 +261,12 @@ export class Dataplane {
    * whole; capacity is filled in input order. One pass: O(n log n).
    */
   accept(desired: DesiredState, groups?: readonly number[]): Acceptance {
-    const installedReals = (id: string) => this.vips.get(id)?.spec.reals.map((r) => r.address.text);
-    return acceptVips(validate(desired), this.capacity, installedReals, groups);
+    const installed: Installed = {
+      vip: (id) => this.vips.get(id)?.spec,
+      realCount: this.reals.size,
+      hasReal: (address) => this.reals.has(address),
+    };
+    return acceptVips(validate(desired), this.capacity, installed, groups);
   }
 
   apply(desired: DesiredState): ApplyResult {
@@ -299,12 +306,16 @@ export class Dataplane {
       }
     }
     this.writeQuicServers(quic);
-    // Reals no VIP lists any more (left over from an adopted state) go last.
-    for (const real of [...this.reals.values()]) {
-      if (real.refs === 0) {
-        real.refs = 1;
-        this.releaseReal(real.id, result);
+    // Reals no VIP lists any more (left over from an adopted state) go last. Only adoption leaves a real
+    // unclaimed (releaseReal frees one at its last reference), so later applies skip this O(all reals) pass.
+    if (this.unclaimedAfterAdopt) {
+      for (const real of [...this.reals.values()]) {
+        if (real.refs === 0) {
+          real.refs = 1;
+          this.releaseReal(real.id, result);
+        }
       }
+      this.unclaimedAfterAdopt = false;
     }
     result.writes = this.totalWrites() - before;
     if (result.writes) log.debug({ ...result }, 'dataplane applied');
@@ -316,9 +327,13 @@ export class Dataplane {
    * a moment both are installed: refuse up front if that cannot fit.
    */
   private checkPeakCapacity(wanted: Map<string, NormalizedVip>): void {
-    // Cheap bound first: what is installed plus every wanted real not yet installed.
+    // Cheap bound first: what is installed plus every wanted real not yet installed. An unchanged VIP (its
+    // installed spec is the very object) has all its reals installed: skipped, so a sync costs O(changed reals).
     let bound = this.reals.size;
-    for (const vip of wanted.values()) for (const r of vip.reals) if (!this.reals.has(r.address.text)) bound++;
+    for (const vip of wanted.values()) {
+      if (this.vips.get(vip.id)?.spec === vip) continue;
+      for (const r of vip.reals) if (!this.reals.has(r.address.text)) bound++;
+    }
     if (bound <= this.capacity.reals) return;
     const peak = new Set<string>();
     for (const [id, vip] of this.vips) {
@@ -483,7 +498,11 @@ export class Dataplane {
   /** Returns whether anything was written. */
   private updateVip(vip: InstalledVip, spec: NormalizedVip, result: ApplyResult): boolean {
     const ringKey = ringKeyOf(spec);
-    if (ringKey === vip.ringKey && spec.flags === vip.flags) return false; // the common case: untouched
+    if (ringKey === vip.ringKey && spec.flags === vip.flags) {
+      // The common case: untouched. Holding the spec of this sync lets the next one see it unchanged by identity (accept()).
+      vip.spec = spec;
+      return false;
+    }
     const writesBefore = this.totalWrites();
     const newIds = new Set<number>();
     for (const r of spec.reals) {
