@@ -15,6 +15,7 @@
  *  - the controller's peak RSS, the agents' heap per agent. */
 import { type ChildProcess, fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { get } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -71,7 +72,7 @@ interface Row {
   changeP99: number;
   writesPerChange: number;
   watchEventsPerChange: number;
-  /** Syncs (whole-balancer plans) per change and agent: 1 is the floor, a sync per VIP write the agents act on. */
+  /** Syncs (whole-balancer plans) per change and agent: about 1 when agents sync only for the controller's backends write. */
   syncsPerChange: number;
   controllerRssMb: number;
   agentHeapMb: number;
@@ -197,6 +198,8 @@ class AgentHosts {
   }
 }
 
+/** After the last change is confirmed, time for the VIP writes that confirm it to reach every agent. */
+const CONFIRMATION_SETTLE_MS = 2000;
 const sumSyncs = (answers: HostMessage[]) => answers.reduce((n, a) => n + a.syncs!, 0);
 
 async function runAt(env: Loaded, nodes: number, changes: number, processes: number): Promise<Row> {
@@ -241,6 +244,11 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
         setTimeout(() => reject(new Error(`change ${c}: not programmed on every node within ${CHANGE_TIMEOUT_MS} ms`)), CHANGE_TIMEOUT_MS))]));
       latencies.push(Math.max(...answers.map((a) => a.at!)) - t);
     }
+    // Syncs counted once the last change is confirmed (the controller's confirmation writes have reached the
+    // agents) and before the restore below, which is no change of the run.
+    await controller.whileRunning(vipWatch.until('the last change confirmed on every node', names, programmedEverywhere, CHANGE_TIMEOUT_MS));
+    await sleep(CONFIRMATION_SETTLE_MS);
+    const syncsAfter = sumSyncs(await hosts.ask('memory'));
     // Every pod Ready again for the next N (an odd number of changes leaves the last one NotReady).
     if (changes % 2 === 1) await env.podStatus(podOfChange(changes - 1), true);
     const after = apiCounts(await apiServerMetrics(cp));
@@ -253,7 +261,7 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
       changeP99: pct(latencies, 99),
       writesPerChange: (after.writes - before.writes) / changes - 1,
       watchEventsPerChange: (after.watchEvents - before.watchEvents) / changes,
-      syncsPerChange: (sumSyncs(heaps) - syncsBefore) / changes / nodes,
+      syncsPerChange: (syncsAfter - syncsBefore) / changes / nodes,
       controllerRssMb: controller.peakRssMb(),
       agentHeapMb: heaps.reduce((n, h) => n + h.heapPerAgent! * h.agents!, 0) / nodes / MIB,
     };

@@ -122,8 +122,12 @@ export interface InstalledVipRef {
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
-  /** Adopted reals no adopted VIP names are released by the next complete apply. */
-  private unclaimedAfterAdopt = false;
+  /**
+   * Whether a real may sit in the maps with no reference: after adopt() (one
+   * no adopted VIP names), or after a release whose map write failed. The
+   * next complete apply releases them.
+   */
+  private mayHoldUnclaimed = false;
   /** The same reals by id: the ring and the VIPs name reals by id. */
   private readonly realsById = new Map<number, InstalledReal>();
   private readonly vipNums: IdAllocator;
@@ -185,7 +189,7 @@ export class Dataplane {
    */
   adopt(): AdoptResult {
     if (this.vips.size || this.reals.size) throw new Error('adopt() must run before anything is applied');
-    this.unclaimedAfterAdopt = true;
+    this.mayHoldUnclaimed = true;
     const m = this.maps;
     this.ctl = m.ctl.get(CTL_SLOT);
 
@@ -306,16 +310,17 @@ export class Dataplane {
       }
     }
     this.writeQuicServers(quic);
-    // Reals no VIP lists any more (left over from an adopted state) go last. Only adoption leaves a real
-    // unclaimed (releaseReal frees one at its last reference), so later applies skip this O(all reals) pass.
-    if (this.unclaimedAfterAdopt) {
+    // Reals no VIP lists any more (left over from an adopted state, or a failed release) go last. Nothing
+    // else leaves a real unclaimed (releaseReal frees one at its last reference), so otherwise this O(all
+    // reals) pass is skipped.
+    if (this.mayHoldUnclaimed) {
       for (const real of [...this.reals.values()]) {
         if (real.refs === 0) {
           real.refs = 1;
           this.releaseReal(real.id, result);
         }
       }
-      this.unclaimedAfterAdopt = false;
+      this.mayHoldUnclaimed = false;
     }
     result.writes = this.totalWrites() - before;
     if (result.writes) log.debug({ ...result }, 'dataplane applied');
@@ -412,7 +417,12 @@ export class Dataplane {
   private releaseReal(id: number, result: ApplyResult): void {
     const real = this.realsById.get(id);
     if (!real || --real.refs > 0) return;
-    this.maps.reals.set(id, null);
+    try {
+      this.maps.reals.set(id, null);
+    } catch (err) {
+      this.mayHoldUnclaimed = true; // unreferenced but in the maps: the next apply's sweep frees it
+      throw err;
+    }
     this.reals.delete(real.address.text);
     this.realsById.delete(id);
     this.realIds.free(id);
@@ -489,10 +499,19 @@ export class Dataplane {
     this.maps.vips.delete(vip.spec);
     this.vips.delete(vip.spec.id);
     this.countVipAddr(vip.spec.address, vip.spec.flags, -1);
-    for (const id of vip.realIds) this.releaseReal(id, result);
+    // Every reference is dropped even if a write fails: the VIP is gone, and nothing else would drop them.
+    let failed: unknown;
+    for (const id of vip.realIds) {
+      try {
+        this.releaseReal(id, result);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
     // The ring slice is left as it is: the next VIP given this number gets a
     // full ring written before its VIP entry exists.
     this.vipNums.free(vip.num);
+    if (failed) throw failed;
   }
 
   /** Returns whether anything was written. */
@@ -505,13 +524,14 @@ export class Dataplane {
     }
     const writesBefore = this.totalWrites();
     const newIds = new Set<number>();
+    // Reals are in the maps before the ring names them. Each is the VIP's as soon as acquired: if a later
+    // one fails, the next apply releases those its spec does not list.
     for (const r of spec.reals) {
       const known = this.reals.get(r.address.text);
-      if (known && vip.realIds.has(known.id)) newIds.add(known.id);
-      else newIds.add(this.acquireReal(r.address, result));
+      const id = known && vip.realIds.has(known.id) ? known.id : this.acquireReal(r.address, result);
+      newIds.add(id);
+      vip.realIds.add(id);
     }
-    // Reals are in the maps before the ring names them.
-    for (const id of newIds) vip.realIds.add(id);
     vip.spec = spec;
     if (ringKey !== vip.ringKey) {
       vip.ringKey = null;
