@@ -29,10 +29,12 @@ const cold = timeMs(() => dp.apply({ encap: ENCAP, vips }));
 const changed = vips.map((v, i) => (i === 0 ? { ...v, reals: v.reals.slice(1) } : v));
 const change = timeMs(() => dp.apply({ encap: ENCAP, vips: changed }));
 const noop = timeMs(() => dp.apply({ encap: ENCAP, vips: changed }));
+// What an agent's sync asks first (cluster-vips.ts planVips): which VIPs fit, here all of them, unchanged.
+const acceptNoop = timeMs(() => dp.accept({ encap: ENCAP, vips: changed }));
 // A restarted agent: adopt the maps, then the same state.
 const restarted = new Dataplane(lb.maps);
 const adopt = timeMs(() => restarted.adopt());
 const firstAfterAdopt = timeMs(() => restarted.apply({ encap: ENCAP, vips: changed }));
 global.gc?.();
-process.stdout.write(`${JSON.stringify({ vips: VIPS, cold, change, noop, adopt, firstAfterAdopt, rssLoaded, rss: rssMb() })}\n`);
+process.stdout.write(`${JSON.stringify({ vips: VIPS, cold, change, noop, acceptNoop, adopt, firstAfterAdopt, rssLoaded, rss: rssMb() })}\n`);
 lb.object.close();

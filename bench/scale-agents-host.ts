@@ -37,6 +37,8 @@ const args = JSON.parse(process.argv[2]!) as HostArgs;
 /** One simulated agent: what it last programmed, per VIP (address:port/protocol) the weight of each real. */
 class SimulatedAgent implements Programmer {
   readonly programmed = new Map<string, Map<string, number>>();
+  /** The spec each entry of `programmed` came from: an unchanged VIP keeps its spec object, and its entry. */
+  private readonly programmedFrom = new Map<string, VipSpec>();
   private readonly dataplane = new Dataplane(memoryMaps(BALANCER_MAPS, { vips: args.vips + SPARE, reals: realSlotsFor(args.reals + SPARE), connectionTable: 1024 }));
   readonly source: ClusterSource;
 
@@ -50,8 +52,20 @@ class SimulatedAgent implements Programmer {
 
   setVips(vips: VipSpec[]): Promise<void> {
     this.dataplane.apply({ encap: ENCAP, vips });
-    this.programmed.clear();
-    for (const v of vips) this.programmed.set(`${v.address}:${v.port}/${v.protocol}`, new Map(v.reals.map((r) => [r.address, r.weight])));
+    // Only what changed, as the dataplane does: rebuilding all of it would charge the agents O(all reals) per sync.
+    const now = new Set<string>();
+    for (const v of vips) {
+      const key = `${v.address}:${v.port}/${v.protocol}`;
+      now.add(key);
+      if (this.programmedFrom.get(key) === v) continue;
+      this.programmedFrom.set(key, v);
+      this.programmed.set(key, new Map(v.reals.map((r) => [r.address, r.weight])));
+    }
+    for (const key of this.programmedFrom.keys()) {
+      if (now.has(key)) continue;
+      this.programmedFrom.delete(key);
+      this.programmed.delete(key);
+    }
     return Promise.resolve();
   }
 
@@ -76,7 +90,8 @@ process.on('message', (m: AwaitMessage | { type: 'memory' } | { type: 'stop' }) 
   } else if (m.type === 'memory') {
     global.gc?.();
     const statusWrites = agents.reduce((n, a) => n + a.source.statusWrites, 0);
-    process.send!({ type: 'memory', agents: agents.length, heapPerAgent: (process.memoryUsage().heapUsed - heapBefore) / agents.length, rss: process.memoryUsage().rss, statusWrites });
+    const syncs = agents.reduce((n, a) => n + a.source.syncs, 0);
+    process.send!({ type: 'memory', agents: agents.length, heapPerAgent: (process.memoryUsage().heapUsed - heapBefore) / agents.length, rss: process.memoryUsage().rss, statusWrites, syncs });
   } else {
     void Promise.all(agents.map((a) => a.source.stop())).then(() => process.exit(0));
   }

@@ -15,6 +15,7 @@
  *  - the controller's peak RSS, the agents' heap per agent. */
 import { type ChildProcess, fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { get } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -71,6 +72,8 @@ interface Row {
   changeP99: number;
   writesPerChange: number;
   watchEventsPerChange: number;
+  /** Syncs (whole-balancer plans) per change and agent: about 1 when agents sync only for the controller's backends write. */
+  syncsPerChange: number;
   controllerRssMb: number;
   agentHeapMb: number;
 }
@@ -125,7 +128,7 @@ function setAgentCount(cp: ControlPlane, nodes: number): void {
   cp.kubectl(['patch', 'ds', AGENT_DAEMONSET, '-n', AGENT_NAMESPACE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
 }
 
-interface HostMessage { type: string; id?: number; at?: number; heapPerAgent?: number; agents?: number }
+interface HostMessage { type: string; id?: number; at?: number; heapPerAgent?: number; agents?: number; syncs?: number }
 
 /**
  * The simulated agents, spread over `processes` child processes (round
@@ -180,6 +183,13 @@ class AgentHosts {
     for (const h of this.hosts) h.send(m);
   }
 
+  /** Every process's memory and counts. */
+  ask(type: 'memory'): Promise<HostMessage[]> {
+    const answers = this.next(type);
+    this.send({ type });
+    return answers;
+  }
+
   /** Kills the hosts and waits until they are gone, so no report write of theirs is still on its way. */
   async stop(): Promise<void> {
     this.stopping = true;
@@ -187,6 +197,10 @@ class AgentHosts {
     await Promise.all(this.exited);
   }
 }
+
+/** After the last change is confirmed, time for the VIP writes that confirm it to reach every agent. */
+const CONFIRMATION_SETTLE_MS = 2000;
+const sumSyncs = (answers: HostMessage[]) => answers.reduce((n, a) => n + a.syncs!, 0);
 
 async function runAt(env: Loaded, nodes: number, changes: number, processes: number): Promise<Row> {
   const { cp, vips, perVip, names, vipWatch } = env;
@@ -214,6 +228,7 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
       controller.whileRunning(vipWatch.until(`every VIP programmed on ${nodes} node(s)`, names, programmedEverywhere, COLD_START_TIMEOUT_MS))]);
 
     const before = apiCounts(await apiServerMetrics(cp));
+    const syncsBefore = sumSyncs(await hosts.ask('memory'));
     const latencies: number[] = [];
     // Change c: pod k of VIP (c/2 mod VIPs), NotReady on even changes, Ready again on the odd one after.
     const podOfChange = (c: number) => (Math.floor(c / 2) % vips) * perVip + (Math.floor(c / 2) % perVip);
@@ -229,12 +244,15 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
         setTimeout(() => reject(new Error(`change ${c}: not programmed on every node within ${CHANGE_TIMEOUT_MS} ms`)), CHANGE_TIMEOUT_MS))]));
       latencies.push(Math.max(...answers.map((a) => a.at!)) - t);
     }
+    // Syncs counted once the last change is confirmed (the controller's confirmation writes have reached the
+    // agents) and before the restore below, which is no change of the run.
+    await controller.whileRunning(vipWatch.until('the last change confirmed on every node', names, programmedEverywhere, CHANGE_TIMEOUT_MS));
+    await sleep(CONFIRMATION_SETTLE_MS);
+    const syncsAfter = sumSyncs(await hosts.ask('memory'));
     // Every pod Ready again for the next N (an odd number of changes leaves the last one NotReady).
     if (changes % 2 === 1) await env.podStatus(podOfChange(changes - 1), true);
     const after = apiCounts(await apiServerMetrics(cp));
-    const memory = hosts.next('memory');
-    hosts.send({ type: 'memory' });
-    const heaps = await memory;
+    const heaps = await hosts.ask('memory');
     return {
       nodes,
       coldStartS: (coldAt - t0) / 1000,
@@ -243,6 +261,7 @@ async function runAt(env: Loaded, nodes: number, changes: number, processes: num
       changeP99: pct(latencies, 99),
       writesPerChange: (after.writes - before.writes) / changes - 1,
       watchEventsPerChange: (after.watchEvents - before.watchEvents) / changes,
+      syncsPerChange: (syncsAfter - syncsBefore) / changes / nodes,
       controllerRssMb: controller.peakRssMb(),
       agentHeapMb: heaps.reduce((n, h) => n + h.heapPerAgent! * h.agents!, 0) / nodes / MIB,
     };
@@ -282,7 +301,7 @@ export async function scaleAgents(): Promise<string> {
     for (const n of counts) {
       const r = await runAt(env, n, changes, processes);
       const row = `| ${r.nodes} | ${r.coldStartS.toFixed(1)} s | ${r.agentsReportedS.toFixed(1)} s | ${r.changeP50} ms | ${r.changeP99} ms | ` +
-        `${r.writesPerChange.toFixed(1)} | ${r.watchEventsPerChange.toFixed(0)} | ${r.controllerRssMb.toFixed(0)} MB | ${r.agentHeapMb.toFixed(1)} MB |`;
+        `${r.writesPerChange.toFixed(1)} | ${r.watchEventsPerChange.toFixed(0)} | ${r.syncsPerChange.toFixed(1)} | ${r.controllerRssMb.toFixed(0)} MB | ${r.agentHeapMb.toFixed(1)} MB |`;
       process.stderr.write(`scale-agents: ${row}\n`);
       rows.push(row);
     }
@@ -294,8 +313,8 @@ export async function scaleAgents(): Promise<string> {
     `Control plane at N balancer nodes: ${vips} VIPs x ${perVip} Ready pods, loaded once; the real controller (cold start on the loaded API server: ${controllerColdS.toFixed(1)} s), ` +
       `restarted for each N; N simulated agents (the agent's cluster code on in-memory maps, over ${processes} processes); ${changes} pod changes.`,
     '',
-    '| nodes | cold start: every VIP Programmed on every node | agents\' first reports written | pod change on every node, p50 | p99 | API writes per change | watch events per change | controller peak RSS | agent heap per agent |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| nodes | cold start: every VIP Programmed on every node | agents\' first reports written | pod change on every node, p50 | p99 | API writes per change | watch events per change | agent syncs per change and agent | controller peak RSS | agent heap per agent |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
   ].join('\n');
 }

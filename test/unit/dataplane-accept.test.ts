@@ -1,8 +1,8 @@
 /** Dataplane.accept: which VIPs of a desired state would be programmed together, and why not the others. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { REFUSED_WITH_GROUP } from '../../src/agent/dataplane/acceptance.js';
-import type { Problem, VipSpec } from '../../src/agent/dataplane/desired-state.js';
+import { acceptVips, type Installed, REFUSED_WITH_GROUP } from '../../src/agent/dataplane/acceptance.js';
+import { isValid, type NormalizedVip, type Problem, validate, type VipSpec } from '../../src/agent/dataplane/desired-state.js';
 import { ENCAP, reals, vip } from '../support/fixtures.js';
 import { MemoryDataplane } from '../support/memory-dataplane.js';
 
@@ -87,6 +87,54 @@ describe('accepting a desired state', () => {
     assert.match(acc.refused.get(0)![0]!.reason, /the change needs 10 reals installed at once/);
     // A VIP that is removed frees its reals for the others.
     assert.deepEqual(h.accept([vip('198.19.5.2', reals(5, '198.18.6.'))]).accepted, [0]);
+  });
+
+  test('at full real capacity: the programmed state is accepted again, and a change that fits only by sharing reals too', () => {
+    const h = new MemoryDataplane({ reals: 6 }); // 5 usable
+    const state = [vip('198.19.7.1', reals(3, '198.18.7.')), vip('198.19.7.2', reals(2, '198.18.8.'))];
+    h.apply(state);
+    assert.deepEqual(h.accept(state).accepted, [0, 1], 'unchanged VIPs hold no old reals besides their own');
+    // Summed per VIP (4 + 2 + 3) this is over 5; the distinct reals of the peak are the 5 installed.
+    const sharing = [vip('198.19.7.1', [...reals(3, '198.18.7.'), ...reals(1, '198.18.8.')]), ...state.slice(1)];
+    assert.deepEqual(h.accept(sharing).accepted, [0, 1]);
+    h.apply(sharing);
+  });
+
+  test('where the cheap bound fits, the answer is the exact one: 300 random states against the exact sets', () => {
+    let seed = 7;
+    // An LCG's low bits cycle: take the high ones.
+    const random = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * n);
+    /** Up to 6 distinct VIPs of up to 4 reals (a real listed twice in one VIP is refused) from a pool of 10. */
+    const state = (): VipSpec[] => {
+      const base = random(8);
+      return Array.from({ length: 1 + random(6) }, (_, v) => vip(`198.19.9.${1 + base + v}`,
+        [...new Set(Array.from({ length: 1 + random(4) }, () => 1 + random(10)))].map((r) => ({ address: `198.18.9.${r}`, weight: 1 }))));
+    };
+    let fast = 0;
+    let compared = 0;
+    for (let round = 0; round < 300; round++) {
+      const h = new MemoryDataplane({ reals: 4 + random(10), vips: 2 + random(6) });
+      const programmed = state();
+      try {
+        h.apply(programmed);
+      } catch {
+        continue; // over capacity
+      }
+      const installedSpecs = new Map(validate({ encap: ENCAP, vips: programmed }).vips.filter(isValid).map((v): [string, NormalizedVip] => [v.id, v]));
+      const realsNow = new Set(h.dp.installedReals().map((r) => r.address));
+      const view: Installed = { vip: (id) => installedSpecs.get(id), realCount: realsNow.size, hasReal: (a) => realsNow.has(a) };
+      const desired = random(2) ? programmed : [...programmed.slice(random(programmed.length)), ...state()];
+      const groups = desired.map((_, i) => Math.floor(i / (1 + random(2))));
+      const validated = validate({ encap: ENCAP, vips: desired });
+      const exact = acceptVips(validated, h.dp.capacity, { ...view, realCount: Number.MAX_SAFE_INTEGER }, groups);
+      const got = acceptVips(validated, h.dp.capacity, view, groups);
+      assert.deepEqual(refusedAs(got.refused), refusedAs(exact.refused), `round ${round}`);
+      assert.deepEqual(got.accepted, exact.accepted, `round ${round}`);
+      assert.deepEqual(h.accept(desired, groups).accepted, exact.accepted, `round ${round}: Dataplane.accept`);
+      compared++;
+      if (desired === programmed) fast++; // its bound is the reals installed: the cheap path
+    }
+    assert.ok(compared > 150 && fast > 50, `${compared} rounds compared, ${fast} of them on the cheap path`);
   });
 
   test('problems of the encapsulation are general: nothing is accepted, VIPs are refused only for their own problems', () => {

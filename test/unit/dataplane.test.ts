@@ -144,6 +144,40 @@ describe('dataplane write order', () => {
     h.raw.vips.update = update;
     assert.equal(h.apply([vip('198.19.1.40', reals(2, '198.18.40.'))]).vipsAdded, 1);
   });
+
+  /** Makes the next write of an empty reals slot (a release) fail once. */
+  function failNextRelease(h: MemoryDataplane): void {
+    const { update } = h.raw.reals;
+    h.raw.reals.update = function (key, value, flags) {
+      if (value.every((b) => b === 0)) {
+        h.raw.reals.update = update;
+        throw new Error('reals refused the write');
+      }
+      update.call(this, key, value, flags);
+    };
+  }
+
+  test('a release whose write fails is retried by the next apply: no real slot is lost', () => {
+    const h = new MemoryDataplane({ reals: 6 }); // 5 usable
+    h.apply([vip('198.19.1.50', reals(3, '198.18.50.'))]);
+    failNextRelease(h);
+    const changed = [vip('198.19.1.50', reals(2, '198.18.50.'))];
+    assert.throws(() => h.apply(changed), /reals refused the write/);
+    h.apply(changed);
+    assert.deepEqual(h.dp.installedReals().map((r) => r.address).sort(), ['198.18.50.1', '198.18.50.2']);
+    // All 3 free slots usable again.
+    assert.equal(h.apply([vip('198.19.1.50', [...reals(2, '198.18.50.'), ...reals(3, '198.18.51.')])]).realsAdded, 3);
+  });
+
+  test('a removed VIP whose first release fails still drops every real it held', () => {
+    const h = new MemoryDataplane({ reals: 6 });
+    h.apply([vip('198.19.1.51', reals(4, '198.18.52.'))]);
+    failNextRelease(h);
+    assert.throws(() => h.apply([]), /reals refused the write/);
+    h.apply([]);
+    assert.deepEqual(h.dp.installedReals(), []);
+    assert.equal(h.apply([vip('198.19.1.52', reals(5, '198.18.53.'))]).realsAdded, 5);
+  });
 });
 
 describe('dataplane validation and capacity', () => {

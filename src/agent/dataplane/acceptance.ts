@@ -19,17 +19,21 @@ import {
 /** Given to the members of a group refused because another member has problems (compare by identity). */
 export const REFUSED_WITH_GROUP: Problem = Object.freeze({ path: '', reason: 'another VIP of its group is refused' });
 
-/**
- * @param installedReals the reals a VIP has in the maps now, by VIP id: a
- *   changed VIP holds its old and new reals for a moment during an apply.
- * @param groups groups[i] names the group of vips[i]; absent: each VIP alone.
- */
-export function acceptVips(
-  state: ValidatedState,
-  capacity: Capacity,
-  installedReals: (id: string) => readonly string[] | undefined,
-  groups?: readonly number[],
-): Acceptance {
+/** What the maps hold now, as acceptVips needs it. */
+export interface Installed {
+  /**
+   * The VIP in the maps now, by id: a changed VIP holds its old and new reals
+   * for a moment during an apply. An unchanged one is the very object
+   * validated again (the validation cache keeps it), so it adds none.
+   */
+  vip(id: string): NormalizedVip | undefined;
+  /** Distinct reals in the maps. */
+  readonly realCount: number;
+  hasReal(address: string): boolean;
+}
+
+/** @param groups groups[i] names the group of vips[i]; absent: each VIP alone. */
+export function acceptVips(state: ValidatedState, capacity: Capacity, installed: Installed, groups?: readonly number[]): Acceptance {
   const { vips } = state;
   if (groups && groups.length !== vips.length) throw new Error(`${groups.length} groups for ${vips.length} VIPs`);
   const refused = new Map<number, Problem[]>();
@@ -45,6 +49,17 @@ export function acceptVips(
     else members.set(g, [i]);
   });
 
+  // Cheap bound first, O(VIPs + changed reals): the reals installed now plus each real of a new or changed
+  // VIP that is not. Every real of the peak (wanted, and installed of a VIP accepted) is one of these. Where
+  // it fits (capacities have room) no group can overflow, and the sets below, O(all reals) a sync, are not built.
+  let realsBound = installed.realCount;
+  for (const v of vips) {
+    if (!isValid(v) || installed.vip(v.id) === v) continue;
+    for (const r of v.reals) if (!installed.hasReal(r.address.text)) realsBound++;
+  }
+  const realsFit = realsBound <= capacity.reals;
+  const installedReals = (id: string) => installed.vip(id)?.reals.map((r) => r.address.text);
+
   const accepted: number[] = [];
   let vipCount = 0;
   const wanted = new Set<string>(); // reals of the accepted VIPs
@@ -56,12 +71,16 @@ export function acceptVips(
     }
     if (state.general.length) continue; // nothing is accepted; only VIPs' own problems are reported
     const group = indexes.map((i) => vips[i] as NormalizedVip);
-    const why = overCapacity(group, capacity, vipCount, wanted, peak, installedReals);
+    const why = realsFit ? vipsOverCapacity(group, capacity, vipCount) : overCapacity(group, capacity, vipCount, wanted, peak, installedReals);
     if (why) {
       for (const i of indexes) refused.set(i, [{ path: '', reason: why }]);
       continue;
     }
     vipCount += group.length;
+    if (realsFit) {
+      accepted.push(...indexes);
+      continue;
+    }
     for (const v of group) {
       for (const r of v.reals) {
         wanted.add(r.address.text);
@@ -75,6 +94,11 @@ export function acceptVips(
   return { accepted, refused, general: state.general };
 }
 
+/** Why a group's VIPs do not fit beside the vipCount accepted so far; null when they do. */
+function vipsOverCapacity(group: readonly NormalizedVip[], capacity: Capacity, vipCount: number): string | null {
+  return vipCount + group.length > capacity.vips ? tooManyVips(vipCount + group.length, capacity) : null;
+}
+
 /** Why a group does not fit beside what is accepted so far; null when it does. */
 function overCapacity(
   group: readonly NormalizedVip[],
@@ -84,7 +108,8 @@ function overCapacity(
   peak: ReadonlySet<string>,
   installedReals: (id: string) => readonly string[] | undefined,
 ): string | null {
-  if (vipCount + group.length > capacity.vips) return tooManyVips(vipCount + group.length, capacity);
+  const vips = vipsOverCapacity(group, capacity, vipCount);
+  if (vips) return vips;
   const newWanted = new Set<string>();
   for (const v of group) for (const r of v.reals) if (!wanted.has(r.address.text)) newWanted.add(r.address.text);
   if (wanted.size + newWanted.size > capacity.reals) {

@@ -29,7 +29,7 @@ import {
   validate,
   vipId,
 } from './desired-state.js';
-import { acceptVips } from './acceptance.js';
+import { acceptVips, type Installed } from './acceptance.js';
 import { IdAllocator } from './id-allocator.js';
 
 /** ctl is an array of one element. */
@@ -122,6 +122,12 @@ export interface InstalledVipRef {
 export class Dataplane {
   private readonly vips = new Map<string, InstalledVip>();
   private readonly reals = new Map<string, InstalledReal>();
+  /**
+   * Whether a real may sit in the maps with no reference: after adopt() (one
+   * no adopted VIP names), or after a release whose map write failed. The
+   * next complete apply releases them.
+   */
+  private mayHoldUnclaimed = false;
   /** The same reals by id: the ring and the VIPs name reals by id. */
   private readonly realsById = new Map<number, InstalledReal>();
   private readonly vipNums: IdAllocator;
@@ -183,6 +189,7 @@ export class Dataplane {
    */
   adopt(): AdoptResult {
     if (this.vips.size || this.reals.size) throw new Error('adopt() must run before anything is applied');
+    this.mayHoldUnclaimed = true;
     const m = this.maps;
     this.ctl = m.ctl.get(CTL_SLOT);
 
@@ -258,8 +265,12 @@ export class Dataplane {
    * whole; capacity is filled in input order. One pass: O(n log n).
    */
   accept(desired: DesiredState, groups?: readonly number[]): Acceptance {
-    const installedReals = (id: string) => this.vips.get(id)?.spec.reals.map((r) => r.address.text);
-    return acceptVips(validate(desired), this.capacity, installedReals, groups);
+    const installed: Installed = {
+      vip: (id) => this.vips.get(id)?.spec,
+      realCount: this.reals.size,
+      hasReal: (address) => this.reals.has(address),
+    };
+    return acceptVips(validate(desired), this.capacity, installed, groups);
   }
 
   apply(desired: DesiredState): ApplyResult {
@@ -299,12 +310,17 @@ export class Dataplane {
       }
     }
     this.writeQuicServers(quic);
-    // Reals no VIP lists any more (left over from an adopted state) go last.
-    for (const real of [...this.reals.values()]) {
-      if (real.refs === 0) {
-        real.refs = 1;
-        this.releaseReal(real.id, result);
+    // Reals no VIP lists any more (left over from an adopted state, or a failed release) go last. Nothing
+    // else leaves a real unclaimed (releaseReal frees one at its last reference), so otherwise this O(all
+    // reals) pass is skipped.
+    if (this.mayHoldUnclaimed) {
+      for (const real of [...this.reals.values()]) {
+        if (real.refs === 0) {
+          real.refs = 1;
+          this.releaseReal(real.id, result);
+        }
       }
+      this.mayHoldUnclaimed = false;
     }
     result.writes = this.totalWrites() - before;
     if (result.writes) log.debug({ ...result }, 'dataplane applied');
@@ -316,9 +332,13 @@ export class Dataplane {
    * a moment both are installed: refuse up front if that cannot fit.
    */
   private checkPeakCapacity(wanted: Map<string, NormalizedVip>): void {
-    // Cheap bound first: what is installed plus every wanted real not yet installed.
+    // Cheap bound first: what is installed plus every wanted real not yet installed. An unchanged VIP (its
+    // installed spec is the very object) has all its reals installed: skipped, so a sync costs O(changed reals).
     let bound = this.reals.size;
-    for (const vip of wanted.values()) for (const r of vip.reals) if (!this.reals.has(r.address.text)) bound++;
+    for (const vip of wanted.values()) {
+      if (this.vips.get(vip.id)?.spec === vip) continue;
+      for (const r of vip.reals) if (!this.reals.has(r.address.text)) bound++;
+    }
     if (bound <= this.capacity.reals) return;
     const peak = new Set<string>();
     for (const [id, vip] of this.vips) {
@@ -397,7 +417,12 @@ export class Dataplane {
   private releaseReal(id: number, result: ApplyResult): void {
     const real = this.realsById.get(id);
     if (!real || --real.refs > 0) return;
-    this.maps.reals.set(id, null);
+    try {
+      this.maps.reals.set(id, null);
+    } catch (err) {
+      this.mayHoldUnclaimed = true; // unreferenced but in the maps: the next apply's sweep frees it
+      throw err;
+    }
     this.reals.delete(real.address.text);
     this.realsById.delete(id);
     this.realIds.free(id);
@@ -474,25 +499,39 @@ export class Dataplane {
     this.maps.vips.delete(vip.spec);
     this.vips.delete(vip.spec.id);
     this.countVipAddr(vip.spec.address, vip.spec.flags, -1);
-    for (const id of vip.realIds) this.releaseReal(id, result);
+    // Every reference is dropped even if a write fails: the VIP is gone, and nothing else would drop them.
+    let failed: unknown;
+    for (const id of vip.realIds) {
+      try {
+        this.releaseReal(id, result);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
     // The ring slice is left as it is: the next VIP given this number gets a
     // full ring written before its VIP entry exists.
     this.vipNums.free(vip.num);
+    if (failed) throw failed;
   }
 
   /** Returns whether anything was written. */
   private updateVip(vip: InstalledVip, spec: NormalizedVip, result: ApplyResult): boolean {
     const ringKey = ringKeyOf(spec);
-    if (ringKey === vip.ringKey && spec.flags === vip.flags) return false; // the common case: untouched
+    if (ringKey === vip.ringKey && spec.flags === vip.flags) {
+      // The common case: untouched. Holding the spec of this sync lets the next one see it unchanged by identity (accept()).
+      vip.spec = spec;
+      return false;
+    }
     const writesBefore = this.totalWrites();
     const newIds = new Set<number>();
+    // Reals are in the maps before the ring names them. Each is the VIP's as soon as acquired: if a later
+    // one fails, the next apply releases those its spec does not list.
     for (const r of spec.reals) {
       const known = this.reals.get(r.address.text);
-      if (known && vip.realIds.has(known.id)) newIds.add(known.id);
-      else newIds.add(this.acquireReal(r.address, result));
+      const id = known && vip.realIds.has(known.id) ? known.id : this.acquireReal(r.address, result);
+      newIds.add(id);
+      vip.realIds.add(id);
     }
-    // Reals are in the maps before the ring names them.
-    for (const id of newIds) vip.realIds.add(id);
     vip.spec = spec;
     if (ringKey !== vip.ringKey) {
       vip.ringKey = null;

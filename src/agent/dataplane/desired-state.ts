@@ -354,7 +354,8 @@ export function normalize(state: DesiredState, capacity: Capacity = DEFAULT_CAPA
   });
   const vips = validated.vips.filter(isValid);
   if (vips.length > capacity.vips) problems.push(tooManyVips(vips.length, capacity));
-  if (distinctReals(vips) > capacity.reals) {
+  // Each VIP's count summed first (O(VIPs)): only a sum over capacity needs the distinct count, O(all reals).
+  if (vips.reduce((n, v) => n + v.reals.length, 0) > capacity.reals && distinctReals(vips) > capacity.reals) {
     const exact = distinctReals(vips, true);
     if (exact > capacity.reals) problems.push(tooManyReals(exact, capacity));
   }

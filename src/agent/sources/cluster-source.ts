@@ -19,6 +19,7 @@ import { trimManagedFields, WatchedCache } from '../../lib/watched-cache.js';
 import { WorkQueue } from '../../lib/work-queue.js';
 import type { VipSpec } from '../dataplane/desired-state.js';
 import { realsOf } from '../../api/programmed-reals.js';
+import { AgentViews } from './agent-view.js';
 import { planVips, type ProgramPlan, vipRef } from './cluster-vips.js';
 import { BALANCER_GET_TIMEOUT_MS, deadline } from './uninstall.js';
 import type { Programmer, VipSource } from './source.js';
@@ -79,7 +80,11 @@ export class ClusterSource implements VipSource {
   /** The uid of the owner the last report was written with. */
   private reportedOwner: string | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** What agents read of each VIP: the controller's summary writes (programmedNodes, Ready) cause no sync. */
+  private readonly views = new AgentViews();
   syncs = 0;
+  /** VIP updates that changed nothing an agent reads, so caused no sync. */
+  unreadUpdates = 0;
   /** Report writes. */
   statusWrites = 0;
 
@@ -93,7 +98,10 @@ export class ClusterSource implements VipSource {
       `/apis/${GROUP}/${VERSION}/${LBVIP_PLURAL}`,
       (page) => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: LBVIP_PLURAL, fieldSelector, ...page }),
       // The earliest pending sync covers later events, so a steady stream of them cannot starve it.
-      () => this.queue.addAfter(SYNC, SETTLE_MS),
+      (v, verb) => {
+        if (this.views.changed(v, verb)) this.queue.addAfter(SYNC, SETTLE_MS);
+        else this.unreadUpdates++;
+      },
       { fieldSelector, trim: trimManagedFields, pageSize: LIST_PAGE_SIZE },
     );
   }
